@@ -1,0 +1,35 @@
+# `make run` and `make test` work on a fresh machine with only Python 3.11+ and make.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export FLASK_APP := webhook_app
+
+.PHONY: run test worker bench migrate install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/alembic upgrade head
+
+run: migrate
+	$(BIN)/flask --app webhook_app run --host 127.0.0.1 --port 5000
+
+worker: migrate
+	$(BIN)/flask --app webhook_app worker
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/transcode_bench.py
+	$(BIN)/python bench/upload_bench.py
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

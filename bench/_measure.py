@@ -1,0 +1,34 @@
+"""Runs one transcode variant in this fresh process and prints its wall time and peak RSS as JSON."""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from webhook_app.audio.ffmpeg import configure_pydub, ffmpeg_binary  # noqa: E402
+from webhook_app.audio.transcode import build_command, transcode_to_mp3  # noqa: E402
+
+variant, source, dest = sys.argv[1:4]
+configure_pydub()
+from pydub import AudioSegment  # noqa: E402
+
+started = time.perf_counter()
+if variant == "service":
+    transcode_to_mp3(source, dest, bitrate_kbps=64, timeout_s=600)
+elif variant == "bare":
+    # The same encoder settings as the service, as one plain command line.
+    subprocess.run(build_command(source, dest, bitrate_kbps=64), check=True)
+elif variant == "pydub":
+    AudioSegment.from_file(source).export(dest, format="mp3", bitrate="64k")
+else:
+    raise SystemExit(f"unknown variant {variant}")
+wall = time.perf_counter() - started
+print(json.dumps({
+    "wall_s": wall,
+    "self_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    "child_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+}))

@@ -1,0 +1,286 @@
+"""The agent console and record panel in a real Chromium: record, preview, send, play, and every failure an agent
+can meet (blocked or missing microphone, old browser, channel caps, server errors)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.audio_samples import decoded_duration
+from webhook_app import create_app
+from webhook_app.extensions import db
+from webhook_app.settings import update_settings
+from webhook_app.twilio.sandbox import Sandbox
+
+from tests.conftest import serving
+
+AUDIO_POST = re.compile(r"/api/v1/conversations/CH[0-9a-f]{32}/audio$")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+# Keeps every microphone stream the page opens, so a test can check that all its tracks were stopped.
+TRACK_STREAMS = """
+window.__streams = [];
+const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+navigator.mediaDevices.getUserMedia = async (constraints) => {
+  const stream = await original(constraints);
+  window.__streams.push(stream);
+  return stream;
+};
+"""
+LIVE_TRACKS = "() => window.__streams.flatMap(s => s.getTracks()).filter(t => t.readyState !== 'ended').length"
+
+
+def open_conversation(page, live_server: str, channel_label: str) -> str:
+    page.goto(f"{live_server}/agent")
+    page.get_by_role("link", name=re.compile(channel_label)).click()
+    expect(page.locator("#conversation-title")).to_contain_text(channel_label)
+    return page.url.rstrip("/").rsplit("/", 1)[1]
+
+
+def expand_panel(page) -> None:
+    page.get_by_role("button", name="Voice note: show the recorder").click()
+    expect(page.locator(".rp-body")).to_be_visible()
+
+
+def record(page, seconds: int) -> None:
+    page.get_by_role("button", name="Start recording a voice note").click()
+    expect(page.get_by_role("button", name="Stop recording")).to_be_visible()
+    # Polled every frame in the page (not by expect's back-off) so Stop follows the timer within milliseconds.
+    page.wait_for_function(f"() => document.querySelector('.rp-timer')?.textContent === '0:{seconds:02d}'",
+                           polling="raf", timeout=(seconds + 10) * 1000)
+    page.get_by_role("button", name="Stop recording").click()
+    expect(page.locator(".rp-preview")).to_be_visible()
+
+
+def set_channel(app, channel: str, **values) -> None:
+    """As an admin would: through the settings service, which bumps the version every process watches."""
+    with app.app_context():
+        update_settings(channel, values, actor="browser-test")
+        db.session.commit()
+    # Other processes notice within SETTINGS_CHECK_INTERVAL_S; this one need not wait for that.
+    app.extensions["settings_cache"].invalidate()
+
+
+def test_agent_records_previews_and_sends_a_voice_note(page, live_server, sandbox, tmp_path, artifacts):
+    """Test A: the whole loop. Needs the upload API (POST /api/v1/conversations/<sid>/audio)."""
+    page.add_init_script(TRACK_STREAMS)
+    conversation_sid = open_conversation(page, live_server, "WhatsApp")
+
+    # A customer voice note first, so the screenshot shows both sides of the conversation.
+    page.get_by_role("button", name="Simulate customer voice note").click()
+    expect(page.locator(".al-row--inbound audio")).to_be_visible(timeout=30_000)
+
+    expand_panel(page)
+    expect(page.locator(".rp-caps")).to_contain_text("WhatsApp: Up to 15:00")
+    record(page, 3)
+    expect(page.locator(".rp-duration")).to_have_text(re.compile(r"^0:0[34]$"))
+    assert page.evaluate(LIVE_TRACKS) == 0, "the microphone is still held after Stop"
+    page.screenshot(path=str(artifacts / "agent-console.png"))
+
+    with page.expect_request(lambda r: r.method == "POST" and AUDIO_POST.search(r.url)) as sent:
+        page.get_by_role("button", name="Send the voice note").click()
+    assert UUID.match(sent.value.headers.get("idempotency-key", "")), sent.value.headers
+    assert "multipart/form-data" in sent.value.headers["content-type"]
+    expect(page.locator(".rp-status")).to_contain_text("Voice note sent", timeout=30_000)
+    expect(page.get_by_role("button", name="Start recording a voice note")).to_be_visible()
+
+    outbound = page.locator(".al-row--outbound")
+    expect(outbound).to_have_count(1)
+    expect(outbound.locator("audio")).to_be_visible(timeout=30_000)
+    expect(outbound.locator(".al-who")).to_have_text("Agent")
+
+    sent_media = [item for message in sandbox.list_messages(conversation_sid) for item in (message["media"] or [])
+                  if item["content_type"] == "audio/mpeg"]
+    assert len(sent_media) == 1, sandbox.list_messages(conversation_sid)
+    media_sid = sent_media[0]["sid"]
+    assert sandbox.media_info(media_sid)["content_type"] == "audio/mpeg"
+    mp3 = tmp_path / "sent.mp3"
+    mp3.write_bytes(sandbox.media_bytes(media_sid))
+    assert decoded_duration(mp3) == pytest.approx(3.0, abs=0.5)
+
+
+def test_blocked_microphone_is_explained(browser_without_microphone_permission, live_server):
+    """Test B: Chromium denies the microphone (NotAllowedError), as it does after an agent clicked "Block"."""
+    page = browser_without_microphone_permission.new_context().new_page()
+    open_conversation(page, live_server, "SMS")
+    expand_panel(page)
+    page.get_by_role("button", name="Start recording a voice note").click()
+    expect(page.get_by_role("alert").filter(has_text="Microphone access is blocked")).to_be_visible()
+    # Nothing is stuck: the agent can fix the permission and press Record again.
+    expect(page.get_by_role("button", name="Start recording a voice note")).to_be_enabled()
+
+
+def test_missing_microphone_is_explained(page, live_server):
+    # Chromium's fake device always exists, so the page is told what a machine without a microphone says.
+    page.add_init_script("navigator.mediaDevices.getUserMedia = async () => {"
+                         " throw new DOMException('Requested device not found', 'NotFoundError'); };")
+    open_conversation(page, live_server, "WhatsApp")
+    expand_panel(page)
+    page.get_by_role("button", name="Start recording a voice note").click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "No microphone was found. Connect a microphone or headset and try again.")
+
+
+def test_customer_voice_note_appears_and_plays_at_three_speeds(page, live_server):
+    """Test C: the sandbox customer sends a voice note; the agent hears the normalized MP3."""
+    open_conversation(page, live_server, "Web chat")
+    expect(page.locator(".al-empty")).to_have_text("No audio messages yet.")
+    page.get_by_role("button", name="Simulate customer voice note").click()
+    row = page.locator(".al-row--inbound")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-status", "ready", timeout=30_000)
+    expect(row.locator(".al-duration")).to_have_text("0:05")
+
+    audio = row.locator("audio")
+    duration = audio.evaluate("""audio => audio.readyState >= 1 ? audio.duration : new Promise(resolve =>
+        audio.addEventListener('loadedmetadata', () => resolve(audio.duration), {once: true}))""")
+    assert duration == pytest.approx(5.0, abs=0.3)
+    # Muted, so no autoplay policy stands in the way; the clock moving proves the MP3 decodes.
+    audio.evaluate("audio => { audio.muted = true; return audio.play(); }")
+    page.wait_for_function("audio => audio.currentTime > 0.2", arg=audio.element_handle())
+    audio.evaluate("audio => audio.pause()")
+
+    for label, rate in (("1.5", 1.5), ("2", 2.0), ("1", 1.0)):
+        button = row.get_by_role("button", name=f"Play at {label}× speed")
+        button.click()
+        expect(button).to_have_attribute("aria-pressed", "true")
+        assert audio.evaluate("audio => audio.playbackRate") == rate
+    expect(row.locator(".al-speed[aria-pressed='true']")).to_have_count(1)
+
+
+def test_browser_without_media_recorder_is_told_so(page, live_server):
+    """Test D: an old browser gets a clear message instead of a Record button that cannot work."""
+    page.add_init_script("delete window.MediaRecorder;")
+    open_conversation(page, live_server, "WhatsApp")
+    expand_panel(page)
+    expect(page.locator(".rp-stage")).to_contain_text("This browser cannot record audio")
+    expect(page.get_by_role("button", name="Start recording a voice note")).to_have_count(0)
+
+
+def test_server_error_message_is_shown_and_the_clip_kept(page, live_server):
+    """Test E: whatever the service refuses with, the agent reads its message and keeps the recording."""
+    message = "the recording is 17.3 MB as MP3; whatsapp allows at most 16 MB per file"
+
+    def refuse(route):
+        if route.request.method == "POST":
+            route.fulfill(status=413, content_type="application/json",
+                          body=json.dumps({"error": {"code": "too_large", "message": message}}))
+        else:
+            route.continue_()
+
+    page.route(AUDIO_POST, refuse)
+    open_conversation(page, live_server, "WhatsApp")
+    expand_panel(page)
+    record(page, 1)
+    page.get_by_role("button", name="Send the voice note").click()
+    expect(page.get_by_role("alert").filter(has_text=message)).to_be_visible()
+    expect(page.get_by_role("button", name="Send the voice note")).to_be_visible()
+    page.get_by_role("button", name="Discard the recording").click()
+    expect(page.get_by_role("button", name="Start recording a voice note")).to_be_visible()
+
+
+def test_sending_turned_off_after_the_panel_loaded(page, live_server, app):
+    open_conversation(page, live_server, "WhatsApp")
+    expand_panel(page)
+    record(page, 1)
+    set_channel(app, "whatsapp", sending_enabled=False)  # an admin, meanwhile
+    page.get_by_role("button", name="Send the voice note").click()
+    expect(page.locator(".rp-stage")).to_have_text("Audio sending is disabled for this channel")
+    expect(page.get_by_role("alert")).not_to_be_empty()
+    expect(page.get_by_role("button", name="Send the voice note")).to_have_count(0)
+
+
+def test_sending_disabled_channel_shows_no_record_button(page, live_server, app):
+    set_channel(app, "sms", sending_enabled=False)
+    open_conversation(page, live_server, "SMS")
+    expand_panel(page)
+    expect(page.locator(".rp-stage")).to_have_text("Audio sending is disabled for this channel")
+    expect(page.get_by_role("button", name="Start recording a voice note")).to_have_count(0)
+
+
+def test_recording_stops_itself_at_the_channel_limit_after_a_warning(page, live_server, app):
+    set_channel(app, "whatsapp", max_duration_s=12)
+    page.add_init_script(TRACK_STREAMS)
+    open_conversation(page, live_server, "WhatsApp")
+    expand_panel(page)
+    expect(page.locator(".rp-caps")).to_contain_text("Up to 0:12")
+    page.get_by_role("button", name="Start recording a voice note").click()
+    expect(page.get_by_role("alert")).to_contain_text("Recording stops in", timeout=5_000)
+    expect(page.locator(".rp-preview")).to_be_visible(timeout=15_000)
+    expect(page.get_by_role("alert")).to_contain_text("Stopped at the 0:12 limit")
+    expect(page.locator(".rp-duration")).to_have_text(re.compile(r"^0:1[23]$"))
+    assert page.evaluate(LIVE_TRACKS) == 0
+
+
+def test_keyboard_only_record_and_cancel_releases_the_microphone(page, live_server):
+    page.add_init_script(TRACK_STREAMS)
+    open_conversation(page, live_server, "WhatsApp")
+    toggle = page.get_by_role("button", name="Voice note: show the recorder")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Start recording a voice note")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Start recording a voice note")).to_be_focused()
+    page.keyboard.press("Enter")
+    # The focus follows the state: Stop is where Record was.
+    expect(page.get_by_role("button", name="Stop recording")).to_be_focused()
+    expect(page.get_by_role("meter", name="Microphone input level")).to_be_visible()
+    page.wait_for_function("() => window.__streams.length === 1")
+    size_while_recording = page.locator(".rp-body").bounding_box()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Cancel and discard the recording")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status").filter(has_text="Recording cancelled")).to_be_visible()
+    assert page.evaluate(LIVE_TRACKS) == 0
+    # Fixed-size panel: no layout jump between states.
+    assert page.locator(".rp-body").bounding_box() == size_while_recording
+
+
+@pytest.fixture
+def twilio_mode(app, database_url, tmp_path):
+    """The service with Twilio credentials (no in-process sandbox), talking real HTTP to a "remote" Twilio.
+
+    The remote is a sandbox served on its own port, reached through TWILIO_API_BASE_URL exactly as real
+    Twilio would be. `app` is requested for its clean database.
+    """
+    remote = Sandbox(str(tmp_path / "remote-twilio.db"))
+    with serving(remote.wsgi_app()) as twilio_url:
+        service = create_app({
+            "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "test-secret", "REDIS_URL": None,
+            "TWILIO_SANDBOX": False, "TWILIO_ACCOUNT_SID": remote.account_sid, "TWILIO_AUTH_TOKEN": remote.auth_token,
+            "TWILIO_API_BASE_URL": twilio_url,
+        })
+        assert service.extensions["twilio"].sandbox is None
+        with serving(service) as url:
+            yield remote, url
+        with service.app_context():
+            service.extensions["jobs"].wait(timeout=60)
+            db.session.remove()
+
+
+def test_outside_the_sandbox_the_console_asks_for_a_flex_token(page, twilio_mode):
+    remote, url = twilio_mode
+    remote.create_conversation("Customer on WhatsApp", "whatsapp")
+    token = remote.issue_token("alice@example.com", roles=["agent"])
+
+    page.goto(f"{url}/agent")
+    token_field = page.get_by_role("textbox", name="Flex token")
+    expect(token_field).to_be_focused()
+    token_field.fill("not-a-flex-token")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.locator("#token-error")).to_contain_text("That token was not accepted")
+    token_field.fill(token)
+    page.get_by_role("button", name="Continue").click()
+
+    # The account's own conversations only: no demo conversations are made outside the sandbox.
+    expect(page.locator(".conversation-link")).to_have_count(1)
+    page.get_by_role("link", name=re.compile("Customer on WhatsApp")).click()
+    expect(page.locator("#conversation-channel")).to_have_text("WhatsApp")
+    assert page.evaluate("sessionStorage.getItem('audioConsole.flexToken')") == token
+    expect(page.get_by_role("button", name="Simulate customer voice note")).to_have_count(0)
+    expect(page.locator(".al-empty")).to_have_text("No audio messages yet.")
+    expand_panel(page)
+    expect(page.get_by_role("button", name="Start recording a voice note")).to_be_visible()

@@ -1,0 +1,216 @@
+"""Fixtures (flaskr style: app, client, runner) plus the sandbox and a webhook helper (Zulip style)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+from pathlib import Path
+from string import Template
+from typing import Iterator
+from urllib.parse import parse_qsl
+
+import pytest
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import create_engine, delete, func, select, text, update
+from werkzeug.serving import make_server
+
+from webhook_app import create_app
+from webhook_app.extensions import db
+from webhook_app.models import AudioMessage, ChannelSettings, SettingsChange, SettingsVersion, StoredMedia
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+POST_EVENT = "/twilio/conversations/post-event"
+
+DEFAULT_SETTINGS = {"sending_enabled": True, "max_duration_s": 900, "bitrate_kbps": 64, "normalize_inbound": True,
+                    "loudness_normalize": False}
+
+
+def migrate(url: str) -> None:
+    config = AlembicConfig(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["database_url"] = url
+    config.attributes["skip_logging"] = True
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    """TEST_DATABASE_URL (real PostgreSQL in CI) or a SQLite file; migrated once, from empty, to head."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        from webhook_app.config import normalize_database_url
+
+        url = normalize_database_url(url)
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    else:
+        url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.db")
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def queue_name() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def app(database_url, queue_name, tmp_path):
+    app = create_app({
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": os.environ.get("TEST_REDIS_URL") or None,
+        "RQ_QUEUE": queue_name,
+        "SANDBOX_DB": str(tmp_path / "sandbox.db"),
+        "SECRET_KEY": "test-secret",
+        "SETTINGS_CHECK_INTERVAL_S": 0,  # tests change settings and expect them at once
+        "JOB_RETRY_BASE_S": 0,  # job-level retries at once, so tests need not wait out a backoff
+    })
+    with app.app_context():
+        _reset_database()
+        runner = app.extensions["jobs"]
+        if hasattr(runner, "queue"):
+            runner.queue.empty()
+    yield app
+    with app.app_context():
+        app.extensions["jobs"].wait(timeout=60)
+        db.session.remove()
+
+
+def _reset_database() -> None:
+    db.session.execute(delete(AudioMessage))
+    db.session.execute(delete(StoredMedia))
+    db.session.execute(delete(SettingsChange))
+    db.session.execute(update(SettingsVersion).values(version=SettingsVersion.version + 1))
+    for row in db.session.scalars(select(ChannelSettings)):
+        for key, value in DEFAULT_SETTINGS.items():
+            setattr(row, key, value)
+        row.max_bytes = 2_097_152 if row.channel == "sms" else 16_777_216
+        row.updated_by = "migration"
+    db.session.commit()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def sandbox(app):
+    return app.extensions["twilio"].sandbox
+
+
+def run_jobs(app) -> None:
+    with app.app_context():
+        app.extensions["jobs"].wait(timeout=120)
+
+
+def audio_rows(app) -> list[AudioMessage]:
+    with app.app_context():
+        rows = list(db.session.scalars(select(AudioMessage).order_by(AudioMessage.id)))
+        db.session.expunge_all()
+        return rows
+
+
+def count_rows(app) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(AudioMessage))
+
+
+def load_fixture(name: str, **values) -> dict[str, str]:
+    """A webhook body as Twilio posts it (form-encoded), with $placeholders filled in."""
+    raw = (FIXTURES / "webhooks" / f"{name}.txt").read_text().strip()
+    return dict(parse_qsl(Template(raw).substitute(values), keep_blank_values=True))
+
+
+def post_webhook(client, sandbox, params: dict, path: str = POST_EVENT, signature: str | None = None):
+    url = "http://localhost" + path
+    headers = {"X-Twilio-Signature": signature if signature is not None else sandbox.sign(url, params)}
+    return client.post(path, data=params, headers=headers)
+
+
+@pytest.fixture
+def check_webhook(client, sandbox, app):
+    """Post a fixture, signed as Twilio signs it; check the status and the audit rows it created."""
+
+    def check(fixture: str, expected_status: int = 200, expected_rows: int | None = None, **values):
+        params = load_fixture(fixture, **values)
+        response = post_webhook(client, sandbox, params)
+        assert response.status_code == expected_status, response.get_data(as_text=True)
+        if expected_rows is not None:
+            assert count_rows(app) == expected_rows
+        return response
+
+    return check
+
+
+@pytest.fixture
+def agent_token(sandbox) -> str:
+    return sandbox.issue_token("agent@example.com", roles=["agent"])
+
+
+@pytest.fixture
+def deliver(client, sandbox):
+    """A customer sends a file on a channel: the sandbox stores it and we post its signed onMessageAdded."""
+
+    def send(path, content_type: str, channel: str = "whatsapp", conversation_sid: str | None = None):
+        if conversation_sid is None:
+            conversation_sid = sandbox.create_conversation("Customer", channel)["sid"]
+        data = Path(path).read_bytes()
+        params = sandbox.customer_sends_media(conversation_sid, data, content_type, Path(path).name)
+        response = post_webhook(client, sandbox, params)
+        return params, response
+
+    return send
+
+
+@contextlib.contextmanager
+def serving(wsgi_app) -> Iterator[str]:
+    """Any WSGI app over real HTTP on a free port, threaded, so a page, its XHRs and <audio> ranges overlap."""
+    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def live_server(app):
+    """The test app (sandbox mode) over real HTTP, plus an RQ worker thread when the tests run with Redis."""
+    stop = threading.Event()
+    if app.config["REDIS_URL"]:
+        threading.Thread(target=_rq_worker_loop, args=(app, stop), daemon=True).start()
+    with serving(app) as url:
+        yield url
+    stop.set()
+
+
+def _rq_worker_loop(app, stop):
+    """With Redis the server only enqueues: a worker thread plays the worker dyno."""
+    from rq import SimpleWorker
+    from rq.timeouts import TimerDeathPenalty
+
+    class ThreadWorker(SimpleWorker):
+        death_penalty_class = TimerDeathPenalty  # signals only work in the main thread
+
+        def _install_signal_handlers(self):
+            pass
+
+    runner = app.extensions["jobs"]
+    with app.app_context():
+        while not stop.is_set():
+            ThreadWorker([runner.queue], connection=runner.redis).work(burst=True)
+            stop.wait(0.1)

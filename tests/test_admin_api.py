@@ -1,0 +1,145 @@
+"""Admin API: auth (none, agent, supervisor, admin token), CSRF for the page session, settings, audit, CSV."""
+
+import csv
+import io
+
+import pytest
+
+from tests.audio_samples import make_audio
+from tests.test_outbound import post_audio
+
+ADMIN = "test-admin-token"
+
+
+@pytest.fixture
+def admin_app(app):
+    app.config["ADMIN_TOKEN"] = ADMIN
+    return app
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_auth_matrix(client, admin_app, sandbox):
+    url = "/api/v1/admin/settings"
+    assert client.get(url).status_code == 401
+    assert client.get(url, headers=bearer("wrong")).status_code == 401
+    agent = sandbox.issue_token("agent@example.com", roles=["agent"])
+    response = client.get(url, headers=bearer(agent))
+    assert response.status_code == 403 and response.get_json()["error"]["code"] == "not_an_admin"
+    supervisor = sandbox.issue_token("sup@example.com", roles=["supervisor"])
+    assert client.get(url, headers=bearer(supervisor)).status_code == 200
+    flex_admin = sandbox.issue_token("boss@example.com", roles=["admin"])
+    assert client.get(url, headers=bearer(flex_admin)).status_code == 200
+    assert client.get(url, headers=bearer(ADMIN)).status_code == 200
+
+
+def test_settings_get_and_put(client, admin_app, sandbox):
+    body = client.get("/api/v1/admin/settings", headers=bearer(ADMIN)).get_json()
+    assert [s["channel"] for s in body["settings"]] == ["whatsapp", "sms", "webchat", "messenger", "other"]
+    supervisor = sandbox.issue_token("sup@example.com", roles=["supervisor"])
+    response = client.put("/api/v1/admin/settings/sms", json={"max_duration_s": 300, "bitrate_kbps": 48},
+                          headers=bearer(supervisor))
+    assert response.status_code == 200
+    updated = response.get_json()
+    assert updated["max_duration_s"] == 300 and updated["bitrate_kbps"] == 48 and updated["updated_by"] == \
+        "sup@example.com"
+    assert set(updated) == {"channel", "sending_enabled", "max_bytes", "max_duration_s", "bitrate_kbps",
+                            "normalize_inbound", "loudness_normalize", "updated_at", "updated_by"}
+    assert client.get("/api/v1/admin/settings/sms", headers=bearer(ADMIN)).get_json() == updated
+    changes = client.get("/api/v1/admin/settings-changes", headers=bearer(ADMIN)).get_json()["changes"]
+    assert {(c["key"], c["old_value"], c["new_value"]) for c in changes} == {("max_duration_s", 900, 300),
+                                                                             ("bitrate_kbps", 64, 48)}
+
+
+def test_put_many_is_all_or_nothing(client, admin_app):
+    response = client.put("/api/v1/admin/settings", headers=bearer(ADMIN),
+                          json={"whatsapp": {"bitrate_kbps": 96}, "sms": {"max_bytes": 10 ** 9}})
+    assert response.status_code == 400
+    whatsapp = client.get("/api/v1/admin/settings/whatsapp", headers=bearer(ADMIN)).get_json()
+    assert whatsapp["bitrate_kbps"] == 64
+
+
+def test_invalid_put_is_400_and_unknown_channel_404(client, admin_app):
+    bad = client.put("/api/v1/admin/settings/sms", json={"max_bytes": 3_000_000}, headers=bearer(ADMIN))
+    assert bad.status_code == 400 and "2,097,152" in bad.get_json()["error"]["message"]
+    assert client.put("/api/v1/admin/settings/sms", data="nope", headers=bearer(ADMIN)).status_code == 400
+    assert client.get("/api/v1/admin/settings/fax", headers=bearer(ADMIN)).status_code == 404
+
+
+def test_page_login_session_and_csrf(client, admin_app, sandbox):
+    page = client.get("/admin")
+    assert b'name="csrf_token"' in page.data
+    csrf = page.data.split(b'name="csrf_token" value="')[1].split(b'"')[0].decode()
+    assert client.post("/admin/login", data={"token": ADMIN, "csrf_token": "forged"}).status_code == 403
+    agent = sandbox.issue_token("agent@example.com", roles=["agent"])
+    refused = client.post("/admin/login", data={"token": agent, "csrf_token": csrf})
+    assert refused.status_code == 403 and b"admin or supervisor is required" in refused.data
+    assert client.post("/admin/login", data={"token": ADMIN, "csrf_token": csrf}).status_code == 302
+    home = client.get("/admin")
+    assert b"Signed in as admin-token" in home.data
+    csrf = home.data.split(b'name="csrf-token" content="')[1].split(b'"')[0].decode()
+    # The session cookie alone reads, but cannot change anything without the page's CSRF token.
+    assert client.get("/api/v1/admin/settings").status_code == 200
+    assert client.put("/api/v1/admin/settings/sms", json={"bitrate_kbps": 32}).status_code == 403
+    ok = client.put("/api/v1/admin/settings/sms", json={"bitrate_kbps": 32}, headers={"X-CSRF-Token": csrf})
+    assert ok.status_code == 200 and ok.get_json()["updated_by"] == "admin-token"
+    client.post("/admin/logout", data={"csrf_token": csrf})
+    assert client.get("/api/v1/admin/settings").status_code == 401
+
+
+def test_audit_filters_pagination_and_csv(client, admin_app, sandbox, agent_token, tmp_path):
+    whatsapp = sandbox.create_conversation("WA", "whatsapp")["sid"]
+    sms = sandbox.create_conversation("SMS", "sms")["sid"]
+    recording = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    junk = tmp_path / "junk.webm"
+    junk.write_text("not audio")
+    for conversation in (whatsapp, whatsapp, sms):
+        assert post_audio(client, agent_token, conversation, recording).status_code == 201
+    assert post_audio(client, agent_token, sms, junk).status_code == 400
+
+    def audit(**params):
+        response = client.get("/api/v1/admin/audit", query_string=params, headers=bearer(ADMIN))
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    everything = audit()
+    assert everything["total"] == 4
+    ids = [row["audit_id"] for row in everything["audio_messages"]]
+    assert ids == sorted(ids, reverse=True)  # newest first
+    assert audit(channel="whatsapp")["total"] == 2
+    (failed,) = audit(status="failed")["audio_messages"]
+    assert failed["channel"] == "sms" and failed["error_code"] == "not_audio" and "error" in failed
+    assert audit(conversation_sid=sms, status="ready")["total"] == 1
+    assert audit(since="1h")["total"] == 4 and audit(until="2000-01-01")["total"] == 0
+    page2 = audit(per_page=3, page=2)
+    assert len(page2["audio_messages"]) == 1 and page2["total"] == 4
+    detail = client.get(f"/api/v1/admin/audit/{failed['audit_id']}", headers=bearer(ADMIN)).get_json()
+    assert detail["author"] == "agent@example.com" and detail["processing_ms"] is not None
+
+    exported = client.get("/api/v1/admin/audit", query_string={"format": "csv", "channel": "sms"},
+                          headers=bearer(ADMIN))
+    assert exported.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    assert [r["status"] for r in rows] == ["failed", "ready"] and {r["channel"] for r in rows} == {"sms"}
+
+
+def test_audit_rejects_bad_filters(client, admin_app):
+    for params in ({"status": "done"}, {"since": "yesterday"}, {"direction": "sideways"}, {"page": "x"}):
+        response = client.get("/api/v1/admin/audit", query_string=params, headers=bearer(ADMIN))
+        assert response.status_code == 400, params
+    csv_response = client.get("/api/v1/admin/audit?format=csv&since=bogus", headers=bearer(ADMIN))
+    assert csv_response.status_code == 400
+
+
+def test_cli_audit_export(runner, client, sandbox, agent_token, tmp_path):
+    conversation = sandbox.create_conversation("WA", "whatsapp")["sid"]
+    recording = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    post_audio(client, agent_token, conversation, recording)
+    out = tmp_path / "audit.csv"
+    result = runner.invoke(args=["audit", "export", "--since", "1d", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1 and rows[0]["direction"] == "outbound"
+    assert runner.invoke(args=["audit", "export", "--since", "whenever"]).exit_code != 0

@@ -1,0 +1,51 @@
+import pytest
+
+from webhook_app.audio import ffmpeg
+from webhook_app.config import Config, env_bool, normalize_database_url
+
+
+def test_heroku_postgres_url_is_rewritten_for_psycopg3():
+    assert normalize_database_url("postgres://u:p@h:5432/d") == "postgresql+psycopg://u:p@h:5432/d"
+    assert normalize_database_url("postgresql://u@h/d") == "postgresql+psycopg://u@h/d"
+    assert normalize_database_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_booleans_are_parsed_explicitly(monkeypatch):
+    monkeypatch.setenv("FLAG", "yes")
+    assert env_bool("FLAG", False) is True
+    monkeypatch.setenv("FLAG", "off")
+    assert env_bool("FLAG", True) is False
+    monkeypatch.setenv("FLAG", "ture")
+    with pytest.raises(ValueError, match="not a boolean"):
+        env_bool("FLAG", False)
+
+
+def test_secret_key_is_required_with_real_twilio_credentials(monkeypatch):
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "token")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        Config()
+    monkeypatch.setenv("SECRET_KEY", "s3cret")
+    assert Config().TWILIO_SANDBOX is False
+
+
+def test_sandbox_mode_without_credentials(monkeypatch):
+    monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
+    config = Config()
+    assert config.TWILIO_SANDBOX is True
+    assert config.FLEX_ALLOWED_ORIGINS == ["https://flex.twilio.com"]
+
+
+def test_ffmpeg_binary_prefers_ffmpeg_binary_variable(monkeypatch, tmp_path):
+    fake = tmp_path / "my-ffmpeg"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("FFMPEG_BINARY", str(fake))
+    ffmpeg.ffmpeg_binary.cache_clear()
+    try:
+        assert ffmpeg.ffmpeg_binary() == str(fake)
+    finally:
+        monkeypatch.delenv("FFMPEG_BINARY")
+        ffmpeg.ffmpeg_binary.cache_clear()
+    assert ffmpeg.ffmpeg_binary()  # PATH or the imageio-ffmpeg wheel

@@ -1,0 +1,202 @@
+"""Nothing lost under faults: killed workers, Redis down, PostgreSQL connections dropped or gone."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from tests.audio_samples import make_audio
+from tests.conftest import ROOT, audio_rows, load_fixture, post_webhook, run_jobs
+from webhook_app.extensions import db
+from webhook_app.sweeper import sweep
+
+REAL_REDIS = os.environ.get("TEST_REDIS_URL")
+REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
+
+
+def wait_for(predicate, timeout=30.0, interval=0.1, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def row_status(app):
+    rows = audio_rows(app)
+    return rows[0].status if rows else None
+
+
+def worker_env(app, **extra):
+    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
+               RQ_QUEUE=app.config["RQ_QUEUE"], SANDBOX_DB=app.config["SANDBOX_DB"], SECRET_KEY="test-secret",
+               LOG_LEVEL="INFO", JOB_RETRY_BASE_S="0")
+    env.pop("TWILIO_ACCOUNT_SID", None)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def start_worker(app, log_path: Path, **extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "webhook_app", "worker"], cwd=ROOT,
+                            env=worker_env(app, **extra), stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def kill_hard(process: subprocess.Popen) -> None:
+    """SIGKILL the worker and its work horse: no cleanup handler runs, as when a dyno is lost."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+@pytest.mark.skipif(not REAL_REDIS, reason="needs RQ workers on a real Redis (CI's second suite runs it)")
+def test_worker_killed_mid_job_then_the_job_runs_again(deliver, app, sandbox, tmp_path):
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=2.0)
+    sandbox.stall_next(r"/Content", 60)  # the first download hangs: the worker is mid-job when killed
+    log = tmp_path / "workers.log"
+    first = start_worker(app, log, MAINTENANCE_INTERVAL_S=0)
+    try:
+        _, response = deliver(source, "audio/ogg; codecs=opus")
+        assert response.status_code == 200
+        wait_for(lambda: row_status(app) == "downloading" and sandbox.pending_faults() == 0,
+                 what="the worker to hang in its download")
+    finally:
+        kill_hard(first)
+    time.sleep(1.5)
+    assert row_status(app) == "downloading"  # nobody is left to finish it
+
+    second = start_worker(app, log, SWEEP_STUCK_AFTER_S=1, MAINTENANCE_INTERVAL_S=1)
+    try:
+        wait_for(lambda: row_status(app) in ("ready", "failed"), timeout=60, what="the revived job")
+    finally:
+        kill_hard(second)
+    (row,) = audio_rows(app)
+    assert row.status == "ready", (row.error, log.read_text()[-3000:])
+    assert row.attempts == 2
+
+
+def test_web_process_killed_mid_job_is_revived_by_the_sweeper(app, sandbox, tmp_path):
+    """Embedded default: jobs run in the web process. Kill that process mid-job; a new one sweeps at start."""
+    if app.config["REDIS_URL"]:
+        pytest.skip("this is the in-process variant; the RQ variant is the test above")
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=2.0)
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    params = sandbox.customer_sends_media(conversation, Path(source).read_bytes(), "audio/ogg", "voice.ogg")
+    sandbox.stall_next(r"/Content", 60)
+    script = textwrap.dedent(f"""
+        from webhook_app import create_app
+        app = create_app({{"SQLALCHEMY_DATABASE_URI": {app.config["SQLALCHEMY_DATABASE_URI"]!r},
+                           "SANDBOX_DB": {app.config["SANDBOX_DB"]!r}, "SECRET_KEY": "test-secret"}})
+        params = {params!r}
+        url = "http://localhost/twilio/conversations/post-event"
+        sandbox = app.extensions["twilio"].sandbox
+        response = app.test_client().post("/twilio/conversations/post-event", data=params,
+                                          headers={{"X-Twilio-Signature": sandbox.sign(url, params)}})
+        print("webhook", response.status_code, flush=True)
+        import time; time.sleep(120)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, env=worker_env(app, REDIS_URL=""), start_new_session=True)
+    try:
+        wait_for(lambda: row_status(app) == "downloading" and sandbox.pending_faults() == 0,
+                 what="the in-process job to hang in its download")
+    finally:
+        kill_hard(process)
+    assert b"webhook 200" in process.stdout.read()
+    app.config["SWEEP_STUCK_AFTER_S"] = 0
+    with app.app_context():
+        assert sweep()["revived"] == 1
+    run_jobs(app)
+    (row,) = audio_rows(app)
+    assert row.status == "ready" and row.attempts == 2
+
+
+def test_redis_unreachable_still_acknowledges_and_the_sweeper_enqueues_later(client, app, sandbox, tmp_path):
+    from webhook_app.jobs import RqRunner
+
+    working = app.extensions["jobs"]
+    app.extensions["jobs"] = RqRunner("redis://127.0.0.1:1/0", "unreachable")  # nothing listens on port 1
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0)
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    params = sandbox.customer_sends_media(conversation, Path(source).read_bytes(), "audio/ogg", "voice.ogg")
+    response = post_webhook(client, sandbox, params)
+    assert response.status_code == 200  # Twilio does not retry by default: never lose the event to a 5xx
+    assert row_status(app) == "queued"
+    health = client.get("/healthz")
+    assert health.status_code == 503 and health.get_json()["queue"]["ok"] is False
+
+    app.extensions["jobs"] = working  # Redis is back
+    app.config["SWEEP_REQUEUE_AFTER_S"] = 0
+    with app.app_context():
+        assert sweep()["requeued"] == 1
+    run_jobs(app)
+    assert row_status(app) == "ready"
+
+
+def test_sweeper_gives_up_after_max_attempts_and_fails_abandoned_uploads(app):
+    from webhook_app.models import AudioMessage
+
+    app.config["SWEEP_STUCK_AFTER_S"] = 0
+    with app.app_context():
+        db.session.add_all([
+            AudioMessage(direction="inbound", channel="sms", status="transcoding", conversation_sid="CH" + "1" * 32,
+                         message_sid="IM" + "1" * 32, media_sid="ME" + "1" * 32, source="SMS", truncated=False,
+                         attempts=app.config["JOB_MAX_ATTEMPTS"]),
+            AudioMessage(direction="outbound", channel="sms", status="sending", conversation_sid="CH" + "1" * 32,
+                         source="agent-api", truncated=False, attempts=1),
+        ])
+        db.session.commit()
+        time.sleep(0.01)
+        counts = sweep()
+    assert counts["gave_up"] == 1 and counts["abandoned"] == 1
+    inbound, outbound = audio_rows(app)
+    assert inbound.status == "failed" and "giving up" in inbound.error
+    assert outbound.status == "failed" and outbound.error_code == "interrupted"
+
+
+@pytest.mark.skipif(not REAL_POSTGRES, reason="needs a real PostgreSQL server (CI's second suite)")
+def test_dropped_postgres_connections_are_replaced_by_the_pool(client, app, sandbox):
+    """What a PostgreSQL restart looks like to the pool: every connection it holds is dead."""
+    assert client.get("/healthz").status_code == 200
+    with app.app_context():
+        pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
+        db.session.remove()
+        from sqlalchemy import create_engine
+
+        admin = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+        with admin.begin() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        admin.dispose()
+        assert pid
+    params = load_fixture("onMessageAdded__whatsapp_voice_note", account_sid=sandbox.account_sid,
+                          chat_service_sid=sandbox.chat_service_sid, conversation_sid="CH" + "a" * 32,
+                          message_sid="IM" + "b" * 32, participant_sid="MB" + "c" * 32, media_sid="ME" + "d" * 32,
+                          filename="voice.ogg", size="10")
+    assert post_webhook(client, sandbox, params).status_code == 200  # pool_pre_ping replaced the dead connection
+    assert client.get("/healthz").status_code == 200
+
+
+def test_database_down_means_503_and_nothing_half_stored(sandbox, tmp_path):
+    from webhook_app import create_app
+
+    down = create_app({"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+                       "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "connect_args": {"connect_timeout": 2}},
+                       "SANDBOX_DB": str(tmp_path / "sb.db"), "TESTING": True})
+    client = down.test_client()
+    sandbox_down = down.extensions["twilio"].sandbox
+    params = load_fixture("onMessageAdded__whatsapp_voice_note", account_sid=sandbox_down.account_sid,
+                          chat_service_sid=sandbox_down.chat_service_sid, conversation_sid="CH" + "a" * 32,
+                          message_sid="IM" + "b" * 32, participant_sid="MB" + "c" * 32, media_sid="ME" + "d" * 32,
+                          filename="voice.ogg", size="10")
+    response = post_webhook(client, sandbox_down, params)
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "storage_unavailable"
+    assert client.get("/healthz").status_code == 503

@@ -1,0 +1,180 @@
+"""End to end: signed webhook -> job -> MCS download -> MP3 -> agent list -> /media with ranges."""
+
+import re
+
+import pytest
+
+from tests.audio_samples import KINDS, content_type, decoded_duration, make_audio
+from tests.conftest import audio_rows, post_webhook, run_jobs
+
+
+def listing(client, token, conversation_sid):
+    response = client.get(f"/api/v1/conversations/{conversation_sid}/audio",
+                          headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()["audio_messages"]
+
+
+@pytest.mark.parametrize("kind,channel", [("whatsapp_ogg", "whatsapp"), ("amr", "sms"), ("3gp", "sms"),
+                                          ("aac_mp4", "webchat"), ("webm", "webchat"), ("wav", "messenger")])
+def test_customer_voice_note_is_served_as_mp3(deliver, client, app, agent_token, tmp_path, kind, channel):
+    source = make_audio(tmp_path / f"voice{KINDS[kind][0]}", kind, seconds=5.0)
+    params, response = deliver(source, content_type(kind), channel=channel)
+    assert response.status_code == 200
+    run_jobs(app)
+
+    (message,) = listing(client, agent_token, params["ConversationSid"])
+    assert message["status"] == "ready", message
+    assert message["direction"] == "inbound" and message["channel"] == channel
+    assert message["media_sid"] == re.search(r"ME[0-9a-f]{32}", params["Media"]).group(0)
+    assert abs(message["duration_s"] - 5.0) < 0.1
+
+    media = client.get(message["playback_url"].replace("http://localhost", ""))
+    assert media.status_code == 200
+    assert media.mimetype == "audio/mpeg"
+    assert media.headers["Accept-Ranges"] == "bytes"
+    assert media.headers["ETag"]
+    assert int(media.headers["Content-Length"]) == message["mp3_size_bytes"]
+    mp3 = tmp_path / "served.mp3"
+    mp3.write_bytes(media.data)
+    assert abs(decoded_duration(mp3) - decoded_duration(source)) < 0.1
+
+
+def test_playback_supports_ranges_and_etags(deliver, client, app, agent_token, tmp_path):
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=3.0)
+    params, _ = deliver(source, "audio/ogg; codecs=opus")
+    run_jobs(app)
+    (message,) = listing(client, agent_token, params["ConversationSid"])
+    path = message["playback_url"].replace("http://localhost", "")
+    whole = client.get(path).data
+
+    part = client.get(path, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206
+    assert part.headers["Content-Range"] == f"bytes 100-199/{len(whole)}"
+    assert part.data == whole[100:200]
+    tail = client.get(path, headers={"Range": "bytes=-50"})
+    assert tail.status_code == 206 and tail.data == whole[-50:]
+
+    etag = client.get(path).headers["ETag"]
+    assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    assert client.get(path, headers={"Range": f"bytes={len(whole) + 10}-"}).status_code == 416
+
+
+def test_playback_links_are_signed_and_expire(deliver, client, app, agent_token, tmp_path, monkeypatch):
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0)
+    params, _ = deliver(source, "audio/ogg; codecs=opus")
+    run_jobs(app)
+    (message,) = listing(client, agent_token, params["ConversationSid"])
+    path = message["playback_url"].replace("http://localhost", "")
+    assert client.get(path[:-3] + "xyz").status_code == 403
+    app.config["PLAYBACK_URL_TTL_S"] = -1
+    expired = client.get(path)
+    assert expired.status_code == 410
+    assert expired.get_json()["error"]["code"] == "link_expired"
+
+
+def test_listing_needs_a_valid_flex_token(client, sandbox):
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    url = f"/api/v1/conversations/{conversation}/audio"
+    assert client.get(url).status_code == 401
+    response = client.get(url, headers={"Authorization": "Bearer not-a-token"})
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "invalid_token"
+    expired = sandbox.issue_token("agent@example.com", ttl_s=-10)
+    assert client.get(url, headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+    assert client.get("/api/v1/conversations/nope/audio",
+                      headers={"Authorization": f"Bearer {sandbox.issue_token('a')}"}).status_code == 400
+
+
+def test_flex_token_is_validated_once_then_cached(client, app, sandbox, agent_token, monkeypatch):
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    api = app.extensions["twilio"]
+    calls = []
+    original = api.validate_flex_token
+    monkeypatch.setattr(api, "validate_flex_token", lambda token: calls.append(token) or original(token))
+    for _ in range(5):
+        listing(client, agent_token, conversation)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("variant,reason", [
+    ("empty", "empty"),
+    ("text", "not decodable"),
+    ("truncated_mp4", "not decodable"),
+])
+def test_bad_inputs_fail_with_a_reason(deliver, client, app, agent_token, tmp_path, variant, reason):
+    path = tmp_path / "voice.ogg"
+    if variant == "empty":
+        path.write_bytes(b"")
+    elif variant == "text":
+        path.write_text("<html>not a voice note</html>\n" * 10)
+    else:
+        mp4 = make_audio(tmp_path / "v.m4a", "aac_mp4", seconds=3.0)
+        data = open(mp4, "rb").read()
+        path = tmp_path / "voice.m4a"
+        path.write_bytes(data[: len(data) // 3])
+    params, response = deliver(path, "audio/ogg")
+    assert response.status_code == 200
+    run_jobs(app)
+    (message,) = listing(client, agent_token, params["ConversationSid"])
+    assert message["status"] == "failed"
+    assert reason in message["error"]
+    assert "playback_url" not in message
+
+
+def test_media_over_the_download_cap_fails_without_downloading(deliver, client, app, agent_token, tmp_path):
+    app.config["MEDIA_DOWNLOAD_MAX_BYTES"] = 10_000
+    source = make_audio(tmp_path / "long.wav", "wav", seconds=3.0)  # ~96 kB
+    params, _ = deliver(source, "audio/wav")
+    run_jobs(app)
+    (message,) = listing(client, agent_token, params["ConversationSid"])
+    assert message["status"] == "failed" and "10000 byte cap" in message["error"]
+
+
+def test_transient_mcs_errors_are_retried(deliver, client, app, sandbox, agent_token, tmp_path):
+    app.extensions["twilio"].http.backoff_s = 0.01
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0)
+    sandbox.fail_next(r"/Media/ME", 503, count=2)
+    params, _ = deliver(source, "audio/ogg; codecs=opus")
+    run_jobs(app)
+    (message,) = listing(client, agent_token, params["ConversationSid"])
+    assert message["status"] == "ready"
+
+
+def test_persistent_mcs_errors_end_failed_with_the_reason(deliver, client, app, sandbox, agent_token, tmp_path):
+    app.extensions["twilio"].http.backoff_s = 0.01
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0)
+    sandbox.fail_next(r"/Media/ME", 429, count=1000, retry_after=0)
+    params, _ = deliver(source, "audio/ogg; codecs=opus")
+    run_jobs(app)
+    (row,) = audio_rows(app)
+    assert row.status == "failed" and "429" in row.error
+    assert row.attempts == app.config["JOB_MAX_ATTEMPTS"] and "after 5 attempt(s)" in row.error
+
+
+def test_an_outage_longer_than_the_request_retries_is_outlived_by_job_retries(deliver, app, sandbox, tmp_path):
+    http = app.extensions["twilio"].http
+    http.backoff_s = 0.01
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0)
+    sandbox.fail_next(r"/Media/ME", 503, count=http.retries + 1)  # every in-request try of the first attempt
+    deliver(source, "audio/ogg; codecs=opus")
+    run_jobs(app)
+    (row,) = audio_rows(app)
+    assert row.status == "ready" and row.attempts == 2
+
+
+def test_sdk_message_with_several_attachments_is_expanded_over_rest(client, app, sandbox, agent_token, tmp_path):
+    """Webhooks show one attachment of an SDK message: the job reads the message to find the others."""
+    conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
+    first = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)
+    second = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=2.0)
+    params = sandbox.customer_sends_media(conversation, open(first, "rb").read(), "audio/webm", "a.webm")
+    extra = app.extensions["twilio"].upload_media(sandbox.chat_service_sid, open(second, "rb").read(),
+                                                  "audio/ogg", "b.ogg")
+    sandbox.attach_media(conversation, params["MessageSid"], extra["sid"])
+    assert post_webhook(client, sandbox, params).status_code == 200
+    run_jobs(app)
+    run_jobs(app)
+    messages = listing(client, agent_token, conversation)
+    assert sorted(round(m["duration_s"]) for m in messages) == [1, 2]
+    assert {m["status"] for m in messages} == {"ready"}

@@ -1,0 +1,61 @@
+"""Operators' view: request ids, JSON logs tagged with the audit id, Prometheus metrics, health."""
+
+import json
+import logging
+
+from tests.audio_samples import make_audio
+from tests.conftest import run_jobs
+from webhook_app.observability import ContextFilter, JsonFormatter, audit_id_var, request_id_var
+
+
+def test_request_id_is_kept_from_the_router_or_made_up(client):
+    assert client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"] == "abc-123"
+    made_up = client.get("/healthz").headers["X-Request-Id"]
+    assert len(made_up) == 32
+    forged = "<script>alert(1)</script>"
+    assert client.get("/healthz", headers={"X-Request-Id": forged}).headers["X-Request-Id"] != forged
+
+
+def test_log_lines_are_json_with_request_and_audit_ids():
+    record = logging.LogRecord("webhook_app.inbound", logging.WARNING, __file__, 1, "audit %s failed", (7,), None)
+    request_token, audit_token = request_id_var.set("req-1"), audit_id_var.set(7)
+    try:
+        ContextFilter().filter(record)
+        entry = json.loads(JsonFormatter().format(record))
+    finally:
+        request_id_var.reset(request_token)
+        audit_id_var.reset(audit_token)
+    assert entry["msg"] == "audit 7 failed" and entry["level"] == "warning"
+    assert entry["request_id"] == "req-1" and entry["audit_id"] == 7 and entry["ts"].endswith("Z")
+
+
+def test_job_logs_carry_the_audit_id(deliver, app, caplog, tmp_path):
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0)
+    caplog.set_level(logging.INFO, logger="webhook_app")
+    caplog.handler.addFilter(ContextFilter())
+    deliver(source, "audio/ogg; codecs=opus")
+    run_jobs(app)
+    ready = [r for r in caplog.records if "ready:" in r.getMessage()]
+    assert ready and ready[0].audit_id is not None
+
+
+def test_metrics_in_prometheus_text_format(client, app, deliver, tmp_path):
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0)
+    deliver(source, "audio/ogg; codecs=opus")
+    bad = tmp_path / "bad.ogg"
+    bad.write_text("nope")
+    deliver(bad, "audio/ogg")
+    run_jobs(app)
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    text = response.get_data(as_text=True)
+    assert 'audio_messages{direction="inbound",channel="whatsapp",status="ready"} 1' in text
+    assert 'audio_messages{direction="inbound",channel="whatsapp",status="failed"} 1' in text
+    assert "audio_job_retries_total 0" in text and "audio_queue_depth" in text
+    assert "audio_processing_seconds_count 2" in text
+
+
+def test_metrics_token_when_configured(client, app):
+    app.config["METRICS_TOKEN"] = "scrape-me"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).status_code == 200

@@ -1,0 +1,245 @@
+"""The upload API: every answer in the contract, with real browser-format recordings made by ffmpeg."""
+
+import io
+import subprocess
+import threading
+
+import pytest
+from tests.audio_samples import KINDS, decoded_duration, make_audio
+from tests.conftest import audio_rows
+from webhook_app.audio.ffmpeg import ffmpeg_binary
+from webhook_app.extensions import db
+from webhook_app.settings import update_settings
+
+BROWSER_FORMATS = {  # what each browser's MediaRecorder produces, plus WAV and MP3 uploads
+    "webm": "audio/webm;codecs=opus",  # Chromium
+    "whatsapp_ogg": "audio/ogg;codecs=opus",  # Firefox
+    "aac_mp4": "audio/mp4",  # Safari
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+}
+
+
+@pytest.fixture
+def conversation(sandbox):
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    sandbox.add_participant(conversation, identity="agent@example.com", attributes='{"member_type": "agent"}')
+    return conversation
+
+
+def post_audio(client, token, conversation, path, content_type="audio/webm", key=None, filename=None):
+    headers = {"Authorization": f"Bearer {token}"}
+    if key:
+        headers["Idempotency-Key"] = key
+    with open(path, "rb") as handle:
+        data = {"audio": (io.BytesIO(handle.read()), filename or str(path).rsplit("/", 1)[-1], content_type)}
+    return client.post(f"/api/v1/conversations/{conversation}/audio", data=data, headers=headers,
+                       content_type="multipart/form-data")
+
+
+def set_settings(app, channel, **values):
+    with app.app_context():
+        update_settings(channel, values, actor="test")
+        db.session.commit()
+
+
+@pytest.mark.parametrize("kind", sorted(BROWSER_FORMATS))
+def test_recording_is_sent_as_mp3(client, app, sandbox, agent_token, conversation, tmp_path, kind):
+    source = make_audio(tmp_path / f"rec{KINDS[kind][0]}", kind, seconds=3.0)
+    # Browsers often mislabel: the service decides from the bytes, so a wrong label changes nothing.
+    response = post_audio(client, agent_token, conversation, source, content_type="application/octet-stream")
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["content_type"] == "audio/mpeg" and abs(body["duration_s"] - 3.0) < 0.1
+
+    (message,) = [m for m in sandbox.list_messages(conversation) if m["sid"] == body["message_sid"]]
+    assert message["author"] == "agent@example.com"
+    (media,) = message["media"]
+    assert media["sid"] == body["media_sid"] and media["content_type"] == "audio/mpeg"
+    assert media["filename"].endswith(".mp3") and media["size"] == body["size_bytes"]
+    sent = tmp_path / "sent.mp3"
+    sent.write_bytes(sandbox.media_bytes(media["sid"]))
+    assert abs(decoded_duration(sent) - 3.0) < 0.1
+
+    (row,) = audio_rows(app)
+    assert (row.direction, row.channel, row.status, row.author) == ("outbound", "whatsapp", "ready",
+                                                                   "agent@example.com")
+    assert row.transcode_ms is not None and row.processing_ms is not None and row.size_bytes > 0
+
+
+def test_sent_recording_is_listed_with_a_player(client, agent_token, conversation, tmp_path):
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=2.0)
+    assert post_audio(client, agent_token, conversation, source).status_code == 201
+    listing = client.get(f"/api/v1/conversations/{conversation}/audio",
+                         headers={"Authorization": f"Bearer {agent_token}"}).get_json()["audio_messages"]
+    (message,) = listing
+    assert message["direction"] == "outbound" and message["playback_url"]
+
+
+@pytest.mark.parametrize("variant,code", [("text", "not_audio"), ("empty", "empty_audio"),
+                                          ("truncated_mp4", "not_audio"), ("silence", "silent_audio")])
+def test_bad_recordings_are_400_with_a_reason(client, app, agent_token, conversation, tmp_path, variant, code):
+    path = tmp_path / "rec.webm"
+    if variant == "text":
+        path.write_text("hello " * 100)
+    elif variant == "empty":
+        path.write_bytes(b"")
+    elif variant == "truncated_mp4":
+        full = make_audio(tmp_path / "full.m4a", "aac_mp4", seconds=3.0)
+        data = open(full, "rb").read()
+        path.write_bytes(data[: len(data) // 3])
+    else:
+        subprocess.run([ffmpeg_binary(), "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono",
+                        "-t", "2", "-c:a", "libopus", "-f", "webm", str(path)], check=True)
+    response = post_audio(client, agent_token, conversation, path)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == code
+    (row,) = audio_rows(app)
+    assert row.status == "failed" and row.error_code == code and row.error
+
+
+def test_missing_field_is_400(client, agent_token, conversation):
+    response = client.post(f"/api/v1/conversations/{conversation}/audio", data={"other": "x"},
+                           headers={"Authorization": f"Bearer {agent_token}"})
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "missing_audio"
+
+
+def test_bad_or_missing_token_is_401(client, app, conversation, tmp_path):
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    assert post_audio(client, "forged", conversation, source).status_code == 401
+    response = client.post(f"/api/v1/conversations/{conversation}/audio", data={})
+    assert response.status_code == 401
+    assert audio_rows(app) == []
+
+
+def test_sending_disabled_is_403_and_audited(client, app, sandbox, agent_token, conversation, tmp_path):
+    set_settings(app, "whatsapp", sending_enabled=False)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    response = post_audio(client, agent_token, conversation, source)
+    assert response.status_code == 403
+    assert response.get_json()["error"]["code"] == "sending_disabled"
+    assert sandbox.list_messages(conversation) == []
+    (row,) = audio_rows(app)
+    assert row.status == "failed" and row.error_code == "sending_disabled"
+
+
+def test_the_channel_comes_from_the_conversation_not_the_browser(client, app, sandbox, agent_token, tmp_path):
+    sms = sandbox.create_conversation("SMS customer", "sms")["sid"]
+    set_settings(app, "sms", max_bytes=5_000)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=3.0)
+    response = post_audio(client, agent_token, sms, source, filename="whatsapp.webm")
+    assert response.status_code == 413
+    assert "sms allows at most" in response.get_json()["error"]["message"]
+
+
+def test_over_the_size_cap_is_413_stating_the_limit(client, app, sandbox, agent_token, conversation, tmp_path):
+    set_settings(app, "whatsapp", max_bytes=10_000)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=3.0)
+    response = post_audio(client, agent_token, conversation, source)
+    assert response.status_code == 413
+    error = response.get_json()["error"]
+    assert error["code"] == "too_large" and "whatsapp allows at most 9.8 KB per file" in error["message"]
+    assert sandbox.list_messages(conversation) == []
+    (row,) = audio_rows(app)
+    assert row.mp3_size_bytes > 10_000 and row.status == "failed"
+
+
+def test_over_the_duration_cap_is_413_stating_the_limit(client, app, sandbox, agent_token, conversation, tmp_path):
+    set_settings(app, "whatsapp", max_duration_s=2)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=4.0)
+    response = post_audio(client, agent_token, conversation, source)
+    assert response.status_code == 413
+    assert response.get_json()["error"] == {"code": "too_long",
+                                            "message": "the recording is longer than the whatsapp limit of 2 s"}
+    assert sandbox.list_messages(conversation) == []
+
+
+def test_upload_over_the_ceiling_is_413_before_reading(client, app, agent_token, conversation, tmp_path):
+    app.config["UPLOAD_MAX_BYTES"] = 1_000
+    source = make_audio(tmp_path / "rec.wav", "wav", seconds=1.0)
+    response = post_audio(client, agent_token, conversation, source)
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "request_entity_too_large"
+
+
+def test_unknown_conversation_is_404(client, agent_token, tmp_path):
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    response = post_audio(client, agent_token, "CH" + "0" * 32, source)
+    assert response.status_code == 404
+
+
+def test_same_idempotency_key_sends_exactly_once(client, sandbox, agent_token, conversation, tmp_path):
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    first = post_audio(client, agent_token, conversation, source, key="rec-1")
+    again = post_audio(client, agent_token, conversation, source, key="rec-1")
+    assert first.status_code == again.status_code == 201
+    assert first.get_json() == again.get_json()
+    assert len(sandbox.list_messages(conversation)) == 1
+    other = post_audio(client, agent_token, conversation, source, key="rec-2")
+    assert other.status_code == 201 and len(sandbox.list_messages(conversation)) == 2
+
+
+def test_same_key_while_the_first_is_running_is_409(client, app, sandbox, agent_token, conversation, tmp_path,
+                                                   monkeypatch):
+    from webhook_app import outbound
+
+    entered, release = threading.Event(), threading.Event()
+    real_transcode = outbound.transcode_to_mp3
+
+    def slow_transcode(*args, **kwargs):
+        entered.set()
+        release.wait(30)
+        return real_transcode(*args, **kwargs)
+
+    monkeypatch.setattr(outbound, "transcode_to_mp3", slow_transcode)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    results = {}
+    worker = threading.Thread(target=lambda: results.setdefault(
+        "first", post_audio(app.test_client(), agent_token, conversation, source, key="k")))
+    worker.start()
+    assert entered.wait(30)
+    second = post_audio(client, agent_token, conversation, source, key="k")
+    assert second.status_code == 409
+    assert second.get_json()["error"]["code"] == "idempotency_key_in_flight"
+    release.set()
+    worker.join(30)
+    assert results["first"].status_code == 201
+    assert len(sandbox.list_messages(conversation)) == 1
+
+
+def test_transient_twilio_errors_on_message_create_are_retried_once_sent(client, app, sandbox, agent_token,
+                                                                         conversation, tmp_path):
+    sandbox.fail_next(r"/Conversations/CH[0-9a-f]+/Messages$", 503, count=2)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    response = post_audio(client, agent_token, conversation, source)
+    assert response.status_code == 201, response.get_json()
+    assert len(sandbox.list_messages(conversation)) == 1
+
+
+def test_permanent_twilio_error_is_502_and_audited(client, app, sandbox, agent_token, conversation, tmp_path):
+    sandbox.fail_next(r"/Conversations/CH[0-9a-f]+/Messages$", 400)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    response = post_audio(client, agent_token, conversation, source)
+    assert response.status_code == 502
+    (row,) = audio_rows(app)
+    assert row.status == "failed" and row.error_code == "twilio_error" and row.media_sid
+
+
+def test_audio_settings_for_the_record_panel(client, app, sandbox, agent_token):
+    sms = sandbox.create_conversation("SMS customer", "sms")["sid"]
+    response = client.get(f"/api/v1/conversations/{sms}/audio-settings",
+                          headers={"Authorization": f"Bearer {agent_token}"})
+    assert response.get_json() == {"channel": "sms", "sending_enabled": True, "max_bytes": 2_097_152,
+                                   "max_duration_s": 900, "bitrate_kbps": 64}
+
+
+def test_cors_preflight_for_flex_origins_only(client, conversation):
+    url = f"/api/v1/conversations/{conversation}/audio"
+    allowed = client.options(url, headers={"Origin": "https://flex.twilio.com",
+                                           "Access-Control-Request-Method": "POST",
+                                           "Access-Control-Request-Headers": "Authorization, Idempotency-Key"})
+    assert allowed.status_code == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://flex.twilio.com"
+    assert "Idempotency-Key" in allowed.headers["Access-Control-Allow-Headers"]
+    other = client.options(url, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "Access-Control-Allow-Origin" not in other.headers

@@ -1,0 +1,100 @@
+"""Pre-event onMessageAdd: agent audio the channel forbids is rejected (403), everything else allowed fast."""
+
+import json
+import time
+
+import pytest
+
+from tests.conftest import audio_rows, post_webhook
+from tests.test_outbound import set_settings
+
+PRE_EVENT = "/twilio/conversations/pre-event"
+
+
+@pytest.fixture
+def whatsapp(sandbox):
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    agent = sandbox.add_participant(conversation, identity="agent@example.com", attributes='{"member_type":"agent"}')
+    return conversation, agent["sid"]
+
+
+def on_message_add(sandbox, conversation, *, source="SDK", author="agent@example.com", participant_sid=None,
+                   content_type="audio/mpeg", size=1000, media=True):
+    params = {"AccountSid": sandbox.account_sid, "EventType": "onMessageAdd", "ConversationSid": conversation,
+              "ChatServiceSid": sandbox.chat_service_sid, "Source": source, "Author": author, "Attributes": "{}",
+              "RetryCount": "0"}
+    if source == "SDK":
+        params["ClientIdentity"] = author
+    if participant_sid:
+        params["ParticipantSid"] = participant_sid
+    if media:
+        params["Media"] = json.dumps([{"Sid": "ME" + "1" * 32, "ContentType": content_type, "Filename": "a.mp3",
+                                       "Size": size}])
+    return params
+
+
+def test_agent_audio_is_allowed_by_default(client, sandbox, whatsapp):
+    conversation, agent = whatsapp
+    response = post_webhook(client, sandbox, on_message_add(sandbox, conversation, participant_sid=agent), PRE_EVENT)
+    assert response.status_code == 200 and response.get_json() == {}
+
+
+def test_agent_audio_is_rejected_when_sending_is_disabled(client, app, sandbox, whatsapp):
+    conversation, agent = whatsapp
+    set_settings(app, "whatsapp", sending_enabled=False)
+    response = post_webhook(client, sandbox, on_message_add(sandbox, conversation, participant_sid=agent), PRE_EVENT)
+    assert response.status_code == 403
+    assert response.get_json()["error"] == {"code": "audio_not_allowed",
+                                            "message": "audio sending is disabled for the whatsapp channel"}
+    (row,) = audio_rows(app)
+    assert (row.direction, row.status, row.error_code, row.source) == ("outbound", "failed", "sending_disabled",
+                                                                      "pre-event")
+
+
+def test_agent_audio_over_the_cap_is_rejected(client, app, sandbox, whatsapp):
+    conversation, agent = whatsapp
+    set_settings(app, "whatsapp", max_bytes=500_000)
+    params = on_message_add(sandbox, conversation, participant_sid=agent, size=600_000)
+    response = post_webhook(client, sandbox, params, PRE_EVENT)
+    assert response.status_code == 403 and "at most 488.3 KB" in response.get_json()["error"]["message"]
+    small = on_message_add(sandbox, conversation, participant_sid=agent, size=400_000)
+    assert post_webhook(client, sandbox, small, PRE_EVENT).status_code == 200
+
+
+def test_customer_messages_are_never_blocked(client, app, sandbox, whatsapp):
+    conversation, _ = whatsapp
+    set_settings(app, "whatsapp", sending_enabled=False)
+    customer = on_message_add(sandbox, conversation, source="WHATSAPP", author="whatsapp:+15551230001")
+    assert post_webhook(client, sandbox, customer, PRE_EVENT).status_code == 200
+    webchat = sandbox.create_conversation("Visitor", "webchat")["sid"]
+    visitor = sandbox.list_participants(webchat)[0]
+    set_settings(app, "webchat", sending_enabled=False)
+    params = on_message_add(sandbox, webchat, author=visitor["identity"], participant_sid=visitor["sid"])
+    assert post_webhook(client, sandbox, params, PRE_EVENT).status_code == 200
+    assert audio_rows(app) == []
+
+
+def test_text_and_images_pass(client, app, sandbox, whatsapp):
+    conversation, agent = whatsapp
+    set_settings(app, "whatsapp", sending_enabled=False)
+    text = on_message_add(sandbox, conversation, participant_sid=agent, media=False)
+    image = on_message_add(sandbox, conversation, participant_sid=agent, content_type="image/png")
+    for params in (text, image):
+        assert post_webhook(client, sandbox, params, PRE_EVENT).status_code == 200
+
+
+def test_pre_event_needs_a_valid_signature(client, sandbox, whatsapp):
+    conversation, agent = whatsapp
+    params = on_message_add(sandbox, conversation, participant_sid=agent)
+    assert post_webhook(client, sandbox, params, PRE_EVENT, signature="Zm9yZ2Vk").status_code == 403
+
+
+def test_pre_event_answers_well_inside_twilios_timeout(client, sandbox, whatsapp):
+    conversation, agent = whatsapp
+    params = on_message_add(sandbox, conversation, participant_sid=agent)
+    post_webhook(client, sandbox, params, PRE_EVENT)  # participants now cached
+    started = time.perf_counter()
+    for _ in range(20):
+        assert post_webhook(client, sandbox, params, PRE_EVENT).status_code == 200
+    # A sanity bound far above the 50 ms target (figures live in the benchmark), far below Twilio's 5 s.
+    assert (time.perf_counter() - started) / 20 < 1.0

@@ -1,0 +1,73 @@
+"""Per-channel settings: validation, audited changes, cache refresh across processes, CLI."""
+
+import json
+import time
+
+import pytest
+
+from webhook_app import create_app
+from webhook_app.errors import ApiError
+from webhook_app.extensions import db
+from webhook_app.models import SettingsChange
+from webhook_app.settings import policy_for, update_settings, validate_changes
+
+
+@pytest.mark.parametrize("channel,changes,message", [
+    ("sms", {"max_bytes": 2_097_153}, "between 1 and 2,097,152"),
+    ("whatsapp", {"max_bytes": 0}, "between 1 and 16,777,216"),
+    ("whatsapp", {"bitrate_kbps": 80}, "one of 32, 48, 64, 96, 128"),
+    ("whatsapp", {"max_duration_s": -5}, "max_duration_s must be between 1"),
+    ("whatsapp", {"max_duration_s": "60"}, "whole number"),
+    ("whatsapp", {"sending_enabled": "no"}, "true or false"),
+    ("whatsapp", {"channel": "sms"}, "not writable: channel"),
+    ("whatsapp", {}, "JSON object"),
+])
+def test_invalid_settings_are_refused_with_a_reason(app, channel, changes, message):
+    with app.app_context(), pytest.raises(ApiError) as caught:
+        validate_changes(channel, changes)
+    assert caught.value.status == 400 and message in caught.value.message
+
+
+def test_unknown_channel_is_404(app):
+    with app.app_context(), pytest.raises(ApiError) as caught:
+        validate_changes("fax", {"sending_enabled": False})
+    assert caught.value.status == 404
+
+
+def test_changes_are_audited_with_old_and_new_values(app):
+    with app.app_context():
+        update_settings("sms", {"bitrate_kbps": 32, "sending_enabled": True}, "alice")  # sending unchanged
+        db.session.commit()
+        (change,) = db.session.scalars(db.select(SettingsChange)).all()
+        assert change.to_dict() | {"id": 0, "changed_at": None} == {
+            "id": 0, "channel": "sms", "key": "bitrate_kbps", "old_value": 64, "new_value": 32,
+            "changed_by": "alice", "changed_at": None}
+        assert policy_for("sms").bitrate_kbps == 32 and policy_for("sms").updated_by == "alice"
+
+
+def test_a_change_reaches_another_process_within_the_check_interval(app, database_url, tmp_path):
+    """Two app instances sharing one database, as two dynos do: no restart, no per-request reload."""
+    other = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SANDBOX_DB": str(tmp_path / "sb.db"),
+                        "SETTINGS_CHECK_INTERVAL_S": 0.5, "REDIS_URL": None})
+    with other.app_context():
+        assert policy_for("whatsapp").sending_enabled is True  # cached now
+    with app.app_context():
+        update_settings("whatsapp", {"sending_enabled": False}, "admin")
+        db.session.commit()
+    with other.app_context():
+        assert policy_for("whatsapp").sending_enabled is True  # still inside the interval: the cache answers
+        time.sleep(0.6)
+        assert policy_for("whatsapp").sending_enabled is False
+    with other.app_context():
+        db.engine.dispose()
+
+
+def test_cli_show_and_set(runner, app):
+    shown = json.loads(runner.invoke(args=["settings", "show", "sms"]).output)
+    assert shown[0]["max_bytes"] == 2_097_152
+    result = runner.invoke(args=["settings", "set", "sms", "max_duration_s", "120", "--by", "ops"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["max_duration_s"] == 120
+    bad = runner.invoke(args=["settings", "set", "sms", "max_bytes", "99999999"])
+    assert bad.exit_code != 0 and "2,097,152" in bad.output
+    assert runner.invoke(args=["settings", "set", "sms", "sending_enabled", "maybe"]).exit_code != 0

@@ -1,0 +1,76 @@
+"""Audio-message backend for Twilio Conversations and Flex."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import Config, default_database_url
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_object(Config())
+    if test_config:
+        app.config.update(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not app.config.get("SQLALCHEMY_DATABASE_URI"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = default_database_url()
+    # Stale connections after a PostgreSQL restart are replaced instead of failing a webhook.
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+
+    if app.config["PROXY_FIX_HOPS"] > 0:
+        hops = app.config["PROXY_FIX_HOPS"]
+        # Heroku's router terminates TLS: without this, request.url says http:// and signatures never match.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+
+    from . import auth, errors, jobs, observability, settings, storage, sweeper
+    from .audio.ffmpeg import configure_pydub
+    from .extensions import db
+    from .twilio import client as twilio_client
+
+    observability.init_app(app)
+    db.init_app(app)
+    errors.init_app(app)
+    twilio_client.init_app(app)
+    jobs.init_app(app)
+    storage.init_app(app)
+    auth.init_app(app)
+    settings.init_app(app)
+    sweeper.init_app(app)
+    configure_pydub()
+
+    from . import health, playback
+    from .admin import api as admin_api
+    from .admin import views as admin_views
+    from .agent import api as agent_api
+    from .agent import console as agent_console
+    from .webhooks import conversations
+
+    app.register_blueprint(conversations.bp)
+    app.register_blueprint(agent_api.bp)
+    app.register_blueprint(playback.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(admin_api.bp)
+    app.register_blueprint(admin_views.bp)
+    app.register_blueprint(agent_console.bp)
+
+    from . import cli
+
+    cli.init_app(app)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    # Web threads and job threads share one SQLite file: WAL and a busy timeout avoid "database is locked".
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()

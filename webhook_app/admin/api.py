@@ -1,0 +1,90 @@
+"""Admin JSON API: per-channel settings and the audit trail."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from sqlalchemy import select
+
+from ..audit import audit_csv, audit_dict, audit_page, filtered_query
+from ..errors import ApiError
+from ..extensions import db
+from ..models import CHANNELS, AudioMessage, ChannelSettings, SettingsChange
+from ..settings import Policy, update_settings
+from .auth import admin_required
+
+bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
+
+
+def _settings_rows() -> list[dict]:
+    rows = {row.channel: row for row in db.session.scalars(select(ChannelSettings))}
+    return [Policy.from_row(rows[c]).to_dict() for c in CHANNELS if c in rows]
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_settings", "send a JSON object (Content-Type: application/json)")
+    return body
+
+
+@bp.get("/settings")
+@admin_required
+def list_settings():
+    return jsonify({"settings": _settings_rows()})
+
+
+@bp.put("/settings")
+@admin_required
+def put_many_settings():
+    """{"whatsapp": {...}, "sms": {...}}: all or nothing."""
+    body = _json_body()
+    for channel, changes in body.items():
+        update_settings(channel, changes, g.admin)
+    db.session.commit()
+    return jsonify({"settings": _settings_rows()})
+
+
+@bp.get("/settings/<channel>")
+@admin_required
+def get_settings(channel: str):
+    row = db.session.get(ChannelSettings, channel)
+    if row is None:
+        raise ApiError(404, "unknown_channel", f"no channel {channel!r}; channels are {', '.join(CHANNELS)}")
+    return jsonify(Policy.from_row(row).to_dict())
+
+
+@bp.put("/settings/<channel>")
+@admin_required
+def put_settings(channel: str):
+    row = update_settings(channel, _json_body(), g.admin)
+    db.session.commit()
+    return jsonify(Policy.from_row(row).to_dict())
+
+
+@bp.get("/settings-changes")
+@admin_required
+def settings_changes():
+    limit = min(500, max(1, request.args.get("limit", 100, type=int)))
+    query = select(SettingsChange).order_by(SettingsChange.changed_at.desc(), SettingsChange.id.desc()).limit(limit)
+    if request.args.get("channel"):
+        query = query.where(SettingsChange.channel == request.args["channel"])
+    return jsonify({"changes": [change.to_dict() for change in db.session.scalars(query)]})
+
+
+@bp.get("/audit")
+@admin_required
+def audit():
+    if request.args.get("format") == "csv":
+        filtered_query(request.args)  # bad filters answer 400 before a streamed 200 starts
+        return Response(stream_with_context(audit_csv(request.args)), mimetype="text/csv",
+                        headers={"Content-Disposition": "attachment; filename=audio-audit.csv"})
+    return jsonify(audit_page(request.args))
+
+
+@bp.get("/audit/<int:audit_id>")
+@admin_required
+def audit_row(audit_id: int):
+    row = db.session.get(AudioMessage, audit_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no audit row {audit_id}")
+    return jsonify(audit_dict(row))

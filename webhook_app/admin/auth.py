@@ -1,0 +1,60 @@
+"""Who may administer: ADMIN_TOKEN, or a Flex token whose roles include admin or supervisor.
+
+The JSON API takes either as a bearer token. The /admin page logs in once with either and then rides on a
+signed session cookie; requests that change something through the cookie must carry the page's CSRF token.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import secrets
+
+from flask import current_app, g, request, session
+
+from ..auth import authenticate, bearer_token
+from ..errors import ApiError
+
+ADMIN_ROLES = {"admin", "supervisor"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def admin_identity_for(token: str) -> str:
+    """The actor name for a token, or ApiError 401 (not valid) / 403 (valid, but an agent)."""
+    admin_token = current_app.config.get("ADMIN_TOKEN")
+    if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+        return "admin-token"
+    user = authenticate(token)
+    if not ADMIN_ROLES & set(user.roles):
+        raise ApiError(403, "not_an_admin", f"{user.identity} has roles {list(user.roles) or 'none'}; "
+                                            "admin or supervisor is required")
+    return user.identity
+
+
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+def check_csrf(sent: str | None) -> None:
+    expected = session.get("csrf")
+    if not expected or not sent or not hmac.compare_digest(sent, expected):
+        raise ApiError(403, "csrf_failed", "the form is stale or forged: reload the page and try again")
+
+
+def admin_required(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        token = bearer_token()
+        if token is not None:
+            g.admin = admin_identity_for(token)
+        elif session.get("admin"):
+            if request.method not in SAFE_METHODS:
+                check_csrf(request.headers.get("X-CSRF-Token"))
+            g.admin = session["admin"]
+        else:
+            raise ApiError(401, "admin_login_required", "send 'Authorization: Bearer <ADMIN_TOKEN or Flex token>'")
+        return view(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,86 @@
+"""The agent API called by the record panel and players in Flex (cross-origin, Flex token auth)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+
+from flask import Blueprint, current_app, g, jsonify, request
+from sqlalchemy import select
+
+from ..auth import flex_token_required
+from ..errors import ApiError
+from ..extensions import db
+from ..models import AudioMessage
+from ..outbound import Upload, effective_settings, send_agent_audio
+from ..playback import playback_url
+
+bp = Blueprint("agent_api", __name__, url_prefix="/api/v1")
+
+CONVERSATION_SID = re.compile(r"^CH[0-9a-fA-F]{32}$")
+
+
+@bp.after_request
+def cors(response):
+    origin = request.headers.get("Origin")
+    if origin and origin in current_app.config["FLEX_ALLOWED_ORIGINS"]:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, OPTIONS"
+        response.headers["Access-Control-Max-Age"] = "600"
+        response.headers.add("Vary", "Origin")
+    return response
+
+
+@bp.before_request
+def answer_preflight():
+    if request.method == "OPTIONS":
+        return current_app.make_default_options_response()
+
+
+def check_conversation_sid(sid: str) -> str:
+    if not CONVERSATION_SID.match(sid):
+        raise ApiError(400, "bad_conversation_sid", f"{sid!r} is not a Conversation SID (CH + 32 hex digits)")
+    return sid
+
+
+@bp.get("/conversations/<conversation_sid>/audio")
+@flex_token_required
+def list_audio(conversation_sid: str):
+    check_conversation_sid(conversation_sid)
+    rows = db.session.scalars(
+        select(AudioMessage).where(AudioMessage.conversation_sid == conversation_sid)
+        .order_by(AudioMessage.created_at, AudioMessage.id)
+    )
+    return jsonify({"audio_messages": [row.to_dict(playback_url(row)) for row in rows]})
+
+
+@bp.post("/conversations/<conversation_sid>/audio")
+@flex_token_required
+def send_audio(conversation_sid: str):
+    check_conversation_sid(conversation_sid)
+    # Werkzeug answers 413 from Content-Length before reading, and stops a longer stream at this ceiling.
+    request.max_content_length = current_app.config["UPLOAD_MAX_BYTES"]
+    audio = request.files.get("audio")
+    if audio is None:
+        raise ApiError(400, "missing_audio", "send the recording as multipart/form-data field 'audio'")
+    idempotency_key = request.headers.get("Idempotency-Key", "").strip() or None
+    if idempotency_key and len(idempotency_key) > 200:
+        raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be at most 200 characters")
+    with tempfile.TemporaryDirectory(prefix="upload-") as workdir:
+        path = os.path.join(workdir, "upload")
+        audio.save(path)
+        upload = Upload(path=path, filename=audio.filename, content_type=audio.mimetype)
+        body, status = send_agent_audio(conversation_sid, g.flex_user.identity, upload, idempotency_key)
+    return jsonify(body), status
+
+
+@bp.get("/conversations/<conversation_sid>/audio-settings")
+@flex_token_required
+def audio_settings(conversation_sid: str):
+    """What the record panel needs: may this agent send audio here, and within which caps."""
+    check_conversation_sid(conversation_sid)
+    settings = effective_settings(conversation_sid)
+    return jsonify({key: settings.to_dict()[key]
+                    for key in ("channel", "sending_enabled", "max_bytes", "max_duration_s", "bitrate_kbps")})

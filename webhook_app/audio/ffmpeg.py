@@ -1,0 +1,60 @@
+"""Which ffmpeg we run: FFMPEG_BINARY, else the system one on PATH, else the imageio-ffmpeg wheel's.
+
+No step may need apt or a download: the wheel always has a binary for the platform.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import warnings
+
+# "Stream #0:0(eng): Audio: opus, 48000 Hz, mono, fltp" -> codec, rate, layout, sample format
+STREAM_LINE = re.compile(r"Stream #\d+:(\d+)[^:]*: Audio: (\w+)[^,]*, (\d+) Hz, ([^,]+), (\w+)")
+BITS_PER_SAMPLE = {"u8": 8, "s16": 16, "s32": 32, "s64": 64, "flt": 32, "dbl": 64}
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_binary() -> str:
+    configured = os.environ.get("FFMPEG_BINARY")
+    if configured:
+        found = shutil.which(configured)
+        if not found:
+            raise RuntimeError(f"FFMPEG_BINARY={configured!r} is not an executable")
+        return found
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def probe_with_ffmpeg(filepath, read_ahead_limit=-1) -> dict:
+    """The part of ffprobe's JSON that pydub reads, from `ffmpeg -i` (the imageio-ffmpeg wheel has no ffprobe)."""
+    done = subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", os.fspath(filepath)],
+                          capture_output=True, text=True, errors="replace")
+    streams = []
+    for match in STREAM_LINE.finditer(done.stderr):
+        index, codec, rate, layout, sample_fmt = match.groups()
+        bits = BITS_PER_SAMPLE.get(sample_fmt.rstrip("p"), 16)
+        streams.append({"index": int(index), "codec_type": "audio", "codec_name": codec, "sample_rate": rate,
+                        "channels": 1 if layout.strip() == "mono" else 2, "sample_fmt": sample_fmt,
+                        "bits_per_sample": bits})
+    return {"streams": streams, "format": {}}
+
+
+def configure_pydub() -> None:
+    """pydub looks for ffmpeg and ffprobe on PATH only: point it at our ffmpeg, and probe with it too."""
+    with warnings.catch_warnings():
+        # pydub warns at import when ffmpeg is not on PATH; we set its converter right below.
+        warnings.filterwarnings("ignore", message="Couldn't find ff", category=RuntimeWarning)
+        from pydub import AudioSegment, audio_segment, utils
+
+    AudioSegment.converter = ffmpeg_binary()
+    if shutil.which("ffprobe") is None:
+        audio_segment.mediainfo_json = probe_with_ffmpeg
+        utils.mediainfo_json = probe_with_ffmpeg

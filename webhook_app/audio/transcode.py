@@ -1,0 +1,157 @@
+"""Any voice note -> MP3, through one streaming ffmpeg process.
+
+ffmpeg reads the source file and writes the MP3 to a seekable file: decoded PCM never passes through Python,
+so memory stays flat however long the recording is. Writing to a file rather than a pipe lets the muxer go
+back and fill the Xing/LAME header (frame count, encoder delay and padding), which players need to report
+and trim the duration exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .detect import sniff_file
+from .ffmpeg import ffmpeg_binary
+
+log = logging.getLogger(__name__)
+
+# MP3 allows 8-48 kHz, but narrowband sources (8 kHz AMR) at 8 kHz leave large encoder padding; letting ffmpeg
+# pick the nearest of these rates upsamples those and passes everything else through untouched.
+MP3_SAMPLE_RATES = "16000|22050|24000|32000|44100|48000"
+# EBU R128 target for speech played back in a browser.
+LOUDNORM = "loudnorm=I=-16:TP=-1.5:LRA=11"
+BITRATES_KBPS = (32, 48, 64, 96, 128)
+
+
+class AudioError(Exception):
+    """The input is not audio we can decode (a permanent failure: retrying will not help)."""
+
+
+class AudioTimeout(AudioError):
+    pass
+
+
+@dataclass
+class TranscodeResult:
+    path: str
+    duration_s: float
+    size_bytes: int
+    sha256: str
+    source_format: str | None
+    copied: bool  # MP3 input kept as is (remuxed, not re-encoded)
+    truncated: bool
+    elapsed_s: float
+
+
+def build_command(src: str, dst: str, *, bitrate_kbps: int = 64, mono: bool = False, loudness: bool = False,
+                  max_duration_s: float | None = None, copy: bool = False, ffmpeg: str | None = None) -> list[str]:
+    cmd = [ffmpeg or ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+           "-i", src, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1"]
+    if max_duration_s:
+        cmd += ["-t", f"{max_duration_s:.3f}"]
+    if copy:
+        cmd += ["-c:a", "copy"]
+    else:
+        filters = ([LOUDNORM] if loudness else []) + [f"aformat=sample_rates={MP3_SAMPLE_RATES}"]
+        cmd += ["-af", ",".join(filters)]
+        if mono:
+            cmd += ["-ac", "1"]
+        cmd += ["-c:a", "libmp3lame", "-b:a", f"{int(bitrate_kbps)}k"]
+    cmd += ["-f", "mp3", dst]
+    return cmd
+
+
+def transcode_to_mp3(
+    src: str,
+    dst: str,
+    *,
+    bitrate_kbps: int = 64,
+    mono: bool = False,
+    loudness: bool = False,
+    max_duration_s: float | None = None,
+    timeout_s: float = 120,
+    keep_mp3: bool = True,
+    on_progress: Callable[[float], None] | None = None,
+) -> TranscodeResult:
+    """Transcode `src` into the MP3 file `dst`; raise AudioError with a human reason when it cannot be done."""
+    if bitrate_kbps not in BITRATES_KBPS:
+        raise ValueError(f"bitrate {bitrate_kbps} kbps is not one of {BITRATES_KBPS}")
+    size = os.path.getsize(src)
+    if size == 0:
+        raise AudioError("the file is empty (0 bytes)")
+    source_format = sniff_file(src)
+    copy = keep_mp3 and source_format == "mp3" and not loudness and not mono
+    started = time.monotonic()
+    duration = _run(build_command(src, dst, bitrate_kbps=bitrate_kbps, mono=mono, loudness=loudness,
+                                  max_duration_s=max_duration_s, copy=copy), timeout_s, on_progress)
+    if copy and duration <= 0:
+        # A file that only looks like MP3 (a stray sync word): decode it properly instead.
+        copy = False
+        duration = _run(build_command(src, dst, bitrate_kbps=bitrate_kbps, max_duration_s=max_duration_s),
+                        timeout_s, on_progress)
+    out_size = os.path.getsize(dst) if os.path.exists(dst) else 0
+    if duration <= 0 or out_size == 0:
+        raise AudioError("no audio could be decoded (zero-length result)")
+    digest = hashlib.sha256()
+    with open(dst, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    truncated = bool(max_duration_s) and duration >= max_duration_s - 0.05
+    return TranscodeResult(dst, duration, out_size, digest.hexdigest(), source_format, copy, truncated,
+                           time.monotonic() - started)
+
+
+def _run(cmd: list[str], timeout_s: float, on_progress: Callable[[float], None] | None) -> float:
+    """Run ffmpeg with a hard wall-clock limit; answer the output duration in seconds."""
+    cmd = cmd[:-1] + ["-progress", "pipe:1", "-nostats", cmd[-1]]
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            proc.kill()
+
+        watchdog = threading.Timer(timeout_s, kill)
+        watchdog.daemon = True
+        watchdog.start()
+        out_time_us = 0
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                key, _, value = raw.decode("ascii", "replace").strip().partition("=")
+                if key == "out_time_us" and value.lstrip("-").isdigit():
+                    out_time_us = max(out_time_us, int(value))
+                    if on_progress is not None:
+                        on_progress(out_time_us / 1e6)
+            returncode = proc.wait()
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if timed_out.is_set():
+            raise AudioTimeout(f"ffmpeg ran longer than {timeout_s:g} s and was stopped")
+        if returncode != 0:
+            stderr.seek(0)
+            raise AudioError(_reason(stderr.read().decode("utf-8", "replace")))
+    return out_time_us / 1e6
+
+
+def _reason(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    text = " ".join(lines)
+    if "matches no streams" in text or "does not contain any stream" in text:
+        return "the file has no audio stream"
+    if "Invalid data found when processing input" in text or "could not find codec parameters" in text.lower():
+        return "not decodable audio (ffmpeg: invalid data found when processing input)"
+    detail = lines[-1] if lines else "ffmpeg failed without a message"
+    return f"not decodable audio (ffmpeg: {detail[:300]})"

@@ -1,0 +1,97 @@
+"""The audit trail: "what audio was sent or received on this channel today, and what failed"."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+
+from sqlalchemy import Select, func, select
+
+from .errors import ApiError
+from .extensions import db
+from .models import CHANNELS, AudioMessage, Status, _iso
+from .playback import playback_url
+
+DIRECTIONS = ("inbound", "outbound")
+STATUSES = tuple(s.value for s in Status)
+RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+CSV_COLUMNS = ("audit_id", "created_at", "updated_at", "direction", "channel", "status", "conversation_sid",
+               "message_sid", "media_sid", "author", "content_type", "size_bytes", "mp3_size_bytes", "duration_s",
+               "transcode_ms", "processing_ms", "error_code", "error")
+
+
+def parse_time(value: str, name: str) -> datetime:
+    """ISO 8601 (`2026-11-25`, `2026-11-25T08:00:00Z`) or relative to now (`2h`, `30m`, `7d`)."""
+    value = value.strip()
+    match = RELATIVE.match(value)
+    if match:
+        return datetime.now(timezone.utc) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "bad_filter", f"{name}={value!r}: use ISO 8601 (2026-11-25T08:00:00Z) or 2h/30m/7d") \
+            from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def filtered_query(args) -> Select:
+    query = select(AudioMessage)
+    for name, allowed, column in (("direction", DIRECTIONS, AudioMessage.direction),
+                                  ("channel", CHANNELS, AudioMessage.channel),
+                                  ("status", STATUSES, AudioMessage.status)):
+        value = (args.get(name) or "").strip()
+        if value:
+            if value not in allowed:
+                raise ApiError(400, "bad_filter", f"{name} must be one of {', '.join(allowed)}")
+            query = query.where(column == value)
+    conversation = (args.get("conversation_sid") or "").strip()
+    if conversation:
+        query = query.where(AudioMessage.conversation_sid == conversation)
+    if args.get("since"):
+        query = query.where(AudioMessage.created_at >= parse_time(args["since"], "since"))
+    if args.get("until"):
+        query = query.where(AudioMessage.created_at < parse_time(args["until"], "until"))
+    return query
+
+
+def audit_dict(row: AudioMessage, with_playback: bool = True) -> dict:
+    """The contract's audio-message shape, plus the details an admin needs to explain a row."""
+    out = row.to_dict(playback_url(row) if with_playback else None)
+    out.update({"author": row.author, "source": row.source, "filename": row.filename, "error_code": row.error_code,
+                "sha256": row.sha256, "truncated": row.truncated, "attempts": row.attempts,
+                "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
+                "processing_ms": row.processing_ms, "transcode_ms": row.transcode_ms})
+    return out
+
+
+def audit_page(args) -> dict:
+    try:
+        page = max(1, int(args.get("page", 1)))
+        per_page = min(500, max(1, int(args.get("per_page", 50))))
+    except ValueError:
+        raise ApiError(400, "bad_filter", "page and per_page must be whole numbers") from None
+    query = filtered_query(args)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = db.session.scalars(query.order_by(AudioMessage.created_at.desc(), AudioMessage.id.desc())
+                              .limit(per_page).offset((page - 1) * per_page))
+    return {"audio_messages": [audit_dict(row) for row in rows], "page": page, "per_page": per_page, "total": total}
+
+
+def audit_csv(args) -> Iterator[str]:
+    """Streamed, so an export of a busy month does not sit in memory."""
+    query = filtered_query(args).order_by(AudioMessage.created_at.desc(), AudioMessage.id.desc())
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for row in db.session.scalars(query.execution_options(yield_per=500)):
+        data = audit_dict(row, with_playback=False)  # links expire; a CSV outlives them
+        writer.writerow(["" if data.get(column) is None else data[column] for column in CSV_COLUMNS])
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

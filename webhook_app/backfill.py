@@ -1,0 +1,52 @@
+"""Backfill: Twilio does not retry post-event webhooks by default, so read recent messages over REST and record
+the audio the service missed (a deploy, an outage, a misconfigured webhook). Idempotent: rows already recorded,
+inbound or our own outbound, are left alone by the (message, media) unique key."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from . import jobs
+from .channels import channel_from_address
+from .extensions import db
+from .inbound import parse_media, record_message_media
+from .twilio.client import twilio_api
+
+log = logging.getLogger(__name__)
+
+SOURCE_BY_CHANNEL = {"whatsapp": "WHATSAPP", "sms": "SMS", "messenger": "MESSENGER"}
+
+
+def backfill(since: datetime) -> dict:
+    api = twilio_api()
+    counts = {"conversations": 0, "messages": 0, "new_rows": 0}
+    for conversation in api.client.conversations.v1.conversations.stream(page_size=100):
+        if conversation.state == "closed" or _aware(conversation.date_updated) < since:
+            continue
+        counts["conversations"] += 1
+        messages = api.client.conversations.v1.conversations(conversation.sid).messages.stream(order="desc",
+                                                                                                page_size=100)
+        for message in messages:
+            if _aware(message.date_created) < since:
+                break  # newest first: everything after this is older
+            if not message.media:
+                continue
+            counts["messages"] += 1
+            channel = channel_from_address(message.author)
+            event = {"AccountSid": message.account_sid, "ChatServiceSid": conversation.chat_service_sid,
+                     "ConversationSid": conversation.sid, "MessageSid": message.sid, "Author": message.author,
+                     "Source": SOURCE_BY_CHANNEL.get(channel, "SDK")}
+            new_ids = record_message_media(event, parse_media(message.media))
+            db.session.commit()
+            counts["new_rows"] += len(new_ids)
+            for audit_id in new_ids:
+                jobs.enqueue("normalize_inbound", audit_id)
+    log.info("backfill since %s: %s", since.isoformat(), counts)
+    return counts
+
+
+def _aware(value: datetime | None) -> datetime:
+    if value is None:
+        return datetime.now(timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

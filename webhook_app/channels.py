@@ -1,0 +1,129 @@
+"""Which channel a conversation runs on, decided by the service, never by what a browser claims."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from .models import CHANNELS
+
+BINDING_TYPES = {"whatsapp": "whatsapp", "sms": "sms", "messenger": "messenger"}
+# Twilio's webhook `Source` for channel-originated messages (documented loosely; see FACTS.md).
+SOURCES = {"WHATSAPP": "whatsapp", "SMS": "sms", "MMS": "sms", "MESSENGER": "messenger"}
+
+
+def channel_from_address(address: str | None) -> str | None:
+    if not address:
+        return None
+    lowered = address.lower()
+    if lowered.startswith("whatsapp:"):
+        return "whatsapp"
+    if lowered.startswith("messenger:"):
+        return "messenger"
+    if address.startswith("+") and address[1:].isdigit():
+        return "sms"
+    return None
+
+
+def channel_from_webhook(source: str | None, author: str | None) -> str:
+    """A first guess from the webhook alone (no REST call on the hot path); the job confirms it."""
+    by_source = SOURCES.get((source or "").upper())
+    if by_source:
+        return by_source
+    by_address = channel_from_address(author)
+    if by_address:
+        return by_address
+    if (source or "").upper() == "SDK":
+        return "webchat"
+    return "other"
+
+
+def channel_from_participants(participants: list[dict], source: str | None = None, author: str | None = None) -> str:
+    """The customer's messaging binding decides; a conversation of chat participants only is web chat."""
+    for participant in participants:
+        binding = participant.get("messaging_binding") or {}
+        if isinstance(binding, str):
+            try:
+                binding = json.loads(binding)
+            except ValueError:
+                binding = {}
+        kind = BINDING_TYPES.get(str(binding.get("type", "")).lower())
+        if kind:
+            return kind
+        by_address = channel_from_address(binding.get("address"))
+        if by_address:
+            return by_address
+        if binding:
+            return "other"  # email, gbm, ... : a channel we have no special limits for
+    guess = channel_from_webhook(source, author)
+    if guess != "other":
+        return guess
+    return "webchat" if participants else "other"
+
+
+def _attributes(participant: dict) -> dict:
+    attributes = participant.get("attributes") or "{}"
+    try:
+        parsed = json.loads(attributes) if isinstance(attributes, str) else attributes
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _has_binding(participant: dict) -> bool:
+    return bool(participant.get("messaging_binding"))
+
+
+def is_agent_author(participants: list[dict], *, author: str | None, participant_sid: str | None,
+                    source: str | None) -> bool:
+    """Did an agent (not the customer) write this message?
+
+    Channel-originated messages (Source WHATSAPP, SMS, ...) are the customer's. An SDK author is an agent when
+    Flex marked the participant `member_type: agent`, or when the customer is on a messaging channel (so every
+    chat participant is staff). In a web chat without markers both sides are chat participants: we do not guess,
+    and a customer is never blocked.
+    """
+    if (source or "").upper() not in ("SDK", "API", ""):
+        return False
+    participant = next((p for p in participants if participant_sid and p.get("sid") == participant_sid), None)
+    if participant is None and author:
+        participant = next((p for p in participants if p.get("identity") == author), None)
+    if participant is not None:
+        if _has_binding(participant):
+            return False
+        member_type = str(_attributes(participant).get("member_type", "")).lower()
+        if member_type == "agent":
+            return True
+        if member_type in ("guest", "customer"):
+            return False
+    if channel_from_address(author):
+        return False
+    return any(_has_binding(p) for p in participants)
+
+
+class TtlCache:
+    """Small per-process cache of Twilio lookups that change rarely (a conversation's participants, its service):
+    one REST call per conversation per minute is plenty."""
+
+    def __init__(self, ttl_s: float = 60.0, max_entries: int = 2048):
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, object]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, fetch):
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit and hit[0] > now:
+                return hit[1]
+        value = fetch(key)
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = (now + self.ttl_s, value)
+        return value
+
+
+assert set(BINDING_TYPES.values()) <= set(CHANNELS)

@@ -1,0 +1,233 @@
+"""Command-line tools: `flask --app webhook_app sandbox ...`, `... worker`."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+import requests
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
+
+sandbox_cli = AppGroup("sandbox", help="Play Twilio's part locally (no Twilio account needed).")
+
+CONTENT_TYPES = {".ogg": "audio/ogg", ".opus": "audio/ogg", ".amr": "audio/amr", ".m4a": "audio/mp4",
+                 ".mp4": "audio/mp4", ".3gp": "video/3gpp", ".mp3": "audio/mpeg", ".wav": "audio/wav",
+                 ".webm": "audio/webm", ".aac": "audio/aac"}
+
+
+def _sandbox():
+    sandbox = current_app.extensions["twilio"].sandbox
+    if sandbox is None:
+        raise click.ClickException("TWILIO_ACCOUNT_SID is set: the sandbox is off. Unset it to use the sandbox.")
+    return sandbox
+
+
+def _demo_voice_note(path: str, seconds: float) -> None:
+    """A WhatsApp-style voice note (Ogg/Opus, 16 kHz mono) made of a few tones, so there is something to hear."""
+    from .audio.ffmpeg import ffmpeg_binary
+
+    tones = "sine=f=330:d={0},volume=0.4[a];sine=f=440:d={0},volume=0.4[b];[a][b]concat=n=2:v=0:a=1".format(
+        seconds / 2)
+    subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex",
+                    tones, "-ar", "16000", "-ac", "1", "-c:a", "libopus", "-b:a", "24k", path], check=True)
+
+
+@sandbox_cli.command("send-audio")
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--channel", type=click.Choice(["whatsapp", "sms", "webchat", "messenger"]), default="whatsapp")
+@click.option("--conversation", "conversation_sid", help="An existing sandbox conversation (default: a new one).")
+@click.option("--server", default="http://127.0.0.1:5000", show_default=True,
+              help="Where the service runs; the signed webhook goes to its /twilio/conversations/post-event.")
+@click.option("--content-type", help="Label the media with this type (default: from the file name).")
+@click.option("--wait/--no-wait", default=True, help="Wait until the MP3 is ready and print its playback URL.")
+def send_audio(file, channel, conversation_sid, server, content_type, wait):
+    """Send FILE as a customer voice note (a generated one when FILE is omitted) and deliver the signed webhook."""
+    sandbox = _sandbox()
+    with tempfile.TemporaryDirectory() as workdir:
+        if file is None:
+            file = os.path.join(workdir, "voice-note.ogg")
+            _demo_voice_note(file, 6.0)
+        with open(file, "rb") as handle:
+            data = handle.read()
+    extension = os.path.splitext(file)[1].lower()
+    content_type = content_type or CONTENT_TYPES.get(extension) or mimetypes.guess_type(file)[0] or "audio/ogg"
+    if conversation_sid is None:
+        conversation_sid = sandbox.create_conversation(f"Sandbox {channel} customer", channel)["sid"]
+    params = sandbox.customer_sends_media(conversation_sid, data, content_type, os.path.basename(file))
+    url = server.rstrip("/") + "/twilio/conversations/post-event"
+    response = requests.post(url, data=params, headers={"X-Twilio-Signature": sandbox.sign(url, params)}, timeout=10)
+    click.echo(f"conversation {conversation_sid}, message {params['MessageSid']}: webhook -> {response.status_code}")
+    if response.status_code != 200:
+        raise click.ClickException(response.text[:500])
+    if not wait:
+        return
+    token = sandbox.issue_token("sandbox-agent", roles=["agent"])
+    listing = server.rstrip("/") + f"/api/v1/conversations/{conversation_sid}/audio"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        messages = requests.get(listing, headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+        row = next((m for m in messages.get("audio_messages", []) if m["message_sid"] == params["MessageSid"]), None)
+        if row and row["status"] in ("ready", "failed"):
+            if row["status"] == "failed":
+                raise click.ClickException(f"audit {row['audit_id']} failed: {row.get('error')}")
+            click.echo(f"ready: {row['duration_s']} s, {row['size_bytes']} -> {row['mp3_size_bytes']} bytes")
+            click.echo(f"play:  {row['playback_url']}")
+            return
+        time.sleep(0.3)
+    raise click.ClickException("the audio was not ready within 60 s")
+
+
+@sandbox_cli.command("token")
+@click.option("--identity", default="sandbox-agent", show_default=True)
+@click.option("--role", "roles", multiple=True, default=["agent"], show_default=True)
+@click.option("--ttl", default=3600, show_default=True, help="Seconds until the token expires.")
+def token(identity, roles, ttl):
+    """Issue a Flex-like token the sandbox IAM accepts."""
+    click.echo(_sandbox().issue_token(identity, roles=list(roles), ttl_s=ttl))
+
+
+@sandbox_cli.command("credentials")
+def credentials():
+    """Show the sandbox account (its auth token signs the sandbox's webhooks)."""
+    sandbox = _sandbox()
+    click.echo(f"account_sid={sandbox.account_sid}\nauth_token={sandbox.auth_token}\n"
+               f"chat_service_sid={sandbox.chat_service_sid}")
+
+
+@click.command("worker")
+@with_appcontext
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+def worker(burst):
+    """Run an RQ worker for the audio queue (needs REDIS_URL)."""
+    from rq import Worker
+
+    from . import jobs
+
+    runner = jobs.runner()
+    if not isinstance(runner, jobs.RqRunner):
+        raise click.ClickException("REDIS_URL is not set: jobs run inside the web process, no worker needed.")
+    from .sweeper import start_maintenance_thread
+
+    if not burst:
+        # Every worker also sweeps (stuck, lost and abandoned rows) and applies retention, periodically.
+        start_maintenance_thread(current_app._get_current_object())
+    # The worker process keeps this app context; jobs reuse it instead of building their own app.
+    Worker([runner.queue], connection=runner.redis).work(burst=burst, with_scheduler=True)
+    sys.exit(0)
+
+
+@click.command("sweep")
+@with_appcontext
+def sweep_command():
+    """Re-enqueue audio left queued or stuck by a crash or an outage; fail what cannot be finished."""
+    from .sweeper import sweep
+
+    click.echo(sweep())
+
+
+@click.command("backfill")
+@with_appcontext
+@click.option("--since", default="2h", show_default=True, help="How far back: 30m, 2h, 7d, or an ISO 8601 time.")
+def backfill_command(since):
+    """Record audio messages the webhook missed, reading recent messages of active conversations over REST."""
+    from .audit import parse_time
+    from .backfill import backfill
+    from .errors import ApiError
+
+    try:
+        cutoff = parse_time(since, "since")
+    except ApiError as exc:
+        raise click.BadParameter(exc.message, param_hint="--since") from None
+    counts = backfill(cutoff)
+    click.echo(f"scanned {counts['conversations']} conversation(s), {counts['messages']} message(s) with media; "
+               f"recorded {counts['new_rows']} missed audio message(s)")
+
+
+settings_cli = AppGroup("settings", help="Show or change per-channel audio settings.")
+
+
+@settings_cli.command("show")
+@click.argument("channel", required=False)
+def settings_show(channel):
+    """Print the settings of every channel (or one) as JSON."""
+    import json
+
+    from .settings import all_policies, policy_for
+
+    policies = [policy_for(channel)] if channel else all_policies()
+    click.echo(json.dumps([p.to_dict() for p in policies], indent=2))
+
+
+@settings_cli.command("set")
+@click.argument("channel")
+@click.argument("key")
+@click.argument("value")
+@click.option("--by", "actor", default=lambda: f"cli:{os.environ.get('USER', 'unknown')}", show_default="cli:$USER")
+def settings_set(channel, key, value, actor):
+    """Set one KEY of CHANNEL (true/false for switches, whole numbers for caps and bitrate)."""
+    import json
+
+    from .errors import ApiError
+    from .extensions import db
+    from .settings import BOOLEAN_KEYS, Policy, update_settings
+
+    if key in BOOLEAN_KEYS:
+        lowered = value.lower()
+        if lowered not in ("true", "false"):
+            raise click.BadParameter(f"{key} takes true or false", param_hint="VALUE")
+        parsed = lowered == "true"
+    else:
+        try:
+            parsed = int(value)
+        except ValueError:
+            raise click.BadParameter(f"{key} takes a whole number", param_hint="VALUE") from None
+    try:
+        row = update_settings(channel, {key: parsed}, actor)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    db.session.commit()
+    click.echo(json.dumps(Policy.from_row(row).to_dict(), indent=2))
+
+
+audit_cli = AppGroup("audit", help="Export the audio audit trail.")
+
+
+@audit_cli.command("export")
+@click.option("--since", help="ISO 8601 time or relative (2h, 7d).")
+@click.option("--until", help="ISO 8601 time or relative.")
+@click.option("--direction", type=click.Choice(["inbound", "outbound"]))
+@click.option("--channel")
+@click.option("--status")
+@click.option("--conversation", "conversation_sid")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="CSV file (default: standard output).")
+def audit_export(since, until, direction, channel, status, conversation_sid, output):
+    """Write audit rows as CSV, newest first."""
+    from .audit import audit_csv, filtered_query
+    from .errors import ApiError
+
+    args = {k: v for k, v in dict(since=since, until=until, direction=direction, channel=channel, status=status,
+                                   conversation_sid=conversation_sid).items() if v}
+    try:
+        filtered_query(args)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+    for chunk in audit_csv(args):
+        output.write(chunk)
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(sandbox_cli)
+    app.cli.add_command(worker)
+    app.cli.add_command(sweep_command)
+    app.cli.add_command(backfill_command)
+    app.cli.add_command(settings_cli)
+    app.cli.add_command(audit_cli)
+    from .retention import retention_cli
+
+    app.cli.add_command(retention_cli)

@@ -1,0 +1,109 @@
+"""One Config object, read from the environment (12-factor). README has the table."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Explicit boolean parsing: a typo must not silently read as False."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean (use true/false)")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+
+
+def normalize_database_url(url: str) -> str:
+    """Heroku hands out postgres:// URLs, which SQLAlchemy 2 refuses; we use psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url[len("postgres://"):]
+    elif url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def default_database_url() -> str:
+    """The embedded default: a SQLite file in the Flask instance folder (what create_app() uses)."""
+    from flask import Flask
+
+    instance_path = Flask("webhook_app", instance_relative_config=True).instance_path
+    os.makedirs(instance_path, exist_ok=True)
+    return "sqlite:///" + os.path.join(instance_path, "webhook_app.db")
+
+
+class Config:
+    def __init__(self) -> None:
+        env = os.environ.get
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(env("DATABASE_URL", ""))  # "" = instance/ default
+        self.REDIS_URL = env("REDIS_URL") or None
+        self.RQ_QUEUE = env("RQ_QUEUE", "audio")
+
+        self.TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID") or None
+        self.TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN") or None
+        self.TWILIO_API_KEY_SID = env("TWILIO_API_KEY_SID") or None
+        self.TWILIO_API_KEY_SECRET = env("TWILIO_API_KEY_SECRET") or None
+        self.TWILIO_API_BASE_URL = (env("TWILIO_API_BASE_URL") or "").rstrip("/") or None
+        # Sandbox mode: no real credentials, every Twilio call goes to the built-in fake.
+        self.TWILIO_SANDBOX = self.TWILIO_ACCOUNT_SID is None
+        self.SANDBOX_DB = env("SANDBOX_DB") or None  # default: instance/twilio-sandbox.db
+
+        secret = env("SECRET_KEY")
+        if not secret and not self.TWILIO_SANDBOX:
+            # Playback URLs are signed: with a random key per process, one dyno's links break on another.
+            raise RuntimeError("SECRET_KEY must be set when Twilio credentials are configured")
+        self.SECRET_KEY = secret or secrets.token_hex(32)
+
+        self.PUBLIC_BASE_URL = (env("PUBLIC_BASE_URL") or "").rstrip("/") or None
+        self.PROXY_FIX_HOPS = env_int("PROXY_FIX_HOPS", 1)
+        self.FLEX_ALLOWED_ORIGINS = [
+            o.strip() for o in env("FLEX_ALLOWED_ORIGINS", "https://flex.twilio.com").split(",") if o.strip()
+        ]
+        self.ADMIN_TOKEN = env("ADMIN_TOKEN") or None
+
+        self.PLAYBACK_URL_TTL_S = env_int("PLAYBACK_URL_TTL_S", 3600)
+        self.MEDIA_DOWNLOAD_MAX_BYTES = env_int("MEDIA_DOWNLOAD_MAX_BYTES", 32 * 1024 * 1024)
+        self.TWILIO_HTTP_TIMEOUT_S = env_int("TWILIO_HTTP_TIMEOUT_S", 15)
+        self.TWILIO_HTTP_RETRIES = env_int("TWILIO_HTTP_RETRIES", 4)
+        self.UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024)
+        self.FFMPEG_TIMEOUT_S = env_int("FFMPEG_TIMEOUT_S", 120)
+        self.INBOUND_MAX_DURATION_S = env_int("INBOUND_MAX_DURATION_S", 3600)
+        self.SETTINGS_CHECK_INTERVAL_S = float(os.environ.get("SETTINGS_CHECK_INTERVAL_S") or 2)
+        self.JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 5)
+        self.JOB_RETRY_BASE_S = env_int("JOB_RETRY_BASE_S", 10)  # job-level backoff: 10, 20, 40 ... 300 s
+        self.SWEEP_STUCK_AFTER_S = env_int("SWEEP_STUCK_AFTER_S", 900)  # longer than the 600 s job timeout
+        self.SWEEP_REQUEUE_AFTER_S = env_int("SWEEP_REQUEUE_AFTER_S", 300)
+        self.MAINTENANCE_INTERVAL_S = env_int("MAINTENANCE_INTERVAL_S", 60)
+        self.JOB_WORKERS = env_int("JOB_WORKERS", 2)  # threads of the in-process job runner
+        self.LOG_LEVEL = env("LOG_LEVEL", "INFO")
+        self.LOG_FORMAT = env("LOG_FORMAT", "json").lower()  # json (one object per line) or text
+        self.METRICS_TOKEN = env("METRICS_TOKEN") or None
+
+        # Media storage and retention (README "Media storage and retention"); checked by storage.init_app.
+        self.MEDIA_STORE = (env("MEDIA_STORE") or "database").strip().lower()  # database | s3
+        self.S3_BUCKET = env("S3_BUCKET") or None
+        self.S3_ENDPOINT_URL = env("S3_ENDPOINT_URL") or None  # MinIO, R2, moto; unset: AWS
+        self.S3_PUBLIC_ENDPOINT_URL = env("S3_PUBLIC_ENDPOINT_URL") or None  # presigned URLs' host, if different
+        self.S3_REGION = env("S3_REGION") or None
+        self.S3_PREFIX = env("S3_PREFIX", "")  # media keys already start with audio/<id>/
+        self.S3_PRESIGN = env_bool("S3_PRESIGN", True)  # false: stream objects through this service
+        self.S3_PRESIGN_TTL_S = env_int("S3_PRESIGN_TTL_S", 900)  # never beyond the playback link's own life
+        self.RETENTION_DAYS = env_int("RETENTION_DAYS", 0)  # 0: keep media forever

@@ -1,0 +1,261 @@
+"""Inbound customer audio: record it from the webhook (fast), then download, normalize and store it (job)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .audio.detect import base_type, is_audio
+from .audio.transcode import AudioError, transcode_to_mp3
+from .channels import TtlCache, channel_from_participants, channel_from_webhook, is_agent_author
+from .extensions import db
+from .models import AudioMessage, Status, utcnow
+from .observability import bind_audit_id
+from .settings import policy_for
+from .storage import media_store
+from .twilio.client import twilio_api
+from .twilio.http import TooLarge, TwilioHttpError
+
+log = logging.getLogger(__name__)
+
+participant_cache = TtlCache()
+# A conversation never moves to another Conversations service.
+service_sid_cache = TtlCache(ttl_s=3600)
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    sid: str
+    content_type: str | None
+    filename: str | None
+    size: int | None
+
+
+def conversation_service_sid(conversation_sid: str) -> str:
+    return service_sid_cache.get(conversation_sid,
+                                 lambda sid: twilio_api().fetch_conversation(sid)["chat_service_sid"])
+
+
+def parse_media(raw) -> list[MediaItem]:
+    """Media as Twilio spells it: `Sid`/`ContentType` in webhooks, `MediaSid` in Event Streams, `sid`/`content_type` in REST."""
+    if isinstance(raw, str):
+        if not raw.strip():
+            return []
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            log.warning("webhook Media is not JSON: %.200r", raw)
+            return []
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list):
+        return []
+    items = []
+    for entry in raw:
+        if not isinstance(entry, dict):
+            continue
+        sid = _first(entry, "Sid", "sid", "MediaSid", "media_sid")
+        if not sid:
+            continue
+        size = _first(entry, "Size", "size")
+        items.append(MediaItem(
+            sid=str(sid),
+            content_type=_first(entry, "ContentType", "content_type", "contentType", "Content-Type"),
+            filename=_first(entry, "Filename", "filename", "FileName"),
+            size=int(size) if isinstance(size, (int, float)) or (isinstance(size, str) and size.isdigit()) else None,
+        ))
+    return items
+
+
+def _first(entry: dict, *keys):
+    for key in keys:
+        if entry.get(key) not in (None, ""):
+            return entry[key]
+    return None
+
+
+def record_message_media(event: dict, media: list[MediaItem]) -> list[int]:
+    """Store one `queued` row per audio media of a message; answer the ids of rows that are new.
+
+    The unique (message_sid, media_sid) constraint makes redelivered webhooks (Twilio retries, our backfill)
+    harmless: the insert does nothing and nothing is enqueued twice.
+    """
+    new_ids = []
+    source = event.get("Source")
+    author = event.get("Author")
+    for item in media:
+        if not is_audio(item.content_type, item.filename):
+            continue
+        values = dict(
+            direction="inbound",
+            channel=channel_from_webhook(source, author),
+            status=Status.QUEUED.value,
+            account_sid=event.get("AccountSid"),
+            chat_service_sid=event.get("ChatServiceSid"),
+            conversation_sid=event["ConversationSid"],
+            message_sid=event["MessageSid"],
+            media_sid=item.sid,
+            author=(author or "")[:256] or None,
+            source=(source or "")[:32] or None,
+            content_type=(item.content_type or "")[:128] or None,
+            filename=(item.filename or "")[:256] or None,
+            size_bytes=item.size,
+            truncated=False,
+            attempts=0,
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
+        new_id = _insert_ignoring_duplicates(values)
+        if new_id is not None:
+            new_ids.append(new_id)
+    return new_ids
+
+
+def _insert_ignoring_duplicates(values: dict) -> int | None:
+    dialect = db.session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    statement = (insert(AudioMessage).values(**values)
+                 .on_conflict_do_nothing(index_elements=["message_sid", "media_sid"])
+                 .returning(AudioMessage.id))
+    return db.session.execute(statement).scalar_one_or_none()
+
+
+# -- the job -----------------------------------------------------------------------------------------
+
+def process_inbound(audit_id: int) -> str:
+    """Download, normalize and store one inbound audio; always ends `ready` or `failed` with a reason."""
+    bind_audit_id(audit_id)
+    claimed = db.session.execute(
+        update(AudioMessage)
+        .where(AudioMessage.id == audit_id, AudioMessage.status == Status.QUEUED.value)
+        .values(status=Status.DOWNLOADING.value, attempts=AudioMessage.attempts + 1, started_at=utcnow(),
+                updated_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    row = db.session.get(AudioMessage, audit_id)
+    if row is None:
+        log.warning("inbound job for unknown audit row %s", audit_id)
+        return "missing"
+    if not claimed:
+        # Someone else has it, or it is finished: a duplicate enqueue must not transcode twice.
+        log.info("audit %s is %s, not queued: skipping", audit_id, row.status)
+        return row.status
+    try:
+        _process(row)
+    except (AudioError, TooLarge) as exc:
+        _fail(row, str(exc))
+    except TwilioHttpError as exc:
+        if exc.transient and row.attempts < current_app.config["JOB_MAX_ATTEMPTS"]:
+            _retry_later(row, exc)
+        else:
+            _fail(row, f"Twilio request failed after {row.attempts} attempt(s): {exc}")
+    except Exception as exc:  # noqa: BLE001 - a job must end in a state an operator can see
+        log.exception("inbound audit %s failed unexpectedly", audit_id)
+        db.session.rollback()
+        row = db.session.get(AudioMessage, audit_id)
+        _fail(row, f"internal error: {type(exc).__name__}: {exc}")
+    return row.status
+
+
+def _process(row: AudioMessage) -> None:
+    config = current_app.config
+    api = twilio_api()
+    participants = participant_cache.get(row.conversation_sid, api.list_participants)
+    row.channel = channel_from_participants(participants, row.source, row.author)
+    if is_agent_author(participants, author=row.author, participant_sid=None, source=row.source):
+        row.direction = "outbound"  # an agent attached audio natively in Flex: audit it, normalize it too
+    if not row.chat_service_sid:
+        row.chat_service_sid = conversation_service_sid(row.conversation_sid)
+    settings = policy_for(row.channel)
+    db.session.commit()
+
+    with tempfile.TemporaryDirectory(prefix="inbound-") as workdir:
+        source_path = os.path.join(workdir, "source")
+        with open(source_path, "wb") as handle:
+            meta = api.download_media(row.chat_service_sid, row.media_sid, handle, config["MEDIA_DOWNLOAD_MAX_BYTES"])
+        row.size_bytes = os.path.getsize(source_path)
+        row.content_type = row.content_type or meta.get("content_type")
+        row.sha256 = _sha256(source_path)
+        row.mark(Status.TRANSCODING)
+        db.session.commit()
+
+        if not settings.normalize_inbound:
+            # The admin chose to keep customer audio as sent: store and serve the original bytes.
+            key = f"audio/{row.id}/original"
+            media_store().put(key, source_path, base_type(row.content_type) or "application/octet-stream", row.sha256)
+            row.media_key = key
+            row.mark(Status.READY)
+            db.session.commit()
+            return
+        result = transcode_to_mp3(
+            source_path, os.path.join(workdir, "out.mp3"),
+            bitrate_kbps=settings.bitrate_kbps,
+            loudness=settings.loudness_normalize,
+            max_duration_s=config["INBOUND_MAX_DURATION_S"],
+            timeout_s=config["FFMPEG_TIMEOUT_S"],
+        )
+        key = f"audio/{row.id}/{result.sha256[:16]}.mp3"
+        media_store().put(key, result.path, "audio/mpeg", result.sha256)
+    row.media_key = key
+    row.transcode_ms = int(result.elapsed_s * 1000)
+    row.mp3_size_bytes = result.size_bytes
+    row.mp3_sha256 = result.sha256
+    row.duration_s = result.duration_s
+    row.truncated = result.truncated
+    row.error = None
+    row.mark(Status.READY)
+    db.session.commit()
+    log.info("inbound audit %s ready: %s %.2f s, %d -> %d bytes in %d ms", row.id, row.channel, result.duration_s,
+             row.size_bytes or 0, result.size_bytes, row.processing_ms or 0)
+
+
+def _retry_later(row: AudioMessage, exc: TwilioHttpError) -> None:
+    """Twilio is having a bad minute (timeouts, 429, 5xx): put the row back and try again later."""
+    from . import jobs
+
+    retry_after = getattr(exc, "retry_after", None)
+    base = current_app.config["JOB_RETRY_BASE_S"]
+    delay = retry_after if retry_after is not None else min(300, base * 2 ** (row.attempts - 1))
+    row.status = Status.QUEUED.value
+    row.error = f"attempt {row.attempts} failed, retrying in {delay:g} s: {exc}"[:2000]
+    db.session.commit()
+    log.warning("inbound audit %s: %s", row.id, row.error)
+    try:
+        jobs.enqueue_in(delay, "normalize_inbound", row.id)
+    except Exception:  # noqa: BLE001 - the sweeper re-enqueues rows left queued
+        log.exception("could not schedule the retry of audit %s; the sweeper will", row.id)
+
+
+def _fail(row: AudioMessage, reason: str) -> None:
+    row.mark(Status.FAILED, error=reason)
+    db.session.commit()
+    log.warning("inbound audit %s failed: %s", row.id, reason)
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def expand_message(event: dict) -> list[int]:
+    """SDK messages with several attachments show only one in the webhook: read the message over REST."""
+    message = twilio_api().fetch_message(event["ConversationSid"], event["MessageSid"])
+    new_ids = record_message_media(event, parse_media(message["media"]))
+    db.session.commit()
+    return new_ids
+
+
+def queued_rows(limit: int = 100) -> list[AudioMessage]:
+    return list(db.session.scalars(select(AudioMessage).where(AudioMessage.status == Status.QUEUED.value)
+                                   .order_by(AudioMessage.id).limit(limit)))

@@ -1,0 +1,198 @@
+"""Background jobs: RQ queues on Redis when REDIS_URL is set, an in-process thread pool otherwise.
+
+Jobs are enqueued by id; the job function builds (or reuses) an app context itself, so the same function
+runs in a web process's thread pool, an RQ worker, or a test.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+
+from flask import Flask, current_app, has_app_context
+
+log = logging.getLogger(__name__)
+
+JOB_TIMEOUT_S = 600
+
+
+class InProcessRunner:
+    def __init__(self, app: Flask, workers: int):
+        self.app = app
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
+        self._pending: set[Future] = set()
+        self._lock = threading.Lock()
+
+    def enqueue(self, name: str, *args) -> None:
+        future = self.executor.submit(self._run, name, args)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def enqueue_in(self, delay_s: float, name: str, *args) -> None:
+        # A placeholder future keeps wait() honest about jobs that are scheduled but not yet submitted.
+        placeholder: Future = Future()
+        with self._lock:
+            self._pending.add(placeholder)
+
+        def fire() -> None:
+            try:
+                self.enqueue(name, *args)
+            finally:
+                placeholder.set_result(None)
+                self._done(placeholder)
+
+        timer = threading.Timer(max(0.0, delay_s), fire)
+        timer.daemon = True
+        timer.start()
+
+    def _run(self, name: str, args: tuple) -> None:
+        with self.app.app_context():
+            try:
+                run_job(name, *args)
+            except Exception:  # noqa: BLE001 - a thread pool swallows errors silently; say what failed
+                log.exception("job %s%r failed", name, args)
+
+    def _done(self, future: Future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def wait(self, timeout: float = 60) -> None:
+        """Block until every job enqueued so far (and the jobs they enqueued) has finished."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = list(self._pending)
+            if not pending:
+                return
+            for future in pending:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+
+    def depth(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def describe(self) -> dict:
+        return {"backend": "in-process", "pending": self.depth()}
+
+
+class RqRunner:
+    def __init__(self, redis_url: str, queue_name: str):
+        from redis import Redis
+        from rq import Queue
+
+        self.redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+        self.queue = Queue(queue_name, connection=self.redis)
+
+    def enqueue(self, name: str, *args) -> None:
+        self.queue.enqueue("webhook_app.jobs.run_job", name, *args, job_timeout=JOB_TIMEOUT_S,
+                           result_ttl=3600, failure_ttl=7 * 24 * 3600)
+
+    def enqueue_in(self, delay_s: float, name: str, *args) -> None:
+        from datetime import timedelta
+
+        if delay_s <= 0:
+            return self.enqueue(name, *args)
+        # Needs a worker started with the scheduler (`flask worker` does); the sweeper is the safety net.
+        self.queue.enqueue_in(timedelta(seconds=delay_s), "webhook_app.jobs.run_job", name, *args,
+                              job_timeout=JOB_TIMEOUT_S, result_ttl=3600, failure_ttl=7 * 24 * 3600)
+
+    def wait(self, timeout: float = 60) -> None:
+        """Tests: run everything queued in this process (a burst worker), including follow-up jobs."""
+        from rq import SimpleWorker
+
+        SimpleWorker([self.queue], connection=self.redis).work(burst=True)
+
+    def depth(self) -> int:
+        return self.queue.count
+
+    def describe(self) -> dict:
+        self.redis.ping()
+        return {"backend": "rq", "queue": self.queue.name, "depth": self.queue.count}
+
+
+def init_app(app: Flask) -> None:
+    if app.config.get("REDIS_URL"):
+        runner = RqRunner(app.config["REDIS_URL"], app.config["RQ_QUEUE"])
+    else:
+        runner = InProcessRunner(app, app.config["JOB_WORKERS"])
+    app.extensions["jobs"] = runner
+
+
+def runner():
+    return current_app.extensions["jobs"]
+
+
+def enqueue(name: str, *args) -> None:
+    if name not in JOBS:
+        raise KeyError(name)
+    runner().enqueue(name, *args)
+
+
+def enqueue_in(delay_s: float, name: str, *args) -> None:
+    if name not in JOBS:
+        raise KeyError(name)
+    runner().enqueue_in(delay_s, name, *args)
+
+
+_worker_app: Flask | None = None
+
+
+@contextmanager
+def job_app_context():
+    """In a web process the job already runs inside an app context; an RQ worker builds its own app once."""
+    global _worker_app
+    if has_app_context():
+        yield
+        return
+    if _worker_app is None:
+        from . import create_app
+
+        _worker_app = create_app()
+    with _worker_app.app_context():
+        yield
+
+
+_engine_pid: dict[int, int] = {}
+
+
+def run_job(name: str, *args):
+    from .observability import bind_audit_id
+
+    bind_audit_id(None)  # pool threads are reused: no tag from the previous job
+    with job_app_context():
+        from .extensions import db
+
+        # RQ forks a work horse per job: pooled connections inherited from the parent must not be shared.
+        engine = db.engine
+        if _engine_pid.setdefault(id(engine), os.getpid()) != os.getpid():
+            engine.dispose(close=False)
+            _engine_pid[id(engine)] = os.getpid()
+        try:
+            return JOBS[name](*args)
+        finally:
+            db.session.remove()
+
+
+def _normalize_inbound(audit_id: int):
+    from .inbound import process_inbound
+
+    return process_inbound(audit_id)
+
+
+def _expand_message(event: dict):
+    from .inbound import expand_message
+
+    for audit_id in expand_message(event):
+        enqueue("normalize_inbound", audit_id)
+
+
+JOBS = {
+    "normalize_inbound": _normalize_inbound,
+    "expand_message": _expand_message,
+}

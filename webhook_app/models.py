@@ -1,0 +1,190 @@
+"""Database models (SQLAlchemy 2, typed)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Status(str, enum.Enum):
+    QUEUED = "queued"
+    DOWNLOADING = "downloading"
+    TRANSCODING = "transcoding"
+    SENDING = "sending"
+    READY = "ready"
+    FAILED = "failed"
+
+
+IN_PROGRESS = (Status.QUEUED.value, Status.DOWNLOADING.value, Status.TRANSCODING.value, Status.SENDING.value)
+
+CHANNELS = ("whatsapp", "sms", "webchat", "messenger", "other")
+
+
+class AudioMessage(db.Model):
+    """The audit row of one audio attachment, inbound or outbound."""
+
+    __tablename__ = "audio_messages"
+    # A webhook redelivered by Twilio (or by us) must not create a second row or a second transcode.
+    __table_args__ = (UniqueConstraint("message_sid", "media_sid", name="uq_audio_messages_message_media"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8), index=True)
+    channel: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+
+    account_sid: Mapped[str | None] = mapped_column(String(34))
+    chat_service_sid: Mapped[str | None] = mapped_column(String(34))
+    conversation_sid: Mapped[str] = mapped_column(String(34), index=True)
+    message_sid: Mapped[str | None] = mapped_column(String(34))
+    media_sid: Mapped[str | None] = mapped_column(String(34))
+    author: Mapped[str | None] = mapped_column(String(256))
+    source: Mapped[str | None] = mapped_column(String(32))
+
+    content_type: Mapped[str | None] = mapped_column(String(128))
+    filename: Mapped[str | None] = mapped_column(String(256))
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    mp3_size_bytes: Mapped[int | None] = mapped_column(Integer)
+    mp3_sha256: Mapped[str | None] = mapped_column(String(64))
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    media_key: Mapped[str | None] = mapped_column(String(128))
+    # Retention deletes old MP3s; the audit row stays, marked with when its media went.
+    media_deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Outbound only: "<agent identity>:<Idempotency-Key>", so a retried send returns the first answer.
+    idempotency_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    transcode_ms: Mapped[int | None] = mapped_column(Integer)
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    processing_ms: Mapped[int | None] = mapped_column(Integer)
+
+    def mark(self, status: Status, error: str | None = None, error_code: str | None = None) -> None:
+        self.status = status.value
+        if status in (Status.DOWNLOADING, Status.SENDING) and self.started_at is None:
+            self.started_at = utcnow()
+        if status in (Status.READY, Status.FAILED):
+            self.finished_at = utcnow()
+            if self.started_at is not None:
+                self.processing_ms = int((self.finished_at - _aware(self.started_at)).total_seconds() * 1000)
+        if error is not None:
+            self.error = error[:2000]
+        if error_code is not None:
+            self.error_code = error_code
+
+    def to_dict(self, playback_url: str | None = None) -> dict:
+        out = {
+            "audit_id": self.id,
+            "direction": self.direction,
+            "channel": self.channel,
+            "conversation_sid": self.conversation_sid,
+            "message_sid": self.message_sid,
+            "media_sid": self.media_sid,
+            "status": self.status,
+            "content_type": self.content_type,
+            "size_bytes": self.size_bytes,
+            "mp3_size_bytes": self.mp3_size_bytes,
+            "duration_s": round(self.duration_s, 3) if self.duration_s is not None else None,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+        }
+        if self.status == Status.READY.value and playback_url:
+            out["playback_url"] = playback_url
+        if self.status == Status.FAILED.value:
+            out["error"] = self.error or "unknown error"
+        return out
+
+
+class StoredMedia(db.Model):
+    """The embedded media store: MP3 bytes kept in the database (an S3 store can replace it)."""
+
+    __tablename__ = "stored_media"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ChannelSettings(db.Model):
+    """Per-channel audio policy. Rows are created by a migration with Twilio's limits as defaults."""
+
+    __tablename__ = "channel_settings"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sending_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_bytes: Mapped[int] = mapped_column(Integer)
+    max_duration_s: Mapped[int] = mapped_column(Integer, default=900)
+    bitrate_kbps: Mapped[int] = mapped_column(Integer, default=64)
+    normalize_inbound: Mapped[bool] = mapped_column(Boolean, default=True)
+    loudness_normalize: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class SettingsChange(db.Model):
+    """Every settings change is itself audited: who, when, which key, old and new value."""
+
+    __tablename__ = "settings_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), index=True)
+    key: Mapped[str] = mapped_column(String(32))
+    old_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    new_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    changed_by: Mapped[str] = mapped_column(String(256))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+    def to_dict(self) -> dict:
+        import json
+
+        return {"id": self.id, "channel": self.channel, "key": self.key,
+                "old_value": json.loads(self.old_value) if self.old_value is not None else None,
+                "new_value": json.loads(self.new_value) if self.new_value is not None else None,
+                "changed_by": self.changed_by, "changed_at": _iso(self.changed_at)}
+
+
+class SettingsVersion(db.Model):
+    """One row, bumped on every settings change: processes compare it to reload their cached settings."""
+
+    __tablename__ = "settings_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone=True columns.
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return _aware(value).isoformat().replace("+00:00", "Z")

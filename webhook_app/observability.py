@@ -1,0 +1,144 @@
+"""JSON logs with a request id and an audit id, and Prometheus metrics for operators."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from sqlalchemy import func, select
+
+from .extensions import db
+from .models import AudioMessage
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+audit_id_var: ContextVar[int | None] = ContextVar("audit_id", default=None)
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+bp = Blueprint("observability", __name__)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        record.audit_id = audit_id_var.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("request_id", "audit_id"):
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        tags = [f"{key}={getattr(record, key)}" for key in ("request_id", "audit_id")
+                if getattr(record, key, None) is not None]
+        return f"{line} [{' '.join(tags)}]" if tags else line
+
+
+def configure_logging(level_name: str, log_format: str) -> None:
+    """Logs go to stdout (12-factor); one handler on the root logger, configured once per process."""
+    level = getattr(logging, str(level_name).upper(), logging.INFO)
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, "_webhook_app", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stdout)
+        handler._webhook_app = True  # type: ignore[attr-defined]
+        handler.addFilter(ContextFilter())
+        root.addHandler(handler)
+    handler.setFormatter(JsonFormatter() if log_format == "json"
+                         else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.setLevel(level)
+    logging.getLogger("webhook_app").setLevel(level)
+
+
+def init_app(app: Flask) -> None:
+    configure_logging(app.config.get("LOG_LEVEL", "INFO"), app.config.get("LOG_FORMAT", "json"))
+
+    @app.before_request
+    def assign_request_id():
+        # Heroku's router sends X-Request-Id; keep it so router and app logs line up.
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_token = request_id_var.set(g.request_id)
+        g.audit_token = audit_id_var.set(None)
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def echo_request_id(response):
+        if "request_id" in g:
+            response.headers["X-Request-Id"] = g.request_id
+        return response
+
+    @app.teardown_request
+    def reset_context(exc):
+        for var, key in ((request_id_var, "request_token"), (audit_id_var, "audit_token")):
+            token = g.pop(key, None)
+            if token is not None:
+                var.reset(token)
+
+    app.register_blueprint(bp)
+
+
+def bind_audit_id(audit_id: int | None) -> None:
+    """Tag every following log line of this request or job with the audit row it is about."""
+    audit_id_var.set(audit_id)
+
+
+@bp.get("/metrics")
+def metrics():
+    token = current_app.config.get("METRICS_TOKEN")
+    if token:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            return Response("unauthorized\n", status=401, mimetype="text/plain")
+    lines = [
+        "# HELP audio_messages Audio messages by direction, channel and status (all processes, from the database).",
+        "# TYPE audio_messages gauge",
+    ]
+    counts = db.session.execute(
+        select(AudioMessage.direction, AudioMessage.channel, AudioMessage.status, func.count())
+        .group_by(AudioMessage.direction, AudioMessage.channel, AudioMessage.status))
+    for direction, channel, status, count in counts:
+        lines.append(f'audio_messages{{direction="{direction}",channel="{channel}",status="{status}"}} {count}')
+    retried, processed_ms, processed = db.session.execute(select(
+        func.coalesce(func.sum(AudioMessage.attempts - 1).filter(AudioMessage.attempts > 1), 0),
+        func.coalesce(func.sum(AudioMessage.processing_ms), 0),
+        func.count(AudioMessage.processing_ms))).one()
+    lines += [
+        "# HELP audio_job_retries_total Job attempts beyond the first (transient Twilio errors, revived crashes).",
+        "# TYPE audio_job_retries_total counter",
+        f"audio_job_retries_total {retried}",
+        "# HELP audio_processing_seconds Time from start to ready/failed of finished audio messages.",
+        "# TYPE audio_processing_seconds summary",
+        f"audio_processing_seconds_sum {processed_ms / 1000:.3f}",
+        f"audio_processing_seconds_count {processed}",
+    ]
+    try:
+        depth = current_app.extensions["jobs"].depth()
+        lines += ["# HELP audio_queue_depth Jobs waiting in the queue.", "# TYPE audio_queue_depth gauge",
+                  f"audio_queue_depth {depth}"]
+    except Exception:  # noqa: BLE001 - metrics must answer even while Redis is down
+        lines += ["# HELP audio_queue_up Whether the job queue answers.", "# TYPE audio_queue_up gauge",
+                  "audio_queue_up 0"]
+    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")

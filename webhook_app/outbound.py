@@ -1,0 +1,290 @@
+"""Outbound agent recordings: check, convert to MP3, enforce the channel's caps, upload to MCS, post the message."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .audio.detect import is_audio, sniff_file
+from .audio.transcode import AudioError, transcode_to_mp3
+from .channels import channel_from_participants, is_agent_author
+from .errors import ApiError
+from .extensions import db
+from .inbound import conversation_service_sid, parse_media, participant_cache
+from .models import AudioMessage, Status, utcnow
+from .observability import bind_audit_id
+from .settings import Policy, policy_for
+from .storage import media_store
+from .twilio.client import twilio_api
+from .twilio.http import TwilioHttpError
+
+log = logging.getLogger(__name__)
+
+# MCS garbage-collects media not attached to a message within 5 minutes: keep retrying well inside that.
+ATTACH_WINDOW_S = 240
+# Codes that mean Twilio refused before doing anything: a retry cannot double-send.
+REJECTED_BEFORE_PROCESSING = {429, 503}
+# Clips up to this long are also checked for digital silence (a muted microphone records zeros).
+SILENCE_CHECK_MAX_S = 120
+SILENCE_PROBE_S = 5
+
+ERROR_STATUS = {
+    "empty_audio": 400, "not_audio": 400, "silent_audio": 400, "sending_disabled": 403,
+    "conversation_not_found": 404, "too_large": 413, "too_long": 413, "twilio_error": 502, "internal_error": 500,
+}
+
+
+@dataclass
+class Upload:
+    path: str
+    filename: str | None
+    content_type: str | None
+
+
+def conversation_channel(conversation_sid: str) -> str:
+    """The channel of a conversation, from its participants' messaging bindings (never from the browser)."""
+    try:
+        participants = participant_cache.get(conversation_sid, twilio_api().list_participants)
+    except TwilioHttpError as exc:
+        if exc.status == 404:
+            raise ApiError(404, "conversation_not_found", f"conversation {conversation_sid} does not exist") from exc
+        raise ApiError(502, "twilio_error", f"could not read the conversation from Twilio: {exc}") from exc
+    return channel_from_participants(participants)
+
+
+def effective_settings(conversation_sid: str) -> Policy:
+    return policy_for(conversation_channel(conversation_sid))
+
+
+def replay(row: AudioMessage) -> tuple[dict, int]:
+    """The answer a finished attempt gave, for a request that repeats its Idempotency-Key."""
+    if row.status == Status.READY.value:
+        return sent_body(row), 201
+    if row.status == Status.FAILED.value:
+        code = row.error_code or "internal_error"
+        raise ApiError(ERROR_STATUS.get(code, 500), code, row.error or "failed")
+    raise ApiError(409, "idempotency_key_in_flight",
+                   "a recording with this Idempotency-Key is still being sent; retry shortly",
+                   headers={"Retry-After": "2"})
+
+
+def sent_body(row: AudioMessage) -> dict:
+    return {"audit_id": row.id, "message_sid": row.message_sid, "media_sid": row.media_sid,
+            "duration_s": round(row.duration_s or 0.0, 3), "size_bytes": row.mp3_size_bytes,
+            "content_type": "audio/mpeg"}
+
+
+def start_attempt(conversation_sid: str, identity: str, upload: Upload,
+                  idempotency_key: str | None) -> tuple[AudioMessage, bool]:
+    """The audit row of this attempt, and whether it is new (False: the Idempotency-Key was seen before).
+
+    The unique key column decides races: of two requests with one key, exactly one insert succeeds.
+    """
+    key = f"{identity}:{idempotency_key}"[:300] if idempotency_key else None
+    row = AudioMessage(
+        direction="outbound", channel="other", status=Status.QUEUED.value, conversation_sid=conversation_sid,
+        author=identity[:256], source="agent-api", content_type=(upload.content_type or "")[:128] or None,
+        filename=(upload.filename or "")[:256] or None, size_bytes=os.path.getsize(upload.path),
+        idempotency_key=key, truncated=False, attempts=1, started_at=utcnow(),
+    )
+    db.session.add(row)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        existing = db.session.scalar(select(AudioMessage).where(AudioMessage.idempotency_key == key))
+        if existing is None:
+            raise
+        return existing, False
+    return row, True
+
+
+def send_agent_audio(conversation_sid: str, identity: str, upload: Upload,
+                     idempotency_key: str | None = None) -> tuple[dict, int]:
+    row, created = start_attempt(conversation_sid, identity, upload, idempotency_key)
+    bind_audit_id(row.id)
+    if not created:
+        return replay(row)
+    try:
+        _send(row, upload)
+    except ApiError as exc:
+        # No rollback: what was measured before the refusal (duration, MP3 size) belongs in the audit row.
+        row.mark(Status.FAILED, error=exc.message, error_code=exc.code)
+        db.session.commit()
+        log.warning("outbound audit %s (%s) failed: %s", row.id, identity, exc.message)
+        raise
+    except Exception as exc:  # noqa: BLE001 - every attempt ends in a state the audit shows
+        db.session.rollback()
+        log.exception("outbound audit %s failed unexpectedly", row.id)
+        row.mark(Status.FAILED, error=f"internal error: {type(exc).__name__}: {exc}", error_code="internal_error")
+        db.session.commit()
+        raise ApiError(500, "internal_error", "the recording could not be sent; see the audit log") from exc
+    return sent_body(row), 201
+
+
+def _send(row: AudioMessage, upload: Upload) -> None:
+    settings = effective_settings(row.conversation_sid)
+    row.channel = settings.channel
+    db.session.commit()
+    if not settings.sending_enabled:
+        raise ApiError(403, "sending_disabled", f"audio sending is disabled for the {settings.channel} channel")
+    if row.size_bytes == 0:
+        raise ApiError(400, "empty_audio", "the recording is empty (0 bytes)")
+    if sniff_file(upload.path) is None:
+        raise ApiError(400, "not_audio", "the upload is not audio we can decode (expected WebM, Ogg, MP4, WAV or MP3)")
+
+    row.mark(Status.TRANSCODING)
+    db.session.commit()
+    with tempfile.TemporaryDirectory(prefix="outbound-") as workdir:
+        mp3_path = os.path.join(workdir, "voice-message.mp3")
+        try:
+            # Decode one second past the cap: enough to know the recording is too long, no more.
+            result = transcode_to_mp3(upload.path, mp3_path, bitrate_kbps=settings.bitrate_kbps, mono=True,
+                                      max_duration_s=settings.max_duration_s + 1,
+                                      timeout_s=current_app.config["FFMPEG_TIMEOUT_S"])
+        except AudioError as exc:
+            code = "empty_audio" if "zero-length" in str(exc) or "empty" in str(exc) else "not_audio"
+            raise ApiError(400, code, str(exc)) from exc
+        row.transcode_ms = int(result.elapsed_s * 1000)
+        row.duration_s = result.duration_s
+        row.mp3_size_bytes = result.size_bytes
+        row.mp3_sha256 = result.sha256
+        if result.duration_s > settings.max_duration_s:
+            raise ApiError(413, "too_long", f"the recording is longer than the {settings.channel} limit of "
+                                            f"{_duration_text(settings.max_duration_s)}")
+        if result.size_bytes > settings.max_bytes:
+            raise ApiError(413, "too_large", f"the recording is {_mb(result.size_bytes)} as MP3; {settings.channel} "
+                                             f"allows at most {_mb(settings.max_bytes)} per file")
+        if result.duration_s <= SILENCE_CHECK_MAX_S and _is_digital_silence(mp3_path):
+            raise ApiError(400, "silent_audio", "the recording is silent: is the microphone muted?")
+
+        row.mark(Status.SENDING)
+        db.session.commit()
+        key = f"audio/{row.id}/{result.sha256[:16]}.mp3"
+        media_store().put(key, mp3_path, "audio/mpeg", result.sha256)
+        row.media_key = key
+        db.session.commit()
+        _upload_and_post(row, mp3_path)
+    row.error = None
+    row.mark(Status.READY)
+    db.session.commit()
+    log.info("outbound audit %s sent by %s on %s: %.1f s, %d bytes, message %s", row.id, row.author, row.channel,
+             row.duration_s or 0, row.mp3_size_bytes or 0, row.message_sid)
+
+
+def _upload_and_post(row: AudioMessage, mp3_path: str) -> None:
+    api = twilio_api()
+    try:
+        if not row.chat_service_sid:
+            row.chat_service_sid = conversation_service_sid(row.conversation_sid)
+        with open(mp3_path, "rb") as handle:
+            media = api.upload_media(row.chat_service_sid, handle, "audio/mpeg", f"voice-message-{row.id}.mp3")
+    except TwilioHttpError as exc:
+        raise ApiError(502, "twilio_error", f"uploading the MP3 to Twilio failed: {exc}") from exc
+    row.media_sid = media["sid"]
+    db.session.commit()
+    row.message_sid = _create_message_within_window(row)
+
+
+def _create_message_within_window(row: AudioMessage) -> str:
+    """Attach the uploaded media before MCS garbage-collects it, without ever posting the message twice."""
+    api = twilio_api()
+    attributes = {"audio_audit_id": row.id}
+    deadline = time.monotonic() + ATTACH_WINDOW_S
+    delay = 0.5
+    while True:
+        try:
+            message = api.create_message(row.conversation_sid, author=row.author or "agent", media_sid=row.media_sid,
+                                         attributes=attributes)
+            return message["sid"]
+        except TwilioHttpError as exc:
+            if not exc.transient or time.monotonic() + delay > deadline:
+                raise ApiError(502, "twilio_error", f"posting the message to the conversation failed: {exc}") from exc
+            if exc.status not in REJECTED_BEFORE_PROCESSING:
+                # A timeout or 5xx may have created the message anyway: look before sending again.
+                existing = _find_posted_message(row, attributes)
+                if existing:
+                    return existing
+            log.warning("outbound audit %s: message create failed (%s); retrying in %.1f s", row.id, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 15)
+
+
+def _find_posted_message(row: AudioMessage, attributes: dict) -> str | None:
+    try:
+        messages = twilio_api().client.conversations.v1.conversations(row.conversation_sid).messages.list(
+            order="desc", limit=20)
+    except Exception:  # noqa: BLE001 - if we cannot look, retrying is still the best we can do
+        return None
+    for message in messages:
+        try:
+            if json.loads(message.attributes or "{}").get("audio_audit_id") == attributes["audio_audit_id"]:
+                return message.sid
+        except ValueError:
+            continue
+    return None
+
+
+def _is_digital_silence(mp3_path: str) -> bool:
+    """pydub serves here: a muted microphone records exact zeros. The first seconds nearly always settle it;
+    only a clip that starts in digital silence is decoded whole."""
+    from pydub import AudioSegment
+
+    if AudioSegment.from_file(mp3_path, format="mp3", duration=SILENCE_PROBE_S).max > 0:
+        return False
+    return AudioSegment.from_file(mp3_path, format="mp3").max == 0
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1_048_576:.1f} MB" if size >= 1_048_576 else f"{size / 1024:.1f} KB"
+
+
+def _duration_text(seconds: int) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes and rest else (f"{minutes} min" if minutes else f"{rest} s")
+
+
+def pre_event_verdict(event: dict) -> str | None:
+    """onMessageAdd: the reason to reject agent audio the channel's settings forbid, or None to allow.
+
+    This covers audio attached natively in Flex, which never passes through our upload API. Twilio publishes the
+    message unchanged if we take more than 5 s, so everything here is cached; a rejection is audited.
+    """
+    audio = [m for m in parse_media(event.get("Media")) if is_audio(m.content_type, m.filename)]
+    conversation_sid = event.get("ConversationSid")
+    if not audio or not conversation_sid:
+        return None
+    participants = participant_cache.get(conversation_sid, twilio_api().list_participants)
+    author = event.get("ClientIdentity") or event.get("Author")
+    if not is_agent_author(participants, author=author, participant_sid=event.get("ParticipantSid"),
+                           source=event.get("Source")):
+        return None  # customers are never blocked
+    policy = policy_for(channel_from_participants(participants, event.get("Source"), author))
+    if not policy.sending_enabled:
+        reason, code = f"audio sending is disabled for the {policy.channel} channel", "sending_disabled"
+    else:
+        too_big = [m for m in audio if m.size is not None and m.size > policy.max_bytes]
+        if not too_big:
+            return None
+        reason = (f"the audio file is {_mb(too_big[0].size)}; {policy.channel} allows at most "
+                  f"{_mb(policy.max_bytes)} per file")
+        code = "too_large"
+    for item in audio:
+        row = AudioMessage(direction="outbound", channel=policy.channel, conversation_sid=conversation_sid,
+                           media_sid=item.sid, author=(author or "")[:256] or None, source="pre-event",
+                           content_type=(item.content_type or "")[:128] or None, size_bytes=item.size,
+                           filename=(item.filename or "")[:256] or None, truncated=False, attempts=0,
+                           status=Status.QUEUED.value, chat_service_sid=event.get("ChatServiceSid"),
+                           account_sid=event.get("AccountSid"))
+        row.mark(Status.FAILED, error=f"rejected before publishing: {reason}", error_code=code)
+        db.session.add(row)
+    log.info("pre-event rejected agent audio in %s by %s: %s", conversation_sid, author, reason)
+    return reason

@@ -1,0 +1,122 @@
+"""Signed, expiring playback links that a plain cross-origin <audio> element can use (no headers).
+
+Database store: the bytes are served here (Range/206, ETag, 304). S3 store: a 302 to a short-lived presigned GET
+URL, so S3 serves the bytes and the ranges itself; with `S3_PRESIGN=false` the object is streamed through this
+service instead, the Range header passed on to S3.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, current_app, redirect, request, send_file, url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from werkzeug.http import http_date, parse_date
+
+from .errors import ApiError
+from .extensions import db
+from .models import AudioMessage, Status
+from .storage import S3Store, media_store
+
+bp = Blueprint("playback", __name__)
+
+SALT = "playback-v1"
+DEFAULT_PRESIGN_TTL_S = 900
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SALT)
+
+
+def playback_url(row: AudioMessage) -> str | None:
+    if row.status != Status.READY.value or not row.media_key or row.media_deleted_at is not None:
+        return None
+    token = _serializer().dumps({"a": row.id, "k": row.media_key})
+    base = current_app.config.get("PUBLIC_BASE_URL")
+    path = url_for("playback.media", token=token)
+    return base + path if base else url_for("playback.media", token=token, _external=True)
+
+
+@bp.get("/media/<token>")
+def media(token: str):
+    link_ttl_s = current_app.config["PLAYBACK_URL_TTL_S"]
+    try:
+        claims, signed_at = _serializer().loads(token, max_age=link_ttl_s, return_timestamp=True)
+    except SignatureExpired:
+        raise ApiError(410, "link_expired", "this playback link has expired; reload the conversation") from None
+    except BadSignature:
+        raise ApiError(403, "bad_link", "this playback link is not valid") from None
+    row = db.session.get(AudioMessage, claims.get("a"))
+    if row is None or row.media_key != claims.get("k"):
+        raise ApiError(410, "gone", "this audio is no longer available")
+    if row.media_deleted_at is not None:
+        raise ApiError(410, "media_expired", "this audio was deleted under the retention policy")
+
+    store = media_store()
+    # A presigned URL never outlives the playback link that led to it.
+    link_left_s = link_ttl_s - (datetime.now(timezone.utc) - signed_at).total_seconds()
+    ttl_s = max(1, int(min(current_app.config.get("S3_PRESIGN_TTL_S") or DEFAULT_PRESIGN_TTL_S, link_left_s)))
+    url = store.presigned_url(row.media_key, ttl_s)
+    if url:
+        response = redirect(url, 302)
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Cache-Control"] = f"private, max-age={ttl_s // 2}"
+        return response
+    if isinstance(store, S3Store):
+        return _stream_from_s3(store, row)
+
+    stored = store.get(row.media_key)
+    if stored is None:
+        raise ApiError(410, "gone", "this audio is no longer available")
+    # conditional=True gives Range/206, If-None-Match/304 and Accept-Ranges from Werkzeug.
+    response = send_file(io.BytesIO(stored.data), mimetype=stored.content_type, conditional=True,
+                         etag=stored.sha256, last_modified=row.finished_at, max_age=3600,
+                         download_name=f"audio-{row.id}.mp3" if stored.content_type == "audio/mpeg" else None)
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _stream_from_s3(store: S3Store, row: AudioMessage) -> Response:
+    """The fallback without presigning: one S3 GET per request, the client's single byte range passed through."""
+    parsed = request.range  # None when absent or unparsable: then the whole object, as RFC 9110 allows
+    range_header = request.headers.get("Range") if parsed is not None and len(parsed.ranges) == 1 else None
+    obj = store.open(row.media_key, range_header, request.headers.get("If-None-Match"))
+    if obj is not None and obj.status == 206 and not _if_range_holds(obj):
+        obj.close()  # the client's copy is stale: it gets the whole current object, not a piece of it
+        obj = store.open(row.media_key)
+    if obj is None:
+        raise ApiError(410, "gone", "this audio is no longer available")
+    if obj.status == 416:
+        raise ApiError(416, "range_not_satisfiable", "the requested range is outside the audio",
+                       headers={"Content-Range": obj.content_range} if obj.content_range else None)
+
+    headers = {"Accept-Ranges": "bytes", "Access-Control-Allow-Origin": "*",
+               "Cache-Control": "private, max-age=3600"}
+    if obj.etag:
+        headers["ETag"] = obj.etag
+    if obj.last_modified:
+        headers["Last-Modified"] = http_date(obj.last_modified)
+    if obj.status == 304:
+        return Response(status=304, headers=headers)
+    if obj.content_length is not None:
+        headers["Content-Length"] = str(obj.content_length)
+    if obj.content_range:
+        headers["Content-Range"] = obj.content_range
+    response = Response(obj.chunks(), status=obj.status, headers=headers,
+                        content_type=obj.content_type or "application/octet-stream", direct_passthrough=True)
+    response.call_on_close(obj.close)  # HEAD, or a client that hangs up: give the S3 connection back
+    return response
+
+
+def _if_range_holds(obj) -> bool:
+    condition = request.headers.get("If-Range")
+    if not condition:
+        return True
+    condition = condition.strip()
+    if condition.startswith(('"', "W/")):
+        return condition == obj.etag  # If-Range needs a strong match
+    when = parse_date(condition)
+    return when is not None and obj.last_modified is not None and \
+        int(when.timestamp()) == int(obj.last_modified.timestamp())

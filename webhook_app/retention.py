@@ -1,0 +1,120 @@
+"""Retention: after RETENTION_DAYS the audio itself is deleted; its audit row stays, marked `media_deleted_at`.
+
+`delete_expired_media()` is safe to run often and from several processes at once: it works in batches, skips
+rows another process has locked (PostgreSQL), treats an object that is already gone as deleted, and only marks a
+row once its media is really gone (so a store outage just means the next run tries again). The periodic
+maintenance round calls it; operators run `flask --app webhook_app retention run`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from .extensions import db
+from .models import AudioMessage, Status, utcnow
+from .storage import media_store
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+MAX_PER_RUN = 2000  # one maintenance round stays short; the next round (or the CLI) does the rest
+
+# Finished rows only: a failed outbound send can hold a stored MP3 too. Rows still in progress are left alone.
+FINISHED = (Status.READY.value, Status.FAILED.value)
+
+
+def retention_cutoff(now: datetime | None = None, days: int | None = None) -> datetime | None:
+    """Media of rows created before this instant is expired; None when retention is off (RETENTION_DAYS=0)."""
+    days = current_app.config.get("RETENTION_DAYS", 0) if days is None else days
+    if not days or days <= 0:
+        return None
+    now = now or utcnow()
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    return now - timedelta(days=days)
+
+
+def _expired(cutoff: datetime):
+    return (AudioMessage.status.in_(FINISHED), AudioMessage.media_key.is_not(None),
+            AudioMessage.media_deleted_at.is_(None), AudioMessage.created_at < cutoff)
+
+
+def count_expired_media(now: datetime | None = None, days: int | None = None) -> int:
+    cutoff = retention_cutoff(now, days)
+    if cutoff is None:
+        return 0
+    return db.session.scalar(select(func.count()).select_from(AudioMessage).where(*_expired(cutoff))) or 0
+
+
+def delete_expired_media(now: datetime | None = None, *, days: int | None = None, batch_size: int = BATCH_SIZE,
+                         limit: int | None = MAX_PER_RUN) -> int:
+    """Delete the stored media of audio messages older than RETENTION_DAYS; answer how many were deleted.
+
+    Each batch commits on its own. `limit` caps one call (None: until nothing is left).
+    """
+    return _delete_expired(now, days, batch_size, limit)[0]
+
+
+def _delete_expired(now: datetime | None, days: int | None, batch_size: int, limit: int | None) -> tuple[int, int]:
+    cutoff = retention_cutoff(now, days)
+    if cutoff is None:
+        return 0, 0
+    store = media_store()
+    deleted = failed = 0
+    last_id = 0
+    while limit is None or deleted < limit:
+        size = batch_size if limit is None else min(batch_size, limit - deleted)
+        rows = db.session.scalars(
+            select(AudioMessage).where(AudioMessage.id > last_id, *_expired(cutoff))
+            .order_by(AudioMessage.id).limit(size)
+            .with_for_update(skip_locked=True)  # PostgreSQL: two sweepers split the work; SQLite ignores it
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            last_id = row.id
+            try:
+                store.delete(row.media_key)  # an object already gone counts as deleted
+            except SQLAlchemyError:
+                raise  # the database store: the session is broken, the caller rolls back
+            except Exception:  # noqa: BLE001 - S3 down or refusing: leave the row for the next run
+                failed += 1
+                log.exception("retention: could not delete %s (audit %s); will retry", row.media_key, row.id)
+                continue
+            row.media_deleted_at = utcnow()
+            deleted += 1
+        db.session.commit()
+    if deleted or failed:
+        log.info("retention: deleted the media of %d audio message(s) created before %s (%d failed)",
+                 deleted, cutoff.isoformat(), failed)
+    return deleted, failed
+
+
+retention_cli = AppGroup("retention", help="Delete stored audio older than RETENTION_DAYS (audit rows stay).")
+
+
+@retention_cli.command("run")
+@click.option("--days", type=click.IntRange(min=1), help="Override RETENTION_DAYS for this run.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True)
+def retention_run(days, dry_run, batch_size):
+    """Delete the media of every audio message older than the retention period, in batches."""
+    cutoff = retention_cutoff(days=days)
+    if cutoff is None:
+        click.echo("RETENTION_DAYS is 0: media is kept forever; nothing deleted (use --days to run once).")
+        return
+    if dry_run:
+        click.echo(f"would delete the media of {count_expired_media(days=days)} audio message(s) "
+                   f"created before {cutoff.isoformat()}")
+        return
+    deleted, failed = _delete_expired(None, days, batch_size, None)
+    click.echo(f"deleted the media of {deleted} audio message(s) created before {cutoff.isoformat()}")
+    if failed:
+        raise click.ClickException(f"the media of {failed} could not be deleted (see the log); run again later")

@@ -1,0 +1,256 @@
+"""Where finished MP3s live: in the database (the embedded default) or in an S3-compatible bucket.
+
+`MEDIA_STORE=database|s3` picks the store. Both implement `MediaStore`. Playback asks a store for a presigned URL
+first (S3 then serves the bytes, ranges and all, and this service only redirects); a store that cannot presign
+(the database, or S3 with `S3_PRESIGN=false`) is read through `get` (database) or `open` (S3, streamed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterator, Protocol, runtime_checkable
+
+from flask import Flask, current_app
+from sqlalchemy import delete, select
+
+from .extensions import db
+from .models import StoredMedia
+
+log = logging.getLogger(__name__)
+
+STORES = ("database", "s3")
+STREAM_CHUNK_BYTES = 64 * 1024
+MULTIPART_THRESHOLD_BYTES = 8 * 1024 * 1024
+S3_PRESIGN_MAX_TTL_S = 7 * 24 * 3600  # SigV4's own limit
+
+
+@dataclass
+class StoredObject:
+    key: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    data: bytes
+
+
+@runtime_checkable
+class MediaStore(Protocol):
+    def put(self, key: str, path: str, content_type: str, sha256: str) -> None:
+        """Store the file at `path` under `key` (overwriting)."""
+
+    def get(self, key: str) -> StoredObject | None:
+        """The whole object in memory, or None when it does not exist."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object; a key that is already gone is not an error."""
+
+    def presigned_url(self, key: str, ttl_s: int) -> str | None:
+        """A URL anyone can GET for `ttl_s` seconds, or None when this store cannot hand one out."""
+
+
+class DatabaseStore:
+    """Joins the caller's transaction: the MP3 and its audit row commit together or not at all."""
+
+    def put(self, key: str, path: str, content_type: str, sha256: str) -> None:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        db.session.merge(StoredMedia(key=key, content_type=content_type, size_bytes=len(data), sha256=sha256,
+                                     data=data))
+
+    def get(self, key: str) -> StoredObject | None:
+        row = db.session.scalar(select(StoredMedia).where(StoredMedia.key == key))
+        if row is None:
+            return None
+        return StoredObject(row.key, row.content_type, row.size_bytes, row.sha256, row.data)
+
+    def delete(self, key: str) -> None:
+        db.session.execute(delete(StoredMedia).where(StoredMedia.key == key))
+
+    def presigned_url(self, key: str, ttl_s: int) -> str | None:
+        return None
+
+
+@dataclass
+class StreamedObject:
+    """An S3 object (or one byte range of it) being read: iterate `chunks()`, then it closes itself."""
+
+    status: int  # 200, 206, 304 or 416
+    content_type: str | None = None
+    content_length: int | None = None
+    content_range: str | None = None
+    etag: str | None = None
+    sha256: str | None = None
+    last_modified: datetime | None = None
+    body: object | None = None  # botocore StreamingBody
+
+    def chunks(self) -> Iterator[bytes]:
+        if self.body is None:
+            return
+        try:
+            yield from self.body.iter_chunks(STREAM_CHUNK_BYTES)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
+
+
+class S3Store:
+    """An S3-compatible bucket (AWS S3, MinIO, Cloudflare R2, moto). Writes are immediate, not transactional.
+
+    Credentials come from boto3's own chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, a profile, an instance
+    role). Object names are `prefix + key`.
+    """
+
+    def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None,
+                 public_endpoint_url: str | None = None, region: str | None = None, presign: bool = True):
+        self.bucket = bucket
+        self.prefix = prefix
+        self.endpoint_url = endpoint_url
+        self.public_endpoint_url = public_endpoint_url
+        self.region = region
+        self.presign = presign
+        self._clients: dict[tuple[int, str | None], object] = {}
+        self._lock = threading.Lock()
+
+    # -- clients ----------------------------------------------------------------------------------------
+    def _client(self, endpoint_url: str | None = None):
+        """One boto3 client per process and endpoint: clients are thread-safe, but not safe across RQ's fork."""
+        endpoint_url = endpoint_url or self.endpoint_url
+        cache_key = (os.getpid(), endpoint_url)
+        client = self._clients.get(cache_key)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(cache_key)
+                if client is None:
+                    import boto3
+                    from botocore.config import Config as BotoConfig
+
+                    # MinIO and most S3 look-alikes want path-style addressing; AWS picks for itself.
+                    style = "path" if endpoint_url else "auto"
+                    config = BotoConfig(signature_version="s3v4", s3={"addressing_style": style},
+                                        retries={"max_attempts": 4, "mode": "standard"},
+                                        connect_timeout=5, read_timeout=30)
+                    client = boto3.session.Session().client("s3", endpoint_url=endpoint_url,
+                                                            region_name=self.region, config=config)
+                    self._clients[cache_key] = client
+        return client
+
+    def object_name(self, key: str) -> str:
+        return self.prefix + key
+
+    # -- MediaStore -------------------------------------------------------------------------------------
+    def put(self, key: str, path: str, content_type: str, sha256: str) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        # upload_file switches to a multipart upload (parts in parallel) above the threshold.
+        transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD_BYTES,
+                                  multipart_chunksize=MULTIPART_THRESHOLD_BYTES)
+        self._client().upload_file(path, self.bucket, self.object_name(key), Config=transfer,
+                                   ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha256}})
+
+    def get(self, key: str) -> StoredObject | None:
+        obj = self.open(key)
+        if obj is None:
+            return None
+        data = b"".join(obj.chunks())
+        return StoredObject(key, obj.content_type or "application/octet-stream", len(data), obj.sha256 or "", data)
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            # S3 answers 204 for a missing key too; some look-alikes answer NoSuchKey.
+            self._client().delete_object(Bucket=self.bucket, Key=self.object_name(key))
+        except ClientError as exc:
+            if _error_code(exc) not in ("NoSuchKey", "404", "NotFound"):
+                raise
+
+    def presigned_url(self, key: str, ttl_s: int) -> str | None:
+        if not self.presign:
+            return None
+        ttl_s = max(1, min(int(ttl_s), S3_PRESIGN_MAX_TTL_S))
+        client = self._client(self.public_endpoint_url)
+        return client.generate_presigned_url("get_object", Params={"Bucket": self.bucket,
+                                                                   "Key": self.object_name(key)},
+                                             ExpiresIn=ttl_s)
+
+    # -- streaming fallback -----------------------------------------------------------------------------
+    def open(self, key: str, range_header: str | None = None, if_none_match: str | None = None
+             ) -> StreamedObject | None:
+        """GET the object, passing a single `Range` through to S3; None when the object does not exist.
+
+        The ETag is the object's sha256 (from its metadata) so it matches the database store's; S3's own ETag
+        (an MD5, or a multipart hash) is only the fallback.
+        """
+        from botocore.exceptions import ClientError
+
+        params = {"Bucket": self.bucket, "Key": self.object_name(key)}
+        if range_header:
+            params["Range"] = range_header
+        try:
+            response = self._client().get_object(**params)
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            if code == "InvalidRange":
+                size = exc.response.get("Error", {}).get("ActualObjectSize")
+                return StreamedObject(status=416, content_range=f"bytes */{size}" if size else None)
+            raise
+        metadata = response.get("Metadata") or {}
+        etag = f'"{metadata["sha256"]}"' if metadata.get("sha256") else response.get("ETag")
+        obj = StreamedObject(
+            status=206 if response.get("ContentRange") else 200,
+            content_type=response.get("ContentType"),
+            content_length=response.get("ContentLength"),
+            content_range=response.get("ContentRange"),
+            etag=etag,
+            sha256=metadata.get("sha256"),
+            last_modified=response.get("LastModified"),
+            body=response["Body"],
+        )
+        if if_none_match and etag and _etag_matches(if_none_match, etag):
+            obj.close()
+            return StreamedObject(status=304, etag=etag, last_modified=obj.last_modified)
+        return obj
+
+
+def _error_code(exc) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    wanted = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in wanted or etag in wanted
+
+
+def build_store(config) -> MediaStore:
+    kind = str(config.get("MEDIA_STORE") or "database").strip().lower()
+    if kind not in STORES:
+        raise RuntimeError(f"MEDIA_STORE={kind!r} is not one of {', '.join(STORES)}")
+    if kind == "database":
+        return DatabaseStore()
+    if not config.get("S3_BUCKET"):
+        raise RuntimeError("MEDIA_STORE=s3 needs S3_BUCKET")
+    prefix = config.get("S3_PREFIX")
+    return S3Store(config["S3_BUCKET"],
+                   prefix=prefix or "",
+                   endpoint_url=config.get("S3_ENDPOINT_URL") or None,
+                   public_endpoint_url=config.get("S3_PUBLIC_ENDPOINT_URL") or None,
+                   region=config.get("S3_REGION") or None,
+                   presign=bool(config.get("S3_PRESIGN", True)))
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["media_store"] = build_store(app.config)
+
+
+def media_store() -> MediaStore:
+    return current_app.extensions["media_store"]

@@ -1,0 +1,129 @@
+"""Nothing lost: rows a crashed worker, a lost Redis or a dead request left behind are picked up again.
+
+The sweeper runs in every worker (and in the web process with in-process jobs) every MAINTENANCE_INTERVAL_S,
+and on demand as `flask --app webhook_app sweep`. Each step is one conditional UPDATE, so several sweepers on
+several dynos never double-handle a row; a job enqueued twice is harmless because the job claims its row
+atomically (`queued` -> `downloading`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+
+from flask import Flask, current_app
+from sqlalchemy import or_, update
+
+from . import jobs
+from .extensions import db
+from .models import AudioMessage, Status
+
+log = logging.getLogger(__name__)
+
+WORKING = (Status.DOWNLOADING.value, Status.TRANSCODING.value)
+OUTBOUND_UNFINISHED = (Status.QUEUED.value, Status.TRANSCODING.value, Status.SENDING.value)
+
+
+def sweep(now: datetime | None = None) -> dict:
+    config = current_app.config
+    now = now or datetime.now(timezone.utc)
+    stuck_before = now - timedelta(seconds=config["SWEEP_STUCK_AFTER_S"])
+    requeue_before = now - timedelta(seconds=config["SWEEP_REQUEUE_AFTER_S"])
+    max_attempts = config["JOB_MAX_ATTEMPTS"]
+    # Rows that jobs process: those recorded from webhooks (an agent's native Flex audio too), not API uploads.
+    from_webhook = or_(AudioMessage.source.is_(None), AudioMessage.source.notin_(("agent-api", "pre-event")))
+
+    gave_up = db.session.execute(
+        update(AudioMessage)
+        .where(from_webhook, AudioMessage.status.in_(WORKING), AudioMessage.updated_at < stuck_before,
+               AudioMessage.attempts >= max_attempts)
+        .values(status=Status.FAILED.value, finished_at=now, updated_at=now,
+                error=f"the worker stopped mid-job {max_attempts} times; giving up")
+        .returning(AudioMessage.id)).scalars().all()
+    revived = db.session.execute(
+        update(AudioMessage)
+        .where(from_webhook, AudioMessage.status.in_(WORKING), AudioMessage.updated_at < stuck_before)
+        .values(status=Status.QUEUED.value, updated_at=now,
+                error="the worker stopped mid-job (crash or restart); retrying")
+        .returning(AudioMessage.id)).scalars().all()
+    # Queued long ago and still queued: its job was lost (Redis down at enqueue time, a flushed queue).
+    requeued = db.session.execute(
+        update(AudioMessage)
+        .where(from_webhook, AudioMessage.status == Status.QUEUED.value, AudioMessage.updated_at < requeue_before)
+        .values(updated_at=now)
+        .returning(AudioMessage.id)).scalars().all()
+    # An agent upload runs inside its request: if that died, nobody will finish it. Say so.
+    abandoned = db.session.execute(
+        update(AudioMessage)
+        .where(AudioMessage.source == "agent-api", AudioMessage.status.in_(OUTBOUND_UNFINISHED),
+               AudioMessage.updated_at < stuck_before, AudioMessage.message_sid.is_(None))
+        .values(status=Status.FAILED.value, finished_at=now, updated_at=now, error_code="interrupted",
+                error="the upload request ended before the message was sent")
+        .returning(AudioMessage.id)).scalars().all()
+    db.session.commit()
+    for audit_id in [*revived, *requeued]:
+        try:
+            jobs.enqueue("normalize_inbound", audit_id)
+        except Exception:  # noqa: BLE001 - still queued; the next sweep tries again
+            log.exception("sweeper could not enqueue audit %s", audit_id)
+            break
+    counts = {"revived": len(revived), "requeued": len(requeued), "gave_up": len(gave_up),
+              "abandoned": len(abandoned)}
+    if any(counts.values()):
+        log.warning("sweeper: %s", counts)
+    return counts
+
+
+def run_maintenance() -> None:
+    """One round of periodic upkeep: sweep, then retention."""
+    try:
+        sweep()
+    except Exception:  # noqa: BLE001 - a sweeper that dies silently is worse than one that logs and tries again
+        db.session.rollback()
+        log.exception("sweep failed")
+    try:
+        from .retention import delete_expired_media
+
+        delete_expired_media()
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001
+        db.session.rollback()
+        log.exception("retention failed")
+    finally:
+        db.session.remove()
+
+
+def start_maintenance_thread(app: Flask) -> threading.Thread:
+    """A daemon thread that runs maintenance now (so a restart picks up at once) and then periodically."""
+    interval = app.config["MAINTENANCE_INTERVAL_S"]
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            with app.app_context():
+                run_maintenance()
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=loop, name="maintenance", daemon=True)
+    thread.stop = stop  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def init_app(app: Flask) -> None:
+    """With in-process jobs the web process is also the worker: it sweeps too, from its first request on.
+
+    Not at create_app() time: CLI commands build the app as well and must not start background sweeps.
+    """
+    if app.config.get("REDIS_URL") or app.config.get("TESTING") or app.config["MAINTENANCE_INTERVAL_S"] <= 0:
+        return
+    started = threading.Lock()
+    state = {"thread": None}
+
+    @app.before_request
+    def _start_maintenance_once():
+        if state["thread"] is None and started.acquire(blocking=False):
+            state["thread"] = start_maintenance_thread(app)

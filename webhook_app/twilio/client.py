@@ -1,0 +1,170 @@
+"""Twilio REST: Conversations (twilio-python), Media Content Service and Flex token validation (plain HTTP)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import IO
+
+from flask import Flask, current_app
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.rest import Client
+
+from .http import (
+    CONVERSATIONS_HOST,
+    IAM_HOST,
+    MCS_HOST,
+    NO_AUTH,
+    TooLarge,
+    TwilioHttp,
+    TwilioHttpError,
+    TwilioPythonBridge,
+    raise_for_status,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TwilioApi:
+    def __init__(self, http: TwilioHttp, account_sid: str, auth_token: str, sandbox=None):
+        self.http = http
+        self.account_sid = account_sid
+        # The auth token signs webhooks and validates Flex tokens; REST may use an API key instead.
+        self.auth_token = auth_token
+        self.sandbox = sandbox
+        username, password = http.auth or (account_sid, auth_token)
+        self.client = Client(username, password, account_sid, http_client=TwilioPythonBridge(http))
+
+    # -- Conversations ---------------------------------------------------------------------------
+    def fetch_message(self, conversation_sid: str, message_sid: str) -> dict:
+        message = self._call(lambda: self.client.conversations.v1.conversations(conversation_sid)
+                             .messages(message_sid).fetch())
+        return {
+            "sid": message.sid,
+            "author": message.author,
+            "participant_sid": message.participant_sid,
+            "media": message.media or [],
+            "attributes": message.attributes,
+            "date_created": message.date_created,
+        }
+
+    def list_participants(self, conversation_sid: str) -> list[dict]:
+        participants = self._call(lambda: self.client.conversations.v1.conversations(conversation_sid)
+                                  .participants.list(page_size=100))
+        return [
+            {"sid": p.sid, "identity": p.identity, "messaging_binding": p.messaging_binding,
+             "attributes": p.attributes}
+            for p in participants
+        ]
+
+    def create_message(self, conversation_sid: str, *, author: str, media_sid: str, body: str | None = None,
+                       attributes: dict | None = None) -> dict:
+        kwargs = {"author": author, "media_sid": media_sid}
+        if body:
+            kwargs["body"] = body
+        if attributes:
+            kwargs["attributes"] = json.dumps(attributes)
+        message = self._call(lambda: self.client.conversations.v1.conversations(conversation_sid)
+                             .messages.create(**kwargs))
+        return {"sid": message.sid, "media": message.media or [], "index": message.index}
+
+    def fetch_conversation(self, conversation_sid: str) -> dict:
+        conversation = self._call(lambda: self.client.conversations.v1.conversations(conversation_sid).fetch())
+        return {"sid": conversation.sid, "chat_service_sid": conversation.chat_service_sid,
+                "friendly_name": conversation.friendly_name, "attributes": conversation.attributes}
+
+    def _call(self, fn):
+        try:
+            return fn()
+        except TwilioRestException as exc:
+            raise TwilioHttpError(f"{exc.method} {exc.uri} -> {exc.status}: {exc.msg}", exc.status,
+                                  transient=exc.status in (429, 500, 502, 503, 504), code=exc.code) from exc
+        except TwilioException as exc:
+            # List pages fail with a bare TwilioException carrying the response as its second argument.
+            response = exc.args[1] if len(exc.args) > 1 else None
+            status = getattr(response, "status_code", None)
+            raise TwilioHttpError(f"{exc.args[0]}: {response}", status,
+                                  transient=status in (429, 500, 502, 503, 504)) from exc
+
+    # -- Media Content Service (twilio-python has no MCS code) -------------------------------------
+    def media_url(self, chat_service_sid: str, media_sid: str) -> str:
+        return f"{MCS_HOST}/v1/Services/{chat_service_sid}/Media/{media_sid}"
+
+    def fetch_media(self, chat_service_sid: str, media_sid: str) -> dict:
+        url = self.media_url(chat_service_sid, media_sid)
+        return raise_for_status(self.http.request("GET", url), "GET", url).json()
+
+    def download_media(self, chat_service_sid: str, media_sid: str, dest: IO[bytes], max_bytes: int) -> dict:
+        """Metadata first (size check before any byte moves), then the bytes, streamed into `dest`."""
+        meta = self.fetch_media(chat_service_sid, media_sid)
+        size = meta.get("size")
+        if isinstance(size, int) and size > max_bytes:
+            raise TooLarge(f"media is {size} bytes, over the {max_bytes} byte cap")
+        links = meta.get("links") or {}
+        # The direct link is pre-signed for 300 s and needs no auth; /Content needs basic auth.
+        direct = links.get("content_direct_temporary")
+        if direct:
+            # Presigned storage URLs reject a second auth mechanism: send no Authorization header.
+            url, auth = direct, NO_AUTH
+        else:
+            url, auth = self.media_url(chat_service_sid, media_sid) + "/Content", None
+        response = self.http.request("GET", url, stream_to=dest, max_bytes=max_bytes, auth=auth)
+        raise_for_status(response, "GET", url)
+        dest.flush()
+        return meta
+
+    def upload_media(self, chat_service_sid: str, data: IO[bytes] | bytes, content_type: str, filename: str) -> dict:
+        url = f"{MCS_HOST}/v1/Services/{chat_service_sid}/Media"
+        body = data if isinstance(data, bytes) else data.read()
+        response = self.http.request(
+            "POST", url, data=body, retry=True,  # an unattached upload is garbage-collected: retrying is harmless
+            headers={"Content-Type": content_type, "Content-Disposition": f'attachment; filename="{filename}"'},
+            params={"filename": filename},
+        )
+        return raise_for_status(response, "POST", url).json()
+
+    # -- Flex tokens (twilio-flex-token-validator) -------------------------------------------------
+    def validate_flex_token(self, token: str) -> dict:
+        url = f"{IAM_HOST}/v1/Accounts/{self.account_sid}/Tokens/validate"
+        # IAM wants the account's own credentials, not an API key.
+        response = self.http.request("POST", url, json_body={"token": token},
+                                     auth=(self.account_sid, self.auth_token), retry=True)
+        return raise_for_status(response, "POST", url).json()
+
+
+def init_app(app: Flask) -> None:
+    config = app.config
+    sandbox = None
+    if config["TWILIO_SANDBOX"]:
+        from .sandbox import Sandbox
+
+        path = config.get("SANDBOX_DB") or os.path.join(app.instance_path, "twilio-sandbox.db")
+        sandbox = Sandbox(path)
+        account_sid, auth_token = sandbox.account_sid, sandbox.auth_token
+        auth = (account_sid, auth_token)
+    else:
+        account_sid, auth_token = config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"]
+        if not auth_token:
+            raise RuntimeError("TWILIO_AUTH_TOKEN must be set together with TWILIO_ACCOUNT_SID")
+        if config.get("TWILIO_API_KEY_SID") and config.get("TWILIO_API_KEY_SECRET"):
+            auth = (config["TWILIO_API_KEY_SID"], config["TWILIO_API_KEY_SECRET"])
+        else:
+            auth = (account_sid, auth_token)
+    base_url = config.get("TWILIO_API_BASE_URL")
+    http = TwilioHttp(
+        auth=auth,
+        base_url=base_url,
+        # With no base URL the sandbox answers in-process; with one, real HTTP goes there (a served sandbox).
+        wsgi_app=sandbox.wsgi_app() if sandbox is not None and not base_url else None,
+        timeout_s=config["TWILIO_HTTP_TIMEOUT_S"],
+        retries=config["TWILIO_HTTP_RETRIES"],
+    )
+    app.extensions["twilio"] = TwilioApi(http, account_sid, auth_token, sandbox=sandbox)
+
+
+def twilio_api() -> TwilioApi:
+    return current_app.extensions["twilio"]
+
+
+__all__ = ["TwilioApi", "init_app", "twilio_api", "CONVERSATIONS_HOST"]

@@ -1,0 +1,222 @@
+"""The one HTTP path to Twilio: real hosts, a configured base URL, or the in-process sandbox.
+
+Every Twilio call (Conversations through twilio-python, MCS and IAM, which twilio-python does not cover)
+goes through `TwilioHttp`, so timeouts, retries and `TWILIO_API_BASE_URL` behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import IO, Callable
+from urllib.parse import urlsplit
+
+import requests
+from twilio.http import HttpClient
+from twilio.http.response import Response as TwilioResponse
+
+log = logging.getLogger(__name__)
+
+CONVERSATIONS_HOST = "https://conversations.twilio.com"
+MCS_HOST = "https://mcs.us1.twilio.com"
+IAM_HOST = "https://iam.twilio.com"
+
+# Twilio documents 429/503/504 as retryable; 500/502 are transient in practice too.
+TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
+MAX_RETRY_AFTER_S = 30.0
+NO_AUTH = ("", "")  # pass as `auth` to send no Authorization header at all
+
+
+class TwilioHttpError(Exception):
+    def __init__(self, message: str, status: int | None = None, transient: bool = False, code: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
+        self.code = code
+
+
+class TooLarge(TwilioHttpError):
+    pass
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    content: bytes
+    url: str = ""
+
+    def json(self):
+        import json
+
+        return json.loads(self.content or b"null")
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+@dataclass
+class TwilioHttp:
+    """`wsgi_app` set: requests are answered in-process by the sandbox (no socket, no thread)."""
+
+    auth: tuple[str, str] | None
+    base_url: str | None = None
+    wsgi_app: Callable | None = None
+    timeout_s: float = 15.0
+    retries: int = 4
+    backoff_s: float = 0.5
+    sleep: Callable[[float], None] = time.sleep
+    _session: requests.Session = field(default_factory=requests.Session, repr=False)
+
+    def resolve(self, url: str) -> str:
+        """Twilio's absolute URL -> the URL we really call (same path, maybe another base)."""
+        if self.base_url and url.startswith("https://"):
+            parts = urlsplit(url)
+            rest = parts.path + (f"?{parts.query}" if parts.query else "")
+            return self.base_url + rest
+        return url
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict | None = None,
+        data: dict | bytes | None = None,
+        json_body: dict | None = None,
+        headers: dict | None = None,
+        auth: tuple[str, str] | None = None,
+        retry: bool | None = None,
+        stream_to: IO[bytes] | None = None,
+        max_bytes: int | None = None,
+    ) -> HttpResponse:
+        """One Twilio request with bounded retries on transient failures.
+
+        POSTs are retried only when `retry=True`: a message create is not idempotent.
+        With `stream_to`, the body is written there chunk by chunk and cut off past `max_bytes`.
+        """
+        method = method.upper()
+        if retry is None:
+            retry = method == "GET"
+        attempts = 1 + (self.retries if retry else 0)
+        last_error: TwilioHttpError | None = None
+        for attempt in range(attempts):
+            if attempt:
+                self.sleep(self._delay(attempt, last_error))
+            if stream_to is not None:
+                stream_to.seek(0)
+                stream_to.truncate()
+            try:
+                send_auth = None if auth == NO_AUTH else (auth or self.auth)
+                response = self._send(method, self.resolve(url), params, data, json_body, headers, send_auth,
+                                      stream_to, max_bytes)
+            except TooLarge:
+                raise
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                last_error = TwilioHttpError(f"{method} {url}: {type(exc).__name__}: {exc}", transient=True)
+                log.warning("twilio request failed (attempt %d/%d): %s", attempt + 1, attempts, last_error)
+                continue
+            if response.status in TRANSIENT_STATUSES:
+                last_error = _error_from(response, method, url, transient=True)
+                last_error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+                log.warning("twilio answered %d (attempt %d/%d): %s", response.status, attempt + 1, attempts, url)
+                continue
+            return response
+        assert last_error is not None
+        raise last_error
+
+    def _delay(self, attempt: int, error: TwilioHttpError | None) -> float:
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return min(retry_after, MAX_RETRY_AFTER_S)
+        return self.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())
+
+    def _send(self, method, url, params, data, json_body, headers, auth, stream_to, max_bytes) -> HttpResponse:
+        if self.wsgi_app is not None:
+            return self._send_in_process(method, url, params, data, json_body, headers, auth, stream_to, max_bytes)
+        with self._session.request(
+            method, url, params=params, data=data, json=json_body, headers=headers, auth=auth,
+            timeout=self.timeout_s, stream=stream_to is not None, allow_redirects=True,
+        ) as raw:
+            headers_out = dict(raw.headers)
+            if stream_to is None or not (200 <= raw.status_code < 300):
+                return HttpResponse(raw.status_code, headers_out, raw.content, url)
+            declared = raw.headers.get("Content-Length")
+            if max_bytes is not None and declared and declared.isdigit() and int(declared) > max_bytes:
+                raise TooLarge(f"media is {declared} bytes, over the {max_bytes} byte cap")
+            written = 0
+            for chunk in raw.iter_content(64 * 1024):
+                written += len(chunk)
+                if max_bytes is not None and written > max_bytes:
+                    raise TooLarge(f"media is over the {max_bytes} byte cap")
+                stream_to.write(chunk)
+            return HttpResponse(raw.status_code, headers_out, b"", url)
+
+    def _send_in_process(self, method, url, params, data, json_body, headers, auth, stream_to, max_bytes):
+        from werkzeug.test import Client
+
+        parts = urlsplit(url)
+        client = Client(self.wsgi_app)
+        headers = dict(headers or {})
+        if auth:
+            import base64
+
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        kwargs: dict = {"headers": headers, "query_string": params or parts.query or None}
+        if json_body is not None:
+            kwargs["json"] = json_body
+        elif data is not None:
+            kwargs["data"] = data
+        raw = client.open(parts.path, method=method, base_url=f"{parts.scheme}://{parts.netloc}", **kwargs)
+        body = raw.get_data()
+        if stream_to is not None and 200 <= raw.status_code < 300:
+            if max_bytes is not None and len(body) > max_bytes:
+                raise TooLarge(f"media is over the {max_bytes} byte cap")
+            stream_to.write(body)
+            body = b""
+        return HttpResponse(raw.status_code, dict(raw.headers), body, url)
+
+
+def _retry_after(response: HttpResponse) -> float | None:
+    value = response.headers.get("Retry-After") or response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_from(response: HttpResponse, method: str, url: str, transient: bool = False) -> TwilioHttpError:
+    code = None
+    message = response.text[:300]
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            code = body.get("code")
+            message = body.get("message") or message
+    except ValueError:
+        pass
+    return TwilioHttpError(f"{method} {url} -> {response.status}: {message}", response.status, transient, code)
+
+
+def raise_for_status(response: HttpResponse, method: str = "", url: str = "") -> HttpResponse:
+    if response.status >= 400:
+        raise _error_from(response, method, url or response.url, transient=response.status in TRANSIENT_STATUSES)
+    return response
+
+
+class TwilioPythonBridge(HttpClient):
+    """Lets twilio-python's generated Conversations client ride on `TwilioHttp`."""
+
+    def __init__(self, http: TwilioHttp):
+        super().__init__(logger=log, is_async=False, timeout=http.timeout_s)
+        self.http = http
+
+    def request(self, method, url, params=None, data=None, headers=None, auth=None, timeout=None,
+                allow_redirects=False):
+        retry = method.upper() == "GET"
+        response = self.http.request(method, url, params=params, data=data, headers=headers, auth=auth, retry=retry)
+        self.last_response = TwilioResponse(response.status, response.text, response.headers)
+        return self.last_response

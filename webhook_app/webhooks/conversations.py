@@ -1,0 +1,107 @@
+"""Twilio Conversations webhooks. Answer within milliseconds: store, enqueue, reply; the work runs in jobs.
+
+Twilio gives a webhook 5 seconds (error 50076) and, by default, never retries a post-event. So a post-event is
+acknowledged only after its rows are committed, and answered 503 when they could not be, which a service
+configured with `post_webhook_retry_count` redelivers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import jobs
+from ..errors import error_response
+from ..extensions import db
+from ..inbound import parse_media, record_message_media
+from ..outbound import pre_event_verdict
+from ..twilio.client import twilio_api
+from ..twilio.signatures import is_valid_twilio_request
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("conversations_webhooks", __name__, url_prefix="/twilio/conversations")
+
+
+@bp.before_request
+def require_twilio_signature():
+    if not is_valid_twilio_request(request, twilio_api().auth_token):
+        abort(error_response(403, "invalid_signature", "X-Twilio-Signature is missing or does not match"))
+
+
+def handle_message_added(event: dict):
+    media = parse_media(event.get("Media"))
+    if not media:
+        return jsonify({})
+    if not event.get("ConversationSid") or not event.get("MessageSid"):
+        return error_response(400, "bad_event", "onMessageAdded without ConversationSid or MessageSid")
+    try:
+        new_ids = record_message_media(event, media)
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.exception("could not store webhook for message %s", event.get("MessageSid"))
+        return error_response(503, "storage_unavailable", "the event could not be stored; retry later")
+    for audit_id in new_ids:
+        _enqueue_or_leave_queued("normalize_inbound", audit_id)
+    # Webhooks show one attachment of an SDK message even when it carries several.
+    if (event.get("Source") or "").upper() == "SDK":
+        _enqueue_or_leave_queued("expand_message", _event_fields(event))
+    log.info("onMessageAdded %s: %d media, %d new audio rows", event["MessageSid"], len(media), len(new_ids))
+    return jsonify({"audit_ids": new_ids})
+
+
+def _event_fields(event: dict) -> dict:
+    keys = ("AccountSid", "ChatServiceSid", "ConversationSid", "MessageSid", "Author", "Source")
+    return {key: event.get(key) for key in keys if event.get(key) is not None}
+
+
+def _enqueue_or_leave_queued(name: str, *args) -> None:
+    try:
+        jobs.enqueue(name, *args)
+    except Exception:  # noqa: BLE001 - Redis down: the row stays `queued` for the sweeper; Twilio still gets 200
+        log.exception("could not enqueue %s%r; left queued", name, args)
+
+
+POST_EVENT_HANDLERS = {
+    "onMessageAdded": handle_message_added,
+}
+
+
+def handle_message_add(event: dict):
+    try:
+        reason = pre_event_verdict(event)
+        db.session.commit()
+    except Exception:  # noqa: BLE001 - when in doubt, publish: a 5xx would reject the customer's message too
+        db.session.rollback()
+        log.exception("pre-event check failed for conversation %s; allowing", event.get("ConversationSid"))
+        return jsonify({})
+    if reason is None:
+        return jsonify({})
+    # Any 4xx rejects the message: Twilio does not publish it.
+    return error_response(403, "audio_not_allowed", reason)
+
+
+PRE_EVENT_HANDLERS = {
+    "onMessageAdd": handle_message_add,
+}
+
+
+@bp.post("/pre-event")
+def pre_event():
+    event = request.form.to_dict()
+    handler = PRE_EVENT_HANDLERS.get(event.get("EventType", ""))
+    if handler is None:
+        return jsonify({})
+    return handler(event)
+
+
+@bp.post("/post-event")
+def post_event():
+    event = request.form.to_dict()
+    handler = POST_EVENT_HANDLERS.get(event.get("EventType", ""))
+    if handler is None:
+        return jsonify({})
+    return handler(event)
