@@ -70,9 +70,20 @@ def parse_media(raw) -> list[MediaItem]:
             sid=str(sid),
             content_type=_first(entry, "ContentType", "content_type", "contentType", "Content-Type"),
             filename=_first(entry, "Filename", "filename", "FileName"),
-            size=int(size) if isinstance(size, (int, float)) or (isinstance(size, str) and size.isdigit()) else None,
+            size=_declared_size(size),
         ))
     return items
+
+
+def _declared_size(value) -> int | None:
+    """A webhook's Size is informational (MCS metadata and the bytes that arrive decide), so garbage becomes None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and 0 <= value < 2**53 else None
 
 
 def _first(entry: dict, *keys):

@@ -6,6 +6,7 @@ import enum
 from datetime import datetime, timezone
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -60,7 +61,8 @@ class AudioMessage(db.Model):
 
     content_type: Mapped[str | None] = mapped_column(String(128))
     filename: Mapped[str | None] = mapped_column(String(256))
-    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    # A webhook's declared Size is only a claim (and files can exceed 2 GiB): 64-bit so no claim overflows.
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     sha256: Mapped[str | None] = mapped_column(String(64))
     mp3_size_bytes: Mapped[int | None] = mapped_column(Integer)
     mp3_sha256: Mapped[str | None] = mapped_column(String(64))

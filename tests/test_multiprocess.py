@@ -1,0 +1,243 @@
+"""Several processes at once, as deployed: 2 gunicorn web workers and 2 RQ workers on PostgreSQL and Redis.
+
+200 customer voice notes reach the service over HTTP concurrently, a third of them delivered twice (Twilio
+retries, interleaved with and sometimes racing the first delivery). Every one must end `ready`, exactly once:
+one row per (message, media), one attempt each, every webhook answered 200.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.audio_samples import KINDS, content_type, make_audio
+from tests.conftest import ROOT, audio_rows
+from webhook_app.twilio.sandbox import Sandbox
+
+REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
+REAL_REDIS = os.environ.get("TEST_REDIS_URL")
+
+pytestmark = pytest.mark.skipif(
+    not (REAL_POSTGRES and REAL_REDIS),
+    reason="needs TEST_DATABASE_URL (PostgreSQL) and TEST_REDIS_URL (Redis) for real multi-process runs "
+           "(CI's second suite runs it)")
+
+NOTES = 200
+DUPLICATED = NOTES // 3
+DELIVERY_THREADS = 32
+SETTLE_TIMEOUT_S = 180
+TERMINAL = ("ready", "failed")
+# (channel, sample kind) per conversation: a handful of conversations across the customer channels.
+CONVERSATIONS = [("whatsapp", "whatsapp_ogg"), ("whatsapp", "whatsapp_ogg"), ("sms", "amr"), ("sms", "amr"),
+                 ("webchat", "whatsapp_ogg"), ("webchat", "whatsapp_ogg")]
+# Whatever the developer's shell has set must not leak into the processes under test.
+SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "RQ_QUEUE", "SANDBOX_DB", "SECRET_KEY", "LOG_LEVEL",
+                     "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET",
+                     "TWILIO_API_BASE_URL", "PUBLIC_BASE_URL", "WEB_CONCURRENCY", "MEDIA_STORE",
+                     "GUNICORN_CMD_ARGS")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Processes:
+    """The service's processes, each in its own process group, with their output in files."""
+
+    def __init__(self, env: dict, log_dir: Path):
+        self.env = env
+        self.log_dir = log_dir
+        self.started: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        self.started.append((name, process, log_path))
+        return process
+
+    def check_alive(self) -> None:
+        for name, process, _ in self.started:
+            assert process.poll() is None, f"{name} exited with {process.returncode}\n{self.logs()}"
+
+    def logs(self, tail: int = 4000) -> str:
+        parts = []
+        for name, process, log_path in self.started:
+            text = log_path.read_text(errors="replace") if log_path.exists() else ""
+            state = "running" if process.poll() is None else f"exited {process.returncode}"
+            parts.append(f"----- {name} ({state}), last {tail} chars -----\n{text[-tail:]}")
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        for _, process, _ in self.started:
+            self._signal(process, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _, process, _ in self.started:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for _, process, _ in self.started:
+            # The group too: an RQ work horse or a gunicorn worker must not outlive the test.
+            self._signal(process, signal.SIGKILL)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    @staticmethod
+    def _signal(process: subprocess.Popen, sig: int) -> None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def wait_until(predicate, timeout: float, what: str, on_timeout=lambda: "", interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{on_timeout()}")
+
+
+@pytest.fixture
+def service(app, tmp_path):
+    """2 gunicorn web workers and 2 RQ workers on the session's migrated database, a fresh queue, one sandbox."""
+    from redis import Redis
+    from rq import Queue, Worker
+
+    queue_name = f"mp-{uuid.uuid4().hex[:10]}"
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
+    env.update(DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=REAL_REDIS, RQ_QUEUE=queue_name,
+               SANDBOX_DB=app.config["SANDBOX_DB"], SECRET_KEY="test-secret", LOG_LEVEL="WARNING",
+               LOG_FORMAT="text")
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    processes = Processes(env, tmp_path)
+    redis = Redis.from_url(REAL_REDIS)
+    queue = Queue(queue_name, connection=redis)
+    try:
+        processes.start("web", [sys.executable, "-m", "gunicorn", "webhook_app:create_app()", "--workers", "2",
+                                "--bind", f"127.0.0.1:{port}", "--timeout", "60"])
+        for number in (1, 2):
+            processes.start(f"worker{number}", [sys.executable, "-m", "flask", "--app", "webhook_app", "worker"])
+
+        def web_ready():
+            processes.check_alive()
+            try:
+                return requests.get(base_url + "/healthz", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(web_ready, 60, "gunicorn to answer /healthz", processes.logs)
+
+        def workers_ready():
+            processes.check_alive()
+            return len(Worker.all(queue=queue)) >= 2
+
+        wait_until(workers_ready, 60, "both RQ workers to register", processes.logs)
+        yield {"base_url": base_url, "processes": processes, "queue": queue}
+    finally:
+        processes.stop()
+        try:
+            queue.delete(delete_jobs=True)
+        except Exception:  # noqa: BLE001 - cleanup only
+            pass
+        redis.close()
+
+
+def test_200_voice_notes_with_redeliveries_across_web_and_rq_workers(app, service, tmp_path):
+    processes: Processes = service["processes"]
+    sandbox = Sandbox(app.config["SANDBOX_DB"])
+    url = service["base_url"] + "/twilio/conversations/post-event"
+
+    samples = {kind: Path(make_audio(tmp_path / f"note{KINDS[kind][0]}", kind, seconds=1.0)).read_bytes()
+               for kind in {kind for _, kind in CONVERSATIONS}}
+    conversations = [(sandbox.create_conversation(f"Customer {i} ({channel})", channel)["sid"], channel, kind)
+                     for i, (channel, kind) in enumerate(CONVERSATIONS)]
+    notes = []  # (params, expected channel)
+    for i in range(NOTES):
+        conversation_sid, channel, kind = conversations[i % len(conversations)]
+        params = sandbox.customer_sends_media(conversation_sid, samples[kind], content_type(kind),
+                                              f"voice-{i}{KINDS[kind][0]}")
+        notes.append((params, channel))
+
+    # A third delivered twice: half of those back to back (racing the first delivery), half anywhere later.
+    rng = random.Random(5)
+    twice = set(rng.sample(range(NOTES), DUPLICATED))
+    units = [[i, i] if i in twice and i % 2 else [i] for i in range(NOTES)]
+    rng.shuffle(units)
+    deliveries = [i for unit in units for i in unit]
+    for i in sorted(twice):
+        if i % 2 == 0:
+            deliveries.insert(rng.randrange(deliveries.index(i) + 1, len(deliveries) + 1), i)
+    assert len(deliveries) == NOTES + DUPLICATED
+
+    signatures = [sandbox.sign(url, params) for params, _ in notes]
+
+    def deliver(i: int) -> tuple[int, int, str]:
+        params = notes[i][0]
+        try:
+            response = requests.post(url, data=params, headers={"X-Twilio-Signature": signatures[i]}, timeout=30)
+        except requests.RequestException as exc:
+            return i, 0, f"{type(exc).__name__}: {exc}"
+        return i, response.status_code, response.text[:300]
+
+    with ThreadPoolExecutor(max_workers=DELIVERY_THREADS) as pool:
+        answers = list(pool.map(deliver, deliveries))
+    bad = [answer for answer in answers if answer[1] != 200]
+    assert not bad, f"{len(bad)} webhook(s) not answered 200, e.g. {bad[:5]}\n{processes.logs()}"
+
+    def describe(rows) -> str:
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row.status] = counts.get(row.status, 0) + 1
+        return f"{len(rows)} rows by status {counts}; queue depth {service['queue'].count}"
+
+    def settled():
+        processes.check_alive()
+        rows = audio_rows(app)
+        return rows if len(rows) >= NOTES and all(row.status in TERMINAL for row in rows) else None
+
+    rows = wait_until(settled, SETTLE_TIMEOUT_S, "every row to end ready or failed",
+                      lambda: describe(audio_rows(app)) + "\n" + processes.logs(), interval=0.5)
+
+    context = f"{describe(rows)}\n{processes.logs()}"
+    assert len(rows) == NOTES, context
+    keys = {(row.message_sid, row.media_sid) for row in rows}
+    expected = {(params["MessageSid"], json_media_sid(params)) for params, _ in notes}
+    assert keys == expected, context
+    failed = [(row.id, row.error) for row in rows if row.status != "ready"]
+    assert not failed, f"{len(failed)} not ready, e.g. {failed[:5]}\n{context}"
+    repeated = [(row.id, row.attempts) for row in rows if row.attempts != 1]
+    assert not repeated, f"rows worked on more than once (duplicate work): {repeated[:10]}\n{context}"
+    channel_by_message = {params["MessageSid"]: channel for params, channel in notes}
+    wrong_channel = [(row.id, row.channel, channel_by_message[row.message_sid]) for row in rows
+                     if row.channel != channel_by_message[row.message_sid]]
+    assert not wrong_channel, f"{wrong_channel[:10]}\n{context}"
+    assert all(row.mp3_size_bytes and row.duration_s and abs(row.duration_s - 1.0) < 0.2 for row in rows), context
+    processes.check_alive()
+
+
+def json_media_sid(params: dict) -> str:
+    import json
+
+    (media,) = json.loads(params["Media"])
+    return media["Sid"]
