@@ -9,7 +9,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from webhook_app.audio.ffmpeg import configure_pydub, ffmpeg_binary  # noqa: E402
+from webhook_app.audio.ffmpeg import configure_pydub  # noqa: E402
 from webhook_app.audio.transcode import build_command, transcode_to_mp3  # noqa: E402
 
 variant, source, dest = sys.argv[1:4]
