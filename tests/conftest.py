@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import uuid
 from pathlib import Path
 from string import Template
@@ -174,6 +175,17 @@ def deliver(client, sandbox):
         return params, response
 
     return send
+
+
+def wait_until(predicate, timeout: float, what: str, on_timeout=lambda: "", interval: float = 0.1):
+    """Poll until `predicate()` is truthy (and answer it); fail saying what never happened, plus `on_timeout()`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{on_timeout()}")
 
 
 @contextlib.contextmanager

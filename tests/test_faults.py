@@ -12,22 +12,12 @@ import pytest
 from sqlalchemy import text
 
 from tests.audio_samples import make_audio
-from tests.conftest import ROOT, audio_rows, load_fixture, post_webhook, run_jobs
+from tests.conftest import ROOT, audio_rows, load_fixture, post_webhook, run_jobs, wait_until
 from webhook_app.extensions import db
 from webhook_app.sweeper import sweep
 
 REAL_REDIS = os.environ.get("TEST_REDIS_URL")
 REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
-
-
-def wait_for(predicate, timeout=30.0, interval=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def row_status(app):
@@ -65,8 +55,8 @@ def test_worker_killed_mid_job_then_the_job_runs_again(deliver, app, sandbox, tm
     try:
         _, response = deliver(source, "audio/ogg; codecs=opus")
         assert response.status_code == 200
-        wait_for(lambda: row_status(app) == "downloading" and sandbox.pending_faults() == 0,
-                 what="the worker to hang in its download")
+        wait_until(lambda: row_status(app) == "downloading" and sandbox.pending_faults() == 0, timeout=30,
+                   what="the worker to hang in its download")
     finally:
         kill_hard(first)
     time.sleep(1.5)
@@ -74,7 +64,7 @@ def test_worker_killed_mid_job_then_the_job_runs_again(deliver, app, sandbox, tm
 
     second = start_worker(app, log, SWEEP_STUCK_AFTER_S=1, MAINTENANCE_INTERVAL_S=1)
     try:
-        wait_for(lambda: row_status(app) in ("ready", "failed"), timeout=60, what="the revived job")
+        wait_until(lambda: row_status(app) in ("ready", "failed"), timeout=60, what="the revived job")
     finally:
         kill_hard(second)
     (row,) = audio_rows(app)
@@ -105,8 +95,8 @@ def test_web_process_killed_mid_job_is_revived_by_the_sweeper(app, sandbox, tmp_
     process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, env=worker_env(app, REDIS_URL=""), start_new_session=True)
     try:
-        wait_for(lambda: row_status(app) == "downloading" and sandbox.pending_faults() == 0,
-                 what="the in-process job to hang in its download")
+        wait_until(lambda: row_status(app) == "downloading" and sandbox.pending_faults() == 0, timeout=30,
+                   what="the in-process job to hang in its download")
     finally:
         kill_hard(process)
     assert b"webhook 200" in process.stdout.read()

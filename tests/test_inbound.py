@@ -178,3 +178,26 @@ def test_sdk_message_with_several_attachments_is_expanded_over_rest(client, app,
     messages = listing(client, agent_token, conversation)
     assert sorted(round(m["duration_s"]) for m in messages) == [1, 2]
     assert {m["status"] for m in messages} == {"ready"}
+
+
+def test_redelivered_sdk_webhook_reads_the_message_once(client, app, sandbox, tmp_path, monkeypatch):
+    """Twilio retries and backfill redeliver webhooks: each SDK message is expanded over REST once, not per delivery."""
+    conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
+    note = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)
+    params = sandbox.customer_sends_media(conversation, open(note, "rb").read(), "audio/webm", "a.webm")
+    http = app.extensions["twilio"].http
+    message_reads = []
+    original = http.request
+
+    def spy(method, url, **kwargs):
+        if method == "GET" and url.split("?")[0].endswith("/Messages/" + params["MessageSid"]):
+            message_reads.append(url)
+        return original(method, url, **kwargs)
+
+    monkeypatch.setattr(http, "request", spy)
+    for _ in range(3):
+        assert post_webhook(client, sandbox, params).status_code == 200
+        run_jobs(app)
+    assert len(message_reads) == 1, message_reads
+    (row,) = audio_rows(app)
+    assert row.status == "ready" and row.attempts == 1

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.audio_samples import KINDS, content_type, make_audio
-from tests.conftest import ROOT, audio_rows
+from tests.conftest import ROOT, audio_rows, wait_until
 from webhook_app.twilio.sandbox import Sandbox
 
 REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
@@ -105,16 +105,6 @@ class Processes:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
             pass
-
-
-def wait_until(predicate, timeout: float, what: str, on_timeout=lambda: "", interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{on_timeout()}")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ from .settings import policy_for
 from .storage import media_store
 from .twilio.client import twilio_api
 from .twilio.http import TooLarge, TwilioHttpError
+from .twilio.sids import is_sid, sid_or_none
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +65,21 @@ def parse_media(raw) -> list[MediaItem]:
         if not isinstance(entry, dict):
             continue
         sid = _first(entry, "Sid", "sid", "MediaSid", "media_sid")
-        if not sid:
+        if not is_sid(sid, "ME"):
+            if sid is not None:
+                log.warning("webhook Media entry with a malformed media SID: %.100r", sid)
             continue
-        size = _first(entry, "Size", "size")
         items.append(MediaItem(
-            sid=str(sid),
-            content_type=_first(entry, "ContentType", "content_type", "contentType", "Content-Type"),
-            filename=_first(entry, "Filename", "filename", "FileName"),
-            size=_declared_size(size),
+            sid=sid,
+            content_type=_text(_first(entry, "ContentType", "content_type", "contentType", "Content-Type")),
+            filename=_text(_first(entry, "Filename", "filename", "FileName")),
+            size=_declared_size(_first(entry, "Size", "size")),
         ))
     return items
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _declared_size(value) -> int | None:
@@ -109,8 +116,8 @@ def record_message_media(event: dict, media: list[MediaItem]) -> list[int]:
             direction="inbound",
             channel=channel_from_webhook(source, author),
             status=Status.QUEUED.value,
-            account_sid=event.get("AccountSid"),
-            chat_service_sid=event.get("ChatServiceSid"),
+            account_sid=sid_or_none(event.get("AccountSid"), "AC"),
+            chat_service_sid=sid_or_none(event.get("ChatServiceSid"), "IS"),
             conversation_sid=event["ConversationSid"],
             message_sid=event["MessageSid"],
             media_sid=item.sid,
@@ -131,12 +138,17 @@ def record_message_media(event: dict, media: list[MediaItem]) -> list[int]:
 
 
 def _insert_ignoring_duplicates(values: dict) -> int | None:
-    dialect = db.session.get_bind().dialect.name
+    statement = _insert_ignoring_duplicates_statement(db.session.get_bind().dialect.name)
+    return db.session.execute(statement, values).scalar_one_or_none()
+
+
+@functools.cache
+def _insert_ignoring_duplicates_statement(dialect: str):
+    # Built once: constructing an INSERT ... ON CONFLICT per webhook cost more CPU than executing it.
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    statement = (insert(AudioMessage).values(**values)
-                 .on_conflict_do_nothing(index_elements=["message_sid", "media_sid"])
-                 .returning(AudioMessage.id))
-    return db.session.execute(statement).scalar_one_or_none()
+    return (insert(AudioMessage)
+            .on_conflict_do_nothing(index_elements=["message_sid", "media_sid"])
+            .returning(AudioMessage.id))
 
 
 # -- the job -----------------------------------------------------------------------------------------

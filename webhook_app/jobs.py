@@ -25,12 +25,29 @@ class InProcessRunner:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
         self._pending: set[Future] = set()
         self._lock = threading.Lock()
+        self._once: dict[str, float] = {}
 
     def enqueue(self, name: str, *args) -> None:
         future = self.executor.submit(self._run, name, args)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
+
+    def claim_once(self, key: str, ttl_s: int) -> bool:
+        import time
+
+        now = time.monotonic()
+        with self._lock:
+            if len(self._once) > 10_000:
+                self._once = {k: until for k, until in self._once.items() if until > now}
+            if self._once.get(key, 0) > now:
+                return False
+            self._once[key] = now + ttl_s
+            return True
+
+    def release_once(self, key: str) -> None:
+        with self._lock:
+            self._once.pop(key, None)
 
     def enqueue_in(self, delay_s: float, name: str, *args) -> None:
         # A placeholder future keeps wait() honest about jobs that are scheduled but not yet submitted.
@@ -93,6 +110,13 @@ class RqRunner:
         self.queue.enqueue("webhook_app.jobs.run_job", name, *args, job_timeout=JOB_TIMEOUT_S,
                            result_ttl=3600, failure_ttl=7 * 24 * 3600)
 
+    def claim_once(self, key: str, ttl_s: int) -> bool:
+        # Shared by every web dyno: SET NX is atomic, so exactly one delivery wins.
+        return bool(self.redis.set(f"webhook_app:once:{key}", 1, nx=True, ex=ttl_s))
+
+    def release_once(self, key: str) -> None:
+        self.redis.delete(f"webhook_app:once:{key}")
+
     def enqueue_in(self, delay_s: float, name: str, *args) -> None:
         from datetime import timedelta
 
@@ -132,6 +156,21 @@ def enqueue(name: str, *args) -> None:
     if name not in JOBS:
         raise KeyError(name)
     runner().enqueue(name, *args)
+
+
+def enqueue_once(key: str, ttl_s: int, name: str, *args) -> bool:
+    """Enqueue unless a job with this key was enqueued in the last `ttl_s` seconds (redelivered webhooks)."""
+    if name not in JOBS:
+        raise KeyError(name)
+    jobs = runner()
+    if not jobs.claim_once(key, ttl_s):
+        return False
+    try:
+        jobs.enqueue(name, *args)
+    except Exception:
+        jobs.release_once(key)  # the next delivery (or the sweeper) must be able to try again
+        raise
+    return True
 
 
 def enqueue_in(delay_s: float, name: str, *args) -> None:

@@ -25,6 +25,7 @@ from .settings import Policy, policy_for
 from .storage import media_store
 from .twilio.client import twilio_api
 from .twilio.http import TwilioHttpError
+from .twilio.sids import is_sid, sid_or_none
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ def pre_event_verdict(event: dict) -> str | None:
     """
     audio = [m for m in parse_media(event.get("Media")) if is_audio(m.content_type, m.filename)]
     conversation_sid = event.get("ConversationSid")
-    if not audio or not conversation_sid:
+    if not audio or not is_sid(conversation_sid, "CH"):
         return None
     participants = participant_cache.get(conversation_sid, twilio_api().list_participants)
     author = event.get("ClientIdentity") or event.get("Author")
@@ -282,8 +283,9 @@ def pre_event_verdict(event: dict) -> str | None:
                            media_sid=item.sid, author=(author or "")[:256] or None, source="pre-event",
                            content_type=(item.content_type or "")[:128] or None, size_bytes=item.size,
                            filename=(item.filename or "")[:256] or None, truncated=False, attempts=0,
-                           status=Status.QUEUED.value, chat_service_sid=event.get("ChatServiceSid"),
-                           account_sid=event.get("AccountSid"))
+                           status=Status.QUEUED.value,
+                           chat_service_sid=sid_or_none(event.get("ChatServiceSid"), "IS"),
+                           account_sid=sid_or_none(event.get("AccountSid"), "AC"))
         row.mark(Status.FAILED, error=f"rejected before publishing: {reason}", error_code=code)
         db.session.add(row)
     log.info("pre-event rejected agent audio in %s by %s: %s", conversation_sid, author, reason)

@@ -18,9 +18,13 @@ from ..extensions import db
 from ..inbound import parse_media, record_message_media
 from ..outbound import pre_event_verdict
 from ..twilio.client import twilio_api
+from ..twilio.sids import is_sid
 from ..twilio.signatures import is_valid_twilio_request
 
 log = logging.getLogger(__name__)
+
+# Twilio's retries of one webhook span minutes; a day covers a backfill run too.
+EXPAND_ONCE_TTL_S = 24 * 3600
 
 bp = Blueprint("conversations_webhooks", __name__, url_prefix="/twilio/conversations")
 
@@ -35,8 +39,8 @@ def handle_message_added(event: dict):
     media = parse_media(event.get("Media"))
     if not media:
         return jsonify({})
-    if not event.get("ConversationSid") or not event.get("MessageSid"):
-        return error_response(400, "bad_event", "onMessageAdded without ConversationSid or MessageSid")
+    if not is_sid(event.get("ConversationSid"), "CH") or not is_sid(event.get("MessageSid"), "IM"):
+        return error_response(400, "bad_event", "onMessageAdded without a valid ConversationSid and MessageSid")
     try:
         new_ids = record_message_media(event, media)
         db.session.commit()
@@ -46,9 +50,14 @@ def handle_message_added(event: dict):
         return error_response(503, "storage_unavailable", "the event could not be stored; retry later")
     for audit_id in new_ids:
         _enqueue_or_leave_queued("normalize_inbound", audit_id)
-    # Webhooks show one attachment of an SDK message even when it carries several.
+    # Webhooks show one attachment of an SDK message even when it carries several. Once per message: a
+    # redelivery (Twilio retry, backfill) must not queue another REST read in front of real work.
     if (event.get("Source") or "").upper() == "SDK":
-        _enqueue_or_leave_queued("expand_message", _event_fields(event))
+        try:
+            jobs.enqueue_once(f"expand:{event['MessageSid']}", EXPAND_ONCE_TTL_S, "expand_message",
+                              _event_fields(event))
+        except Exception:  # noqa: BLE001 - Redis down: the attachment the webhook showed is stored already
+            log.exception("could not enqueue expand_message for %s", event["MessageSid"])
     log.info("onMessageAdded %s: %d media, %d new audio rows", event["MessageSid"], len(media), len(new_ids))
     return jsonify({"audit_ids": new_ids})
 
