@@ -145,10 +145,12 @@ def _insert_ignoring_duplicates(values: dict) -> int | None:
 @functools.cache
 def _insert_ignoring_duplicates_statement(dialect: str):
     # Built once: constructing an INSERT ... ON CONFLICT per webhook cost more CPU than executing it.
+    # On the Table, not the mapped class: a Core INSERT skips the ORM's bulk-insert bookkeeping (half the cost).
+    table = AudioMessage.__table__
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    return (insert(AudioMessage)
+    return (insert(table)
             .on_conflict_do_nothing(index_elements=["message_sid", "media_sid"])
-            .returning(AudioMessage.id))
+            .returning(table.c.id))
 
 
 # -- the job -----------------------------------------------------------------------------------------

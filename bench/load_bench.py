@@ -1,0 +1,823 @@
+"""Load benchmark (make bench): webhook acknowledgement under 50 concurrent connections, then end to end.
+
+What runs
+  Both targets are served by the same gunicorn command line (gthread workers, the settings below), one after the
+  other, on this machine, and get the same request bytes over 50 keep-alive connections (closed loop: each
+  connection sends its next request as soon as the previous one is answered):
+    bare     bench/_bare_app.py: a Flask route on the same URL that only answers 200 (the ceiling of
+             Flask + gunicorn + the load generator on this machine);
+    webhook  the service (`webhook_app:create_app()`), production defaults (INFO JSON logs to stdout, access log
+             on as in the Procfile), on PostgreSQL + Redis (BENCH_DATABASE_URL / BENCH_REDIS_URL, default the
+             local `test_load` database and Redis db 2 when they answer), else SQLite + in-process jobs.
+  Each webhook is a realistic onMessageAdded: the form fields the sandbox (Twilio's shape) posts, signed with the
+  sandbox account's auth token, one audio media, a unique MessageSid and MediaSid, so every request creates one
+  row and enqueues one job (two for web chat, whose SDK messages also get an `expand_message` job); the mix is
+  WhatsApp, SMS and web chat in turn. The bench checks that rows created == webhooks acknowledged.
+
+Why these gunicorn settings (2 cores)
+  `--workers 2 --threads 8 --worker-class gthread`: one process per core (the GIL lets a process use one core;
+  more processes than cores only adds context switches and memory), and threads so a process keeps its core busy
+  while a request waits on PostgreSQL's commit (WAL fsync) or on Redis; 8 threads x 2 = 16 requests in the
+  server at once (50 connections: the rest wait in the accept queue or keep-alive poll), and 16 database
+  connections stay inside Flask-SQLAlchemy's default pool (5 + 10 overflow per process). gthread also keeps
+  connections alive, which Twilio's HTTP client and every load balancer use. Override with BENCH_WEB_WORKERS /
+  BENCH_WEB_THREADS to compare.
+
+Where the load webhooks' jobs go (honest figures)
+  Acknowledgement phase: with Redis, no RQ worker runs, so the measurement is the web tier alone, as on a web
+  dyno (workers live on other dynos); the jobs wait in Redis and are discarded afterwards. With in-process jobs
+  the web processes are the workers, so the load's jobs run there during the measurement; their media SIDs do not
+  exist, so each fails fast with a 404 reason (the cheapest job there is: the embedded figures are a best case).
+  End-to-end phase: the same load keeps running, but as redeliveries of the acknowledgement phase's webhooks
+  (what Twilio's retries look like): same bytes, same signature check, parsing and INSERT ... ON CONFLICT on the
+  same table and commit, only no new row and no job. Unique load webhooks would put thousands of jobs (hundreds
+  per second, far more than 2 workers can take) in front of the 20 real voice notes, and the figure would then be
+  the length of that backlog, not the service's latency. Pointing them at one real tiny media would be the same
+  backlog with ffmpeg runs. So the 20 real 60 s Ogg/Opus voice notes (16 kHz, held in the sandbox's MCS, sent one
+  per BENCH_E2E_INTERVAL_S) compete with a saturated web tier for the 2 cores, PostgreSQL and Redis, and with
+  each other for the 2 RQ workers, which is what the end-to-end target is about.
+
+Load generator
+  `wrk` when it is on PATH (BENCH_LOADGEN=wrk|python forces one; this script never installs anything), with a
+  Lua script that hands out the pre-built requests; otherwise a Python asyncio generator (one protocol object per
+  connection, requests pre-built and pre-signed, so it spends a few tens of microseconds per request). Either
+  shares the 2 cores with the server, as any load generator on one machine does; the bare run pays the same
+  price, which the side-by-side ratio cancels. Latency = request written -> response fully read, per request.
+  Every phase is bounded in time (BENCH_SECONDS) and in requests (BENCH_MAX_REQUESTS), and all traffic goes to
+  127.0.0.1.
+
+Targets (issue 5): webhook throughput >= 0.5 x bare, webhook p99 <= 50 ms, zero errors (non-200 answers,
+connection errors, timeouts, or a row missing for an acknowledged webhook); end to end p95 <= 2 s (webhook
+sent -> row `ready`). Exit status 1 when one is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import timezone
+from urllib.parse import urlencode
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+import requests  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from webhook_app.audio.ffmpeg import ffmpeg_binary  # noqa: E402
+from webhook_app.config import normalize_database_url  # noqa: E402
+from webhook_app.twilio.sandbox import Sandbox  # noqa: E402
+
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP_S = float(os.environ.get("BENCH_WARMUP_S", "2"))
+MAX_REQUESTS = int(os.environ.get("BENCH_MAX_REQUESTS", "40000"))
+WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "2"))
+WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "8"))
+E2E_NOTES = int(os.environ.get("BENCH_E2E_NOTES", "20"))
+E2E_INTERVAL_S = float(os.environ.get("BENCH_E2E_INTERVAL_S", "1.0"))
+E2E_TIMEOUT_S = float(os.environ.get("BENCH_E2E_TIMEOUT_S", "120"))
+E2E_NOTE_S = 60
+LOADGEN = os.environ.get("BENCH_LOADGEN", "auto").lower()
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test_load"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/2"
+HOST = "127.0.0.1"
+PATH = "/twilio/conversations/post-event"
+REQUEST_TIMEOUT_S = 10.0
+RQ_WORKERS = 2
+
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 50.0
+TARGET_E2E_P95_S = 2.0
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest rank: the smallest value with at least `fraction` of the values at or below it."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def tail(path: str, chars: int = 3000) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - chars))
+            return handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def postgres_reachable(url: str) -> bool:
+    """The bench database answers, created on the server first if only it is missing (a fresh machine)."""
+    import psycopg
+    from psycopg import sql
+
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(plain, connect_timeout=2):
+            return True
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            return False
+    except Exception:  # noqa: BLE001 - unreachable or refused: fall back
+        return False
+    base, _, name = plain.rpartition("/")
+    try:
+        with psycopg.connect(f"{base}/postgres", connect_timeout=2, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name.split("?")[0])))
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def redis_reachable(url: str) -> bool:
+    try:
+        from redis import Redis
+
+        client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+        client.close()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+class Processes:
+    """Server processes, each in its own process group (gunicorn's and RQ's children go with them)."""
+
+    def __init__(self, workdir: str, env: dict):
+        self.workdir, self.env = workdir, env
+        self.running: list[tuple[str, subprocess.Popen, str]] = []
+
+    def start(self, name: str, argv: list[str], env: dict | None = None) -> str:
+        log_path = os.path.join(self.workdir, f"{name}.log")
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(argv, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        self.running.append((name, process, log_path))
+        return log_path
+
+    def check(self) -> None:
+        for name, process, log_path in self.running:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail(log_path)}")
+
+    def stop_all(self) -> None:
+        for _, process, _ in self.running:
+            _killpg(process, 15)
+        deadline = time.monotonic() + 15
+        for _, process, _ in self.running:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for _, process, _ in self.running:
+            _killpg(process, 9)
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.running.clear()
+
+
+def _killpg(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def gunicorn_argv(app_spec: str, port: int, access_log: str, extra: list[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", app_spec, "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS),
+            "--worker-class", "gthread", "--timeout", "30", "--bind", f"{HOST}:{port}", "--access-logfile",
+            access_log, "--log-level", "warning", *extra]
+
+
+# -- the webhooks ------------------------------------------------------------------------------------
+
+class Signer:
+    """X-Twilio-Signature as twilio's RequestValidator computes it (URL + sorted key/value pairs, HMAC-SHA1),
+    without its per-call overhead; checked against the sandbox's own signing before use."""
+
+    def __init__(self, auth_token: str, url: str):
+        self.key, self.url = auth_token.encode(), url
+
+    def sign(self, params: dict[str, str]) -> str:
+        payload = self.url + "".join(name + params[name] for name in sorted(params))
+        return base64.b64encode(hmac.new(self.key, payload.encode(), hashlib.sha1).digest()).decode()
+
+
+def raw_request(port: int, body: bytes, signature: str) -> bytes:
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUser-Agent: TwilioProxy/1.1\r\n"
+            f"Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\nX-Twilio-Signature: {signature}\r\n"
+            f"I-Twilio-Idempotency-Token: {secrets.token_hex(16)}\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+def load_webhooks(sandbox: Sandbox, templates: list[dict], count: int, port: int) -> list[tuple[bytes, str]]:
+    """`count` signed onMessageAdded bodies, each one audio media with a unique MessageSid and MediaSid."""
+    signer = Signer(sandbox.auth_token, f"http://{HOST}:{port}{PATH}")
+    sample = dict(templates[0])
+    assert signer.sign(sample) == sandbox.sign(signer.url, sample), "signer disagrees with the sandbox"
+    webhooks = []
+    for number in range(count):
+        params = dict(templates[number % len(templates)])
+        params["MessageSid"] = "IM" + secrets.token_hex(16)
+        params["Index"] = str(1000 + number)
+        media = json.loads(params["Media"])
+        media[0]["Sid"] = "ME" + secrets.token_hex(16)
+        params["Media"] = json.dumps(media)
+        webhooks.append((urlencode(params).encode(), signer.sign(params)))
+    return webhooks
+
+
+# -- load generators -----------------------------------------------------------------------------------
+
+class LoadResult:
+    def __init__(self, label: str):
+        self.label = label
+        self.latencies: list[float] = []
+        self.statuses: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.elapsed = 0.0
+        self.generator = ""
+
+    @property
+    def completed(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values()) + sum(n for status, n in self.statuses.items() if status != 200)
+
+    @property
+    def rps(self) -> float:
+        return self.completed / self.elapsed if self.elapsed else 0.0
+
+    def ms(self, fraction: float) -> float:
+        return percentile(self.latencies, fraction) * 1000
+
+
+class _Source:
+    def __init__(self, requests_: list[bytes], limit: int, cycle: bool):
+        self.requests, self.limit, self.cycle = requests_, limit, cycle
+        self.index = 0
+
+    def next(self) -> bytes | None:
+        if self.index >= self.limit or (not self.cycle and self.index >= len(self.requests)):
+            return None
+        request = self.requests[self.index % len(self.requests)]
+        self.index += 1
+        return request
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, run: "_PythonRun"):
+        self.run = run
+        self.transport = None
+        self.buffer = bytearray()
+        self.sent_at: float | None = None
+        self.expected: int | None = None
+        self.close_after = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.send_next()
+
+    def send_next(self) -> None:
+        request = self.run.next_request()
+        if request is None:
+            self.transport.close()
+            return
+        self.sent_at = time.perf_counter()
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.expected is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).decode("latin-1")
+            self.status = int(head[9:12])
+            length = re.search(r"(?im)^content-length:\s*(\d+)", head)
+            if length is None:
+                self.run.result.errors["response without Content-Length"] += 1
+                self.sent_at = None
+                self.transport.close()
+                return
+            self.close_after = re.search(r"(?im)^connection:\s*close", head) is not None
+            self.expected = end + 4 + int(length.group(1))
+        if len(self.buffer) < self.expected:
+            return
+        latency = time.perf_counter() - self.sent_at
+        self.sent_at = None
+        del self.buffer[:self.expected]
+        self.expected = None
+        self.run.record(self.status, latency)
+        if self.close_after:
+            self.transport.close()
+        else:
+            self.send_next()
+
+    def connection_lost(self, exc) -> None:
+        if self.sent_at is not None:
+            self.run.result.errors[f"connection lost: {type(exc).__name__ if exc else 'closed by server'}"] += 1
+            self.sent_at = None
+        self.run.connection_closed(self)
+
+
+class _PythonRun:
+    def __init__(self, port: int, source: _Source, seconds: float, stop: threading.Event | None, label: str):
+        self.port, self.source, self.seconds, self.stop = port, source, seconds, stop
+        self.result = LoadResult(label)
+        self.result.generator = f"python asyncio, {CONNECTIONS} connections"
+        self.loop = asyncio.get_event_loop()
+        self.open: set[_Connection] = set()
+        self.finished = self.loop.create_future()
+        self.stopping = False
+
+    def next_request(self) -> bytes | None:
+        if (self.stopping or time.perf_counter() >= self.deadline
+                or (self.stop is not None and self.stop.is_set())):
+            self.stopping = True
+            return None
+        return self.source.next()
+
+    def record(self, status: int, latency: float) -> None:
+        self.result.statuses[status] += 1
+        self.result.latencies.append(latency)
+        self.last_done = time.perf_counter()
+
+    def connection_closed(self, connection: _Connection) -> None:
+        self.open.discard(connection)
+        if not self.stopping and time.perf_counter() < self.deadline and self.source.index < self.source.limit:
+            self.loop.create_task(self.connect())  # the server closed a keep-alive connection: open another
+        elif not self.open and not self.finished.done():
+            self.finished.set_result(None)
+
+    async def connect(self) -> None:
+        try:
+            _, protocol = await self.loop.create_connection(lambda: _Connection(self), HOST, self.port)
+            self.open.add(protocol)
+        except OSError as exc:
+            self.result.errors[f"connect: {type(exc).__name__}"] += 1
+            if not self.open and not self.finished.done():
+                self.finished.set_result(None)
+
+    async def main(self) -> LoadResult:
+        self.started = self.last_done = time.perf_counter()
+        self.deadline = self.started + self.seconds
+        await asyncio.gather(*(self.connect() for _ in range(CONNECTIONS)))
+        try:
+            await asyncio.wait_for(asyncio.shield(self.finished), self.seconds + REQUEST_TIMEOUT_S + 5)
+        except asyncio.TimeoutError:
+            pass
+        for connection in list(self.open):
+            if connection.sent_at is not None:
+                self.result.errors["timeout"] += 1
+                connection.sent_at = None
+            connection.transport.abort()
+        self.result.elapsed = max(self.last_done - self.started, 1e-9)
+        return self.result
+
+
+def python_load(port: int, source: _Source, seconds: float, label: str,
+                stop: threading.Event | None = None) -> LoadResult:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_PythonRun(port, source, seconds, stop, label).main())
+    finally:
+        loop.close()
+
+
+WRK_LUA = r"""
+local requests = dofile(%(path)s)
+local count = #requests
+local threads, started = %(threads)d, 0
+function setup(thread) thread:set("tid", started); started = started + 1 end
+function init(args) n = tid end
+function request()
+  local r = requests[(n %% count) + 1]
+  n = n + threads
+  return r
+end
+"""
+
+
+def wrk_load(port: int, source: _Source, seconds: float, label: str, workdir: str) -> LoadResult:
+    """wrk 4.x: time-bounded; the request list is a Lua table (each thread takes every n-th request)."""
+    result = LoadResult(label)
+    threads = 2
+    wanted = source.requests[source.index:source.index + source.limit] if not source.cycle else source.requests
+    lua_requests = os.path.join(workdir, f"requests-{label}.lua")
+    with open(lua_requests, "w") as handle:
+        handle.write("return {\n")
+        for request in wanted:
+            handle.write('"' + request.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"')
+                         .replace("\r", "\\r").replace("\n", "\\n") + '",\n')
+        handle.write("}\n")
+    script = os.path.join(workdir, f"wrk-{label}.lua")
+    with open(script, "w") as handle:
+        handle.write(WRK_LUA % {"path": json.dumps(lua_requests), "threads": threads})
+    done = subprocess.run(["wrk", "-t", str(threads), "-c", str(CONNECTIONS), "-d", f"{seconds:g}s", "--latency",
+                           "--timeout", f"{REQUEST_TIMEOUT_S:g}s", "-s", script, f"http://{HOST}:{port}{PATH}"],
+                          capture_output=True, text=True, timeout=seconds + 60)
+    out = done.stdout
+    result.generator = f"wrk, {threads} threads, {CONNECTIONS} connections"
+    total = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out).group(1))
+    elapsed = re.search(r"requests in ([\d.]+)(m?s|m)\b", out)
+    value, unit = float(elapsed.group(1)), elapsed.group(2)
+    result.elapsed = value * {"ms": 0.001, "s": 1.0, "m": 60.0}[unit]
+    # wrk reports percentiles, not samples: keep them as the latency figures.
+    result.wrk_percentiles = {}
+    for pct, number, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
+        result.wrk_percentiles[int(pct)] = float(number) * {"us": 1e-3, "ms": 1.0, "s": 1000.0}[unit]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result.latencies = [0.0] * total
+    result.statuses[200] = total - (int(non2xx.group(1)) if non2xx else 0)
+    if non2xx:
+        result.statuses["non-2xx"] = int(non2xx.group(1))
+    if errors:
+        for name, count in zip(("connect", "read", "write", "timeout"), map(int, errors.groups())):
+            if count:
+                result.errors[f"socket {name}"] = count
+    source.index += total
+    result.raw = out
+    return result
+
+
+def run_load(port: int, source: _Source, seconds: float, label: str, workdir: str,
+             stop: threading.Event | None = None) -> LoadResult:
+    if use_wrk():
+        return wrk_load(port, source, seconds, label, workdir)
+    return python_load(port, source, seconds, label, stop)
+
+
+def use_wrk() -> bool:
+    if LOADGEN == "python":
+        return False
+    found = shutil.which("wrk") is not None
+    if LOADGEN == "wrk" and not found:
+        raise SystemExit("BENCH_LOADGEN=wrk but wrk is not on PATH")
+    return found
+
+
+def p(result: LoadResult, fraction: float) -> float:
+    percentiles = getattr(result, "wrk_percentiles", None)
+    if percentiles is not None:
+        return percentiles.get(int(round(fraction * 100)), float("nan"))
+    return result.ms(fraction)
+
+
+# -- the bench ------------------------------------------------------------------------------------------
+
+def make_voice_note(path: str, seconds: int) -> None:
+    graph = (f"sine=f=220:d={seconds}:sample_rate=16000,volume=0.4[t];"
+             f"anoisesrc=d={seconds}:c=pink:a=0.08:r=16000[n];[t][n]amix=inputs=2")
+    subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex", graph,
+                    "-ac", "1", "-ar", "16000", "-c:a", "libopus", "-b:a", "24k", "-f", "ogg", path], check=True)
+
+
+def choose_backends(workdir: str) -> tuple[str, str | None, str]:
+    database_url = os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL
+    redis_url = os.environ.get("BENCH_REDIS_URL") or DEFAULT_REDIS_URL
+    notes = []
+    if postgres_reachable(database_url):
+        notes.append(f"PostgreSQL {database_url}")
+    else:
+        notes.append(f"SQLite (PostgreSQL {database_url} unreachable)")
+        database_url = f"sqlite:///{workdir}/bench.db"
+    if redis_reachable(redis_url):
+        notes.append(f"RQ on Redis {redis_url}")
+    else:
+        notes.append(f"in-process jobs (Redis {redis_url} unreachable)")
+        redis_url = None
+    return database_url, redis_url, ", ".join(notes)
+
+
+def start_web(processes: Processes, app_spec: str, port: int, workdir: str, name: str) -> None:
+    processes.start(name, gunicorn_argv(app_spec, port, os.path.join(workdir, f"{name}-access.log"),
+                                        ["--pythonpath", HERE] if app_spec.startswith("_bare") else []))
+
+    def answers():
+        processes.check()
+        try:
+            if app_spec.startswith("_bare"):
+                return requests.post(f"http://{HOST}:{port}{PATH}", timeout=1).status_code == 200
+            return requests.get(f"http://{HOST}:{port}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until(answers, 60, f"{name} to answer")
+
+
+def measure(processes: Processes, port: int, source: _Source, label: str, workdir: str) -> LoadResult:
+    run_load(port, source, WARMUP_S, f"{label}-warmup", workdir)
+    result = run_load(port, source, SECONDS, label, workdir)
+    processes.check()
+    return result
+
+
+def main() -> int:
+    failures: list[str] = []
+    workdir = tempfile.mkdtemp(prefix="load-bench-")
+    database_url, redis_url, backends = choose_backends(workdir)
+    queue_name = f"bench-{secrets.token_hex(4)}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "GUNICORN_"))}
+    for key in ("REDIS_URL", "PUBLIC_BASE_URL", "LOG_LEVEL", "MEDIA_STORE", "WEB_CONCURRENCY"):
+        env.pop(key, None)
+    env.update(DATABASE_URL=database_url, RQ_QUEUE=queue_name, SANDBOX_DB=os.path.join(workdir, "sandbox.db"),
+               SECRET_KEY="bench-secret")
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    engine = create_engine(normalize_database_url(database_url))
+    sandbox = Sandbox(env["SANDBOX_DB"])
+    processes = Processes(workdir, env)
+    port_bare, port_hook = free_port(), free_port()
+    generator = "wrk" if use_wrk() else "python asyncio"
+
+    print(f"load bench: {CONNECTIONS} connections, {WARMUP_S:g} s warm-up + {SECONDS:g} s per target, "
+          f"at most {MAX_REQUESTS} requests; generator: {generator}; {os.cpu_count()} CPUs")
+    print(f"gunicorn (both targets): --workers {WEB_WORKERS} --threads {WEB_THREADS} --worker-class gthread "
+          f"--timeout 30 --access-logfile <file>")
+    print(f"webhook target: {backends}; app logs at INFO (production default)")
+    try:
+        # A WhatsApp, an SMS and a web chat conversation, each with its customer; real webhook fields as templates.
+        templates = []
+        with tempfile.NamedTemporaryFile(suffix=".ogg") as tiny:
+            make_voice_note(tiny.name, 1)
+            tiny_bytes = open(tiny.name, "rb").read()
+        for channel in ("whatsapp", "sms", "webchat"):
+            conversation = sandbox.create_conversation(f"Bench {channel} customer", channel)["sid"]
+            templates.append(sandbox.customer_sends_media(conversation, tiny_bytes, "audio/ogg", "voice.ogg"))
+        started = time.perf_counter()
+        webhooks = load_webhooks(sandbox, templates, MAX_REQUESTS, port_hook)
+        print(f"pre-built {len(webhooks)} signed webhooks ({len(webhooks[0][0])} byte bodies, whatsapp/sms/webchat "
+              f"in turn) in {time.perf_counter() - started:.1f} s\n")
+
+        # 1. bare Flask: the same bytes (only Host differs); it may cycle through them.
+        bare_requests = [raw_request(port_bare, body, signature) for body, signature in webhooks]
+        start_web(processes, "_bare_app:app", port_bare, workdir, "bare")
+        bare = measure(processes, port_bare, _Source(bare_requests, 10**9, cycle=True), "bare", workdir)
+        processes.stop_all()
+        del bare_requests
+
+        # 2. the webhook, each request a new row; no RQ worker runs (the web tier alone).
+        hook_requests = [raw_request(port_hook, body, signature) for body, signature in webhooks]
+        start_web(processes, "webhook_app:create_app()", port_hook, workdir, "webhook")
+        source = _Source(hook_requests, MAX_REQUESTS, cycle=False)
+        hook = measure(processes, port_hook, source, "webhook", workdir)
+        sent = source.index
+        processes.stop_all()
+        account = sandbox.account_sid
+        with engine.begin() as connection:
+            rows = connection.execute(text("SELECT COUNT(*) FROM audio_messages WHERE account_sid = :a"),
+                                      {"a": account}).scalar()
+            # Nobody will ever process the load's rows (their media does not exist): close them.
+            connection.execute(text("UPDATE audio_messages SET status = 'failed', error = 'bench load'"
+                                    " WHERE account_sid = :a AND status NOT IN ('ready', 'failed')"), {"a": account})
+        if redis_url:
+            from redis import Redis
+            from rq import Queue
+
+            redis = Redis.from_url(redis_url)
+            depth = Queue(queue_name, connection=redis).count
+            Queue(queue_name, connection=redis).delete(delete_jobs=True)
+        else:
+            depth = None
+
+        # 3. end to end: 20 real voice notes while the load (redeliveries) keeps the web tier saturated.
+        e2e = end_to_end(processes, sandbox, engine, env, redis_url, port_hook, hook_requests[:sent], workdir)
+    finally:
+        processes.stop_all()
+        cleanup(engine, sandbox.account_sid, redis_url, queue_name)
+
+    print_load_table(bare, hook, e2e["load"])
+    ratio = hook.rps / bare.rps if bare.rps else 0.0
+    print(f"\nwebhook / bare throughput: {ratio:.2f} (target >= {TARGET_RATIO})")
+    print(f"webhook rows created: {rows} for {sent} webhooks sent (warm-up + measured), "
+          f"{hook.statuses.get(200, 0)} acknowledged in the measured window"
+          + (f"; {depth} jobs were waiting in Redis (no worker ran)" if depth is not None else ""))
+    print_e2e(e2e)
+
+    if ratio < TARGET_RATIO:
+        failures.append(f"webhook throughput {hook.rps:.0f}/s is {ratio:.2f} x bare ({bare.rps:.0f}/s) < "
+                        f"{TARGET_RATIO}")
+    if p(hook, 0.99) > TARGET_P99_MS:
+        failures.append(f"webhook p99 {p(hook, 0.99):.1f} ms > {TARGET_P99_MS:g} ms")
+    for result in (bare, hook, e2e["load"]):
+        if result.error_count:
+            failures.append(f"{result.label}: {result.error_count} errors {dict(result.errors)} "
+                            f"statuses {dict(result.statuses)}")
+    if rows != sent and not use_wrk():
+        failures.append(f"{sent} webhooks sent but {rows} rows stored")
+    if e2e["p95"] is None or e2e["p95"] > TARGET_E2E_P95_S:
+        failures.append(f"end-to-end p95 {e2e['p95']} s > {TARGET_E2E_P95_S:g} s")
+    if e2e["not_ready"]:
+        failures.append(f"{e2e['not_ready']} voice note(s) not ready: {e2e['errors']}")
+    print()
+    for failure in failures:
+        print("TARGET MISSED:", failure)
+    print("all targets met" if not failures else f"{len(failures)} target(s) missed")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failures else 0
+
+
+def end_to_end(processes, sandbox, engine, env, redis_url, port, redeliveries, workdir) -> dict:
+    note_path = os.path.join(workdir, "note-60s.ogg")
+    make_voice_note(note_path, E2E_NOTE_S)
+    note = open(note_path, "rb").read()
+    conversations = [sandbox.create_conversation(f"E2E customer {i}", "whatsapp")["sid"] for i in range(5)]
+    notes = [sandbox.customer_sends_media(conversations[i % 5], note, "audio/ogg", f"voice-{i}.ogg")
+             for i in range(E2E_NOTES)]
+    url = f"http://{HOST}:{port}{PATH}"
+
+    start_web(processes, "webhook_app:create_app()", port, workdir, "webhook-e2e")
+    if redis_url:
+        for number in range(RQ_WORKERS):
+            processes.start(f"rq-worker{number + 1}", [sys.executable, "-m", "flask", "--app", "webhook_app",
+                                                         "worker"])
+        from redis import Redis
+        from rq import Queue, Worker
+
+        redis = Redis.from_url(redis_url)
+        queue = Queue(env["RQ_QUEUE"], connection=redis)
+        wait_until(lambda: processes.check() or len(Worker.all(queue=queue)) >= RQ_WORKERS, 60,
+                   "the RQ workers to register")
+    run_load(port, _Source(redeliveries, 10**9, cycle=True), 1.0, "e2e-warmup", workdir)  # warm the workers up
+
+    stop = threading.Event()
+    sent_at: dict[str, float] = {}
+    acks: list[tuple[int, float]] = []
+
+    def send_notes() -> None:
+        session = requests.Session()
+        begin = time.time() + 1.0  # the load is running by then
+        for i, params in enumerate(notes):
+            time.sleep(max(0.0, begin + i * E2E_INTERVAL_S - time.time()))
+            sent_at[params["MessageSid"]] = time.time()
+            try:
+                response = session.post(url, data=params, timeout=10,
+                                        headers={"X-Twilio-Signature": sandbox.sign(url, params)})
+                acks.append((response.status_code, time.time() - sent_at[params["MessageSid"]]))
+            except requests.RequestException as exc:
+                acks.append((0, float("nan")))
+                print(f"voice note webhook failed: {exc}")
+        deadline = time.monotonic() + E2E_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if len(finished_rows()) == len(notes):
+                break
+            time.sleep(0.2)
+        stop.set()
+
+    def finished_rows() -> list:
+        with engine.connect() as connection:
+            return connection.execute(text(
+                "SELECT message_sid, status, error, created_at, started_at, finished_at, processing_ms, transcode_ms"
+                " FROM audio_messages WHERE message_sid IN :sids AND status IN ('ready', 'failed')")
+                .bindparams(__import__("sqlalchemy").bindparam("sids", expanding=True)),
+                {"sids": [n["MessageSid"] for n in notes]}).all()
+
+    sender = threading.Thread(target=send_notes, name="voice-notes", daemon=True)
+    sender.start()
+    max_load_s = 1.0 + E2E_NOTES * E2E_INTERVAL_S + E2E_TIMEOUT_S
+    if use_wrk():
+        load_s = 1.0 + E2E_NOTES * E2E_INTERVAL_S + 10
+        load = wrk_load(port, _Source(redeliveries, 10**9, cycle=True), load_s, "e2e-load", workdir)
+    else:
+        load = python_load(port, _Source(redeliveries, 10**9, cycle=True), max_load_s, "e2e-load", stop)
+    load_ended = time.time()
+    sender.join(E2E_TIMEOUT_S + 5)
+    processes.check()
+    rows = finished_rows()
+
+    def epoch(value) -> float:
+        if isinstance(value, str):
+            from datetime import datetime
+
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.timestamp()
+
+    per_note = []
+    for row in rows:
+        if row.status != "ready":
+            continue
+        sent = sent_at[row.message_sid]
+        per_note.append({
+            "total": epoch(row.finished_at) - sent,
+            "wait": epoch(row.started_at) - epoch(row.created_at) if row.started_at else float("nan"),
+            "processing": (row.processing_ms or 0) / 1000,
+            "transcode": (row.transcode_ms or 0) / 1000,
+            "after_load": epoch(row.finished_at) > load_ended,
+        })
+    totals = [n["total"] for n in per_note]
+    errors = [row.error for row in rows if row.status != "ready"]
+    return {
+        "load": load, "notes": per_note,
+        "jobs": f"{RQ_WORKERS} RQ workers" if redis_url else f"in-process threads ({WEB_WORKERS} x JOB_WORKERS)", "acks": acks, "errors": errors,
+        "not_ready": len(notes) - len(per_note),
+        "p50": percentile(totals, 0.5) if totals else None,
+        "p95": percentile(totals, 0.95) if len(totals) == len(notes) else None,
+        "max": max(totals) if totals else None,
+    }
+
+
+def print_load_table(bare: LoadResult, hook: LoadResult, e2e_load: LoadResult) -> None:
+    print(f"\n{'target':34} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
+    print("-" * 88)
+    for label, result in (("bare Flask (200 only)", bare), ("webhook (new row + job each)", hook),
+                          ("webhook redeliveries, during e2e", e2e_load)):
+        maximum = max(result.latencies) * 1000 if result.latencies and not hasattr(result, "wrk_percentiles") \
+            else getattr(result, "wrk_percentiles", {}).get(100, float("nan"))
+        print(f"{label:34} {result.completed:9d} {result.rps:8.0f} {p(result, 0.5):8.1f} {p(result, 0.99):8.1f} "
+              f"{maximum:8.1f} {result.error_count:7d}")
+    print(f"(generator: {hook.generator}; closed loop: each connection sends its next request when answered)")
+
+
+def print_e2e(e2e: dict) -> None:
+    notes = e2e["notes"]
+    print(f"\nend to end under load: {E2E_NOTES} voice notes of {E2E_NOTE_S} s (Ogg/Opus 16 kHz), one every "
+          f"{E2E_INTERVAL_S:g} s, jobs on {e2e['jobs']}; webhook sent -> row ready:")
+    if notes:
+        for key, label in (("total", "sent -> ready"), ("wait", "queued -> claimed"),
+                           ("processing", "claimed -> ready"), ("transcode", "ffmpeg alone")):
+            values = [n[key] for n in notes if n[key] == n[key]]
+            print(f"  {label:18} p50 {percentile(values, 0.5):6.2f} s  p95 {percentile(values, 0.95):6.2f} s  "
+                  f"max {max(values):6.2f} s")
+    acks = [latency for status, latency in e2e["acks"] if status == 200]
+    print(f"  voice-note webhooks answered 200: {len(acks)}/{E2E_NOTES}"
+          + (f", ack p50 {percentile(acks, 0.5) * 1000:.0f} ms, max {max(acks) * 1000:.0f} ms" if acks else ""))
+    late = sum(1 for n in notes if n["after_load"])
+    if late:
+        print(f"  {late} note(s) finished after the load had stopped")
+    p95 = e2e["p95"]
+    print(f"  end-to-end p95: {'n/a' if p95 is None else f'{p95:.2f} s'} (target <= {TARGET_E2E_P95_S:g} s)")
+
+
+def cleanup(engine, account_sid: str, redis_url: str | None, queue_name: str) -> None:
+    """Delete this run's rows (and their stored MP3s) and its queue; nothing else is touched."""
+    try:
+        with engine.begin() as connection:
+            ids = connection.execute(text("SELECT id FROM audio_messages WHERE account_sid = :a AND media_key IS NOT"
+                                          " NULL"), {"a": account_sid}).scalars().all()
+            for audit_id in ids:
+                connection.execute(text("DELETE FROM stored_media WHERE key LIKE :k"), {"k": f"audio/{audit_id}/%"})
+            connection.execute(text("DELETE FROM audio_messages WHERE account_sid = :a"), {"a": account_sid})
+    except Exception as exc:  # noqa: BLE001 - report, do not hide the bench's own result
+        print(f"cleanup of the bench rows failed: {exc}")
+    if redis_url:
+        try:
+            from redis import Redis
+            from rq import Queue
+
+            Queue(queue_name, connection=Redis.from_url(redis_url)).delete(delete_jobs=True)
+        except Exception as exc:  # noqa: BLE001
+            print(f"cleanup of the bench queue failed: {exc}")
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
