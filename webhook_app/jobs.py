@@ -17,6 +17,8 @@ from flask import Flask, current_app, has_app_context
 log = logging.getLogger(__name__)
 
 JOB_TIMEOUT_S = 600
+# In-process dedupe keys kept at most (one machine; Redis holds them when scaled out).
+ONCE_KEYS_MAX = 100_000
 
 
 class InProcessRunner:
@@ -38,10 +40,12 @@ class InProcessRunner:
 
         now = time.monotonic()
         with self._lock:
-            if len(self._once) > 10_000:
-                self._once = {k: until for k, until in self._once.items() if until > now}
+            # Keys go in with a constant TTL, so insertion order is expiry order: drop from the front.
+            while self._once and (next(iter(self._once.values())) <= now or len(self._once) > ONCE_KEYS_MAX):
+                del self._once[next(iter(self._once))]
             if self._once.get(key, 0) > now:
                 return False
+            self._once.pop(key, None)
             self._once[key] = now + ttl_s
             return True
 
