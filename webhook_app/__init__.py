@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -74,3 +74,20 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+@event.listens_for(Engine, "connect")
+def _remember_connecting_process(dbapi_connection, connection_record):
+    connection_record.info["pid"] = os.getpid()
+
+
+@event.listens_for(Engine, "checkout")
+def _connection_from_another_process(dbapi_connection, connection_record, connection_proxy):
+    # RQ forks a work horse per job: a pooled connection the parent (its sweeper thread) opened must never be
+    # used by the child too, or both talk over one socket and PostgreSQL's protocol state is corrupted under load.
+    # SQLAlchemy's recipe for os.fork(): forget it without closing it (the parent still owns it); the pool
+    # then opens a fresh one.
+    if connection_record.info.get("pid") != os.getpid():
+        connection_record.dbapi_connection = connection_proxy.dbapi_connection = None
+        raise exc.DisconnectionError(f"connection opened by process {connection_record.info.get('pid')}, "
+                                     f"checked out in {os.getpid()}")

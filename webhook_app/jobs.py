@@ -7,7 +7,6 @@ runs in a web process's thread pool, an RQ worker, or a test.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -201,9 +200,6 @@ def job_app_context():
         yield
 
 
-_engine_pid: dict[int, int] = {}
-
-
 def run_job(name: str, *args):
     from .observability import bind_audit_id
 
@@ -211,11 +207,8 @@ def run_job(name: str, *args):
     with job_app_context():
         from .extensions import db
 
-        # RQ forks a work horse per job: pooled connections inherited from the parent must not be shared.
-        engine = db.engine
-        if _engine_pid.setdefault(id(engine), os.getpid()) != os.getpid():
-            engine.dispose(close=False)
-            _engine_pid[id(engine)] = os.getpid()
+        # RQ forks a work horse per job; inherited pooled connections are replaced at checkout (see
+        # webhook_app._connection_from_another_process).
         try:
             return JOBS[name](*args)
         finally:
