@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 import re
 import secrets
 import sqlite3
@@ -152,10 +153,19 @@ class Sandbox:
     def __init__(self, db_path: str):
         self.db_path = db_path
         self._webhook_threads: list[threading.Thread] = []
-        with self._connect() as conn:
-            # WAL lets readers and one writer from several processes overlap; the mode sticks to the file.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+        for attempt in range(50):
+            try:
+                with self._connect() as conn:
+                    # WAL lets readers and one writer from several processes overlap; the mode sticks to the file.
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                # Switching a brand-new file to WAL while another process creates it does not wait on the busy
+                # timeout: SQLite answers "database is locked" at once. Try again shortly.
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.05 + random.random() * 0.05)
         with self._tx() as conn:
             # INSERT OR IGNORE inside one write transaction: two processes creating the file at once agree.
             defaults = {
