@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 JOB_TIMEOUT_S = 600
 # In-process dedupe keys kept at most (one machine; Redis holds them when scaled out).
 ONCE_KEYS_MAX = 100_000
+ONCE_KEY_PREFIX = "webhook_app:once:"
 
 
 class InProcessRunner:
@@ -35,8 +37,6 @@ class InProcessRunner:
         future.add_done_callback(self._done)
 
     def claim_once(self, key: str, ttl_s: int) -> bool:
-        import time
-
         now = time.monotonic()
         with self._lock:
             # Keys go in with a constant TTL, so insertion order is expiry order: drop from the front.
@@ -82,8 +82,6 @@ class InProcessRunner:
 
     def wait(self, timeout: float = 60) -> None:
         """Block until every job enqueued so far (and the jobs they enqueued) has finished."""
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -115,10 +113,10 @@ class RqRunner:
 
     def claim_once(self, key: str, ttl_s: int) -> bool:
         # Shared by every web dyno: SET NX is atomic, so exactly one delivery wins.
-        return bool(self.redis.set(f"webhook_app:once:{key}", 1, nx=True, ex=ttl_s))
+        return bool(self.redis.set(ONCE_KEY_PREFIX + key, 1, nx=True, ex=ttl_s))
 
     def release_once(self, key: str) -> None:
-        self.redis.delete(f"webhook_app:once:{key}")
+        self.redis.delete(ONCE_KEY_PREFIX + key)
 
     def enqueue_in(self, delay_s: float, name: str, *args) -> None:
         from datetime import timedelta
