@@ -188,6 +188,35 @@ def wait_until(predicate, timeout: float, what: str, on_timeout=lambda: "", inte
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{on_timeout()}")
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), even those in their own session: RQ's work horses call setsid(),
+    so killing the worker's process group does not reach them."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(pid: int, sig: int) -> None:
+    """Signal a process, its process group and every descendant (a lost dyno takes its work horses along)."""
+    for target in [pid, *descendants(pid)]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(target, sig)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
 @contextlib.contextmanager
 def serving(wsgi_app) -> Iterator[str]:
     """Any WSGI app over real HTTP on a free port, threaded, so a page, its XHRs and <audio> ranges overlap."""
@@ -211,7 +240,7 @@ def live_server(app):
 
 
 def _rq_worker_loop(app, stop):
-    """With Redis the server only enqueues: a worker thread plays the worker dyno."""
+    """With Redis the server only stores and enqueues: a worker thread plays the worker dyno (and its relay)."""
     from rq import SimpleWorker
     from rq.timeouts import TimerDeathPenalty
 
@@ -221,8 +250,13 @@ def _rq_worker_loop(app, stop):
         def _install_signal_handlers(self):
             pass
 
+    from webhook_app.relay import relay_all_waiting
+
     runner = app.extensions["jobs"]
     with app.app_context():
         while not stop.is_set():
+            if runner.relays_new_rows:
+                relay_all_waiting()
+                db.session.remove()
             ThreadWorker([runner.queue], connection=runner.redis).work(burst=True)
             stop.wait(0.1)

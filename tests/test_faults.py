@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.audio_samples import make_audio
-from tests.conftest import ROOT, audio_rows, load_fixture, post_webhook, run_jobs, wait_until
+from tests.conftest import ROOT, audio_rows, kill_tree, load_fixture, post_webhook, run_jobs, wait_until
 from webhook_app.extensions import db
 from webhook_app.sweeper import sweep
 
@@ -42,7 +42,7 @@ def start_worker(app, log_path: Path, **extra) -> subprocess.Popen:
 
 def kill_hard(process: subprocess.Popen) -> None:
     """SIGKILL the worker and its work horse: no cleanup handler runs, as when a dyno is lost."""
-    os.killpg(process.pid, signal.SIGKILL)
+    kill_tree(process.pid, signal.SIGKILL)
     process.wait(10)
 
 

@@ -7,6 +7,7 @@ one row per (message, media), one attempt each, every webhook answered 200.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -22,7 +23,7 @@ import pytest
 import requests
 
 from tests.audio_samples import KINDS, content_type, make_audio
-from tests.conftest import ROOT, audio_rows, wait_until
+from tests.conftest import ROOT, audio_rows, descendants, kill_tree, wait_until
 from webhook_app.twilio.sandbox import Sandbox
 
 REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
@@ -83,6 +84,8 @@ class Processes:
         return "\n".join(parts)
 
     def stop(self) -> None:
+        # Taken first: once a worker exits, its work horses (own sessions, reparented) are no longer below it.
+        below = [pid for _, process, _ in self.started for pid in descendants(process.pid)]
         for _, process, _ in self.started:
             self._signal(process, signal.SIGTERM)
         deadline = time.monotonic() + 15
@@ -91,9 +94,12 @@ class Processes:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for _, process, _ in self.started:
-            # The group too: an RQ work horse or a gunicorn worker must not outlive the test.
-            self._signal(process, signal.SIGKILL)
+            # The tree: an RQ work horse or a gunicorn worker must not outlive the test.
+            kill_tree(process.pid, signal.SIGKILL)
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
@@ -199,7 +205,9 @@ def test_200_voice_notes_with_redeliveries_across_web_and_rq_workers(app, servic
         counts: dict[str, int] = {}
         for row in rows:
             counts[row.status] = counts.get(row.status, 0) + 1
-        return f"{len(rows)} rows by status {counts}; queue depth {service['queue'].count}"
+        stuck = [(row.id, row.status, row.source, row.dispatched_at, row.attempts, row.error) for row in rows
+                 if row.status not in TERMINAL]
+        return f"{len(rows)} rows by status {counts}; queue depth {service['queue'].count}; unfinished {stuck[:10]}"
 
     def settled():
         processes.check_alive()

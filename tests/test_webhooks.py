@@ -2,6 +2,8 @@
 
 from sqlalchemy.exc import OperationalError
 
+from webhook_app.extensions import db
+
 from tests.conftest import POST_EVENT, audio_rows, count_rows, load_fixture, post_webhook, run_jobs
 from tests.audio_samples import make_audio
 
@@ -90,16 +92,19 @@ def test_same_webhook_three_times_is_one_row_and_one_transcode(deliver, client, 
 
 
 def test_database_down_answers_503_so_twilio_can_retry(client, sandbox, app, monkeypatch):
-    from webhook_app.webhooks import conversations
-
     def broken(*args, **kwargs):
-        raise OperationalError("INSERT", {}, Exception("connection refused"))
+        raise OperationalError("connect", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(conversations, "record_message_media", broken)
+    with app.app_context():
+        monkeypatch.setattr(db.engine, "connect", broken)
     params = load_fixture("onMessageAdded__whatsapp_voice_note", **sids(sandbox))
     response = post_webhook(client, sandbox, params)
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "storage_unavailable"
+    assert count_rows(app) == 0
+    monkeypatch.undo()  # the database is back: the redelivery is stored
+    assert post_webhook(client, sandbox, params).status_code == 200
+    assert count_rows(app) == 1
 
 
 def test_queue_down_still_acknowledges_and_leaves_row_queued(client, sandbox, app, monkeypatch):

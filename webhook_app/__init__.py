@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import weakref
 
 from flask import Flask
-from sqlalchemy import event, exc
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -32,12 +33,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .audio.ffmpeg import configure_pydub
     from .extensions import db
     from .twilio import client as twilio_client
+    from .webhooks import group_commit
 
     observability.init_app(app)
     db.init_app(app)
     errors.init_app(app)
     twilio_client.init_app(app)
     jobs.init_app(app)
+    group_commit.init_app(app)
     storage.init_app(app)
     auth.init_app(app)
     settings.init_app(app)
@@ -62,6 +65,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     from . import cli
 
     cli.init_app(app)
+    with app.app_context():
+        _engines.update(db.engines.values())
     return app
 
 
@@ -76,18 +81,17 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
         cursor.close()
 
 
-@event.listens_for(Engine, "connect")
-def _remember_connecting_process(dbapi_connection, connection_record):
-    connection_record.info["pid"] = os.getpid()
+# Engines of the apps built in this process; a forked child must not touch their connections (see below).
+_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
 
 
-@event.listens_for(Engine, "checkout")
-def _connection_from_another_process(dbapi_connection, connection_record, connection_proxy):
-    # RQ forks a work horse per job: a pooled connection the parent (its sweeper thread) opened must never be
-    # used by the child too, or both talk over one socket and PostgreSQL's protocol state is corrupted under load.
-    # SQLAlchemy's recipe for os.fork(): forget it without closing it (the parent still owns it); the pool
-    # then opens a fresh one.
-    if connection_record.info.get("pid") != os.getpid():
-        connection_record.dbapi_connection = connection_proxy.dbapi_connection = None
-        raise exc.DisconnectionError(f"connection opened by process {connection_record.info.get('pid')}, "
-                                     f"checked out in {os.getpid()}")
+def _forget_inherited_connections() -> None:
+    # RQ forks a work horse per job (and its scheduler) while the parent's relay and maintenance threads keep
+    # using the pool. A child that touched an inherited connection, even for pool_pre_ping's SELECT 1, would
+    # talk over the parent's socket and corrupt PostgreSQL's protocol state for both. SQLAlchemy's recipe for
+    # os.fork(): the child gets a fresh, empty pool and leaves the parent's connections alone (close=False).
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_inherited_connections)

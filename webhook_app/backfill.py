@@ -40,8 +40,7 @@ def backfill(since: datetime) -> dict:
             new_ids = record_message_media(event, parse_media(message.media))
             db.session.commit()
             counts["new_rows"] += len(new_ids)
-            for audit_id in new_ids:
-                jobs.enqueue("normalize_inbound", audit_id)
+            jobs.enqueue_new_rows(new_ids)
     log.info("backfill since %s: %s", since.isoformat(), counts)
     return counts
 

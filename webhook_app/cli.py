@@ -112,11 +112,19 @@ def worker(burst):
     runner = jobs.runner()
     if not isinstance(runner, jobs.RqRunner):
         raise click.ClickException("REDIS_URL is not set: jobs run inside the web process, no worker needed.")
+    from .relay import relay_all_waiting, start_relay_thread
     from .sweeper import start_maintenance_thread
 
-    if not burst:
-        # Every worker also sweeps (stuck, lost and abandoned rows) and applies retention, periodically.
-        start_maintenance_thread(current_app._get_current_object())
+    app = current_app._get_current_object()
+    if burst:
+        if runner.relays_new_rows:
+            relay_all_waiting()
+    else:
+        # Every worker relays new rows to the queue (webhooks only commit them), sweeps (stuck, lost and
+        # abandoned rows) and applies retention, periodically.
+        if runner.relays_new_rows:
+            start_relay_thread(app)
+        start_maintenance_thread(app)
     # The worker process keeps this app context; jobs reuse it instead of building their own app.
     Worker([runner.queue], connection=runner.redis).work(burst=burst, with_scheduler=True)
     sys.exit(0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -12,7 +11,6 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from .audio.detect import base_type, is_audio
 from .audio.transcode import AudioError, transcode_to_mp3
@@ -27,6 +25,9 @@ from .twilio.http import TooLarge, TwilioHttpError
 from .twilio.sids import is_sid, sid_or_none
 
 log = logging.getLogger(__name__)
+
+# Twilio's retries of one webhook span minutes; a day covers a backfill run too.
+EXPAND_ONCE_TTL_S = 24 * 3600
 
 participant_cache = TtlCache()
 # A conversation never moves to another Conversations service.
@@ -100,19 +101,20 @@ def _first(entry: dict, *keys):
     return None
 
 
-def record_message_media(event: dict, media: list[MediaItem]) -> list[int]:
-    """Store one `queued` row per audio media of a message; answer the ids of rows that are new.
+def audio_rows(event: dict, media: list[MediaItem]) -> list[dict]:
+    """The `queued` audit rows (column values) of a message's audio media; other media are not ours."""
+    from . import jobs
 
-    The unique (message_sid, media_sid) constraint makes redelivered webhooks (Twilio retries, our backfill)
-    harmless: the insert does nothing and nothing is enqueued twice.
-    """
-    new_ids = []
     source = event.get("Source")
     author = event.get("Author")
+    now = utcnow()
+    # With the relay, rows wait for it (dispatched_at NULL); otherwise the caller enqueues them itself.
+    dispatched_at = None if jobs.relays_new_rows() else now
+    rows = []
     for item in media:
         if not is_audio(item.content_type, item.filename):
             continue
-        values = dict(
+        rows.append(dict(
             direction="inbound",
             channel=channel_from_webhook(source, author),
             status=Status.QUEUED.value,
@@ -128,29 +130,29 @@ def record_message_media(event: dict, media: list[MediaItem]) -> list[int]:
             size_bytes=item.size,
             truncated=False,
             attempts=0,
-            created_at=utcnow(),
-            updated_at=utcnow(),
-        )
-        new_id = _insert_ignoring_duplicates(values)
-        if new_id is not None:
-            new_ids.append(new_id)
+            created_at=now,
+            updated_at=now,
+            dispatched_at=dispatched_at,
+        ))
+    return rows
+
+
+def record_message_media(event: dict, media: list[MediaItem]) -> list[int]:
+    """Store one `queued` row per audio media of a message in the session; answer the ids of rows that are new.
+
+    The unique (message_sid, media_sid) constraint makes redelivered messages (Twilio retries, our backfill)
+    harmless: the insert does nothing and nothing is enqueued twice. Webhooks take the group-commit path
+    (webhooks.group_commit) with the same rows and the same statement.
+    """
+    from .webhooks.group_commit import insert_ignoring_duplicates
+
+    statement = insert_ignoring_duplicates(db.session.get_bind().dialect.name)
+    new_ids = []
+    for row in audio_rows(event, media):
+        inserted = db.session.execute(statement, row).first()
+        if inserted is not None:
+            new_ids.append(inserted.id)
     return new_ids
-
-
-def _insert_ignoring_duplicates(values: dict) -> int | None:
-    statement = _insert_ignoring_duplicates_statement(db.session.get_bind().dialect.name)
-    return db.session.execute(statement, values).scalar_one_or_none()
-
-
-@functools.cache
-def _insert_ignoring_duplicates_statement(dialect: str):
-    # Built once: constructing an INSERT ... ON CONFLICT per webhook cost more CPU than executing it.
-    # On the Table, not the mapped class: a Core INSERT skips the ORM's bulk-insert bookkeeping (half the cost).
-    table = AudioMessage.__table__
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    return (insert(table)
-            .on_conflict_do_nothing(index_elements=["message_sid", "media_sid"])
-            .returning(table.c.id))
 
 
 # -- the job -----------------------------------------------------------------------------------------
@@ -271,6 +273,14 @@ def _sha256(path: str) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def enqueue_expand_once(fields: dict) -> None:
+    """Webhooks show one attachment of an SDK message even when it carries several: read the message over REST,
+    once per message, so a redelivery (Twilio retry, backfill) never queues another read in front of real work."""
+    from . import jobs
+
+    jobs.enqueue_once(f"expand:{fields['MessageSid']}", EXPAND_ONCE_TTL_S, "expand_message", fields)
 
 
 def expand_message(event: dict) -> list[int]:

@@ -23,6 +23,9 @@ ONCE_KEY_PREFIX = "webhook_app:once:"
 
 
 class InProcessRunner:
+    # The web process is the worker: it hands new rows to its own thread pool right after the commit.
+    relays_new_rows = False
+
     def __init__(self, app: Flask, workers: int):
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
@@ -100,16 +103,26 @@ class InProcessRunner:
 
 
 class RqRunner:
-    def __init__(self, redis_url: str, queue_name: str):
+    def __init__(self, redis_url: str, queue_name: str, relays_new_rows: bool = False):
         from redis import Redis
         from rq import Queue
 
         self.redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
         self.queue = Queue(queue_name, connection=self.redis)
+        # On PostgreSQL the workers' relays enqueue new rows (webhook_app.relay), not the web processes.
+        self.relays_new_rows = relays_new_rows
 
     def enqueue(self, name: str, *args) -> None:
         self.queue.enqueue("webhook_app.jobs.run_job", name, *args, job_timeout=JOB_TIMEOUT_S,
                            result_ttl=3600, failure_ttl=7 * 24 * 3600)
+
+    def enqueue_many(self, calls: list[tuple[str, tuple]]) -> None:
+        """Several jobs in one Redis round trip (the relay hands out hundreds at a time under load)."""
+        from rq import Queue
+
+        prepared = [Queue.prepare_data("webhook_app.jobs.run_job", args=(name, *args), timeout=JOB_TIMEOUT_S,
+                                       result_ttl=3600, failure_ttl=7 * 24 * 3600) for name, args in calls]
+        self.queue.enqueue_many(prepared)
 
     def claim_once(self, key: str, ttl_s: int) -> bool:
         # Shared by every web dyno: SET NX is atomic, so exactly one delivery wins.
@@ -128,10 +141,17 @@ class RqRunner:
                               job_timeout=JOB_TIMEOUT_S, result_ttl=3600, failure_ttl=7 * 24 * 3600)
 
     def wait(self, timeout: float = 60) -> None:
-        """Tests: run everything queued in this process (a burst worker), including follow-up jobs."""
+        """Tests: run everything queued in this process (a burst worker), including follow-up jobs, relaying
+        new rows first as a worker's relay would (needs an app context)."""
         from rq import SimpleWorker
 
-        SimpleWorker([self.queue], connection=self.redis).work(burst=True)
+        from .relay import relay_all_waiting
+
+        while True:
+            relayed = relay_all_waiting() if self.relays_new_rows else 0
+            if not relayed and not self.queue.count:
+                return
+            SimpleWorker([self.queue], connection=self.redis).work(burst=True)
 
     def depth(self) -> int:
         return self.queue.count
@@ -143,7 +163,10 @@ class RqRunner:
 
 def init_app(app: Flask) -> None:
     if app.config.get("REDIS_URL"):
-        runner = RqRunner(app.config["REDIS_URL"], app.config["RQ_QUEUE"])
+        from sqlalchemy.engine import make_url
+
+        on_postgres = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name() == "postgresql"
+        runner = RqRunner(app.config["REDIS_URL"], app.config["RQ_QUEUE"], relays_new_rows=on_postgres)
     else:
         runner = InProcessRunner(app, app.config["JOB_WORKERS"])
     app.extensions["jobs"] = runner
@@ -157,6 +180,26 @@ def enqueue(name: str, *args) -> None:
     if name not in JOBS:
         raise KeyError(name)
     runner().enqueue(name, *args)
+
+
+def relays_new_rows() -> bool:
+    """Whether new `queued` rows wait for a worker's relay (RQ on PostgreSQL) instead of being enqueued by the
+    process that stored them."""
+    return runner().relays_new_rows
+
+
+def enqueue_new_rows(audit_ids: list[int]) -> None:
+    """After the commit: hand just-stored rows to the jobs, unless the relay does (it was woken by the commit).
+
+    A queue that cannot be reached leaves the rows `queued` for the sweeper; the caller's answer does not change.
+    """
+    if relays_new_rows():
+        return
+    for audit_id in audit_ids:
+        try:
+            enqueue("normalize_inbound", audit_id)
+        except Exception:  # noqa: BLE001 - Redis down: the row stays `queued`; the sweeper enqueues it later
+            log.exception("could not enqueue audit %s; left queued for the sweeper", audit_id)
 
 
 def enqueue_once(key: str, ttl_s: int, name: str, *args) -> bool:
@@ -205,8 +248,8 @@ def run_job(name: str, *args):
     with job_app_context():
         from .extensions import db
 
-        # RQ forks a work horse per job; inherited pooled connections are replaced at checkout (see
-        # webhook_app._connection_from_another_process).
+        # RQ forks a work horse per job: it starts with an empty pool of its own
+        # (webhook_app._forget_inherited_connections).
         try:
             return JOBS[name](*args)
         finally:
@@ -222,8 +265,7 @@ def _normalize_inbound(audit_id: int):
 def _expand_message(event: dict):
     from .inbound import expand_message
 
-    for audit_id in expand_message(event):
-        enqueue("normalize_inbound", audit_id)
+    enqueue_new_rows(expand_message(event))
 
 
 JOBS = {

@@ -10,11 +10,13 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Float,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,6 +38,9 @@ class Status(str, enum.Enum):
 
 IN_PROGRESS = (Status.QUEUED.value, Status.DOWNLOADING.value, Status.TRANSCODING.value, Status.SENDING.value)
 
+# A `queued` row no job has been enqueued for yet (migration 0006 spells the same predicate).
+UNDISPATCHED = "status = 'queued' AND dispatched_at IS NULL"
+
 CHANNELS = ("whatsapp", "sms", "webchat", "messenger", "other")
 
 
@@ -44,7 +49,12 @@ class AudioMessage(db.Model):
 
     __tablename__ = "audio_messages"
     # A webhook redelivered by Twilio (or by us) must not create a second row or a second transcode.
-    __table_args__ = (UniqueConstraint("message_sid", "media_sid", name="uq_audio_messages_message_media"),)
+    __table_args__ = (
+        UniqueConstraint("message_sid", "media_sid", name="uq_audio_messages_message_media"),
+        # The relay's claim query: only rows waiting for it, so the index stays tiny however large the table grows.
+        Index("ix_audio_messages_undispatched", "id", postgresql_where=text(UNDISPATCHED),
+              sqlite_where=text(UNDISPATCHED)),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     direction: Mapped[str] = mapped_column(String(8), index=True)
@@ -84,6 +94,9 @@ class AudioMessage(db.Model):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     processing_ms: Mapped[int | None] = mapped_column(Integer)
+    # When the row was handed to the job queue. NULL on a `queued` row: the relay has not seen it yet (with RQ on
+    # PostgreSQL, webhooks only commit rows; see webhook_app.relay).
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def mark(self, status: Status, error: str | None = None, error_code: str | None = None) -> None:
         self.status = status.value

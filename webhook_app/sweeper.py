@@ -13,11 +13,12 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from flask import Flask, current_app
-from sqlalchemy import or_, update
+from sqlalchemy import update
 
 from . import jobs
 from .extensions import db
 from .models import AudioMessage, Status
+from .relay import processed_by_jobs
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,7 @@ def sweep(now: datetime | None = None) -> dict:
     stuck_before = now - timedelta(seconds=config["SWEEP_STUCK_AFTER_S"])
     requeue_before = now - timedelta(seconds=config["SWEEP_REQUEUE_AFTER_S"])
     max_attempts = config["JOB_MAX_ATTEMPTS"]
-    # Rows that jobs process: those recorded from webhooks (an agent's native Flex audio too), not API uploads.
-    from_webhook = or_(AudioMessage.source.is_(None), AudioMessage.source.notin_(("agent-api", "pre-event")))
+    from_webhook = processed_by_jobs()
 
     gave_up = db.session.execute(
         update(AudioMessage)
@@ -44,14 +44,15 @@ def sweep(now: datetime | None = None) -> dict:
     revived = db.session.execute(
         update(AudioMessage)
         .where(from_webhook, AudioMessage.status.in_(WORKING), AudioMessage.updated_at < stuck_before)
-        .values(status=Status.QUEUED.value, updated_at=now,
+        .values(status=Status.QUEUED.value, updated_at=now, dispatched_at=now,
                 error="the worker stopped mid-job (crash or restart); retrying")
         .returning(AudioMessage.id)).scalars().all()
-    # Queued long ago and still queued: its job was lost (Redis down at enqueue time, a flushed queue).
+    # Queued long ago and still queued: its job was lost (Redis down at enqueue time, a flushed queue, no relay
+    # running). Enqueued here, so marked dispatched: a relay must not enqueue it a second time.
     requeued = db.session.execute(
         update(AudioMessage)
         .where(from_webhook, AudioMessage.status == Status.QUEUED.value, AudioMessage.updated_at < requeue_before)
-        .values(updated_at=now)
+        .values(updated_at=now, dispatched_at=now)
         .returning(AudioMessage.id)).scalars().all()
     # An agent upload runs inside its request: if that died, nobody will finish it. Say so.
     abandoned = db.session.execute(

@@ -1,30 +1,27 @@
 """Twilio Conversations webhooks. Answer within milliseconds: store, enqueue, reply; the work runs in jobs.
 
 Twilio gives a webhook 5 seconds (error 50076) and, by default, never retries a post-event. So a post-event is
-acknowledged only after its rows are committed, and answered 503 when they could not be, which a service
-configured with `post_webhook_retry_count` redelivers.
+acknowledged only after its rows are committed (group commit: concurrent webhooks share one), and answered 503
+when they could not be, which a service configured with `post_webhook_retry_count` redelivers.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, abort, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
+from flask import Blueprint, abort, current_app, jsonify, request
 
 from .. import jobs
 from ..errors import error_response
 from ..extensions import db
-from ..inbound import parse_media, record_message_media
+from ..inbound import audio_rows, enqueue_expand_once, parse_media
 from ..outbound import pre_event_verdict
 from ..twilio.client import twilio_api
 from ..twilio.sids import is_sid
 from ..twilio.signatures import is_valid_twilio_request
+from .group_commit import StorageUnavailable
 
 log = logging.getLogger(__name__)
-
-# Twilio's retries of one webhook span minutes; a day covers a backfill run too.
-EXPAND_ONCE_TTL_S = 24 * 3600
 
 bp = Blueprint("conversations_webhooks", __name__, url_prefix="/twilio/conversations")
 
@@ -41,21 +38,17 @@ def handle_message_added(event: dict):
         return jsonify({})
     if not is_sid(event.get("ConversationSid"), "CH") or not is_sid(event.get("MessageSid"), "IM"):
         return error_response(400, "bad_event", "onMessageAdded without a valid ConversationSid and MessageSid")
+    rows = audio_rows(event, media)
     try:
-        new_ids = record_message_media(event, media)
-        db.session.commit()
-    except SQLAlchemyError:
-        db.session.rollback()
-        log.exception("could not store webhook for message %s", event.get("MessageSid"))
+        new_ids = current_app.extensions["group_commit"].insert(rows) if rows else []
+    except StorageUnavailable:
+        log.exception("could not store webhook for message %s", event["MessageSid"])
         return error_response(503, "storage_unavailable", "the event could not be stored; retry later")
-    for audit_id in new_ids:
-        _enqueue_or_leave_queued("normalize_inbound", audit_id)
-    # Webhooks show one attachment of an SDK message even when it carries several. Once per message: a
-    # redelivery (Twilio retry, backfill) must not queue another REST read in front of real work.
-    if (event.get("Source") or "").upper() == "SDK":
+    jobs.enqueue_new_rows(new_ids)
+    # The relay expands the SDK messages whose rows it hands out; one without an audio row is ours to expand.
+    if (event.get("Source") or "").upper() == "SDK" and not (rows and jobs.relays_new_rows()):
         try:
-            jobs.enqueue_once(f"expand:{event['MessageSid']}", EXPAND_ONCE_TTL_S, "expand_message",
-                              _event_fields(event))
+            enqueue_expand_once(_event_fields(event))
         except Exception:  # noqa: BLE001 - Redis down: the attachment the webhook showed is stored already
             log.exception("could not enqueue expand_message for %s", event["MessageSid"])
     log.info("onMessageAdded %s: %d media, %d new audio rows", event["MessageSid"], len(media), len(new_ids))
@@ -65,13 +58,6 @@ def handle_message_added(event: dict):
 def _event_fields(event: dict) -> dict:
     keys = ("AccountSid", "ChatServiceSid", "ConversationSid", "MessageSid", "Author", "Source")
     return {key: event.get(key) for key in keys if event.get(key) is not None}
-
-
-def _enqueue_or_leave_queued(name: str, *args) -> None:
-    try:
-        jobs.enqueue(name, *args)
-    except Exception:  # noqa: BLE001 - Redis down: the row stays `queued` for the sweeper; Twilio still gets 200
-        log.exception("could not enqueue %s%r; left queued", name, args)
 
 
 POST_EVENT_HANDLERS = {

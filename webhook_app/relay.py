@@ -1,0 +1,140 @@
+"""The job relay: hands new `queued` rows to RQ (a transactional outbox).
+
+With RQ on PostgreSQL a webhook only commits its rows; it never talks to Redis. Relays in the worker processes
+enqueue the jobs. Why:
+- The webhook's answer waits on one service, not two, and a Redis outage cannot touch it.
+- A row can no longer be committed and then miss its job because the web process died between the commit and
+  the enqueue (the sweeper used to find such rows minutes later).
+- The web tier's CPU goes to answering Twilio: RQ's enqueue (a job hash and two round trips) cost more CPU than
+  the INSERT and the COMMIT together.
+
+Each worker process runs one relay thread. It LISTENs on `audio_messages_queued`, which a trigger (migration
+0006) NOTIFYs when a statement inserts queued rows, so it wakes within milliseconds; it also looks every
+RELAY_POLL_S in case a notification was missed (a dropped connection). It claims rows with
+FOR UPDATE SKIP LOCKED, so relays on several worker dynos never hand out the same row. A row whose jobs could
+not be enqueued (Redis unreachable) is given back and tried again on the next round.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+from sqlalchemy import or_, select, update
+from sqlalchemy.engine import make_url
+
+from . import jobs
+from .extensions import db
+from .models import AudioMessage, Status, utcnow
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "audio_messages_queued"
+# Rows claimed per round; a longer backlog is relayed in several rounds.
+BATCH_ROWS = 500
+MAX_BACKOFF_S = 30
+
+
+def processed_by_jobs():
+    """Rows that jobs process: those recorded from webhooks (an agent's native Flex audio too), not the agent
+    API's uploads, which run inside their request."""
+    return or_(AudioMessage.source.is_(None), AudioMessage.source.notin_(("agent-api", "pre-event")))
+
+
+def relay_waiting_rows(limit: int = BATCH_ROWS) -> int:
+    """Claim up to `limit` queued rows no job was enqueued for, enqueue their jobs; answer how many."""
+    now = utcnow()
+    waiting = (select(AudioMessage.id)
+               .where(AudioMessage.status == Status.QUEUED.value, AudioMessage.dispatched_at.is_(None),
+                      processed_by_jobs())
+               .order_by(AudioMessage.id).limit(limit)
+               .with_for_update(skip_locked=True))
+    claimed = db.session.execute(
+        update(AudioMessage).where(AudioMessage.id.in_(waiting)).values(dispatched_at=now)
+        .returning(AudioMessage.id, AudioMessage.source, AudioMessage.account_sid, AudioMessage.chat_service_sid,
+                   AudioMessage.conversation_sid, AudioMessage.message_sid, AudioMessage.author)).all()
+    db.session.commit()
+    if not claimed:
+        return 0
+    claimed.sort(key=lambda row: row.id)
+    try:
+        jobs.runner().enqueue_many([("normalize_inbound", (row.id,)) for row in claimed])
+    except Exception:
+        # Give them back: the next round (here or on another worker) tries again; nothing waits for the sweeper.
+        db.session.execute(update(AudioMessage)
+                           .where(AudioMessage.id.in_([row.id for row in claimed]),
+                                  AudioMessage.dispatched_at == now)
+                           .values(dispatched_at=None))
+        db.session.commit()
+        raise
+    _expand_sdk_messages(claimed)
+    return len(claimed)
+
+
+def _expand_sdk_messages(rows) -> None:
+    from .inbound import enqueue_expand_once
+
+    for message_sid in dict.fromkeys(row.message_sid for row in rows if (row.source or "").upper() == "SDK"):
+        row = next(row for row in rows if row.message_sid == message_sid)
+        fields = {"AccountSid": row.account_sid, "ChatServiceSid": row.chat_service_sid,
+                  "ConversationSid": row.conversation_sid, "MessageSid": row.message_sid, "Author": row.author,
+                  "Source": row.source}
+        try:
+            enqueue_expand_once({key: value for key, value in fields.items() if value is not None})
+        except Exception:  # noqa: BLE001 - the attachment the webhook showed is relayed already
+            log.exception("relay could not enqueue expand_message for %s", message_sid)
+
+
+def relay_all_waiting() -> int:
+    """Relay until nothing is waiting; answer how many rows went out."""
+    total = 0
+    while True:
+        count = relay_waiting_rows()
+        total += count
+        if count < BATCH_ROWS:
+            return total
+
+
+def start_relay_thread(app: Flask) -> threading.Thread:
+    """A daemon thread that relays at once (rows a restart left waiting), then on every NOTIFY and every
+    RELAY_POLL_S; errors are logged and retried with backoff, never fatal."""
+    poll_s = app.config["RELAY_POLL_S"]
+    stop = threading.Event()
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).set(drivername="postgresql")
+
+    def loop() -> None:
+        import psycopg
+
+        failures = 0
+        while not stop.is_set():
+            try:
+                with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
+                                     connect_timeout=5) as listener:
+                    listener.execute(f"LISTEN {CHANNEL}")
+                    while not stop.is_set():
+                        delay = poll_s
+                        try:
+                            with app.app_context():
+                                try:
+                                    relayed = relay_all_waiting()
+                                finally:
+                                    db.session.remove()
+                            if relayed:
+                                log.debug("relayed %d new rows", relayed)
+                            failures = 0
+                        except Exception:  # noqa: BLE001 - Redis or PostgreSQL down: rows stay waiting
+                            failures += 1
+                            delay = min(MAX_BACKOFF_S, 2 ** failures)
+                            log.exception("relay round failed; next one in %d s", delay)
+                        for _ in listener.notifies(timeout=delay, stop_after=1):
+                            pass
+            except Exception:  # noqa: BLE001 - the LISTEN connection dropped: reconnect with backoff
+                failures += 1
+                log.exception("relay lost its PostgreSQL connection; reconnecting")
+                stop.wait(min(MAX_BACKOFF_S, 2 ** failures))
+
+    thread = threading.Thread(target=loop, name="relay", daemon=True)
+    thread.stop = stop  # type: ignore[attr-defined]
+    thread.start()
+    return thread
