@@ -285,7 +285,14 @@ def enqueue_expand_once(fields: dict) -> None:
 
 def expand_message(event: dict) -> list[int]:
     """SDK messages with several attachments show only one in the webhook: read the message over REST."""
-    message = twilio_api().fetch_message(event["ConversationSid"], event["MessageSid"])
+    try:
+        message = twilio_api().fetch_message(event["ConversationSid"], event["MessageSid"])
+    except TwilioHttpError as exc:
+        if exc.transient:
+            raise
+        # Deleted since (or never readable with our credentials): the attachment the webhook showed is stored.
+        log.warning("could not read message %s to expand its media: %s", event["MessageSid"], exc)
+        return []
     new_ids = record_message_media(event, parse_media(message["media"]))
     db.session.commit()
     return new_ids
