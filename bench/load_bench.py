@@ -11,7 +11,7 @@ What runs
              local `test_load` database and Redis db 2 when they answer), else SQLite + in-process jobs.
   Each webhook is a realistic onMessageAdded: the form fields the sandbox (Twilio's shape) posts, signed with the
   sandbox account's auth token, one audio media, a unique MessageSid and MediaSid, so every request creates one
-  row and enqueues one job (two for web chat, whose SDK messages also get an `expand_message` job); the mix is
+  row (and, once relayed, one job; two for web chat, whose SDK messages also get an `expand_message` job); the mix is
   WhatsApp, SMS and web chat in turn. The bench checks that rows created == webhooks acknowledged.
 
 Why these gunicorn settings (2 cores)
@@ -25,9 +25,11 @@ Why these gunicorn settings (2 cores)
 
 Where the load webhooks' jobs go (honest figures)
   Acknowledgement phase: with Redis, no RQ worker runs, so the measurement is the web tier alone, as on a web
-  dyno (workers live on other dynos); the jobs wait in Redis and are discarded afterwards. With in-process jobs
-  the web processes are the workers, so the load's jobs run there during the measurement; their media SIDs do not
-  exist, so each fails fast with a 404 reason (the cheapest job there is: the embedded figures are a best case).
+  dyno (workers live on other dynos). On PostgreSQL the web tier only commits rows (the workers' relays enqueue
+  them), so the rows wait in the table and are closed afterwards; on SQLite it enqueues the jobs itself and they
+  wait in Redis. With in-process jobs the web processes are the workers, so the load's jobs run there during the
+  measurement; their media SIDs do not exist, so each fails fast with a 404 reason (the cheapest job there is:
+  the embedded figures are a best case).
   End-to-end phase: the same load keeps running, but as redeliveries of the acknowledgement phase's webhooks
   (what Twilio's retries look like): same bytes, same signature check, parsing and INSERT ... ON CONFLICT on the
   same table and commit, only no new row and no job. Unique load webhooks would put thousands of jobs (hundreds
@@ -658,7 +660,8 @@ def main() -> int:
     print(f"\nwebhook / bare throughput: {ratio:.2f} (target >= {TARGET_RATIO})")
     print(f"webhook rows created: {rows} for {sent} webhooks sent (warm-up + measured), "
           f"{hook.statuses.get(200, 0)} acknowledged in the measured window"
-          + (f"; {depth} jobs were waiting in Redis (no worker ran)" if depth is not None else ""))
+          + (f"; {depth} jobs were waiting in Redis (no worker ran; on PostgreSQL the relays enqueue, not the web)"
+             if depth is not None else ""))
     print_e2e(e2e)
 
     if ratio < TARGET_RATIO:

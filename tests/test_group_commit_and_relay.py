@@ -1,0 +1,148 @@
+"""Group commit (concurrent webhooks share one INSERT and COMMIT) and the relay (workers enqueue new rows)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+
+from tests.conftest import audio_rows, load_fixture, post_webhook, run_jobs
+from tests.test_webhooks import sids
+from webhook_app.extensions import db
+from webhook_app.models import AudioMessage
+from webhook_app.webhooks.group_commit import GroupCommitWriter, StorageUnavailable
+
+RELAY = bool(os.environ.get("TEST_DATABASE_URL") and os.environ.get("TEST_REDIS_URL"))
+
+
+def row(message_sid: str, media_sid: str) -> dict:
+    from webhook_app.models import utcnow
+
+    return dict(direction="inbound", channel="whatsapp", status="queued", conversation_sid="CH" + "c" * 32,
+                message_sid=message_sid, media_sid=media_sid, truncated=False, attempts=0, created_at=utcnow(),
+                updated_at=utcnow(), dispatched_at=utcnow())
+
+
+def sid(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex
+
+
+def test_concurrent_inserts_share_commits_and_each_caller_gets_its_own_ids(app):
+    writer = GroupCommitWriter()
+    keys = [(sid("IM"), sid("ME")) for _ in range(40)]
+    results: dict[int, list[int]] = {}
+    start = threading.Barrier(8)
+
+    def store(worker: int) -> None:
+        with app.app_context():
+            start.wait()
+            for number in range(worker, len(keys), 8):
+                # Each message twice: the redelivery races its original, sometimes in the same batch.
+                first = writer.insert([row(*keys[number])])
+                again = writer.insert([row(*keys[number])])
+                results[number] = first + again
+
+    threads = [threading.Thread(target=store, args=(worker,)) for worker in range(8)]
+    [thread.start() for thread in threads]
+    [thread.join() for thread in threads]
+    stored = {(r.message_sid, r.media_sid): r.id for r in audio_rows(app)}
+    assert len(stored) == len(keys)
+    for number, key in enumerate(keys):
+        assert results[number] == [stored[key]]  # the first delivery got the id, the redelivery nothing
+
+
+def test_one_message_with_several_audio_media_keeps_their_order(app):
+    writer = GroupCommitWriter()
+    message = sid("IM")
+    media = [sid("ME") for _ in range(3)]
+    with app.app_context():
+        ids = writer.insert([row(message, m) for m in media])
+    assert [r.media_sid for r in audio_rows(app) if r.id in ids] == media and ids == sorted(ids)
+
+
+def test_a_failed_batch_fails_every_waiting_caller_and_the_next_batch_works(app, monkeypatch):
+    writer = GroupCommitWriter()
+    calls = {"n": 0}
+    real_insert = GroupCommitWriter._insert
+
+    def failing_once(self, rows):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("disk full")
+        return real_insert(self, rows)
+
+    monkeypatch.setattr(GroupCommitWriter, "_insert", failing_once)
+    with app.app_context():
+        with pytest.raises(StorageUnavailable, match="disk full"):
+            writer.insert([row(sid("IM"), sid("ME"))])
+        assert len(writer.insert([row(sid("IM"), sid("ME"))])) == 1  # leadership was handed back
+
+
+@pytest.mark.skipif(not RELAY, reason="the relay runs with RQ on PostgreSQL (CI's second suite)")
+def test_webhook_never_touches_redis_and_the_relay_enqueues_the_row(client, sandbox, app, monkeypatch):
+    from webhook_app.jobs import RqRunner
+    from webhook_app.relay import relay_waiting_rows
+
+    def no_redis(*args, **kwargs):
+        raise AssertionError("the webhook must not talk to Redis")
+
+    runner = app.extensions["jobs"]
+    assert runner.relays_new_rows
+    with monkeypatch.context() as patch:
+        patch.setattr(RqRunner, "enqueue", no_redis)
+        patch.setattr(RqRunner, "enqueue_many", no_redis)
+        params = load_fixture("onMessageAdded__whatsapp_voice_note", **sids(sandbox))
+        assert post_webhook(client, sandbox, params).status_code == 200
+    (stored,) = audio_rows(app)
+    assert stored.status == "queued" and stored.dispatched_at is None
+    with app.app_context():
+        assert relay_waiting_rows() == 1
+        assert relay_waiting_rows() == 0  # claimed once
+        assert runner.queue.count == 1
+    assert audio_rows(app)[0].dispatched_at is not None
+
+
+@pytest.mark.skipif(not RELAY, reason="the relay runs with RQ on PostgreSQL (CI's second suite)")
+def test_relay_gives_rows_back_when_redis_is_unreachable(app, sandbox, deliver, tmp_path):
+    from tests.audio_samples import make_audio
+    from webhook_app.jobs import RqRunner
+    from webhook_app.relay import relay_waiting_rows
+
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0)
+    _, response = deliver(source, "audio/ogg")
+    assert response.status_code == 200
+    working = app.extensions["jobs"]
+    app.extensions["jobs"] = RqRunner("redis://127.0.0.1:1/0", "unreachable", relays_new_rows=True)
+    with app.app_context():
+        with pytest.raises(Exception):
+            relay_waiting_rows()
+        db.session.rollback()
+    assert audio_rows(app)[0].dispatched_at is None  # given back, not lost
+    app.extensions["jobs"] = working  # Redis is back: the next round relays it
+    run_jobs(app)
+    assert audio_rows(app)[0].status == "ready"
+
+
+@pytest.mark.skipif(not RELAY, reason="NOTIFY is PostgreSQL's")
+def test_inserting_queued_rows_notifies_the_relays_and_redeliveries_do_not(app):
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from webhook_app.relay import CHANNEL
+
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as listener:
+        listener.execute(f"LISTEN {CHANNEL}")
+        new = dict(row(sid("IM"), sid("ME")), dispatched_at=None)
+        writer = GroupCommitWriter()
+        with app.app_context():
+            writer.insert([new])
+        assert [n.channel for n in listener.notifies(timeout=5, stop_after=1)] == [CHANNEL]
+        with app.app_context():
+            writer.insert([new])  # a redelivery inserts nothing: no wake-up
+        assert list(listener.notifies(timeout=0.5)) == []
+    with app.app_context():
+        assert db.session.scalar(select(AudioMessage.id).where(text("dispatched_at IS NULL"))) is not None
