@@ -73,7 +73,7 @@ class GroupCommitWriter:
                 size += len(batch[-1].rows)
         try:
             self._commit(batch)
-        except BaseException as exc:  # noqa: BLE001 - every request of the batch answers 503
+        except BaseException as exc:  # noqa: BLE001 - whatever stopped the commit, no follower may answer 200
             for pending in batch:
                 pending.error = exc
         finally:
@@ -104,7 +104,6 @@ class GroupCommitWriter:
         for pending in batch:
             pending.new_ids = [ids[key] for key in ((r["message_sid"], r["media_sid"]) for r in pending.rows)
                                if key in ids and owner[key] is pending]
-
 
     def _insert(self, rows: list[dict]) -> list:
         for attempt in (1, 2):
