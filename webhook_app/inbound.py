@@ -275,11 +275,13 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def enqueue_expand_once(fields: dict) -> None:
+def enqueue_expand_once(event: dict) -> None:
     """Webhooks show one attachment of an SDK message even when it carries several: read the message over REST,
     once per message, so a redelivery (Twilio retry, backfill) never queues another read in front of real work."""
     from . import jobs
 
+    keys = ("AccountSid", "ChatServiceSid", "ConversationSid", "MessageSid", "Author", "Source")
+    fields = {key: event[key] for key in keys if event.get(key) is not None}
     jobs.enqueue_once(f"expand:{fields['MessageSid']}", EXPAND_ONCE_TTL_S, "expand_message", fields)
 
 

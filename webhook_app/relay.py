@@ -75,13 +75,12 @@ def relay_waiting_rows(limit: int = BATCH_ROWS) -> int:
 def _expand_sdk_messages(rows) -> None:
     from .inbound import enqueue_expand_once
 
-    for message_sid in dict.fromkeys(row.message_sid for row in rows if (row.source or "").upper() == "SDK"):
-        row = next(row for row in rows if row.message_sid == message_sid)
-        fields = {"AccountSid": row.account_sid, "ChatServiceSid": row.chat_service_sid,
-                  "ConversationSid": row.conversation_sid, "MessageSid": row.message_sid, "Author": row.author,
-                  "Source": row.source}
+    sdk_messages = {row.message_sid: row for row in rows if (row.source or "").upper() == "SDK"}
+    for message_sid, row in sdk_messages.items():
         try:
-            enqueue_expand_once({key: value for key, value in fields.items() if value is not None})
+            enqueue_expand_once({"AccountSid": row.account_sid, "ChatServiceSid": row.chat_service_sid,
+                                 "ConversationSid": row.conversation_sid, "MessageSid": message_sid,
+                                 "Author": row.author, "Source": row.source})
         except Exception:  # noqa: BLE001 - the attachment the webhook showed is relayed already
             log.exception("relay could not enqueue expand_message for %s", message_sid)
 

@@ -48,16 +48,11 @@ def handle_message_added(event: dict):
     # The relay expands the SDK messages whose rows it hands out; one without an audio row is ours to expand.
     if (event.get("Source") or "").upper() == "SDK" and not (rows and jobs.relays_new_rows()):
         try:
-            enqueue_expand_once(_event_fields(event))
+            enqueue_expand_once(event)
         except Exception:  # noqa: BLE001 - Redis down: the attachment the webhook showed is stored already
             log.exception("could not enqueue expand_message for %s", event["MessageSid"])
     log.info("onMessageAdded %s: %d media, %d new audio rows", event["MessageSid"], len(media), len(new_ids))
     return jsonify({"audit_ids": new_ids})
-
-
-def _event_fields(event: dict) -> dict:
-    keys = ("AccountSid", "ChatServiceSid", "ConversationSid", "MessageSid", "Author", "Source")
-    return {key: event.get(key) for key in keys if event.get(key) is not None}
 
 
 POST_EVENT_HANDLERS = {
