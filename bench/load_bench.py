@@ -1,7 +1,7 @@
 """Load benchmark (make bench): webhook acknowledgement under 50 concurrent connections, then end to end.
 
 What runs
-  Both targets are served by the same gunicorn command line (gthread workers, the settings below), one after the
+  Both targets are served by the same gunicorn command line (gunicorn.conf.py, the Procfile's `web`), one after the
   other, on this machine, and get the same request bytes over 50 keep-alive connections (closed loop: each
   connection sends its next request as soon as the previous one is answered):
     bare     bench/_bare_app.py: a Flask route on the same URL that only answers 200 (the ceiling of
@@ -14,14 +14,11 @@ What runs
   row (and, once relayed, one job; two for web chat, whose SDK messages also get an `expand_message` job); the mix is
   WhatsApp, SMS and web chat in turn. The bench checks that rows created == webhooks acknowledged.
 
-Why these gunicorn settings (2 cores)
-  `--workers 2 --threads 8 --worker-class gthread`: one process per core (the GIL lets a process use one core;
-  more processes than cores only adds context switches and memory), and threads so a process keeps its core busy
-  while a request waits on PostgreSQL's commit (WAL fsync) or on Redis; 8 threads x 2 = 16 requests in the
-  server at once (50 connections: the rest wait in the accept queue or keep-alive poll), and 16 database
-  connections stay inside Flask-SQLAlchemy's default pool (5 + 10 overflow per process). gthread also keeps
-  connections alive, which Twilio's HTTP client and every load balancer use. Override with BENCH_WEB_WORKERS /
-  BENCH_WEB_THREADS to compare.
+Gunicorn settings
+  gunicorn.conf.py, the Procfile's: 2 gevent workers (one process per core; gevent because a webhook mostly waits on
+  PostgreSQL's commit, and greenlets switch in user space where threads switch through the kernel and contend
+  for the GIL: the file says more). Override with BENCH_WEB_WORKERS, BENCH_WORKER_CLASS and BENCH_WEB_THREADS (for
+  gthread) to compare; the override applies to both targets.
 
 Where the load webhooks' jobs go (honest figures)
   Acknowledgement phase: with Redis, no RQ worker runs, so the measurement is the web tier alone, as on a web
@@ -63,6 +60,7 @@ import json
 import math
 import os
 import re
+import runpy
 import secrets
 import shutil
 import socket
@@ -90,8 +88,11 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP_S = float(os.environ.get("BENCH_WARMUP_S", "2"))
 MAX_REQUESTS = int(os.environ.get("BENCH_MAX_REQUESTS", "40000"))
-WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "2"))
-WEB_THREADS = int(os.environ.get("BENCH_WEB_THREADS", "8"))
+# Overrides of gunicorn.conf.py, for both targets (unset: the Procfile's settings).
+GUNICORN_OVERRIDES = [option for variable, flag in (("BENCH_WEB_WORKERS", "--workers"),
+                                                   ("BENCH_WORKER_CLASS", "--worker-class"),
+                                                   ("BENCH_WEB_THREADS", "--threads"))
+                      if os.environ.get(variable) for option in (flag, os.environ[variable])]
 E2E_NOTES = int(os.environ.get("BENCH_E2E_NOTES", "20"))
 E2E_INTERVAL_S = float(os.environ.get("BENCH_E2E_INTERVAL_S", "1.0"))
 E2E_TIMEOUT_S = float(os.environ.get("BENCH_E2E_TIMEOUT_S", "120"))
@@ -229,9 +230,26 @@ def _killpg(process: subprocess.Popen, sig: int) -> None:
 
 
 def gunicorn_argv(app_spec: str, port: int, access_log: str, extra: list[str] = ()) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", app_spec, "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS),
-            "--worker-class", "gthread", "--timeout", "30", "--bind", f"{HOST}:{port}", "--access-logfile",
-            access_log, "--log-level", "warning", *extra]
+    return [sys.executable, "-m", "gunicorn", app_spec, "--config", os.path.join(ROOT, "gunicorn.conf.py"),
+            *GUNICORN_OVERRIDES, "--bind", f"{HOST}:{port}", "--access-logfile", access_log, "--log-level", "warning",
+            *extra]
+
+
+def gunicorn_settings() -> str:
+    """What gunicorn.conf.py and the overrides amount to, as gunicorn itself reads them."""
+    from gunicorn.config import Config
+
+    config = Config()
+    for name, value in runpy.run_path(os.path.join(ROOT, "gunicorn.conf.py")).items():
+        if name in config.settings:
+            config.set(name, value)
+    overrides = dict(zip(GUNICORN_OVERRIDES[::2], GUNICORN_OVERRIDES[1::2]))
+    workers = overrides.get("--workers", config.workers)
+    worker_class = overrides.get("--worker-class", config.worker_class_str)
+    detail = (f"{overrides.get('--threads', config.threads)} threads" if worker_class == "gthread"
+              else f"{config.worker_connections} connections" if worker_class == "gevent" else "")
+    return f"{workers} x {worker_class}" + (f", {detail} each" if detail else "") + f", timeout {config.timeout} s"
+
 
 
 # -- the webhooks ------------------------------------------------------------------------------------
@@ -594,8 +612,8 @@ def main() -> int:
 
     print(f"load bench: {CONNECTIONS} connections, {WARMUP_S:g} s warm-up + {SECONDS:g} s per target, "
           f"at most {MAX_REQUESTS} requests; generator: {generator}; {os.cpu_count()} CPUs")
-    print(f"gunicorn (both targets): --workers {WEB_WORKERS} --threads {WEB_THREADS} --worker-class gthread "
-          f"--timeout 30 --access-logfile <file>")
+    print(f"gunicorn (both targets): gunicorn.conf.py{' + ' + ' '.join(GUNICORN_OVERRIDES) if GUNICORN_OVERRIDES else ''}"
+          f" = {gunicorn_settings()}; access log to a file")
     print(f"webhook target: {backends}; app logs at INFO (production default)")
     if E2E_WEB_NICE:
         print(f"end-to-end phase: web tier under nice -n {E2E_WEB_NICE} (workers first, as on their own dynos)")
@@ -783,7 +801,7 @@ def end_to_end(processes, sandbox, engine, env, redis_url, port, redeliveries, w
     errors = [row.error for row in rows if row.status != "ready"]
     return {
         "load": load, "notes": per_note,
-        "jobs": f"{RQ_WORKERS} RQ workers" if redis_url else f"in-process threads ({WEB_WORKERS} x JOB_WORKERS)", "acks": acks, "errors": errors,
+        "jobs": f"{RQ_WORKERS} RQ workers" if redis_url else "in-process threads (JOB_WORKERS per web process)", "acks": acks, "errors": errors,
         "not_ready": len(notes) - len(per_note),
         "p50": percentile(totals, 0.5) if totals else None,
         "p95": percentile(totals, 0.95) if len(totals) == len(notes) else None,

@@ -96,7 +96,7 @@ def test_database_down_answers_503_so_twilio_can_retry(client, sandbox, app, mon
         raise OperationalError("connect", {}, Exception("connection refused"))
 
     with app.app_context():
-        monkeypatch.setattr(db.engine, "connect", broken)
+        monkeypatch.setattr(db.engine, "raw_connection", broken)  # under engine.connect() too
     params = load_fixture("onMessageAdded__whatsapp_voice_note", **sids(sandbox))
     response = post_webhook(client, sandbox, params)
     assert response.status_code == 503

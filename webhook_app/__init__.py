@@ -14,7 +14,12 @@ from .config import Config, default_database_url
 
 
 def create_app(test_config: dict | None = None) -> Flask:
+    from .admin.auth import AdminSessionInterface
+    from .wrappers import Request
+
     app = Flask(__name__, instance_relative_config=True)
+    app.request_class = Request
+    app.session_interface = AdminSessionInterface()
     app.config.from_object(Config())
     if test_config:
         app.config.update(test_config)

@@ -8,7 +8,7 @@ import hmac
 import logging
 from urllib.parse import urlparse
 
-from flask import Request, current_app
+from flask import current_app
 from twilio.request_validator import (
     HMAC_SHA1,
     SIGNATURE_HEADER,
@@ -18,6 +18,8 @@ from twilio.request_validator import (
     get_signature_algorithm,
     remove_port,
 )
+
+from ..wrappers import Request
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ def is_valid_twilio_request(request: Request, auth_token: str) -> bool:
     url = signed_url(request)
     if (request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded"
             and algorithm.upper() in _DIGESTS and "bodySHA256" not in request.args):
-        valid = is_valid_form_signature(auth_token, url, request.form, signature, algorithm)
+        valid = is_valid_form_signature(auth_token, url, request.form_fields, signature, algorithm)
     else:
         # The rarer shapes (JSON bodies signed through bodySHA256, GETs, unknown algorithms): Twilio's validator.
         params = request.get_data(as_text=True) if request.mimetype == "application/json" else \
@@ -74,12 +76,13 @@ def is_valid_form_signature(auth_token: str, url: str, form, signature: str, alg
 
 def form_signature(auth_token: str, url: str, form, algorithm: str = HMAC_SHA1) -> str:
     """Twilio's signature: the URL, then each parameter name followed by its value, names sorted and a name's
-    distinct values sorted, HMAC'd with the auth token, base64. `form` is a dict or a werkzeug MultiDict."""
-    parts = [url]
-    getlist = getattr(form, "getlist", None)
-    for name in sorted(form.keys()):
-        for value in (sorted(set(getlist(name))) if getlist else (form[name],)):
-            parts.append(name)
-            parts.append(value)
-    digest = hmac.new(auth_token.encode(), "".join(parts).encode(), _DIGESTS[algorithm.upper()]).digest()
+    distinct values sorted, HMAC'd with the auth token, base64. `form` is (name, value) pairs, a dict or a
+    werkzeug MultiDict."""
+    if hasattr(form, "getlist"):
+        form = form.items(multi=True)
+    elif hasattr(form, "items"):
+        form = form.items()
+    # Sorting the distinct (name, value) pairs orders by name, then by value: exactly Twilio's order.
+    payload = url + "".join(name + value for name, value in sorted(set(form)))
+    digest = hmac.new(auth_token.encode(), payload.encode(), _DIGESTS[algorithm.upper()]).digest()
     return base64.b64encode(digest).decode()

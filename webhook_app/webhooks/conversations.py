@@ -79,9 +79,14 @@ PRE_EVENT_HANDLERS = {
 }
 
 
+def webhook_event() -> dict:
+    # The first of a repeated field wins, as in request.form.to_dict().
+    return dict(reversed(request.form_fields))
+
+
 @bp.post("/pre-event")
 def pre_event():
-    event = request.form.to_dict()
+    event = webhook_event()
     handler = PRE_EVENT_HANDLERS.get(event.get("EventType", ""))
     if handler is None:
         return jsonify({})
@@ -90,7 +95,7 @@ def pre_event():
 
 @bp.post("/post-event")
 def post_event():
-    event = request.form.to_dict()
+    event = webhook_event()
     handler = POST_EVENT_HANDLERS.get(event.get("EventType", ""))
     if handler is None:
         return jsonify({})

@@ -1,0 +1,23 @@
+"""gunicorn settings of the `web` process (Procfile). gunicorn reads ./gunicorn.conf.py by itself; command-line
+options override it (the tests and benchmarks bind their own ports).
+
+gevent, not threads: a webhook is mostly waiting, on PostgreSQL's commit (shared with the webhooks that arrive
+meanwhile: group commit), on Redis, on Twilio's API, and the CPU goes to the requests around those waits. With OS
+threads (gthread) each wait and each hand-off between the group commit's leader and its followers is a switch
+through the kernel and a contest for the GIL; greenlets switch in user space, so one process serves all its
+connections and commits them in bigger batches. On the 2-core bench machine gthread x 8 acknowledged about half
+as many webhooks per second (README, "Load"). psycopg 3 sees gevent's patched `select` and waits cooperatively;
+redis-py, requests and boto3 ride on patched sockets; ffmpeg runs as a subprocess, which gevent waits for too.
+"""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+# One process per core: a process runs Python on one core at a time, and the dyno's cores are what it has.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gevent"
+# Concurrent connections per process. Webhooks share one database connection per process (the group commit);
+# other requests queue for Flask-SQLAlchemy's pool (5 + 10 overflow per process) rather than fail.
+worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
+timeout = 30
+accesslog = "-"
