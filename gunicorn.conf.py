@@ -21,3 +21,9 @@ worker_class = "gevent"
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 30
 accesslog = "-"
+
+
+def post_request(worker, req, environ, resp):
+    import gevent
+
+    gevent.sleep(0)

@@ -146,3 +146,11 @@ def test_inserting_queued_rows_notifies_the_relays_and_redeliveries_do_not(app):
         assert list(listener.notifies(timeout=0.5)) == []
     with app.app_context():
         assert db.session.scalar(select(AudioMessage.id).where(text("dispatched_at IS NULL"))) is not None
+
+
+def test_a_row_with_a_column_the_batch_statement_does_not_carry_is_refused(app):
+    writer = GroupCommitWriter()
+    with app.app_context():
+        with pytest.raises(StorageUnavailable, match="error_code"):
+            writer.insert([dict(row(sid("IM"), sid("ME")), error_code="x")])
+        assert len(writer.insert([row(sid("IM"), sid("ME"))])) == 1  # refused, not stuck

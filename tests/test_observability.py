@@ -59,3 +59,20 @@ def test_metrics_token_when_configured(client, app):
     app.config["METRICS_TOKEN"] = "scrape-me"
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).status_code == 200
+
+
+def test_log_timestamps_are_utc_whatever_the_local_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/Sao_Paulo")
+    time.tzset()
+    try:
+        record = logging.LogRecord("webhook_app", logging.INFO, __file__, 1, "hello", (), None)
+        record.created, record.msecs = 1_764_381_600.25, 250.0  # 2025-11-29T02:00:00.250Z
+        formatter = JsonFormatter()
+        assert json.loads(formatter.format(record))["ts"] == "2025-11-29T02:00:00.250Z"
+        record.created, record.msecs = 1_764_381_601.5, 500.0  # the next second is not the cached one
+        assert json.loads(formatter.format(record))["ts"] == "2025-11-29T02:00:01.500Z"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

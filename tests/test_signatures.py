@@ -53,3 +53,59 @@ def test_signature_matches_twilios_for_a_dict_and_repeated_values():
 
 def test_a_signature_that_is_not_ascii_is_refused_not_crashed():
     assert not is_valid_form_signature(TOKEN, "https://example.com/hook", {"a": "1"}, "sïgnature\udcff")
+
+
+# Every character that means something in a form body, plus plain and non-ASCII text.
+form_bodies = st.lists(st.sampled_from(list("&=+%;aZ09-_.~ é€") + ["%41", "%2B", "%C3%A9", "%e9", "%ZZ"]),
+                       max_size=40).map("".join)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(body=form_bodies)
+def test_form_parser_agrees_with_werkzeugs(body):
+    from urllib.parse import parse_qsl
+
+    import werkzeug.urls  # noqa: F401 - registers werkzeug's "werkzeug.url_quote" error handler
+    from werkzeug.test import EnvironBuilder
+
+    from webhook_app.wrappers import Request, parse_form
+
+    assert parse_form(body) == parse_qsl(body, keep_blank_values=True, errors="werkzeug.url_quote")
+    def environ():
+        return EnvironBuilder(method="POST", data=body.encode(),
+                              content_type="application/x-www-form-urlencoded").get_environ()
+
+    assert Request(environ()).form_fields == list(Request(environ()).form.items(multi=True))
+
+
+def test_requested_url_is_the_request_target_as_sent_with_the_proxys_scheme_and_host(app):
+    from werkzeug.test import EnvironBuilder
+
+    from webhook_app.wrappers import Request
+
+    environ = EnvironBuilder(path="/twilio/conversations/post-event", query_string="a=%7E&b=c%20d",
+                             base_url="http://internal:5000").get_environ()
+    environ["RAW_URI"] = "/twilio/conversations/post-event?a=%7E&b=c%20d"
+    with app.app_context():
+        assert Request(environ).requested_url == "http://internal:5000/twilio/conversations/post-event?a=%7E&b=c%20d"
+        # What ProxyFix makes of Heroku's X-Forwarded-Proto/Host: the URL Twilio signed.
+        proxied = dict(environ, **{"wsgi.url_scheme": "https", "HTTP_HOST": "audio.example.com"})
+        assert Request(proxied).requested_url == \
+            "https://audio.example.com/twilio/conversations/post-event?a=%7E&b=c%20d"
+        del environ["RAW_URI"]  # a server that does not pass the request target on: werkzeug's URL
+        assert Request(environ).requested_url == Request(environ).url
+
+
+def test_webhook_behind_a_proxy_is_checked_against_the_public_url(app, sandbox):
+    from tests.conftest import load_fixture
+    from tests.test_webhooks import sids
+
+    assert app.config["PROXY_FIX_HOPS"] == 1  # the default: one router in front (Heroku's)
+    params = load_fixture("onMessageAdded__whatsapp_voice_note", **sids(sandbox))
+    public = "https://audio.example.com/twilio/conversations/post-event"
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "audio.example.com", "X-Forwarded-Port": "443",
+               "X-Twilio-Signature": sandbox.sign(public, params)}
+    client = app.test_client()
+    assert client.post("/twilio/conversations/post-event", data=params, headers=headers).status_code == 200
+    headers["X-Twilio-Signature"] = sandbox.sign("http://localhost/twilio/conversations/post-event", params)
+    assert client.post("/twilio/conversations/post-event", data=params, headers=headers).status_code == 403

@@ -142,7 +142,7 @@ def record_message_media(event: dict, media: list[MediaItem]) -> list[int]:
 
     The unique (message_sid, media_sid) constraint makes redelivered messages (Twilio retries, our backfill)
     harmless: the insert does nothing and nothing is enqueued twice. Webhooks take the group-commit path
-    (webhooks.group_commit) with the same rows and the same statement.
+    (webhooks.group_commit) with the same rows and the same conflict rule.
     """
     from .webhooks.group_commit import insert_ignoring_duplicates
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from contextvars import ContextVar
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -32,9 +32,22 @@ class ContextFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
+    converter = time.gmtime  # the timestamps say Z
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")
+
+    def timestamp(self, record: logging.LogRecord) -> str:
+        # One strftime per second, not per line: a busy web process logs every webhook.
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(second)))
+        return f"{self._second[1]}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "ts": self.timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -79,7 +92,7 @@ def init_app(app: Flask) -> None:
     def assign_request_id():
         # Heroku's router sends X-Request-Id; keep it so router and app logs line up.
         incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = incoming if REQUEST_ID.match(incoming) else os.urandom(16).hex()
         g.request_token = request_id_var.set(g.request_id)
         g.audit_token = audit_id_var.set(None)
         g.started = time.perf_counter()

@@ -11,13 +11,13 @@ from urllib.parse import urlparse
 from flask import current_app
 from twilio.request_validator import (
     HMAC_SHA1,
-    SIGNATURE_HEADER,
-    SIGNATURE_SETTINGS_HEADER,
     RequestValidator,
     add_port,
     get_signature_algorithm,
     remove_port,
 )
+
+from werkzeug.datastructures import MultiDict
 
 from ..wrappers import Request
 
@@ -29,29 +29,29 @@ _DIGESTS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
 def signed_url(request: Request) -> str:
     """The URL Twilio signed.
 
-    Behind Heroku's router `request.url` would say http:// while Twilio signed https://. ProxyFix repairs
+    Behind Heroku's router the request would say http:// while Twilio signed https://. ProxyFix repairs
     that from X-Forwarded-*; PUBLIC_BASE_URL, when set, wins because it is what the webhook was configured with.
     """
     base = current_app.config.get("PUBLIC_BASE_URL")
     if not base:
-        return request.url
+        return request.requested_url
     query = request.query_string.decode("latin-1")
     return base + request.path + (f"?{query}" if query else "")
 
 
 def is_valid_twilio_request(request: Request, auth_token: str) -> bool:
-    signature = request.headers.get(SIGNATURE_HEADER)
+    signature = request.environ.get("HTTP_X_TWILIO_SIGNATURE")
     if not signature:
         return False
-    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
+    algorithm = get_signature_algorithm(request.environ.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS"))
     url = signed_url(request)
-    if (request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded"
-            and algorithm.upper() in _DIGESTS and "bodySHA256" not in request.args):
+    if (request.is_form_post and algorithm.upper() in _DIGESTS
+            and "bodySHA256" not in request.environ.get("QUERY_STRING", "")):
         valid = is_valid_form_signature(auth_token, url, request.form_fields, signature, algorithm)
     else:
         # The rarer shapes (JSON bodies signed through bodySHA256, GETs, unknown algorithms): Twilio's validator.
         params = request.get_data(as_text=True) if request.mimetype == "application/json" else \
-            {} if request.method == "GET" else request.form
+            {} if request.method == "GET" else MultiDict(request.form_fields)
         valid = RequestValidator(auth_token).validate(url, params, signature, algorithm=algorithm)
     if not valid:
         log.warning("rejected webhook with a bad X-Twilio-Signature for %s", url)

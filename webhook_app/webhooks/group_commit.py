@@ -108,6 +108,9 @@ class GroupCommitWriter:
 
     def _insert(self, rows: list[dict]) -> list[tuple[int, str, str]]:
         """(id, message_sid, media_sid) of the rows that were new."""
+        unknown = set().union(*rows) - set(WEBHOOK_COLUMNS)
+        if unknown:
+            raise ValueError(f"not webhook columns: {sorted(unknown)}")
         if db.engine.dialect.name == "postgresql":
             return self._insert_postgresql(rows)
         return self._insert_sqlalchemy(rows)
@@ -159,9 +162,6 @@ JSON_INSERT = (f"INSERT INTO audio_messages ({', '.join(WEBHOOK_COLUMNS)})"
 
 
 def json_rows(rows: list[dict]) -> str:
-    unknown = set().union(*rows) - set(WEBHOOK_COLUMNS)
-    if unknown:
-        raise ValueError(f"not webhook columns: {sorted(unknown)}")
     return json.dumps(rows, default=_isoformat)
 
 
