@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -65,13 +66,19 @@ def is_valid_form_signature(auth_token: str, url: str, form, signature: str, alg
     both), so both are tried, the URL's own spelling first: usually one HMAC instead of always two, and a
     constant-time compare in C instead of a Python loop. tests/test_signatures.py holds it to Twilio's validator.
     """
-    parsed = urlparse(url)
     given = signature.encode("utf-8", "surrogateescape")
-    candidates = (add_port(parsed), remove_port(parsed)) if parsed.port else (remove_port(parsed), add_port(parsed))
-    for candidate in candidates:
+    for candidate in url_spellings(url):
         if hmac.compare_digest(form_signature(auth_token, candidate, form, algorithm).encode(), given):
             return True
     return False
+
+
+@functools.lru_cache(maxsize=64)
+def url_spellings(url: str) -> tuple[str, str]:
+    """The URL with and without its default port, its own spelling first. A service's webhooks all come to a
+    few URLs: remembered, not parsed again for each."""
+    parsed = urlparse(url)
+    return (add_port(parsed), remove_port(parsed)) if parsed.port else (remove_port(parsed), add_port(parsed))
 
 
 def form_signature(auth_token: str, url: str, form, algorithm: str = HMAC_SHA1) -> str:
