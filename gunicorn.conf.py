@@ -1,7 +1,7 @@
 """gunicorn settings of the `web` process (Procfile). gunicorn reads ./gunicorn.conf.py by itself; command-line
 options override it (the tests and benchmarks bind their own ports).
 
-gevent, not threads: a webhook is mostly waiting, on PostgreSQL's commit (shared with the webhooks that arrive
+gevent, not threads (on PostgreSQL): a webhook is mostly waiting, on PostgreSQL's commit (shared with the webhooks that arrive
 meanwhile: group commit), on Redis, on Twilio's API, and the CPU goes to the requests around those waits. With OS
 threads (gthread) each wait and each hand-off between the group commit's leader and its followers is a switch
 through the kernel and a contest for the GIL; greenlets switch in user space, so one process serves all its
@@ -15,18 +15,27 @@ import os
 bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
 # One process per core: a process runs Python on one core at a time, and the dyno's cores are what it has.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gevent"
+if os.environ.get("DATABASE_URL", "").startswith("postgres"):
+    worker_class = "gevent"
+
+    def post_request(worker, req, environ, resp):
+        # A greenlet only yields when it would block. On a saturated process, a keep-alive connection whose next
+        # request is already in the socket buffer is served again and again while others wait (seconds at the
+        # bench's p99 for a route that never waits). Yielding after each request lets the others take their turn.
+        if worker.cfg.worker_class_str == "gevent":  # not when overridden on the command line
+            import gevent
+
+            gevent.sleep(0)
+
+else:
+    # SQLite, the one-machine default, waits for a lock inside C without yielding: under gevent that would stop
+    # the very greenlet holding the lock. Threads there.
+    worker_class = "gthread"
+    threads = 8
+
 # Concurrent connections per process. Webhooks share one database connection per process (the group commit);
 # other requests queue for Flask-SQLAlchemy's pool (5 + 10 overflow per process) rather than fail.
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 30
 accesslog = "-"
 
-
-def post_request(worker, req, environ, resp):
-    # A greenlet only yields when it would block. On a saturated process, a keep-alive connection whose next
-    # request is already in the socket buffer is served again and again while others wait (seconds at the
-    # bench's p99 for a route that never waits). Yielding after each request lets the others take their turn.
-    import gevent
-
-    gevent.sleep(0)

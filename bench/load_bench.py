@@ -18,10 +18,11 @@ What runs
   WhatsApp, SMS and web chat in turn. The bench checks that rows created == webhooks acknowledged.
 
 Gunicorn settings
-  gunicorn.conf.py, the Procfile's: 2 gevent workers (one process per core; gevent because a webhook mostly waits on
-  PostgreSQL's commit, and greenlets switch in user space where threads switch through the kernel and contend
-  for the GIL: the file says more). Override with BENCH_WEB_WORKERS, BENCH_WORKER_CLASS and BENCH_WEB_THREADS (for
-  gthread) to compare; the override applies to both targets.
+  gunicorn.conf.py, the Procfile's, read with the servers' environment: 2 gevent workers on PostgreSQL (one process
+  per core; gevent because a webhook mostly waits on PostgreSQL's commit, and greenlets switch in user space where
+  threads switch through the kernel and contend for the GIL: the file says more), 2 x 8 threads on the SQLite
+  fallback. Override with BENCH_WEB_WORKERS, BENCH_WORKER_CLASS and BENCH_WEB_THREADS (for gthread) to compare;
+  an override applies to both targets.
 
 Where the load webhooks' jobs go (honest figures)
   Acknowledgement phase: with Redis, no RQ worker runs, so the measurement is the web tier alone, as on a web
@@ -241,12 +242,16 @@ def gunicorn_argv(app_spec: str, port: int, access_log: str, extra: list[str] = 
             *extra]
 
 
-def gunicorn_settings() -> str:
-    """What gunicorn.conf.py and the overrides amount to, as gunicorn itself reads them."""
+def gunicorn_settings(env: dict) -> str:
+    """What gunicorn.conf.py (read with the servers' environment) and the overrides amount to."""
+    from unittest import mock
+
     from gunicorn.config import Config
 
     config = Config()
-    for name, value in runpy.run_path(os.path.join(ROOT, "gunicorn.conf.py")).items():
+    with mock.patch.dict(os.environ, env, clear=True):
+        settings = runpy.run_path(os.path.join(ROOT, "gunicorn.conf.py"))
+    for name, value in settings.items():
         if name in config.settings:
             config.set(name, value)
     overrides = dict(zip(GUNICORN_OVERRIDES[::2], GUNICORN_OVERRIDES[1::2]))
@@ -656,7 +661,7 @@ def main() -> int:
     print(f"load bench: {CONNECTIONS} connections, {WARMUP_S:g} s warm-up + {ROUNDS} rounds of {SECONDS:g} s per "
           f"target, in turn; at most {MAX_REQUESTS} webhooks; generator: {generator}; {os.cpu_count()} CPUs")
     print(f"gunicorn (both targets): gunicorn.conf.py{' + ' + ' '.join(GUNICORN_OVERRIDES) if GUNICORN_OVERRIDES else ''}"
-          f" = {gunicorn_settings()}; access log to a file")
+          f" = {gunicorn_settings(env)}; access log to a file")
     print(f"webhook target: {backends}; app logs at INFO (production default)")
     if E2E_WEB_NICE:
         print(f"end-to-end phase: web tier under nice -n {E2E_WEB_NICE} (workers first, as on their own dynos)")

@@ -49,3 +49,18 @@ def test_ffmpeg_binary_prefers_ffmpeg_binary_variable(monkeypatch, tmp_path):
         monkeypatch.delenv("FFMPEG_BINARY")
         ffmpeg.ffmpeg_binary.cache_clear()
     assert ffmpeg.ffmpeg_binary()  # PATH or the imageio-ffmpeg wheel
+
+
+def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(monkeypatch):
+    import runpy
+    from pathlib import Path
+
+    conf = str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example.com:5432/d")  # Heroku's spelling
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    on_postgres = runpy.run_path(conf)
+    assert on_postgres["worker_class"] == "gevent" and on_postgres["workers"] == 3
+    assert callable(on_postgres["post_request"])  # the fairness yield after each request
+    monkeypatch.delenv("DATABASE_URL")
+    on_sqlite = runpy.run_path(conf)
+    assert on_sqlite["worker_class"] == "gthread" and on_sqlite["threads"] == 8 and "post_request" not in on_sqlite

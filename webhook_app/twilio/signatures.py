@@ -17,7 +17,6 @@ from twilio.request_validator import (
     get_signature_algorithm,
     remove_port,
 )
-
 from werkzeug.datastructures import MultiDict
 
 from ..wrappers import Request
