@@ -57,8 +57,8 @@ class AudioMessage(db.Model):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    direction: Mapped[str] = mapped_column(String(8), index=True)
-    channel: Mapped[str] = mapped_column(String(16), index=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), index=True)
 
     account_sid: Mapped[str | None] = mapped_column(String(34))
