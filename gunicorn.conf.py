@@ -6,7 +6,7 @@ meanwhile: group commit), on Redis, on Twilio's API, and the CPU goes to the req
 threads (gthread) each wait and each hand-off between the group commit's leader and its followers is a switch
 through the kernel and a contest for the GIL; greenlets switch in user space, so one process serves all its
 connections and commits them in bigger batches. On the 2-core bench machine gthread x 8 acknowledged a third fewer
-webhooks per second, at 0.38x the bare route against 0.55x (README, "Load"). psycopg 3 sees gevent's patched `select` and waits cooperatively;
+webhooks per second, at 0.38x the bare route against 0.52-0.64x (README, "Load"). psycopg 3 sees gevent's patched `select` and waits cooperatively;
 redis-py, requests and boto3 ride on patched sockets; ffmpeg runs as a subprocess, which gevent waits for too.
 """
 
