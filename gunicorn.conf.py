@@ -1,13 +1,14 @@
 """gunicorn settings of the `web` process (Procfile). gunicorn reads ./gunicorn.conf.py by itself; command-line
 options override it (the tests and benchmarks bind their own ports).
 
-gevent, not threads (on PostgreSQL): a webhook is mostly waiting, on PostgreSQL's commit (shared with the webhooks that arrive
-meanwhile: group commit), on Redis, on Twilio's API, and the CPU goes to the requests around those waits. With OS
-threads (gthread) each wait and each hand-off between the group commit's leader and its followers is a switch
-through the kernel and a contest for the GIL; greenlets switch in user space, so one process serves all its
+gevent, not threads (on PostgreSQL): a webhook is mostly waiting, on PostgreSQL's commit (shared with the webhooks
+that arrive meanwhile: group commit), on Redis, on Twilio's API, and the CPU goes to the requests around those
+waits. With OS threads (gthread) each wait and each hand-off between the group commit's leader and its followers is
+a switch through the kernel and a contest for the GIL; greenlets switch in user space, so one process serves all its
 connections and commits them in bigger batches. On the 2-core bench machine gthread x 8 acknowledged a third fewer
-webhooks per second, at 0.38x the bare route against 0.52-0.64x (README, "Load"). psycopg 3 sees gevent's patched `select` and waits cooperatively;
-redis-py, requests and boto3 ride on patched sockets; ffmpeg runs as a subprocess, which gevent waits for too.
+webhooks per second, at 0.38x the bare route against 0.52-0.64x (README, "Load"). psycopg 3 sees gevent's patched
+`select` and waits cooperatively; redis-py, requests and boto3 ride on patched sockets; ffmpeg runs as a subprocess,
+which gevent waits for too.
 """
 
 import os

@@ -660,8 +660,8 @@ def main() -> int:
 
     print(f"load bench: {CONNECTIONS} connections, {WARMUP_S:g} s warm-up + {ROUNDS} rounds of {SECONDS:g} s per "
           f"target, in turn; at most {MAX_REQUESTS} webhooks; generator: {generator}; {os.cpu_count()} CPUs")
-    print(f"gunicorn (both targets): gunicorn.conf.py{' + ' + ' '.join(GUNICORN_OVERRIDES) if GUNICORN_OVERRIDES else ''}"
-          f" = {gunicorn_settings(env)}; access log to a file")
+    overrides = " + " + " ".join(GUNICORN_OVERRIDES) if GUNICORN_OVERRIDES else ""
+    print(f"gunicorn (both targets): gunicorn.conf.py{overrides} = {gunicorn_settings(env)}; access log to a file")
     print(f"webhook target: {backends}; app logs at INFO (production default)")
     if E2E_WEB_NICE:
         print(f"end-to-end phase: web tier under nice -n {E2E_WEB_NICE} (workers first, as on their own dynos)")
@@ -848,7 +848,8 @@ def end_to_end(processes, sandbox, engine, env, redis_url, port, redeliveries, w
     errors = [row.error for row in rows if row.status != "ready"]
     return {
         "load": load, "notes": per_note,
-        "jobs": f"{RQ_WORKERS} RQ workers" if redis_url else "in-process threads (JOB_WORKERS per web process)", "acks": acks, "errors": errors,
+        "jobs": f"{RQ_WORKERS} RQ workers" if redis_url else "in-process threads (JOB_WORKERS per web process)",
+        "acks": acks, "errors": errors,
         "not_ready": len(notes) - len(per_note),
         "p50": percentile(totals, 0.5) if totals else None,
         "p95": percentile(totals, 0.95) if len(totals) == len(notes) else None,
