@@ -53,7 +53,8 @@ def main() -> int:
                        capture_output=True)
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "gunicorn", "webhook_app:create_app()", "--workers", "1",
-                                   "--threads", "4", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
+                                   "--threads", "4", "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+                                   "--access-logfile", os.path.join(workdir, "access.log")],
                                   cwd=ROOT, env=env)
         try:
             base = f"http://127.0.0.1:{port}"
