@@ -68,7 +68,6 @@ import re
 import runpy
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -86,6 +85,7 @@ sys.path.insert(0, ROOT)
 import requests  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from tests.processes import Processes, free_port, wait_until  # noqa: E402 - the multi-process tests' helpers
 from webhook_app.audio.ffmpeg import ffmpeg_binary  # noqa: E402
 from webhook_app.config import normalize_database_url  # noqa: E402
 from webhook_app.twilio.sandbox import Sandbox  # noqa: E402
@@ -122,38 +122,12 @@ TARGET_E2E_P95_S = 2.0
 
 # -- small helpers ------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def percentile(values: list[float], fraction: float) -> float:
     """Nearest rank: the smallest value with at least `fraction` of the values at or below it."""
     if not values:
         return float("nan")
     ordered = sorted(values)
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-def tail(path: str, chars: int = 3000) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - chars))
-            return handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def postgres_reachable(url: str) -> bool:
@@ -189,51 +163,6 @@ def redis_reachable(url: str) -> bool:
         return True
     except Exception:  # noqa: BLE001
         return False
-
-
-class Processes:
-    """Server processes, each in its own process group (gunicorn's and RQ's children go with them)."""
-
-    def __init__(self, workdir: str, env: dict):
-        self.workdir, self.env = workdir, env
-        self.running: list[tuple[str, subprocess.Popen, str]] = []
-
-    def start(self, name: str, argv: list[str], env: dict | None = None) -> str:
-        log_path = os.path.join(self.workdir, f"{name}.log")
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(argv, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        self.running.append((name, process, log_path))
-        return log_path
-
-    def check(self) -> None:
-        for name, process, log_path in self.running:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail(log_path)}")
-
-    def stop_all(self) -> None:
-        for _, process, _ in self.running:
-            _killpg(process, 15)
-        deadline = time.monotonic() + 15
-        for _, process, _ in self.running:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for _, process, _ in self.running:
-            _killpg(process, 9)
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        self.running.clear()
-
-
-def _killpg(process: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def gunicorn_argv(app_spec: str, port: int, access_log: str, extra: list[str] = ()) -> list[str]:
@@ -586,7 +515,7 @@ def start_web(processes: Processes, app_spec: str, port: int, workdir: str, name
     processes.start(name, (["nice", "-n", str(nice)] if nice else []) + argv)
 
     def answers():
-        processes.check()
+        processes.check_alive()
         try:
             if app_spec.startswith("_bare"):
                 return requests.post(f"http://{HOST}:{port}{PATH}", timeout=1).status_code == 200
@@ -605,7 +534,7 @@ def side_by_side(processes: Processes, targets: list[tuple[str, int, _Source]], 
     for number in range(1, ROUNDS + 1):
         for label, port, source in targets:
             rounds[label].append(run_load(port, source, SECONDS, f"{label}-{number}", workdir))
-            processes.check()
+            processes.check_alive()
     combined = [combine(label, rounds[label]) for label, _, _ in targets]
     for result in combined:
         result.warmup = warmups[result.label]
@@ -654,7 +583,7 @@ def main() -> int:
     if stale:
         print(f"closed {stale} unfinished rows left in the bench database by an earlier run")
     sandbox = Sandbox(env["SANDBOX_DB"])
-    processes = Processes(workdir, env)
+    processes = Processes(env, workdir)
     port_bare, port_hook = free_port(), free_port()
     generator = "wrk" if use_wrk() else "python asyncio"
 
@@ -689,7 +618,7 @@ def main() -> int:
         bare, hook = side_by_side(processes, [("bare", port_bare, _Source(bare_requests, 10**9, cycle=True)),
                                               ("webhook", port_hook, source)], workdir)
         sent = source.index
-        processes.stop_all()
+        processes.stop()
         del bare_requests
         account = sandbox.account_sid
         with engine.begin() as connection:
@@ -716,7 +645,7 @@ def main() -> int:
                         if message_sid in stored]
         e2e = end_to_end(processes, sandbox, engine, env, redis_url, port_hook, redeliveries, workdir)
     finally:
-        processes.stop_all()
+        processes.stop()
         cleanup(engine, sandbox.account_sid, redis_url, queue_name)
 
     print_load_table(bare, hook, e2e["load"])
@@ -774,7 +703,7 @@ def end_to_end(processes, sandbox, engine, env, redis_url, port, redeliveries, w
 
         redis = Redis.from_url(redis_url)
         queue = Queue(env["RQ_QUEUE"], connection=redis)
-        wait_until(lambda: processes.check() or len(Worker.all(queue=queue)) >= RQ_WORKERS, 60,
+        wait_until(lambda: processes.check_alive() or len(Worker.all(queue=queue)) >= RQ_WORKERS, 60,
                    "the RQ workers to register")
     run_load(port, _Source(redeliveries, 10**9, cycle=True), 1.0, "e2e-warmup", workdir)  # warm the workers up
 
@@ -820,7 +749,7 @@ def end_to_end(processes, sandbox, engine, env, redis_url, port, redeliveries, w
         load = python_load(port, _Source(redeliveries, 10**9, cycle=True), max_load_s, "e2e-load", stop)
     load_ended = time.time()
     sender.join(E2E_TIMEOUT_S + 5)
-    processes.check()
+    processes.check_alive()
     rows = finished_rows()
 
     def epoch(value) -> float:

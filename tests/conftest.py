@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 import uuid
 from pathlib import Path
 from string import Template
@@ -18,11 +17,11 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, delete, func, select, text, update
 from werkzeug.serving import make_server
 
+from tests.processes import ROOT
 from webhook_app import create_app
 from webhook_app.extensions import db
 from webhook_app.models import AudioMessage, ChannelSettings, SettingsChange, SettingsVersion, StoredMedia
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POST_EVENT = "/twilio/conversations/post-event"
 
@@ -175,46 +174,6 @@ def deliver(client, sandbox):
         return params, response
 
     return send
-
-
-def wait_until(predicate, timeout: float, what: str, on_timeout=lambda: "", interval: float = 0.1):
-    """Poll until `predicate()` is truthy (and answer it); fail saying what never happened, plus `on_timeout()`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{on_timeout()}")
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (from /proc), even those in their own session: RQ's work horses call setsid(),
-    so killing the worker's process group does not reach them."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def kill_tree(pid: int, sig: int) -> None:
-    """Signal a process, its process group and every descendant (a lost dyno takes its work horses along)."""
-    for target in [pid, *descendants(pid)]:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(target, sig)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.audio_samples import make_audio
-from tests.conftest import ROOT, audio_rows, kill_tree, load_fixture, post_webhook, run_jobs, wait_until
+from tests.conftest import audio_rows, load_fixture, post_webhook, run_jobs
+from tests.processes import ROOT, kill_tree, wait_until
 from webhook_app.extensions import db
 from webhook_app.sweeper import sweep
 

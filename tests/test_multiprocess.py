@@ -7,14 +7,9 @@ one row per (message, media), one attempt each, every webhook answered 200.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +18,8 @@ import pytest
 import requests
 
 from tests.audio_samples import KINDS, content_type, make_audio
-from tests.conftest import ROOT, audio_rows, descendants, kill_tree, wait_until
+from tests.conftest import audio_rows
+from tests.processes import Processes, free_port, wait_until
 from webhook_app.twilio.sandbox import Sandbox
 
 REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
@@ -47,70 +43,6 @@ SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "RQ_QUEUE", "SANDBOX_DB", "SEC
                      "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET",
                      "TWILIO_API_BASE_URL", "PUBLIC_BASE_URL", "WEB_CONCURRENCY", "MEDIA_STORE",
                      "GUNICORN_CMD_ARGS")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Processes:
-    """The service's processes, each in its own process group, with their output in files."""
-
-    def __init__(self, env: dict, log_dir: Path):
-        self.env = env
-        self.log_dir = log_dir
-        self.started: list[tuple[str, subprocess.Popen, Path]] = []
-
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log_path = self.log_dir / f"{name}.log"
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        self.started.append((name, process, log_path))
-        return process
-
-    def check_alive(self) -> None:
-        for name, process, _ in self.started:
-            assert process.poll() is None, f"{name} exited with {process.returncode}\n{self.logs()}"
-
-    def logs(self, tail: int = 4000) -> str:
-        parts = []
-        for name, process, log_path in self.started:
-            text = log_path.read_text(errors="replace") if log_path.exists() else ""
-            state = "running" if process.poll() is None else f"exited {process.returncode}"
-            parts.append(f"----- {name} ({state}), last {tail} chars -----\n{text[-tail:]}")
-        return "\n".join(parts)
-
-    def stop(self) -> None:
-        # Taken first: once a worker exits, its work horses (own sessions, reparented) are no longer below it.
-        below = [pid for _, process, _ in self.started for pid in descendants(process.pid)]
-        for _, process, _ in self.started:
-            self._signal(process, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for _, process, _ in self.started:
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-        for pid in below:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for _, process, _ in self.started:
-            # The tree: an RQ work horse or a gunicorn worker must not outlive the test.
-            kill_tree(process.pid, signal.SIGKILL)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-
-    @staticmethod
-    def _signal(process: subprocess.Popen, sig: int) -> None:
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture

@@ -1,0 +1,109 @@
+"""Real server processes for the multi-process tests and the load benchmark: started in their own sessions with
+their output in files, checked, and stopped with everything they forked (RQ's work horses call setsid())."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, on_timeout=lambda: "", interval: float = 0.1):
+    """Poll until `predicate()` is truthy (and answer it); fail saying what never happened, plus `on_timeout()`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{on_timeout()}")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), even those in their own session: RQ's work horses call setsid(),
+    so killing the worker's process group does not reach them."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(pid: int, sig: int) -> None:
+    """Signal a process, its process group and every descendant (a lost dyno takes its work horses along)."""
+    for target in [pid, *descendants(pid)]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(target, sig)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+class Processes:
+    """The service's processes, each in its own process group, with their output in files."""
+
+    def __init__(self, env: dict, log_dir: Path):
+        self.env = env
+        self.log_dir = Path(log_dir)
+        self.started: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        self.started.append((name, process, log_path))
+        return process
+
+    def check_alive(self) -> None:
+        for name, process, _ in self.started:
+            assert process.poll() is None, f"{name} exited with {process.returncode}\n{self.logs()}"
+
+    def logs(self, tail: int = 4000) -> str:
+        parts = []
+        for name, process, log_path in self.started:
+            text = log_path.read_text(errors="replace") if log_path.exists() else ""
+            state = "running" if process.poll() is None else f"exited {process.returncode}"
+            parts.append(f"----- {name} ({state}), last {tail} chars -----\n{text[-tail:]}")
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        # Taken first: once a worker exits, its work horses (own sessions, reparented) are no longer below it.
+        below = [pid for _, process, _ in self.started for pid in descendants(process.pid)]
+        for _, process, _ in self.started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _, process, _ in self.started:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(max(0.1, deadline - time.monotonic()))
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for _, process, _ in self.started:
+            # The tree: an RQ work horse or a gunicorn worker must not outlive its run.
+            kill_tree(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+        self.started.clear()
