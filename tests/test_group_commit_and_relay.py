@@ -154,3 +154,17 @@ def test_a_row_with_a_column_the_batch_statement_does_not_carry_is_refused(app):
         with pytest.raises(StorageUnavailable, match="error_code"):
             writer.insert([dict(row(sid("IM"), sid("ME")), error_code="x")])
         assert len(writer.insert([row(sid("IM"), sid("ME"))])) == 1  # refused, not stuck
+
+
+def test_a_row_the_database_refuses_fails_only_its_own_caller(app):
+    from webhook_app.webhooks.group_commit import _Pending
+
+    writer = GroupCommitWriter()
+    good, bad, other = (_Pending([row(sid("IM"), sid("ME"))]),
+                        _Pending([dict(row(sid("IM"), sid("ME")), error_code="x")]),
+                        _Pending([row(sid("IM"), sid("ME"))]))
+    with app.app_context():
+        writer._commit_isolating([good, bad, other])  # one commit for three callers, as under load
+    assert bad.error is not None and not bad.new_ids
+    assert good.error is None and other.error is None and len(good.new_ids) == len(other.new_ids) == 1
+    assert {r.id for r in audio_rows(app)} == {*good.new_ids, *other.new_ids}

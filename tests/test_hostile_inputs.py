@@ -677,3 +677,19 @@ def test_body_shorter_than_its_content_length_is_a_4xx(client, app, agent_token,
     assert_error_shape(response)
     for row in audio_rows(app):
         assert_settled(row, allowed=("failed",))
+
+
+def test_nul_characters_in_webhook_text_are_dropped_not_a_503(client, sandbox, app):
+    # PostgreSQL's text types refuse NUL: left in, the INSERT fails and the webhook (with every webhook sharing
+    # its commit) would be answered 503 again on each of Twilio's retries: a message lost.
+    from tests.conftest import load_fixture
+    from tests.test_webhooks import sids
+
+    params = load_fixture("onMessageAdded__whatsapp_voice_note", **sids(sandbox))
+    media = json.loads(params["Media"])
+    media[0]["Filename"] = "voice\x00.ogg"
+    params.update(Media=json.dumps(media), Author="whatsapp:+15551230000\x00")
+    response = post_webhook(client, sandbox, params)
+    assert response.status_code == 200 and len(response.get_json()["audit_ids"]) == 1
+    (row,) = audio_rows(app)
+    assert row.filename == "voice.ogg" and row.author == "whatsapp:+15551230000"

@@ -79,6 +79,12 @@ def parse_media(raw) -> list[MediaItem]:
     return items
 
 
+def column_text(value: str | None, limit: int) -> str | None:
+    """Free text from a webhook as a column takes it: at most `limit` characters and no NUL, which PostgreSQL's
+    text types refuse (the whole INSERT fails: the webhook, and every one sharing its commit, would be a 503)."""
+    return (value or "").replace("\x00", "")[:limit] or None
+
+
 def _text(value) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -123,10 +129,10 @@ def audio_rows(event: dict, media: list[MediaItem]) -> list[dict]:
             conversation_sid=event["ConversationSid"],
             message_sid=event["MessageSid"],
             media_sid=item.sid,
-            author=(author or "")[:256] or None,
-            source=(source or "")[:32] or None,
-            content_type=(item.content_type or "")[:128] or None,
-            filename=(item.filename or "")[:256] or None,
+            author=column_text(author, 256),
+            source=column_text(source, 32),
+            content_type=column_text(item.content_type, 128),
+            filename=column_text(item.filename, 256),
             size_bytes=item.size,
             truncated=False,
             attempts=0,

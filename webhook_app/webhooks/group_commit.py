@@ -19,7 +19,7 @@ from datetime import datetime
 
 import psycopg
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from ..extensions import db
 from ..models import AudioMessage
@@ -74,7 +74,7 @@ class GroupCommitWriter:
                 batch.append(self._waiting.pop(0))
                 size += len(batch[-1].rows)
         try:
-            self._commit(batch)
+            self._commit_isolating(batch)
         except BaseException as exc:  # noqa: BLE001 - whatever stopped the commit, no follower may answer 200
             for pending in batch:
                 pending.error = exc
@@ -88,6 +88,20 @@ class GroupCommitWriter:
                     self._leader_active = False
             for pending in batch:
                 pending.done.set()
+
+    def _commit_isolating(self, batch: list[_Pending]) -> None:
+        """Commit the batch; if PostgreSQL refused a value in it, commit each caller's rows alone, so the one
+        webhook with the bad row gets its 503 and the others sharing its commit their 200."""
+        try:
+            self._commit(batch)
+        except (psycopg.DataError, DataError, ValueError):
+            if len(batch) == 1:
+                raise
+            for pending in batch:
+                try:
+                    self._commit([pending])
+                except Exception as exc:  # noqa: BLE001 - this caller's own rows: its own 503
+                    pending.error = exc
 
     def _commit(self, batch: list[_Pending]) -> None:
         owner: dict[tuple, _Pending] = {}
@@ -125,13 +139,14 @@ class GroupCommitWriter:
             try:
                 return connection.driver_connection.execute(JSON_INSERT, (json_rows(rows),)).fetchall()
             except psycopg.Error:
-                broken = connection.driver_connection.broken
+                if not connection.driver_connection.broken:
+                    raise  # PostgreSQL refused the statement; the connection is fine (autocommit: nothing to undo)
                 self._connection = None
                 connection.invalidate()
                 # A connection PostgreSQL dropped while it sat idle (a restart, a failover): once more on a new
                 # one, as pool_pre_ping would have. Safe to repeat: duplicates are ignored, and if the lost
                 # COMMIT did land, the rows exist and the relay or the sweeper enqueues them.
-                if attempt == 2 or not broken:
+                if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
