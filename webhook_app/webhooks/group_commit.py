@@ -122,7 +122,7 @@ class GroupCommitWriter:
 
     def _insert(self, rows: list[dict]) -> list[tuple[int, str, str]]:
         """(id, message_sid, media_sid) of the rows that were new."""
-        unknown = set().union(*rows) - set(WEBHOOK_COLUMNS)
+        unknown = set().union(*rows).difference(WEBHOOK_COLUMNS)
         if unknown:
             raise ValueError(f"not webhook columns: {sorted(unknown)}")
         if db.engine.dialect.name == "postgresql":
