@@ -6,9 +6,9 @@ that arrive meanwhile: group commit), on Redis, on Twilio's API, and the CPU goe
 waits. With OS threads (gthread) each wait and each hand-off between the group commit's leader and its followers is
 a switch through the kernel and a contest for the GIL; greenlets switch in user space, so one process serves all its
 connections and commits them in bigger batches. On the 2-core bench machine gthread x 8 acknowledged a third fewer
-webhooks per second, at 0.38x the bare route against 0.52-0.64x (README, "Load"). psycopg 3 sees gevent's patched
-`select` and waits cooperatively; redis-py, requests and boto3 ride on patched sockets; ffmpeg runs as a subprocess,
-which gevent waits for too.
+webhooks per second, at 0.38x the bare route against 0.52-0.64x (README, "Load"). psycopg 3 waits cooperatively
+(webhook_app/greenlets.py: the waiting greenlet resumes as soon as PostgreSQL answers); redis-py, requests and boto3
+ride on patched sockets; ffmpeg runs as a subprocess, which gevent waits for too.
 """
 
 import os
@@ -39,4 +39,5 @@ else:
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 30
 accesslog = "-"
-
+# One JSON line per request with the request id (LOG_FORMAT=text: gunicorn's own line); webhook_app/access_log.py.
+logger_class = "webhook_app.access_log.JsonAccessLogger"

@@ -582,6 +582,11 @@ def main() -> int:
             " WHERE status IN ('queued', 'downloading', 'transcoding', 'sending')")).rowcount
     if stale:
         print(f"closed {stale} unfinished rows left in the bench database by an earlier run")
+    if engine.dialect.name == "postgresql":
+        # Each run deletes its rows at the end. Where autovacuum is off (it is on this machine's server) their dead
+        # tuples would pile up in the table and its unique index, and each run would insert into a bigger one.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE audio_messages"))
     sandbox = Sandbox(env["SANDBOX_DB"])
     processes = Processes(env, workdir)
     port_bare, port_hook = free_port(), free_port()
@@ -643,12 +648,13 @@ def main() -> int:
         # delivered would be a new row (and a job) in the end-to-end phase, not a redelivery.
         redeliveries = [request for request, (_, _, message_sid) in zip(hook_requests, webhooks)
                         if message_sid in stored]
-        e2e = end_to_end(processes, sandbox, engine, env, redis_url, port_hook, redeliveries, workdir)
+        e2e = (end_to_end(processes, sandbox, engine, env, redis_url, port_hook, redeliveries, workdir)
+               if E2E_NOTES else None)
     finally:
         processes.stop()
         cleanup(engine, sandbox.account_sid, redis_url, queue_name)
 
-    print_load_table(bare, hook, e2e["load"])
+    print_load_table(bare, hook, e2e["load"] if e2e else None)
     ratio = hook.rps / bare.rps if bare.rps else 0.0
     print(f"\nwebhook / bare throughput: {ratio:.2f} (target >= {TARGET_RATIO})")
     acknowledged = hook.statuses.get(200, 0) + hook.warmup.statuses.get(200, 0)
@@ -656,22 +662,25 @@ def main() -> int:
           f"may have been in flight when the load stopped)"
           + (f"; {depth} jobs were waiting in Redis (no worker ran; on PostgreSQL the relays enqueue, not the web)"
              if depth is not None else ""))
-    print_e2e(e2e)
+    if e2e:
+        print_e2e(e2e)
+    else:
+        print("\nend to end: skipped (BENCH_E2E_NOTES=0); its target is not checked in this run")
 
     if ratio < TARGET_RATIO:
         failures.append(f"webhook throughput {hook.rps:.0f}/s is {ratio:.2f} x bare ({bare.rps:.0f}/s) < "
                         f"{TARGET_RATIO}")
     if p(hook, 0.99) > TARGET_P99_MS:
         failures.append(f"webhook p99 {p(hook, 0.99):.1f} ms > {TARGET_P99_MS:g} ms")
-    for result in (bare, hook, e2e["load"]):
-        if result.error_count:
+    for result in (bare, hook, e2e["load"] if e2e else None):
+        if result and result.error_count:
             failures.append(f"{result.label}: {result.error_count} errors {dict(result.errors)} "
                             f"statuses {dict(result.statuses)}")
     if rows < acknowledged or (rows != sent and not use_wrk()):
         failures.append(f"{acknowledged} webhooks acknowledged ({sent} sent) but {rows} rows stored")
-    if e2e["p95"] is None or e2e["p95"] > TARGET_E2E_P95_S:
+    if e2e and (e2e["p95"] is None or e2e["p95"] > TARGET_E2E_P95_S):
         failures.append(f"end-to-end p95 {e2e['p95']} s > {TARGET_E2E_P95_S:g} s")
-    if e2e["not_ready"]:
+    if e2e and e2e["not_ready"]:
         failures.append(f"{e2e['not_ready']} voice note(s) not ready: {e2e['errors']}")
     print()
     for failure in failures:
@@ -786,11 +795,13 @@ def end_to_end(processes, sandbox, engine, env, redis_url, port, redeliveries, w
     }
 
 
-def print_load_table(bare: LoadResult, hook: LoadResult, e2e_load: LoadResult) -> None:
+def print_load_table(bare: LoadResult, hook: LoadResult, e2e_load: LoadResult | None) -> None:
     print(f"\n{'target':34} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
     print("-" * 88)
     for label, result in (("bare Flask (200 only)", bare), ("webhook (new row + job each)", hook),
                           ("webhook redeliveries, during e2e", e2e_load)):
+        if result is None:
+            continue
         maximum = max(result.latencies) * 1000 if result.latencies and not hasattr(result, "wrk_percentiles") \
             else getattr(result, "wrk_percentiles", {}).get(100, float("nan"))
         print(f"{label:34} {result.completed:9d} {result.rps:8.0f} {p(result, 0.5):8.1f} {p(result, 0.99):8.1f} "

@@ -80,6 +80,19 @@ class Processes:
         for name, process, _ in self.started:
             assert process.poll() is None, f"{name} exited with {process.returncode}\n{self.logs()}"
 
+    def wait_for_http(self, url: str, what: str, timeout: float = 60) -> None:
+        """Poll `url` until it answers 200, failing with every process's log if a process exits or time runs out."""
+        import requests
+
+        def answers():
+            self.check_alive()
+            try:
+                return requests.get(url, timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(answers, timeout, what, self.logs)
+
     def logs(self, tail: int = 4000) -> str:
         parts = []
         for name, process, log_path in self.started:

@@ -67,14 +67,7 @@ def service(app, tmp_path):
         for number in (1, 2):
             processes.start(f"worker{number}", [sys.executable, "-m", "flask", "--app", "webhook_app", "worker"])
 
-        def web_ready():
-            processes.check_alive()
-            try:
-                return requests.get(base_url + "/healthz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(web_ready, 60, "gunicorn to answer /healthz", processes.logs)
+        processes.wait_for_http(base_url + "/healthz", "gunicorn to answer /healthz")
 
         def workers_ready():
             processes.check_alive()

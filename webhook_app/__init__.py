@@ -37,9 +37,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     from . import auth, errors, jobs, observability, settings, storage, sweeper
     from .audio.ffmpeg import configure_pydub
     from .extensions import db
+    from .greenlets import install_gevent_wait, is_gevent_process
     from .twilio import client as twilio_client
     from .webhooks import group_commit
 
+    if is_gevent_process():
+        # A greenlet waiting on PostgreSQL resumes as soon as it answers, not behind the hub's queue.
+        install_gevent_wait()
     observability.init_app(app)
     db.init_app(app)
     errors.init_app(app)

@@ -31,23 +31,28 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
-    converter = time.gmtime  # the timestamps say Z
+class UtcTimestamps:
+    """`2026-11-29T19:53:13.123Z` for a time.time() value. One strftime per second, not per line: a busy web
+    process writes an access line for every webhook."""
 
     def __init__(self) -> None:
-        super().__init__()
         self._second: tuple[int, str] = (-1, "")
 
-    def timestamp(self, record: logging.LogRecord) -> str:
-        # One strftime per second, not per line: a busy web process logs every webhook.
-        second = int(record.created)
+    def __call__(self, created: float) -> str:
+        second = int(created)
         if self._second[0] != second:
-            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(second)))
-        return f"{self._second[1]}.{int(record.msecs):03d}Z"
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{self._second[1]}.{int((created - second) * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.timestamp = UtcTimestamps()
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": self.timestamp(record),
+            "ts": self.timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
