@@ -509,9 +509,10 @@ def choose_backends(workdir: str) -> tuple[str, str | None, str]:
     return database_url, redis_url, ", ".join(notes)
 
 
-def start_web(processes: Processes, app_spec: str, port: int, workdir: str, name: str, nice: int = 0) -> None:
+def start_web(processes: Processes, app_spec: str, port: int, workdir: str, name: str, nice: int = 0,
+              extra: list[str] = ()) -> None:
     argv = gunicorn_argv(app_spec, port, os.path.join(workdir, f"{name}-access.log"),
-                         ["--pythonpath", HERE] if app_spec.startswith("_bare") else [])
+                         (["--pythonpath", HERE] if app_spec.startswith("_bare") else []) + list(extra))
     processes.start(name, (["nice", "-n", str(nice)] if nice else []) + argv)
 
     def answers():
@@ -559,11 +560,9 @@ def combine(label: str, rounds: list[LoadResult]) -> LoadResult:
     return result
 
 
-def main() -> int:
-    failures: list[str] = []
-    workdir = tempfile.mkdtemp(prefix="load-bench-")
-    database_url, redis_url, backends = choose_backends(workdir)
-    queue_name = f"bench-{secrets.token_hex(4)}"
+def service_env(workdir: str, database_url: str, redis_url: str | None, queue_name: str) -> dict:
+    """The servers' environment: this one without Twilio credentials or gunicorn overrides, on the bench's
+    database, Redis, queue and sandbox."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "GUNICORN_"))}
     for key in ("REDIS_URL", "PUBLIC_BASE_URL", "LOG_LEVEL", "MEDIA_STORE", "WEB_CONCURRENCY"):
         env.pop(key, None)
@@ -571,9 +570,14 @@ def main() -> int:
                SECRET_KEY="bench-secret")
     if redis_url:
         env["REDIS_URL"] = redis_url
+    return env
+
+
+def prepare_database(env: dict):
+    """Migrate the bench's database and clean up after earlier runs; answer an engine on it."""
     subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
-    engine = create_engine(normalize_database_url(database_url))
+    engine = create_engine(normalize_database_url(env["DATABASE_URL"]))
     # The bench's database is its own: rows an interrupted run (or anything else) left unfinished would be revived
     # by the workers' sweeper in the end-to-end phase and queue in front of the voice notes being measured.
     with engine.begin() as connection:
@@ -587,6 +591,28 @@ def main() -> int:
         # tuples would pile up in the table and its unique index, and each run would insert into a bigger one.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE audio_messages"))
+    return engine
+
+
+def load_templates(sandbox: Sandbox) -> list[dict]:
+    """A WhatsApp, an SMS and a web chat conversation, each with its customer; real webhook fields as templates."""
+    templates = []
+    with tempfile.NamedTemporaryFile(suffix=".ogg") as tiny:
+        make_voice_note(tiny.name, 1)
+        tiny_bytes = open(tiny.name, "rb").read()
+    for channel in ("whatsapp", "sms", "webchat"):
+        conversation = sandbox.create_conversation(f"Bench {channel} customer", channel)["sid"]
+        templates.append(sandbox.customer_sends_media(conversation, tiny_bytes, "audio/ogg", "voice.ogg"))
+    return templates
+
+
+def main() -> int:
+    failures: list[str] = []
+    workdir = tempfile.mkdtemp(prefix="load-bench-")
+    database_url, redis_url, backends = choose_backends(workdir)
+    queue_name = f"bench-{secrets.token_hex(4)}"
+    env = service_env(workdir, database_url, redis_url, queue_name)
+    engine = prepare_database(env)
     sandbox = Sandbox(env["SANDBOX_DB"])
     processes = Processes(env, workdir)
     port_bare, port_hook = free_port(), free_port()
@@ -600,14 +626,7 @@ def main() -> int:
     if E2E_WEB_NICE:
         print(f"end-to-end phase: web tier under nice -n {E2E_WEB_NICE} (workers first, as on their own dynos)")
     try:
-        # A WhatsApp, an SMS and a web chat conversation, each with its customer; real webhook fields as templates.
-        templates = []
-        with tempfile.NamedTemporaryFile(suffix=".ogg") as tiny:
-            make_voice_note(tiny.name, 1)
-            tiny_bytes = open(tiny.name, "rb").read()
-        for channel in ("whatsapp", "sms", "webchat"):
-            conversation = sandbox.create_conversation(f"Bench {channel} customer", channel)["sid"]
-            templates.append(sandbox.customer_sends_media(conversation, tiny_bytes, "audio/ogg", "voice.ogg"))
+        templates = load_templates(sandbox)
         started = time.perf_counter()
         webhooks = load_webhooks(sandbox, templates, MAX_REQUESTS, port_hook)
         print(f"pre-built {len(webhooks)} signed webhooks ({len(webhooks[0][0])} byte bodies, whatsapp/sms/webchat "

@@ -1,0 +1,106 @@
+"""Two configurations of the webhook server under the load bench's load, in paired rounds (not part of make bench).
+
+    AB_B_LOG_FORMAT=text .venv/bin/python bench/ab_load.py
+    AB_B_GUNICORN_CMD_ARGS="--workers 3" AB_ROUNDS=8 .venv/bin/python bench/ab_load.py
+
+This machine's speed drifts by a quarter from minute to minute, more than most changes are worth, so two runs of
+load_bench.py minutes apart cannot tell a 5 % change from the drift. Here servers A and B are up at once and get
+the same kind of load (load_bench.py's signed onMessageAdded webhooks, a new row each, 50 connections, wrk or the
+Python generator) in short alternating rounds, A B B A A B ..., and each pair of neighbouring rounds is compared:
+throughput, the web processes' CPU per request (from /proc), p50 and p99. The medians of the paired ratios are the
+answer; the spread of the ratios says whether it is one.
+
+AB_A_<VAR> and AB_B_<VAR> set <VAR> in that server's environment (its gunicorn reads GUNICORN_CMD_ARGS, the app
+its own variables); AB_A_NICE/AB_B_NICE run it under nice. AB_ROUNDS (6) pairs of AB_SECONDS (4) each, at most
+AB_MAX_REQUESTS (60000) webhooks per server. PostgreSQL and Redis as load_bench.py picks them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+
+import load_bench as lb
+
+ROUNDS = int(os.environ.get("AB_ROUNDS", "6"))
+SECONDS = float(os.environ.get("AB_SECONDS", "4"))
+MAX_REQUESTS = int(os.environ.get("AB_MAX_REQUESTS", "60000"))
+LABELS = ("A", "B")
+
+
+def web_cpu_seconds(access_log: str) -> float:
+    """User + system CPU of the processes whose command line names this server's access log (its gunicorn)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if access_log.encode() not in handle.read():
+                    continue
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    workdir = tempfile.mkdtemp(prefix="ab-load-")
+    database_url, redis_url, backends = lb.choose_backends(workdir)
+    queue_name = f"ab-{secrets.token_hex(4)}"
+    base = lb.service_env(workdir, database_url, redis_url, queue_name)
+    engine = lb.prepare_database(base)
+    sandbox = lb.Sandbox(base["SANDBOX_DB"])
+    templates = lb.load_templates(sandbox)
+    servers, all_processes = {}, []
+    overrides = {label: {k[len(f"AB_{label}_"):]: v for k, v in os.environ.items() if k.startswith(f"AB_{label}_")}
+                 for label in LABELS}
+    print(f"A/B load: {backends}; {ROUNDS} pairs of {SECONDS:g} s rounds; A {overrides['A'] or 'as is'}, "
+          f"B {overrides['B'] or 'as is'}")
+    try:
+        for label in LABELS:
+            env = dict(base, **{k: v for k, v in overrides[label].items() if k != "NICE"})
+            port = lb.free_port()
+            requests = [lb.raw_request(port, body, signature)
+                        for body, signature, _ in lb.load_webhooks(sandbox, templates, MAX_REQUESTS, port)]
+            processes = lb.Processes(env, workdir)
+            all_processes.append(processes)
+            name = f"web{label}"
+            lb.start_web(processes, "webhook_app:create_app()", port, workdir, name,
+                         nice=int(overrides[label].get("NICE", "0")))
+            servers[label] = (port, lb._Source(requests, MAX_REQUESTS, cycle=False), f"{name}-access.log")
+        for label, (port, source, _) in servers.items():
+            lb.run_load(port, source, 2, f"{label}-warmup", workdir)
+        results = {label: [] for label in LABELS}
+        for number in range(ROUNDS):
+            for label in (LABELS if number % 2 == 0 else LABELS[::-1]):
+                port, source, access_log = servers[label]
+                cpu = web_cpu_seconds(access_log)
+                result = lb.run_load(port, source, SECONDS, f"{label}-{number}", workdir)
+                requests_done = max(1, len(result.latencies))
+                row = (requests_done / result.elapsed, (web_cpu_seconds(access_log) - cpu) / requests_done * 1e6,
+                       lb.p(result, 0.5), lb.p(result, 0.99), result.error_count)
+                results[label].append(row)
+                print(f"{label} round {number + 1}: {row[0]:6.0f} req/s  CPU {row[1]:5.0f} us/request  p50 {row[2]:6.1f}"
+                      f" ms  p99 {row[3]:6.1f} ms  errors {row[4]}", flush=True)
+        print()
+        for index, name in ((0, "req/s"), (1, "CPU us/request"), (2, "p50 ms"), (3, "p99 ms")):
+            ratios = [b[index] / a[index] for a, b in zip(results["A"], results["B"]) if a[index]]
+            medians = [statistics.median(row[index] for row in results[label]) for label in LABELS]
+            print(f"B/A {name:15} median {statistics.median(ratios):5.2f}  (pairs: "
+                  f"{', '.join(f'{r:.2f}' for r in ratios)});  A {medians[0]:.1f}, B {medians[1]:.1f}")
+        errors = sum(row[4] for label in LABELS for row in results[label])
+        return 1 if errors else 0
+    finally:
+        for processes in all_processes:
+            processes.stop()
+        lb.cleanup(engine, sandbox.account_sid, redis_url, queue_name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
