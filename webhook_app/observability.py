@@ -96,11 +96,9 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def assign_request_id():
         # Heroku's router sends X-Request-Id; keep it so router and app logs line up.
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if REQUEST_ID.match(incoming) else os.urandom(16).hex()
-        g.request_token = request_id_var.set(g.request_id)
-        g.audit_token = audit_id_var.set(None)
-        g.started = time.perf_counter()
+        incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+        g.request_id = request_id = incoming if REQUEST_ID.match(incoming) else os.urandom(16).hex()
+        g.context_tokens = (request_id_var.set(request_id), audit_id_var.set(None))
 
     @app.after_request
     def echo_request_id(response):
@@ -110,10 +108,10 @@ def init_app(app: Flask) -> None:
 
     @app.teardown_request
     def reset_context(exc):
-        for var, key in ((request_id_var, "request_token"), (audit_id_var, "audit_token")):
-            token = g.pop(key, None)
-            if token is not None:
-                var.reset(token)
+        tokens = g.pop("context_tokens", None)
+        if tokens is not None:
+            request_id_var.reset(tokens[0])
+            audit_id_var.reset(tokens[1])
 
     app.register_blueprint(bp)
 
