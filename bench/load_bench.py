@@ -509,10 +509,9 @@ def choose_backends(workdir: str) -> tuple[str, str | None, str]:
     return database_url, redis_url, ", ".join(notes)
 
 
-def start_web(processes: Processes, app_spec: str, port: int, workdir: str, name: str, nice: int = 0,
-              extra: list[str] = ()) -> None:
+def start_web(processes: Processes, app_spec: str, port: int, workdir: str, name: str, nice: int = 0) -> None:
     argv = gunicorn_argv(app_spec, port, os.path.join(workdir, f"{name}-access.log"),
-                         (["--pythonpath", HERE] if app_spec.startswith("_bare") else []) + list(extra))
+                         ["--pythonpath", HERE] if app_spec.startswith("_bare") else [])
     processes.start(name, (["nice", "-n", str(nice)] if nice else []) + argv)
 
     def answers():

@@ -12,6 +12,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Whatever the developer's shell has set must not leak into the processes under test.
+SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "RQ_QUEUE", "SANDBOX_DB", "SECRET_KEY", "LOG_LEVEL", "LOG_FORMAT",
+                     "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET",
+                     "TWILIO_API_BASE_URL", "PUBLIC_BASE_URL", "WEB_CONCURRENCY", "PORT", "MEDIA_STORE",
+                     "GUNICORN_CMD_ARGS")
 
 
 def free_port() -> int:

@@ -9,10 +9,7 @@ import sys
 import pytest
 import requests
 
-from tests.processes import Processes, free_port, wait_until
-
-SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "RQ_QUEUE", "SANDBOX_DB", "SECRET_KEY", "LOG_LEVEL", "LOG_FORMAT",
-                     "GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "PORT")
+from tests.processes import SERVICE_VARIABLES, Processes, free_port, wait_until
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import requests
 
 from tests.audio_samples import KINDS, content_type, make_audio
 from tests.conftest import audio_rows
-from tests.processes import Processes, free_port, wait_until
+from tests.processes import SERVICE_VARIABLES, Processes, free_port, wait_until
 from webhook_app.twilio.sandbox import Sandbox
 
 REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
@@ -38,11 +38,6 @@ TERMINAL = ("ready", "failed")
 # (channel, sample kind) per conversation: a handful of conversations across the customer channels.
 CONVERSATIONS = [("whatsapp", "whatsapp_ogg"), ("whatsapp", "whatsapp_ogg"), ("sms", "amr"), ("sms", "amr"),
                  ("webchat", "whatsapp_ogg"), ("webchat", "whatsapp_ogg")]
-# Whatever the developer's shell has set must not leak into the processes under test.
-SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "RQ_QUEUE", "SANDBOX_DB", "SECRET_KEY", "LOG_LEVEL",
-                     "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET",
-                     "TWILIO_API_BASE_URL", "PUBLIC_BASE_URL", "WEB_CONCURRENCY", "MEDIA_STORE",
-                     "GUNICORN_CMD_ARGS")
 
 
 @pytest.fixture

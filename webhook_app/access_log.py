@@ -68,7 +68,7 @@ class JsonAccessLogger(glogging.Logger):
             "path": path,
             "status": status,
             "bytes": resp.sent,
-            "ms": round(request_time.total_seconds() * 1000, 1), "pid": os.getpid(), "t": time.time(),
+            "ms": round(request_time.total_seconds() * 1000, 1),
             # After ProxyFix (the app's own middleware, which rewrites this same environ): the client, not the
             # router.
             "remote_addr": environ.get("REMOTE_ADDR"),
@@ -78,4 +78,3 @@ class JsonAccessLogger(glogging.Logger):
         if request_id:
             entry["request_id"] = request_id
         return json.dumps(entry)
-
