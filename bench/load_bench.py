@@ -65,6 +65,7 @@ import json
 import math
 import os
 import re
+import resource
 import runpy
 import secrets
 import shutil
@@ -241,6 +242,8 @@ class LoadResult:
         self.errors: Counter = Counter()
         self.elapsed = 0.0
         self.generator = ""
+        # CPU seconds the load generator itself used (wrk only): it shares the 2 cores with the servers.
+        self.generator_cpu: float | None = None
 
     @property
     def completed(self) -> int:
@@ -393,43 +396,68 @@ def python_load(port: int, source: _Source, seconds: float, label: str,
 
 
 WRK_LUA = r"""
-local requests = dofile(%(path)s)
-local count = #requests
+-- Each thread reads its own share of the requests in init(), which wrk runs in the main thread before starting
+-- that thread: thread 1's file is read while thread 0 already sends, so the files are kept to what a round uses.
 local threads, started, all = %(threads)d, 0, {}
 function setup(thread) thread:set("tid", started); table.insert(all, thread); started = started + 1 end
-function init(args) n = tid end
+function init(args)
+  requests = dofile(string.format(%(path_pattern)s, tid))
+  count = #requests
+  n = tid
+end
+-- Thread t hands out requests t, t + threads, ... of the round's list (its own file holds exactly those).
 function request()
-  local r = requests[(n %% count) + 1]
+  local r = requests[((n - tid) / threads) %% count + 1]
   n = n + threads
   return r
 end
--- Thread t hands out requests t, t + threads, ...: the next run must start past the furthest one handed out.
+-- The next run must start past the furthest request handed out.
 function done(summary, latency, requests)
   local furthest = -1
   for _, thread in ipairs(all) do furthest = math.max(furthest, thread:get("n") - threads) end
   io.write(string.format("furthest request: %%d\n", furthest))
 end
 """
+# A round's list holds at most this many requests per second of the round (a bound above anything this machine
+# serves: the bare route does ~5000/s, the webhook ~3000/s); a list that runs out fails the run rather than resend webhooks.
+WRK_MAX_RATE = 6000
+
+
+def lua_string(request: bytes) -> str:
+    return ('"' + request.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r")
+            .replace("\n", "\\n") + '"')
 
 
 def wrk_load(port: int, source: _Source, seconds: float, label: str, workdir: str) -> LoadResult:
-    """wrk 4.x: time-bounded; the request list is a Lua table (each thread takes every n-th request)."""
+    """wrk 4.x: time-bounded; each thread's requests are a Lua table in a file of their own."""
     result = LoadResult(label)
     threads = 2
-    wanted = source.requests[source.index:source.index + source.limit] if not source.cycle else source.requests
-    lua_requests = os.path.join(workdir, f"requests-{label}.lua")
-    with open(lua_requests, "w") as handle:
-        handle.write("return {\n")
-        for request in wanted:
-            handle.write('"' + request.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"')
-                         .replace("\r", "\\r").replace("\n", "\\n") + '",\n')
-        handle.write("}\n")
+    if source.cycle:
+        wanted = source.requests
+    else:
+        wanted = source.requests[source.index:min(source.limit, source.index + int(seconds * WRK_MAX_RATE))]
+        if not wanted:
+            raise SystemExit(f"{label}: no webhook left to send (raise BENCH_MAX_REQUESTS / AB_MAX_REQUESTS)")
+    path_pattern = os.path.join(workdir, f"requests-{label}-%d.lua")
+    for thread in range(threads):
+        with open(path_pattern % thread, "w") as handle:
+            handle.write("return {\n")
+            for request in wanted[thread::threads]:
+                handle.write(lua_string(request) + ",\n")
+            handle.write("}\n")
     script = os.path.join(workdir, f"wrk-{label}.lua")
     with open(script, "w") as handle:
-        handle.write(WRK_LUA % {"path": json.dumps(lua_requests), "threads": threads})
-    done = subprocess.run(["wrk", "-t", str(threads), "-c", str(CONNECTIONS), "-d", f"{seconds:g}s", "--latency",
-                           "--timeout", f"{REQUEST_TIMEOUT_S:g}s", "-s", script, f"http://{HOST}:{port}{PATH}"],
-                          capture_output=True, text=True, timeout=seconds + 60)
+        handle.write(WRK_LUA % {"path_pattern": json.dumps(path_pattern), "threads": threads})
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        done = subprocess.run(["wrk", "-t", str(threads), "-c", str(CONNECTIONS), "-d", f"{seconds:g}s", "--latency",
+                               "--timeout", f"{REQUEST_TIMEOUT_S:g}s", "-s", script, f"http://{HOST}:{port}{PATH}"],
+                              capture_output=True, text=True, timeout=seconds + 60)
+    finally:
+        for thread in range(threads):
+            os.unlink(path_pattern % thread)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result.generator_cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     out = done.stdout
     result.generator = f"wrk, {threads} threads, {CONNECTIONS} connections"
     total = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out).group(1))
@@ -455,7 +483,10 @@ def wrk_load(port: int, source: _Source, seconds: float, label: str, workdir: st
             if count:
                 result.errors[f"socket {name}"] = count
     furthest = re.search(r"furthest request: (-?\d+)", out)
-    source.index += int(furthest.group(1)) + 1 if furthest else total
+    handed_out = int(furthest.group(1)) + 1 if furthest else total
+    if not source.cycle and handed_out > len(wanted):
+        raise SystemExit(f"{label}: wrk ran through all {len(wanted)} webhooks of the round and resent some")
+    source.index += handed_out
     result.raw = out
     return result
 
@@ -825,8 +856,9 @@ def print_load_table(bare: LoadResult, hook: LoadResult, e2e_load: LoadResult | 
         print(f"{label:34} {result.completed:9d} {result.rps:8.0f} {p(result, 0.5):8.1f} {p(result, 0.99):8.1f} "
               f"{maximum:8.1f} {result.error_count:7d}")
         for number, one in enumerate(getattr(result, "rounds", []), 1):
+            generator_cpu = f"  wrk CPU {one.generator_cpu:.1f} s" if one.generator_cpu is not None else ""
             print(f"{'  round ' + str(number):34} {one.completed:9d} {one.rps:8.0f} {p(one, 0.5):8.1f} "
-                  f"{p(one, 0.99):8.1f} {'':8} {one.error_count:7d}")
+                  f"{p(one, 0.99):8.1f} {'':8} {one.error_count:7d}{generator_cpu}")
     ratios = [h.rps / b.rps for b, h in zip(getattr(bare, "rounds", []), getattr(hook, "rounds", [])) if b.rps]
     if ratios:
         print(f"webhook / bare by round: {', '.join(f'{r:.2f}' for r in ratios)}")
