@@ -47,8 +47,12 @@ Load generator
   shares the 2 cores with the server, as any load generator on one machine does; the bare run pays the same
   price, which the side-by-side ratio cancels. Latency = request written -> response fully read, per request.
   Every phase is bounded in time (BENCH_SECONDS) and in requests (BENCH_MAX_REQUESTS), and all traffic goes to
-  127.0.0.1. wrk's threads each take every second request of the list; at the end of a run its script reports the
-  furthest one handed out, and the next run starts past it, so no webhook is sent twice.
+  127.0.0.1. wrk's threads each take every second request of the round's list, each from a file of its own that
+  holds only its share of what a round can use (WRK_MAX_RATE per second): wrk starts thread 0 before it reads
+  thread 1's script, and a Lua table of every remaining webhook (over 100 MB) parsed there, and kept in each
+  thread's heap, is CPU the servers would not get. At the end of a run its script reports the furthest request
+  handed out, and the next run starts past it, so no webhook is sent twice (a round that runs out fails the run).
+  Each round's line shows the CPU wrk itself used.
 
 Targets (issue 5): webhook throughput >= 0.5 x bare, webhook p99 <= 50 ms, zero errors (non-200 answers,
 connection errors, timeouts, or a row missing for an acknowledged webhook); end to end p95 <= 2 s (webhook
