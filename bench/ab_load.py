@@ -14,12 +14,14 @@ pairs from 0.64 to 1.23: trust a p99 ratio when most pairs agree).
 AB_A_<VAR> and AB_B_<VAR> set <VAR> in that server's environment (its gunicorn reads GUNICORN_CMD_ARGS, the app
 its own variables); AB_A_NICE/AB_B_NICE run it under nice. AB_ROUNDS (6) pairs of AB_SECONDS (4) each, at most
 AB_MAX_REQUESTS (4000 per second of load) webhooks per server. PostgreSQL and Redis as load_bench.py picks them.
+The servers' logs are deleted after a clean run (AB_KEEP_LOGS=1 keeps them, to read the access logs' times).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -61,6 +63,7 @@ def main() -> int:
     sandbox = lb.Sandbox(base["SANDBOX_DB"])
     templates = lb.load_templates(sandbox)
     servers, all_processes = {}, []
+    errors = None  # None until every round ran: an interrupted run keeps its logs
     overrides = {label: {k[len(f"AB_{label}_"):]: v for k, v in os.environ.items() if k.startswith(f"AB_{label}_")}
                  for label in LABELS}
     print(f"A/B load: {backends}; {ROUNDS} pairs of {SECONDS:g} s rounds; A {overrides['A'] or 'as is'}, "
@@ -103,6 +106,11 @@ def main() -> int:
         for processes in all_processes:
             processes.stop()
         lb.cleanup(engine, sandbox.account_sid, redis_url, queue_name)
+        # The servers' logs (access logs: tens of MB a run) stay only when something went wrong.
+        if errors == 0 and not os.environ.get("AB_KEEP_LOGS"):
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"server logs kept in {workdir}")
 
 
 if __name__ == "__main__":
