@@ -168,3 +168,46 @@ def test_a_row_the_database_refuses_fails_only_its_own_caller(app):
     assert bad.error is not None and not bad.new_ids
     assert good.error is None and other.error is None and len(good.new_ids) == len(other.new_ids) == 1
     assert {r.id for r in audio_rows(app)} == {*good.new_ids, *other.new_ids}
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
+                    reason="PostgreSQL's row locks (CI's second suite)")
+def test_writers_storing_the_same_redeliveries_in_opposite_orders_do_not_deadlock(app):
+    """Each web process has its own writer, and Twilio's redeliveries can reach two of them in opposite orders."""
+    import time
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from webhook_app.webhooks.group_commit import JSON_INSERT, json_rows
+
+    first, second = sorted([(sid("IM"), sid("ME")), (sid("IM"), sid("ME"))])
+    dsn = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    outcome: dict = {}
+
+    def store() -> None:
+        with app.app_context():
+            try:
+                outcome["ids"] = GroupCommitWriter().insert([row(*second), row(*first)])
+            except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+                outcome["error"] = exc
+
+    with psycopg.connect(dsn) as other, psycopg.connect(dsn, autocommit=True) as observer:
+        # The other process's batch, midway through its statement: `first` stored, not yet committed.
+        other.execute(JSON_INSERT, (json_rows([row(*first)]),))
+        thread = threading.Thread(target=store)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not observer.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                   " AND datname = current_database()").fetchone()[0]:
+            assert time.monotonic() < deadline, "the writer never waited for the other batch's row"
+            time.sleep(0.02)
+        # Had the writer stored `second` before waiting, each would now wait for the other (PostgreSQL fails one
+        # of them after deadlock_timeout, and with it every webhook of that batch).
+        other.execute(JSON_INSERT, (json_rows([row(*second)]),))
+        other.commit()
+        thread.join(10)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["ids"] == []  # both rows were the other batch's
+    assert sorted((r.message_sid, r.media_sid) for r in audio_rows(app)) == [first, second]

@@ -171,8 +171,15 @@ WEBHOOK_COLUMNS = ("direction", "channel", "status", "account_sid", "chat_servic
 # PostgreSQL. Its text never changes, whatever the batch size, so psycopg prepares it once per connection (a
 # multi-VALUES INSERT is new text, parsed and planned again, for every batch size), and json.dumps in C costs a
 # fraction of adapting a parameter per value.
+# Rows go in message order: every web process has its own writer, and Twilio's redeliveries can reach two of them
+# in opposite orders. In arrival order, each batch would hold one message's uncommitted index entry while waiting
+# for the other's: a deadlock, which PostgreSQL breaks after deadlock_timeout (1 s) by failing one whole batch, a
+# 503 for every webhook in it. In one order, the later batch waits for the earlier and skips its rows. A message's
+# media keep the order they came in (their ids are the order agents see them), the same in every delivery.
 JSON_INSERT = (f"INSERT INTO audio_messages ({', '.join(WEBHOOK_COLUMNS)})"
-               f" SELECT {', '.join(WEBHOOK_COLUMNS)} FROM json_populate_recordset(NULL::audio_messages, %s::json)"
+               f" SELECT {', '.join(WEBHOOK_COLUMNS)}"
+               " FROM json_populate_recordset(NULL::audio_messages, %s::json) WITH ORDINALITY AS batch"
+               " ORDER BY batch.message_sid, batch.ordinality"
                " ON CONFLICT (message_sid, media_sid) DO NOTHING RETURNING id, message_sid, media_sid")
 
 
