@@ -163,6 +163,42 @@ def test_an_outage_longer_than_the_request_retries_is_outlived_by_job_retries(de
     assert row.status == "ready" and row.attempts == 2
 
 
+def test_a_media_store_outage_is_outlived_by_job_retries(deliver, app, tmp_path, monkeypatch):
+    """The store refusing a put (S3 down: botocore's connection errors are no Twilio error) is retried like
+    Twilio's bad minutes, with the reason on the row meanwhile, not a voice note failed for good."""
+    store = app.extensions["media_store"]
+    real_put, refused = store.put, []
+
+    def put_refused_once(*args, **kwargs):
+        if not refused:
+            refused.append(args[0])
+            raise ConnectionError("Could not connect to the endpoint URL")
+        return real_put(*args, **kwargs)
+
+    monkeypatch.setattr(store, "put", put_refused_once)
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0)
+    deliver(source, "audio/ogg; codecs=opus")
+    run_jobs(app)
+    (row,) = audio_rows(app)
+    assert refused and row.status == "ready" and row.attempts == 2
+
+
+def test_an_unforeseen_error_ends_failed_with_its_reason_after_the_last_attempt(deliver, app, tmp_path, monkeypatch):
+    store = app.extensions["media_store"]
+
+    def put_broken(*args, **kwargs):
+        raise RuntimeError("a bug in the store")
+
+    monkeypatch.setattr(store, "put", put_broken)
+    source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0)
+    deliver(source, "audio/ogg; codecs=opus")
+    run_jobs(app)
+    (row,) = audio_rows(app)
+    max_attempts = app.config["JOB_MAX_ATTEMPTS"]
+    assert row.status == "failed" and row.attempts == max_attempts
+    assert row.error == f"internal error after {max_attempts} attempt(s): RuntimeError: a bug in the store"
+
+
 def test_sdk_message_with_several_attachments_is_expanded_over_rest(client, app, sandbox, agent_token, tmp_path):
     """Webhooks show one attachment of an SDK message: the job reads the message to find the others."""
     conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]

@@ -194,8 +194,20 @@ def process_inbound(audit_id: int) -> str:
         log.exception("inbound audit %s failed unexpectedly", audit_id)
         db.session.rollback()
         row = db.session.get(AudioMessage, audit_id)
-        _fail(row, f"internal error: {type(exc).__name__}: {exc}")
+        # The media store down (S3 refusing a put) must not fail every voice note of the outage: the unforeseen
+        # gets the same bounded retries as Twilio's bad minutes, and a bug still ends `failed` with its reason. A
+        # job that ran out of time would only run out again.
+        if row.attempts < current_app.config["JOB_MAX_ATTEMPTS"] and not _is_job_timeout(exc):
+            _retry_later(row, exc)
+        else:
+            _fail(row, f"internal error after {row.attempts} attempt(s): {type(exc).__name__}: {exc}")
     return row.status
+
+
+def _is_job_timeout(exc: BaseException) -> bool:
+    from rq.timeouts import JobTimeoutException
+
+    return isinstance(exc, JobTimeoutException)
 
 
 def _process(row: AudioMessage) -> None:
@@ -250,15 +262,17 @@ def _process(row: AudioMessage) -> None:
              row.size_bytes or 0, result.size_bytes, row.processing_ms or 0)
 
 
-def _retry_later(row: AudioMessage, exc: TwilioHttpError) -> None:
-    """Twilio is having a bad minute (timeouts, 429, 5xx): put the row back and try again later."""
+def _retry_later(row: AudioMessage, exc: Exception) -> None:
+    """Twilio (timeouts, 429, 5xx) or the media store is having a bad minute: put the row back and try again
+    later."""
     from . import jobs
 
     retry_after = getattr(exc, "retry_after", None)
     base = current_app.config["JOB_RETRY_BASE_S"]
     delay = retry_after if retry_after is not None else min(300, base * 2 ** (row.attempts - 1))
+    detail = exc if isinstance(exc, TwilioHttpError) else f"internal error: {type(exc).__name__}: {exc}"
     row.status = Status.QUEUED.value
-    row.error = f"attempt {row.attempts} failed, retrying in {delay:g} s: {exc}"[:2000]
+    row.error = f"attempt {row.attempts} failed, retrying in {delay:g} s: {detail}"[:2000]
     db.session.commit()
     log.warning("inbound audit %s: %s", row.id, row.error)
     try:

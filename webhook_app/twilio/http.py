@@ -115,7 +115,10 @@ class TwilioHttp:
                                       stream_to, max_bytes)
             except TooLarge:
                 raise
-            except (requests.Timeout, requests.ConnectionError) as exc:
+            except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                # ChunkedEncodingError is also what a connection reset in the middle of a body becomes (urllib3's
+                # ProtocolError, "Connection broken"): transient, though requests does not call it a ConnectionError.
                 last_error = TwilioHttpError(f"{method} {url}: {type(exc).__name__}: {exc}", transient=True)
                 log.warning("twilio request failed (attempt %d/%d): %s", attempt + 1, attempts, last_error)
                 continue

@@ -1,0 +1,56 @@
+"""TwilioHttp against a real socket: failures that only a real connection produces."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+
+import pytest
+
+from webhook_app.twilio.http import TwilioHttp, TwilioHttpError
+
+BODY = bytes(range(256)) * 400  # 100 kB of media
+
+
+def serve(answers: list[bytes]) -> tuple[str, list[bytes]]:
+    """A server on 127.0.0.1 that answers its n-th connection with answers[n] and closes it; the requests it
+    read come back in the list."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def run() -> None:
+        with listener:
+            for answer in answers:
+                connection, _ = listener.accept()
+                with connection:
+                    received.append(connection.recv(65536))
+                    connection.sendall(answer)
+
+    threading.Thread(target=run, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", received
+
+
+def media_answer(body: bytes, declared: int) -> bytes:
+    return (f"HTTP/1.1 200 OK\r\nContent-Type: audio/ogg\r\nContent-Length: {declared}\r\n"
+            f"Connection: close\r\n\r\n").encode() + body
+
+
+def test_a_download_cut_off_mid_body_is_retried():
+    # The connection drops after a tenth of the body: requests raises ChunkedEncodingError, not ConnectionError.
+    base, received = serve([media_answer(BODY[:10000], len(BODY)), media_answer(BODY, len(BODY))])
+    sink = io.BytesIO()
+    response = TwilioHttp(auth=None, sleep=lambda seconds: None).request("GET", f"{base}/media", stream_to=sink)
+    assert response.status == 200
+    assert sink.getvalue() == BODY  # the second attempt's bytes only, not the first's tenth in front
+    assert len(received) == 2
+
+
+def test_a_post_cut_off_mid_answer_is_a_transient_error_not_a_crash():
+    # Not retried (a create is not idempotent), but reported as Twilio trouble, so the caller can look up
+    # whether the message was created before trying again.
+    base, received = serve([media_answer(b'{"sid": "IM', 2000)])
+    with pytest.raises(TwilioHttpError) as raised:
+        TwilioHttp(auth=None, sleep=lambda seconds: None).request("POST", f"{base}/Messages", data={"Body": "x"})
+    assert raised.value.transient
+    assert len(received) == 1
