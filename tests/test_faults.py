@@ -131,6 +131,33 @@ def test_redis_unreachable_still_acknowledges_and_the_sweeper_enqueues_later(cli
     assert row_status(app) == "ready"
 
 
+def test_a_web_chat_message_the_sweeper_requeues_still_gets_all_its_attachments(client, app, sandbox, tmp_path):
+    """With RQ on PostgreSQL the relay expands SDK messages as it hands their rows out; a row that waited past
+    SWEEP_REQUEUE_AFTER_S (workers down for a release, say) is handed out by the sweeper instead, and the
+    attachments the webhook did not show must not be lost with the relay's turn."""
+    if not app.extensions["jobs"].relays_new_rows:
+        pytest.skip("the relay runs with RQ on PostgreSQL (CI's second suite); in-process, the web expands")
+    conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
+    first = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)
+    second = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=2.0)
+    params = sandbox.customer_sends_media(conversation, Path(first).read_bytes(), "audio/webm", "a.webm")
+    extra = app.extensions["twilio"].upload_media(sandbox.chat_service_sid, Path(second).read_bytes(),
+                                                  "audio/ogg", "b.ogg")
+    sandbox.attach_media(conversation, params["MessageSid"], extra["sid"])
+    assert post_webhook(client, sandbox, params).status_code == 200
+    (waiting,) = audio_rows(app)
+    assert waiting.dispatched_at is None  # no relay ran: the workers are down
+
+    app.config["SWEEP_REQUEUE_AFTER_S"] = 0
+    with app.app_context():
+        assert sweep()["requeued"] == 1
+    run_jobs(app)
+    run_jobs(app)
+    rows = audio_rows(app)
+    assert sorted(row.media_sid for row in rows) == sorted([waiting.media_sid, extra["sid"]])
+    assert {row.status for row in rows} == {"ready"}
+
+
 def test_sweeper_gives_up_after_max_attempts_and_fails_abandoned_uploads(app):
     from webhook_app.models import AudioMessage
 

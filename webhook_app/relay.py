@@ -52,8 +52,7 @@ def relay_waiting_rows(limit: int = BATCH_ROWS) -> int:
                .with_for_update(skip_locked=True))
     claimed = db.session.execute(
         update(AudioMessage).where(AudioMessage.id.in_(waiting)).values(dispatched_at=now)
-        .returning(AudioMessage.id, AudioMessage.source, AudioMessage.account_sid, AudioMessage.chat_service_sid,
-                   AudioMessage.conversation_sid, AudioMessage.message_sid, AudioMessage.author)).all()
+        .returning(*DISPATCHED_COLUMNS)).all()
     db.session.commit()
     if not claimed:
         return 0
@@ -68,11 +67,19 @@ def relay_waiting_rows(limit: int = BATCH_ROWS) -> int:
                            .values(dispatched_at=None))
         db.session.commit()
         raise
-    _expand_sdk_messages(claimed)
+    expand_sdk_messages(claimed)
     return len(claimed)
 
 
-def _expand_sdk_messages(rows) -> None:
+# What a row handed to the jobs must say for its SDK message to be expanded too (expand_sdk_messages).
+DISPATCHED_COLUMNS = (AudioMessage.id, AudioMessage.source, AudioMessage.account_sid, AudioMessage.chat_service_sid,
+                      AudioMessage.conversation_sid, AudioMessage.message_sid, AudioMessage.author)
+
+
+def expand_sdk_messages(rows) -> None:
+    """Enqueue the expand_message job (once per message) of the web chat (SDK) messages among `rows`: their
+    webhook showed one attachment, the job reads the others over REST. Whoever hands rows to the jobs (the relay,
+    the sweeper) calls this."""
     from .inbound import enqueue_expand_once
 
     sdk_messages = {row.message_sid: row for row in rows if (row.source or "").upper() == "SDK"}

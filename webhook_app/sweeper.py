@@ -18,7 +18,7 @@ from sqlalchemy import update
 from . import jobs
 from .extensions import db
 from .models import AudioMessage, Status
-from .relay import processed_by_jobs
+from .relay import DISPATCHED_COLUMNS, expand_sdk_messages, processed_by_jobs
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,13 @@ def sweep(now: datetime | None = None) -> dict:
                 error="the worker stopped mid-job (crash or restart); retrying")
         .returning(AudioMessage.id)).scalars().all()
     # Queued long ago and still queued: its job was lost (Redis down at enqueue time, a flushed queue, no relay
-    # running). Enqueued here, so marked dispatched: a relay must not enqueue it a second time.
+    # running). Enqueued here, so marked dispatched: a relay must not enqueue it a second time, nor expand its
+    # SDK message, which the sweeper does instead.
     requeued = db.session.execute(
         update(AudioMessage)
         .where(from_webhook, AudioMessage.status == Status.QUEUED.value, AudioMessage.updated_at < requeue_before)
         .values(updated_at=now, dispatched_at=now)
-        .returning(AudioMessage.id)).scalars().all()
+        .returning(*DISPATCHED_COLUMNS)).all()
     # An agent upload runs inside its request: if that died, nobody will finish it. Say so.
     abandoned = db.session.execute(
         update(AudioMessage)
@@ -63,12 +64,13 @@ def sweep(now: datetime | None = None) -> dict:
                 error="the upload request ended before the message was sent")
         .returning(AudioMessage.id)).scalars().all()
     db.session.commit()
-    for audit_id in [*revived, *requeued]:
+    for audit_id in [*revived, *(row.id for row in requeued)]:
         try:
             jobs.enqueue("normalize_inbound", audit_id)
         except Exception:  # noqa: BLE001 - still queued; the next sweep tries again
             log.exception("sweeper could not enqueue audit %s", audit_id)
             break
+    expand_sdk_messages(requeued)
     counts = {"revived": len(revived), "requeued": len(requeued), "gave_up": len(gave_up),
               "abandoned": len(abandoned)}
     if any(counts.values()):
