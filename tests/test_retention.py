@@ -110,6 +110,25 @@ def test_a_store_failure_leaves_the_row_for_the_next_run(app, monkeypatch):
         assert stored_keys() == set()
 
 
+def test_a_store_that_is_down_stops_the_run_instead_of_walking_every_expired_row(app, monkeypatch):
+    from webhook_app.retention import MAX_FAILURES_IN_A_ROW
+
+    app.config["RETENTION_DAYS"] = 1
+    with app.app_context():
+        rows = [add_row(2) for _ in range(MAX_FAILURES_IN_A_ROW + 5)]
+        store = app.extensions["media_store"]
+        attempts = []
+
+        def unreachable(key):
+            attempts.append(key)
+            raise ConnectionError("store unreachable")
+
+        monkeypatch.setattr(store, "delete", unreachable)
+        assert delete_expired_media() == 0
+        assert len(attempts) == MAX_FAILURES_IN_A_ROW  # each of these costs the client's retries when S3 is down
+        assert all(db.session.get(AudioMessage, row).media_deleted_at is None for row in rows)
+
+
 def test_cli(app, runner):
     with app.app_context():
         add_row(40), add_row(40), add_row(5)

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 100
 MAX_PER_RUN = 2000  # one maintenance round stays short; the next round (or the CLI) does the rest
+# A store down (S3 unreachable) fails every delete, each after the client's own retries (tens of seconds): the
+# run stops after this many failures in a row rather than walk every expired row, holding its batch's row locks
+# and the maintenance thread (the sweeper's) for hours. One object the store keeps refusing is skipped.
+MAX_FAILURES_IN_A_ROW = 3
 
 # Finished rows only: a failed outbound send can hold a stored MP3 too. Rows still in progress are left alone.
 FINISHED = (Status.READY.value, Status.FAILED.value)
@@ -67,9 +71,9 @@ def _delete_expired(now: datetime | None, days: int | None, batch_size: int, lim
     if cutoff is None:
         return 0, 0
     store = media_store()
-    deleted = failed = 0
+    deleted = failed = failures_in_a_row = 0
     last_id = 0
-    while limit is None or deleted < limit:
+    while (limit is None or deleted < limit) and failures_in_a_row < MAX_FAILURES_IN_A_ROW:
         size = batch_size if limit is None else min(batch_size, limit - deleted)
         rows = db.session.scalars(
             select(AudioMessage).where(AudioMessage.id > last_id, *_expired(cutoff))
@@ -86,10 +90,15 @@ def _delete_expired(now: datetime | None, days: int | None, batch_size: int, lim
                 raise  # the database store: the session is broken, the caller rolls back
             except Exception:  # noqa: BLE001 - S3 down or refusing: leave the row for the next run
                 failed += 1
+                failures_in_a_row += 1
                 log.exception("retention: could not delete %s (audit %s); will retry", row.media_key, row.id)
+                if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                    log.warning("retention: %d deletes failed in a row; stopping until the next run", failed)
+                    break
                 continue
             row.media_deleted_at = utcnow()
             deleted += 1
+            failures_in_a_row = 0
         db.session.commit()
     if deleted or failed:
         log.info("retention: deleted the media of %d audio message(s) created before %s (%d failed)",
