@@ -216,6 +216,28 @@ def test_transient_twilio_errors_on_message_create_are_retried_once_sent(client,
     assert len(sandbox.list_messages(conversation)) == 1
 
 
+def test_a_failure_after_the_message_was_posted_is_not_reported_as_unsent(client, app, sandbox, agent_token,
+                                                                          conversation, tmp_path, monkeypatch):
+    """The agent would record and send it again: once the message is in the conversation, the answer is 201."""
+    from webhook_app.models import AudioMessage
+
+    real_mark, broken = AudioMessage.mark, []
+
+    def mark_failing_once_at_ready(row, status, **kwargs):
+        if status.value == "ready" and not broken:
+            broken.append(row.id)
+            raise RuntimeError("the database went away")
+        return real_mark(row, status, **kwargs)
+
+    monkeypatch.setattr(AudioMessage, "mark", mark_failing_once_at_ready)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    response = post_audio(client, agent_token, conversation, source)
+    assert broken and response.status_code == 201, response.get_json()
+    (posted,) = sandbox.list_messages(conversation)
+    (row,) = audio_rows(app)
+    assert row.status == "ready" and row.message_sid == posted["sid"] == response.get_json()["message_sid"]
+
+
 def test_permanent_twilio_error_is_502_and_audited(client, app, sandbox, agent_token, conversation, tmp_path):
     sandbox.fail_next(r"/Conversations/CH[0-9a-f]+/Messages$", 400)
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)

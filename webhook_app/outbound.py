@@ -125,6 +125,13 @@ def send_agent_audio(conversation_sid: str, identity: str, upload: Upload,
     except Exception as exc:  # noqa: BLE001 - every attempt ends in a state the audit shows
         db.session.rollback()
         log.exception("outbound audit %s failed unexpectedly", row.id)
+        if row.message_sid:
+            # Posted before the failure: the customer has it. Telling the agent it failed would only make them
+            # record and send it again.
+            row.error = None
+            row.mark(Status.READY)
+            db.session.commit()
+            return sent_body(row), 201
         row.mark(Status.FAILED, error=f"internal error: {type(exc).__name__}: {exc}", error_code="internal_error")
         db.session.commit()
         raise ApiError(500, "internal_error", "the recording could not be sent; see the audit log") from exc
@@ -193,6 +200,8 @@ def _upload_and_post(row: AudioMessage, mp3_path: str) -> None:
     row.media_sid = media["sid"]
     db.session.commit()
     row.message_sid = _create_message_within_window(row)
+    # On its own: whatever fails from here on, the audit row must know the message is in the conversation.
+    db.session.commit()
 
 
 def _create_message_within_window(row: AudioMessage) -> str:
