@@ -216,6 +216,29 @@ def test_sdk_message_with_several_attachments_is_expanded_over_rest(client, app,
     assert {m["status"] for m in messages} == {"ready"}
 
 
+def test_reading_an_sdk_message_outlives_an_outage_longer_than_the_request_retries(client, app, sandbox,
+                                                                                  agent_token, tmp_path):
+    """The expand job is enqueued once per message, so it must schedule its own next attempt, not just fail."""
+    http = app.extensions["twilio"].http
+    http.backoff_s = 0.01
+    conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
+    first = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)
+    second = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=2.0)
+    params = sandbox.customer_sends_media(conversation, open(first, "rb").read(), "audio/webm", "a.webm")
+    extra = app.extensions["twilio"].upload_media(sandbox.chat_service_sid, open(second, "rb").read(),
+                                                  "audio/ogg", "b.ogg")
+    sandbox.attach_media(conversation, params["MessageSid"], extra["sid"])
+    # Every in-request try of the first attempt to read the message.
+    sandbox.fail_next(rf"/Messages/{params['MessageSid']}$", 503, count=http.retries + 1)
+    assert post_webhook(client, sandbox, params).status_code == 200
+    for _ in range(3):
+        run_jobs(app)
+    assert sandbox.pending_faults() == 0
+    messages = listing(client, agent_token, conversation)
+    assert sorted(round(m["duration_s"]) for m in messages) == [1, 2]
+    assert {m["status"] for m in messages} == {"ready"}
+
+
 def test_redelivered_sdk_webhook_reads_the_message_once(client, app, sandbox, tmp_path, monkeypatch):
     """Twilio retries and backfill redeliver webhooks: each SDK message is expanded over REST once, not per delivery."""
     conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]

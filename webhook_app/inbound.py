@@ -311,13 +311,32 @@ def expand_message(event: dict) -> list[int]:
         message = twilio_api().fetch_message(event["ConversationSid"], event["MessageSid"])
     except TwilioHttpError as exc:
         if exc.transient:
-            raise
+            _retry_expand_later(event, exc)
+            return []
         # Deleted since (or never readable with our credentials): the attachment the webhook showed is stored.
         log.warning("could not read message %s to expand its media: %s", event["MessageSid"], exc)
         return []
     new_ids = record_message_media(event, parse_media(message["media"]))
     db.session.commit()
     return new_ids
+
+
+def _retry_expand_later(event: dict, exc: TwilioHttpError) -> None:
+    """Twilio's bad minute outlasted the request's own retries. The job is enqueued once per message (a key that
+    also keeps redeliveries out), so it schedules its own next attempt rather than fail and lose the attachments."""
+    from . import jobs
+
+    attempt = int(event.get("_attempt", 1))
+    if attempt >= current_app.config["JOB_MAX_ATTEMPTS"]:
+        log.error("could not read message %s to expand its media after %d attempts (%s); `flask --app webhook_app "
+                  "backfill` records the attachments still missing", event["MessageSid"], attempt, exc)
+        return
+    retry_after = getattr(exc, "retry_after", None)
+    delay = retry_after if retry_after is not None else min(300, current_app.config["JOB_RETRY_BASE_S"] * 2 ** (
+        attempt - 1))
+    log.warning("could not read message %s to expand its media (attempt %d): %s; retrying in %g s",
+                event["MessageSid"], attempt, exc, delay)
+    jobs.enqueue_in(delay, "expand_message", {**event, "_attempt": attempt + 1})
 
 
 def queued_rows(limit: int = 100) -> list[AudioMessage]:
