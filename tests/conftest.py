@@ -135,6 +135,21 @@ def load_fixture(name: str, **values) -> dict[str, str]:
     return dict(parse_qsl(Template(raw).substitute(values), keep_blank_values=True))
 
 
+def web_chat_message_with_two_attachments(app, sandbox, tmp_path) -> tuple[str, dict, str]:
+    """A web chat (SDK) message with a 1 s and a 2 s voice note, of which its webhook shows only the first:
+    (conversation SID, the webhook's params, the second attachment's media SID)."""
+    from tests.audio_samples import make_audio
+
+    conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
+    first = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)
+    second = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=2.0)
+    params = sandbox.customer_sends_media(conversation, Path(first).read_bytes(), "audio/webm", "a.webm")
+    extra = app.extensions["twilio"].upload_media(sandbox.chat_service_sid, Path(second).read_bytes(),
+                                                  "audio/ogg", "b.ogg")
+    sandbox.attach_media(conversation, params["MessageSid"], extra["sid"])
+    return conversation, params, extra["sid"]
+
+
 def post_webhook(client, sandbox, params: dict, path: str = POST_EVENT, signature: str | None = None):
     url = "http://localhost" + path
     headers = {"X-Twilio-Signature": signature if signature is not None else sandbox.sign(url, params)}

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from tests.audio_samples import make_audio
-from tests.conftest import audio_rows, load_fixture, post_webhook, run_jobs
+from tests.conftest import (audio_rows, load_fixture, post_webhook, run_jobs,
+                            web_chat_message_with_two_attachments)
 from tests.processes import ROOT, kill_tree, wait_until
 from webhook_app.extensions import db
 from webhook_app.sweeper import sweep
@@ -137,13 +138,7 @@ def test_a_web_chat_message_the_sweeper_requeues_still_gets_all_its_attachments(
     attachments the webhook did not show must not be lost with the relay's turn."""
     if not app.extensions["jobs"].relays_new_rows:
         pytest.skip("the relay runs with RQ on PostgreSQL (CI's second suite); in-process, the web expands")
-    conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
-    first = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)
-    second = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=2.0)
-    params = sandbox.customer_sends_media(conversation, Path(first).read_bytes(), "audio/webm", "a.webm")
-    extra = app.extensions["twilio"].upload_media(sandbox.chat_service_sid, Path(second).read_bytes(),
-                                                  "audio/ogg", "b.ogg")
-    sandbox.attach_media(conversation, params["MessageSid"], extra["sid"])
+    _, params, extra_media = web_chat_message_with_two_attachments(app, sandbox, tmp_path)
     assert post_webhook(client, sandbox, params).status_code == 200
     (waiting,) = audio_rows(app)
     assert waiting.dispatched_at is None  # no relay ran: the workers are down
@@ -154,7 +149,7 @@ def test_a_web_chat_message_the_sweeper_requeues_still_gets_all_its_attachments(
     run_jobs(app)
     run_jobs(app)
     rows = audio_rows(app)
-    assert sorted(row.media_sid for row in rows) == sorted([waiting.media_sid, extra["sid"]])
+    assert sorted(row.media_sid for row in rows) == sorted([waiting.media_sid, extra_media])
     assert {row.status for row in rows} == {"ready"}
 
 

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from tests.audio_samples import KINDS, content_type, decoded_duration, make_audio
-from tests.conftest import audio_rows, post_webhook, run_jobs
+from tests.conftest import audio_rows, post_webhook, run_jobs, web_chat_message_with_two_attachments
 
 
 def listing(client, token, conversation_sid):
@@ -201,13 +201,7 @@ def test_an_unforeseen_error_ends_failed_with_its_reason_after_the_last_attempt(
 
 def test_sdk_message_with_several_attachments_is_expanded_over_rest(client, app, sandbox, agent_token, tmp_path):
     """Webhooks show one attachment of an SDK message: the job reads the message to find the others."""
-    conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
-    first = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)
-    second = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=2.0)
-    params = sandbox.customer_sends_media(conversation, open(first, "rb").read(), "audio/webm", "a.webm")
-    extra = app.extensions["twilio"].upload_media(sandbox.chat_service_sid, open(second, "rb").read(),
-                                                  "audio/ogg", "b.ogg")
-    sandbox.attach_media(conversation, params["MessageSid"], extra["sid"])
+    conversation, params, _ = web_chat_message_with_two_attachments(app, sandbox, tmp_path)
     assert post_webhook(client, sandbox, params).status_code == 200
     run_jobs(app)
     run_jobs(app)
@@ -221,13 +215,7 @@ def test_reading_an_sdk_message_outlives_an_outage_longer_than_the_request_retri
     """The expand job is enqueued once per message, so it must schedule its own next attempt, not just fail."""
     http = app.extensions["twilio"].http
     http.backoff_s = 0.01
-    conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
-    first = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)
-    second = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=2.0)
-    params = sandbox.customer_sends_media(conversation, open(first, "rb").read(), "audio/webm", "a.webm")
-    extra = app.extensions["twilio"].upload_media(sandbox.chat_service_sid, open(second, "rb").read(),
-                                                  "audio/ogg", "b.ogg")
-    sandbox.attach_media(conversation, params["MessageSid"], extra["sid"])
+    conversation, params, _ = web_chat_message_with_two_attachments(app, sandbox, tmp_path)
     # Every in-request try of the first attempt to read the message.
     sandbox.fail_next(rf"/Messages/{params['MessageSid']}$", 503, count=http.retries + 1)
     assert post_webhook(client, sandbox, params).status_code == 200
