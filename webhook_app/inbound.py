@@ -336,7 +336,11 @@ def _retry_expand_later(event: dict, exc: TwilioHttpError) -> None:
         attempt - 1))
     log.warning("could not read message %s to expand its media (attempt %d): %s; retrying in %g s",
                 event["MessageSid"], attempt, exc, delay)
-    jobs.enqueue_in(delay, "expand_message", {**event, "_attempt": attempt + 1})
+    try:
+        jobs.enqueue_in(delay, "expand_message", {**event, "_attempt": attempt + 1})
+    except Exception:  # noqa: BLE001 - Redis down too: say what is missing and how to recover it
+        log.exception("could not schedule the next read of message %s; `flask --app webhook_app backfill` records "
+                      "the attachments still missing", event["MessageSid"])
 
 
 def queued_rows(limit: int = 100) -> list[AudioMessage]:
