@@ -164,14 +164,18 @@ def test_sweeper_gives_up_after_max_attempts_and_fails_abandoned_uploads(app):
                          attempts=app.config["JOB_MAX_ATTEMPTS"]),
             AudioMessage(direction="outbound", channel="sms", status="sending", conversation_sid="CH" + "1" * 32,
                          source="agent-api", truncated=False, attempts=1),
+            # Its request died after Twilio created the message: the customer has it.
+            AudioMessage(direction="outbound", channel="sms", status="sending", conversation_sid="CH" + "1" * 32,
+                         source="agent-api", truncated=False, attempts=1, message_sid="IM" + "2" * 32),
         ])
         db.session.commit()
         time.sleep(0.01)
         counts = sweep()
-    assert counts["gave_up"] == 1 and counts["abandoned"] == 1
-    inbound, outbound = audio_rows(app)
+    assert counts["gave_up"] == 1 and counts["abandoned"] == 2
+    inbound, outbound, posted = audio_rows(app)
     assert inbound.status == "failed" and "giving up" in inbound.error
     assert outbound.status == "failed" and outbound.error_code == "interrupted"
+    assert posted.status == "ready" and posted.error_code is None and posted.finished_at is not None
 
 
 @pytest.mark.skipif(not REAL_POSTGRES, reason="needs a real PostgreSQL server (CI's second suite)")

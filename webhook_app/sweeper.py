@@ -55,13 +55,20 @@ def sweep(now: datetime | None = None) -> dict:
         .where(from_webhook, AudioMessage.status == Status.QUEUED.value, AudioMessage.updated_at < requeue_before)
         .values(updated_at=now, dispatched_at=now)
         .returning(*DISPATCHED_COLUMNS)).all()
-    # An agent upload runs inside its request: if that died, nobody will finish it. Say so.
+    # An agent upload runs inside its request: if that died, nobody will finish it. Say so, and say it right: one
+    # whose message Twilio had already created (its SID is committed at once) was sent.
+    abandoned_unfinished = (AudioMessage.source == "agent-api", AudioMessage.status.in_(OUTBOUND_UNFINISHED),
+                            AudioMessage.updated_at < stuck_before)
     abandoned = db.session.execute(
         update(AudioMessage)
-        .where(AudioMessage.source == "agent-api", AudioMessage.status.in_(OUTBOUND_UNFINISHED),
-               AudioMessage.updated_at < stuck_before, AudioMessage.message_sid.is_(None))
+        .where(*abandoned_unfinished, AudioMessage.message_sid.is_(None))
         .values(status=Status.FAILED.value, finished_at=now, updated_at=now, error_code="interrupted",
                 error="the upload request ended before the message was sent")
+        .returning(AudioMessage.id)).scalars().all()
+    abandoned_after_sending = db.session.execute(
+        update(AudioMessage)
+        .where(*abandoned_unfinished, AudioMessage.message_sid.is_not(None))
+        .values(status=Status.READY.value, finished_at=now, updated_at=now)
         .returning(AudioMessage.id)).scalars().all()
     db.session.commit()
     for audit_id in [*revived, *(row.id for row in requeued)]:
@@ -72,9 +79,12 @@ def sweep(now: datetime | None = None) -> dict:
             break
     expand_sdk_messages(requeued)
     counts = {"revived": len(revived), "requeued": len(requeued), "gave_up": len(gave_up),
-              "abandoned": len(abandoned)}
+              "abandoned": len(abandoned) + len(abandoned_after_sending)}
     if any(counts.values()):
         log.warning("sweeper: %s", counts)
+    if abandoned_after_sending:
+        log.warning("sweeper: agent sends %s were posted before their request ended; recorded ready",
+                    abandoned_after_sending)
     return counts
 
 
