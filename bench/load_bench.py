@@ -423,7 +423,8 @@ function done(summary, latency, requests)
 end
 """
 # A round's list holds at most this many requests per second of the round (a bound above anything this machine
-# serves: the bare route does ~5000/s, the webhook ~3000/s); a list that runs out fails the run rather than resend webhooks.
+# serves: the bare route does ~5000/s, the webhook ~3000/s); a list that runs out fails the run rather than resend
+# webhooks.
 WRK_MAX_RATE = 6000
 
 

@@ -267,9 +267,7 @@ def _retry_later(row: AudioMessage, exc: Exception) -> None:
     later."""
     from . import jobs
 
-    retry_after = getattr(exc, "retry_after", None)
-    base = current_app.config["JOB_RETRY_BASE_S"]
-    delay = retry_after if retry_after is not None else min(300, base * 2 ** (row.attempts - 1))
+    delay = _retry_delay(exc, row.attempts)
     detail = exc if isinstance(exc, TwilioHttpError) else f"internal error: {type(exc).__name__}: {exc}"
     row.status = Status.QUEUED.value
     row.error = f"attempt {row.attempts} failed, retrying in {delay:g} s: {detail}"[:2000]
@@ -279,6 +277,14 @@ def _retry_later(row: AudioMessage, exc: Exception) -> None:
         jobs.enqueue_in(delay, "normalize_inbound", row.id)
     except Exception:  # noqa: BLE001 - the sweeper re-enqueues rows left queued
         log.exception("could not schedule the retry of audit %s; the sweeper will", row.id)
+
+
+def _retry_delay(exc: Exception, attempt: int) -> float:
+    """Seconds before attempt `attempt` + 1: Twilio's Retry-After when it sent one, else exponential backoff."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        return retry_after
+    return min(300, current_app.config["JOB_RETRY_BASE_S"] * 2 ** (attempt - 1))
 
 
 def _fail(row: AudioMessage, reason: str) -> None:
@@ -321,6 +327,9 @@ def expand_message(event: dict) -> list[int]:
     return new_ids
 
 
+RECOVER_WITH_BACKFILL = "`flask --app webhook_app backfill` records the attachments still missing"
+
+
 def _retry_expand_later(event: dict, exc: TwilioHttpError) -> None:
     """Twilio's bad minute outlasted the request's own retries. The job is enqueued once per message (a key that
     also keeps redeliveries out), so it schedules its own next attempt rather than fail and lose the attachments."""
@@ -328,19 +337,17 @@ def _retry_expand_later(event: dict, exc: TwilioHttpError) -> None:
 
     attempt = int(event.get("_attempt", 1))
     if attempt >= current_app.config["JOB_MAX_ATTEMPTS"]:
-        log.error("could not read message %s to expand its media after %d attempts (%s); `flask --app webhook_app "
-                  "backfill` records the attachments still missing", event["MessageSid"], attempt, exc)
+        log.error("could not read message %s to expand its media after %d attempts (%s); %s", event["MessageSid"],
+                  attempt, exc, RECOVER_WITH_BACKFILL)
         return
-    retry_after = getattr(exc, "retry_after", None)
-    delay = retry_after if retry_after is not None else min(300, current_app.config["JOB_RETRY_BASE_S"] * 2 ** (
-        attempt - 1))
+    delay = _retry_delay(exc, attempt)
     log.warning("could not read message %s to expand its media (attempt %d): %s; retrying in %g s",
                 event["MessageSid"], attempt, exc, delay)
     try:
         jobs.enqueue_in(delay, "expand_message", {**event, "_attempt": attempt + 1})
     except Exception:  # noqa: BLE001 - Redis down too: say what is missing and how to recover it
-        log.exception("could not schedule the next read of message %s; `flask --app webhook_app backfill` records "
-                      "the attachments still missing", event["MessageSid"])
+        log.exception("could not schedule the next read of message %s; %s", event["MessageSid"],
+                      RECOVER_WITH_BACKFILL)
 
 
 def queued_rows(limit: int = 100) -> list[AudioMessage]:
