@@ -153,6 +153,80 @@ def test_a_web_chat_message_the_sweeper_requeues_still_gets_all_its_attachments(
     assert {row.status for row in rows} == {"ready"}
 
 
+class WorkerKilled(BaseException):
+    """Stands in for SIGKILL inside the relay: nothing after it runs, no `except Exception` sees it."""
+
+
+def test_a_relay_killed_between_its_two_enqueues_loses_no_attachment(client, app, sandbox, tmp_path, monkeypatch):
+    """The relay enqueues a web chat message's expansion and its rows' jobs in two Redis calls. Killed after the
+    first, whichever it is, the message must still end up with every attachment."""
+    from webhook_app.jobs import RqRunner
+    from webhook_app.relay import relay_waiting_rows
+
+    if not app.extensions["jobs"].relays_new_rows:
+        pytest.skip("the relay runs with RQ on PostgreSQL (CI's second suite)")
+    _, params, extra_media = web_chat_message_with_two_attachments(app, sandbox, tmp_path)
+    assert post_webhook(client, sandbox, params).status_code == 200
+    enqueued = []
+
+    def enqueue_then_die(original):
+        def call(self, *args, **kwargs):
+            if enqueued:
+                raise WorkerKilled()
+            enqueued.append(args)
+            return original(self, *args, **kwargs)
+        return call
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RqRunner, "enqueue", enqueue_then_die(RqRunner.enqueue))
+        patch.setattr(RqRunner, "enqueue_many", enqueue_then_die(RqRunner.enqueue_many))
+        with app.app_context(), pytest.raises(WorkerKilled):
+            relay_waiting_rows()
+    assert len(enqueued) == 1
+
+    run_jobs(app)  # the worker restarts and runs what reached Redis
+    app.config["SWEEP_REQUEUE_AFTER_S"] = 0
+    time.sleep(0.01)
+    with app.app_context():
+        sweep()
+    run_jobs(app)
+    rows = audio_rows(app)
+    assert len(rows) == 2 and extra_media in {row.media_sid for row in rows}
+    assert {row.status for row in rows} == {"ready"}
+
+
+def test_an_expansion_the_sweeper_cannot_enqueue_leaves_the_row_for_the_next_sweep(client, app, sandbox, tmp_path,
+                                                                                    monkeypatch):
+    from webhook_app.jobs import RqRunner
+
+    if not app.extensions["jobs"].relays_new_rows:
+        pytest.skip("the relay runs with RQ on PostgreSQL (CI's second suite)")
+    _, params, extra_media = web_chat_message_with_two_attachments(app, sandbox, tmp_path)
+    assert post_webhook(client, sandbox, params).status_code == 200
+    enqueue = RqRunner.enqueue
+
+    def expansion_refused(self, name, *args):
+        if name == "expand_message":
+            raise ConnectionError("Redis went away")
+        return enqueue(self, name, *args)
+
+    app.config["SWEEP_REQUEUE_AFTER_S"] = 0
+    with monkeypatch.context() as patch, app.app_context():
+        patch.setattr(RqRunner, "enqueue", expansion_refused)
+        assert sweep()["requeued"] == 1
+        assert app.extensions["jobs"].depth() == 0  # its own job waits for the expansion
+    (waiting,) = audio_rows(app)
+    assert waiting.status == "queued"
+
+    time.sleep(0.01)
+    with app.app_context():
+        assert sweep()["requeued"] == 1
+    run_jobs(app)
+    rows = audio_rows(app)
+    assert sorted(row.media_sid for row in rows) == sorted([waiting.media_sid, extra_media])
+    assert {row.status for row in rows} == {"ready"}
+
+
 def test_sweeper_gives_up_after_max_attempts_and_fails_abandoned_uploads(app):
     from webhook_app.models import AudioMessage
 

@@ -58,6 +58,10 @@ def relay_waiting_rows(limit: int = BATCH_ROWS) -> int:
         return 0
     claimed.sort(key=lambda row: row.id)
     try:
+        # Expansion first: a worker that dies between the two leaves these rows claimed with no job, and the
+        # sweeper, which hands them out again, expands them too (once per message). The other order would lose
+        # the attachments the webhook did not show, since the jobs would finish the rows the sweeper looks for.
+        expand_sdk_messages(claimed)
         jobs.runner().enqueue_many([("normalize_inbound", (row.id,)) for row in claimed])
     except Exception:
         # Give them back: the next round (here or on another worker) tries again; nothing waits for the sweeper.
@@ -67,7 +71,6 @@ def relay_waiting_rows(limit: int = BATCH_ROWS) -> int:
                            .values(dispatched_at=None))
         db.session.commit()
         raise
-    expand_sdk_messages(claimed)
     return len(claimed)
 
 
@@ -79,17 +82,15 @@ DISPATCHED_COLUMNS = (AudioMessage.id, AudioMessage.source, AudioMessage.account
 def expand_sdk_messages(rows) -> None:
     """Enqueue the expand_message job (once per message) of the web chat (SDK) messages among `rows`: their
     webhook showed one attachment, the job reads the others over REST. Whoever hands rows to the jobs (the relay,
-    the sweeper) calls this."""
+    the sweeper) calls this before it enqueues their own jobs, and gives the rows back if it raises: a message
+    already expanded keeps its once-key, so the next try skips it."""
     from .inbound import enqueue_expand_once
 
     sdk_messages = {row.message_sid: row for row in rows if (row.source or "").upper() == "SDK"}
     for message_sid, row in sdk_messages.items():
-        try:
-            enqueue_expand_once({"AccountSid": row.account_sid, "ChatServiceSid": row.chat_service_sid,
-                                 "ConversationSid": row.conversation_sid, "MessageSid": message_sid,
-                                 "Author": row.author, "Source": row.source})
-        except Exception:  # noqa: BLE001 - the attachment the webhook showed is relayed already
-            log.exception("relay could not enqueue expand_message for %s", message_sid)
+        enqueue_expand_once({"AccountSid": row.account_sid, "ChatServiceSid": row.chat_service_sid,
+                             "ConversationSid": row.conversation_sid, "MessageSid": message_sid,
+                             "Author": row.author, "Source": row.source})
 
 
 def relay_all_waiting() -> int:

@@ -71,13 +71,19 @@ def sweep(now: datetime | None = None) -> dict:
         .values(status=Status.READY.value, finished_at=now, updated_at=now)
         .returning(AudioMessage.id)).scalars().all()
     db.session.commit()
-    for audit_id in [*revived, *(row.id for row in requeued)]:
+    handed_out = [*revived, *(row.id for row in requeued)]
+    try:
+        # Before their own jobs, as the relay does: once those finish the rows, no later sweep would expand them.
+        expand_sdk_messages(requeued)
+    except Exception:  # noqa: BLE001 - the requeued rows stay queued; the next sweep expands and enqueues them
+        log.exception("sweeper could not enqueue expand_message; leaving %d rows queued", len(requeued))
+        handed_out = revived
+    for audit_id in handed_out:
         try:
             jobs.enqueue("normalize_inbound", audit_id)
         except Exception:  # noqa: BLE001 - still queued; the next sweep tries again
             log.exception("sweeper could not enqueue audit %s", audit_id)
             break
-    expand_sdk_messages(requeued)
     counts = {"revived": len(revived), "requeued": len(requeued), "gave_up": len(gave_up),
               "abandoned": len(abandoned) + len(abandoned_after_sending)}
     if any(counts.values()):
