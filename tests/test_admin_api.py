@@ -2,6 +2,7 @@
 
 import csv
 import io
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -68,6 +69,13 @@ def test_invalid_put_is_400_and_unknown_channel_404(client, admin_app):
     assert client.get("/api/v1/admin/settings/fax", headers=bearer(ADMIN)).status_code == 404
 
 
+def test_put_of_no_keys_changes_nothing_and_answers_the_whole_object(client, admin_app):
+    before = client.get("/api/v1/admin/settings/sms", headers=bearer(ADMIN)).get_json()
+    response = client.put("/api/v1/admin/settings/sms", json={}, headers=bearer(ADMIN))
+    assert response.status_code == 200 and response.get_json() == before
+    assert client.get("/api/v1/admin/settings-changes", headers=bearer(ADMIN)).get_json()["changes"] == []
+
+
 def test_page_login_session_and_csrf(client, admin_app, sandbox):
     page = client.get("/admin")
     assert b'name="csrf_token"' in page.data
@@ -113,6 +121,10 @@ def test_audit_filters_pagination_and_csv(client, admin_app, sandbox, agent_toke
     assert failed["channel"] == "sms" and failed["error_code"] == "not_audio" and "error" in failed
     assert audit(conversation_sid=sms, status="ready")["total"] == 1
     assert audit(since="1h")["total"] == 4 and audit(until="2000-01-01")["total"] == 0
+    # One instant, written with another offset, is the same window (SQLite compares stored UTC text).
+    now = datetime.now(timezone.utc)
+    assert audit(since=(now - timedelta(minutes=30)).astimezone(timezone(timedelta(hours=5))).isoformat())["total"] == 4
+    assert audit(since=(now + timedelta(minutes=1)).astimezone(timezone(timedelta(hours=-5))).isoformat())["total"] == 0
     page2 = audit(per_page=3, page=2)
     assert len(page2["audio_messages"]) == 1 and page2["total"] == 4
     detail = client.get(f"/api/v1/admin/audit/{failed['audit_id']}", headers=bearer(ADMIN)).get_json()

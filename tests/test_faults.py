@@ -122,7 +122,8 @@ def test_redis_unreachable_still_acknowledges_and_the_sweeper_enqueues_later(cli
     assert response.status_code == 200  # Twilio does not retry by default: never lose the event to a 5xx
     assert row_status(app) == "queued"
     health = client.get("/healthz")
-    assert health.status_code == 503 and health.get_json()["queue"]["ok"] is False
+    assert health.status_code == 200
+    assert health.get_json()["status"] == "degraded" and health.get_json()["queue"]["ok"] is False
 
     app.extensions["jobs"] = working  # Redis is back
     app.config["SWEEP_REQUEUE_AFTER_S"] = 0
@@ -290,4 +291,14 @@ def test_database_down_means_503_and_nothing_half_stored(sandbox, tmp_path):
     response = post_webhook(client, sandbox_down, params)
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "storage_unavailable"
-    assert client.get("/healthz").status_code == 503
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.get_json()["status"] == "degraded" and health.get_json()["database"]["ok"] is False
+
+
+def test_maintenance_interval_zero_means_no_maintenance_thread_not_a_busy_loop(app):
+    from webhook_app.sweeper import start_maintenance_thread
+
+    app.config["MAINTENANCE_INTERVAL_S"] = 0
+    with pytest.raises(ValueError, match="MAINTENANCE_INTERVAL_S"):
+        start_maintenance_thread(app)

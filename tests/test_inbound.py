@@ -86,6 +86,22 @@ def test_listing_needs_a_valid_flex_token(client, sandbox):
                       headers={"Authorization": f"Bearer {sandbox.issue_token('a')}"}).status_code == 400
 
 
+@pytest.mark.parametrize("iam_status, expected_status, expected_code", [
+    (400, 401, "invalid_token"),  # a token IAM cannot parse: the agent must log in again
+    (401, 503, "auth_unavailable"),  # our own credentials refused: not the agent's fault
+    (503, 503, "auth_unavailable"),
+])
+def test_an_iam_error_is_told_apart_from_a_bad_token(client, app, sandbox, agent_token, iam_status, expected_status,
+                                                     expected_code):
+    app.extensions["twilio"].http.backoff_s = 0.01
+    sandbox.fail_next(r"/Tokens/validate$", iam_status, count=app.extensions["twilio"].http.retries + 1)
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    response = client.get(f"/api/v1/conversations/{conversation}/audio",
+                          headers={"Authorization": f"Bearer {agent_token}"})
+    assert response.status_code == expected_status
+    assert response.get_json()["error"]["code"] == expected_code
+
+
 def test_flex_token_is_validated_once_then_cached(client, app, sandbox, agent_token, monkeypatch):
     conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
     api = app.extensions["twilio"]

@@ -20,7 +20,7 @@ from webhook_app.settings import policy_for, update_settings, validate_changes
     ("whatsapp", {"max_duration_s": "60"}, "whole number"),
     ("whatsapp", {"sending_enabled": "no"}, "true or false"),
     ("whatsapp", {"channel": "sms"}, "not writable: channel"),
-    ("whatsapp", {}, "JSON object"),
+    ("whatsapp", [], "JSON object"),
 ])
 def test_invalid_settings_are_refused_with_a_reason(app, channel, changes, message):
     with app.app_context(), pytest.raises(ApiError) as caught:

@@ -54,3 +54,14 @@ def test_a_post_cut_off_mid_answer_is_a_transient_error_not_a_crash():
         TwilioHttp(auth=None, sleep=lambda seconds: None).request("POST", f"{base}/Messages", data={"Body": "x"})
     assert raised.value.transient
     assert len(received) == 1
+
+
+def test_the_base_url_takes_twilios_rest_calls_but_not_presigned_media_links():
+    http = TwilioHttp(auth=None, base_url="http://proxy.internal:8080")
+    for url in ("https://conversations.twilio.com/v1/Conversations/CH1/Messages",
+                "https://mcs.us1.twilio.com/v1/Services/IS1/Media/ME1",
+                "https://iam.twilio.com/v1/Accounts/AC1/Tokens/validate"):
+        assert http.resolve(url) == "http://proxy.internal:8080" + url.split(".com", 1)[1]
+    presigned = "https://media.us1.twilio.com/ME1?Expires=1764460800&Signature=abc&Key-Pair-Id=K1"
+    assert http.resolve(presigned) == presigned
+    assert TwilioHttp(auth=None).resolve(presigned) == presigned

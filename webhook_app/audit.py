@@ -35,7 +35,8 @@ def parse_time(value: str, name: str) -> datetime:
     except ValueError:
         raise ApiError(400, "bad_filter", f"{name}={value!r}: use ISO 8601 (2026-11-25T08:00:00Z) or 2h/30m/7d") \
             from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    # In UTC: SQLite compares the stored UTC text, so another offset would shift the window by that much.
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 def filtered_query(args) -> Select:

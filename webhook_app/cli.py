@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import os
 import subprocess
@@ -124,7 +125,12 @@ def worker(burst):
         # abandoned rows) and applies retention, periodically.
         if runner.relays_new_rows:
             start_relay_thread(app)
-        start_maintenance_thread(app)
+        if app.config["MAINTENANCE_INTERVAL_S"] > 0:
+            start_maintenance_thread(app)
+        else:
+            logging.getLogger(__name__).warning(
+                "MAINTENANCE_INTERVAL_S=0: this worker neither sweeps nor applies retention; run `flask --app "
+                "webhook_app sweep` and `flask --app webhook_app retention run` from a scheduler instead")
     # The worker process keeps this app context; jobs reuse it instead of building their own app.
     Worker([runner.queue], connection=runner.redis).work(burst=burst, with_scheduler=True)
     sys.exit(0)

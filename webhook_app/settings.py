@@ -104,7 +104,7 @@ def all_policies() -> list[Policy]:
 def validate_changes(channel: str, changes) -> dict:
     if channel not in CHANNELS:
         raise ApiError(404, "unknown_channel", f"no channel {channel!r}; channels are {', '.join(CHANNELS)}")
-    if not isinstance(changes, dict) or not changes:
+    if not isinstance(changes, dict):
         raise ApiError(400, "bad_settings", f"send a JSON object with any of: {', '.join(WRITABLE_KEYS)}")
     unknown = sorted(set(changes) - set(WRITABLE_KEYS))
     if unknown:

@@ -117,6 +117,8 @@ def run_maintenance() -> None:
 def start_maintenance_thread(app: Flask) -> threading.Thread:
     """A daemon thread that runs maintenance now (so a restart picks up at once) and then periodically."""
     interval = app.config["MAINTENANCE_INTERVAL_S"]
+    if interval <= 0:
+        raise ValueError("MAINTENANCE_INTERVAL_S must be positive for a maintenance thread (0 turns it off)")
     stop = threading.Event()
 
     def loop() -> None:

@@ -130,6 +130,19 @@ class TwilioApi:
         # IAM wants the account's own credentials, not an API key.
         response = self.http.request("POST", url, json_body={"token": token},
                                      auth=(self.account_sid, self.auth_token), retry=True)
+        if 400 <= response.status < 500 and response.status not in (401, 403, 429):
+            # A verdict on the token, not on us: twilio-flex-token-validator reads `valid` whatever the status,
+            # and a 400 answers a token IAM cannot even parse. 401/403 mean our own credentials were refused,
+            # 429 and 5xx that IAM is unavailable: those raise, and the agent gets 503, not "log in again".
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            if isinstance(answer, dict) and isinstance(answer.get("valid"), bool):
+                return answer
+            if response.status == 400:
+                message = answer.get("message") if isinstance(answer, dict) else None
+                return {"valid": False, "message": message or "Twilio could not read the Flex token"}
         return raise_for_status(response, "POST", url).json()
 
 

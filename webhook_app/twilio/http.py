@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 CONVERSATIONS_HOST = "https://conversations.twilio.com"
 MCS_HOST = "https://mcs.us1.twilio.com"
 IAM_HOST = "https://iam.twilio.com"
+REST_HOSTS = tuple(host + "/" for host in (CONVERSATIONS_HOST, MCS_HOST, IAM_HOST))
 
 # Twilio documents 429/503/504 as retryable; 500/502 are transient in practice too.
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
@@ -72,8 +73,10 @@ class TwilioHttp:
     _session: requests.Session = field(default_factory=requests.Session, repr=False)
 
     def resolve(self, url: str) -> str:
-        """Twilio's absolute URL -> the URL we really call (same path, maybe another base)."""
-        if self.base_url and url.startswith("https://"):
+        """Twilio's absolute URL -> the URL we really call (same path, maybe another base). Only REST calls move:
+        MCS's `content_direct_temporary` is a pre-signed link on a CDN host, whose path means nothing to the base
+        URL's server, and its signature covers that host."""
+        if self.base_url and url.startswith(REST_HOSTS):
             parts = urlsplit(url)
             rest = parts.path + (f"?{parts.query}" if parts.query else "")
             return self.base_url + rest
