@@ -36,24 +36,6 @@ MAX_REQUESTS = int(os.environ.get("AB_MAX_REQUESTS", str(int(4000 * (ROUNDS * SE
 LABELS = ("A", "B")
 
 
-def web_cpu_seconds(access_log: str) -> float:
-    """User + system CPU of the processes whose command line names this server's access log (its gunicorn)."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                if access_log.encode() not in handle.read():
-                    continue
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            continue
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> int:
     workdir = tempfile.mkdtemp(prefix="ab-load-")
     database_url, redis_url, backends = lb.choose_backends(workdir)
@@ -79,17 +61,17 @@ def main() -> int:
             name = f"web{label}"
             lb.start_web(processes, "webhook_app:create_app()", port, workdir, name,
                          nice=int(overrides[label].get("NICE", "0")))
-            servers[label] = (port, lb._Source(requests, MAX_REQUESTS, cycle=False), f"{name}-access.log")
+            servers[label] = (port, lb._Source(requests, MAX_REQUESTS, cycle=False), lb.access_log_path(workdir, name))
         for label, (port, source, _) in servers.items():
             lb.run_load(port, source, 2, f"{label}-warmup", workdir)
         results = {label: [] for label in LABELS}
         for number in range(ROUNDS):
             for label in (LABELS if number % 2 == 0 else LABELS[::-1]):
                 port, source, access_log = servers[label]
-                cpu = web_cpu_seconds(access_log)
+                cpu = lb.web_cpu_seconds(access_log)
                 result = lb.run_load(port, source, SECONDS, f"{label}-{number}", workdir)
                 requests_done = max(1, len(result.latencies))
-                row = (requests_done / result.elapsed, (web_cpu_seconds(access_log) - cpu) / requests_done * 1e6,
+                row = (requests_done / result.elapsed, (lb.web_cpu_seconds(access_log) - cpu) / requests_done * 1e6,
                        lb.p(result, 0.5), lb.p(result, 0.99), result.error_count)
                 results[label].append(row)
                 print(f"{label} round {number + 1}: {row[0]:6.0f} req/s  CPU {row[1]:5.0f} us/request  p50 {row[2]:6.1f}"

@@ -52,7 +52,8 @@ Load generator
   thread 1's script, and a Lua table of every remaining webhook (over 100 MB) parsed there, and kept in each
   thread's heap, is CPU the servers would not get. At the end of a run its script reports the furthest request
   handed out, and the next run starts past it, so no webhook is sent twice (a round that runs out fails the run).
-  Each round's line shows the CPU wrk itself used.
+  Each round's line shows the CPU wrk itself used, and the target's web processes' CPU per request (the same code
+  costs more in this machine's slow phases).
 
 Targets (issue 5): webhook throughput >= 0.5 x bare, webhook p99 <= 50 ms, zero errors (non-200 answers,
 connection errors, timeouts, or a row missing for an acknowledged webhook); end to end p95 <= 2 s (webhook
@@ -126,6 +127,24 @@ TARGET_E2E_P95_S = 2.0
 
 
 # -- small helpers ------------------------------------------------------------------------------------
+
+def web_cpu_seconds(access_log: str) -> float:
+    """User + system CPU of the processes whose command line names this server's access log (its gunicorn)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if access_log.encode() not in handle.read():
+                    continue
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
 
 def percentile(values: list[float], fraction: float) -> float:
     """Nearest rank: the smallest value with at least `fraction` of the values at or below it."""
@@ -545,8 +564,12 @@ def choose_backends(workdir: str) -> tuple[str, str | None, str]:
     return database_url, redis_url, ", ".join(notes)
 
 
+def access_log_path(workdir: str, name: str) -> str:
+    return os.path.join(workdir, f"{name}-access.log")
+
+
 def start_web(processes: Processes, app_spec: str, port: int, workdir: str, name: str, nice: int = 0) -> None:
-    argv = gunicorn_argv(app_spec, port, os.path.join(workdir, f"{name}-access.log"),
+    argv = gunicorn_argv(app_spec, port, access_log_path(workdir, name),
                          ["--pythonpath", HERE] if app_spec.startswith("_bare") else [])
     processes.start(name, (["nice", "-n", str(nice)] if nice else []) + argv)
 
@@ -569,7 +592,12 @@ def side_by_side(processes: Processes, targets: list[tuple[str, int, _Source]], 
     rounds: dict[str, list[LoadResult]] = {label: [] for label, _, _ in targets}
     for number in range(1, ROUNDS + 1):
         for label, port, source in targets:
-            rounds[label].append(run_load(port, source, SECONDS, f"{label}-{number}", workdir))
+            cpu_before = web_cpu_seconds(access_log_path(workdir, label))
+            one = run_load(port, source, SECONDS, f"{label}-{number}", workdir)
+            # The same code on this machine costs more CPU per request in its slow phases: shown per round.
+            one.server_cpu_us = ((web_cpu_seconds(access_log_path(workdir, label)) - cpu_before)
+                                 / max(1, one.completed) * 1e6)
+            rounds[label].append(one)
             processes.check_alive()
     combined = [combine(label, rounds[label]) for label, _, _ in targets]
     for result in combined:
@@ -862,8 +890,9 @@ def print_load_table(bare: LoadResult, hook: LoadResult, e2e_load: LoadResult | 
               f"{maximum:8.1f} {result.error_count:7d}")
         for number, one in enumerate(getattr(result, "rounds", []), 1):
             generator_cpu = f"  wrk CPU {one.generator_cpu:.1f} s" if one.generator_cpu is not None else ""
+            server_cpu = f"  server CPU {one.server_cpu_us:.0f} us/request" if hasattr(one, "server_cpu_us") else ""
             print(f"{'  round ' + str(number):34} {one.completed:9d} {one.rps:8.0f} {p(one, 0.5):8.1f} "
-                  f"{p(one, 0.99):8.1f} {'':8} {one.error_count:7d}{generator_cpu}")
+                  f"{p(one, 0.99):8.1f} {'':8} {one.error_count:7d}{server_cpu}{generator_cpu}")
     ratios = [h.rps / b.rps for b, h in zip(getattr(bare, "rounds", []), getattr(hook, "rounds", [])) if b.rps]
     if ratios:
         print(f"webhook / bare by round: {', '.join(f'{r:.2f}' for r in ratios)}")
