@@ -37,3 +37,14 @@ def test_backfill_respects_since(runner, sandbox, tmp_path):
     result = runner.invoke(args=["backfill", "--since", "2999-01-01T00:00:00Z"])
     assert "recorded 0 missed" in result.output
     assert runner.invoke(args=["backfill", "--since", "soon"]).exit_code != 0
+
+
+def test_backfill_reads_a_conversation_whose_date_updated_says_nothing_happened(runner, sandbox, tmp_path):
+    """Twilio's date_updated is the conversation resource's last update, not its last message's."""
+    note = Path(make_audio(tmp_path / "voice.amr", "amr", seconds=1.0)).read_bytes()
+    sms = sandbox.create_conversation("SMS customer", "sms")["sid"]
+    sandbox.customer_sends_media(sms, note, "audio/amr", "voice.amr")
+    with sandbox._tx() as conn:
+        conn.execute("UPDATE conversations SET date_updated = '2020-01-01T00:00:00Z' WHERE sid = ?", (sms,))
+    result = runner.invoke(args=["backfill", "--since", "1h"])
+    assert "recorded 1 missed" in result.output, result.output

@@ -228,6 +228,35 @@ def test_an_expansion_the_sweeper_cannot_enqueue_leaves_the_row_for_the_next_swe
     assert {row.status for row in rows} == {"ready"}
 
 
+def test_a_web_chat_message_whose_in_process_jobs_died_with_the_process_still_gets_all_its_attachments(
+        client, app, sandbox, tmp_path, monkeypatch):
+    """In-process jobs live in the web process: a crash mid-job takes the pending expansion and its once-key
+    with it, and the sweeper, reviving the row, must ask for the other attachments again."""
+    from webhook_app.jobs import InProcessRunner
+    from webhook_app.models import AudioMessage
+
+    runner = app.extensions["jobs"]
+    if not isinstance(runner, InProcessRunner):
+        pytest.skip("with RQ the jobs survive a web process's crash in Redis")
+    _, params, extra_media = web_chat_message_with_two_attachments(app, sandbox, tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(InProcessRunner, "enqueue", lambda self, name, *args: None)  # accepted, then lost
+        assert post_webhook(client, sandbox, params).status_code == 200
+    runner._once.clear()  # the process that held the once-keys is gone
+    with app.app_context():
+        db.session.execute(AudioMessage.__table__.update().values(status="downloading"))
+        db.session.commit()
+    app.config["SWEEP_STUCK_AFTER_S"] = 0
+    time.sleep(0.01)
+    with app.app_context():
+        assert sweep()["revived"] == 1
+    run_jobs(app)
+    run_jobs(app)
+    rows = audio_rows(app)
+    assert len(rows) == 2 and extra_media in {row.media_sid for row in rows}
+    assert {row.status for row in rows} == {"ready"}
+
+
 def test_sweeper_gives_up_after_max_attempts_and_fails_abandoned_uploads(app):
     from webhook_app.models import AudioMessage
 
@@ -302,3 +331,32 @@ def test_maintenance_interval_zero_means_no_maintenance_thread_not_a_busy_loop(a
     app.config["MAINTENANCE_INTERVAL_S"] = 0
     with pytest.raises(ValueError, match="MAINTENANCE_INTERVAL_S"):
         start_maintenance_thread(app)
+
+
+def test_a_web_chat_message_showing_no_audio_is_refused_while_its_expansion_cannot_be_queued(
+        client, app, sandbox, tmp_path, monkeypatch):
+    """The webhook shows one attachment of an SDK message. If that one is an image, no row is stored, and only
+    the expansion would find the voice note beside it: if it cannot be queued, a 200 would lose it."""
+    from webhook_app import jobs
+
+    conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
+    params = sandbox.customer_sends_media(conversation, b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png", "a.png")
+    voice = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=1.0)
+    extra = app.extensions["twilio"].upload_media(sandbox.chat_service_sid, Path(voice).read_bytes(), "audio/ogg",
+                                                  "b.ogg")
+    sandbox.attach_media(conversation, params["MessageSid"], extra["sid"])
+
+    def queue_down(*args, **kwargs):
+        raise ConnectionError("Redis is unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(jobs, "enqueue_once", queue_down)
+        refused = post_webhook(client, sandbox, params)
+    assert refused.status_code == 503 and refused.get_json()["error"]["code"] == "queue_unavailable"
+    assert audio_rows(app) == []
+
+    assert post_webhook(client, sandbox, params).status_code == 200  # Twilio's retry, the queue back
+    run_jobs(app)
+    run_jobs(app)
+    (row,) = audio_rows(app)
+    assert row.media_sid == extra["sid"] and row.status == "ready"

@@ -68,6 +68,16 @@ def test_parse_media_accepts_anything(raw):
         assert item.size is None or (isinstance(item.size, int) and 0 <= item.size < 2**53)
 
 
+@pytest.mark.parametrize("raw", [
+    '[{"Sid": "ME' + "0" * 32 + '", "Size": "\u00b2"}]',  # a digit int() refuses
+    '[{"Sid": "ME' + "0" * 32 + '", "Size": "' + "9" * 400 + '"}]',
+    "[" * 100_000 + "]" * 100_000,  # deeper than json's recursion limit
+])
+def test_parse_media_survives_what_hypothesis_rarely_draws(raw):
+    for item in parse_media(raw):
+        assert item.size is None or (isinstance(item.size, int) and 0 <= item.size < 2**53)
+
+
 @pytest.fixture
 def voice_note(sandbox, tmp_path_factory):
     """A real conversation with one real customer voice note in the sandbox's MCS, reused by every example."""

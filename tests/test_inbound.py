@@ -57,7 +57,15 @@ def test_playback_supports_ranges_and_etags(deliver, client, app, agent_token, t
 
     etag = client.get(path).headers["ETag"]
     assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
-    assert client.get(path, headers={"Range": f"bytes={len(whole) + 10}-"}).status_code == 416
+    past_the_end = client.get(path, headers={"Range": f"bytes={len(whole) + 10}-"})
+    assert past_the_end.status_code == 416 and past_the_end.headers["Content-Range"] == f"bytes */{len(whole)}"
+    # RFC 9110: a suffix longer than the file is the whole file; other units, several ranges or a malformed
+    # header may be ignored (the whole file, 200), never refused.
+    longer_suffix = client.get(path, headers={"Range": f"bytes=-{len(whole) * 2}"})
+    assert longer_suffix.status_code == 206 and longer_suffix.data == whole
+    for ignored in ("items=0-5", "bytes=0-1,5-6", "bytes=nonsense"):
+        answer = client.get(path, headers={"Range": ignored})
+        assert answer.status_code == 200 and answer.data == whole, ignored
 
 
 def test_playback_links_are_signed_and_expire(deliver, client, app, agent_token, tmp_path, monkeypatch):
@@ -221,6 +229,29 @@ def test_sdk_message_with_several_attachments_is_expanded_over_rest(client, app,
     assert post_webhook(client, sandbox, params).status_code == 200
     run_jobs(app)
     run_jobs(app)
+    messages = listing(client, agent_token, conversation)
+    assert sorted(round(m["duration_s"]) for m in messages) == [1, 2]
+    assert {m["status"] for m in messages} == {"ready"}
+
+
+def test_reading_an_sdk_message_outlives_a_database_refusing_its_rows(client, app, sandbox, agent_token, tmp_path,
+                                                                      monkeypatch):
+    from webhook_app import inbound
+
+    real_record, refused = inbound.record_message_media, []
+
+    def refuse_once(*args, **kwargs):
+        if not refused:
+            refused.append(True)
+            raise RuntimeError("the database went away")
+        return real_record(*args, **kwargs)
+
+    monkeypatch.setattr(inbound, "record_message_media", refuse_once)
+    conversation, params, _ = web_chat_message_with_two_attachments(app, sandbox, tmp_path)
+    assert post_webhook(client, sandbox, params).status_code == 200
+    for _ in range(3):
+        run_jobs(app)
+    assert refused
     messages = listing(client, agent_token, conversation)
     assert sorted(round(m["duration_s"]) for m in messages) == [1, 2]
     assert {m["status"] for m in messages} == {"ready"}

@@ -265,3 +265,86 @@ def test_cors_preflight_for_flex_origins_only(client, conversation):
     assert "Idempotency-Key" in allowed.headers["Access-Control-Allow-Headers"]
     other = client.options(url, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_a_failed_send_can_be_sent_again_under_its_key(client, app, sandbox, agent_token, conversation, tmp_path):
+    """The panel keeps a recording's key for "send it again": a failure that posted nothing must not be replayed
+    forever, and the failed attempt keeps its own audit row and reason."""
+    sandbox.fail_next(r"/Conversations/CH[0-9a-f]+/Messages$", 400)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    assert post_audio(client, agent_token, conversation, source, key="rec-1").status_code == 502
+    again = post_audio(client, agent_token, conversation, source, key="rec-1")
+    assert again.status_code == 201, again.get_json()
+    assert post_audio(client, agent_token, conversation, source, key="rec-1").get_json() == again.get_json()
+    assert len(sandbox.list_messages(conversation)) == 1
+    failed, sent = audio_rows(app)
+    assert failed.status == "failed" and failed.error_code == "twilio_error"
+    assert sent.status == "ready" and sent.id == again.get_json()["audit_id"]
+
+
+def test_a_recording_the_panel_stopped_at_the_cap_is_sent(client, app, sandbox, agent_token, conversation,
+                                                          tmp_path):
+    """MediaRecorder hands over its last chunk a little after the panel's stop: a fraction of a second over the
+    cap is the panel's own stop, not a longer recording."""
+    set_settings(app, "whatsapp", max_duration_s=2)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=2.3)
+    response = post_audio(client, agent_token, conversation, source)
+    assert response.status_code == 201, response.get_json()
+    assert 2.2 <= response.get_json()["duration_s"] <= 2.5
+
+
+def test_a_create_that_timed_out_at_the_deadline_is_looked_up_before_failing(client, app, sandbox, agent_token,
+                                                                             conversation, tmp_path, monkeypatch):
+    from webhook_app import outbound
+    from webhook_app.twilio.http import TwilioHttpError
+
+    api = app.extensions["twilio"]
+    real_create = api.create_message
+
+    def created_but_answer_lost(*args, **kwargs):
+        real_create(*args, **kwargs)
+        raise TwilioHttpError("POST .../Messages -> read timed out", None, transient=True)
+
+    monkeypatch.setattr(api, "create_message", created_but_answer_lost)
+    monkeypatch.setattr(outbound, "ATTACH_WINDOW_S", 0)  # no time left for another try
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    response = post_audio(client, agent_token, conversation, source)
+    assert response.status_code == 201, response.get_json()
+    (posted,) = sandbox.list_messages(conversation)
+    assert response.get_json()["message_sid"] == posted["sid"]
+
+
+def test_messages_with_any_json_attributes_do_not_stop_the_look_up(client, app, sandbox, agent_token, conversation,
+                                                                   tmp_path, monkeypatch):
+    from webhook_app.twilio.http import TwilioHttpError
+
+    api = app.extensions["twilio"]
+    real_create, calls = api.create_message, []
+
+    def first_answer_lost(*args, **kwargs):
+        message = real_create(*args, **kwargs)
+        calls.append(message)
+        if len(calls) == 1:
+            # The customer answers at once: the look-up meets their messages before ours.
+            for attributes in ("null", "[]", "7"):  # valid JSON, which is all Twilio checks
+                api.client.conversations.v1.conversations(conversation).messages.create(
+                    author="customer", body="hello", attributes=attributes)
+            raise TwilioHttpError("POST .../Messages -> 500", 500, transient=True)
+        return message
+
+    monkeypatch.setattr(api, "create_message", first_answer_lost)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    response = post_audio(client, agent_token, conversation, source)
+    assert response.status_code == 201, response.get_json()
+    assert len(calls) == 1  # found, not posted again
+    assert len([m for m in sandbox.list_messages(conversation) if m.get("media")]) == 1
+
+
+def test_long_identities_and_keys_do_not_collide(app):
+    from webhook_app.outbound import IDEMPOTENCY_KEY_MAX, scoped_idempotency_key
+
+    identity = "agent-" + "x" * 290
+    first = scoped_idempotency_key(identity, "recording-1")
+    second = scoped_idempotency_key(identity, "recording-2")
+    assert first != second and len(first) <= IDEMPOTENCY_KEY_MAX and len(second) <= IDEMPOTENCY_KEY_MAX
+    assert scoped_idempotency_key("a@example.com", "k") == "a@example.com:k"  # short keys keep their form

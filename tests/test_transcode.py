@@ -56,6 +56,22 @@ def test_ffmpeg_run_time_is_capped(tmp_path):
         transcode_to_mp3(source, str(tmp_path / "out.mp3"), timeout_s=0.01, loudness=True)
 
 
+def test_id3_tagged_aac_is_decoded_not_copied_as_mp3(tmp_path):
+    """An ID3 tag opens AAC (ADTS) files too: it looks like MP3, but the MP3 muxer refuses to copy its stream."""
+    import subprocess
+
+    from webhook_app.audio.ffmpeg import ffmpeg_binary
+
+    source = str(tmp_path / "voice.aac")
+    subprocess.run([ffmpeg_binary(), "-nostdin", "-loglevel", "error", "-y", "-i", make_audio(tmp_path / "v.wav", "wav",
+                    seconds=2.0), "-c:a", "aac", "-b:a", "48k", "-f", "adts", "-write_id3v2", "1",
+                    "-metadata", "title=voice", source], check=True)
+    assert open(source, "rb").read(3) == b"ID3" and sniff_file(source) == "mp3"
+    result = transcode_to_mp3(source, str(tmp_path / "out.mp3"))
+    assert not result.copied and abs(result.duration_s - 2.0) < 0.15
+    assert "Audio: mp3" in stream_info(tmp_path / "out.mp3")
+
+
 def test_zero_bytes_is_rejected_with_a_reason(tmp_path):
     empty = tmp_path / "empty.ogg"
     empty.write_bytes(b"")

@@ -22,7 +22,10 @@ def backfill(since: datetime) -> dict:
     api = twilio_api()
     counts = {"conversations": 0, "messages": 0, "new_rows": 0}
     for conversation in api.client.conversations.v1.conversations.stream(page_size=100):
-        if conversation.state == "closed" or _aware(conversation.date_updated) < since:
+        # Not filtered on date_updated: Twilio documents it as the resource's last update, not its last message's,
+        # so the conversations that missed a webhook could be exactly the ones it skips. One page of messages per
+        # open conversation settles it, newest first.
+        if conversation.state == "closed":
             continue
         counts["conversations"] += 1
         messages = api.client.conversations.v1.conversations(conversation.sid).messages.stream(order="desc",

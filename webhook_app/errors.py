@@ -32,5 +32,7 @@ def init_app(app: Flask) -> None:
     def handle_http_exception(exc: HTTPException):
         if request.path.startswith(("/api/", "/twilio/", "/media/", "/healthz")):
             code = (exc.name or "error").lower().replace(" ", "_")
-            return error_response(exc.code or 500, code, exc.description or exc.name)
+            # What the exception says beyond its body (a 416's Content-Range, a 405's Allow) stays.
+            headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+            return error_response(exc.code or 500, code, exc.description or exc.name, headers)
         return exc

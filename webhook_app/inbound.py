@@ -54,8 +54,8 @@ def parse_media(raw) -> list[MediaItem]:
             return []
         try:
             raw = json.loads(raw)
-        except ValueError:
-            log.warning("webhook Media is not JSON: %.200r", raw)
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
+            log.warning("webhook Media is not JSON we can read: %.200r", raw)
             return []
     if isinstance(raw, dict):
         raw = [raw]
@@ -93,7 +93,8 @@ def _declared_size(value) -> int | None:
     """A webhook's Size is informational (MCS metadata and the bytes that arrive decide), so garbage becomes None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str) and value.isdigit():
+    # isdecimal, not isdigit: "²" is a digit that int() refuses.
+    if isinstance(value, str) and value.isascii() and value.isdecimal() and len(value) <= 16:
         value = int(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -322,17 +323,23 @@ def expand_message(event: dict) -> list[int]:
         # Deleted since (or never readable with our credentials): the attachment the webhook showed is stored.
         log.warning("could not read message %s to expand its media: %s", event["MessageSid"], exc)
         return []
-    new_ids = record_message_media(event, parse_media(message["media"]))
-    db.session.commit()
+    try:
+        new_ids = record_message_media(event, parse_media(message["media"]))
+        db.session.commit()
+    except Exception as exc:  # noqa: BLE001 - the database's bad moment: the once-key keeps everyone else out
+        db.session.rollback()
+        _retry_expand_later(event, exc)
+        return []
     return new_ids
 
 
 RECOVER_WITH_BACKFILL = "`flask --app webhook_app backfill` records the attachments still missing"
 
 
-def _retry_expand_later(event: dict, exc: TwilioHttpError) -> None:
-    """Twilio's bad minute outlasted the request's own retries. The job is enqueued once per message (a key that
-    also keeps redeliveries out), so it schedules its own next attempt rather than fail and lose the attachments."""
+def _retry_expand_later(event: dict, exc: Exception) -> None:
+    """Twilio's bad minute outlasted the request's own retries, or the database refused the rows. The job is
+    enqueued once per message (a key that also keeps redeliveries out), so it schedules its own next attempt
+    rather than fail and lose the attachments."""
     from . import jobs
 
     attempt = int(event.get("_attempt", 1))

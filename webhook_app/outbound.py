@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -10,11 +11,11 @@ import time
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from .audio.detect import is_audio, sniff_file
-from .audio.transcode import AudioError, transcode_to_mp3
+from .audio.transcode import AudioError, AudioTimeout, transcode_to_mp3
 from .channels import channel_from_participants, is_agent_author
 from .errors import ApiError
 from .extensions import db
@@ -36,10 +37,16 @@ REJECTED_BEFORE_PROCESSING = {429, 503}
 # Clips up to this long are also checked for digital silence (a muted microphone records zeros).
 SILENCE_CHECK_MAX_S = 120
 SILENCE_PROBE_S = 5
+# The record panel stops a take just before the cap, but MediaRecorder delivers its last chunk a little after
+# the stop: a clip stopped at the cap must not be refused for a fraction of a second.
+DURATION_TOLERANCE_S = 0.5
+# The idempotency_key column's width.
+IDEMPOTENCY_KEY_MAX = 300
 
 ERROR_STATUS = {
     "empty_audio": 400, "not_audio": 400, "silent_audio": 400, "sending_disabled": 403,
     "conversation_not_found": 404, "too_large": 413, "too_long": 413, "twilio_error": 502, "internal_error": 500,
+    "conversion_timeout": 413,
 }
 
 
@@ -89,23 +96,60 @@ def start_attempt(conversation_sid: str, identity: str, upload: Upload,
 
     The unique key column decides races: of two requests with one key, exactly one insert succeeds.
     """
-    key = f"{identity}:{idempotency_key}"[:300] if idempotency_key else None
+    key = scoped_idempotency_key(identity, idempotency_key)
     row = AudioMessage(
         direction="outbound", channel="other", status=Status.QUEUED.value, conversation_sid=conversation_sid,
         author=identity[:256], source="agent-api", content_type=(upload.content_type or "")[:128] or None,
         filename=(upload.filename or "")[:256] or None, size_bytes=os.path.getsize(upload.path),
         idempotency_key=key, truncated=False, attempts=1, started_at=utcnow(),
     )
-    db.session.add(row)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
+    for _ in range(2):
+        db.session.add(row)
+        try:
+            db.session.commit()
+            return row, True
+        except IntegrityError:
+            db.session.rollback()
         existing = db.session.scalar(select(AudioMessage).where(AudioMessage.idempotency_key == key))
         if existing is None:
-            raise
-        return existing, False
-    return row, True
+            raise RuntimeError(f"idempotency key {key!r} conflicted, but no row holds it")
+        if not _release_failed_key(existing):
+            return existing, False
+        # The earlier attempt failed before anything was posted: this one is a new attempt (the panel's "send
+        # again" keeps its key); the failed row keeps its reason under a key of its own.
+        row = _copy_of(row)  # the rolled-back insert's object left the session with the rollback
+    return existing, False
+
+
+def scoped_idempotency_key(identity: str, idempotency_key: str | None) -> str | None:
+    """Keys are per agent. One too long for the column is hashed whole: cut, two keys could become one."""
+    if not idempotency_key:
+        return None
+    key = f"{identity}:{idempotency_key}"
+    if len(key) <= IDEMPOTENCY_KEY_MAX:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _release_failed_key(existing: AudioMessage) -> bool:
+    """Move the key off a failed attempt that posted nothing, so the key can be tried again; one conditional
+    UPDATE, so of two concurrent retries exactly one gets it. False: the attempt stands (in flight, sent, or
+    another retry took the key)."""
+    if existing.status != Status.FAILED.value or existing.message_sid is not None:
+        return False
+    released = db.session.execute(
+        update(AudioMessage)
+        .where(AudioMessage.id == existing.id, AudioMessage.status == Status.FAILED.value,
+               AudioMessage.message_sid.is_(None), AudioMessage.idempotency_key == existing.idempotency_key)
+        .values(idempotency_key=f"retried:{existing.id}")).rowcount
+    db.session.commit()
+    return released == 1
+
+
+def _copy_of(row: AudioMessage) -> AudioMessage:
+    columns = ("direction", "channel", "status", "conversation_sid", "author", "source", "content_type", "filename",
+               "size_bytes", "idempotency_key", "truncated", "attempts", "started_at")
+    return AudioMessage(**{name: getattr(row, name) for name in columns})
 
 
 def send_agent_audio(conversation_sid: str, identity: str, upload: Upload,
@@ -158,6 +202,14 @@ def _send(row: AudioMessage, upload: Upload) -> None:
             result = transcode_to_mp3(upload.path, mp3_path, bitrate_kbps=settings.bitrate_kbps, mono=True,
                                       max_duration_s=settings.max_duration_s + 1,
                                       timeout_s=current_app.config["FFMPEG_TIMEOUT_S"])
+        except AudioTimeout as exc:
+            # Not undecodable (400): valid audio too long to convert within FFMPEG_TIMEOUT_S, which a duration cap
+            # of hours allows. Too large to take, then; and an error line, since the operator may need to act.
+            log.error("outbound audit %s: conversion timed out: %s", row.id, exc)
+            timeout_s = current_app.config["FFMPEG_TIMEOUT_S"]
+            raise ApiError(413, "conversion_timeout", f"converting the recording took longer than {timeout_s:g} s; "
+                                                      "send a shorter one or ask an admin to lower the duration "
+                                                      "cap") from exc
         except AudioError as exc:
             code = "empty_audio" if "zero-length" in str(exc) or "empty" in str(exc) else "not_audio"
             raise ApiError(400, code, str(exc)) from exc
@@ -165,7 +217,7 @@ def _send(row: AudioMessage, upload: Upload) -> None:
         row.duration_s = result.duration_s
         row.mp3_size_bytes = result.size_bytes
         row.mp3_sha256 = result.sha256
-        if result.duration_s > settings.max_duration_s:
+        if result.duration_s > settings.max_duration_s + DURATION_TOLERANCE_S:
             raise ApiError(413, "too_long", f"the recording is longer than the {settings.channel} limit of "
                                             f"{_duration_text(settings.max_duration_s)}")
         if result.size_bytes > settings.max_bytes:
@@ -216,13 +268,14 @@ def _create_message_within_window(row: AudioMessage) -> str:
                                          attributes=attributes)
             return message["sid"]
         except TwilioHttpError as exc:
-            if not exc.transient or time.monotonic() + delay > deadline:
-                raise ApiError(502, "twilio_error", f"posting the message to the conversation failed: {exc}") from exc
-            if exc.status not in REJECTED_BEFORE_PROCESSING:
-                # A timeout or 5xx may have created the message anyway: look before sending again.
+            if exc.transient and exc.status not in REJECTED_BEFORE_PROCESSING:
+                # A timeout or 5xx may have created the message anyway: look before sending again, and before
+                # giving up (a "failed" the agent would send again).
                 existing = _find_posted_message(row, attributes)
                 if existing:
                     return existing
+            if not exc.transient or time.monotonic() + delay > deadline:
+                raise ApiError(502, "twilio_error", f"posting the message to the conversation failed: {exc}") from exc
             log.warning("outbound audit %s: message create failed (%s); retrying in %.1f s", row.id, exc, delay)
             time.sleep(delay)
             delay = min(delay * 2, 15)
@@ -236,10 +289,12 @@ def _find_posted_message(row: AudioMessage, attributes: dict) -> str | None:
         return None
     for message in messages:
         try:
-            if json.loads(message.attributes or "{}").get("audio_audit_id") == attributes["audio_audit_id"]:
-                return message.sid
+            posted = json.loads(message.attributes or "{}")
         except ValueError:
             continue
+        # Other messages' attributes are anyone's JSON: "null" and "[]" are valid too.
+        if isinstance(posted, dict) and posted.get("audio_audit_id") == attributes["audio_audit_id"]:
+            return message.sid
     return None
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Response, current_app, redirect, request, send_file, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from werkzeug.http import http_date, parse_date
+from werkzeug.http import http_date, parse_date, parse_range_header
 
 from .errors import ApiError
 from .extensions import db
@@ -69,6 +69,7 @@ def media(token: str):
     stored = store.get(row.media_key)
     if stored is None:
         raise ApiError(410, "gone", "this audio is no longer available")
+    _ignore_ranges_werkzeug_would_refuse(request.environ, len(stored.data))
     # conditional=True gives Range/206, If-None-Match/304 and Accept-Ranges from Werkzeug.
     response = send_file(io.BytesIO(stored.data), mimetype=stored.content_type, conditional=True,
                          etag=stored.sha256, last_modified=row.finished_at, max_age=3600,
@@ -76,6 +77,20 @@ def media(token: str):
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def _ignore_ranges_werkzeug_would_refuse(environ: dict, length: int) -> None:
+    """werkzeug answers 416 to every Range it does not serve; RFC 9110 has a server ignore a range unit it does
+    not know (and may ignore several ranges or a malformed header: the whole file, 200), and serve a suffix range
+    longer than the file as the whole file. Only a start past the end stays 416, as S3 answers too."""
+    header = environ.get("HTTP_RANGE")
+    if not header:
+        return
+    parsed = parse_range_header(header)
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
+        del environ["HTTP_RANGE"]
+    elif parsed.ranges[0][0] < 0 and -parsed.ranges[0][0] > length:
+        environ["HTTP_RANGE"] = "bytes=0-"
 
 
 def _stream_from_s3(store: S3Store, row: AudioMessage) -> Response:

@@ -46,7 +46,7 @@ def sweep(now: datetime | None = None) -> dict:
         .where(from_webhook, AudioMessage.status.in_(WORKING), AudioMessage.updated_at < stuck_before)
         .values(status=Status.QUEUED.value, updated_at=now, dispatched_at=now,
                 error="the worker stopped mid-job (crash or restart); retrying")
-        .returning(AudioMessage.id)).scalars().all()
+        .returning(*DISPATCHED_COLUMNS)).all()
     # Queued long ago and still queued: its job was lost (Redis down at enqueue time, a flushed queue, no relay
     # running). Enqueued here, so marked dispatched: a relay must not enqueue it a second time, nor expand its
     # SDK message, which the sweeper does instead.
@@ -71,14 +71,16 @@ def sweep(now: datetime | None = None) -> dict:
         .values(status=Status.READY.value, finished_at=now, updated_at=now)
         .returning(AudioMessage.id)).scalars().all()
     db.session.commit()
-    handed_out = [*revived, *(row.id for row in requeued)]
+    handed_out = [*revived, *requeued]
     try:
         # Before their own jobs, as the relay does: once those finish the rows, no later sweep would expand them.
-        expand_sdk_messages(requeued)
-    except Exception:  # noqa: BLE001 - the requeued rows stay queued; the next sweep expands and enqueues them
-        log.exception("sweeper could not enqueue expand_message; leaving %d rows queued", len(requeued))
-        handed_out = revived
-    for audit_id in handed_out:
+        # Revived rows too: with in-process jobs, the crash that stopped their job took a pending expansion (and
+        # its once-key) with it; with RQ the once-key makes this a no-op.
+        expand_sdk_messages(handed_out)
+    except Exception:  # noqa: BLE001 - the rows stay queued; the next sweep expands and enqueues them
+        log.exception("sweeper could not enqueue expand_message; leaving %d rows queued", len(handed_out))
+        handed_out = []
+    for audit_id in (row.id for row in handed_out):
         try:
             jobs.enqueue("normalize_inbound", audit_id)
         except Exception:  # noqa: BLE001 - still queued; the next sweep tries again

@@ -33,10 +33,14 @@ def ffmpeg_binary() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+PROBE_TIMEOUT_S = 30
+
+
 def probe_with_ffmpeg(filepath, read_ahead_limit=-1) -> dict:
     """The part of ffprobe's JSON that pydub reads, from `ffmpeg -i` (the imageio-ffmpeg wheel has no ffprobe)."""
+    # Reading the header only; a file that stalls even that (a FIFO, a hostile container) must not hang a worker.
     done = subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", os.fspath(filepath)],
-                          capture_output=True, text=True, errors="replace")
+                          capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT_S)
     streams = []
     for match in STREAM_LINE.finditer(done.stderr):
         index, codec, rate, layout, sample_fmt = match.groups()

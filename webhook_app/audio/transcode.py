@@ -90,13 +90,25 @@ def transcode_to_mp3(
     source_format = sniff_file(src)
     copy = keep_mp3 and source_format == "mp3" and not loudness and not mono
     started = time.monotonic()
-    duration = _run(build_command(src, dst, bitrate_kbps=bitrate_kbps, mono=mono, loudness=loudness,
-                                  max_duration_s=max_duration_s, copy=copy), timeout_s, on_progress)
+    try:
+        duration = _run(build_command(src, dst, bitrate_kbps=bitrate_kbps, mono=mono, loudness=loudness,
+                                      max_duration_s=max_duration_s, copy=copy), timeout_s, on_progress)
+    except AudioTimeout:
+        raise
+    except AudioError:
+        if not copy:
+            raise
+        # ID3 tags open AAC and FLAC files too, whose streams the MP3 muxer refuses to copy: decode instead.
+        duration = 0.0
     if copy and duration <= 0:
-        # A file that only looks like MP3 (a stray sync word): decode it properly instead.
+        # A file that only looks like MP3 (a stray sync word or an ID3 tag): decode it properly instead, within
+        # what is left of the one time limit.
         copy = False
+        remaining = timeout_s - (time.monotonic() - started)
+        if remaining <= 0:
+            raise AudioTimeout(f"ffmpeg ran longer than {timeout_s:g} s and was stopped")
         duration = _run(build_command(src, dst, bitrate_kbps=bitrate_kbps, max_duration_s=max_duration_s),
-                        timeout_s, on_progress)
+                        remaining, on_progress)
     out_size = os.path.getsize(dst) if os.path.exists(dst) else 0
     if duration <= 0 or out_size == 0:
         raise AudioError("no audio could be decoded (zero-length result)")

@@ -17,6 +17,9 @@ const RECORDING_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "aud
 const EXTENSIONS = { "audio/webm": "webm", "audio/ogg": "ogg", "audio/mp4": "m4a" };
 const WARN_BEFORE_END_S = 10;
 const TICK_MS = 200;
+// Stop this much before the cap: the timer only looks every TICK_MS, and MediaRecorder hands over its last
+// chunk a little after the stop (the service allows half a second over the cap for that, no more).
+const STOP_BEFORE_LIMIT_S = TICK_MS / 1000 + 0.1;
 // The server caps the MP3 it makes, not the upload; stop early enough that the MP3 fits (frame/header overhead).
 const MP3_SIZE_MARGIN = 0.95;
 
@@ -133,6 +136,8 @@ async function getJson({ getToken }, url, signal) {
 /** POST the recording with XMLHttpRequest, because fetch still cannot report upload progress. */
 async function uploadRecording(options, recording, { onProgress, signal }) {
   const token = await options.getToken();
+  // Cancelled while the host app was fetching the token: its abort event has fired already.
+  if (signal.aborted) throw new DOMException("Upload cancelled", "AbortError");
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", endpoint(options.apiBaseUrl, options.conversationSid, "audio"));
@@ -488,10 +493,8 @@ class RecordPanel {
   sendingView() {
     this.progress = el("progress", { class: "rp-progress", max: "100", value: "0", "aria-label": "Upload progress" });
     this.progressText = el("span", { class: "rp-progress-text", text: "Uploading… 0%" });
-    return el("div", { class: "rp-row" },
-      this.progress,
-      this.progressText,
-      this.button("Cancel", "Cancel sending", () => this.upload?.abort(), { primary: true }));
+    this.cancelSend = this.button("Cancel", "Cancel sending", () => this.upload?.abort(), { primary: true });
+    return el("div", { class: "rp-row" }, this.progress, this.progressText, this.cancelSend);
   }
 
   say(message) {
@@ -543,7 +546,7 @@ class RecordPanel {
       this.root.classList.add("rp--ending");
     }
     if (this.warned) this.fail(`Recording stops in ${Math.max(0, Math.ceil(left))} s (the ${formatDuration(limit)} limit).`);
-    if (left <= 0) this.stop(`Stopped at the ${formatDuration(limit)} limit.`);
+    if (left <= STOP_BEFORE_LIMIT_S) this.stop(`Stopped at the ${formatDuration(limit)} limit.`);
   }
 
   stopTimer() {
@@ -561,12 +564,13 @@ class RecordPanel {
     try {
       blob = await take.stop();
     } catch (error) {
-      if (this.destroyed) return;
+      if (this.destroyed || this.state !== "recording" || this.take) return;
       this.show("idle");
       this.fail(`Recording failed${error?.message ? `: ${error.message}` : "."}`);
       return;
     }
-    if (this.destroyed) return;
+    // Cancelled while the recorder was finishing (the state moved on), or already recording a new take.
+    if (this.destroyed || this.state !== "recording" || this.take) return;
     if (!blob.size) {
       this.show("idle");
       this.fail("Nothing was recorded. Check the microphone and try again.");
@@ -628,6 +632,12 @@ class RecordPanel {
       this.progress.value = percent;
       // The bytes are up; the service still converts and posts them before it answers.
       this.progressText.textContent = percent < 100 ? `Uploading… ${percent}%` : "Converting and sending…";
+      if (percent >= 100 && this.cancelSend) {
+        // The service has the whole clip and posts it whatever the browser does now: a Cancel here would
+        // say "cancelled" about a message the customer still gets.
+        this.cancelSend.disabled = true;
+        this.cancelSend.title = "The voice note is with the service; it can no longer be cancelled.";
+      }
     };
     let result;
     try {

@@ -50,8 +50,13 @@ def handle_message_added(event: dict):
     if (event.get("Source") or "").upper() == "SDK" and not (rows and jobs.relays_new_rows()):
         try:
             enqueue_expand_once(event)
-        except Exception:  # noqa: BLE001 - Redis down: the attachment the webhook showed is stored already
+        except Exception:  # noqa: BLE001 - Redis down: a stored row gets its expansion from the sweeper
             log.exception("could not enqueue expand_message for %s", event["MessageSid"])
+            if not rows:
+                # Nothing of this message is stored, so nothing would lead the sweeper to it: a 200 would lose
+                # the audio among the attachments the webhook did not show. A configured retry redelivers it.
+                return error_response(503, "queue_unavailable",
+                                      "the message's other attachments could not be queued for reading; retry later")
     # The audit rows are the record of what arrived, and the access log has the request: at the rate Twilio
     # sends webhooks a success line each is noise, and a twentieth of a webhook's CPU. Failures log above.
     log.debug("onMessageAdded %s: %d media, %d new audio rows", event["MessageSid"], len(media), len(new_ids))
