@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -180,6 +182,30 @@ def test_server_error_message_is_shown_and_the_clip_kept(page, live_server):
     expect(page.get_by_role("button", name="Send the voice note")).to_be_visible()
     page.get_by_role("button", name="Discard the recording").click()
     expect(page.get_by_role("button", name="Start recording a voice note")).to_be_visible()
+
+
+def test_cancel_is_disabled_once_the_service_has_the_whole_clip(page, live_server, monkeypatch):
+    """From then on the service posts the message whatever the browser does: a Cancel that said "cancelled"
+    would be wrong about a voice note the customer gets."""
+    from webhook_app import outbound
+
+    converting = threading.Event()
+    real_transcode = outbound.transcode_to_mp3
+
+    def slow_transcode(*args, **kwargs):
+        converting.set()
+        time.sleep(2)
+        return real_transcode(*args, **kwargs)
+
+    monkeypatch.setattr(outbound, "transcode_to_mp3", slow_transcode)
+    open_conversation(page, live_server, "WhatsApp")
+    expand_panel(page)
+    record(page, 1)
+    page.get_by_role("button", name="Send the voice note").click()
+    expect(page.locator(".rp-progress-text")).to_have_text("Converting and sending…", timeout=10_000)
+    expect(page.get_by_role("button", name="Cancel sending")).to_be_disabled()
+    assert converting.is_set() or converting.wait(10)
+    expect(page.locator(".rp-status")).to_contain_text("Voice note sent", timeout=30_000)
 
 
 def test_sending_turned_off_after_the_panel_loaded(page, live_server, app):
