@@ -150,6 +150,23 @@ def web_chat_message_with_two_attachments(app, sandbox, tmp_path) -> tuple[str, 
     return conversation, params, extra["sid"]
 
 
+def hold_outbound_conversions(monkeypatch, release: threading.Event) -> threading.Event:
+    """Agent uploads wait for `release` before they convert (a request caught mid-flight); the event answered is
+    set when one has started waiting."""
+    from webhook_app import outbound
+
+    entered = threading.Event()
+    real_transcode = outbound.transcode_to_mp3
+
+    def held_transcode(*args, **kwargs):
+        entered.set()
+        release.wait(30)
+        return real_transcode(*args, **kwargs)
+
+    monkeypatch.setattr(outbound, "transcode_to_mp3", held_transcode)
+    return entered
+
+
 def post_webhook(client, sandbox, params: dict, path: str = POST_EVENT, signature: str | None = None):
     url = "http://localhost" + path
     headers = {"X-Twilio-Signature": signature if signature is not None else sandbox.sign(url, params)}

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 from tests.audio_samples import KINDS, decoded_duration, make_audio
-from tests.conftest import audio_rows
+from tests.conftest import audio_rows, hold_outbound_conversions
 from webhook_app.audio.ffmpeg import ffmpeg_binary
 from webhook_app.extensions import db
 from webhook_app.settings import update_settings
@@ -181,17 +181,8 @@ def test_same_idempotency_key_sends_exactly_once(client, sandbox, agent_token, c
 
 def test_same_key_while_the_first_is_running_is_409(client, app, sandbox, agent_token, conversation, tmp_path,
                                                    monkeypatch):
-    from webhook_app import outbound
-
-    entered, release = threading.Event(), threading.Event()
-    real_transcode = outbound.transcode_to_mp3
-
-    def slow_transcode(*args, **kwargs):
-        entered.set()
-        release.wait(30)
-        return real_transcode(*args, **kwargs)
-
-    monkeypatch.setattr(outbound, "transcode_to_mp3", slow_transcode)
+    release = threading.Event()
+    entered = hold_outbound_conversions(monkeypatch, release)
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
     results = {}
     worker = threading.Thread(target=lambda: results.setdefault(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 
 import pytest
 from playwright.sync_api import expect
@@ -17,7 +16,7 @@ from webhook_app.extensions import db
 from webhook_app.settings import update_settings
 from webhook_app.twilio.sandbox import Sandbox
 
-from tests.conftest import serving
+from tests.conftest import hold_outbound_conversions, serving
 
 AUDIO_POST = re.compile(r"/api/v1/conversations/CH[0-9a-f]{32}/audio$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -187,24 +186,16 @@ def test_server_error_message_is_shown_and_the_clip_kept(page, live_server):
 def test_cancel_is_disabled_once_the_service_has_the_whole_clip(page, live_server, monkeypatch):
     """From then on the service posts the message whatever the browser does: a Cancel that said "cancelled"
     would be wrong about a voice note the customer gets."""
-    from webhook_app import outbound
-
-    converting = threading.Event()
-    real_transcode = outbound.transcode_to_mp3
-
-    def slow_transcode(*args, **kwargs):
-        converting.set()
-        time.sleep(2)
-        return real_transcode(*args, **kwargs)
-
-    monkeypatch.setattr(outbound, "transcode_to_mp3", slow_transcode)
+    release = threading.Event()
+    converting = hold_outbound_conversions(monkeypatch, release)
     open_conversation(page, live_server, "WhatsApp")
     expand_panel(page)
     record(page, 1)
     page.get_by_role("button", name="Send the voice note").click()
     expect(page.locator(".rp-progress-text")).to_have_text("Converting and sending…", timeout=10_000)
     expect(page.get_by_role("button", name="Cancel sending")).to_be_disabled()
-    assert converting.is_set() or converting.wait(10)
+    assert converting.wait(10)
+    release.set()
     expect(page.locator(".rp-status")).to_contain_text("Voice note sent", timeout=30_000)
 
 
