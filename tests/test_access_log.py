@@ -76,3 +76,7 @@ def test_text_log_format_keeps_gunicorns_apache_line(gunicorn):
     line = wait_until(lambda: next((x for x in log_lines() if '"GET /healthz HTTP/1.1" 200' in x), None), 10,
                       "the access line", lambda: "\n".join(log_lines()))
     assert not line.startswith("{")
+    assert requests.get(base_url + "/media/secret-playback-token", timeout=5).status_code in (403, 410)
+    wait_until(lambda: next((x for x in log_lines() if '"GET /media/[redacted] HTTP/1.1"' in x), None), 10,
+               "the playback line", lambda: "\n".join(log_lines()))
+    assert "secret-playback-token" not in "\n".join(log_lines())

@@ -8,6 +8,7 @@ import pytest
 
 from tests.audio_samples import make_audio
 from tests.test_outbound import post_audio
+from webhook_app.extensions import db
 
 ADMIN = "test-admin-token"
 
@@ -97,6 +98,36 @@ def test_page_login_session_and_csrf(client, admin_app, sandbox):
     assert client.get("/api/v1/admin/settings").status_code == 401
 
 
+def login_page(client, token):
+    page = client.get("/admin")
+    csrf = page.data.split(b'name="csrf_token" value="')[1].split(b'"')[0].decode()
+    return client.post("/admin/login", data={"token": token, "csrf_token": csrf})
+
+
+def test_a_page_session_ends_with_the_flex_token_it_was_opened_with(client, admin_app, sandbox, monkeypatch):
+    import time as clock
+
+    supervisor = sandbox.issue_token("sup@example.com", roles=["supervisor"], ttl_s=60)
+    assert login_page(client, supervisor).status_code == 302
+    assert client.get("/api/v1/admin/settings").status_code == 200
+    later = clock.time() + 61
+    monkeypatch.setattr("webhook_app.admin.auth.time.time", lambda: later)
+    assert client.get("/api/v1/admin/settings").status_code == 401
+    assert b'name="csrf_token"' in client.get("/admin").data  # the login form again
+
+
+def test_rotating_admin_token_ends_the_page_sessions_it_opened(client, admin_app):
+    assert login_page(client, ADMIN).status_code == 302
+    assert client.get("/api/v1/admin/settings").status_code == 200
+    admin_app.config["ADMIN_TOKEN"] = "a-new-admin-token"
+    assert client.get("/api/v1/admin/settings").status_code == 401
+
+
+def test_a_csrf_value_that_is_not_ascii_is_refused_not_a_crash(client, admin_app):
+    client.get("/admin")
+    assert client.post("/admin/login", data={"token": ADMIN, "csrf_token": "é"}).status_code == 403
+
+
 def test_audit_filters_pagination_and_csv(client, admin_app, sandbox, agent_token, tmp_path):
     whatsapp = sandbox.create_conversation("WA", "whatsapp")["sid"]
     sms = sandbox.create_conversation("SMS", "sms")["sid"]
@@ -138,11 +169,28 @@ def test_audit_filters_pagination_and_csv(client, admin_app, sandbox, agent_toke
 
 
 def test_audit_rejects_bad_filters(client, admin_app):
-    for params in ({"status": "done"}, {"since": "yesterday"}, {"direction": "sideways"}, {"page": "x"}):
+    for params in ({"status": "done"}, {"since": "yesterday"}, {"direction": "sideways"}, {"page": "x"},
+                   {"since": "100000000d"}, {"since": "9999999999d"}, {"since": "9999-12-31T23:59:59-01:00"},
+                   {"page": "100000000000000000000"}, {"conversation_sid": "\x00"}, {"conversation_sid": "CH1"}):
         response = client.get("/api/v1/admin/audit", query_string=params, headers=bearer(ADMIN))
         assert response.status_code == 400, params
     csv_response = client.get("/api/v1/admin/audit?format=csv&since=bogus", headers=bearer(ADMIN))
     assert csv_response.status_code == 400
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_quoted(client, admin_app):
+    from webhook_app.models import AudioMessage
+
+    with admin_app.app_context():
+        db.session.add(AudioMessage(direction="inbound", channel="webchat", status="failed", truncated=False,
+                                    attempts=1, conversation_sid="CH" + "a" * 32, message_sid="IM" + "b" * 32,
+                                    media_sid="ME" + "c" * 32, author='=HYPERLINK("http://x","y")',
+                                    error="-1+1", error_code="not_audio"))
+        db.session.commit()
+    exported = client.get("/api/v1/admin/audit?format=csv", headers=bearer(ADMIN))
+    (row,) = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+    assert row["author"] == "'=HYPERLINK(\"http://x\",\"y\")" and row["error"] == "'-1+1"
+    assert row["channel"] == "webchat"  # the others as they are
 
 
 def test_cli_audit_export(runner, client, sandbox, agent_token, tmp_path):

@@ -64,3 +64,32 @@ def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(monkeypatch):
     monkeypatch.delenv("DATABASE_URL")
     on_sqlite = runpy.run_path(conf)
     assert on_sqlite["worker_class"] == "gthread" and on_sqlite["threads"] == 8 and "post_request" not in on_sqlite
+
+
+def test_the_sandbox_secret_key_is_one_for_every_process(tmp_path):
+    """Without SECRET_KEY (sandbox mode), gunicorn's workers must still sign and verify the same links."""
+    import multiprocessing
+
+    from webhook_app.config import instance_secret_key
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        keys = pool.map(instance_secret_key, [str(tmp_path)] * 8)
+    assert len(set(keys)) == 1 and len(keys[0]) == 64
+    assert instance_secret_key(str(tmp_path)) == keys[0]
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret_key"]
+
+
+@pytest.mark.parametrize("name, value", [
+    ("TWILIO_HTTP_RETRIES", "-1"), ("PROXY_FIX_HOPS", "-1"), ("INBOUND_MAX_DURATION_S", "0"),
+    ("SETTINGS_CHECK_INTERVAL_S", "inf"), ("LOG_FORMAT", "jsno"), ("LOG_LEVEL", "LOUD"), ("JOB_WORKERS", "0"),
+])
+def test_nonsense_settings_stop_the_start_up(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name):
+        Config()
+
+
+def test_an_empty_boolean_is_its_default(monkeypatch):
+    monkeypatch.setenv("S3_PRESIGN", "")
+    assert Config().S3_PRESIGN is True

@@ -71,3 +71,5 @@ def test_cli_show_and_set(runner, app):
     bad = runner.invoke(args=["settings", "set", "sms", "max_bytes", "99999999"])
     assert bad.exit_code != 0 and "2,097,152" in bad.output
     assert runner.invoke(args=["settings", "set", "sms", "sending_enabled", "maybe"]).exit_code != 0
+    unknown = runner.invoke(args=["settings", "show", "fax"])
+    assert unknown.exit_code != 0 and "whatsapp" in unknown.output  # not the `other` channel's settings

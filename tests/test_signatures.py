@@ -109,3 +109,15 @@ def test_webhook_behind_a_proxy_is_checked_against_the_public_url(app, sandbox):
     assert client.post("/twilio/conversations/post-event", data=params, headers=headers).status_code == 200
     headers["X-Twilio-Signature"] = sandbox.sign("http://localhost/twilio/conversations/post-event", params)
     assert client.post("/twilio/conversations/post-event", data=params, headers=headers).status_code == 403
+
+
+def test_an_unsigned_json_post_is_403_and_a_huge_one_is_refused_before_it_is_read(client):
+    """twilio's validator takes a JSON body without bodySHA256 for a form and crashes; such a request was not
+    signed by Twilio. And the body is read before the signature can be checked: not without a limit."""
+    for path in ("/twilio/conversations/post-event", "/twilio/conversations/pre-event"):
+        response = client.post(path, data="{}", content_type="application/json",
+                               headers={"X-Twilio-Signature": "x"})
+        assert response.status_code == 403, (path, response.get_data(as_text=True))
+    huge = client.post("/twilio/conversations/post-event", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                       content_type="application/json", headers={"X-Twilio-Signature": "x"})
+    assert huge.status_code == 413

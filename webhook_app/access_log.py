@@ -23,6 +23,13 @@ from .observability import UtcTimestamps
 REDACTED_PREFIXES = ("/media/",)
 
 
+def redact(path: str) -> str:
+    for prefix in REDACTED_PREFIXES:
+        if path.startswith(prefix):
+            return prefix + "[redacted]"
+    return path
+
+
 class JsonAccessLogger(glogging.Logger):
     def setup(self, cfg) -> None:
         super().setup(cfg)
@@ -53,11 +60,18 @@ class JsonAccessLogger(glogging.Logger):
             finally:
                 handler.release()
 
-    def access_line(self, resp, req, environ, request_time) -> str:
+    def atoms(self, resp, req, environ, request_time) -> dict:
+        """gunicorn's own line (LOG_FORMAT=text), with the same paths redacted."""
+        atoms = super().atoms(resp, req, environ, request_time)
         path = req.path or ""
-        for prefix in REDACTED_PREFIXES:
-            if path.startswith(prefix):
-                path = prefix + "[redacted]"
+        redacted = redact(path)
+        if redacted != path:
+            atoms["U"] = redacted
+            atoms["r"] = f"{req.method} {redacted} HTTP/{req.version[0]}.{req.version[1]}"
+        return atoms
+
+    def access_line(self, resp, req, environ, request_time) -> str:
+        path = redact(req.path or "")
         status = resp.status_code
         entry = {
             "ts": self.timestamp(time.time()),

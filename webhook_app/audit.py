@@ -14,11 +14,16 @@ from .errors import ApiError
 from .extensions import db
 from .models import CHANNELS, AudioMessage, Status, _iso
 from .playback import playback_url
+from .twilio.sids import is_sid
 
 DIRECTIONS = ("inbound", "outbound")
 STATUSES = tuple(s.value for s in Status)
 RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_PAGE = 1_000_000
+# A cell a spreadsheet would run as a formula: authors and error texts come from outside (an SMS author starts
+# with "+", a web chat identity can be "=HYPERLINK(...)").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = ("audit_id", "created_at", "updated_at", "direction", "channel", "status", "conversation_sid",
                "message_sid", "media_sid", "author", "content_type", "size_bytes", "mp3_size_bytes", "duration_s",
                "transcode_ms", "processing_ms", "error_code", "error")
@@ -27,16 +32,16 @@ CSV_COLUMNS = ("audit_id", "created_at", "updated_at", "direction", "channel", "
 def parse_time(value: str, name: str) -> datetime:
     """ISO 8601 (`2026-11-25`, `2026-11-25T08:00:00Z`) or relative to now (`2h`, `30m`, `7d`)."""
     value = value.strip()
-    match = RELATIVE.match(value)
-    if match:
-        return datetime.now(timezone.utc) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
     try:
+        match = RELATIVE.match(value)
+        if match:
+            return datetime.now(timezone.utc) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, "bad_filter", f"{name}={value!r}: use ISO 8601 (2026-11-25T08:00:00Z) or 2h/30m/7d") \
-            from None
-    # In UTC: SQLite compares the stored UTC text, so another offset would shift the window by that much.
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        # In UTC: SQLite compares the stored UTC text, so another offset would shift the window by that much.
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: "99999999d", or year 9999 moved past UTC
+        raise ApiError(400, "bad_filter", f"{name}={value!r}: use ISO 8601 (2026-11-25T08:00:00Z) or 2h/30m/7d "
+                                          "within years 1-9999") from None
 
 
 def filtered_query(args) -> Select:
@@ -51,12 +56,24 @@ def filtered_query(args) -> Select:
             query = query.where(column == value)
     conversation = (args.get("conversation_sid") or "").strip()
     if conversation:
+        if not is_sid(conversation, "CH"):
+            raise ApiError(400, "bad_filter", "conversation_sid must be a conversation SID (CH followed by 32 hex)")
         query = query.where(AudioMessage.conversation_sid == conversation)
     if args.get("since"):
         query = query.where(AudioMessage.created_at >= parse_time(args["since"], "since"))
     if args.get("until"):
         query = query.where(AudioMessage.created_at < parse_time(args["until"], "until"))
     return query
+
+
+def spreadsheet_safe(value) -> object:
+    """The CSV cell for `value`: empty for None, and text that a spreadsheet would evaluate prefixed with a
+    quote (OWASP's advice for CSV injection), so it shows as typed."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def audit_dict(row: AudioMessage, with_playback: bool = True) -> dict:
@@ -75,6 +92,8 @@ def audit_page(args) -> dict:
         per_page = min(500, max(1, int(args.get("per_page", 50))))
     except ValueError:
         raise ApiError(400, "bad_filter", "page and per_page must be whole numbers") from None
+    if page > MAX_PAGE:  # the OFFSET must fit a 64-bit integer in the database
+        raise ApiError(400, "bad_filter", f"page must be at most {MAX_PAGE}")
     query = filtered_query(args)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     rows = db.session.scalars(query.order_by(AudioMessage.created_at.desc(), AudioMessage.id.desc())
@@ -90,7 +109,7 @@ def audit_csv(args) -> Iterator[str]:
     writer.writerow(CSV_COLUMNS)
     for row in db.session.scalars(query.execution_options(yield_per=500)):
         data = audit_dict(row, with_playback=False)  # links expire; a CSV outlives them
-        writer.writerow(["" if data.get(column) is None else data[column] for column in CSV_COLUMNS])
+        writer.writerow([spreadsheet_safe(data.get(column)) for column in CSV_COLUMNS])
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()
             buffer.seek(0)

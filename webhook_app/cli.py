@@ -15,6 +15,8 @@ import requests
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from .models import CHANNELS
+
 sandbox_cli = AppGroup("sandbox", help="Play Twilio's part locally (no Twilio account needed).")
 
 CONTENT_TYPES = {".ogg": "audio/ogg", ".opus": "audio/ogg", ".amr": "audio/amr", ".m4a": "audio/mp4",
@@ -167,7 +169,8 @@ settings_cli = AppGroup("settings", help="Show or change per-channel audio setti
 
 
 @settings_cli.command("show")
-@click.argument("channel", required=False)
+# policy_for() falls back to `other` for a channel it does not know; a name typed here must not.
+@click.argument("channel", required=False, type=click.Choice(CHANNELS))
 def settings_show(channel):
     """Print the settings of every channel (or one) as JSON."""
     import json

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off", ""}
+FALSE_WORDS = {"0", "false", "no", "off"}
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def env_bool(name: str, default: bool) -> bool:
-    """Explicit boolean parsing: a typo must not silently read as False."""
+    """Explicit boolean parsing: a typo must not silently read as False; set but empty is the default."""
     raw = os.environ.get(name)
-    if raw is None:
+    if raw is None or raw.strip() == "":
         return default
     word = raw.strip().lower()
     if word in TRUE_WORDS:
@@ -22,14 +25,37 @@ def env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name}={raw!r} is not a boolean (use true/false)")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    """An integer of at least `minimum`: a negative retry count or hop count must stop the start-up, not
+    quietly turn the feature off."""
+    return _env_number(name, default, int, minimum)
+
+
+def env_float(name: str, default: float, minimum: float = 0.0) -> float:
+    return _env_number(name, default, float, minimum)
+
+
+def _env_number(name: str, default, kind, minimum):
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
+        raise ValueError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name}={raw!r} must be a finite number of at least {minimum:g}")
+    return value
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().upper() if upper else raw.strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def normalize_database_url(url: str) -> str:
@@ -41,13 +67,38 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
-def default_database_url() -> str:
-    """The embedded default: a SQLite file in the Flask instance folder (what create_app() uses)."""
+def instance_path() -> str:
+    """The Flask instance folder (what create_app() uses), created if missing."""
     from flask import Flask
 
-    instance_path = Flask("webhook_app", instance_relative_config=True).instance_path
-    os.makedirs(instance_path, exist_ok=True)
-    return "sqlite:///" + os.path.join(instance_path, "webhook_app.db")
+    path = Flask("webhook_app", instance_relative_config=True).instance_path
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def default_database_url() -> str:
+    """The embedded default: a SQLite file in the Flask instance folder."""
+    return "sqlite:///" + os.path.join(instance_path(), "webhook_app.db")
+
+
+def instance_secret_key(directory: str | None = None) -> str:
+    """The sandbox's SECRET_KEY when none is set: made once and kept in the instance folder, so gunicorn's worker
+    processes (and restarts) all verify the same playback links and admin sessions. Two workers starting at
+    once: one link wins, both read its key."""
+    path = os.path.join(directory or instance_path(), "secret_key")
+    if not os.path.exists(path):
+        draft = f"{path}.{os.getpid()}"
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(draft)
+    with open(path) as handle:
+        return handle.read().strip()
 
 
 class Config:
@@ -70,33 +121,37 @@ class Config:
         if not secret and not self.TWILIO_SANDBOX:
             # Playback URLs are signed: with a random key per process, one dyno's links break on another.
             raise RuntimeError("SECRET_KEY must be set when Twilio credentials are configured")
-        self.SECRET_KEY = secret or secrets.token_hex(32)
+        self.SECRET_KEY = secret or instance_secret_key()
 
         self.PUBLIC_BASE_URL = (env("PUBLIC_BASE_URL") or "").rstrip("/") or None
+        # The admin page's session cookie: never over plain http once the service is public over https (Heroku
+        # also answers http://), and not sent along with other sites' cross-site posts.
+        self.SESSION_COOKIE_SECURE = (self.PUBLIC_BASE_URL or "").startswith("https://")
+        self.SESSION_COOKIE_SAMESITE = "Lax"
         self.PROXY_FIX_HOPS = env_int("PROXY_FIX_HOPS", 1)
         self.FLEX_ALLOWED_ORIGINS = [
             o.strip() for o in env("FLEX_ALLOWED_ORIGINS", "https://flex.twilio.com").split(",") if o.strip()
         ]
         self.ADMIN_TOKEN = env("ADMIN_TOKEN") or None
 
-        self.PLAYBACK_URL_TTL_S = env_int("PLAYBACK_URL_TTL_S", 3600)
-        self.MEDIA_DOWNLOAD_MAX_BYTES = env_int("MEDIA_DOWNLOAD_MAX_BYTES", 32 * 1024 * 1024)
-        self.TWILIO_HTTP_TIMEOUT_S = env_int("TWILIO_HTTP_TIMEOUT_S", 15)
+        self.PLAYBACK_URL_TTL_S = env_int("PLAYBACK_URL_TTL_S", 3600, minimum=1)
+        self.MEDIA_DOWNLOAD_MAX_BYTES = env_int("MEDIA_DOWNLOAD_MAX_BYTES", 32 * 1024 * 1024, minimum=1)
+        self.TWILIO_HTTP_TIMEOUT_S = env_int("TWILIO_HTTP_TIMEOUT_S", 15, minimum=1)
         self.TWILIO_HTTP_RETRIES = env_int("TWILIO_HTTP_RETRIES", 4)
-        self.UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024)
-        self.FFMPEG_TIMEOUT_S = env_int("FFMPEG_TIMEOUT_S", 120)
-        self.INBOUND_MAX_DURATION_S = env_int("INBOUND_MAX_DURATION_S", 3600)
-        self.SETTINGS_CHECK_INTERVAL_S = float(os.environ.get("SETTINGS_CHECK_INTERVAL_S") or 2)
-        self.JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 5)
+        self.UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
+        self.FFMPEG_TIMEOUT_S = env_int("FFMPEG_TIMEOUT_S", 120, minimum=1)
+        self.INBOUND_MAX_DURATION_S = env_int("INBOUND_MAX_DURATION_S", 3600, minimum=1)
+        self.SETTINGS_CHECK_INTERVAL_S = env_float("SETTINGS_CHECK_INTERVAL_S", 2.0)
+        self.JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 5, minimum=1)
         self.JOB_RETRY_BASE_S = env_int("JOB_RETRY_BASE_S", 10)  # job-level backoff: 10, 20, 40 ... 300 s
         self.SWEEP_STUCK_AFTER_S = env_int("SWEEP_STUCK_AFTER_S", 900)  # longer than the 600 s job timeout
         self.SWEEP_REQUEUE_AFTER_S = env_int("SWEEP_REQUEUE_AFTER_S", 300)
         self.MAINTENANCE_INTERVAL_S = env_int("MAINTENANCE_INTERVAL_S", 60)
         # The relay wakes on PostgreSQL NOTIFY; this is only its safety-net poll (webhook_app.relay).
-        self.RELAY_POLL_S = env_int("RELAY_POLL_S", 5)
-        self.JOB_WORKERS = env_int("JOB_WORKERS", 2)  # threads of the in-process job runner
-        self.LOG_LEVEL = env("LOG_LEVEL", "INFO")
-        self.LOG_FORMAT = env("LOG_FORMAT", "json").lower()  # json (one object per line) or text
+        self.RELAY_POLL_S = env_int("RELAY_POLL_S", 5, minimum=1)
+        self.JOB_WORKERS = env_int("JOB_WORKERS", 2, minimum=1)  # threads of the in-process job runner
+        self.LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)
+        self.LOG_FORMAT = env_choice("LOG_FORMAT", "json", LOG_FORMATS)  # json (one object per line) or text
         self.METRICS_TOKEN = env("METRICS_TOKEN") or None
 
         # Media storage and retention (README "Media storage and retention"); checked by storage.init_app.
@@ -107,5 +162,6 @@ class Config:
         self.S3_REGION = env("S3_REGION") or None
         self.S3_PREFIX = env("S3_PREFIX", "")  # media keys already start with audio/<id>/
         self.S3_PRESIGN = env_bool("S3_PRESIGN", True)  # false: stream objects through this service
-        self.S3_PRESIGN_TTL_S = env_int("S3_PRESIGN_TTL_S", 900)  # never beyond the playback link's own life
+        # Never beyond the playback link's own life.
+        self.S3_PRESIGN_TTL_S = env_int("S3_PRESIGN_TTL_S", 900, minimum=1)
         self.RETENTION_DAYS = env_int("RETENTION_DAYS", 0)  # 0: keep media forever

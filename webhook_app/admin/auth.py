@@ -7,8 +7,10 @@ signed session cookie; requests that change something through the cookie must ca
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import secrets
+import time
 
 from flask import current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
@@ -18,6 +20,8 @@ from ..errors import ApiError
 
 ADMIN_ROLES = {"admin", "supervisor"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# A page session lives as long as the credential it was opened with, and never longer than a working day.
+ADMIN_SESSION_MAX_S = 12 * 3600
 
 
 class AdminSessionInterface(SecureCookieSessionInterface):
@@ -35,14 +39,48 @@ class AdminSessionInterface(SecureCookieSessionInterface):
 
 def admin_identity_for(token: str) -> str:
     """The actor name for a token, or ApiError 401 (not valid) / 403 (valid, but an agent)."""
+    return admin_login_for(token)[0]
+
+
+def admin_login_for(token: str) -> tuple[str, float]:
+    """(actor name, until when a page session opened with this token may last), or ApiError 401 / 403."""
     admin_token = current_app.config.get("ADMIN_TOKEN")
     if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
-        return "admin-token"
+        return "admin-token", time.time() + ADMIN_SESSION_MAX_S
     user = authenticate(token)
     if not ADMIN_ROLES & set(user.roles):
         raise ApiError(403, "not_an_admin", f"{user.identity} has roles {list(user.roles) or 'none'}; "
                                             "admin or supervisor is required")
-    return user.identity
+    return user.identity, min(user.expires_at, time.time() + ADMIN_SESSION_MAX_S)
+
+
+def open_admin_session(identity: str, until: float) -> None:
+    session.clear()
+    session["admin"] = identity
+    session["admin_until"] = until
+    # Rotating ADMIN_TOKEN ends the page sessions it opened.
+    session["admin_key"] = _admin_token_fingerprint() if identity == "admin-token" else None
+    session.permanent = False
+
+
+def session_admin() -> str | None:
+    """The page session's admin, or None: never signed in, the credential's time is up, or ADMIN_TOKEN changed
+    since (an expired session is cleared)."""
+    identity = session.get("admin")
+    if not identity:
+        return None
+    fresh = session.get("admin_until", 0) > time.time()
+    if fresh and identity == "admin-token":
+        fresh = session.get("admin_key") is not None and session.get("admin_key") == _admin_token_fingerprint()
+    if not fresh:
+        session.clear()
+        return None
+    return identity
+
+
+def _admin_token_fingerprint() -> str | None:
+    admin_token = current_app.config.get("ADMIN_TOKEN")
+    return hashlib.sha256(admin_token.encode()).hexdigest()[:16] if admin_token else None
 
 
 def csrf_token() -> str:
@@ -53,7 +91,9 @@ def csrf_token() -> str:
 
 def check_csrf(sent: str | None) -> None:
     expected = session.get("csrf")
-    if not expected or not sent or not hmac.compare_digest(sent, expected):
+    # As bytes: compare_digest refuses non-ASCII str, and a forged value must be a 403, not a 500.
+    if not expected or not sent or not hmac.compare_digest(sent.encode("utf-8", "surrogateescape"),
+                                                           expected.encode()):
         raise ApiError(403, "csrf_failed", "the form is stale or forged: reload the page and try again")
 
 
@@ -63,7 +103,7 @@ def admin_required(view):
         token = bearer_token()
         if token is not None:
             g.admin = admin_identity_for(token)
-        elif session.get("admin"):
+        elif session_admin():
             if request.method not in SAFE_METHODS:
                 check_csrf(request.headers.get("X-CSRF-Token"))
             g.admin = session["admin"]

@@ -8,16 +8,17 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 from ..errors import ApiError
 from ..models import CHANNELS
 from ..settings import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
-from .auth import admin_identity_for, check_csrf, csrf_token
+from .auth import admin_login_for, check_csrf, csrf_token, open_admin_session, session_admin
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 @bp.get("")
 def index():
-    if not session.get("admin"):
+    admin = session_admin()
+    if not admin:
         return render_template("admin/login.html", csrf_token=csrf_token(), error=None)
-    return render_template("admin/index.html", csrf_token=csrf_token(), admin=session["admin"], channels=CHANNELS,
+    return render_template("admin/index.html", csrf_token=csrf_token(), admin=admin, channels=CHANNELS,
                            bitrates=BITRATES_KBPS, hard_max_bytes=HARD_MAX_BYTES,
                            hard_max_duration_s=HARD_MAX_DURATION_S)
 
@@ -29,12 +30,10 @@ def login():
         token = (request.form.get("token") or "").strip()
         if not token:
             raise ApiError(401, "missing_token", "enter the admin token or a Flex token")
-        identity = admin_identity_for(token)
+        identity, until = admin_login_for(token)
     except ApiError as exc:
         return render_template("admin/login.html", csrf_token=csrf_token(), error=exc.message), exc.status
-    session.clear()
-    session["admin"] = identity
-    session.permanent = False
+    open_admin_session(identity, until)
     return redirect(url_for("admin.index"))
 
 

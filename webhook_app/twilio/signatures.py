@@ -52,7 +52,12 @@ def is_valid_twilio_request(request: Request, auth_token: str) -> bool:
         # The rarer shapes (JSON bodies signed through bodySHA256, GETs, unknown algorithms): Twilio's validator.
         params = request.get_data(as_text=True) if request.mimetype == "application/json" else \
             {} if request.method == "GET" else MultiDict(request.form_fields)
-        valid = RequestValidator(auth_token).validate(url, params, signature, algorithm=algorithm)
+        try:
+            valid = RequestValidator(auth_token).validate(url, params, signature, algorithm=algorithm)
+        except (TypeError, ValueError, KeyError):
+            # twilio's validator indexes a JSON body as if it were a form when bodySHA256 is missing: a request
+            # shaped like that was not signed by Twilio.
+            valid = False
     if not valid:
         log.warning("rejected webhook with a bad X-Twilio-Signature for %s", url)
     return valid

@@ -26,9 +26,14 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("conversations_webhooks", __name__, url_prefix="/twilio/conversations")
 
+# A webhook is a form of a few kilobytes (a 1,600-character body, attributes, a media list). The signature can
+# only be checked once the body is read, so an unauthenticated sender must not get to make it any size.
+WEBHOOK_MAX_BYTES = 1024 * 1024
+
 
 @bp.before_request
 def require_twilio_signature():
+    request.max_content_length = WEBHOOK_MAX_BYTES
     if not is_valid_twilio_request(request, twilio_api().auth_token):
         abort(error_response(403, "invalid_signature", "X-Twilio-Signature is missing or does not match"))
 
