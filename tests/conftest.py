@@ -29,12 +29,16 @@ DEFAULT_SETTINGS = {"sending_enabled": True, "max_duration_s": 900, "bitrate_kbp
                     "loudness_normalize": False}
 
 
-def migrate(url: str) -> None:
+def alembic_config(url: str) -> AlembicConfig:
     config = AlembicConfig(str(ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(ROOT / "migrations"))
     config.attributes["database_url"] = url
     config.attributes["skip_logging"] = True
-    command.upgrade(config, "head")
+    return config
+
+
+def migrate(url: str) -> None:
+    command.upgrade(alembic_config(url), "head")
 
 
 @pytest.fixture(scope="session")

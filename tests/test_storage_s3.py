@@ -194,6 +194,13 @@ def test_streaming_fallback_passes_ranges_through(app, client, voice_note):
     assert stale.status_code == 200 and stale.data == whole.data  # a stale copy gets the whole object
     fresh = client.get(path, headers={"Range": "bytes=0-9", "If-Range": whole.headers["ETag"]})
     assert fresh.status_code == 206 and fresh.data == whole.data[:10]
+    stale_past_the_end = client.get(path, headers={"Range": f"bytes={size + 10}-", "If-Range": '"not-the-etag"'})
+    assert stale_past_the_end.status_code == 200 and stale_past_the_end.data == whole.data
+    current_past_the_end = client.get(path, headers={"Range": f"bytes={size + 10}-", "If-Range": whole.headers["ETag"]})
+    assert current_past_the_end.status_code == 416
+    cached = client.get(path, headers={"Range": "bytes=0-9", "If-Range": '"not-the-etag"',
+                                       "If-None-Match": whole.headers["ETag"]})
+    assert cached.status_code == 304
     head = client.head(path)
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == size
 

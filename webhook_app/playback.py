@@ -97,10 +97,20 @@ def _stream_from_s3(store: S3Store, row: AudioMessage) -> Response:
     """The fallback without presigning: one S3 GET per request, the client's single byte range passed through."""
     parsed = request.range  # None when absent or unparsable: then the whole object, as RFC 9110 allows
     range_header = request.headers.get("Range") if parsed is not None and len(parsed.ranges) == 1 else None
-    obj = store.open(row.media_key, range_header, request.headers.get("If-None-Match"))
+    if_none_match = request.headers.get("If-None-Match")
+    obj = store.open(row.media_key, range_header, if_none_match)
+    # If-Range decides before the range does: a client with a stale copy gets the whole current object, not a
+    # piece of it and not a 416, and still its 304 when If-None-Match says it has the current one.
     if obj is not None and obj.status == 206 and not _if_range_holds(obj):
-        obj.close()  # the client's copy is stale: it gets the whole current object, not a piece of it
-        obj = store.open(row.media_key)
+        obj.close()
+        obj = store.open(row.media_key, None, if_none_match)
+    elif obj is not None and obj.status == 416 and request.headers.get("If-Range"):
+        whole = store.open(row.media_key, None, if_none_match)  # S3's 416 carries no validator to compare
+        if whole is not None and (whole.status != 200 or not _if_range_holds(whole)):
+            obj.close()
+            obj = whole
+        elif whole is not None:
+            whole.close()
     if obj is None:
         raise ApiError(410, "gone", "this audio is no longer available")
     if obj.status == 416:
