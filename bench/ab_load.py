@@ -68,11 +68,8 @@ def main() -> int:
         for number in range(ROUNDS):
             for label in (LABELS if number % 2 == 0 else LABELS[::-1]):
                 port, source, access_log = servers[label]
-                cpu = lb.web_cpu_seconds(access_log)
-                result = lb.run_load(port, source, SECONDS, f"{label}-{number}", workdir)
-                requests_done = max(1, len(result.latencies))
-                row = (requests_done / result.elapsed, (lb.web_cpu_seconds(access_log) - cpu) / requests_done * 1e6,
-                       lb.p(result, 0.5), lb.p(result, 0.99), result.error_count)
+                result = lb.run_measured(port, source, SECONDS, f"{label}-{number}", workdir, access_log)
+                row = (result.rps, result.server_cpu_us, lb.p(result, 0.5), lb.p(result, 0.99), result.error_count)
                 results[label].append(row)
                 print(f"{label} round {number + 1}: {row[0]:6.0f} req/s  CPU {row[1]:5.0f} us/request  p50 {row[2]:6.1f}"
                       f" ms  p99 {row[3]:6.1f} ms  errors {row[4]}", flush=True)

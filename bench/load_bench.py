@@ -585,6 +585,16 @@ def start_web(processes: Processes, app_spec: str, port: int, workdir: str, name
     wait_until(answers, 60, f"{name} to answer")
 
 
+def run_measured(port: int, source: _Source, seconds: float, label: str, workdir: str,
+                 access_log: str) -> LoadResult:
+    """One round, with the server's CPU per request (`server_cpu_us`): the same code on this machine costs more
+    CPU per request in its slow phases."""
+    cpu_before = web_cpu_seconds(access_log)
+    result = run_load(port, source, seconds, label, workdir)
+    result.server_cpu_us = (web_cpu_seconds(access_log) - cpu_before) / max(1, result.completed) * 1e6
+    return result
+
+
 def side_by_side(processes: Processes, targets: list[tuple[str, int, _Source]], workdir: str) -> list[LoadResult]:
     """Each target warmed up, then BENCH_ROUNDS rounds of BENCH_SECONDS each, the targets in turn: this machine's
     speed drifts by a quarter from minute to minute, and alternating puts each target through the same drift."""
@@ -592,12 +602,8 @@ def side_by_side(processes: Processes, targets: list[tuple[str, int, _Source]], 
     rounds: dict[str, list[LoadResult]] = {label: [] for label, _, _ in targets}
     for number in range(1, ROUNDS + 1):
         for label, port, source in targets:
-            cpu_before = web_cpu_seconds(access_log_path(workdir, label))
-            one = run_load(port, source, SECONDS, f"{label}-{number}", workdir)
-            # The same code on this machine costs more CPU per request in its slow phases: shown per round.
-            one.server_cpu_us = ((web_cpu_seconds(access_log_path(workdir, label)) - cpu_before)
-                                 / max(1, one.completed) * 1e6)
-            rounds[label].append(one)
+            rounds[label].append(run_measured(port, source, SECONDS, f"{label}-{number}", workdir,
+                                              access_log_path(workdir, label)))
             processes.check_alive()
     combined = [combine(label, rounds[label]) for label, _, _ in targets]
     for result in combined:
