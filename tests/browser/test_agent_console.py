@@ -46,14 +46,16 @@ def expand_panel(page) -> None:
     expect(page.locator(".rp-body")).to_be_visible()
 
 
-def record(page, seconds: int) -> None:
-    page.get_by_role("button", name="Start recording a voice note").click()
-    expect(page.get_by_role("button", name="Stop recording")).to_be_visible()
+def record(page, seconds: int, within=None) -> None:
+    """Record `seconds` in the console's panel, or in the panel inside the locator `within`."""
+    panel = within or page
+    panel.get_by_role("button", name="Start recording a voice note").click()
+    expect(panel.get_by_role("button", name="Stop recording")).to_be_visible()
     # Polled every frame in the page (not by expect's back-off) so Stop follows the timer within milliseconds.
     page.wait_for_function(f"() => document.querySelector('.rp-timer')?.textContent === '0:{seconds:02d}'",
                            polling="raf", timeout=(seconds + 10) * 1000)
-    page.get_by_role("button", name="Stop recording").click()
-    expect(page.locator(".rp-preview")).to_be_visible()
+    panel.get_by_role("button", name="Stop recording").click()
+    expect(panel.locator(".rp-preview")).to_be_visible()
 
 
 def set_channel(app, channel: str, **values) -> None:
@@ -304,3 +306,72 @@ def test_outside_the_sandbox_the_console_asks_for_a_flex_token(page, twilio_mode
     expect(page.locator(".al-empty")).to_have_text("No audio messages yet.")
     expand_panel(page)
     expect(page.get_by_role("button", name="Start recording a voice note")).to_be_visible()
+
+
+# A Flex plugin mounts the panel itself, with its own getToken (Flex refreshes tokens, so fetching one can take a
+# while). This mounts a second panel the same way, whose token the test hands out when it chooses.
+MOUNT_PLUGIN_PANEL = """
+async (sid) => {
+  const moduleUrl = new URL("record-panel.js", document.querySelector("script[type=module]").src);
+  const { mountRecordPanel } = await import(moduleUrl.href);
+  const config = JSON.parse(document.getElementById("console-config").textContent);
+  const host = document.createElement("div");
+  host.id = "plugin-panel";
+  document.body.append(host);
+  window.__holdToken = false;
+  window.__releaseToken = null;
+  mountRecordPanel(host, {
+    apiBaseUrl: config.apiBaseUrl, conversationSid: sid, expanded: true,
+    getToken: () => window.__holdToken
+      ? new Promise((resolve) => { window.__releaseToken = () => resolve(config.token); })
+      : Promise.resolve(config.token),
+  });
+}
+"""
+
+
+def test_cancel_while_the_host_app_fetches_the_token_sends_nothing(page, live_server):
+    posts: list[str] = []
+    page.on("request", lambda request: posts.append(request.url)
+            if request.method == "POST" and AUDIO_POST.search(request.url) else None)
+    conversation_sid = open_conversation(page, live_server, "WhatsApp")
+    page.evaluate(MOUNT_PLUGIN_PANEL, conversation_sid)
+    plugin = page.locator("#plugin-panel")
+    record(page, 1, within=plugin)
+
+    page.evaluate("() => { window.__holdToken = true; }")
+    plugin.get_by_role("button", name="Send the voice note").click()
+    page.wait_for_function("() => window.__releaseToken !== null")
+    plugin.get_by_role("button", name="Cancel sending").click()
+    page.evaluate("() => window.__releaseToken()")  # the token arrives after the agent cancelled
+
+    expect(plugin.locator(".rp-status")).to_have_text(
+        "Sending cancelled. The recording is kept; send it again or discard it.")
+    expect(plugin.get_by_role("button", name="Send the voice note")).to_be_visible()
+    page.wait_for_timeout(500)  # long enough for an XHR the panel should not have opened
+    assert posts == []
+    # The kept clip still goes when the agent sends it again.
+    page.evaluate("() => { window.__holdToken = false; }")
+    plugin.get_by_role("button", name="Send the voice note").click()
+    expect(plugin.locator(".rp-status")).to_contain_text("Voice note sent", timeout=30_000)
+    assert len(posts) == 1
+
+
+def test_cancel_right_after_stop_discards_the_take(page, live_server):
+    """Stop waits for MediaRecorder's last chunk; a Cancel in that wait wins, and no preview appears later."""
+    page.add_init_script(TRACK_STREAMS)
+    open_conversation(page, live_server, "WhatsApp")
+    expand_panel(page)
+    page.get_by_role("button", name="Start recording a voice note").click()
+    expect(page.locator(".rp-timer")).to_have_text("0:01", timeout=10_000)
+    # Both clicks in one task, before the recorder's stop event can arrive.
+    page.evaluate("""() => {
+      document.querySelector('[aria-label="Stop recording"]').click();
+      document.querySelector('[aria-label="Cancel and discard the recording"]').click();
+    }""")
+    expect(page.locator(".rp-status")).to_have_text("Recording cancelled.")
+    page.wait_for_function(f"() => ({LIVE_TRACKS})() === 0")
+    page.wait_for_timeout(1_000)  # the stop event has long arrived: it must not bring a preview back
+    expect(page.locator(".rp-preview")).to_have_count(0)
+    expect(page.get_by_role("button", name="Start recording a voice note")).to_be_visible()
+    expect(page.locator(".rp-error")).to_be_empty()
