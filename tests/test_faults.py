@@ -360,3 +360,34 @@ def test_a_web_chat_message_showing_no_audio_is_refused_while_its_expansion_cann
     run_jobs(app)
     (row,) = audio_rows(app)
     assert row.media_sid == extra["sid"] and row.status == "ready"
+
+
+def test_a_503_is_redelivered_by_twilios_retry_and_stored_once(app, sandbox, live_server, tmp_path, monkeypatch):
+    """The contract's 503 exists for a service set up with post_webhook_retry_count: Twilio redelivers the
+    event with RetryCount 1, and the voice note is stored and converted exactly once."""
+    from webhook_app.webhooks.group_commit import StorageUnavailable
+
+    group_commit = app.extensions["group_commit"]
+    original_insert = group_commit.insert
+    refused: list[int] = []
+
+    def database_blip(rows):
+        if not refused:
+            refused.append(len(rows))
+            raise StorageUnavailable("the database is restarting")
+        return original_insert(rows)
+
+    monkeypatch.setattr(group_commit, "insert", database_blip)
+    sandbox.set_webhook(f"{live_server}/twilio/conversations/post-event", post_retry_count=2)
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    voice = make_audio(tmp_path / "note.ogg", "whatsapp_ogg", seconds=1.0)
+    params = sandbox.customer_sends_media(conversation, Path(voice).read_bytes(), "audio/ogg", "note.ogg",
+                                          deliver=True)
+
+    deliveries = sandbox.webhook_deliveries()
+    assert [(d["status"], d["params"]["RetryCount"]) for d in deliveries] == [(503, "0"), (200, "1")]
+    assert refused == [1]
+    row = wait_until(lambda: next((r for r in audio_rows(app) if r.status in ("ready", "failed")), None), 60,
+                     "the redelivered voice note to finish")
+    assert (row.status, row.message_sid) == ("ready", params["MessageSid"])
+    assert len(audio_rows(app)) == 1

@@ -160,7 +160,7 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 @pytest.fixture
 def agent_conversation(sandbox) -> str:
     conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
-    sandbox.add_participant(conversation, identity="agent@example.com", attributes='{"member_type": "agent"}')
+    sandbox.add_participant(conversation, identity="agent_40example_2Ecom", attributes='{"member_type": "agent"}')
     return conversation
 
 

@@ -23,7 +23,7 @@ BROWSER_FORMATS = {  # what each browser's MediaRecorder produces, plus WAV and 
 @pytest.fixture
 def conversation(sandbox):
     conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
-    sandbox.add_participant(conversation, identity="agent@example.com", attributes='{"member_type": "agent"}')
+    sandbox.add_participant(conversation, identity="agent_40example_2Ecom", attributes='{"member_type": "agent"}')
     return conversation
 
 
@@ -53,7 +53,7 @@ def test_recording_is_sent_as_mp3(client, app, sandbox, agent_token, conversatio
     assert body["content_type"] == "audio/mpeg" and abs(body["duration_s"] - 3.0) < 0.1
 
     (message,) = [m for m in sandbox.list_messages(conversation) if m["sid"] == body["message_sid"]]
-    assert message["author"] == "agent@example.com"
+    assert message["author"] == "agent_40example_2Ecom"
     (media,) = message["media"]
     assert media["sid"] == body["media_sid"] and media["content_type"] == "audio/mpeg"
     assert media["filename"].endswith(".mp3") and media["size"] == body["size_bytes"]
@@ -63,7 +63,7 @@ def test_recording_is_sent_as_mp3(client, app, sandbox, agent_token, conversatio
 
     (row,) = audio_rows(app)
     assert (row.direction, row.channel, row.status, row.author) == ("outbound", "whatsapp", "ready",
-                                                                   "agent@example.com")
+                                                                   "agent_40example_2Ecom")
     assert row.transcode_ms is not None and row.processing_ms is not None and row.size_bytes > 0
 
 

@@ -2,10 +2,13 @@
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
+from tests.audio_samples import make_audio
 from tests.conftest import audio_rows, post_webhook
+from tests.processes import wait_until
 from tests.test_outbound import set_settings
 
 PRE_EVENT = "/twilio/conversations/pre-event"
@@ -98,3 +101,36 @@ def test_pre_event_answers_well_inside_twilios_timeout(client, sandbox, whatsapp
         assert post_webhook(client, sandbox, params, PRE_EVENT).status_code == 200
     # A sanity bound far above the 50 ms target (figures live in the benchmark), far below Twilio's 5 s.
     assert (time.perf_counter() - started) / 20 < 1.0
+
+
+# -- as Twilio calls it: the sandbox asks the live service before publishing an agent's SDK send ---------------
+@pytest.fixture
+def hooked(sandbox, live_server):
+    sandbox.set_webhook(f"{live_server}/twilio/conversations/post-event",
+                        pre_url=f"{live_server}/twilio/conversations/pre-event")
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    sandbox.add_participant(conversation, identity="agent_40example_2Ecom", attributes='{"member_type":"agent"}')
+    return conversation
+
+
+def test_flex_native_audio_is_stopped_before_publishing_when_the_channel_forbids_it(app, sandbox, hooked, tmp_path):
+    voice = make_audio(tmp_path / "reply.ogg", "whatsapp_ogg", seconds=1.0)
+    set_settings(app, "whatsapp", sending_enabled=False)
+    sent = sandbox.agent_sends_media(hooked, "agent_40example_2Ecom", Path(voice).read_bytes(), "audio/ogg",
+                                     "reply.ogg")
+    assert sent["published"] is False and sent["pre_status"] == 403
+    assert sandbox.list_messages(hooked) == []  # the customer never gets it
+    (row,) = audio_rows(app)
+    assert (row.direction, row.status, row.error_code, row.author) == (
+        "outbound", "failed", "sending_disabled", "agent_40example_2Ecom")
+
+
+def test_flex_native_audio_that_is_allowed_is_published_then_audited_as_the_agents(app, sandbox, hooked, tmp_path):
+    voice = make_audio(tmp_path / "reply.ogg", "whatsapp_ogg", seconds=1.0)
+    sent = sandbox.agent_sends_media(hooked, "agent_40example_2Ecom", Path(voice).read_bytes(), "audio/ogg",
+                                     "reply.ogg")
+    assert sent["published"] is True and sent["pre_status"] == 200
+    assert sandbox.webhook_deliveries()[-1]["status"] == 200  # the post-event that followed
+    row = wait_until(lambda: next((r for r in audio_rows(app) if r.status in ("ready", "failed")), None), 60,
+                     "the agent's audio row to finish")
+    assert (row.direction, row.status, row.message_sid) == ("outbound", "ready", sent["message_sid"])

@@ -460,14 +460,21 @@ def test_signature_matches_twilio_validator(sandbox):
 # -- webhooks over HTTP -------------------------------------------------------------------------------------
 @pytest.fixture
 def webhook_receiver():
+    """A plain HTTP server standing in for the service: records each delivery and answers from `answers`
+    ((status, body) pairs, first come first served; 200 with no body once they run out)."""
     received: list[dict] = []
+    answers: list[tuple[int, bytes]] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"])).decode()
             received.append({"path": self.path, "headers": dict(self.headers), "params": dict(parse_qsl(body))})
-            self.send_response(200)
+            status, answer = answers.pop(0) if answers else (200, b"")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
+            self.wfile.write(answer)
 
         def log_message(self, *args):
             pass
@@ -475,13 +482,13 @@ def webhook_receiver():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    yield f"http://127.0.0.1:{server.server_address[1]}", received, answers
     server.shutdown()
     server.server_close()
 
 
 def test_rest_messages_fire_webhook_only_when_enabled(client, auth, sandbox, webhook_receiver):
-    base, received = webhook_receiver
+    base, received, _ = webhook_receiver
     hook = f"{base}/webhooks/conversations"
     sandbox.set_webhook(hook)
     assert Sandbox(sandbox.db_path).webhook_urls == {"post_url": hook, "pre_url": None}  # persisted
@@ -515,26 +522,108 @@ def test_failed_webhook_never_breaks_the_rest_call(client, auth, sandbox):
 
 
 def test_customer_sends_media_can_deliver(sandbox, webhook_receiver):
-    base, received = webhook_receiver
+    base, received, _ = webhook_receiver
     sandbox.set_webhook(f"{base}/hook")
     sid = sandbox.create_conversation("Lee", "whatsapp")["sid"]
     params = sandbox.customer_sends_media(sid, OGG, "audio/ogg", "v.ogg", deliver=True)
     assert [r["params"] for r in received] == [params]
 
 
+def test_post_event_is_retried_only_as_configured(sandbox, webhook_receiver):
+    """Twilio's default is no retry; with post_webhook_retry_count it retries timeouts, 429, 503 and 504,
+    each attempt with RetryCount one higher and its own signature."""
+    base, received, answers = webhook_receiver
+    hook = f"{base}/hook"
+    sid = sandbox.create_conversation("Lee", "whatsapp")["sid"]
+    sandbox.set_webhook(hook)
+    answers[:] = [(503, b"")]
+    sandbox.customer_sends_media(sid, OGG, "audio/ogg", "v.ogg", deliver=True)
+    assert len(received) == 1  # no retry by default: the event is gone
+
+    received.clear()
+    sandbox.set_webhook(hook, post_retry_count=3)
+    answers[:] = [(503, b""), (429, b""), (200, b"{}")]
+    params = sandbox.customer_sends_media(sid, OGG, "audio/ogg", "v.ogg", deliver=True)
+    assert [r["params"]["RetryCount"] for r in received] == ["0", "1", "2"]
+    assert all(r["params"] == {**params, "RetryCount": r["params"]["RetryCount"]} for r in received)
+    validator = RequestValidator(sandbox.auth_token)
+    assert all(validator.validate(hook, r["params"], r["headers"]["X-Twilio-Signature"]) for r in received)
+    assert [d["status"] for d in sandbox.webhook_deliveries()[-3:]] == [503, 429, 200]
+
+    received.clear()
+    answers[:] = [(500, b""), (200, b"")]
+    sandbox.customer_sends_media(sid, OGG, "audio/ogg", "v.ogg", deliver=True)
+    assert len(received) == 1  # a 500 is not one Twilio retries
+
+
+def test_agent_sdk_send_asks_the_pre_event_hook_first(client, auth, sandbox, webhook_receiver):
+    base, received, answers = webhook_receiver
+    sandbox.set_webhook(f"{base}/post", pre_url=f"{base}/pre")
+    sid = sandbox.create_conversation("Ana", "whatsapp")["sid"]
+    agent = sandbox.add_participant(sid, identity="agent_40example_2Ecom")
+
+    answers[:] = [(403, b'{"error": "no"}')]
+    rejected = sandbox.agent_sends_media(sid, "agent_40example_2Ecom", OGG, "audio/ogg", "reply.ogg")
+    assert rejected == {"published": False, "pre_status": 403, "message_sid": None, "params": None}
+    (pre,) = received
+    assert pre["path"] == "/pre"
+    params = pre["params"]
+    assert params["EventType"] == "onMessageAdd" and "MessageSid" not in params and "Index" not in params
+    assert (params["Source"], params["ClientIdentity"], params["Author"], params["ParticipantSid"]) == (
+        "SDK", "agent_40example_2Ecom", "agent_40example_2Ecom", agent["sid"])
+    assert json.loads(params["Media"])[0]["ContentType"] == "audio/ogg"
+    assert RequestValidator(sandbox.auth_token).validate(f"{base}/pre", params, pre["headers"]["X-Twilio-Signature"])
+    assert sandbox.list_messages(sid) == []  # nothing published, no post-event
+
+    received.clear()
+    answers[:] = [(200, b'{"body": "changed by the hook"}')]
+    published = sandbox.agent_sends_media(sid, "agent_40example_2Ecom", OGG, "audio/ogg", "reply.ogg", body="hi")
+    assert published["published"] and published["pre_status"] == 200
+    assert [r["path"] for r in received] == ["/pre", "/post"]
+    assert received[1]["params"] == published["params"]
+    assert published["params"]["MessageSid"] == published["message_sid"]
+    (message,) = sandbox.list_messages(sid)
+    assert message["body"] == "changed by the hook" and message["author"] == "agent_40example_2Ecom"
+
+    sandbox.set_webhook(f"{base}/post", pre_url="http://127.0.0.1:9/unreachable")
+    assert sandbox.agent_sends_media(sid, "agent_40example_2Ecom", OGG, "audio/ogg", "r.ogg")["published"]
+    with pytest.raises(LookupError):
+        sandbox.agent_sends_media(sid, "stranger", OGG, "audio/ogg", "r.ogg")  # the SDK only lets participants in
+
+
+def test_unattached_media_is_garbage_collected_after_five_minutes(client, auth, sandbox):
+    import sqlite3
+    import time
+
+    sid = sandbox.create_conversation("Gus", "sms")["sid"]
+    kept, lost = upload(client, auth, sandbox).json["sid"], upload(client, auth, sandbox).json["sid"]
+    messages = f"/v1/Conversations/{sid}/Messages"
+    assert client.post(messages, auth=auth, data={"MediaSid": kept}).status_code == 201
+    old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 301))
+    with sqlite3.connect(sandbox.db_path) as conn:
+        conn.execute("UPDATE media SET date_created = ?", (old,))
+
+    refused = client.post(messages, auth=auth, data={"MediaSid": lost})
+    assert refused.status_code == 400 and refused.json["code"] == 50510
+    media = f"/v1/Services/{sandbox.chat_service_sid}/Media"
+    assert client.get(f"{media}/{lost}", auth=auth).status_code == 404
+    assert client.get(f"{media}/{kept}", auth=auth).status_code == 200  # attached in time: kept
+
+
 # -- Flex tokens (IAM) --------------------------------------------------------------------------------------
 def test_token_validation(client, auth, sandbox):
     url = f"/v1/Accounts/{sandbox.account_sid}/Tokens/validate"
-    token = sandbox.issue_token("agent@example.com", roles=("agent", "supervisor"))
+    # Flex escapes the user's name into the identity; realm_user_id keeps it as the user typed it.
+    token = sandbox.issue_token("agent_40example_2Ecom", roles=("agent", "supervisor"))
     valid = client.post(url, auth=auth, json={"token": token})
     assert valid.status_code == 200
     body = valid.json
     assert body["valid"] is True and body["code"] == 0 and body["message"] is None
-    assert body["identity"] == "agent@example.com" and body["roles"] == ["agent", "supervisor"]
+    assert body["identity"] == "agent_40example_2Ecom" and body["roles"] == ["agent", "supervisor"]
     assert body["worker_sid"].startswith("WK") and body["expiration"].endswith("Z")
     assert body["realm_user_id"] == "agent@example.com"
-    assert sandbox.issue_token("agent@example.com") != token
-    again = client.post(url, auth=auth, json={"token": sandbox.issue_token("agent@example.com")}).json
+    assert sandbox.issue_token("agent_40example_2Ecom") != token
+    again = client.post(url, auth=auth, json={"token": sandbox.issue_token("agent_40example_2Ecom")}).json
     assert again["worker_sid"] == body["worker_sid"]  # one worker per user
 
     expired = client.post(url, auth=auth, json={"token": sandbox.issue_token("old@example.com", ttl_s=-1)})

@@ -216,7 +216,7 @@ def test_object_missing_from_the_bucket_is_gone(app, client, voice_note, s3, buc
 
 def test_agent_recording_is_stored_in_the_bucket(app, client, sandbox, agent_token, s3, bucket, tmp_path):
     conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
-    sandbox.add_participant(conversation, identity="agent@example.com", attributes='{"member_type": "agent"}')
+    sandbox.add_participant(conversation, identity="agent_40example_2Ecom", attributes='{"member_type": "agent"}')
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=2.0)
     response = client.post(f"/api/v1/conversations/{conversation}/audio",
                            data={"audio": (io.BytesIO(open(source, "rb").read()), "rec.webm", "audio/webm")},

@@ -10,6 +10,7 @@ and swap only the base URL. Answers follow Twilio's wire shapes: the Conversatio
 from __future__ import annotations
 
 import base64
+import calendar
 import contextlib
 import hashlib
 import hmac
@@ -39,6 +40,10 @@ MCS_BASE = "https://mcs.us1.twilio.com"
 MAX_MEDIA_BYTES = 150 * 1024 * 1024
 TEMP_URL_TTL_S = 300  # MCS `content_direct_temporary` links live 300 s
 WEBHOOK_TIMEOUT_S = 5.0  # Twilio gives every Conversations webhook 5 s
+# Twilio retries a post-event hook (when the service asks for retries) on these answers and on a timeout.
+WEBHOOK_RETRY_STATUSES = {429, 503, 504}
+WEBHOOK_RETRY_DELAY_S = 0.2  # Twilio does not document its retry schedule; the sandbox keeps tests quick
+MEDIA_GC_AFTER_S = 300  # MCS deletes media not attached to a message within 5 minutes
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 
@@ -135,6 +140,20 @@ def _iso(ts: float | None = None) -> str:
 def _iso_ms(ts: float) -> str:
     # IAM's `expiration` carries milliseconds ("2018-09-24T23:22:44.240Z" in the validator's README).
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+def _age_s(rest_date: str) -> float:
+    return time.time() - calendar.timegm(time.strptime(rest_date, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _garbage_collected(media_row) -> bool:
+    return media_row["message_sid"] is None and _age_s(media_row["date_created"]) > MEDIA_GC_AFTER_S
+
+
+def flex_realm_user_id(identity: str) -> str:
+    """Flex escapes a user's name into its chat identity ("alice@example.com" -> "alice_40example_2Ecom"):
+    each character outside [A-Za-z0-9] becomes _XX in hex. The token's realm_user_id keeps the name as it was."""
+    return re.sub(r"_([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), identity)
 
 
 def _webhook_date(rest_date: str) -> str:
@@ -385,7 +404,7 @@ class Sandbox:
         if media_sid:
             media_row = conn.execute("SELECT * FROM media WHERE sid = ? AND service_sid = ?",
                                      (media_sid, self.chat_service_sid)).fetchone()
-            if media_row is None:
+            if media_row is None or _garbage_collected(media_row):
                 raise TwilioError(400, ERR_INVALID_MEDIA_SID, f"Invalid media SID: {media_sid}")
             media = [{"sid": media_row["sid"], "content_type": media_row["content_type"],
                       "filename": media_row["filename"], "size": media_row["size"], "category": "media"}]
@@ -526,6 +545,61 @@ class Sandbox:
             self.deliver_webhook(params)
         return params
 
+    def agent_sends_media(self, conversation_sid: str, identity: str, data: bytes, content_type: str,
+                          filename: str, body: str | None = None, deliver: bool = True) -> dict:
+        """An agent sends a file from the Conversations SDK (Flex's own attach button), as Twilio handles it.
+
+        The media goes to MCS first. With a pre-event hook configured, Twilio then posts `onMessageAdd` (the
+        post-event fields minus MessageSid and Index): a 4xx/5xx answer rejects the message (nothing is
+        published, and the media is left to MCS's garbage collection); a 200 with a JSON object may change
+        `body`, `author` and `attributes`; no answer in time publishes it unchanged. Returns {"published",
+        "pre_status", "message_sid", "params"} (`params`: the onMessageAdded that followed, or None).
+        """
+        with self._tx() as conn:
+            conversation = self._get_conversation(conn, conversation_sid)
+            if conversation is None:
+                raise KeyError(conversation_sid)
+            participant = conn.execute("SELECT sid FROM participants WHERE conversation_sid = ? AND identity = ?",
+                                       (conversation["sid"], identity)).fetchone()
+            if participant is None:
+                raise LookupError(f"{identity} is not a participant of {conversation_sid}")
+            media = self._insert_media(conn, data, content_type, filename, author=identity)
+        message = {"author": identity, "body": body, "attributes": "{}"}
+        pre_url, pre_status = self._meta("pre_webhook_url"), None
+        if pre_url:
+            pre_params = {
+                "AccountSid": self.account_sid, "EventType": "onMessageAdd", "Source": "SDK",
+                "ConversationSid": conversation["sid"], "ChatServiceSid": self.chat_service_sid,
+                "ClientIdentity": identity, "DateCreated": _webhook_date(_iso()), "Author": identity,
+                "Attributes": "{}", "ParticipantSid": participant["sid"], "RetryCount": "0",
+                "Media": json.dumps([{"Sid": media["sid"], "ContentType": media["content_type"],
+                                      "Filename": media["filename"], "Size": media["size"], "Category": "media"}]),
+            }
+            if body is not None:
+                pre_params["Body"] = body
+            pre_status, answer, _ = self._post_signed(pre_url, pre_params)
+            if pre_status is not None and pre_status >= 400:
+                return {"published": False, "pre_status": pre_status, "message_sid": None, "params": None}
+            message.update(self._pre_event_changes(answer) if pre_status == 200 else {})
+        with self._tx() as conn:
+            row = self._insert_message(conn, conversation["sid"], author=message["author"], body=message["body"],
+                                       attributes=message["attributes"], media_sid=media["sid"], source="SDK")
+            params = self._webhook_params(conn, row)
+        if deliver:
+            self.deliver_webhook(params)
+        return {"published": True, "pre_status": pre_status, "message_sid": row["sid"], "params": params}
+
+    @staticmethod
+    def _pre_event_changes(answer: str) -> dict:
+        try:
+            changes = json.loads(answer) if answer.strip() else {}
+        except ValueError:
+            return {}
+        if not isinstance(changes, dict):
+            return {}
+        return {key: (json.dumps(value) if key == "attributes" and not isinstance(value, str) else value)
+                for key, value in changes.items() if key in ("body", "author", "attributes")}
+
     def _customer(self, conn, conversation_sid: str) -> sqlite3.Row:
         # Conversations made over REST have no marked customer: the first messaging-binding participant is.
         row = conn.execute(
@@ -574,7 +648,7 @@ class Sandbox:
             conn.execute(
                 "INSERT INTO tokens (token, identity, realm_user_id, roles, worker_sid, flex_user_sid, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (token, identity, realm_user_id or identity, json.dumps(list(roles)), worker_sid, flex_user_sid,
+                (token, identity, realm_user_id or flex_realm_user_id(identity), json.dumps(list(roles)), worker_sid, flex_user_sid,
                  time.time() + ttl_s))
         return token
 
@@ -668,10 +742,12 @@ class Sandbox:
         return None
 
     # -- webhooks ----------------------------------------------------------------------------------------
-    def set_webhook(self, post_url: str | None, pre_url: str | None = None) -> None:
-        """Service-level webhook URLs. Only the post-event hook is ever called by the sandbox."""
+    def set_webhook(self, post_url: str | None, pre_url: str | None = None, post_retry_count: int = 0) -> None:
+        """Service-level webhook URLs. The pre-event hook is called for agent sends (`agent_sends_media`);
+        `post_retry_count` is the service's post_webhook_retry_count (Twilio's default: no retries)."""
         with self._tx() as conn:
-            for key, value in (("post_webhook_url", post_url), ("pre_webhook_url", pre_url)):
+            for key, value in (("post_webhook_url", post_url), ("pre_webhook_url", pre_url),
+                               ("post_webhook_retry_count", str(post_retry_count) if post_retry_count else None)):
                 conn.execute("DELETE FROM meta WHERE key = ?", (key,))
                 if value:
                     conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
@@ -681,25 +757,42 @@ class Sandbox:
         return {"post_url": self._meta("post_webhook_url"), "pre_url": self._meta("pre_webhook_url")}
 
     def deliver_webhook(self, params: dict[str, str], url: str | None = None) -> int | None:
-        """POST `params` signed and form-encoded to `url` (default: the post-event hook). Returns the status.
+        """POST `params` signed and form-encoded to `url` (default: the post-event hook). Returns the last status.
 
-        Never raises: like Twilio, a failed delivery is logged (and recorded) and then forgotten.
+        Never raises: like Twilio, a failed delivery is logged (and recorded) and then forgotten, after the
+        retries the service asked for (post-event hook only): on a timeout, 429, 503 or 504, each retry with
+        RetryCount one higher and signed again.
         """
-        url = url or self._meta("post_webhook_url")
+        retries = 0
+        if url is None:
+            url = self._meta("post_webhook_url")
+            retries = int(self._meta("post_webhook_retry_count") or 0)
         if not url:
             return None
+        for attempt in range(retries + 1):
+            if attempt:
+                time.sleep(WEBHOOK_RETRY_DELAY_S)
+                params = {**params, "RetryCount": str(attempt)}
+            status, _, timed_out = self._post_signed(url, params)
+            if not (status in WEBHOOK_RETRY_STATUSES or timed_out):
+                break
+        return status
+
+    def _post_signed(self, url: str, params: dict[str, str]) -> tuple[int | None, str, bool]:
+        """One signed delivery, recorded: (status or None, response body, whether it timed out)."""
         headers = {
             "X-Twilio-Signature": self.sign(url, params),
             "I-Twilio-Idempotency-Token": secrets.token_hex(16),
             "User-Agent": "TwilioProxy/1.1",
         }
-        status, error = None, None
+        status, body, error, timed_out = None, "", None, False
         try:
             response = requests.post(url, data=params, headers=headers, timeout=WEBHOOK_TIMEOUT_S)
-            status = response.status_code
+            status, body = response.status_code, response.text
             if status >= 400:
                 log.warning("sandbox webhook %s answered %d", url, status)
         except requests.RequestException as exc:
+            timed_out = isinstance(exc, requests.Timeout)
             error = f"{type(exc).__name__}: {exc}"
             log.warning("sandbox webhook %s failed: %s", url, error)
         try:
@@ -708,7 +801,7 @@ class Sandbox:
                              " VALUES (?, ?, ?, ?, ?)", (url, json.dumps(params), status, error, _iso()))
         except sqlite3.Error:
             log.exception("sandbox could not record a webhook delivery")
-        return status
+        return status, body, timed_out
 
     def _deliver_in_background(self, params: dict[str, str]) -> None:
         # Twilio fires post-event hooks after answering the REST call; a thread keeps a single-threaded
@@ -960,7 +1053,7 @@ class Sandbox:
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM media WHERE sid = ? AND service_sid = ?",
                                (media_sid, chat_service_sid)).fetchone()
-        if row is None:
+        if row is None or _garbage_collected(row):
             raise _not_found(request.path)
         return row
 
