@@ -1,7 +1,6 @@
 """Pre-event onMessageAdd: agent audio the channel forbids is rejected (403), everything else allowed fast."""
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -92,15 +91,18 @@ def test_pre_event_needs_a_valid_signature(client, sandbox, whatsapp):
     assert post_webhook(client, sandbox, params, PRE_EVENT, signature="Zm9yZ2Vk").status_code == 403
 
 
-def test_pre_event_answers_well_inside_twilios_timeout(client, sandbox, whatsapp):
+def test_pre_event_answers_from_cache_without_calling_twilio(client, app, sandbox, whatsapp, monkeypatch):
+    """Twilio publishes unchanged after 5 s: the verdict must not wait on a REST call per message. The speed
+    itself is the benchmark's to measure; here, that repeated messages make no Twilio call at all."""
     conversation, agent = whatsapp
     params = on_message_add(sandbox, conversation, participant_sid=agent)
-    post_webhook(client, sandbox, params, PRE_EVENT)  # participants now cached
-    started = time.perf_counter()
+    api = app.extensions["twilio"]
+    calls: list[str] = []
+    original = api.list_participants
+    monkeypatch.setattr(api, "list_participants", lambda sid: calls.append(sid) or original(sid))
     for _ in range(20):
         assert post_webhook(client, sandbox, params, PRE_EVENT).status_code == 200
-    # A sanity bound far above the 50 ms target (figures live in the benchmark), far below Twilio's 5 s.
-    assert (time.perf_counter() - started) / 20 < 1.0
+    assert len(calls) <= 1  # the first message of the conversation may fetch its participants, once
 
 
 # -- as Twilio calls it: the sandbox asks the live service before publishing an agent's SDK send ---------------

@@ -639,6 +639,18 @@ def test_token_validation(client, auth, sandbox):
     assert client.post(other_account, auth=auth, json={"token": token}).status_code == 404
 
 
+def test_api_keys_reach_rest_but_not_iam(client, sandbox):
+    key = sandbox.create_api_key()
+    assert client.get("/v1/Conversations", auth=key).status_code == 200
+    assert upload(client, key, sandbox).status_code == 201
+    assert client.get("/v1/Conversations", auth=(key[0], "wrong secret")).status_code == 401
+    assert client.get("/v1/Conversations", auth=("SK" + "0" * 32, key[1])).status_code == 401
+    token = sandbox.issue_token("agent_40example_2Ecom")
+    validate = f"/v1/Accounts/{sandbox.account_sid}/Tokens/validate"
+    assert client.post(validate, auth=key, json={"token": token}).status_code == 401
+    assert client.post(validate, auth=(sandbox.account_sid, sandbox.auth_token), json={"token": token}).json["valid"]
+
+
 # -- fault injection ----------------------------------------------------------------------------------------
 def test_fail_next_answers_twilio_errors_then_recovers(client, auth, sandbox):
     sid = sandbox.create_conversation("Mo", "sms")["sid"]

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
+from sqlalchemy import select
+
+from tests.audio_samples import make_audio
+from tests.conftest import run_jobs, serving
+from webhook_app import create_app
+from webhook_app.extensions import db
+from webhook_app.models import AudioMessage
+from webhook_app.twilio.sandbox import Sandbox
 from webhook_app.twilio.signatures import form_signature, is_valid_form_signature
 
 TOKEN = "12345678901234567890123456789012"
@@ -121,3 +133,62 @@ def test_an_unsigned_json_post_is_403_and_a_huge_one_is_refused_before_it_is_rea
     huge = client.post("/twilio/conversations/post-event", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
                        content_type="application/json", headers={"X-Twilio-Signature": "x"})
     assert huge.status_code == 413
+
+
+# -- the service as deployed: Twilio credentials, an API key for REST, no sandbox ------------------------------
+@pytest.fixture
+def deployed(app, database_url, queue_name, tmp_path):
+    """Twilio is a sandbox on its own port, reached over HTTP as real Twilio would be. `app` is requested for its
+    clean database. The API key is what REST calls use; webhooks stay signed with the account's auth token."""
+    remote = Sandbox(str(tmp_path / "remote-twilio.db"))
+    key_sid, key_secret = remote.create_api_key()
+    with serving(remote.wsgi_app()) as twilio_url:
+        service = create_app({
+            "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "test-secret",
+            "REDIS_URL": os.environ.get("TEST_REDIS_URL") or None, "RQ_QUEUE": queue_name,
+            "TWILIO_SANDBOX": False, "TWILIO_ACCOUNT_SID": remote.account_sid, "TWILIO_AUTH_TOKEN": remote.auth_token,
+            "TWILIO_API_KEY_SID": key_sid, "TWILIO_API_KEY_SECRET": key_secret, "TWILIO_API_BASE_URL": twilio_url,
+        })
+        assert service.extensions["twilio"].sandbox is None
+        yield service, remote, key_secret
+        with service.app_context():
+            service.extensions["jobs"].wait(timeout=60)
+            db.session.remove()
+
+
+@pytest.mark.parametrize("path", ["/twilio/conversations/post-event", "/twilio/conversations/pre-event"])
+def test_deployed_service_takes_only_webhooks_signed_with_the_auth_token(deployed, path, tmp_path):
+    service, remote, key_secret = deployed
+    client = service.test_client()
+    conversation = remote.create_conversation("Customer", "whatsapp")["sid"]
+    voice = make_audio(tmp_path / "note.ogg", "whatsapp_ogg", seconds=1.0)
+    params = remote.customer_sends_media(conversation, Path(voice).read_bytes(), "audio/ogg", "note.ogg")
+    if path.endswith("pre-event"):  # the same message before it exists: onMessageAdd
+        params = {k: v for k, v in params.items() if k not in ("MessageSid", "Index")} | {"EventType": "onMessageAdd"}
+    url = "http://localhost" + path
+
+    refused = {
+        "unsigned": {},
+        "another account's token": {"X-Twilio-Signature": RequestValidator("f" * 32).compute_signature(url, params)},
+        "the API key's secret": {"X-Twilio-Signature": RequestValidator(key_secret).compute_signature(url, params)},
+        "another URL": {"X-Twilio-Signature": remote.sign("http://localhost/elsewhere", params)},
+    }
+    for why, headers in refused.items():
+        response = client.post(path, data=params, headers=headers)
+        assert response.status_code == 403, why
+        assert response.get_json()["error"]["code"] == "invalid_signature", why
+    assert stored_rows(service) == []
+
+    accepted = client.post(path, data=params, headers={"X-Twilio-Signature": remote.sign(url, params)})
+    assert accepted.status_code == 200
+    if path.endswith("post-event"):
+        run_jobs(service)  # downloads from "Twilio's" MCS with the API key
+        (row,) = stored_rows(service)
+        assert (row.status, row.message_sid) == ("ready", params["MessageSid"])
+
+
+def stored_rows(service):
+    with service.app_context():
+        rows = db.session.scalars(select(AudioMessage)).all()
+        db.session.remove()
+        return rows

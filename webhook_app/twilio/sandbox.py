@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS media (
 CREATE TABLE IF NOT EXISTS tokens (
     token TEXT PRIMARY KEY, identity TEXT NOT NULL, realm_user_id TEXT NOT NULL, roles TEXT NOT NULL,
     worker_sid TEXT NOT NULL, flex_user_sid TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (sid TEXT PRIMARY KEY, secret TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS faults (
     id INTEGER PRIMARY KEY AUTOINCREMENT, path_regex TEXT NOT NULL, status INTEGER NOT NULL,
     remaining INTEGER NOT NULL, retry_after INTEGER);
@@ -634,6 +635,14 @@ class Sandbox:
         """X-Twilio-Signature for a form-encoded POST of `params` to `url`, as Twilio computes it."""
         return RequestValidator(self.auth_token).compute_signature(url, params)
 
+    def create_api_key(self) -> tuple[str, str]:
+        """A standard API key (SID, secret) for REST calls, as the Console makes one. Its secret signs nothing:
+        webhooks stay signed with the account's auth token."""
+        sid, secret = _sid("SK"), secrets.token_urlsafe(24)
+        with self._tx() as conn:
+            conn.execute("INSERT INTO api_keys (sid, secret) VALUES (?, ?)", (sid, secret))
+        return sid, secret
+
     def issue_token(self, identity: str, roles=("agent",), ttl_s: int = 3600,
                     realm_user_id: str | None = None) -> str:
         """An opaque Flex-like token (JWE-shaped: five base64url parts), valid for `ttl_s` (negative = expired)."""
@@ -847,11 +856,7 @@ class Sandbox:
                 raise fault
             if request.endpoint == "media_content" and self._temp_link_valid():
                 return None
-            auth = request.authorization
-            ok = (auth is not None and auth.type == "basic"
-                  and hmac.compare_digest(auth.username or "", self.account_sid)
-                  and hmac.compare_digest(auth.password or "", self.auth_token))
-            if not ok:
+            if not self._authorized(request.authorization, api_key_allowed=request.endpoint != "validate_token"):
                 raise TwilioError(401, ERR_AUTHENTICATE, "Authenticate",
                                   {"WWW-Authenticate": 'Basic realm="Twilio API"'})
             return None
@@ -860,6 +865,20 @@ class Sandbox:
         self._add_mcs_routes(app)
         self._add_iam_routes(app)
         return app
+
+    def _authorized(self, auth, api_key_allowed: bool) -> bool:
+        """HTTP basic auth with the account's SID and auth token, or (REST, not IAM: Twilio documents IAM's token
+        validation with the account's credentials only) an API key's SID and secret."""
+        if auth is None or auth.type != "basic":
+            return False
+        username, password = auth.username or "", auth.password or ""
+        if hmac.compare_digest(username, self.account_sid):
+            return hmac.compare_digest(password, self.auth_token)
+        if not api_key_allowed or not username.startswith("SK"):
+            return False
+        with self._connect() as conn:
+            row = conn.execute("SELECT secret FROM api_keys WHERE sid = ?", (username,)).fetchone()
+        return row is not None and hmac.compare_digest(password, row["secret"])
 
     def _temp_link_valid(self) -> bool:
         media_sid = (request.view_args or {}).get("media_sid", "")
