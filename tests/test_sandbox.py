@@ -231,6 +231,28 @@ def test_the_schema_check_can_fail(client, auth, sandbox, validator_for):
         listing.validate({"conversations": [], "meta": {"page": "zero"}})
 
 
+def test_state_filter_survives_paging_and_is_checked(client, auth, sandbox):
+    for state in ("closed", "active", "closed", "active", "closed"):
+        assert client.post("/v1/Conversations", auth=auth, data={"State": state}).status_code == 201
+    seen, url = [], "/v1/Conversations?State=closed&PageSize=1"
+    while url:
+        page = client.get(url, auth=auth).json
+        seen += [c["state"] for c in page["conversations"]]
+        url = page["meta"]["next_page_url"]
+        url = url and url.removeprefix("https://conversations.twilio.com")
+    assert seen == ["closed"] * 3
+    assert client.get("/v1/Conversations?State=sleeping", auth=auth).status_code == 400
+    assert client.post("/v1/Conversations", auth=auth, data={"State": "sleeping"}).status_code == 400
+
+
+def test_webhooks_name_the_conversations_own_messaging_service(client, auth, sandbox):
+    other = "MG" + "1" * 32
+    sid = client.post("/v1/Conversations", auth=auth, data={"MessagingServiceSid": other}).json["sid"]
+    sandbox.add_participant(sid, messaging_binding={"address": "+15551234567", "proxy_address": "+15557654321"})
+    params = sandbox.customer_sends_media(sid, OGG, "audio/ogg", "voice.ogg")
+    assert params["MessagingServiceSid"] == other
+
+
 def test_messages_page_and_order(client, auth, sandbox):
     sid = sandbox.create_conversation("Bob", "sms")["sid"]
     for n in range(5):

@@ -44,6 +44,7 @@ WEBHOOK_TIMEOUT_S = 5.0  # Twilio gives every Conversations webhook 5 s
 WEBHOOK_RETRY_STATUSES = {429, 503, 504}
 WEBHOOK_RETRY_DELAY_S = 0.2  # Twilio does not document its retry schedule; the sandbox keeps tests quick
 MEDIA_GC_AFTER_S = 300  # MCS deletes media not attached to a message within 5 minutes
+CONVERSATION_STATES = ("initializing", "inactive", "active", "closed")  # the spec's conversation_enum_state
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 
@@ -359,6 +360,8 @@ class Sandbox:
 
     def _insert_conversation(self, conn, *, friendly_name=None, unique_name=None, attributes=None,
                              state=None, messaging_service_sid=None, date_created=None) -> sqlite3.Row:
+        if state is not None and state not in CONVERSATION_STATES:
+            raise TwilioError(400, ERR_INVALID_PARAMETER, f"Invalid State: {state}")
         if unique_name and conn.execute("SELECT 1 FROM conversations WHERE unique_name = ?",
                                         (unique_name,)).fetchone():
             raise TwilioError(409, ERR_UNIQUE_NAME_TAKEN,
@@ -460,7 +463,10 @@ class Sandbox:
             "RetryCount": "0",
         }
         if source != "SDK":
-            params["MessagingServiceSid"] = self.messaging_service_sid
+            # The conversation's own messaging service (one created over REST may name another).
+            params["MessagingServiceSid"] = conn.execute(
+                "SELECT messaging_service_sid FROM conversations WHERE sid = ?",
+                (message["conversation_sid"],)).fetchone()[0] or self.messaging_service_sid
         else:
             params["ClientIdentity"] = message["author"]
         if message["participant_sid"]:
@@ -944,9 +950,13 @@ class Sandbox:
                 rows = conn.execute("SELECT * FROM conversations ORDER BY seq").fetchall()
             state = request.args.get("State")
             if state:
+                if state not in CONVERSATION_STATES:
+                    raise TwilioError(400, ERR_INVALID_PARAMETER, f"Invalid State: {state}")
                 rows = [r for r in rows if r["state"] == state]
             path = f"/v1/Services/{self.chat_service_sid}/Conversations" if scoped else "/v1/Conversations"
-            return jsonify(self._page("conversations", rows, lambda r: self._render_conversation(r, scoped), path))
+            # The page links keep the filter, or following next_page_url would list every state.
+            return jsonify(self._page("conversations", rows, lambda r: self._render_conversation(r, scoped), path,
+                                      extra_query=f"State={state}&" if state else ""))
 
         def conversation(sid, chat_service_sid=None):
             self._check_service(chat_service_sid)
