@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.audio_samples import make_audio
+from tests.test_inbound import MESSAGE_KEYS, assert_timestamps_are_iso_with_a_zone
 from tests.test_outbound import post_audio
 from webhook_app.extensions import db
 
@@ -166,6 +167,27 @@ def test_audit_filters_pagination_and_csv(client, admin_app, sandbox, agent_toke
     assert exported.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
     assert [r["status"] for r in rows] == ["failed", "ready"] and {r["channel"] for r in rows} == {"sms"}
+
+
+# What the audit API adds to the contract's audio-message shape, to explain a row (webhook_app/audit.py).
+AUDIT_EXTRAS = {"author", "source", "filename", "error_code", "sha256", "truncated", "attempts", "started_at",
+                "finished_at", "processing_ms", "transcode_ms"}
+
+
+def test_audit_rows_have_the_contract_shape(client, admin_app, sandbox, agent_token, tmp_path):
+    conversation = sandbox.create_conversation("WA", "whatsapp")["sid"]
+    recording = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    assert post_audio(client, agent_token, conversation, recording).status_code == 201
+    junk = tmp_path / "junk.webm"
+    junk.write_text("not audio")
+    assert post_audio(client, agent_token, conversation, junk).status_code == 400
+
+    rows = client.get("/api/v1/admin/audit", headers=bearer(ADMIN)).get_json()["audio_messages"]
+    by_status = {row["status"]: row for row in rows}
+    assert set(by_status["ready"]) == MESSAGE_KEYS | AUDIT_EXTRAS | {"playback_url"}
+    assert set(by_status["failed"]) == MESSAGE_KEYS | AUDIT_EXTRAS | {"error"}
+    for row in rows:
+        assert_timestamps_are_iso_with_a_zone(row)
 
 
 def test_audit_rejects_bad_filters(client, admin_app):

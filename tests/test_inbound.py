@@ -1,11 +1,22 @@
 """End to end: signed webhook -> job -> MCS download -> MP3 -> agent list -> /media with ranges."""
 
 import re
+from datetime import datetime
 
 import pytest
 
 from tests.audio_samples import KINDS, content_type, decoded_duration, make_audio
 from tests.conftest import audio_rows, post_webhook, run_jobs, web_chat_message_with_two_attachments
+
+
+# CONTRACT.md "Shapes": an audio message, plus playback_url only when ready and error only when failed.
+MESSAGE_KEYS = {"audit_id", "direction", "channel", "conversation_sid", "message_sid", "media_sid", "status",
+                "content_type", "size_bytes", "mp3_size_bytes", "duration_s", "created_at", "updated_at"}
+
+
+def assert_timestamps_are_iso_with_a_zone(message):
+    for key in ("created_at", "updated_at"):
+        assert datetime.fromisoformat(message[key]).tzinfo is not None, (key, message[key])
 
 
 def listing(client, token, conversation_sid):
@@ -38,6 +49,33 @@ def test_customer_voice_note_is_served_as_mp3(deliver, client, app, agent_token,
     mp3 = tmp_path / "served.mp3"
     mp3.write_bytes(media.data)
     assert abs(decoded_duration(mp3) - decoded_duration(source)) < 0.1
+
+
+def test_listed_messages_have_the_contract_shape(deliver, client, app, sandbox, agent_token, tmp_path):
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    deliver(make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0), "audio/ogg; codecs=opus",
+            conversation_sid=conversation)
+    junk = tmp_path / "junk.ogg"
+    junk.write_text("<html>not a voice note</html>\n" * 10)
+    deliver(junk, "audio/ogg", conversation_sid=conversation)
+    run_jobs(app)
+
+    by_status = {message["status"]: message for message in listing(client, agent_token, conversation)}
+    ready, failed = by_status["ready"], by_status["failed"]
+    assert set(ready) == MESSAGE_KEYS | {"playback_url"}
+    assert set(failed) == MESSAGE_KEYS | {"error"}
+    for message in (ready, failed):
+        assert_timestamps_are_iso_with_a_zone(message)
+
+
+def test_playback_links_use_public_base_url(deliver, client, app, agent_token, tmp_path):
+    params, _ = deliver(make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0), "audio/ogg; codecs=opus")
+    run_jobs(app)
+    app.config["PUBLIC_BASE_URL"] = "https://audio.example.com"  # after the webhook: it also rebuilds signed URLs
+    (message,) = listing(client, agent_token, params["ConversationSid"])
+    assert message["playback_url"].startswith("https://audio.example.com/media/")
+    media = client.get(message["playback_url"].removeprefix("https://audio.example.com"))
+    assert media.status_code == 200 and media.mimetype == "audio/mpeg"
 
 
 def test_playback_supports_ranges_and_etags(deliver, client, app, agent_token, tmp_path):

@@ -162,10 +162,24 @@ def test_upload_over_the_ceiling_is_413_before_reading(client, app, agent_token,
     assert response.get_json()["error"]["code"] == "request_entity_too_large"
 
 
+def error_code(response) -> str:
+    """The code of CONTRACT.md's one error shape, {"error": {"code", "message"}}, checked to be just that."""
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["message"]
+    return body["error"]["code"]
+
+
 def test_unknown_conversation_is_404(client, agent_token, tmp_path):
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
     response = post_audio(client, agent_token, "CH" + "0" * 32, source)
-    assert response.status_code == 404
+    assert response.status_code == 404 and error_code(response) == "conversation_not_found"
+
+
+def test_a_conversation_sid_that_is_not_one_is_400(client, agent_token, tmp_path):
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    response = post_audio(client, agent_token, "CH123", source)
+    assert response.status_code == 400 and error_code(response) == "bad_conversation_sid"
 
 
 def test_same_idempotency_key_sends_exactly_once(client, sandbox, agent_token, conversation, tmp_path):
