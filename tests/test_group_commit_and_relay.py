@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 
 import pytest
@@ -30,28 +31,66 @@ def sid(prefix: str) -> str:
     return prefix + uuid.uuid4().hex
 
 
-def test_concurrent_inserts_share_commits_and_each_caller_gets_its_own_ids(app):
+def test_callers_queued_behind_a_commit_share_the_next_one_and_each_gets_its_own_ids(app, monkeypatch):
+    """The leader's INSERT is held until every other caller has queued behind it; the next leader must then
+    commit all their rows in one INSERT. Were each caller to commit alone, there would be nine INSERTs."""
     writer = GroupCommitWriter()
-    keys = [(sid("IM"), sid("ME")) for _ in range(40)]
-    results: dict[int, list[int]] = {}
-    start = threading.Barrier(8)
+    keys = [(sid("IM"), sid("ME")) for _ in range(7)]
+    inserted: list[int] = []  # rows per _insert call, i.e. per batch
+    leader_inserting, release = threading.Event(), threading.Event()
+    real_insert = GroupCommitWriter._insert
 
-    def store(worker: int) -> None:
-        with app.app_context():
-            start.wait()
-            for number in range(worker, len(keys), 8):
-                # Each message twice: the redelivery races its original, sometimes in the same batch.
-                first = writer.insert([row(*keys[number])])
-                again = writer.insert([row(*keys[number])])
-                results[number] = first + again
+    def held_insert(self, rows):
+        inserted.append(len(rows))
+        if len(inserted) == 1:
+            leader_inserting.set()
+            assert release.wait(30), "the test never released the first batch"
+        return real_insert(self, rows)
 
-    threads = [threading.Thread(target=store, args=(worker,)) for worker in range(8)]
+    monkeypatch.setattr(GroupCommitWriter, "_insert", held_insert)
+    results: dict[str, list[int]] = {}
+    errors: list[BaseException] = []
+
+    def store(name: str, key: tuple[str, str]) -> None:
+        try:
+            with app.app_context():
+                results[name] = writer.insert([row(*key)])
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    leader = threading.Thread(target=store, args=("leader", keys[0]))
+    leader.start()
+    assert leader_inserting.wait(30), "the first caller never reached its INSERT"
+    # Queued while the leader's INSERT is in flight: six new messages, a redelivery of the leader's message (its
+    # row is committed by then) and a redelivery racing its original in the same batch.
+    followers = {f"new{number}": keys[number] for number in range(1, 7)}
+    followers |= {"again0": keys[0], "again3": keys[3]}
+    threads = [threading.Thread(target=store, args=item) for item in followers.items()]
     [thread.start() for thread in threads]
-    [thread.join() for thread in threads]
+    for _ in range(3000):  # up to 30 s for the threads to queue; no timing is asserted
+        with writer._lock:
+            if len(writer._waiting) == len(followers):
+                break
+        time.sleep(0.01)
+    else:
+        release.set()
+        pytest.fail(f"only {len(writer._waiting)} of {len(followers)} callers queued behind the leader")
+    release.set()
+    for thread in [leader, *threads]:
+        thread.join(30)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in [leader, *threads])
+
+    # One INSERT for the leader, one for all eight followers (their eight rows less the in-batch duplicate).
+    assert inserted == [1, 7]
     stored = {(r.message_sid, r.media_sid): r.id for r in audio_rows(app)}
     assert len(stored) == len(keys)
-    for number, key in enumerate(keys):
-        assert results[number] == [stored[key]]  # the first delivery got the id, the redelivery nothing
+    assert results["leader"] == [stored[keys[0]]]
+    for number in (1, 2, 4, 5, 6):
+        assert results[f"new{number}"] == [stored[keys[number]]]
+    assert results["again0"] == []  # already committed: ON CONFLICT DO NOTHING
+    # The original and its redelivery in one batch: whichever queued first gets the id, the other nothing.
+    assert sorted([results["new3"], results["again3"]]) == [[], [stored[keys[3]]]]
 
 
 def test_one_message_with_several_audio_media_keeps_their_order(app):

@@ -15,7 +15,6 @@ import json
 import random
 import struct
 import subprocess
-import time
 import zlib
 from pathlib import Path
 
@@ -399,10 +398,9 @@ def test_long_silence_is_cut_at_the_duration_cap(deliver, app, long_silence):
 
 def test_long_silence_is_stopped_by_the_ffmpeg_timeout(deliver, app, long_silence):
     app.config["FFMPEG_TIMEOUT_S"] = 1  # decoding all of it would take minutes
-    started = time.monotonic()
     row = send_inbound(deliver, app, long_silence, "audio/ogg; codecs=opus", allowed=("failed",))
-    assert "longer than 1 s" in row.error
-    assert time.monotonic() - started < 20
+    # The watchdog killed ffmpeg: only its timeout writes this reason (a finished decode would be "ready").
+    assert "longer than 1 s and was stopped" in row.error
     assert row.media_key is None and row.mp3_size_bytes is None
 
 
@@ -417,12 +415,11 @@ def test_long_silence_upload_is_413_too_long(client, app, agent_token, agent_con
 def test_long_silence_upload_stopped_by_the_ffmpeg_timeout_is_a_413_not_a_hang(client, app, agent_token,
                                                                               agent_conversation, long_silence):
     app.config["FFMPEG_TIMEOUT_S"] = 1
-    started = time.monotonic()
     response, row = send_upload(client, app, agent_token, agent_conversation, long_silence, "audio/ogg",
                                 expect={413})
     error = response.get_json()["error"]
+    # conversion_timeout, not too_long: ffmpeg was stopped by its timeout before it reached the duration cap.
     assert error["code"] == "conversion_timeout" and "longer than 1 s" in error["message"]
-    assert time.monotonic() - started < 20
 
 
 def silence(path: Path, fmt_args: list[str], seconds: float = 2.0) -> Path:

@@ -1,11 +1,11 @@
 """Per-channel settings: validation, audited changes, cache refresh across processes, CLI."""
 
 import json
-import time
 
 import pytest
 
 from webhook_app import create_app
+from webhook_app import settings as settings_module
 from webhook_app.errors import ApiError
 from webhook_app.extensions import db
 from webhook_app.models import SettingsChange
@@ -45,21 +45,39 @@ def test_changes_are_audited_with_old_and_new_values(app):
         assert policy_for("sms").bitrate_kbps == 32 and policy_for("sms").updated_by == "alice"
 
 
-def test_a_change_reaches_another_process_within_the_check_interval(app, database_url, tmp_path):
+class FakeClock:
+    """Stands in for time.monotonic in webhook_app.settings: the test decides when the check interval is over."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_change_reaches_another_process_within_the_check_interval(app, database_url, tmp_path, monkeypatch):
     """Two app instances sharing one database, as two dynos do: no restart, no per-request reload."""
+    clock = FakeClock()
+    # Only the settings module's clock: SettingsCache reads time.monotonic() there and nowhere else.
+    monkeypatch.setattr(settings_module, "time", clock)
     other = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SANDBOX_DB": str(tmp_path / "sb.db"),
                         "SETTINGS_CHECK_INTERVAL_S": 0.5, "REDIS_URL": None})
-    with other.app_context():
-        assert policy_for("whatsapp").sending_enabled is True  # cached now
-    with app.app_context():
-        update_settings("whatsapp", {"sending_enabled": False}, "admin")
-        db.session.commit()
-    with other.app_context():
-        assert policy_for("whatsapp").sending_enabled is True  # still inside the interval: the cache answers
-        time.sleep(0.6)
-        assert policy_for("whatsapp").sending_enabled is False
-    with other.app_context():
-        db.engine.dispose()
+    try:
+        with other.app_context():
+            assert policy_for("whatsapp").sending_enabled is True  # read from the database and cached at t=0
+        with app.app_context():
+            update_settings("whatsapp", {"sending_enabled": False}, "admin")
+            db.session.commit()
+        clock.now += 0.25
+        with other.app_context():
+            # Inside the interval the cache answers, however long the commit above took in real time.
+            assert policy_for("whatsapp").sending_enabled is True
+        clock.now += 0.5  # 0.75 s after the last check: past the interval
+        with other.app_context():
+            assert policy_for("whatsapp").sending_enabled is False
+    finally:
+        with other.app_context():
+            db.engine.dispose()
 
 
 def test_cli_show_and_set(runner, app):
