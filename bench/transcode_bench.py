@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from webhook_app.audio.ffmpeg import ffmpeg_binary  # noqa: E402
 
-RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 INPUTS = [
     # name, seconds, sample rate, opus bitrate, container
     ("voice note 60 s, Ogg/Opus 16 kHz", 60, 16000, "24k", "ogg"),
@@ -45,8 +45,10 @@ def measure(variant: str, source: str, dest: str) -> dict:
 
 def main() -> int:
     print(f"ffmpeg: {ffmpeg_binary()}")
-    print(f"{RUNS} runs per variant; wall = median, RSS = peak of the variant's process tree (max of runs)\n")
-    header = f"{'input':46} {'variant':8} {'wall s':>8} {'vs bare':>8} {'peak RSS MB':>12}  (python + ffmpeg)"
+    print(f"{RUNS} runs per variant, the variants in turn; wall and CPU (python + ffmpeg) = median, RSS = peak of the"
+          " variant's process tree (max of runs)\n")
+    header = (f"{'input':46} {'variant':8} {'wall s':>8} {'vs bare':>8} {'CPU s':>7} {'vs bare':>8}"
+              f" {'peak RSS MB':>12}  (python + ffmpeg)")
     print(header)
     print("-" * len(header))
     failures = []
@@ -56,10 +58,16 @@ def main() -> int:
             source = os.path.join(workdir, f"in-{seconds}.{container}")
             make_input(source, seconds, sample_rate, bitrate, container)
             results = {}
-            for variant in VARIANTS:
-                runs = [measure(variant, source, os.path.join(workdir, f"out-{variant}.mp3")) for _ in range(RUNS)]
+            # Variants take turns, run by run: this machine's speed drifts from minute to minute, and a block of
+            # one variant's runs followed by a block of another's would compare two different machines.
+            runs_of = {variant: [] for variant in VARIANTS}
+            for _ in range(RUNS):
+                for variant in VARIANTS:
+                    runs_of[variant].append(measure(variant, source, os.path.join(workdir, f"out-{variant}.mp3")))
+            for variant, runs in runs_of.items():
                 results[variant] = {
                     "wall": statistics.median(r["wall_s"] for r in runs),
+                    "cpu": statistics.median(r["cpu_s"] for r in runs),
                     "self_mb": max(r["self_rss_kb"] for r in runs) / 1024,
                     "child_mb": max(r["child_rss_kb"] for r in runs) / 1024,
                 }
@@ -69,7 +77,8 @@ def main() -> int:
                 r = results[variant]
                 total = r["child_mb"] + (r["self_mb"] if variant != "bare" else 0)
                 label = f"{name} [{size_mb:.1f} MB]" if variant == "service" else ""
-                print(f"{label:46} {variant:8} {r['wall']:8.3f} {r['wall'] / bare:8.2f} {total:12.1f}"
+                print(f"{label:46} {variant:8} {r['wall']:8.3f} {r['wall'] / bare:8.2f} {r['cpu']:7.3f}"
+                      f" {r['cpu'] / results['bare']['cpu']:8.2f} {total:12.1f}"
                       f"  ({r['self_mb'] if variant != 'bare' else 0:.0f} + {r['child_mb']:.0f})")
             ratio = results["service"]["wall"] / bare
             service_total = results["service"]["self_mb"] + results["service"]["child_mb"]
