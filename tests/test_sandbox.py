@@ -362,6 +362,8 @@ def test_mcs_upload_fetch_and_content_round_trip(client, auth, sandbox):
     parts = urlsplit(temporary)
     direct = client.get(parts.path, query_string=parts.query)  # no auth at all
     assert direct.status_code == 200 and direct.data == OGG
+    # Pre-signed storage refuses a second auth mechanism: a client must not send its credentials along.
+    assert client.get(parts.path, query_string=parts.query, auth=auth).status_code == 400
     forged = parts.query.replace("Signature=", "Signature=x")
     assert client.get(parts.path, query_string=forged).status_code == 401
     other = client.post(f"/v1/Services/{sandbox.chat_service_sid}/Media", auth=auth, data=b"x",

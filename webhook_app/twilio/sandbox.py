@@ -861,6 +861,13 @@ class Sandbox:
             if fault is not None:
                 raise fault
             if request.endpoint == "media_content" and self._temp_link_valid():
+                if "Authorization" in request.headers:
+                    # The real link is pre-signed object storage, which refuses a request that also carries
+                    # basic auth ("Only one auth mechanism allowed"): downloads must send none.
+                    return Response("<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed;"
+                                    " only the X-Amz-Algorithm query parameter, Signature query string parameter"
+                                    " or the Authorization header should be specified</Message></Error>",
+                                    status=400, mimetype="application/xml")
                 return None
             if not self._authorized(request.authorization, api_key_allowed=request.endpoint != "validate_token"):
                 raise TwilioError(401, ERR_AUTHENTICATE, "Authenticate",
