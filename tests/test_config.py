@@ -93,3 +93,22 @@ def test_nonsense_settings_stop_the_start_up(monkeypatch, name, value):
 def test_an_empty_boolean_is_its_default(monkeypatch):
     monkeypatch.setenv("S3_PRESIGN", "")
     assert Config().S3_PRESIGN is True
+
+
+@pytest.mark.parametrize("verify, expected", [(None, "CERT_REQUIRED"), ("true", "CERT_REQUIRED"),
+                                              ("false", "CERT_NONE")])
+def test_redis_tls_verification_is_on_unless_turned_off(monkeypatch, tmp_path, verify, expected):
+    """Heroku Key-Value Store's rediss:// URL has a self-signed certificate: REDIS_TLS_VERIFY=false accepts it."""
+    import ssl
+
+    from webhook_app import create_app
+
+    monkeypatch.setenv("REDIS_URL", "rediss://:secret@kvs.example.com:6380")
+    if verify is None:
+        monkeypatch.delenv("REDIS_TLS_VERIFY", raising=False)
+    else:
+        monkeypatch.setenv("REDIS_TLS_VERIFY", verify)
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+                      "SANDBOX_DB": str(tmp_path / "sandbox.db"), "SECRET_KEY": "test-secret"})
+    connection = app.extensions["jobs"].redis.connection_pool.make_connection()  # builds, does not connect
+    assert connection.cert_reqs == getattr(ssl, expected)

@@ -135,6 +135,16 @@ def test_an_unsigned_json_post_is_403_and_a_huge_one_is_refused_before_it_is_rea
     assert huge.status_code == 413
 
 
+def test_a_signed_form_up_to_the_webhook_cap_is_read(client, sandbox):
+    """1 MiB for every webhook body, forms included (Flask's default would stop a form at 500 kB)."""
+    url = "http://localhost/twilio/conversations/post-event"
+    for size, expected in ((700_000, 200), (1_100_000, 413)):
+        params = {"EventType": "onConversationUpdated", "Attributes": "x" * size}
+        response = client.post("/twilio/conversations/post-event", data=params,
+                               headers={"X-Twilio-Signature": sandbox.sign(url, params)})
+        assert response.status_code == expected, size
+
+
 # -- the service as deployed: Twilio credentials, an API key for REST, no sandbox ------------------------------
 @pytest.fixture
 def deployed(app, database_url, queue_name, tmp_path):

@@ -106,6 +106,9 @@ class Config:
         env = os.environ.get
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(env("DATABASE_URL", ""))  # "" = instance/ default
         self.REDIS_URL = env("REDIS_URL") or None
+        # Heroku Key-Value Store serves rediss:// with a self-signed certificate (Heroku's docs tell clients not
+        # to verify it): false accepts it. TLS still encrypts; only the certificate check is off.
+        self.REDIS_TLS_VERIFY = env_bool("REDIS_TLS_VERIFY", True)
         self.RQ_QUEUE = env("RQ_QUEUE", "audio")
 
         self.TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID") or None

@@ -103,11 +103,12 @@ class InProcessRunner:
 
 
 class RqRunner:
-    def __init__(self, redis_url: str, queue_name: str, relays_new_rows: bool = False):
+    def __init__(self, redis_url: str, queue_name: str, relays_new_rows: bool = False, tls_verify: bool = True):
         from redis import Redis
         from rq import Queue
 
-        self.redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5)
+        tls = {} if tls_verify or not redis_url.startswith("rediss://") else {"ssl_cert_reqs": None}
+        self.redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5, **tls)
         self.queue = Queue(queue_name, connection=self.redis)
         # On PostgreSQL the workers' relays enqueue new rows (webhook_app.relay), not the web processes.
         self.relays_new_rows = relays_new_rows
@@ -166,7 +167,8 @@ def init_app(app: Flask) -> None:
         from sqlalchemy.engine import make_url
 
         on_postgres = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name() == "postgresql"
-        runner = RqRunner(app.config["REDIS_URL"], app.config["RQ_QUEUE"], relays_new_rows=on_postgres)
+        runner = RqRunner(app.config["REDIS_URL"], app.config["RQ_QUEUE"], relays_new_rows=on_postgres,
+                          tls_verify=app.config.get("REDIS_TLS_VERIFY", True))
     else:
         runner = InProcessRunner(app, app.config["JOB_WORKERS"])
     app.extensions["jobs"] = runner

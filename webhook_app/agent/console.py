@@ -6,6 +6,7 @@ also sets up demo conversations and can play the customer, so the whole loop run
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import tempfile
@@ -34,6 +35,7 @@ DEMO_CONVERSATIONS = (
 DEMO_VOICE_NOTE_S = 5.0
 SANDBOX_TOKEN_TTL_S = 8 * 3600  # a working day: the embedded token must outlive an open tab
 LIST_LIMIT = 200
+SCAN_LIMIT = 5000
 POST_EVENT_PATH = "/twilio/conversations/post-event"
 
 # Two first visits at once must not both create the demo conversations (one process; the sandbox is local).
@@ -93,7 +95,10 @@ def _page_config(**extra) -> dict:
 @flex_token_required
 def api_conversations():
     client = twilio_api().client
-    found = _twilio(lambda: client.conversations.v1.conversations.list(limit=LIST_LIMIT))
+    # Twilio lists conversations oldest first and cannot be asked for the newest: read on (up to SCAN_LIMIT) and
+    # keep the last LIST_LIMIT, or an account with more than LIST_LIMIT would never show its newest ones.
+    found = _twilio(lambda: collections.deque(
+        client.conversations.v1.conversations.stream(limit=SCAN_LIMIT, page_size=100), maxlen=LIST_LIMIT))
     items = [{
         "sid": c.sid,
         "friendly_name": c.friendly_name,

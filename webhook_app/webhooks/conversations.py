@@ -34,6 +34,7 @@ WEBHOOK_MAX_BYTES = 1024 * 1024
 @bp.before_request
 def require_twilio_signature():
     request.max_content_length = WEBHOOK_MAX_BYTES
+    request.max_form_memory_size = WEBHOOK_MAX_BYTES  # Flask's own default for forms is 500 kB
     if not is_valid_twilio_request(request, twilio_api().auth_token):
         abort(error_response(403, "invalid_signature", "X-Twilio-Signature is missing or does not match"))
 
