@@ -663,8 +663,8 @@ class Sandbox:
             conn.execute(
                 "INSERT INTO tokens (token, identity, realm_user_id, roles, worker_sid, flex_user_sid, expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (token, identity, realm_user_id or flex_realm_user_id(identity), json.dumps(list(roles)), worker_sid, flex_user_sid,
-                 time.time() + ttl_s))
+                (token, identity, realm_user_id or flex_realm_user_id(identity), json.dumps(list(roles)), worker_sid,
+                 flex_user_sid, time.time() + ttl_s))
         return token
 
     def validate_token(self, token: str) -> dict:
