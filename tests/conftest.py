@@ -223,6 +223,23 @@ def serving(wsgi_app) -> Iterator[str]:
         server.shutdown()
 
 
+@contextlib.contextmanager
+def deployed_service(remote, database_url: str, **config) -> Iterator:
+    """The service with Twilio credentials (no in-process sandbox), talking real HTTP to the sandbox `remote` on a
+    port of its own, reached through TWILIO_API_BASE_URL exactly as real Twilio would be."""
+    with serving(remote.wsgi_app()) as twilio_url:
+        service = create_app({
+            "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "test-secret",
+            "TWILIO_SANDBOX": False, "TWILIO_ACCOUNT_SID": remote.account_sid, "TWILIO_AUTH_TOKEN": remote.auth_token,
+            "TWILIO_API_BASE_URL": twilio_url, **config,
+        })
+        assert service.extensions["twilio"].sandbox is None
+        yield service
+        with service.app_context():
+            service.extensions["jobs"].wait(timeout=60)
+            db.session.remove()
+
+
 @pytest.fixture
 def live_server(app):
     """The test app (sandbox mode) over real HTTP, plus an RQ worker thread when the tests run with Redis."""

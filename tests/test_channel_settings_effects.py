@@ -9,6 +9,7 @@ import os
 
 from tests.audio_samples import decoded_duration, make_audio
 from tests.conftest import audio_rows, run_jobs
+from tests.test_inbound import listing
 from tests.test_outbound import set_settings
 from tests.test_transcode import TARGET_LUFS, integrated_loudness, mp3_bitrate_kbps
 from webhook_app.audio.detect import sniff
@@ -18,9 +19,7 @@ OGG = "audio/ogg; codecs=opus"
 
 def served(client, token, conversation_sid):
     """The conversation's one audio message as the list endpoint gives it, and its /media answer."""
-    response = client.get(f"/api/v1/conversations/{conversation_sid}/audio",
-                          headers={"Authorization": f"Bearer {token}"})
-    (message,) = response.get_json()["audio_messages"]
+    (message,) = listing(client, token, conversation_sid)
     assert message["status"] == "ready", message
     media = client.get(message["playback_url"].replace("http://localhost", ""))
     assert media.status_code == 200

@@ -11,13 +11,8 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
-from sqlalchemy import select
-
 from tests.audio_samples import make_audio
-from tests.conftest import run_jobs, serving
-from webhook_app import create_app
-from webhook_app.extensions import db
-from webhook_app.models import AudioMessage
+from tests.conftest import audio_rows, deployed_service, run_jobs
 from webhook_app.twilio.sandbox import Sandbox
 from webhook_app.twilio.signatures import form_signature, is_valid_form_signature
 
@@ -152,18 +147,9 @@ def deployed(app, database_url, queue_name, tmp_path):
     clean database. The API key is what REST calls use; webhooks stay signed with the account's auth token."""
     remote = Sandbox(str(tmp_path / "remote-twilio.db"))
     key_sid, key_secret = remote.create_api_key()
-    with serving(remote.wsgi_app()) as twilio_url:
-        service = create_app({
-            "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "test-secret",
-            "REDIS_URL": os.environ.get("TEST_REDIS_URL") or None, "RQ_QUEUE": queue_name,
-            "TWILIO_SANDBOX": False, "TWILIO_ACCOUNT_SID": remote.account_sid, "TWILIO_AUTH_TOKEN": remote.auth_token,
-            "TWILIO_API_KEY_SID": key_sid, "TWILIO_API_KEY_SECRET": key_secret, "TWILIO_API_BASE_URL": twilio_url,
-        })
-        assert service.extensions["twilio"].sandbox is None
+    with deployed_service(remote, database_url, REDIS_URL=os.environ.get("TEST_REDIS_URL") or None,
+                          RQ_QUEUE=queue_name, TWILIO_API_KEY_SID=key_sid, TWILIO_API_KEY_SECRET=key_secret) as service:
         yield service, remote, key_secret
-        with service.app_context():
-            service.extensions["jobs"].wait(timeout=60)
-            db.session.remove()
 
 
 @pytest.mark.parametrize("path", ["/twilio/conversations/post-event", "/twilio/conversations/pre-event"])
@@ -187,18 +173,12 @@ def test_deployed_service_takes_only_webhooks_signed_with_the_auth_token(deploye
         response = client.post(path, data=params, headers=headers)
         assert response.status_code == 403, why
         assert response.get_json()["error"]["code"] == "invalid_signature", why
-    assert stored_rows(service) == []
+    assert audio_rows(service) == []
 
     accepted = client.post(path, data=params, headers={"X-Twilio-Signature": remote.sign(url, params)})
     assert accepted.status_code == 200
     if path.endswith("post-event"):
         run_jobs(service)  # downloads from "Twilio's" MCS with the API key
-        (row,) = stored_rows(service)
+        (row,) = audio_rows(service)
         assert (row.status, row.message_sid) == ("ready", params["MessageSid"])
 
-
-def stored_rows(service):
-    with service.app_context():
-        rows = db.session.scalars(select(AudioMessage)).all()
-        db.session.remove()
-        return rows

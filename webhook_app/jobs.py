@@ -168,7 +168,7 @@ def init_app(app: Flask) -> None:
 
         on_postgres = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name() == "postgresql"
         runner = RqRunner(app.config["REDIS_URL"], app.config["RQ_QUEUE"], relays_new_rows=on_postgres,
-                          tls_verify=app.config.get("REDIS_TLS_VERIFY", True))
+                          tls_verify=app.config["REDIS_TLS_VERIFY"])
     else:
         runner = InProcessRunner(app, app.config["JOB_WORKERS"])
     app.extensions["jobs"] = runner

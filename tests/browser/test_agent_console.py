@@ -11,12 +11,11 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.audio_samples import decoded_duration
-from webhook_app import create_app
 from webhook_app.extensions import db
 from webhook_app.settings import update_settings
 from webhook_app.twilio.sandbox import Sandbox
 
-from tests.conftest import hold_outbound_conversions, serving
+from tests.conftest import deployed_service, hold_outbound_conversions, serving
 
 AUDIO_POST = re.compile(r"/api/v1/conversations/CH[0-9a-f]{32}/audio$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -269,18 +268,8 @@ def twilio_mode(app, database_url, tmp_path):
     Twilio would be. `app` is requested for its clean database.
     """
     remote = Sandbox(str(tmp_path / "remote-twilio.db"))
-    with serving(remote.wsgi_app()) as twilio_url:
-        service = create_app({
-            "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "test-secret", "REDIS_URL": None,
-            "TWILIO_SANDBOX": False, "TWILIO_ACCOUNT_SID": remote.account_sid, "TWILIO_AUTH_TOKEN": remote.auth_token,
-            "TWILIO_API_BASE_URL": twilio_url,
-        })
-        assert service.extensions["twilio"].sandbox is None
-        with serving(service) as url:
-            yield remote, url
-        with service.app_context():
-            service.extensions["jobs"].wait(timeout=60)
-            db.session.remove()
+    with deployed_service(remote, database_url, REDIS_URL=None) as service, serving(service) as url:
+        yield remote, url
 
 
 def test_outside_the_sandbox_the_console_asks_for_a_flex_token(page, twilio_mode):

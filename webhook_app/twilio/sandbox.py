@@ -158,6 +158,12 @@ def flex_realm_user_id(identity: str) -> str:
     return re.sub(r"_([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), identity)
 
 
+def _media_item(media_row) -> dict:
+    """A message's media entry as REST renders it (webhooks rename the keys; see _webhook_params)."""
+    return {"sid": media_row["sid"], "content_type": media_row["content_type"], "filename": media_row["filename"],
+            "size": media_row["size"], "category": "media"}
+
+
 def _webhook_date(rest_date: str) -> str:
     # Webhooks carry milliseconds ("...T09:14:07.000Z") where REST resources stop at the second.
     return re.sub(r"(T\d\d:\d\d:\d\d)Z$", r"\1.000Z", rest_date)
@@ -410,8 +416,7 @@ class Sandbox:
                                      (media_sid, self.chat_service_sid)).fetchone()
             if media_row is None or _garbage_collected(media_row):
                 raise TwilioError(400, ERR_INVALID_MEDIA_SID, f"Invalid media SID: {media_sid}")
-            media = [{"sid": media_row["sid"], "content_type": media_row["content_type"],
-                      "filename": media_row["filename"], "size": media_row["size"], "category": "media"}]
+            media = [_media_item(media_row)]
         if body is None and media is None:
             raise TwilioError(400, ERR_INVALID_PARAMETER, "A message needs a Body or a MediaSid")
         participant_sid = None
@@ -446,7 +451,7 @@ class Sandbox:
             (sid, self.chat_service_sid, content_type, filename, len(data), author, sqlite3.Binary(data), now, now))
         return conn.execute("SELECT * FROM media WHERE sid = ?", (sid,)).fetchone()
 
-    def _webhook_params(self, conn, message: sqlite3.Row) -> dict[str, str]:
+    def _webhook_params(self, conn, message: sqlite3.Row | dict) -> dict[str, str]:
         """onMessageAdded exactly as Twilio posts it: every value a string, absent values left out."""
         source = message["source"]
         params = {
@@ -574,16 +579,14 @@ class Sandbox:
         message = {"author": identity, "body": body, "attributes": "{}"}
         pre_url, pre_status = self._meta("pre_webhook_url"), None
         if pre_url:
-            pre_params = {
-                "AccountSid": self.account_sid, "EventType": "onMessageAdd", "Source": "SDK",
-                "ConversationSid": conversation["sid"], "ChatServiceSid": self.chat_service_sid,
-                "ClientIdentity": identity, "DateCreated": _webhook_date(_iso()), "Author": identity,
-                "Attributes": "{}", "ParticipantSid": participant["sid"], "RetryCount": "0",
-                "Media": json.dumps([{"Sid": media["sid"], "ContentType": media["content_type"],
-                                      "Filename": media["filename"], "Size": media["size"], "Category": "media"}]),
-            }
-            if body is not None:
-                pre_params["Body"] = body
+            # The message as it would be, minus what it does not have yet.
+            draft = {"source": "SDK", "conversation_sid": conversation["sid"], "sid": None, "idx": None,
+                     "date_created": _iso(), "author": identity, "attributes": "{}", "body": body,
+                     "participant_sid": participant["sid"], "media": json.dumps([_media_item(media)])}
+            with self._connect() as conn:
+                pre_params = self._webhook_params(conn, draft)
+            del pre_params["MessageSid"], pre_params["Index"]
+            pre_params["EventType"] = "onMessageAdd"
             pre_status, answer, _ = self._post_signed(pre_url, pre_params)
             if pre_status is not None and pre_status >= 400:
                 return {"published": False, "pre_status": pre_status, "message_sid": None, "params": None}
@@ -625,8 +628,7 @@ class Sandbox:
             if message is None or media_row is None:
                 raise KeyError(message_sid if message is None else media_sid)
             items = json.loads(message["media"]) if message["media"] else []
-            items.append({"sid": media_row["sid"], "content_type": media_row["content_type"],
-                          "filename": media_row["filename"], "size": media_row["size"], "category": "media"})
+            items.append(_media_item(media_row))
             conn.execute("UPDATE messages SET media = ? WHERE sid = ?", (json.dumps(items), message_sid))
 
     def webhook_params_for(self, conversation_sid: str, message_sid: str) -> dict[str, str]:
