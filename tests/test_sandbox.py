@@ -248,6 +248,22 @@ def test_state_filter_survives_paging_and_is_checked(client, auth, sandbox):
     assert client.post("/v1/Conversations", auth=auth, data={"State": "sleeping"}).status_code == 400
 
 
+@pytest.mark.parametrize("path", ["/v1/Conversations", "/v1/Conversations/{sid}/Messages"])
+def test_page_parameters_outside_the_specs_bounds_are_400(client, auth, sandbox, spec, path):
+    sid = sandbox.create_conversation("Bob", "sms")["sid"]
+    url = path.format(sid=sid)
+    bounds = {p["name"]: p["schema"] for p in spec["paths"][path.replace("{sid}", "{ConversationSid}")]["get"]
+              ["parameters"] if p["name"] in ("PageSize", "Page")}
+    page_size = bounds["PageSize"]
+    for query in ({"PageSize": page_size["minimum"]}, {"PageSize": page_size["maximum"]},
+                  {"Page": bounds["Page"]["minimum"]}):
+        assert client.get(url, auth=auth, query_string=query).status_code == 200, query
+    for query in ({"PageSize": page_size["minimum"] - 1}, {"PageSize": page_size["maximum"] + 1},
+                  {"PageSize": "ten"}, {"Page": bounds["Page"]["minimum"] - 1}):
+        answer = client.get(url, auth=auth, query_string=query)
+        assert answer.status_code == 400 and answer.json["code"] == 20001 and answer.json["status"] == 400, query
+
+
 def test_webhooks_name_the_conversations_own_messaging_service(client, auth, sandbox):
     other = "MG" + "1" * 32
     sid = client.post("/v1/Conversations", auth=auth, data={"MessagingServiceSid": other}).json["sid"]

@@ -915,10 +915,14 @@ class Sandbox:
     def _page(self, key: str, rows: list, render, path: str, extra_query: str = "") -> dict:
         """Twilio's list envelope. PageToken ("PT" + offset here) wins over Page, as in the real API."""
         try:
-            page_size = min(max(int(request.args.get("PageSize", DEFAULT_PAGE_SIZE)), 1), MAX_PAGE_SIZE)
-            page = max(int(request.args.get("Page", 0)), 0)
+            page_size = int(request.args.get("PageSize", DEFAULT_PAGE_SIZE))
+            page = int(request.args.get("Page", 0))
         except ValueError:
-            raise TwilioError(400, ERR_INVALID_PARAMETER, "Invalid PageSize or Page") from None
+            page_size = page = -1
+        # The spec's bounds (PageSize 1-100, Page >= 0): out of them is a bad request, not a quietly different page,
+        # so a client asking for more than Twilio serves finds out here rather than in production.
+        if not (1 <= page_size <= MAX_PAGE_SIZE and page >= 0):
+            raise TwilioError(400, ERR_INVALID_PARAMETER, f"Invalid PageSize or Page (PageSize 1-{MAX_PAGE_SIZE})")
         token = request.args.get("PageToken", "")
         offset = int(token[2:]) if re.fullmatch(r"PT\d+", token) else page * page_size
         base = f"{CONVERSATIONS_BASE}{path}?{extra_query}PageSize={page_size}"
