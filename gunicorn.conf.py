@@ -43,7 +43,6 @@ accesslog = "-"
 logger_class = "webhook_app.access_log.JsonAccessLogger"
 
 
-
 def post_worker_init(worker):
     # The app is loaded: its modules, routes, SQLAlchemy metadata and the rest live as long as the process.
     # Python's full (oldest-generation) collection walks every tracked object, and with all of these that took
