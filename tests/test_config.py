@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 
 from webhook_app.audio import ffmpeg
 from webhook_app.config import Config, env_bool, normalize_database_url
+
+GUNICORN_CONF = str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py")
 
 
 def test_heroku_postgres_url_is_rewritten_for_psycopg3():
@@ -53,16 +57,14 @@ def test_ffmpeg_binary_prefers_ffmpeg_binary_variable(monkeypatch, tmp_path):
 
 def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(monkeypatch):
     import runpy
-    from pathlib import Path
 
-    conf = str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py")
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example.com:5432/d")  # Heroku's spelling
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
-    on_postgres = runpy.run_path(conf)
+    on_postgres = runpy.run_path(GUNICORN_CONF)
     assert on_postgres["worker_class"] == "gevent" and on_postgres["workers"] == 3
     assert callable(on_postgres["post_request"])  # the fairness yield after each request
     monkeypatch.delenv("DATABASE_URL")
-    on_sqlite = runpy.run_path(conf)
+    on_sqlite = runpy.run_path(GUNICORN_CONF)
     assert on_sqlite["worker_class"] == "gthread" and on_sqlite["threads"] == 8 and "post_request" not in on_sqlite
 
 
@@ -70,11 +72,9 @@ def test_gunicorn_workers_freeze_the_loaded_app_out_of_garbage_collection():
     """A full collection over the whole app stalled every connection of a web process for 60-150 ms."""
     import subprocess
     import sys
-    from pathlib import Path
 
-    conf = str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py")
     script = ("import gc, runpy; from webhook_app import create_app; create_app(); before = gc.get_freeze_count(); "
-              f"runpy.run_path({conf!r})['post_worker_init'](None); print(before, gc.get_freeze_count())")
+              f"runpy.run_path({GUNICORN_CONF!r})['post_worker_init'](None); print(before, gc.get_freeze_count())")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     before, after = map(int, out)
     assert before == 0 and after > 10_000  # the app's objects, not a handful

@@ -158,6 +158,11 @@ def flex_realm_user_id(identity: str) -> str:
     return re.sub(r"_([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), identity)
 
 
+def _check_state(state: str) -> None:
+    if state not in CONVERSATION_STATES:
+        raise TwilioError(400, ERR_INVALID_PARAMETER, f"Invalid State: {state}")
+
+
 def _media_item(media_row) -> dict:
     """A message's media entry as REST renders it (webhooks rename the keys; see _webhook_params)."""
     return {"sid": media_row["sid"], "content_type": media_row["content_type"], "filename": media_row["filename"],
@@ -366,8 +371,8 @@ class Sandbox:
 
     def _insert_conversation(self, conn, *, friendly_name=None, unique_name=None, attributes=None,
                              state=None, messaging_service_sid=None, date_created=None) -> sqlite3.Row:
-        if state is not None and state not in CONVERSATION_STATES:
-            raise TwilioError(400, ERR_INVALID_PARAMETER, f"Invalid State: {state}")
+        if state is not None:
+            _check_state(state)
         if unique_name and conn.execute("SELECT 1 FROM conversations WHERE unique_name = ?",
                                         (unique_name,)).fetchone():
             raise TwilioError(409, ERR_UNIQUE_NAME_TAKEN,
@@ -963,8 +968,7 @@ class Sandbox:
                 rows = conn.execute("SELECT * FROM conversations ORDER BY seq").fetchall()
             state = request.args.get("State")
             if state:
-                if state not in CONVERSATION_STATES:
-                    raise TwilioError(400, ERR_INVALID_PARAMETER, f"Invalid State: {state}")
+                _check_state(state)
                 rows = [r for r in rows if r["state"] == state]
             path = f"/v1/Services/{self.chat_service_sid}/Conversations" if scoped else "/v1/Conversations"
             # The page links keep the filter, or following next_page_url would list every state.
