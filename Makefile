@@ -5,12 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export FLASK_APP := webhook_app
 
-.PHONY: run test worker bench migrate install clean
+.PHONY: run test worker bench migrate install lock clean
 
-$(STAMP): pyproject.toml
+# The test venv takes the deploy lock's pins as constraints, so tests run against what a deploy installs.
+$(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	grep -v '^\.$$' requirements.txt > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,6 +28,10 @@ worker: migrate
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Refresh requirements.txt (the deploy lock) after changing pyproject.toml's dependencies.
+lock: $(STAMP)
+	$(BIN)/python scripts/lock.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/transcode_bench.py
