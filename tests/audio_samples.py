@@ -1,7 +1,14 @@
-"""Test audio, generated with ffmpeg at test time (nothing binary is committed)."""
+"""Test audio, generated with ffmpeg at test time (nothing binary is committed).
+
+Samples are made by an ffmpeg that has the encoder they need, which need not be the service's: Debian's ffmpeg
+decodes AMR but cannot encode it, and the point of the suite is that the *service* works with a distribution's
+ffmpeg. So a sample comes from the service's ffmpeg when it can make it, else from the imageio-ffmpeg wheel's,
+while everything that measures results (durations, stream info, loudness) uses the service's ffmpeg.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 
@@ -21,12 +28,63 @@ KINDS = {
     "webm": (".webm", "audio/webm", ["-c:a", "libopus", "-b:a", "32k", "-f", "webm"], 48000),
 }
 
+CODEC_OPTIONS = {"-c", "-codec", "-c:a", "-codec:a", "-acodec", "-c:v", "-codec:v", "-vcodec"}
+
+
+@functools.cache
+def encoders_of(binary: str) -> frozenset[str]:
+    """The encoder names `binary -encoders` lists (cached per binary: asking costs a process start)."""
+    listing = subprocess.run([binary, "-nostdin", "-hide_banner", "-encoders"], capture_output=True, text=True,
+                             errors="replace", timeout=30).stdout
+    # The table starts after a " ------" rule; each row is "<flags> <name> <description>".
+    _, _, table = listing.partition("------")
+    return frozenset(row.split()[1] for row in table.splitlines() if len(row.split()) >= 2)
+
+
+def wheel_ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg_with(*encoders: str) -> str:
+    """The first of the service's ffmpeg and the imageio-ffmpeg wheel's that has every one of `encoders`."""
+    candidates = list(dict.fromkeys([ffmpeg_binary(), wheel_ffmpeg()]))
+    for binary in candidates:
+        if set(encoders) <= encoders_of(binary):
+            return binary
+    raise RuntimeError(f"no ffmpeg here can encode {', '.join(encoders)} to make this test's sample "
+                       f"(tried {', '.join(candidates)})")
+
+
+def encoders_in(args) -> list[str]:
+    """The encoders an ffmpeg command line names ("copy" is none)."""
+    return [value for option, value in zip(args, args[1:]) if option in CODEC_OPTIONS and value != "copy"]
+
+
+def run_ffmpeg(*args: str) -> None:
+    """Make a test file with `ffmpeg -y <args>`, by an ffmpeg that has the encoders the arguments name."""
+    subprocess.run([ffmpeg_with(*encoders_in(args)), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
+                   check=True)
+
+
+class LazySamples(dict):
+    """name -> sample, each made on first use by `make(name)`: a sample that cannot be made here fails the tests
+    that use it, not every test of a module (as one module-scoped fixture making them all would)."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, name):
+        sample = self[name] = self.make(name)
+        return sample
+
 
 def make_audio(path, kind: str, seconds: float = 3.0) -> str:
     extension, _, encoder, sample_rate = KINDS[kind]
     graph = VOICE.format(d=seconds, sr=sample_rate)
-    subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex", graph,
-                    "-ac", "1", "-ar", str(sample_rate), "-t", str(seconds), *encoder, str(path)], check=True)
+    run_ffmpeg("-filter_complex", graph, "-ac", "1", "-ar", str(sample_rate), "-t", str(seconds), *encoder, str(path))
     return str(path)
 
 
@@ -44,5 +102,6 @@ def decoded_duration(path) -> float:
 
 
 def stream_info(path) -> str:
-    done = subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    done = subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True,
+                          text=True)
     return "\n".join(line for line in done.stderr.splitlines() if "Stream #" in line)

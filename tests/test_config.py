@@ -41,18 +41,58 @@ def test_sandbox_mode_without_credentials(monkeypatch):
     assert config.FLEX_ALLOWED_ORIGINS == ["https://flex.twilio.com"]
 
 
+@pytest.fixture(autouse=True)
+def ffmpeg_choice_left_as_found():
+    """ffmpeg_binary() chooses once per process and every later test runs the service with that choice: a test
+    here that looks at the choice must not change it for them (this runs after monkeypatch has restored the env)."""
+    before = ffmpeg.ffmpeg_binary()
+    yield
+    assert ffmpeg.ffmpeg_binary() == before, "this test changed which ffmpeg the rest of the session uses"
+
+
+def choose_ffmpeg() -> str:
+    """ffmpeg_binary's choice made afresh from the environment, leaving the cached one alone."""
+    return ffmpeg.ffmpeg_binary.__wrapped__()
+
+
+def executable(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
 def test_ffmpeg_binary_prefers_ffmpeg_binary_variable(monkeypatch, tmp_path):
-    fake = tmp_path / "my-ffmpeg"
-    fake.write_text("#!/bin/sh\n")
-    fake.chmod(0o755)
+    fake = executable(tmp_path / "my-ffmpeg")
+    monkeypatch.setenv("PATH", str(executable(tmp_path / "bin" / "ffmpeg").parent))
     monkeypatch.setenv("FFMPEG_BINARY", str(fake))
-    ffmpeg.ffmpeg_binary.cache_clear()
-    try:
-        assert ffmpeg.ffmpeg_binary() == str(fake)
-    finally:
-        monkeypatch.delenv("FFMPEG_BINARY")
-        ffmpeg.ffmpeg_binary.cache_clear()
-    assert ffmpeg.ffmpeg_binary()  # PATH or the imageio-ffmpeg wheel
+    assert choose_ffmpeg() == str(fake)
+    monkeypatch.setenv("FFMPEG_BINARY", str(tmp_path / "missing-ffmpeg"))
+    with pytest.raises(RuntimeError, match="is not an executable"):
+        choose_ffmpeg()
+
+
+def test_ffmpeg_binary_takes_the_one_on_path_then_the_wheels(monkeypatch, tmp_path):
+    import imageio_ffmpeg
+
+    monkeypatch.delenv("FFMPEG_BINARY", raising=False)
+    on_path = executable(tmp_path / "bin" / "ffmpeg")
+    monkeypatch.setenv("PATH", str(on_path.parent))
+    assert choose_ffmpeg() == str(on_path)
+    on_path.unlink()
+    assert choose_ffmpeg() == imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def test_pydub_probes_with_our_ffmpeg_unless_the_ffprobe_on_path_is_installed_beside_it(monkeypatch, tmp_path):
+    ours = executable(tmp_path / "ours" / "ffmpeg")
+    executable(tmp_path / "ours" / "ffprobe")
+    executable(tmp_path / "elsewhere" / "ffprobe")
+    monkeypatch.setenv("PATH", str(tmp_path / "ours"))
+    assert ffmpeg.ffprobe_on_path_beside(str(ours))
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))
+    assert not ffmpeg.ffprobe_on_path_beside(str(ours))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert not ffmpeg.ffprobe_on_path_beside(str(ours))
 
 
 def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(monkeypatch):

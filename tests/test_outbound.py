@@ -1,13 +1,11 @@
 """The upload API: every answer in the contract, with real browser-format recordings made by ffmpeg."""
 
 import io
-import subprocess
 import threading
 
 import pytest
-from tests.audio_samples import KINDS, decoded_duration, make_audio
+from tests.audio_samples import KINDS, decoded_duration, make_audio, run_ffmpeg
 from tests.conftest import audio_rows, hold_outbound_conversions
-from webhook_app.audio.ffmpeg import ffmpeg_binary
 from webhook_app.extensions import db
 from webhook_app.settings import update_settings
 
@@ -89,8 +87,8 @@ def test_bad_recordings_are_400_with_a_reason(client, app, agent_token, conversa
         data = open(full, "rb").read()
         path.write_bytes(data[: len(data) // 3])
     else:
-        subprocess.run([ffmpeg_binary(), "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono",
-                        "-t", "2", "-c:a", "libopus", "-f", "webm", str(path)], check=True)
+        run_ffmpeg("-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", "2", "-c:a", "libopus", "-f", "webm",
+                   str(path))
     response = post_audio(client, agent_token, conversation, path)
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == code

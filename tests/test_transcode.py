@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.audio_samples import KINDS, decoded_duration, make_audio, stream_info
+from tests.audio_samples import KINDS, decoded_duration, make_audio, run_ffmpeg, stream_info
 from webhook_app.audio.detect import is_audio, sniff_file
 from webhook_app.audio.ffmpeg import ffmpeg_binary
 from webhook_app.audio.transcode import AudioError, AudioTimeout, transcode_to_mp3
@@ -83,9 +83,8 @@ def test_ffmpeg_run_time_is_capped(tmp_path):
 def test_id3_tagged_aac_is_decoded_not_copied_as_mp3(tmp_path):
     """An ID3 tag opens AAC (ADTS) files too: it looks like MP3, but the MP3 muxer refuses to copy its stream."""
     source = str(tmp_path / "voice.aac")
-    subprocess.run([ffmpeg_binary(), "-nostdin", "-loglevel", "error", "-y", "-i", make_audio(tmp_path / "v.wav", "wav",
-                    seconds=2.0), "-c:a", "aac", "-b:a", "48k", "-f", "adts", "-write_id3v2", "1",
-                    "-metadata", "title=voice", source], check=True)
+    run_ffmpeg("-i", make_audio(tmp_path / "v.wav", "wav", seconds=2.0), "-c:a", "aac", "-b:a", "48k", "-f", "adts",
+               "-write_id3v2", "1", "-metadata", "title=voice", source)
     assert open(source, "rb").read(3) == b"ID3" and sniff_file(source) == "mp3"
     result = transcode_to_mp3(source, str(tmp_path / "out.mp3"))
     assert not result.copied and abs(result.duration_s - 2.0) < 0.15
@@ -124,8 +123,7 @@ def test_truncated_mp4_fails_but_truncated_ogg_keeps_what_is_there(tmp_path):
 
 def test_video_without_audio_has_no_audio_stream(tmp_path):
     video = tmp_path / "clip.3gp"
-    subprocess.run([ffmpeg_binary(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=d=1:s=64x64", "-c:v",
-                    "mpeg4", "-f", "3gp", str(video)], check=True)
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc=d=1:s=64x64", "-c:v", "mpeg4", "-f", "3gp", str(video))
     with pytest.raises(AudioError, match="no audio stream"):
         transcode_to_mp3(str(video), str(tmp_path / "out.mp3"))
 

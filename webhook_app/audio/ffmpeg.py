@@ -59,6 +59,15 @@ def configure_pydub() -> None:
         from pydub import AudioSegment, audio_segment, utils
 
     AudioSegment.converter = ffmpeg_binary()
-    if shutil.which("ffprobe") is None:
+    if not ffprobe_on_path_beside(AudioSegment.converter):
+        # No ffprobe (the wheel ships none), or one from another installation than the ffmpeg we decode with
+        # (FFMPEG_BINARY elsewhere): probe with our ffmpeg, so one ffmpeg build reads every file.
         audio_segment.mediainfo_json = probe_with_ffmpeg
         utils.mediainfo_json = probe_with_ffmpeg
+
+
+def ffprobe_on_path_beside(ffmpeg: str) -> bool:
+    """Whether the ffprobe pydub would find on PATH is the one installed next to `ffmpeg`."""
+    on_path = shutil.which("ffprobe")
+    return on_path is not None and os.path.samefile(os.path.dirname(os.path.abspath(on_path)),
+                                                    os.path.dirname(os.path.abspath(ffmpeg)))
