@@ -56,7 +56,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     sweeper.init_app(app)
     configure_pydub()
 
-    from . import health, playback
+    from . import health, playback, security
     from .admin import api as admin_api
     from .admin import views as admin_views
     from .agent import api as agent_api
@@ -70,6 +70,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(admin_api.bp)
     app.register_blueprint(admin_views.bp)
     app.register_blueprint(agent_console.bp)
+    security.init_app(app)
 
     from . import cli
 

@@ -18,6 +18,7 @@ from .channels import TtlCache, channel_from_participants, channel_from_webhook,
 from .extensions import db
 from .models import AudioMessage, Status, utcnow
 from .observability import bind_audit_id
+from .security import media_type_of_file
 from .settings import policy_for
 from .storage import media_store
 from .twilio.client import twilio_api
@@ -236,7 +237,8 @@ def _process(row: AudioMessage) -> None:
         if not settings.normalize_inbound:
             # The admin chose to keep customer audio as sent: store and serve the original bytes.
             key = f"audio/{row.id}/original"
-            media_store().put(key, source_path, base_type(row.content_type) or "application/octet-stream", row.sha256)
+            # Stored (and later served) as what the bytes are: the customer's label could say text/html.
+            media_store().put(key, source_path, media_type_of_file(source_path), row.sha256)
             row.media_key = key
             row.mark(Status.READY)
             db.session.commit()

@@ -7,16 +7,17 @@ service instead, the Range header passed on to S3.
 
 from __future__ import annotations
 
-import io
 from datetime import datetime, timezone
 
-from flask import Blueprint, Response, current_app, redirect, request, send_file, url_for
+from flask import Blueprint, Response, current_app, redirect, request, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.http import http_date, parse_date, parse_range_header
+from werkzeug.wsgi import wrap_file
 
 from .errors import ApiError
 from .extensions import db
 from .models import AudioMessage, Status
+from .security import allowed_media_type, media_headers, media_type
 from .storage import S3Store, media_store
 
 bp = Blueprint("playback", __name__)
@@ -66,17 +67,22 @@ def media(token: str):
     if isinstance(store, S3Store):
         return _stream_from_s3(store, row)
 
-    stored = store.get(row.media_key)
-    if stored is None:
+    info = store.stat(row.media_key)
+    if info is None:
         raise ApiError(410, "gone", "this audio is no longer available")
-    _ignore_ranges_werkzeug_would_refuse(request.environ, len(stored.data))
-    # conditional=True gives Range/206, If-None-Match/304 and Accept-Ranges from Werkzeug.
-    response = send_file(io.BytesIO(stored.data), mimetype=stored.content_type, conditional=True,
-                         etag=stored.sha256, last_modified=row.finished_at, max_age=3600,
-                         download_name=f"audio-{row.id}.mp3" if stored.content_type == "audio/mpeg" else None)
+    reader = store.open(info)
+    served_type = media_type(reader.read(64))  # the bytes decide, never the label a customer sent
+    reader.seek(0)
+    _ignore_ranges_werkzeug_would_refuse(request.environ, info.size_bytes)
+    response = Response(wrap_file(request.environ, reader), direct_passthrough=True)
+    response.content_length = info.size_bytes
+    response.set_etag(info.sha256)
+    response.last_modified = row.finished_at
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Cache-Control"] = "private, max-age=3600"
-    return response
+    # Range/206, If-None-Match/304, If-Range and Accept-Ranges from Werkzeug, reading only the range asked for.
+    response = response.make_conditional(request.environ, accept_ranges=True, complete_length=info.size_bytes)
+    return media_headers(response, served_type, f"audio-{row.id}")
 
 
 def _ignore_ranges_werkzeug_would_refuse(environ: dict, length: int) -> None:
@@ -124,15 +130,14 @@ def _stream_from_s3(store: S3Store, row: AudioMessage) -> Response:
     if obj.last_modified:
         headers["Last-Modified"] = http_date(obj.last_modified)
     if obj.status == 304:
-        return Response(status=304, headers=headers)
+        return Response(status=304, headers=headers)  # no Content-Type: a 304 updates the cached copy's headers
     if obj.content_length is not None:
         headers["Content-Length"] = str(obj.content_length)
     if obj.content_range:
         headers["Content-Range"] = obj.content_range
-    response = Response(obj.chunks(), status=obj.status, headers=headers,
-                        content_type=obj.content_type or "application/octet-stream", direct_passthrough=True)
+    response = Response(obj.chunks(), status=obj.status, headers=headers, direct_passthrough=True)
     response.call_on_close(obj.close)  # HEAD, or a client that hangs up: give the S3 connection back
-    return response
+    return media_headers(response, allowed_media_type(obj.content_type), f"audio-{row.id}")
 
 
 def _if_range_holds(obj) -> bool:

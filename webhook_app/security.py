@@ -1,0 +1,79 @@
+"""Response headers that keep customer bytes and other sites out of the service's origin.
+
+Customer audio is served from this origin (`/media/<token>`), beside the admin page whose session can change
+settings. A file that a browser could be talked into rendering as HTML would run script as the signed-in admin,
+so media answers carry a type taken from the bytes (never the customer's label), `nosniff`, and a policy that runs
+nothing; the pages get a policy that runs only our own scripts and that no other site can frame.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, current_app, request
+
+from .audio.detect import sniff, sniff_file
+
+# Containers a browser's <audio> may play, by what their bytes are (audio/detect.py's sniff) -> the type we serve.
+PLAYABLE_TYPES = {
+    "mp3": "audio/mpeg", "ogg": "audio/ogg", "webm": "audio/webm", "mp4": "audio/mp4", "3gp": "audio/3gpp",
+    "amr": "audio/amr", "amr-wb": "audio/amr-wb", "wav": "audio/wav", "flac": "audio/flac", "aac": "audio/aac",
+    "caf": "audio/x-caf",
+}
+DOWNLOAD_TYPE = "application/octet-stream"
+# `sandbox` with no allowances: even a document rendered from these bytes gets a unique origin and no script.
+MEDIA_POLICY = "default-src 'none'; sandbox; frame-ancestors 'none'"
+PAGE_PATH_PREFIXES = ("/admin", "/agent")
+
+
+def media_type(head: bytes) -> str:
+    """What to serve stored bytes as: an audio type when they are a container we know, else a download."""
+    return PLAYABLE_TYPES.get(sniff(head) or "", DOWNLOAD_TYPE)
+
+
+def media_type_of_file(path: str) -> str:
+    return PLAYABLE_TYPES.get(sniff_file(path) or "", DOWNLOAD_TYPE)
+
+
+def allowed_media_type(content_type: str | None) -> str:
+    """A stored label passes only when it is one of the audio types we would have sniffed ourselves."""
+    label = (content_type or "").split(";", 1)[0].strip().lower()
+    return label if label in PLAYABLE_TYPES.values() else DOWNLOAD_TYPE
+
+
+def media_headers(response: Response, content_type: str, name: str) -> Response:
+    """Every /media answer: the type we decided, no sniffing, a policy that runs nothing, and anything that is
+    not audio as a download."""
+    response.headers["Content-Type"] = content_type
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = MEDIA_POLICY
+    playable = content_type != DOWNLOAD_TYPE
+    extension = next((kind for kind, served in PLAYABLE_TYPES.items() if served == content_type), "bin")
+    response.headers["Content-Disposition"] = f'{"inline" if playable else "attachment"}; filename="{name}.{extension}"'
+    return response
+
+
+def _page_policy() -> str:
+    media_sources = ["'self'", "blob:"]  # blob: is the record panel's preview of the agent's own take
+    public_s3 = current_app.config.get("S3_PUBLIC_ENDPOINT_URL") or current_app.config.get("S3_ENDPOINT_URL")
+    if public_s3:
+        parts = urlsplit(public_s3)
+        media_sources.append(f"{parts.scheme}://{parts.netloc}")
+    elif current_app.config.get("MEDIA_STORE") == "s3":
+        media_sources.append("https://*.amazonaws.com")  # playback redirects to presigned AWS URLs
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"media-src {' '.join(media_sources)}; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
+
+
+def _page_headers(response: Response) -> Response:
+    if request.path.startswith(PAGE_PATH_PREFIXES) and response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", _page_policy())
+        response.headers.setdefault("X-Frame-Options", "DENY")  # for browsers without frame-ancestors
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_page_headers)
