@@ -1,0 +1,16 @@
+// flex-plugin-scripts builds Jest's configuration and hands it to this function to adjust.
+module.exports = (config) => ({
+  ...config,
+  // The FlexPlugin constructor reads the constants the build defines; under Jest they are globals.
+  globals: {
+    __FPB_PLUGIN_UNIQUE_NAME: "plugin-audio-messages",
+    __FPB_PLUGIN_VERSION: "0.0.0-test",
+    __FPB_FLEX_PLUGIN_SCRIPTS_VERSION: "test",
+    __FPB_FLEX_PLUGIN_VERSION: "test",
+    __FPB_FLEX_UI_VERSION: "test",
+    __FPB_REACT_VERSION: "test",
+    __FPB_REACT_DOM_VERSION: "test",
+  },
+  // The test that imports the real @twilio/flex-ui takes a few seconds on its own.
+  testTimeout: 30000,
+});

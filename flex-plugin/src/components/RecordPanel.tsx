@@ -1,0 +1,413 @@
+/**
+ * The voice-note recorder: record, timer, level meter, cap warning and auto-stop, preview, send (with an
+ * Idempotency-Key per recording, so a retry is never posted twice), discard, cancel. The behaviour of the
+ * service's own record panel (webhook_app/static/record-panel.js), in React and Twilio Paste.
+ */
+import * as React from "react";
+import { Box } from "@twilio-paste/core/box";
+import { Button } from "@twilio-paste/core/button";
+import { Stack } from "@twilio-paste/core/stack";
+import { Text } from "@twilio-paste/core/text";
+import { HelpText } from "@twilio-paste/core/help-text";
+import { MicrophoneOnIcon } from "@twilio-paste/icons/esm/MicrophoneOnIcon";
+
+import { AudioService, AudioSettings, isAbort, UploadResult } from "../api";
+import { CHANNEL_NAMES, formatDuration, formatMegabytes, newIdempotencyKey } from "../format";
+import { filenameFor, microphoneErrorMessage, openMicrophoneTake, OpenTake, Take, unsupportedReason } from "../recorder";
+
+export const WARN_BEFORE_END_S = 10;
+const TICK_MS = 200;
+// Stop this much before the cap: the timer only looks every tick, and MediaRecorder hands over its last chunk a
+// little after the stop (the service allows half a second over the cap for that, no more).
+const STOP_MARGIN_S = TICK_MS / 1000 + 0.1;
+// The service caps the MP3 it makes, not the upload; stop early enough that the MP3 fits (frame overhead).
+const MP3_SIZE_MARGIN = 0.95;
+
+export type Phase = "unsupported" | "idle" | "starting" | "recording" | "preview" | "sending";
+
+interface Recording {
+  blob: Blob;
+  url: string;
+  duration: number;
+  filename: string;
+  idempotencyKey: string;
+}
+
+export interface RecordPanelProps {
+  service: AudioService;
+  conversationSid: string;
+  settings: AudioSettings;
+  id?: string;
+  hidden?: boolean;
+  openTake?: OpenTake;
+  tickMs?: number;
+  onSent?: (result: UploadResult) => void;
+  /** The service refused because an admin turned sending off since the settings were loaded. */
+  onSendingDisabled?: (message: string) => void;
+  onRecordingChange?: (recording: boolean) => void;
+}
+
+interface State {
+  phase: Phase;
+  alert: string;
+  status: string;
+  elapsed: number;
+  level: number;
+  ending: boolean;
+  progress: number;
+  recording: Recording | null;
+}
+
+/** The longest recording that fits both caps; the MP3's size follows from the channel's bitrate. */
+export function maxSeconds(settings: AudioSettings): number {
+  const { max_duration_s: maxDuration, max_bytes: maxBytes, bitrate_kbps: kbps } = settings;
+  const bySize = maxBytes && kbps ? Math.floor((maxBytes * 8 * MP3_SIZE_MARGIN) / (kbps * 1000)) : Infinity;
+  return Math.min(maxDuration || Infinity, bySize);
+}
+
+export function capsText(settings: AudioSettings): string {
+  const channel = CHANNEL_NAMES[settings.channel] || settings.channel || "This channel";
+  const parts = [`Up to ${formatDuration(maxSeconds(settings))}`];
+  if (settings.max_bytes) parts.push(`${formatMegabytes(settings.max_bytes)} per file`);
+  return `${channel}: ${parts.join(" · ")}`;
+}
+
+export class RecordPanel extends React.Component<RecordPanelProps, State> {
+  // The phase the handlers act on: React's state lags a render behind, and a double click must not send twice.
+  private phase: Phase;
+  private take: Take | null = null;
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private upload: AbortController | null = null;
+  private unmounted = false;
+  private readonly stage = React.createRef<HTMLDivElement>();
+
+  constructor(props: RecordPanelProps) {
+    super(props);
+    const unsupported = props.openTake ? null : unsupportedReason();
+    this.phase = unsupported ? "unsupported" : "idle";
+    this.state = {
+      phase: this.phase, alert: unsupported || "", status: "", elapsed: 0, level: 0, ending: false, progress: 0,
+      recording: null,
+    };
+  }
+
+  getSnapshotBeforeUpdate(): boolean {
+    const active = typeof document !== "undefined" ? document.activeElement : null;
+    return Boolean(active && this.stage.current?.contains(active));
+  }
+
+  componentDidUpdate(_: RecordPanelProps, previous: State, hadFocus: boolean): void {
+    // Keyboard users keep their place: the main control of the new phase takes the focus.
+    if (previous.phase !== this.state.phase && hadFocus) {
+      this.stage.current?.querySelector<HTMLElement>("[data-focus]")?.focus();
+    }
+  }
+
+  componentWillUnmount(): void {
+    // The agent switched tasks or closed the conversation: the microphone goes back, nothing half-sent stays.
+    this.unmounted = true;
+    this.stopTimer();
+    this.take?.release();
+    this.take = null;
+    this.upload?.abort();
+    this.dropRecording(this.state.recording);
+    this.props.onRecordingChange?.(false);
+  }
+
+  private go(phase: Phase, patch: Partial<State> = {}): void {
+    this.phase = phase;
+    if (!this.unmounted) this.setState({ ...patch, phase } as State);
+    this.props.onRecordingChange?.(phase === "recording" || phase === "starting");
+  }
+
+  /** The phase now (a method, so the type checker does not narrow it across awaits). */
+  private current(): Phase {
+    return this.phase;
+  }
+
+  private limit(): number {
+    return maxSeconds(this.props.settings);
+  }
+
+  // -- actions ------------------------------------------------------------------------------------------------
+  record = async (): Promise<void> => {
+    if (this.phase !== "idle") return;
+    this.go("starting", { alert: "", status: "" });
+    let take: Take;
+    try {
+      take = await (this.props.openTake || openMicrophoneTake)();
+    } catch (error) {
+      if (this.unmounted || this.current() !== "starting") return;
+      this.go("idle", { alert: microphoneErrorMessage(error) });
+      return;
+    }
+    if (this.unmounted || this.current() !== "starting") {
+      take.release(); // cancelled while the permission prompt was open
+      return;
+    }
+    this.take = take;
+    this.go("recording", { status: "Recording. Press Stop when you are done.", elapsed: 0, level: 0, ending: false });
+    this.timer = setInterval(this.tick, this.props.tickMs ?? TICK_MS);
+    take.finished.catch((error) => this.onRecorderError(take, error));
+  };
+
+  tick = (): void => {
+    const take = this.take;
+    if (!take || this.phase !== "recording") return;
+    const elapsed = take.elapsed();
+    const limit = this.limit();
+    const left = limit - elapsed;
+    const ending = left <= WARN_BEFORE_END_S;
+    this.setState({
+      elapsed,
+      level: take.level(),
+      ending,
+      alert: ending ? `Recording stops in ${Math.max(0, Math.ceil(left))} s (the ${formatDuration(limit)} limit).` : "",
+    });
+    if (left <= STOP_MARGIN_S) this.stop(`Stopped at the ${formatDuration(limit)} limit.`);
+  };
+
+  private stopTimer(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  stop = async (reason?: string): Promise<void> => {
+    const take = this.take;
+    if (!take || this.phase !== "recording") return;
+    this.stopTimer();
+    this.take = null;
+    let blob: Blob;
+    try {
+      blob = await take.stop();
+    } catch (error) {
+      if (this.unmounted || this.current() !== "recording" || this.take) return;
+      this.go("idle", { alert: `Recording failed${(error as Error)?.message ? `: ${(error as Error).message}` : "."}` });
+      return;
+    }
+    // Cancelled while the recorder was finishing (the phase moved on), or already recording a new take.
+    if (this.unmounted || this.current() !== "recording" || this.take) return;
+    if (!blob.size) {
+      this.go("idle", { alert: "Nothing was recorded. Check the microphone and try again.", status: "" });
+      return;
+    }
+    const duration = take.elapsed();
+    const recording: Recording = {
+      blob,
+      duration,
+      url: URL.createObjectURL(blob),
+      filename: filenameFor(blob),
+      idempotencyKey: newIdempotencyKey(),
+    };
+    this.go("preview", {
+      recording,
+      elapsed: duration,
+      ending: false,
+      alert: typeof reason === "string" ? reason : "",
+      status: `Recorded ${formatDuration(duration)}. Listen, then send or discard it.`,
+    });
+  };
+
+  private onRecorderError(take: Take, error: unknown): void {
+    if (this.unmounted || this.take !== take) return;
+    this.stopTimer();
+    take.release();
+    this.take = null;
+    const message = (error as Error)?.message;
+    this.go("idle", { alert: `Recording stopped unexpectedly${message ? `: ${message}` : "."}` });
+  }
+
+  cancel = (): void => {
+    this.stopTimer();
+    this.take?.release();
+    this.take = null;
+    this.go("idle", { alert: "", status: "Recording cancelled.", ending: false });
+  };
+
+  discard = (): void => {
+    this.dropRecording(this.state.recording);
+    this.go("idle", { recording: null, alert: "", status: "Recording discarded." });
+  };
+
+  private dropRecording(recording: Recording | null): void {
+    if (recording) URL.revokeObjectURL(recording.url);
+  }
+
+  send = async (): Promise<void> => {
+    const recording = this.state.recording;
+    if (!recording || this.phase !== "preview") return;
+    const controller = new AbortController();
+    this.upload = controller;
+    this.go("sending", { alert: "", status: "Sending the voice note…", progress: 0 });
+    let result: UploadResult;
+    try {
+      result = await this.props.service.upload(this.props.conversationSid, recording, {
+        signal: controller.signal,
+        onProgress: (fraction) => {
+          if (!this.unmounted) this.setState({ progress: Math.round(fraction * 100) });
+        },
+      });
+    } catch (error) {
+      if (this.unmounted) return;
+      this.upload = null;
+      const { code, message } = error as { code?: string; message?: string };
+      if (code === "sending_disabled") {
+        // An admin turned sending off since the settings were loaded: no point keeping a clip that cannot go.
+        this.dropRecording(recording);
+        this.go("idle", { recording: null, alert: message || "", status: "" });
+        this.props.onSendingDisabled?.(message || "Audio sending is disabled for this channel");
+        return;
+      }
+      if (isAbort(error)) {
+        this.go("preview", { status: "Sending cancelled. The recording is kept; send it again or discard it." });
+      } else {
+        this.go("preview", { status: "", alert: message || "The voice note could not be sent." });
+      }
+      return;
+    }
+    this.upload = null;
+    if (this.unmounted) return;
+    const duration = result.duration_s ?? recording.duration;
+    this.dropRecording(recording);
+    this.go("idle", { recording: null, status: `Voice note sent (${formatDuration(duration)}).` });
+    try {
+      this.props.onSent?.(result);
+    } catch (error) {
+      // eslint-disable-next-line no-console
+      console.error("audio messages: onSent failed", error);
+    }
+  };
+
+  cancelSend = (): void => {
+    this.upload?.abort();
+  };
+
+  // -- rendering ----------------------------------------------------------------------------------------------
+  private renderStage(): React.ReactNode {
+    const { phase, elapsed, level, progress, recording } = this.state;
+    const limit = this.limit();
+    switch (phase) {
+      case "unsupported":
+        return null;
+      case "idle":
+        return (
+          <Stack orientation="horizontal" spacing="space30">
+            <Button variant="primary" size="small" onClick={this.record} aria-label="Start recording a voice note" data-focus>
+              <MicrophoneOnIcon decorative />
+              Record
+            </Button>
+            <HelpText marginTop="space0">{capsText(this.props.settings)}</HelpText>
+          </Stack>
+        );
+      case "starting":
+        return (
+          <Stack orientation="horizontal" spacing="space30">
+            <Text as="span">Waiting for the microphone…</Text>
+            <Button variant="secondary" size="small" onClick={this.cancel} aria-label="Cancel recording" data-focus>
+              Cancel
+            </Button>
+          </Stack>
+        );
+      case "recording":
+        return (
+          <Box display="flex" alignItems="center" columnGap="space30" flexWrap="wrap">
+            <Button variant="destructive" size="small" onClick={() => this.stop()} aria-label="Stop recording" data-focus>
+              Stop
+            </Button>
+            <Text as="span" role="timer" aria-label="Elapsed recording time" fontWeight="fontWeightSemibold"
+              data-testid="voice-note-timer">
+              {formatDuration(elapsed)}
+            </Text>
+            <Text as="span" color="colorTextWeak">/ {formatDuration(limit)}</Text>
+            <Box
+              role="meter"
+              aria-label="Microphone input level"
+              aria-valuemin={0}
+              aria-valuemax={100}
+              aria-valuenow={Math.round(level * 100)}
+              width="size10"
+              height="sizeIcon05"
+              backgroundColor="colorBackgroundStrong"
+              borderRadius="borderRadius20"
+              overflow="hidden"
+            >
+              <Box height="100%" width={`${Math.round(level * 100)}%`} backgroundColor="colorBackgroundPrimary" />
+            </Box>
+            <Button variant="secondary" size="small" onClick={this.cancel} aria-label="Cancel and discard the recording">
+              Cancel
+            </Button>
+          </Box>
+        );
+      case "preview":
+        return (
+          <Box display="flex" alignItems="center" columnGap="space30" flexWrap="wrap">
+            <PreviewAudio src={recording?.url || ""} />
+            <Text as="span" aria-label={`Duration ${formatDuration(recording?.duration)}`} data-testid="voice-note-duration">
+              {formatDuration(recording?.duration)}
+            </Text>
+            <Button variant="primary" size="small" onClick={this.send} aria-label="Send the voice note" data-focus>
+              Send
+            </Button>
+            <Button variant="secondary" size="small" onClick={this.discard} aria-label="Discard the recording">
+              Discard
+            </Button>
+          </Box>
+        );
+      case "sending": {
+        // Once every byte is up the service converts and posts whatever the browser does: a Cancel then would say
+        // "cancelled" about a voice note the customer still gets.
+        const locked = progress >= 100;
+        return (
+          <Box display="flex" alignItems="center" columnGap="space30">
+            <progress max={100} value={progress} aria-label="Upload progress" />
+            <Text as="span">{locked ? "Converting and sending…" : `Uploading… ${progress}%`}</Text>
+            <Button variant="secondary" size="small" onClick={this.cancelSend} aria-label="Cancel sending" disabled={locked}
+              title={locked ? "The voice note is with the service; it can no longer be cancelled." : undefined} data-focus>
+              Cancel
+            </Button>
+          </Box>
+        );
+      }
+      default:
+        return null;
+    }
+  }
+
+  render(): React.ReactNode {
+    const { alert, status, phase, ending } = this.state;
+    return (
+      <Box id={this.props.id} hidden={this.props.hidden} data-phase={phase} data-ending={ending || undefined}
+        data-testid="voice-note-panel">
+        <div ref={this.stage}>{this.renderStage()}</div>
+        <Box role="alert" marginTop={alert ? "space20" : "space0"} data-testid="voice-note-alert">
+          {alert ? <Text as="span" color={ending ? "colorTextWarningStrong" : "colorTextError"}>{alert}</Text> : null}
+        </Box>
+        <Box role="status" aria-live="polite" data-testid="voice-note-status">
+          {status ? <Text as="span" color="colorTextWeak" fontSize="fontSize20">{status}</Text> : null}
+        </Box>
+      </Box>
+    );
+  }
+}
+
+/** Chrome's MediaRecorder writes WebM without a duration; seeking to the end makes the player learn it. */
+function PreviewAudio({ src }: { src: string }): JSX.Element {
+  const ref = React.useRef<HTMLAudioElement>(null);
+  React.useEffect(() => {
+    const audio = ref.current;
+    if (!audio) return undefined;
+    const probe = () => {
+      if (audio.duration !== Infinity) return;
+      const reset = () => {
+        if (audio.duration === Infinity) return;
+        audio.removeEventListener("durationchange", reset);
+        audio.currentTime = 0;
+      };
+      audio.addEventListener("durationchange", reset);
+      audio.currentTime = Number.MAX_SAFE_INTEGER;
+    };
+    audio.addEventListener("loadedmetadata", probe, { once: true });
+    return () => audio.removeEventListener("loadedmetadata", probe);
+  }, [src]);
+  return <audio ref={ref} controls preload="metadata" src={src} aria-label="Preview of your recording" />;
+}
