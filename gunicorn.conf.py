@@ -30,9 +30,11 @@ if os.environ.get("DATABASE_URL", "").startswith("postgres"):
 
 else:
     # SQLite, the one-machine default, waits for a lock inside C without yielding: under gevent that would stop
-    # the very greenlet holding the lock. Threads there.
+    # the very greenlet holding the lock. Threads there: enough that clients which send their body slowly (each
+    # holds a thread until the app's body timeout, webhook_app/security.py) leave threads for Twilio's webhooks.
+    # A thread waiting on a socket costs little memory; SQLAlchemy's pool still bounds the database connections.
     worker_class = "gthread"
-    threads = 8
+    threads = int(os.environ.get("WEB_THREADS", "64"))
 
 # Concurrent connections per process. Webhooks share one database connection per process (the group commit);
 # other requests queue for Flask-SQLAlchemy's pool (5 + 10 overflow per process) rather than fail.

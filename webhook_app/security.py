@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
+from werkzeug.exceptions import RequestTimeout
 
 from .audio.detect import sniff, sniff_file
 
@@ -24,6 +25,10 @@ DOWNLOAD_TYPE = "application/octet-stream"
 # `sandbox` with no allowances: even a document rendered from these bytes gets a unique origin and no script.
 MEDIA_POLICY = "default-src 'none'; sandbox; frame-ancestors 'none'"
 PAGE_PATH_PREFIXES = ("/admin", "/agent")
+# A client that stops sending its body for this long loses the connection. Twilio's webhooks and browsers' uploads
+# stream without pauses; a slow-loris client that sends a few bytes and waits would otherwise hold a web thread
+# (gthread, the SQLite default) for as long as it likes.
+BODY_IDLE_TIMEOUT_S = 10.0
 
 
 def media_type(head: bytes) -> str:
@@ -75,5 +80,48 @@ def _page_headers(response: Response) -> Response:
     return response
 
 
+class _TimedInput:
+    """The request body stream; a read that waited BODY_IDLE_TIMEOUT_S for the client becomes a 408."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guarded(self, method, *args):
+        try:
+            return method(*args)
+        except TimeoutError:
+            raise RequestTimeout(f"the request body stopped arriving for {BODY_IDLE_TIMEOUT_S:g} s") from None
+
+    def read(self, *args):
+        return self._guarded(self._stream.read, *args)
+
+    def readline(self, *args):
+        return self._guarded(self._stream.readline, *args)
+
+    def readlines(self, *args):
+        return self._guarded(self._stream.readlines, *args)
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+
+class SlowBodyGuard:
+    """WSGI middleware: under gunicorn, every read of the client's socket waits at most BODY_IDLE_TIMEOUT_S.
+
+    gunicorn resets the socket to blocking (no timeout) when it takes the connection back after the response.
+    """
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        client = environ.get("gunicorn.socket")
+        if client is not None:
+            client.settimeout(BODY_IDLE_TIMEOUT_S)
+            environ["wsgi.input"] = _TimedInput(environ["wsgi.input"])
+        return self.wsgi_app(environ, start_response)
+
+
 def init_app(app: Flask) -> None:
     app.after_request(_page_headers)
+    app.wsgi_app = SlowBodyGuard(app.wsgi_app)
