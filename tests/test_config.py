@@ -100,12 +100,13 @@ def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(monkeypatch):
 
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example.com:5432/d")  # Heroku's spelling
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    monkeypatch.delenv("WEB_THREADS", raising=False)  # the default is the point
     on_postgres = runpy.run_path(GUNICORN_CONF)
     assert on_postgres["worker_class"] == "gevent" and on_postgres["workers"] == 3
     assert callable(on_postgres["post_request"])  # the fairness yield after each request
     monkeypatch.delenv("DATABASE_URL")
     on_sqlite = runpy.run_path(GUNICORN_CONF)
-    assert on_sqlite["worker_class"] == "gthread" and on_sqlite["threads"] == 8 and "post_request" not in on_sqlite
+    assert on_sqlite["worker_class"] == "gthread" and on_sqlite["threads"] == 64 and "post_request" not in on_sqlite
 
 
 def test_gunicorn_workers_freeze_the_loaded_app_out_of_garbage_collection():
