@@ -11,6 +11,11 @@ module.exports = (config) => ({
     __FPB_REACT_VERSION: "test",
     __FPB_REACT_DOM_VERSION: "test",
   },
+  // Paste's icons ship as ES modules (esm/, which the bundle uses) and CommonJS (cjs/, which Jest can load).
+  moduleNameMapper: {
+    ...config.moduleNameMapper,
+    "^@twilio-paste/icons/esm/(.*)$": "@twilio-paste/icons/cjs/$1",
+  },
   // The test that imports the real @twilio/flex-ui takes a few seconds on its own.
   testTimeout: 30000,
 });
