@@ -13,7 +13,10 @@ ride on patched sockets; ffmpeg runs as a subprocess, which gevent waits for too
 
 import os
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '5000')}"
+# Sandbox mode (no Twilio credentials) hands an agent token to whoever opens /agent: it listens on this machine
+# only unless HOST says otherwise. With credentials, every interface (the platform's router connects from outside).
+host = os.environ.get("HOST") or ("0.0.0.0" if os.environ.get("TWILIO_ACCOUNT_SID") else "127.0.0.1")
+bind = f"{host}:{os.environ.get('PORT', '5000')}"
 # One process per core: a process runs Python on one core at a time, and the dyno's cores are what it has.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 if os.environ.get("DATABASE_URL", "").startswith("postgres"):

@@ -27,6 +27,7 @@ def test_booleans_are_parsed_explicitly(monkeypatch):
 def test_secret_key_is_required_with_real_twilio_credentials(monkeypatch):
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "token")
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://audio.example.com")
     monkeypatch.delenv("SECRET_KEY", raising=False)
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         Config()

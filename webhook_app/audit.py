@@ -18,7 +18,7 @@ from .twilio.sids import is_sid
 
 DIRECTIONS = ("inbound", "outbound")
 STATUSES = tuple(s.value for s in Status)
-RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+RELATIVE = re.compile(r"(\d+)\s*([smhdw])")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MAX_PAGE = 1_000_000
 # A cell a spreadsheet would run as a formula: authors and error texts come from outside (an SMS author starts
@@ -33,7 +33,7 @@ def parse_time(value: str, name: str) -> datetime:
     """ISO 8601 (`2026-11-25`, `2026-11-25T08:00:00Z`) or relative to now (`2h`, `30m`, `7d`)."""
     value = value.strip()
     try:
-        match = RELATIVE.match(value)
+        match = RELATIVE.fullmatch(value)
         if match:
             return datetime.now(timezone.utc) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -20,6 +21,12 @@ from .twilio.http import TwilioHttpError
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_S = 300  # when IAM gives no expiration
+# A token IAM refused stays refused (tokens do not become valid later): asking again would only spend an IAM call.
+REFUSED_CACHE_S = 300
+# Refused tokens a client may present in the window before it is told to wait (each one cost an IAM call):
+# generous for an agent whose token expired on several tabs, nothing for someone guessing.
+REFUSALS_PER_CLIENT = 10
+REFUSAL_WINDOW_S = 300
 
 
 @dataclass(frozen=True)
@@ -30,15 +37,22 @@ class FlexUser:
     expires_at: float
 
 
+@dataclass(frozen=True)
+class Refusal:
+    message: str
+    expires_at: float
+
+
 class TokenCache:
-    """Bounded LRU keyed by the token's hash: a page of players costs one IAM call, not one each."""
+    """Bounded LRU keyed by the token's hash: a page of players costs one IAM call, not one each, and a refused
+    token is refused again without asking."""
 
     def __init__(self, max_entries: int = 10_000):
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, FlexUser] = OrderedDict()
+        self._entries: OrderedDict[str, FlexUser | Refusal] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> FlexUser | None:
+    def get(self, key: str) -> FlexUser | Refusal | None:
         with self._lock:
             user = self._entries.get(key)
             if user is None:
@@ -49,7 +63,7 @@ class TokenCache:
             self._entries.move_to_end(key)
             return user
 
-    def put(self, key: str, user: FlexUser) -> None:
+    def put(self, key: str, user: FlexUser | Refusal) -> None:
         with self._lock:
             self._entries[key] = user
             self._entries.move_to_end(key)
@@ -69,27 +83,72 @@ def _expiry(value) -> float:
     return parsed.timestamp()
 
 
+class RefusalLimiter:
+    """Refused tokens per client (its address, as ProxyFix reads it) within a sliding window, in this process."""
+
+    def __init__(self, limit: int = REFUSALS_PER_CLIENT, window_s: float = REFUSAL_WINDOW_S,
+                 max_clients: int = 10_000):
+        self.limit, self.window_s, self.max_clients = limit, window_s, max_clients
+        self._refusals: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def wait_s(self, client: str) -> float:
+        """How long `client` must wait before a new token is checked for it (0: go ahead)."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._refusals.get(client)
+            while times and times[0] <= now - self.window_s:
+                times.popleft()
+            if not times or len(times) < self.limit:
+                return 0.0
+            return times[0] + self.window_s - now
+
+    def refused(self, client: str) -> None:
+        with self._lock:
+            times = self._refusals.setdefault(client, deque())
+            times.append(time.monotonic())
+            self._refusals.move_to_end(client)
+            while len(self._refusals) > self.max_clients:
+                self._refusals.popitem(last=False)
+
+
 def authenticate(token: str) -> FlexUser:
     cache: TokenCache = current_app.extensions["flex_token_cache"]
     key = hashlib.sha256(token.encode()).hexdigest()
-    user = cache.get(key)
-    if user is not None:
-        return user
+    known = cache.get(key)
+    if isinstance(known, Refusal):
+        raise ApiError(401, "invalid_token", known.message)
+    if known is not None:
+        return known
+    limiter: RefusalLimiter = current_app.extensions["flex_token_refusals"]
+    client = request.remote_addr or "unknown"
+    wait_s = limiter.wait_s(client)
+    if wait_s > 0:
+        log.warning("client %s presented %d refused tokens in %d s; not asking Twilio for another", client,
+                    limiter.limit, limiter.window_s)
+        raise ApiError(429, "too_many_invalid_tokens",
+                       f"{limiter.limit} invalid tokens in {limiter.window_s // 60:g} minutes from this client; "
+                       f"try again in {math.ceil(wait_s)} s", headers={"Retry-After": str(math.ceil(wait_s))})
     try:
         answer = twilio_api().validate_flex_token(token)
     except TwilioHttpError as exc:
         log.error("Flex token validation unavailable: %s", exc)
         raise ApiError(503, "auth_unavailable", "could not validate the Flex token with Twilio; retry") from exc
-    if not answer.get("valid"):
-        raise ApiError(401, "invalid_token", answer.get("message") or "the Flex token is not valid")
     user = FlexUser(
         identity=answer.get("identity") or answer.get("realm_user_id") or "unknown",
         roles=tuple(answer.get("roles") or ()),
         worker_sid=answer.get("worker_sid"),
         expires_at=_expiry(answer.get("expiration")),
     )
-    if user.expires_at <= time.time():
-        raise ApiError(401, "invalid_token", "the Flex token has expired")
+    refusal = None
+    if not answer.get("valid"):
+        refusal = answer.get("message") or "the Flex token is not valid"
+    elif user.expires_at <= time.time():
+        refusal = "the Flex token has expired"
+    if refusal:
+        limiter.refused(client)
+        cache.put(key, Refusal(refusal, time.time() + REFUSED_CACHE_S))
+        raise ApiError(401, "invalid_token", refusal)
     cache.put(key, user)
     return user
 
@@ -116,3 +175,4 @@ def flex_token_required(view):
 
 def init_app(app) -> None:
     app.extensions["flex_token_cache"] = TokenCache()
+    app.extensions["flex_token_refusals"] = RefusalLimiter()

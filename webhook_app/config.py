@@ -127,6 +127,13 @@ class Config:
         self.SECRET_KEY = secret or instance_secret_key()
 
         self.PUBLIC_BASE_URL = (env("PUBLIC_BASE_URL") or "").rstrip("/") or None
+        if not self.PUBLIC_BASE_URL and not self.TWILIO_SANDBOX:
+            # Without it the signed URL is rebuilt from Host / X-Forwarded-Host, which the sender chooses: a
+            # signature made for any other host of the same account would pass.
+            raise RuntimeError("PUBLIC_BASE_URL must be set when Twilio credentials are configured (the https URL "
+                               "Twilio's webhooks are configured with, e.g. https://audio.example.com)")
+        if self.PUBLIC_BASE_URL and not self.PUBLIC_BASE_URL.startswith(("https://", "http://")):
+            raise RuntimeError(f"PUBLIC_BASE_URL={self.PUBLIC_BASE_URL!r} is not an http(s) URL")
         # The admin page's session cookie: never over plain http once the service is public over https (Heroku
         # also answers http://), and not sent along with other sites' cross-site posts.
         self.SESSION_COOKIE_SECURE = (self.PUBLIC_BASE_URL or "").startswith("https://")

@@ -19,7 +19,7 @@ from .models import AudioMessage
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 audit_id_var: ContextVar[int | None] = ContextVar("audit_id", default=None)
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 bp = Blueprint("observability", __name__)
 
@@ -97,7 +97,7 @@ def init_app(app: Flask) -> None:
     def assign_request_id():
         # Heroku's router sends X-Request-Id; keep it so router and app logs line up.
         incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
-        g.request_id = request_id = incoming if REQUEST_ID.match(incoming) else os.urandom(16).hex()
+        g.request_id = request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         g.context_tokens = (request_id_var.set(request_id), audit_id_var.set(None))
 
     @app.after_request
@@ -114,6 +114,10 @@ def init_app(app: Flask) -> None:
             audit_id_var.reset(tokens[1])
 
     app.register_blueprint(bp)
+    if not app.config.get("TWILIO_SANDBOX") and not app.config.get("METRICS_TOKEN"):
+        logging.getLogger(__name__).warning(
+            "METRICS_TOKEN is not set: /metrics (queue depth, audio counts by status and channel) is open to anyone "
+            "who reaches this service; set METRICS_TOKEN to require 'Authorization: Bearer <token>'")
 
 
 def bind_audit_id(audit_id: int | None) -> None:

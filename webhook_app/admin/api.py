@@ -12,6 +12,8 @@ from ..models import CHANNELS, AudioMessage, ChannelSettings, SettingsChange
 from ..settings import Policy, update_settings
 from .auth import admin_required
 
+MAX_AUDIT_ID = 2**31 - 1
+
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
 
@@ -84,7 +86,8 @@ def audit():
 @bp.get("/audit/<int:audit_id>")
 @admin_required
 def audit_row(audit_id: int):
-    row = db.session.get(AudioMessage, audit_id)
+    # Ids are 32-bit INTEGERs: PostgreSQL refuses to even compare a larger number with one (a 500, not a 404).
+    row = db.session.get(AudioMessage, audit_id) if audit_id <= MAX_AUDIT_ID else None
     if row is None:
         raise ApiError(404, "not_found", f"no audit row {audit_id}")
     return jsonify(audit_dict(row))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -15,11 +14,9 @@ from ..extensions import db
 from ..models import AudioMessage
 from ..outbound import Upload, effective_settings, send_agent_audio
 from ..playback import playback_url
+from ..twilio.sids import is_sid
 
 bp = Blueprint("agent_api", __name__, url_prefix="/api/v1")
-
-CONVERSATION_SID = re.compile(r"^CH[0-9a-fA-F]{32}$")
-
 
 @bp.after_request
 def cors(response):
@@ -40,7 +37,7 @@ def answer_preflight():
 
 
 def check_conversation_sid(sid: str) -> str:
-    if not CONVERSATION_SID.match(sid):
+    if not is_sid(sid, "CH"):
         raise ApiError(400, "bad_conversation_sid", f"{sid!r} is not a Conversation SID (CH + 32 hex digits)")
     return sid
 

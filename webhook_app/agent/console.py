@@ -21,7 +21,8 @@ from ..cli import _demo_voice_note
 from ..errors import ApiError
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
-from .api import CONVERSATION_SID, check_conversation_sid
+from ..twilio.sids import is_sid
+from .api import check_conversation_sid
 
 bp = Blueprint("agent_console", __name__)
 
@@ -66,7 +67,7 @@ def conversations():
 
 @bp.get("/agent/conversations/<conversation_sid>")
 def conversation(conversation_sid: str):
-    if not CONVERSATION_SID.match(conversation_sid):
+    if not is_sid(conversation_sid, "CH"):
         abort(404)
     config = _page_config(page="conversation", conversationSid=conversation_sid)
     return render_template("agent/conversation.html", page=config, conversation_sid=conversation_sid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -158,6 +159,9 @@ def _run(cmd: list[str], timeout_s: float, on_progress: Callable[[float], None] 
     return out_time_us / 1e6
 
 
+DIRECTORY_PART = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s\\/:'\"]+)+[\\/]")
+
+
 def _reason(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     text = " ".join(lines)
@@ -166,4 +170,6 @@ def _reason(stderr: str) -> str:
     if "Invalid data found when processing input" in text or "could not find codec parameters" in text.lower():
         return "not decodable audio (ffmpeg: invalid data found when processing input)"
     detail = lines[-1] if lines else "ffmpeg failed without a message"
+    # ffmpeg names its files by path: the reason reaches agents, admins and CSV exports, our temp folders must not.
+    detail = DIRECTORY_PART.sub("", detail)
     return f"not decodable audio (ffmpeg: {detail[:300]})"
