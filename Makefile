@@ -21,7 +21,7 @@ migrate: $(STAMP)
 	$(BIN)/alembic upgrade head
 
 run: migrate
-	$(BIN)/flask --app webhook_app run --host 127.0.0.1 --port 5000
+	$(BIN)/flask --app webhook_app serve --host 127.0.0.1 --port $(or $(PORT),5000)
 
 worker: migrate
 	$(BIN)/flask --app webhook_app worker

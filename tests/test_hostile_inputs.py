@@ -343,7 +343,7 @@ def test_media_over_the_download_cap_fails_before_any_byte_moves(deliver, app, s
     app.config["MEDIA_DOWNLOAD_MAX_BYTES"] = 10_000
     assert len(samples["wav"]) > 50_000
     row = send_inbound(deliver, app, write(tmp_path, "voice.wav", samples["wav"]), "audio/wav", allowed=("failed",))
-    assert "10000 byte cap" in row.error
+    assert "over the 9.8 KB cap" in row.error
     assert not [url for _, url in http_calls if url.split("?")[0].endswith("/Content")], http_calls
     assert row.sha256 is None  # nothing was hashed: nothing was stored
 
@@ -363,7 +363,7 @@ def test_media_metadata_that_lies_about_its_size_is_capped_while_streaming(deliv
 
     monkeypatch.setattr(api, "fetch_media", lying_fetch)
     row = send_inbound(deliver, app, write(tmp_path, "voice.wav", samples["wav"]), "audio/wav", allowed=("failed",))
-    assert "10000 byte cap" in row.error
+    assert "over the 9.8 KB cap" in row.error
 
 
 # -- hours of silence: small on the wire, long to decode ------------------------------------------------------------

@@ -190,7 +190,7 @@ def test_media_over_the_download_cap_fails_without_downloading(deliver, client, 
     params, _ = deliver(source, "audio/wav")
     run_jobs(app)
     (message,) = listing(client, agent_token, params["ConversationSid"])
-    assert message["status"] == "failed" and "10000 byte cap" in message["error"]
+    assert message["status"] == "failed" and "over the 9.8 KB cap" in message["error"]
 
 
 def test_transient_mcs_errors_are_retried(deliver, client, app, sandbox, agent_token, tmp_path):

@@ -15,6 +15,7 @@ import requests
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from .humanize import format_bytes
 from .models import CHANNELS
 
 sandbox_cli = AppGroup("sandbox", help="Play Twilio's part locally (no Twilio account needed).")
@@ -52,6 +53,9 @@ def _demo_voice_note(path: str, seconds: float) -> None:
 def send_audio(file, channel, conversation_sid, server, content_type, wait):
     """Send FILE as a customer voice note (a generated one when FILE is omitted) and deliver the signed webhook."""
     sandbox = _sandbox()
+    server = server.rstrip("/")
+    # Before anything goes into the sandbox: a customer message no service ever hears of would only be litter.
+    _call_service("GET", server + "/healthz")
     with tempfile.TemporaryDirectory() as workdir:
         if file is None:
             file = os.path.join(workdir, "voice-note.ogg")
@@ -63,27 +67,56 @@ def send_audio(file, channel, conversation_sid, server, content_type, wait):
     if conversation_sid is None:
         conversation_sid = sandbox.create_conversation(f"Sandbox {channel} customer", channel)["sid"]
     params = sandbox.customer_sends_media(conversation_sid, data, content_type, os.path.basename(file))
-    url = server.rstrip("/") + "/twilio/conversations/post-event"
-    response = requests.post(url, data=params, headers={"X-Twilio-Signature": sandbox.sign(url, params)}, timeout=10)
+    url = server + "/twilio/conversations/post-event"
+    response = _call_service("POST", url, data=params, headers={"X-Twilio-Signature": sandbox.sign(url, params)})
     click.echo(f"conversation {conversation_sid}, message {params['MessageSid']}: webhook -> {response.status_code}")
     if response.status_code != 200:
-        raise click.ClickException(response.text[:500])
+        raise click.ClickException(_error_text(response))
+    # The webhook answers with the audit rows it made: none means the service took the file for something
+    # other than audio and will never convert it (the same file as a customer's would be ignored).
+    if not response.json().get("audit_ids"):
+        raise click.ClickException(f"the service ignored {os.path.basename(file)} as not audio ({content_type}); "
+                                   "send a voice note such as .ogg, .amr, .m4a, .mp3 or .wav")
     if not wait:
         return
     token = sandbox.issue_token("sandbox-agent", roles=["agent"])
-    listing = server.rstrip("/") + f"/api/v1/conversations/{conversation_sid}/audio"
+    listing = server + f"/api/v1/conversations/{conversation_sid}/audio"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        messages = requests.get(listing, headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
-        row = next((m for m in messages.get("audio_messages", []) if m["message_sid"] == params["MessageSid"]), None)
+        answer = _call_service("GET", listing, headers={"Authorization": f"Bearer {token}"})
+        if answer.status_code != 200:
+            raise click.ClickException(_error_text(answer))
+        messages = answer.json()["audio_messages"]
+        row = next((m for m in messages if m["message_sid"] == params["MessageSid"]), None)
         if row and row["status"] in ("ready", "failed"):
             if row["status"] == "failed":
                 raise click.ClickException(f"audit {row['audit_id']} failed: {row.get('error')}")
-            click.echo(f"ready: {row['duration_s']} s, {row['size_bytes']} -> {row['mp3_size_bytes']} bytes")
+            click.echo(f"ready: {row['duration_s']} s, {format_bytes(row['size_bytes'])} -> "
+                       f"{format_bytes(row['mp3_size_bytes'])} MP3")
             click.echo(f"play:  {row['playback_url']}")
             return
         time.sleep(0.3)
     raise click.ClickException("the audio was not ready within 60 s")
+
+
+def _call_service(method: str, url: str, **kwargs) -> requests.Response:
+    """One request to the running service; nobody listening is one line saying how to start it."""
+    try:
+        return requests.request(method, url, timeout=10, **kwargs)
+    except requests.ConnectionError:
+        raise click.ClickException(f"no service answers at {url}: start it with `make run` in another terminal "
+                                   "(or point --server at it)") from None
+    except requests.Timeout:
+        raise click.ClickException(f"the service at {url} did not answer within 10 s") from None
+
+
+def _error_text(response: requests.Response) -> str:
+    """The service's own message from its {"error": {"code", "message"}} answer, else the start of the body."""
+    try:
+        error = response.json()["error"]
+        return f"{response.status_code} {error['code']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{response.status_code}: {response.text[:500]}"
 
 
 @sandbox_cli.command("token")
@@ -101,6 +134,28 @@ def credentials():
     sandbox = _sandbox()
     click.echo(f"account_sid={sandbox.account_sid}\nauth_token={sandbox.auth_token}\n"
                f"chat_service_sid={sandbox.chat_service_sid}")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The interface to bind to.")
+@click.option("--port", default=5000, show_default=True, help="The port to bind to.")
+@click.pass_context
+def serve_command(ctx, host, port):
+    """`flask run` that first says where the agent console and the admin page are (what `make run` runs)."""
+    from flask.cli import ScriptInfo, run_command
+    from werkzeug.serving import is_running_from_reloader
+
+    app = ctx.ensure_object(ScriptInfo).load_app()
+    if not is_running_from_reloader():  # FLASK_DEBUG's reloader runs this command again in a child: say it once
+        click.echo(serving_banner(f"http://{host}:{port}", sandbox=app.extensions["twilio"].sandbox is not None))
+    ctx.invoke(run_command, host=host, port=port)
+
+
+def serving_banner(base_url: str, sandbox: bool) -> str:
+    admin_hint = ('(sandbox: press "Sign in to the sandbox")' if sandbox
+                  else "(sign in with ADMIN_TOKEN or an admin or supervisor Flex token)")
+    return (f"\nAgent console: {base_url}/agent\n"
+            f"Admin:         {base_url}/admin   {admin_hint}\n")
 
 
 @click.command("worker")
@@ -240,6 +295,7 @@ def audit_export(since, until, direction, channel, status, conversation_sid, out
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(sandbox_cli)
+    app.cli.add_command(serve_command)
     app.cli.add_command(worker)
     app.cli.add_command(sweep_command)
     app.cli.add_command(backfill_command)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from .humanize import format_bytes
 
 
 class ApiError(Exception):
@@ -34,5 +36,14 @@ def init_app(app: Flask) -> None:
             code = (exc.name or "error").lower().replace(" ", "_")
             # What the exception says beyond its body (a 416's Content-Range, a 405's Allow) stays.
             headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
-            return error_response(exc.code or 500, code, exc.description or exc.name, headers)
+            return error_response(exc.code or 500, code, _message_for(exc), headers)
         return exc
+
+
+def _message_for(exc: HTTPException) -> str:
+    if isinstance(exc, RequestEntityTooLarge):
+        # werkzeug's "exceeds the capacity limit" leaves the sender guessing what the limit is.
+        limit = request.max_content_length or request.max_form_memory_size
+        if limit:
+            return f"the request body is over the {format_bytes(limit)} limit of this endpoint"
+    return exc.description or exc.name

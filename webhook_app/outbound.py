@@ -19,6 +19,7 @@ from .audio.transcode import AudioError, AudioTimeout, transcode_to_mp3
 from .channels import channel_from_participants, is_agent_author
 from .errors import ApiError
 from .extensions import db
+from .humanize import format_bytes
 from .inbound import conversation_service_sid, parse_media, participant_cache
 from .models import AudioMessage, Status, utcnow
 from .observability import bind_audit_id
@@ -221,8 +222,9 @@ def _send(row: AudioMessage, upload: Upload) -> None:
             raise ApiError(413, "too_long", f"the recording is longer than the {settings.channel} limit of "
                                             f"{_duration_text(settings.max_duration_s)}")
         if result.size_bytes > settings.max_bytes:
-            raise ApiError(413, "too_large", f"the recording is {_mb(result.size_bytes)} as MP3; {settings.channel} "
-                                             f"allows at most {_mb(settings.max_bytes)} per file")
+            raise ApiError(413, "too_large", f"the recording is {format_bytes(result.size_bytes)} as MP3; "
+                                             f"{settings.channel} allows at most {format_bytes(settings.max_bytes)} "
+                                             "per file")
         if result.duration_s <= SILENCE_CHECK_MAX_S and _is_digital_silence(mp3_path):
             raise ApiError(400, "silent_audio", "the recording is silent: is the microphone muted?")
 
@@ -308,10 +310,6 @@ def _is_digital_silence(mp3_path: str) -> bool:
     return AudioSegment.from_file(mp3_path, format="mp3").max == 0
 
 
-def _mb(size: int) -> str:
-    return f"{size / 1_048_576:.1f} MB" if size >= 1_048_576 else f"{size / 1024:.1f} KB"
-
-
 def _duration_text(seconds: int) -> str:
     minutes, rest = divmod(int(seconds), 60)
     return f"{minutes} min {rest} s" if minutes and rest else (f"{minutes} min" if minutes else f"{rest} s")
@@ -339,8 +337,8 @@ def pre_event_verdict(event: dict) -> str | None:
         too_big = [m for m in audio if m.size is not None and m.size > policy.max_bytes]
         if not too_big:
             return None
-        reason = (f"the audio file is {_mb(too_big[0].size)}; {policy.channel} allows at most "
-                  f"{_mb(policy.max_bytes)} per file")
+        reason = (f"the audio file is {format_bytes(too_big[0].size)}; {policy.channel} allows at most "
+                  f"{format_bytes(policy.max_bytes)} per file")
         code = "too_large"
     for item in audio:
         row = AudioMessage(direction="outbound", channel=policy.channel, conversation_sid=conversation_sid,

@@ -8,7 +8,9 @@ import io
 import json
 import re
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -35,7 +37,7 @@ def bearer(token: str) -> dict:
 def login(page, live_server: str, token: str) -> None:
     page.goto(f"{live_server}/admin")
     page.get_by_label("Admin token or Flex token (admin or supervisor)").fill(token)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def login_as_admin(page, live_server: str) -> None:
@@ -384,3 +386,45 @@ def test_only_admins_and_supervisors_sign_in_and_the_session_needs_the_csrf_head
     expect(page.get_by_label("Admin token or Flex token (admin or supervisor)")).to_be_visible()
     status = page.evaluate("async () => (await fetch('/api/v1/admin/settings', {credentials: 'same-origin'})).status")
     assert status == 401
+
+
+# -- the sandbox's way in, and what the page shows ---------------------------------------------------------------
+
+def test_the_sandbox_signs_in_with_one_button(page, live_server):
+    page.goto(f"{live_server}/admin")
+    with page.expect_response(lambda r: r.url.endswith("/admin/sandbox-login")) as answer:
+        page.get_by_role("button", name="Sign in to the sandbox").click()
+    assert answer.value.status == 302
+    expect(page.locator("#signed-in-as")).to_have_text("Signed in as admin@example.com")
+    expect(page.locator(".channel-card")).to_have_count(5)
+    # A real admin session: the page's own API calls are answered.
+    status = page.evaluate("async () => (await fetch('/api/v1/admin/settings', {credentials: 'same-origin'})).status")
+    assert status == 200
+
+
+def test_times_carry_their_zone_and_durations_round_as_in_the_agent_console(browser, live_server, sandbox,
+                                                                             agent_token, tmp_path):
+    """A 3.9 s reply reads 0:04 on the admin page and in the agent console alike (it read 0:03 in the console)."""
+    conversation = sandbox.create_conversation("WhatsApp customer", "whatsapp")["sid"]
+    sandbox.add_participant(conversation, identity=AGENT, attributes=AGENT_ATTRIBUTES)
+    sent = upload(live_server, agent_token, conversation, make_audio(tmp_path / "reply.webm", "webm", 3.9))
+    assert sent.status_code == 201, sent.text
+    assert 3.5 <= sent.json()["duration_s"] < 4.5, sent.json()
+    (row,) = audit_api(live_server)["audio_messages"]
+    new_york = datetime.fromisoformat(row["created_at"]).astimezone(ZoneInfo("America/New_York"))
+
+    context = browser.new_context(timezone_id="America/New_York", locale="en-US")
+    try:
+        page = context.new_page()
+        page.goto(f"{live_server}/admin")
+        page.get_by_role("button", name="Sign in to the sandbox").click()
+        cells = page.locator(f'#audit-rows tr[data-audit-id="{row["audit_id"]}"] td')
+        expect(cells.nth(1)).to_have_text(new_york.strftime("%Y-%m-%d %H:%M:%S %Z"))  # EST or EDT
+        expect(cells.nth(5)).to_have_text("0:04")
+        page.get_by_label("Time range").select_option("custom")
+        expect(page.locator("#custom-range")).to_contain_text(f"From ({new_york:%Z})")
+
+        page.goto(f"{live_server}/agent/conversations/{conversation}")
+        expect(page.locator(".al-row--outbound .al-duration")).to_have_text("0:04", timeout=30_000)
+    finally:
+        context.close()

@@ -53,6 +53,7 @@ def record(page, seconds: int, within=None) -> None:
     # Polled every frame in the page (not by expect's back-off) so Stop follows the timer within milliseconds.
     page.wait_for_function(f"() => document.querySelector('.rp-timer')?.textContent === '0:{seconds:02d}'",
                            polling="raf", timeout=(seconds + 10) * 1000)
+    page.wait_for_timeout(500)  # the timer rounds to the nearest second: it reads 0:03 from 2.5 s on
     panel.get_by_role("button", name="Stop recording").click()
     expect(panel.locator(".rp-preview")).to_be_visible()
 
@@ -78,7 +79,7 @@ def test_agent_records_previews_and_sends_a_voice_note(page, live_server, sandbo
     expand_panel(page)
     expect(page.locator(".rp-caps")).to_contain_text("WhatsApp: Up to 15:00")
     record(page, 3)
-    expect(page.locator(".rp-duration")).to_have_text(re.compile(r"^0:0[34]$"))
+    expect(page.locator(".rp-duration")).to_have_text(re.compile(r"^0:00 / 0:0[34]$"))
     assert page.evaluate(LIVE_TRACKS) == 0, "the microphone is still held after Stop"
     page.screenshot(path=str(artifacts / "agent-console.png"))
 
@@ -102,6 +103,30 @@ def test_agent_records_previews_and_sends_a_voice_note(page, live_server, sandbo
     mp3 = tmp_path / "sent.mp3"
     mp3.write_bytes(sandbox.media_bytes(media_sid))
     assert decoded_duration(mp3) == pytest.approx(3.0, abs=0.5)
+
+
+def test_the_preview_shows_the_recorded_length_and_plays_it(page, live_server, artifacts):
+    """Chrome's MediaRecorder writes WebM with no duration, so the browser's own controls said "0:00" and nothing
+    more: the preview's clock shows position and length, the length measured and then decoded."""
+    open_conversation(page, live_server, "WhatsApp")
+    expand_panel(page)
+    record(page, 3)
+    preview = page.get_by_role("group", name="Preview of your recording")
+    clock = preview.locator(".rp-duration")
+    expect(clock).to_have_text("0:00 / 0:03")
+    # The browser has read the file's own length (Infinity until it scanned the WebM to its end).
+    page.wait_for_function("() => Number.isFinite(document.querySelector('.rp-preview audio').duration)")
+    expect(clock).to_have_text("0:00 / 0:03")
+
+    preview.get_by_role("button", name="Play the recording").click()
+    expect(preview.get_by_role("button", name="Pause the recording")).to_be_visible()
+    page.wait_for_function("() => document.querySelector('.rp-preview audio').currentTime > 0.5")
+    expect(clock).not_to_have_text("0:00 / 0:03")
+    expect(preview.get_by_role("button", name="Play the recording")).to_be_visible(timeout=10_000)  # it ended
+    expect(clock).to_have_text("0:03 / 0:03")
+    expect(preview.get_by_role("slider", name="Position in the recording")).to_have_attribute(
+        "aria-valuetext", "0:03 / 0:03")
+    page.screenshot(path=str(artifacts / "record-panel-preview.png"))
 
 
 def test_blocked_microphone_is_explained(browser_without_microphone_permission, live_server):
@@ -229,7 +254,7 @@ def test_recording_stops_itself_at_the_channel_limit_after_a_warning(page, live_
     expect(page.get_by_role("alert")).to_contain_text("Recording stops in", timeout=5_000)
     expect(page.locator(".rp-preview")).to_be_visible(timeout=15_000)
     expect(page.get_by_role("alert")).to_contain_text("Stopped at the 0:12 limit")
-    expect(page.locator(".rp-duration")).to_have_text(re.compile(r"^0:1[12]$"))
+    expect(page.locator(".rp-duration")).to_have_text(re.compile(r"^0:00 / 0:1[12]$"))
     assert page.evaluate(LIVE_TRACKS) == 0
     # The service holds the clip to the same cap: one the panel stopped there goes through.
     page.get_by_role("button", name="Send the voice note").click()

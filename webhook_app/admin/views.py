@@ -3,21 +3,24 @@ the audit trail (the page's script talks to the admin JSON API with the session 
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 
 from ..errors import ApiError
 from ..models import CHANNELS
 from ..settings import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
-from .auth import admin_login_for, check_csrf, csrf_token, open_admin_session, session_admin
+from ..twilio.client import twilio_api
+from .auth import ADMIN_SESSION_MAX_S, admin_login_for, check_csrf, csrf_token, open_admin_session, session_admin
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+SANDBOX_ADMIN_IDENTITY = "admin@example.com"
 
 
 @bp.get("")
 def index():
     admin = session_admin()
     if not admin:
-        return render_template("admin/login.html", csrf_token=csrf_token(), error=None)
+        return login_page()
     return render_template("admin/index.html", csrf_token=csrf_token(), admin=admin, channels=CHANNELS,
                            bitrates=BITRATES_KBPS, hard_max_bytes=HARD_MAX_BYTES,
                            hard_max_duration_s=HARD_MAX_DURATION_S)
@@ -25,16 +28,35 @@ def index():
 
 @bp.post("/login")
 def login():
+    return sign_in(lambda: (request.form.get("token") or "").strip())
+
+
+@bp.post("/sandbox-login")
+def sandbox_login():
+    """The sandbox's way in: a sandbox-issued Flex token with the admin role, as /agent embeds an agent's."""
+    sandbox = twilio_api().sandbox
+    if sandbox is None:
+        abort(404)
+    return sign_in(lambda: sandbox.issue_token(SANDBOX_ADMIN_IDENTITY, roles=["admin"], ttl_s=ADMIN_SESSION_MAX_S))
+
+
+def sign_in(form_token):
+    """Open a page session with the token `form_token()` gives, once the form's CSRF token checks out."""
     try:
         check_csrf(request.form.get("csrf_token"))
-        token = (request.form.get("token") or "").strip()
+        token = form_token()
         if not token:
             raise ApiError(401, "missing_token", "enter the admin token or a Flex token")
         identity, until = admin_login_for(token)
     except ApiError as exc:
-        return render_template("admin/login.html", csrf_token=csrf_token(), error=exc.message), exc.status
+        return login_page(error=exc.message), exc.status
     open_admin_session(identity, until)
     return redirect(url_for("admin.index"))
+
+
+def login_page(error: str | None = None) -> str:
+    return render_template("admin/login.html", csrf_token=csrf_token(), error=error,
+                           sandbox=twilio_api().sandbox is not None)
 
 
 @bp.post("/logout")

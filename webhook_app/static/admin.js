@@ -3,6 +3,9 @@
 // Plain ES module, no build step. It talks to the admin JSON API (/api/v1/admin/...) with the session cookie the
 // login form set; every request that changes something carries the page's CSRF token in X-CSRF-Token.
 
+// The record panel's formatter: one rounding rule for every duration the service shows (nearest second).
+import { formatDuration } from "./record-panel.js";
+
 const root = document.getElementById("admin-app");
 const API = root.dataset.api || "/api/v1/admin";
 const CSRF = document.querySelector('meta[name="csrf-token"]')?.content || "";
@@ -64,24 +67,26 @@ function formatBytes(bytes) {
   return `${(bytes / MB).toFixed(2)} MB`;
 }
 
-function formatDuration(seconds) {
-  if (seconds === null || seconds === undefined) return "—";
-  const whole = Math.round(seconds);
-  const h = Math.floor(whole / 3600);
-  const m = Math.floor((whole % 3600) / 60);
-  const s = String(whole % 60).padStart(2, "0");
-  return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+/** A duration that may be missing (a row not converted yet). */
+function durationText(seconds) {
+  return seconds === null || seconds === undefined ? "—" : formatDuration(seconds);
 }
 
 const pad = (n) => String(n).padStart(2, "0");
 
-/** Local time, sortable and unambiguous: 2026-11-25 09:30:05. */
+/** The browser's time zone as people name it here: "UTC", "CET", "GMT+1", "EST"… */
+function zoneName(date) {
+  const parts = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" }).formatToParts(date);
+  return parts.find((part) => part.type === "timeZoneName")?.value || "";
+}
+
+/** Local time with its zone, sortable and unambiguous: 2026-11-25 09:30:05 CET. */
 function formatTime(iso) {
   if (!iso) return "—";
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-         `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+         `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zoneName(d)}`.trimEnd();
 }
 
 function timeEl(iso) {
@@ -597,7 +602,7 @@ const audit = {
       el("td", { text: row.direction }),
       el("td", { text: channelName(row.channel) }),
       el("td", {}, el("span", { class: `status status--${row.status}`, text: row.status })),
-      el("td", { class: "num", text: formatDuration(row.duration_s) }),
+      el("td", { class: "num", text: durationText(row.duration_s) }),
       el("td", { class: "num", text: size }),
       el("td", {}, el("code", { class: "sid", title: row.conversation_sid, text: row.conversation_sid })),
       el("td", { class: "note" }, note));
@@ -699,5 +704,7 @@ const audit = {
   },
 };
 
+// The custom range is typed in the browser's time: say which.
+for (const label of document.querySelectorAll("[data-local-zone]")) label.textContent = `(${zoneName(new Date())})`;
 initSettings();
 audit.init();

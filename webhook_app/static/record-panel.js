@@ -57,11 +57,17 @@ function uniqueId(prefix) {
   return `${prefix}-${idCounter}`;
 }
 
+/**
+ * A length as m:ss (h:mm:ss from an hour), to the nearest second: the one rule of every duration shown, here, in
+ * the agent console and on the admin page (which imports it), so a 3.9 s clip reads 0:04 in all of them.
+ */
 export function formatDuration(seconds) {
   if (!Number.isFinite(seconds) || seconds < 0) return "–:––";
-  const whole = Math.floor(seconds);
-  const minutes = Math.floor(whole / 60);
-  return `${minutes}:${String(whole % 60).padStart(2, "0")}`;
+  const whole = Math.round(seconds);
+  const hours = Math.floor(whole / 3600);
+  const minutes = Math.floor((whole % 3600) / 60);
+  const rest = String(whole % 60).padStart(2, "0");
+  return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}` : `${minutes}:${rest}`;
 }
 
 function formatMegabytes(bytes) {
@@ -303,16 +309,20 @@ class Take {
   }
 }
 
-/** Chrome's MediaRecorder writes WebM without a duration; seeking to the end makes the player learn it. */
-function fixUnknownDuration(audio) {
-  audio.addEventListener("loadedmetadata", function probe() {
-    if (audio.duration !== Infinity) return;
-    audio.addEventListener("durationchange", function reset() {
-      if (audio.duration === Infinity) return;
-      audio.removeEventListener("durationchange", reset);
-      audio.currentTime = 0;
-    });
-    audio.currentTime = Number.MAX_SAFE_INTEGER;
+/**
+ * Tell `onLength` the length the browser decodes from a recording, once it knows it. Chrome's MediaRecorder writes
+ * WebM without a duration (the element says Infinity): seeking past the end makes the player read the file to its
+ * end and learn it.
+ */
+function learnDecodedLength(audio, onLength) {
+  audio.addEventListener("durationchange", function learned() {
+    if (!Number.isFinite(audio.duration)) return;
+    audio.removeEventListener("durationchange", learned);
+    if (audio.currentTime) audio.currentTime = 0; // back from the probe below
+    onLength(audio.duration);
+  });
+  audio.addEventListener("loadedmetadata", () => {
+    if (audio.duration === Infinity) audio.currentTime = Number.MAX_SAFE_INTEGER;
   }, { once: true });
 }
 
@@ -479,13 +489,43 @@ class RecordPanel {
       this.button("Cancel", "Cancel and discard the recording", () => this.cancel()));
   }
 
+  /**
+   * The take's own small player: play/pause, a seek bar and "position / length". Not the browser's controls:
+   * for a fresh WebM recording Chrome's show "0:00" and no length, and a panel this narrow hides their clock.
+   * The length is the one measured while recording until the browser has decoded the file's own.
+   */
   previewView() {
-    const { url, duration } = this.recording;
-    const audio = el("audio", { class: "rp-preview", controls: true, preload: "metadata", src: url, "aria-label": "Preview of your recording" });
-    fixUnknownDuration(audio);
-    return el("div", { class: "rp-row" },
-      audio,
-      el("span", { class: "rp-duration", "aria-label": `Duration ${formatDuration(duration)}`, text: formatDuration(duration) }),
+    const recording = this.recording;
+    const audio = el("audio", { preload: "metadata", src: recording.url });
+    const play = this.button("", "Play the recording", () => (audio.paused ? audio.play() : audio.pause()),
+      { kind: "play", focus: false });
+    play.classList.add("rp-button--icon");
+    const seek = el("input", { type: "range", class: "rp-seek", min: "0", max: String(recording.duration), step: "any",
+      value: "0", "aria-label": "Position in the recording" });
+    const clock = el("span", { class: "rp-duration" });
+    const showTime = () => {
+      const position = Math.min(audio.currentTime || 0, recording.duration);
+      if (document.activeElement !== seek) seek.value = String(position);
+      clock.textContent = `${formatDuration(position)} / ${formatDuration(recording.duration)}`;
+      seek.setAttribute("aria-valuetext", clock.textContent);
+    };
+    const showPlaying = () => {
+      play.setAttribute("aria-label", audio.paused ? "Play the recording" : "Pause the recording");
+      play.firstChild.className = `rp-icon rp-icon--${audio.paused ? "play" : "pause"}`;
+    };
+    learnDecodedLength(audio, (seconds) => {
+      recording.duration = seconds;
+      seek.max = String(seconds);
+      showTime();
+    });
+    seek.addEventListener("input", () => { audio.currentTime = Number(seek.value); });
+    audio.addEventListener("timeupdate", showTime);
+    audio.addEventListener("play", showPlaying);
+    audio.addEventListener("pause", showPlaying);
+    audio.addEventListener("ended", showPlaying);
+    showTime();
+    return el("div", { class: "rp-row rp-preview", role: "group", "aria-label": "Preview of your recording" },
+      audio, play, seek, clock,
       this.button("Send", "Send the voice note", () => this.send(), { primary: true, kind: "send" }),
       this.button("Discard", "Discard the recording", () => this.discard()));
   }

@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
+from ..humanize import format_bytes
 from .http import (
     CONVERSATIONS_HOST,
     IAM_HOST,
@@ -100,7 +101,7 @@ class TwilioApi:
         meta = self.fetch_media(chat_service_sid, media_sid)
         size = meta.get("size")
         if isinstance(size, int) and size > max_bytes:
-            raise TooLarge(f"media is {size} bytes, over the {max_bytes} byte cap")
+            raise TooLarge(f"media is {format_bytes(size)}, over the {format_bytes(max_bytes)} cap")
         links = meta.get("links") or {}
         # The direct link is pre-signed for 300 s and needs no auth; /Content needs basic auth.
         direct = links.get("content_direct_temporary")

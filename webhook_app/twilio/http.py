@@ -17,6 +17,8 @@ import requests
 from twilio.http import HttpClient
 from twilio.http.response import Response as TwilioResponse
 
+from ..humanize import format_bytes
+
 log = logging.getLogger(__name__)
 
 CONVERSATIONS_HOST = "https://conversations.twilio.com"
@@ -152,12 +154,12 @@ class TwilioHttp:
                 return HttpResponse(raw.status_code, headers_out, raw.content, url)
             declared = raw.headers.get("Content-Length")
             if max_bytes is not None and declared and declared.isdigit() and int(declared) > max_bytes:
-                raise TooLarge(f"media is {declared} bytes, over the {max_bytes} byte cap")
+                raise TooLarge(f"media is {format_bytes(int(declared))}, over the {format_bytes(max_bytes)} cap")
             written = 0
             for chunk in raw.iter_content(64 * 1024):
                 written += len(chunk)
                 if max_bytes is not None and written > max_bytes:
-                    raise TooLarge(f"media is over the {max_bytes} byte cap")
+                    raise TooLarge(f"media is over the {format_bytes(max_bytes)} cap")
                 stream_to.write(chunk)
             return HttpResponse(raw.status_code, headers_out, b"", url)
 
@@ -180,7 +182,7 @@ class TwilioHttp:
         body = raw.get_data()
         if stream_to is not None and 200 <= raw.status_code < 300:
             if max_bytes is not None and len(body) > max_bytes:
-                raise TooLarge(f"media is over the {max_bytes} byte cap")
+                raise TooLarge(f"media is over the {format_bytes(max_bytes)} cap")
             stream_to.write(body)
             body = b""
         return HttpResponse(raw.status_code, dict(raw.headers), body, url)
