@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/transcode_bench.py
 	$(BIN)/python bench/upload_bench.py
 	$(BIN)/python bench/load_bench.py
+	$(BIN)/python bench/media_bench.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

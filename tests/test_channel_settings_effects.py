@@ -42,7 +42,7 @@ def test_inbound_mp3_has_the_channel_bitrate(deliver, client, app, agent_token, 
     assert message["channel"] == "sms" and media.mimetype == "audio/mpeg"
     mp3 = tmp_path / "served.mp3"
     mp3.write_bytes(media.data)
-    assert mp3_bitrate_kbps(mp3) == 32
+    assert 29 <= mp3_bitrate_kbps(mp3) <= 35  # ABR: the channel's bitrate on average
     assert 28 < average_kbps(mp3) < 40
 
 
@@ -58,7 +58,7 @@ def test_agent_upload_is_sent_at_the_channel_bitrate(client, app, sandbox, agent
 
     sent = tmp_path / "sent.mp3"
     sent.write_bytes(sandbox.media_bytes(response.get_json()["media_sid"]))  # what Twilio got
-    assert mp3_bitrate_kbps(sent) == 32
+    assert 29 <= mp3_bitrate_kbps(sent) <= 35
     assert 28 < average_kbps(sent) < 40
     (row,) = audio_rows(app)
     assert row.channel == "sms" and row.mp3_size_bytes == os.path.getsize(sent)

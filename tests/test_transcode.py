@@ -50,7 +50,7 @@ def test_narrowband_amr_is_resampled_to_16_khz(tmp_path):
 def test_bitrate_and_mono_are_applied(tmp_path):
     source = make_audio(tmp_path / "in.webm", "webm", seconds=3.0)
     result = transcode_to_mp3(source, str(tmp_path / "out.mp3"), bitrate_kbps=32, mono=True)
-    assert mp3_bitrate_kbps(result.path) == 32
+    assert 29 <= mp3_bitrate_kbps(result.path) <= 35  # ABR: 32 on average
     with pytest.raises(ValueError):
         transcode_to_mp3(source, str(tmp_path / "x.mp3"), bitrate_kbps=65)
 

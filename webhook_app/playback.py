@@ -70,6 +70,10 @@ def media(token: str):
     info = store.stat(row.media_key)
     if info is None:
         raise ApiError(410, "gone", "this audio is no longer available")
+    audit_id, finished_at = row.id, row.finished_at
+    # Each read of the bytes takes a pooled connection of its own. The request gives its session's back first:
+    # forty requests each holding one while waiting for a second would empty the pool and wait on each other.
+    db.session.close()
     reader = store.open(info)
     served_type = media_type(reader.read(64))  # the bytes decide, never the label a customer sent
     reader.seek(0)
@@ -77,12 +81,12 @@ def media(token: str):
     response = Response(wrap_file(request.environ, reader), direct_passthrough=True)
     response.content_length = info.size_bytes
     response.set_etag(info.sha256)
-    response.last_modified = row.finished_at
+    response.last_modified = finished_at
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Cache-Control"] = "private, max-age=3600"
     # Range/206, If-None-Match/304, If-Range and Accept-Ranges from Werkzeug, reading only the range asked for.
     response = response.make_conditional(request.environ, accept_ranges=True, complete_length=info.size_bytes)
-    return media_headers(response, served_type, f"audio-{row.id}")
+    return media_headers(response, served_type, f"audio-{audit_id}")
 
 
 def _ignore_ranges_werkzeug_would_refuse(environ: dict, length: int) -> None:

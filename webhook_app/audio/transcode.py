@@ -65,7 +65,9 @@ def build_command(src: str, dst: str, *, bitrate_kbps: int = 64, mono: bool = Fa
         cmd += ["-af", ",".join(filters)]
         if mono:
             cmd += ["-ac", "1"]
-        cmd += ["-c:a", "libmp3lame", "-b:a", f"{int(bitrate_kbps)}k"]
+        # ABR: the channel's bitrate on average over speech, while silence (hours of it in a few hundred KB of
+        # FLAC or Opus) drops to the smallest frames instead of costing full bitrate.
+        cmd += ["-c:a", "libmp3lame", "-b:a", f"{int(bitrate_kbps)}k", "-abr", "1"]
     cmd += ["-f", "mp3", dst]
     return cmd
 

@@ -1,0 +1,239 @@
+"""What one inbound file may cost (make bench): web-process memory while 40 clients read a 30 MB stored file, and
+the MP3 bytes the service writes per byte a customer sends, at the worst.
+
+1. Memory. gunicorn as the Procfile runs it (one process; gthread on SQLite, gevent with BENCH_DATABASE_URL or
+   TEST_DATABASE_URL on PostgreSQL) serves a 30 MB original kept as sent (normalize_inbound off). 40 concurrent
+   clients ask `Range: bytes=0-0` five times each, then 40 read the whole file; the process's RSS is sampled
+   throughout. Target: under 2 MB of growth per concurrent request, whatever the file size (each request holds one
+   256 KB read; SQLite adds each pooled connection's page cache).
+2. Amplification. Files a customer could send cheaply (silence in FLAC, Opus and AMR, up to the default channel
+   cap of 900 s) and a spoken-like note, transcoded with the service's default settings (64 kb/s). The worst
+   output/input ratio is the figure README states.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from webhook_app.audio.ffmpeg import ffmpeg_binary  # noqa: E402
+from webhook_app.audio.transcode import transcode_to_mp3  # noqa: E402
+from webhook_app.twilio.sandbox import Sandbox  # noqa: E402
+
+CONCURRENT = 40
+STORED_MB = 30
+PER_REQUEST_TARGET_MB = 2.0
+CHANNEL_CAP_S = 900  # the default max_duration_s of every channel (migration 0001)
+ADMIN_TOKEN = "bench-admin"
+
+
+def ffmpeg(*args: str) -> None:
+    import imageio_ffmpeg
+
+    # The wheel's ffmpeg has every encoder the inputs need (a distribution's may lack AMR-NB's).
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker_pid(master_pid: int) -> int:
+    with open(f"/proc/{master_pid}/task/{master_pid}/children") as children:
+        return int(children.read().split()[0])
+
+
+class PeakSampler:
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def memory_under_concurrent_reads(workdir: str, database_url: str) -> tuple[str, float, float, float]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("TWILIO_", "REDIS_URL", "PUBLIC_BASE_URL", "HOST"))}
+    env.update(DATABASE_URL=database_url, SANDBOX_DB=f"{workdir}/sandbox.db", SECRET_KEY="bench", LOG_LEVEL="WARNING",
+               ADMIN_TOKEN=ADMIN_TOKEN, WEB_CONCURRENCY="1", MEDIA_DOWNLOAD_MAX_BYTES=str(64 << 20))
+    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    original = os.path.join(workdir, "long.wav")
+    seconds = STORED_MB * 1e6 / 32000  # 16 kHz, 16-bit mono: 32 kB a second
+    ffmpeg("-f", "lavfi", "-i", f"anoisesrc=d={seconds}:c=pink:a=0.1:r=16000", "-ac", "1", "-c:a", "pcm_s16le",
+           original)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "webhook_app:create_app()",
+                               "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--access-logfile", "/dev/null"],
+                              cwd=ROOT, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(base + "/healthz", timeout=1).ok)
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        requests.put(f"{base}/api/v1/admin/settings/webchat", json={"normalize_inbound": False}, headers=admin,
+                     timeout=10).raise_for_status()
+        sandbox = Sandbox(env["SANDBOX_DB"])
+        sandbox.set_webhook(f"{base}/twilio/conversations/post-event")
+        conversation = sandbox.create_conversation("Bench customer", "webchat")["sid"]
+        with open(original, "rb") as handle:
+            sandbox.customer_sends_media(conversation, handle.read(), "audio/wav", "long.wav", deliver=True)
+        token = sandbox.issue_token("bench-agent")
+        listing = f"{base}/api/v1/conversations/{conversation}/audio"
+
+        def ready():
+            messages = requests.get(listing, headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+            message = (messages.get("audio_messages") or [{}])[0]
+            if message.get("status") == "failed":
+                raise SystemExit(f"the stored note failed: {message}")
+            return message.get("playback_url")
+
+        url = wait_for(ready, timeout=120)
+        pid = worker_pid(server.pid)
+        requests.get(url, headers={"Range": "bytes=0-0"}, timeout=10)  # warm the code paths once
+        before = rss_mb(pid)
+        session = requests.Session()
+        session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=CONCURRENT))
+
+        def one_byte(_):
+            for _ in range(5):
+                answer = session.get(url, headers={"Range": "bytes=0-0"}, timeout=60)
+                assert answer.status_code == 206 and len(answer.content) == 1, (answer.status_code, answer.text[:300])
+
+        def whole(_):
+            with session.get(url, stream=True, timeout=120) as answer:
+                return sum(len(chunk) for chunk in answer.iter_content(64 * 1024))
+
+        with PeakSampler(pid) as ranges, ThreadPoolExecutor(CONCURRENT) as pool:
+            list(pool.map(one_byte, range(CONCURRENT)))
+        with PeakSampler(pid) as reads, ThreadPoolExecutor(CONCURRENT) as pool:
+            sizes = list(pool.map(whole, range(CONCURRENT)))
+        assert set(sizes) == {os.path.getsize(original)}, sizes
+        dialect = database_url.split(":", 1)[0]
+        return dialect, before, ranges.peak, reads.peak
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
+def amplification(workdir: str) -> list[tuple[str, int, int]]:
+    voice = "sine=f=220:d=60:sample_rate=16000,volume=0.5[t];anoisesrc=d=60:c=pink:a=0.05:r=16000[n];[t][n]amix=inputs=2"
+    inputs = {
+        f"FLAC silence {CHANNEL_CAP_S} s": ("silence.flac", ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t",
+                                                             str(CHANNEL_CAP_S), "-c:a", "flac"]),
+        f"Opus silence {CHANNEL_CAP_S} s (6 kb/s)": ("silence.ogg", [
+            "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", str(CHANNEL_CAP_S), "-c:a", "libopus",
+            "-b:a", "6k"]),
+        f"AMR-NB silence {CHANNEL_CAP_S} s": ("silence.amr", [
+            "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", str(CHANNEL_CAP_S), "-c:a", "libopencore_amrnb",
+            "-b:a", "4.75k"]),
+        "Opus voice-like 60 s (24 kb/s, WhatsApp)": ("voice.ogg", ["-filter_complex", voice, "-ac", "1", "-c:a",
+                                                                    "libopus", "-b:a", "24k"]),
+        "AMR-NB voice-like 60 s (12.2 kb/s, MMS)": ("voice.amr", ["-filter_complex", voice, "-ar", "8000", "-ac", "1",
+                                                                  "-c:a", "libopencore_amrnb", "-b:a", "12.2k"]),
+    }
+    rows = []
+    for name, (filename, args) in inputs.items():
+        source = os.path.join(workdir, filename)
+        ffmpeg(*args, source)
+        result = transcode_to_mp3(source, os.path.join(workdir, "out.mp3"), bitrate_kbps=64,
+                                  max_duration_s=CHANNEL_CAP_S, timeout_s=600)
+        rows.append((name, os.path.getsize(source), result.size_bytes))
+    return rows
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"timed out after {timeout} s")
+
+
+def main() -> int:
+    failures = []
+    databases = ["sqlite:///{workdir}/bench.db"]
+    server_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    if server_url:
+        databases.append(server_url)
+    print(f"web-process RSS while {CONCURRENT} clients read a {STORED_MB} MB stored file "
+          f"(ffmpeg: {ffmpeg_binary()}):")
+    for template in databases:
+        with tempfile.TemporaryDirectory(prefix="media-bench-") as workdir:
+            if template.startswith("postgres"):
+                reset_schema(template)
+            dialect, before, ranges_peak, reads_peak = memory_under_concurrent_reads(
+                workdir, template.format(workdir=workdir))
+        growth = max(ranges_peak, reads_peak) - before
+        per_request = growth / CONCURRENT
+        print(f"  {dialect:10} idle {before:6.1f} MB; 200 one-byte ranges, 40 at a time: peak {ranges_peak:6.1f} MB; "
+              f"40 whole reads at once: peak {reads_peak:6.1f} MB; growth {growth:5.1f} MB, "
+              f"{per_request:.2f} MB per request (target < {PER_REQUEST_TARGET_MB:g})")
+        if per_request >= PER_REQUEST_TARGET_MB:
+            failures.append(f"{dialect}: RSS grew {per_request:.2f} MB per concurrent read")
+
+    print(f"\nMP3 bytes per byte sent (64 kb/s ABR, the {CHANNEL_CAP_S} s channel cap):")
+    with tempfile.TemporaryDirectory(prefix="media-bench-") as workdir:
+        rows = amplification(workdir)
+    for name, source_bytes, mp3_bytes in rows:
+        print(f"  {name:44} {source_bytes / 1e3:9.1f} KB -> {mp3_bytes / 1e3:9.1f} KB  x{mp3_bytes / source_bytes:6.1f}")
+    worst = max(rows, key=lambda row: row[2] / row[1])
+    print(f"  worst case: x{worst[2] / worst[1]:.1f} ({worst[0]}); at most {CHANNEL_CAP_S} s x 64 kb/s = "
+          f"{CHANNEL_CAP_S * 64 / 8 / 1000:.1f} MB per inbound file")
+    for failure in failures:
+        print("TARGET MISSED:", failure)
+    print("all targets met" if not failures else f"{len(failures)} target(s) missed")
+    return 1 if failures else 0
+
+
+def reset_schema(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from webhook_app.config import normalize_database_url
+
+    engine = create_engine(normalize_database_url(url))
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
