@@ -185,6 +185,21 @@ class SettingsChange(db.Model):
                 "changed_by": self.changed_by, "changed_at": _iso(self.changed_at)}
 
 
+class AdminSession(db.Model):
+    """A signed-in /admin page, known to the server so that signing out ends it everywhere the cookie was copied.
+
+    Keyed by the hash of the secret the cookie carries: the table alone opens no session.
+    """
+
+    __tablename__ = "admin_sessions"
+
+    secret_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    identity: Mapped[str] = mapped_column(String(256), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class SettingsVersion(db.Model):
     """One row, bumped on every settings change: processes compare it to reload their cached settings."""
 

@@ -382,7 +382,7 @@ def test_only_admins_and_supervisors_sign_in_and_the_session_needs_the_csrf_head
     assert ok["body"]["updated_by"] == "supervisor@example.com"
 
     # Signing out ends the session: the API no longer answers the cookie, and the page asks to sign in again.
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     expect(page.get_by_label("Admin token or Flex token (admin or supervisor)")).to_be_visible()
     status = page.evaluate("async () => (await fetch('/api/v1/admin/settings', {credentials: 'same-origin'})).status")
     assert status == 401

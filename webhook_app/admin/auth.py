@@ -1,7 +1,9 @@
 """Who may administer: ADMIN_TOKEN, or a Flex token whose roles include admin or supervisor.
 
 The JSON API takes either as a bearer token. The /admin page logs in once with either and then rides on a
-signed session cookie; requests that change something through the cookie must carry the page's CSRF token.
+signed session cookie; requests that change something through the cookie must carry the page's CSRF token. The
+cookie carries a secret whose session row (models.AdminSession) must still be open: signing out closes it, so a
+copied cookie dies with the original, and "sign out everywhere" closes every session of that admin.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import hashlib
 import hmac
 import secrets
 import time
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
+from sqlalchemy import delete, update
 
 from ..auth import authenticate, bearer_token
 from ..errors import ApiError
+from ..extensions import db
+from ..models import AdminSession, utcnow
 
 ADMIN_ROLES = {"admin", "supervisor"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -55,27 +61,54 @@ def admin_login_for(token: str) -> tuple[str, float]:
 
 
 def open_admin_session(identity: str, until: float) -> None:
+    secret = secrets.token_urlsafe(32)
+    now = utcnow()
+    # Sessions ended more than a day ago are only history; a sign-in is rare enough to sweep them.
+    db.session.execute(delete(AdminSession).where(AdminSession.expires_at < now - timedelta(days=1)))
+    db.session.add(AdminSession(secret_sha256=_digest(secret), identity=identity, created_at=now,
+                                expires_at=datetime.fromtimestamp(until, timezone.utc)))
+    db.session.commit()
     session.clear()
     session["admin"] = identity
     session["admin_until"] = until
+    session["admin_secret"] = secret
     # Rotating ADMIN_TOKEN ends the page sessions it opened.
     session["admin_key"] = _admin_token_fingerprint() if identity == "admin-token" else None
     session.permanent = False
 
 
 def session_admin() -> str | None:
-    """The page session's admin, or None: never signed in, the credential's time is up, or ADMIN_TOKEN changed
-    since (an expired session is cleared)."""
+    """The page session's admin, or None: never signed in, the credential's time is up, the session was signed
+    out (here or on another device), or ADMIN_TOKEN changed since (such a session is cleared)."""
     identity = session.get("admin")
     if not identity:
         return None
     fresh = session.get("admin_until", 0) > time.time()
     if fresh and identity == "admin-token":
         fresh = session.get("admin_key") is not None and session.get("admin_key") == _admin_token_fingerprint()
+    if fresh:
+        row = db.session.get(AdminSession, _digest(session.get("admin_secret") or ""))
+        fresh = row is not None and row.identity == identity and row.revoked_at is None
     if not fresh:
         session.clear()
         return None
     return identity
+
+
+def close_admin_sessions(everywhere: bool) -> None:
+    """Sign out: this session, or every open session of its admin (the caller has checked CSRF)."""
+    identity = session.get("admin")
+    if identity:
+        which = AdminSession.identity == identity if everywhere else \
+            AdminSession.secret_sha256 == _digest(session.get("admin_secret") or "")
+        db.session.execute(update(AdminSession).where(which, AdminSession.revoked_at.is_(None))
+                           .values(revoked_at=utcnow()))
+        db.session.commit()
+    session.clear()
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _admin_token_fingerprint() -> str | None:

@@ -3,13 +3,21 @@ the audit trail (the page's script talks to the admin JSON API with the session 
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from ..errors import ApiError
 from ..models import CHANNELS
 from ..settings import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
 from ..twilio.client import twilio_api
-from .auth import ADMIN_SESSION_MAX_S, admin_login_for, check_csrf, csrf_token, open_admin_session, session_admin
+from .auth import (
+    ADMIN_SESSION_MAX_S,
+    admin_login_for,
+    check_csrf,
+    close_admin_sessions,
+    csrf_token,
+    open_admin_session,
+    session_admin,
+)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -65,5 +73,5 @@ def logout():
         check_csrf(request.form.get("csrf_token"))
     except ApiError as exc:
         return exc.message, exc.status
-    session.clear()
+    close_admin_sessions(everywhere=request.form.get("everywhere") == "1")
     return redirect(url_for("admin.index"))
