@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")"
 # --ignore-scripts: nothing here needs an install script (the template's postinstall wants ~/.twilio-cli/).
-npm ci --no-audit --no-fund --ignore-scripts
+npm ci --no-audit --no-fund --ignore-scripts --prefer-offline
 npx tsc --noEmit
 npm test -- --ci
 npm run build

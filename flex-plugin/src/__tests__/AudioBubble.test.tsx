@@ -112,3 +112,29 @@ test("bubbles of one conversation share one request", async () => {
   expect(await screen.findAllByLabelText("Customer voice note, 0:05")).toHaveLength(2);
   expect(calls).toHaveLength(1);
 });
+
+test("an expired playback link is replaced by a fresh one from the service", async () => {
+  let link = `${SERVICE}/media/first`;
+  const calls = fakeFetch(() => ({ status: 200, body: { audio_messages: [row({ playback_url: link })] } }));
+  const runtime = createRuntime(fakeManager(), { busyPollMs: 20, idlePollMs: 60000 });
+  render(<AudioBubble runtime={runtime} conversationSid={CONVERSATION} message={voiceNote()} />);
+  const audio = await screen.findByLabelText("Customer voice note, 0:05");
+  const before = calls.length;
+  link = `${SERVICE}/media/second`;
+  fireEvent.error(audio);
+  await waitFor(() => expect(audio).toHaveAttribute("src", `${SERVICE}/media/second`));
+  expect(calls.length).toBe(before + 1);
+});
+
+test("a link that keeps failing (a deleted recording) is not asked for again and again", async () => {
+  const calls = fakeFetch(() => ({ status: 200, body: { audio_messages: [row({ playback_url: `${SERVICE}/media/gone` })] } }));
+  const runtime = createRuntime(fakeManager(), { busyPollMs: 20, idlePollMs: 60000 });
+  render(<AudioBubble runtime={runtime} conversationSid={CONVERSATION} message={voiceNote()} />);
+  const audio = await screen.findByLabelText("Customer voice note, 0:05");
+  const before = calls.length;
+  fireEvent.error(audio);
+  fireEvent.error(audio);
+  fireEvent.error(audio);
+  await act(() => new Promise((resolve) => setTimeout(resolve, 50)));
+  expect(calls.length).toBe(before + 1);
+});

@@ -71,7 +71,10 @@ export function AudioBubble({ runtime, conversationSid, message }: AudioBubblePr
   return (
     <PluginTheme manager={runtime.manager}>
       <div ref={anchor} data-testid="audio-bubble" data-message-sid={messageSid}>
-        {rows.map((row) => <AudioRow key={row.audit_id} row={row} fromMe={Boolean(message?.isFromMe)} />)}
+        {rows.map((row) => (
+          <AudioRow key={row.audit_id} row={row} fromMe={Boolean(message?.isFromMe)}
+            onExpired={() => conversationSid && runtime.store?.refresh(conversationSid)} />
+        ))}
       </div>
     </PluginTheme>
   );
@@ -101,9 +104,16 @@ function useHideFlexBody(anchor: React.RefObject<HTMLElement>, hide: boolean): v
   }, [anchor, hide]);
 }
 
-function AudioRow({ row, fromMe }: { row: AudioMessage; fromMe: boolean }): JSX.Element {
+interface RowProps {
+  row: AudioMessage;
+  fromMe: boolean;
+  /** The playback link failed (signed links expire): ask the service for a fresh one. */
+  onExpired: () => void;
+}
+
+function AudioRow({ row, fromMe, onExpired }: RowProps): JSX.Element {
   const who = row.direction === "outbound" || fromMe ? "Agent" : "Customer";
-  if (row.status === "ready" && row.playback_url) return <Player row={row} who={who} />;
+  if (row.status === "ready" && row.playback_url) return <Player row={row} who={who} onExpired={onExpired} />;
   const inProgress = IN_PROGRESS.has(row.status);
   return (
     <Box display="flex" alignItems="center" columnGap="space20" paddingY="space20" data-status={row.status}
@@ -119,9 +129,27 @@ function AudioRow({ row, fromMe }: { row: AudioMessage; fromMe: boolean }): JSX.
   );
 }
 
-function Player({ row, who }: { row: AudioMessage; who: string }): JSX.Element {
+function Player({ row, who, onExpired }: { row: AudioMessage; who: string; onExpired: () => void }): JSX.Element {
   const audio = React.useRef<HTMLAudioElement>(null);
   const [rate, setRate] = React.useState(1);
+  const position = React.useRef(0);
+  const lastRefresh = React.useRef(0);
+  const expired = () => {
+    // At most one new link every 30 s: a deleted recording fails with every link, and must not loop.
+    if (Date.now() - lastRefresh.current < 30000) return;
+    lastRefresh.current = Date.now();
+    onExpired();
+  };
+  // A fresh link (after an expired one) keeps the listener's place.
+  React.useEffect(() => {
+    const element = audio.current;
+    if (!element || !position.current) return undefined;
+    const restore = () => {
+      element.currentTime = position.current;
+    };
+    element.addEventListener("loadedmetadata", restore, { once: true });
+    return () => element.removeEventListener("loadedmetadata", restore);
+  }, [row.playback_url]);
   const choose = (value: number) => {
     setRate(value);
     if (audio.current) {
@@ -134,7 +162,11 @@ function Player({ row, who }: { row: AudioMessage; who: string }): JSX.Element {
   return (
     <Box display="flex" alignItems="center" columnGap="space20" flexWrap="wrap" paddingY="space20"
       data-status={row.status} data-testid="audio-row">
-      <audio ref={audio} controls preload="metadata" src={row.playback_url} aria-label={`${who} voice note, ${duration}`} />
+      <audio ref={audio} controls preload="metadata" src={row.playback_url} aria-label={`${who} voice note, ${duration}`}
+        onTimeUpdate={(event) => {
+          position.current = event.currentTarget.currentTime;
+        }}
+        onError={expired} />
       <Text as="span" data-testid="audio-duration">{duration}</Text>
       <Box display="flex" columnGap="space10" role="group" aria-label="Playback speed">
         {SPEEDS.map((value) => (
