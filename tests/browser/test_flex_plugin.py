@@ -250,3 +250,28 @@ def test_unreachable_service_is_explained_in_the_panel(flex_page):
     page.get_by_role("button", name="Voice note: show the recorder").click()
     expect(page.get_by_role("alert")).to_contain_text("Could not reach the audio service at http://127.0.0.1:9")
     expect(page.get_by_role("button", name="Retry loading the audio settings")).to_be_visible()
+
+
+def test_keyboard_only_record_and_cancel(flex_page):
+    page = flex_page()
+    page.add_init_script(TRACK_STREAMS)
+    page.reload()
+    toggle = page.get_by_role("button", name="Voice note: show the recorder")
+    toggle.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Voice note: hide the recorder")).to_have_attribute("aria-expanded", "true")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Start recording a voice note")).to_be_focused()
+    page.keyboard.press("Enter")
+    # The focus follows the state: Stop is where Record was.
+    expect(page.get_by_role("button", name="Stop recording")).to_be_focused()
+    expect(page.get_by_role("meter", name="Microphone input level")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Cancel and discard the recording")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("Recording cancelled.")
+    page.wait_for_function(f"() => ({LIVE_TRACKS})() === 0")
+    # Escape closes the recorder and hands the focus back to its button.
+    page.get_by_role("button", name="Start recording a voice note").focus()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("button", name="Voice note: show the recorder")).to_be_focused()
