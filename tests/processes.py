@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,3 +126,45 @@ class Processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(10)
         self.started.clear()
+
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class RedisServer:
+    """A redis-server of a test's own on a free port, without persistence: killed and started again, it comes back
+    empty, as a Redis that fails over without persistence does."""
+
+    def __init__(self, log_dir: Path):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.log_path = Path(log_dir) / f"redis-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                                             "--save", "", "--appendonly", "no", "--daemonize", "no"],
+                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        wait_until(self.answers, 10, f"redis-server to answer on port {self.port}",
+                   lambda: self.log_path.read_text(errors="replace")[-2000:])
+
+    def kill(self) -> None:
+        """SIGKILL: connections drop at once and nothing is saved."""
+        if self.process is not None:
+            kill_tree(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+            self.process = None
+
+    def answers(self) -> bool:
+        from redis import Redis
+        from redis.exceptions import RedisError
+
+        client = Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except RedisError:
+            return False
+        finally:
+            client.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import mimetypes
 import os
 import subprocess
@@ -162,34 +161,13 @@ def serving_banner(base_url: str, sandbox: bool) -> str:
 @with_appcontext
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 def worker(burst):
-    """Run an RQ worker for the audio queue (needs REDIS_URL)."""
-    from rq import Worker
-
+    """Run an RQ worker for the audio queue (needs REDIS_URL); it waits out Redis and database outages."""
     from . import jobs
+    from .worker import run_worker
 
-    runner = jobs.runner()
-    if not isinstance(runner, jobs.RqRunner):
+    if not isinstance(jobs.runner(), jobs.RqRunner):
         raise click.ClickException("REDIS_URL is not set: jobs run inside the web process, no worker needed.")
-    from .relay import relay_all_waiting, start_relay_thread
-    from .sweeper import start_maintenance_thread
-
-    app = current_app._get_current_object()
-    if burst:
-        if runner.relays_new_rows:
-            relay_all_waiting()
-    else:
-        # Every worker relays new rows to the queue (webhooks only commit them), sweeps (stuck, lost and
-        # abandoned rows) and applies retention, periodically.
-        if runner.relays_new_rows:
-            start_relay_thread(app)
-        if app.config["MAINTENANCE_INTERVAL_S"] > 0:
-            start_maintenance_thread(app)
-        else:
-            logging.getLogger(__name__).warning(
-                "MAINTENANCE_INTERVAL_S=0: this worker neither sweeps nor applies retention; run `flask --app "
-                "webhook_app sweep` and `flask --app webhook_app retention run` from a scheduler instead")
-    # The worker process keeps this app context; jobs reuse it instead of building their own app.
-    Worker([runner.queue], connection=runner.redis).work(burst=burst, with_scheduler=True)
+    run_worker(current_app._get_current_object(), burst=burst)
     sys.exit(0)
 
 

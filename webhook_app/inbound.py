@@ -8,6 +8,7 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -18,9 +19,11 @@ from .channels import TtlCache, channel_from_participants, channel_from_webhook,
 from .extensions import db
 from .models import AudioMessage, Status, utcnow
 from .observability import bind_audit_id
+from .outages import describe, is_database_unreachable
 from .security import media_type_of_file
 from .settings import policy_for
 from .storage import media_store
+from .sweeper import WORKING
 from .twilio.client import twilio_api
 from .twilio.http import TooLarge, TwilioHttpError
 from .twilio.sids import is_sid, sid_or_none
@@ -165,24 +168,75 @@ def record_message_media(event: dict, media: list[MediaItem]) -> list[int]:
 
 # -- the job -----------------------------------------------------------------------------------------
 
-def process_inbound(audit_id: int) -> str:
-    """Download, normalize and store one inbound audio; always ends `ready` or `failed` with a reason."""
+def process_inbound(audit_id: int, interrupted: dict | None = None) -> str:
+    """Download, normalize and store one inbound audio; always ends `ready` or `failed` with a reason.
+
+    `interrupted` comes with the retry of an attempt that lost the database (_retry_when_the_database_returns):
+    {"attempt": its number, None if it never took the row; "error": what it met; "waits": retries so far}.
+    """
     bind_audit_id(audit_id)
-    claimed = db.session.execute(
-        update(AudioMessage)
-        .where(AudioMessage.id == audit_id, AudioMessage.status == Status.QUEUED.value)
-        .values(status=Status.DOWNLOADING.value, attempts=AudioMessage.attempts + 1, started_at=utcnow(),
-                updated_at=utcnow())
-    ).rowcount
-    db.session.commit()
-    row = db.session.get(AudioMessage, audit_id)
+    attempt = None
+    try:
+        attempt = _claim(audit_id, interrupted)
+        row = db.session.get(AudioMessage, audit_id)
+    except Exception as exc:
+        if not is_database_unreachable(exc):
+            raise
+        if attempt is None and interrupted:
+            attempt = interrupted["attempt"]  # its row is still to be taken over
+        _retry_when_the_database_returns(audit_id, attempt, exc, interrupted)
+        return "retrying"
     if row is None:
         log.warning("inbound job for unknown audit row %s", audit_id)
         return "missing"
-    if not claimed:
+    if attempt is None:
         # Someone else has it, or it is finished: a duplicate enqueue must not transcode twice.
         log.info("audit %s is %s, not queued: skipping", audit_id, row.status)
         return row.status
+    try:
+        return _process_and_record_outcome(row, attempt)
+    except Exception as exc:
+        if not is_database_unreachable(exc):
+            raise
+        _retry_when_the_database_returns(audit_id, attempt, exc, None)
+        return "retrying"
+
+
+def _claim(audit_id: int, interrupted: dict | None) -> int | None:
+    """Take the row for a new attempt (`queued` -> `downloading`); answer the attempt's number, None when the row is
+    not there to take."""
+    now = utcnow()
+    if interrupted and interrupted["attempt"] is not None:
+        _take_over_from_interrupted_attempt(audit_id, interrupted, now)
+    attempt = db.session.execute(
+        update(AudioMessage)
+        .where(AudioMessage.id == audit_id, AudioMessage.status == Status.QUEUED.value)
+        .values(status=Status.DOWNLOADING.value, attempts=AudioMessage.attempts + 1, started_at=now, updated_at=now)
+        .returning(AudioMessage.attempts)).scalar()
+    db.session.commit()
+    return attempt
+
+
+def _take_over_from_interrupted_attempt(audit_id: int, interrupted: dict, now: datetime) -> None:
+    """Put back the row of an attempt that lost the database mid-job, as it would have done itself: it still says
+    `downloading` or `transcoding`. Only the job that attempt scheduled knows it is over; matching its number
+    leaves alone a row that anyone else has taken since (the sweeper, another job: either changes the count or
+    the status)."""
+    attempt = interrupted["attempt"]
+    reason = f"attempt {attempt} was cut off by a database outage ({interrupted['error']})"
+    if attempt >= current_app.config["JOB_MAX_ATTEMPTS"]:
+        outcome = dict(status=Status.FAILED.value, finished_at=now,
+                       error=f"{reason}; giving up after {attempt} attempt(s)")
+    else:
+        outcome = dict(status=Status.QUEUED.value, error=f"{reason}; retried")
+    db.session.execute(
+        update(AudioMessage)
+        .where(AudioMessage.id == audit_id, AudioMessage.status.in_(WORKING), AudioMessage.attempts == attempt)
+        .values(updated_at=now, **outcome))
+
+
+def _process_and_record_outcome(row: AudioMessage, attempt: int) -> str:
+    audit_id = row.id
     try:
         _process(row)
     except (AudioError, TooLarge) as exc:
@@ -195,7 +249,11 @@ def process_inbound(audit_id: int) -> str:
     except Exception as exc:  # noqa: BLE001 - a job must end in a state an operator can see
         log.exception("inbound audit %s failed unexpectedly", audit_id)
         db.session.rollback()
-        row = db.session.get(AudioMessage, audit_id)
+        row = db.session.get(AudioMessage, audit_id)  # the database gone: process_inbound schedules the retry
+        if row.status not in WORKING or row.attempts != attempt:
+            # A connection lost on its way back from a COMMIT: the row may have been finished after all.
+            log.warning("inbound audit %s is %s after attempt %s failed; leaving it", audit_id, row.status, attempt)
+            return row.status
         # The media store down (S3 refusing a put) must not fail every voice note of the outage: the unforeseen
         # gets the same bounded retries as Twilio's bad minutes, and a bug still ends `failed` with its reason. A
         # job that ran out of time would only run out again.
@@ -280,6 +338,30 @@ def _retry_later(row: AudioMessage, exc: Exception) -> None:
         jobs.enqueue_in(delay, "normalize_inbound", row.id)
     except Exception:  # noqa: BLE001 - the sweeper re-enqueues rows left queued
         log.exception("could not schedule the retry of audit %s; the sweeper will", row.id)
+
+
+def _retry_when_the_database_returns(audit_id: int, attempt: int | None, exc: Exception,
+                                     interrupted: dict | None) -> None:
+    """The database went away (a restart, a failover) and the row cannot say so now: schedule the retry where it
+    survives the outage (RQ's scheduler on Redis, the in-process runner's timer), with the attempt's number so that
+    the retry can take the row over (_take_over_from_interrupted_attempt). A retry that finds the database still
+    gone schedules the next, with backoff, up to JOB_MAX_ATTEMPTS times; after that, or with Redis gone too, the
+    sweeper picks the row up once the database is back (SWEEP_STUCK_AFTER_S, SWEEP_REQUEUE_AFTER_S)."""
+    from . import jobs
+
+    waits = (interrupted["waits"] if interrupted else 0) + 1
+    if waits > current_app.config["JOB_MAX_ATTEMPTS"]:
+        log.error("inbound audit %s: the database is still unreachable after %d retries (%s); the sweeper takes the "
+                  "row up once it is back", audit_id, waits - 1, describe(exc))
+        return
+    delay = _retry_delay(exc, waits)
+    log.warning("inbound audit %s: the database is unreachable (%s); retrying in %g s", audit_id, describe(exc), delay)
+    retry = {"attempt": attempt, "error": describe(exc), "waits": waits}
+    try:
+        jobs.enqueue_in(delay, "normalize_inbound", audit_id, retry)
+    except Exception:  # noqa: BLE001 - Redis gone too: the sweeper is the net
+        log.exception("could not schedule the retry of audit %s either; the sweeper takes the row up once the "
+                      "database is back", audit_id)
 
 
 def _retry_delay(exc: Exception, attempt: int) -> float:

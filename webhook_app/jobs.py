@@ -104,14 +104,21 @@ class InProcessRunner:
 
 class RqRunner:
     def __init__(self, redis_url: str, queue_name: str, relays_new_rows: bool = False, tls_verify: bool = True):
-        from redis import Redis
         from rq import Queue
 
         tls = {} if tls_verify or not redis_url.startswith("rediss://") else {"ssl_cert_reqs": None}
-        self.redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5, **tls)
+        self._redis_url = redis_url
+        self._redis_options = dict(socket_connect_timeout=2, socket_timeout=5, **tls)
+        self.redis = self.new_connection()
         self.queue = Queue(queue_name, connection=self.redis)
         # On PostgreSQL the workers' relays enqueue new rows (webhook_app.relay), not the web processes.
         self.relays_new_rows = relays_new_rows
+
+    def new_connection(self):
+        """A Redis client like `self.redis` with a connection pool of its own."""
+        from redis import Redis
+
+        return Redis.from_url(self._redis_url, **self._redis_options)
 
     def enqueue(self, name: str, *args) -> None:
         self.queue.enqueue("webhook_app.jobs.run_job", name, *args, job_timeout=JOB_TIMEOUT_S,
@@ -137,7 +144,7 @@ class RqRunner:
 
         if delay_s <= 0:
             return self.enqueue(name, *args)
-        # Needs a worker started with the scheduler (`flask worker` does); the sweeper is the safety net.
+        # Needs a worker's scheduler (`flask worker` runs one, webhook_app.worker); the sweeper is the safety net.
         self.queue.enqueue_in(timedelta(seconds=delay_s), "webhook_app.jobs.run_job", name, *args,
                               job_timeout=JOB_TIMEOUT_S, result_ttl=3600, failure_ttl=7 * 24 * 3600)
 
@@ -258,10 +265,10 @@ def run_job(name: str, *args):
             db.session.remove()
 
 
-def _normalize_inbound(audit_id: int):
+def _normalize_inbound(audit_id: int, interrupted: dict | None = None):
     from .inbound import process_inbound
 
-    return process_inbound(audit_id)
+    return process_inbound(audit_id, interrupted)
 
 
 def _expand_message(event: dict):

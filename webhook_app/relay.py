@@ -24,7 +24,7 @@ from flask import Flask
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import make_url
 
-from . import jobs
+from . import jobs, outages
 from .extensions import db
 from .models import AudioMessage, Status, utcnow
 
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "audio_messages_queued"
 # Rows claimed per round; a longer backlog is relayed in several rounds.
 BATCH_ROWS = 500
-MAX_BACKOFF_S = 30
 
 
 def processed_by_jobs():
@@ -105,7 +104,8 @@ def relay_all_waiting() -> int:
 
 def start_relay_thread(app: Flask) -> threading.Thread:
     """A daemon thread that relays at once (rows a restart left waiting), then on every NOTIFY and every
-    RELAY_POLL_S; errors are logged and retried with backoff, never fatal."""
+    RELAY_POLL_S; errors are retried with backoff, never fatal, and an outage of Redis or PostgreSQL is logged
+    once (webhook_app.outages)."""
     poll_s = app.config["RELAY_POLL_S"]
     stop = threading.Event()
     url = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).set(drivername="postgresql")
@@ -119,6 +119,7 @@ def start_relay_thread(app: Flask) -> threading.Thread:
                 with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
                                      connect_timeout=5) as listener:
                     listener.execute(f"LISTEN {CHANNEL}")
+                    outages.DATABASE.reachable()
                     while not stop.is_set():
                         delay = poll_s
                         try:
@@ -127,19 +128,21 @@ def start_relay_thread(app: Flask) -> threading.Thread:
                                     relayed = relay_all_waiting()
                                 finally:
                                     db.session.remove()
+                            outages.DATABASE.reachable()
                             if relayed:
+                                outages.REDIS.reachable()
                                 log.debug("relayed %d new rows", relayed)
                             failures = 0
-                        except Exception:  # noqa: BLE001 - Redis or PostgreSQL down: rows stay waiting
+                        except Exception as exc:  # noqa: BLE001 - Redis or PostgreSQL down: rows stay waiting
                             failures += 1
-                            delay = min(MAX_BACKOFF_S, 2 ** failures)
-                            log.exception("relay round failed; next one in %d s", delay)
+                            delay = outages.backoff_s(failures)
+                            outages.log_failure(log, exc, "relay round failed; next one in %d s", delay)
                         for _ in listener.notifies(timeout=delay, stop_after=1):
                             pass
-            except Exception:  # noqa: BLE001 - the LISTEN connection dropped: reconnect with backoff
+            except Exception as exc:  # noqa: BLE001 - the LISTEN connection dropped: reconnect with backoff
                 failures += 1
-                log.exception("relay lost its PostgreSQL connection; reconnecting")
-                stop.wait(min(MAX_BACKOFF_S, 2 ** failures))
+                outages.log_failure(log, exc, "relay lost its PostgreSQL connection; reconnecting")
+                stop.wait(outages.backoff_s(failures))
 
     thread = threading.Thread(target=loop, name="relay", daemon=True)
     thread.stop = stop  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from flask import Flask, current_app
 from sqlalchemy import update
 
-from . import jobs
+from . import jobs, outages
 from .extensions import db
 from .models import AudioMessage, Status
 from .relay import DISPATCHED_COLUMNS, expand_sdk_messages, processed_by_jobs
@@ -77,14 +77,15 @@ def sweep(now: datetime | None = None) -> dict:
         # Revived rows too: with in-process jobs, the crash that stopped their job took a pending expansion (and
         # its once-key) with it; with RQ the once-key makes this a no-op.
         expand_sdk_messages(handed_out)
-    except Exception:  # noqa: BLE001 - the rows stay queued; the next sweep expands and enqueues them
-        log.exception("sweeper could not enqueue expand_message; leaving %d rows queued", len(handed_out))
+    except Exception as exc:  # noqa: BLE001 - the rows stay queued; the next sweep expands and enqueues them
+        outages.log_failure(log, exc, "sweeper could not enqueue expand_message; leaving %d rows queued",
+                            len(handed_out))
         handed_out = []
     for audit_id in (row.id for row in handed_out):
         try:
             jobs.enqueue("normalize_inbound", audit_id)
-        except Exception:  # noqa: BLE001 - still queued; the next sweep tries again
-            log.exception("sweeper could not enqueue audit %s", audit_id)
+        except Exception as exc:  # noqa: BLE001 - still queued; the next sweep tries again
+            outages.log_failure(log, exc, "sweeper could not enqueue audit %s", audit_id)
             break
     counts = {"revived": len(revived), "requeued": len(requeued), "gave_up": len(gave_up),
               "abandoned": len(abandoned) + len(abandoned_after_sending)}
@@ -97,21 +98,22 @@ def sweep(now: datetime | None = None) -> dict:
 
 
 def run_maintenance() -> None:
-    """One round of periodic upkeep: sweep, then retention."""
+    """One round of periodic upkeep: sweep, then retention. A database outage is logged once (outages)."""
     try:
         sweep()
-    except Exception:  # noqa: BLE001 - a sweeper that dies silently is worse than one that logs and tries again
+        outages.DATABASE.reachable()
+    except Exception as exc:  # noqa: BLE001 - a sweeper that dies silently is worse than one that logs and tries again
         db.session.rollback()
-        log.exception("sweep failed")
+        outages.log_failure(log, exc, "sweep failed")
     try:
         from .retention import delete_expired_media
 
         delete_expired_media()
     except ImportError:
         pass
-    except Exception:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001
         db.session.rollback()
-        log.exception("retention failed")
+        outages.log_failure(log, exc, "retention failed")
     finally:
         db.session.remove()
 
