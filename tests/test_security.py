@@ -3,19 +3,25 @@
 Customer bytes served from the service's origin, memory taken by cheap requests, pages framed by other sites.
 """
 
+import json
 import os
+import re
 import socket
 import sys
 
 import pytest
 import requests
 
-from tests.audio_samples import make_audio
-from tests.conftest import POST_EVENT, load_fixture, migrate, run_jobs
-from tests.processes import SERVICE_VARIABLES, Processes, free_port
+from tests.audio_samples import make_audio, run_ffmpeg
+from tests.conftest import POST_EVENT, audio_rows, deployed_service, load_fixture, migrate, post_webhook, run_jobs
+from tests.processes import ROOT, SERVICE_VARIABLES, Processes, free_port
 from tests.test_inbound import listing
-from tests.test_outbound import set_settings
+from tests.test_outbound import post_audio, set_settings
+from tests.test_pre_event import PRE_EVENT, on_message_add, whatsapp  # noqa: F401 - whatsapp is a fixture
 from webhook_app import storage
+from webhook_app.audio.transcode import _reason, transcode_to_mp3
+from webhook_app.auth import REFUSAL_WINDOW_S, REFUSALS_PER_CLIENT
+from webhook_app.config import Config
 from webhook_app.security import BODY_IDLE_TIMEOUT_S
 from webhook_app.storage import DATABASE_READ_BYTES
 from webhook_app.twilio.sandbox import Sandbox
@@ -130,6 +136,7 @@ def test_ranges_and_whole_file_are_read_a_chunk_at_a_time(client, large_stored_n
 
 
 SLOW_CLIENTS = 50
+GUNICORN_CONF = str(ROOT / "gunicorn.conf.py")
 
 
 def test_slow_clients_leave_webhooks_answered_on_the_one_machine_default(tmp_path):
@@ -174,3 +181,220 @@ def test_slow_clients_leave_webhooks_answered_on_the_one_machine_default(tmp_pat
         for client in stalled:
             client.close()
         processes.stop()
+
+
+def test_a_decided_pre_event_rejection_stands_when_its_audit_cannot_be_written(client, app, sandbox, whatsapp,
+                                                                                 monkeypatch):
+    from webhook_app.webhooks import conversations
+
+    def broken_audit(event, rejection):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(conversations, "audit_rejection", broken_audit)
+    conversation, agent = whatsapp
+    set_settings(app, "whatsapp", sending_enabled=False)
+    response = post_webhook(client, sandbox, on_message_add(sandbox, conversation, participant_sid=agent), PRE_EVENT)
+    assert response.status_code == 403  # it answered 200 {} (publish) before
+    assert response.get_json()["error"]["code"] == "audio_not_allowed"
+
+
+def test_control_characters_are_cleaned_from_pre_event_fields(client, app, sandbox, whatsapp):
+    conversation, agent = whatsapp
+    set_settings(app, "whatsapp", sending_enabled=False)
+    params = on_message_add(sandbox, conversation, participant_sid=agent)
+    params["Media"] = json.dumps([{"Sid": "ME" + "1" * 32, "ContentType": "audio/mpeg\u0000\u0007",
+                                   "Filename": "vo\u0000ice\n.mp3", "Size": 1000}])
+    response = post_webhook(client, sandbox, params, PRE_EVENT)
+    assert response.status_code == 403
+    (row,) = audio_rows(app)  # PostgreSQL refused the NUL: no row was stored
+    assert (row.filename, row.content_type) == ("voice.mp3", "audio/mpeg")
+
+
+def test_control_characters_are_cleaned_from_upload_names_and_types(client, app, sandbox, agent_token, tmp_path):
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    sandbox.add_participant(conversation, identity="agent_40example_2Ecom", attributes='{"member_type": "agent"}')
+    take = make_audio(tmp_path / "take.webm", "webm", seconds=1.0)
+    response = post_audio(client, agent_token, conversation, take, content_type="audio/webm\x00\x1b",
+                          filename="my\x00take\x1b.webm")
+    assert response.status_code == 201, response.get_json()  # a 500 with no audit row on PostgreSQL before
+    (row,) = audio_rows(app)
+    assert row.filename == "mytake.webm" and "\x00" not in (row.content_type or "")
+
+
+@pytest.mark.parametrize("path,expected", [
+    ("/api/v1/conversations/CH" + "a" * 32 + "%0A/audio", 400),  # a 201 with a 35-character SID before
+    ("/api/v1/conversations/CH" + "a" * 32 + "%0A/audio-settings", 400),
+    ("/agent/conversations/CH" + "a" * 32 + "%0A", 404),
+])
+def test_sids_with_a_trailing_newline_are_refused(client, agent_token, path, expected):
+    response = client.get(path, headers={"Authorization": f"Bearer {agent_token}"})
+    assert response.status_code == expected
+
+
+def test_an_audit_id_past_32_bits_is_not_found(client, app):
+    app.config["ADMIN_TOKEN"] = "admin-secret"
+    response = client.get("/api/v1/admin/audit/2147483648", headers={"Authorization": "Bearer admin-secret"})
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+
+
+def test_decode_errors_do_not_name_our_temporary_files():
+    reason = _reason("[in#0 @ 0x5] Error opening input: Invalid argument\n"
+                     "Error opening input file /tmp/inbound-k2j4h1/source.")
+    assert "/tmp" not in reason and "inbound-" not in reason and "source" in reason
+
+
+@pytest.fixture
+def iam_calls(app, monkeypatch):
+    """Every token the service asks Twilio IAM about."""
+    api = app.extensions["twilio"]
+    calls = []
+    original = api.validate_flex_token
+    monkeypatch.setattr(api, "validate_flex_token", lambda token: calls.append(token) or original(token))
+    return calls
+
+
+def test_a_refused_token_is_not_asked_about_twice(client, iam_calls):
+    conversation_url = "/api/v1/conversations/CH" + "a" * 32 + "/audio"
+    for _ in range(3):
+        response = client.get(conversation_url, headers={"Authorization": "Bearer not-a-flex-token"})
+        assert response.status_code == 401 and response.get_json()["error"]["code"] == "invalid_token"
+    assert iam_calls == ["not-a-flex-token"]
+
+
+def test_a_client_guessing_tokens_is_told_to_wait_and_costs_no_more_iam_calls(client, iam_calls):
+    conversation_url = "/api/v1/conversations/CH" + "a" * 32 + "/audio"
+    guesser = {"REMOTE_ADDR": "203.0.113.7"}
+    for number in range(REFUSALS_PER_CLIENT):
+        response = client.get(conversation_url, headers={"Authorization": f"Bearer guess-{number}"},
+                              environ_base=guesser)
+        assert response.status_code == 401
+    response = client.get(conversation_url, headers={"Authorization": "Bearer guess-next"}, environ_base=guesser)
+    assert response.status_code == 429 and response.get_json()["error"]["code"] == "too_many_invalid_tokens"
+    assert 0 < int(response.headers["Retry-After"]) <= REFUSAL_WINDOW_S
+    assert len(iam_calls) == REFUSALS_PER_CLIENT  # 300 guesses were 300 IAM calls before
+
+    other = client.get(conversation_url, headers={"Authorization": "Bearer another"},
+                       environ_base={"REMOTE_ADDR": "198.51.100.1"})
+    assert other.status_code == 401  # one client's guessing does not lock out the others
+
+
+def test_admin_sign_in_guesses_are_limited_too(client, iam_calls):
+    for number in range(REFUSALS_PER_CLIENT + 1):
+        response = client.get("/api/v1/admin/audit", headers={"Authorization": f"Bearer admin-guess-{number}"})
+    assert response.status_code == 429
+    assert len(iam_calls) == REFUSALS_PER_CLIENT
+
+
+def test_twilio_credentials_need_the_public_base_url(monkeypatch):
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "token")
+    monkeypatch.setenv("SECRET_KEY", "s3cret")
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    with pytest.raises(RuntimeError, match="PUBLIC_BASE_URL must be set"):
+        Config()
+    monkeypatch.setenv("PUBLIC_BASE_URL", "audio.example.com")
+    with pytest.raises(RuntimeError, match="not an http"):
+        Config()
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://audio.example.com/")
+    assert Config().PUBLIC_BASE_URL == "https://audio.example.com"
+
+
+def test_a_signature_made_for_another_host_is_refused_whatever_host_the_request_names(app, database_url, tmp_path):
+    remote = Sandbox(str(tmp_path / "remote-twilio.db"))
+    with deployed_service(remote, database_url, PUBLIC_BASE_URL="https://audio.example.com") as service:
+        params = {"EventType": "onConversationUpdated", "AccountSid": remote.account_sid}
+        forged_url = "https://attacker.example/twilio/conversations/post-event"
+        response = service.test_client().post(
+            "/twilio/conversations/post-event", data=params, base_url="https://attacker.example",
+            headers={"X-Twilio-Signature": remote.sign(forged_url, params), "X-Forwarded-Host": "attacker.example"})
+        assert response.status_code == 403
+        ours = "https://audio.example.com/twilio/conversations/post-event"
+        response = service.test_client().post("/twilio/conversations/post-event", data=params,
+                                              headers={"X-Twilio-Signature": remote.sign(ours, params)})
+        assert response.status_code == 200
+
+
+def test_the_sandbox_listens_on_this_machine_only_unless_told(monkeypatch):
+    import runpy
+
+    monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
+    monkeypatch.delenv("HOST", raising=False)
+    monkeypatch.setenv("PORT", "5123")
+    assert runpy.run_path(GUNICORN_CONF)["bind"] == "127.0.0.1:5123"
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    assert runpy.run_path(GUNICORN_CONF)["bind"] == "0.0.0.0:5123"
+    monkeypatch.delenv("HOST")
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    assert runpy.run_path(GUNICORN_CONF)["bind"] == "0.0.0.0:5123"
+
+
+def test_an_open_metrics_endpoint_is_announced_at_start_up_with_twilio_credentials(database_url, caplog):
+    from webhook_app import create_app
+
+    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "k",
+              "TWILIO_SANDBOX": False, "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "t",
+              "PUBLIC_BASE_URL": "https://audio.example.com"}
+    with caplog.at_level("WARNING", logger="webhook_app.observability"):
+        create_app(config)
+    assert any("METRICS_TOKEN is not set" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="webhook_app.observability"):
+        create_app({**config, "METRICS_TOKEN": "m"})
+    assert not any("METRICS_TOKEN" in record.getMessage() for record in caplog.records)
+
+
+def test_silence_costs_far_less_than_the_bitrate(tmp_path):
+    silence = tmp_path / "silence.flac"
+    run_ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "120", "-c:a", "flac", str(silence))
+    result = transcode_to_mp3(str(silence), str(tmp_path / "out.mp3"), bitrate_kbps=64)
+    full_bitrate_bytes = 120 * 64_000 / 8
+    assert result.size_bytes < full_bitrate_bytes / 4  # CBR spent all of it: 960 KB from a 30 KB FLAC
+    assert abs(result.duration_s - 120) < 0.5
+
+
+def test_the_channels_duration_cap_binds_inbound_notes(deliver, app, client, agent_token, tmp_path):
+    set_settings(app, "whatsapp", max_duration_s=2)  # INBOUND_MAX_DURATION_S is an hour
+    params, _ = deliver(make_audio(tmp_path / "long.ogg", "whatsapp_ogg", seconds=5.0), "audio/ogg")
+    run_jobs(app)
+    (row,) = audio_rows(app)
+    assert row.status == "ready" and row.truncated and abs(row.duration_s - 2.0) < 0.1
+
+
+def sign_in_page(client, token) -> str:
+    """Sign in on /admin with `token`; the page's CSRF token (from its hidden form field)."""
+    page = client.get("/admin").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post("/admin/login", data={"token": token, "csrf_token": csrf})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin").get_data(as_text=True)).group(1)
+
+
+def copy_session(source, target) -> None:
+    cookie = source.get_cookie("session")
+    target.set_cookie("session", cookie.value, domain=cookie.domain)
+
+
+def test_signing_out_ends_a_copied_admin_session(app):
+    app.config["ADMIN_TOKEN"] = "admin-secret"
+    browser, thief = app.test_client(), app.test_client()
+    csrf = sign_in_page(browser, "admin-secret")
+    copy_session(browser, thief)
+    assert thief.get("/api/v1/admin/settings").status_code == 200  # the copy works while the session is open
+
+    browser.post("/admin/logout", data={"csrf_token": csrf})
+    assert thief.get("/api/v1/admin/settings").status_code == 401  # it stayed valid for up to 12 h before
+    assert "Sign in" in thief.get("/admin").get_data(as_text=True)
+
+
+def test_sign_out_everywhere_ends_every_session_of_that_admin(app, sandbox):
+    boss = sandbox.issue_token("boss@example.com", roles=["admin"])
+    other_admin = sandbox.issue_token("other@example.com", roles=["supervisor"])
+    laptop, phone, colleague = app.test_client(), app.test_client(), app.test_client()
+    csrf = sign_in_page(laptop, boss)
+    sign_in_page(phone, boss)
+    sign_in_page(colleague, other_admin)
+
+    laptop.post("/admin/logout", data={"csrf_token": csrf, "everywhere": "1"})
+    assert phone.get("/api/v1/admin/settings").status_code == 401
+    assert laptop.get("/api/v1/admin/settings").status_code == 401
+    assert colleague.get("/api/v1/admin/settings").status_code == 200  # another admin's session is theirs

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,10 +84,16 @@ def parse_media(raw) -> list[MediaItem]:
     return items
 
 
+# C0 and C1 controls, DEL included. PostgreSQL's text types refuse NUL (the whole INSERT fails: the webhook, and
+# every one sharing its commit, would be a 503), and the others have no business in a name or a type either: they
+# end up in logs, CSV exports and the admin page.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def column_text(value: str | None, limit: int) -> str | None:
-    """Free text from a webhook as a column takes it: at most `limit` characters and no NUL, which PostgreSQL's
-    text types refuse (the whole INSERT fails: the webhook, and every one sharing its commit, would be a 503)."""
-    return (value or "").replace("\x00", "")[:limit] or None
+    """Free text from a customer or an agent (webhook fields, upload names and types) as a column takes it: no
+    control characters and at most `limit` characters."""
+    return CONTROL_CHARACTERS.sub("", value or "")[:limit] or None
 
 
 def _text(value) -> str | None:
@@ -305,7 +312,8 @@ def _process(row: AudioMessage) -> None:
             source_path, os.path.join(workdir, "out.mp3"),
             bitrate_kbps=settings.bitrate_kbps,
             loudness=settings.loudness_normalize,
-            max_duration_s=config["INBOUND_MAX_DURATION_S"],
+            # The channel's own duration cap binds customers too: a tiny file of silence must not become hours.
+            max_duration_s=min(config["INBOUND_MAX_DURATION_S"], settings.max_duration_s),
             timeout_s=config["FFMPEG_TIMEOUT_S"],
         )
         key = f"audio/{row.id}/{result.sha256[:16]}.mp3"

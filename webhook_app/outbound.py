@@ -20,7 +20,7 @@ from .channels import channel_from_participants, is_agent_author
 from .errors import ApiError
 from .extensions import db
 from .humanize import format_bytes
-from .inbound import conversation_service_sid, parse_media, participant_cache
+from .inbound import column_text, conversation_service_sid, parse_media, participant_cache
 from .models import AudioMessage, Status, utcnow
 from .observability import bind_audit_id
 from .settings import Policy, policy_for
@@ -100,8 +100,8 @@ def start_attempt(conversation_sid: str, identity: str, upload: Upload,
     key = scoped_idempotency_key(identity, idempotency_key)
     row = AudioMessage(
         direction="outbound", channel="other", status=Status.QUEUED.value, conversation_sid=conversation_sid,
-        author=identity[:256], source="agent-api", content_type=(upload.content_type or "")[:128] or None,
-        filename=(upload.filename or "")[:256] or None, size_bytes=os.path.getsize(upload.path),
+        author=column_text(identity, 256), source="agent-api", content_type=column_text(upload.content_type, 128),
+        filename=column_text(upload.filename, 256), size_bytes=os.path.getsize(upload.path),
         idempotency_key=key, truncated=False, attempts=1, started_at=utcnow(),
     )
     for _ in range(2):
@@ -315,11 +315,23 @@ def _duration_text(seconds: int) -> str:
     return f"{minutes} min {rest} s" if minutes and rest else (f"{minutes} min" if minutes else f"{rest} s")
 
 
-def pre_event_verdict(event: dict) -> str | None:
-    """onMessageAdd: the reason to reject agent audio the channel's settings forbid, or None to allow.
+@dataclass
+class Rejection:
+    """The pre-event's decision to keep agent audio out of a conversation, and what its audit rows need."""
+
+    reason: str
+    code: str
+    channel: str
+    audio: list
+    author: str | None
+
+
+def pre_event_verdict(event: dict) -> Rejection | None:
+    """onMessageAdd: why agent audio the channel's settings forbid must not be published, or None to allow.
 
     This covers audio attached natively in Flex, which never passes through our upload API. Twilio publishes the
-    message unchanged if we take more than 5 s, so everything here is cached; a rejection is audited.
+    message unchanged if we take more than 5 s, so everything here is cached. Nothing is written here: a decision
+    must not depend on whether its audit can be stored (audit_rejection).
     """
     audio = [m for m in parse_media(event.get("Media")) if is_audio(m.content_type, m.filename)]
     conversation_sid = event.get("ConversationSid")
@@ -332,23 +344,26 @@ def pre_event_verdict(event: dict) -> str | None:
         return None  # customers are never blocked
     policy = policy_for(channel_from_participants(participants, event.get("Source"), author))
     if not policy.sending_enabled:
-        reason, code = f"audio sending is disabled for the {policy.channel} channel", "sending_disabled"
-    else:
-        too_big = [m for m in audio if m.size is not None and m.size > policy.max_bytes]
-        if not too_big:
-            return None
-        reason = (f"the audio file is {format_bytes(too_big[0].size)}; {policy.channel} allows at most "
-                  f"{format_bytes(policy.max_bytes)} per file")
-        code = "too_large"
-    for item in audio:
-        row = AudioMessage(direction="outbound", channel=policy.channel, conversation_sid=conversation_sid,
-                           media_sid=item.sid, author=(author or "")[:256] or None, source="pre-event",
-                           content_type=(item.content_type or "")[:128] or None, size_bytes=item.size,
-                           filename=(item.filename or "")[:256] or None, truncated=False, attempts=0,
+        return Rejection(f"audio sending is disabled for the {policy.channel} channel", "sending_disabled",
+                         policy.channel, audio, author)
+    too_big = [m for m in audio if m.size is not None and m.size > policy.max_bytes]
+    if not too_big:
+        return None
+    return Rejection(f"the audio file is {format_bytes(too_big[0].size)}; {policy.channel} allows at most "
+                     f"{format_bytes(policy.max_bytes)} per file", "too_large", policy.channel, audio, author)
+
+
+def audit_rejection(event: dict, rejection: Rejection) -> None:
+    """One failed outbound row per rejected file (the caller commits)."""
+    for item in rejection.audio:
+        row = AudioMessage(direction="outbound", channel=rejection.channel, conversation_sid=event["ConversationSid"],
+                           media_sid=item.sid, author=column_text(rejection.author, 256), source="pre-event",
+                           content_type=column_text(item.content_type, 128), size_bytes=item.size,
+                           filename=column_text(item.filename, 256), truncated=False, attempts=0,
                            status=Status.QUEUED.value,
                            chat_service_sid=sid_or_none(event.get("ChatServiceSid"), "IS"),
                            account_sid=sid_or_none(event.get("AccountSid"), "AC"))
-        row.mark(Status.FAILED, error=f"rejected before publishing: {reason}", error_code=code)
+        row.mark(Status.FAILED, error=f"rejected before publishing: {rejection.reason}", error_code=rejection.code)
         db.session.add(row)
-    log.info("pre-event rejected agent audio in %s by %s: %s", conversation_sid, author, reason)
-    return reason
+    log.info("pre-event rejected agent audio in %s by %s: %s", event["ConversationSid"], rejection.author,
+             rejection.reason)

@@ -16,7 +16,7 @@ from .. import jobs
 from ..errors import error_response
 from ..extensions import db
 from ..inbound import audio_rows, enqueue_expand_once, parse_media
-from ..outbound import pre_event_verdict
+from ..outbound import audit_rejection, pre_event_verdict
 from ..twilio.client import twilio_api
 from ..twilio.sids import is_sid
 from ..twilio.signatures import is_valid_twilio_request
@@ -82,16 +82,21 @@ POST_EVENT_HANDLERS = {
 
 def handle_message_add(event: dict):
     try:
-        reason = pre_event_verdict(event)
-        db.session.commit()
+        rejection = pre_event_verdict(event)
     except Exception:  # noqa: BLE001 - when in doubt, publish: a 5xx would reject the customer's message too
-        db.session.rollback()
         log.exception("pre-event check failed for conversation %s; allowing", event.get("ConversationSid"))
         return jsonify({})
-    if reason is None:
+    if rejection is None:
         return jsonify({})
+    try:
+        audit_rejection(event, rejection)
+        db.session.commit()
+    except Exception:  # noqa: BLE001 - the decision stands: a lost audit row must not publish forbidden audio
+        db.session.rollback()
+        log.exception("could not audit the pre-event rejection in %s: %s", event.get("ConversationSid"),
+                      rejection.reason)
     # Any 4xx rejects the message: Twilio does not publish it.
-    return error_response(403, "audio_not_allowed", reason)
+    return error_response(403, "audio_not_allowed", rejection.reason)
 
 
 PRE_EVENT_HANDLERS = {
