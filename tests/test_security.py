@@ -3,10 +3,12 @@
 Customer bytes served from the service's origin, memory taken by cheap requests, pages framed by other sites.
 """
 
+import contextlib
 import json
 import os
 import re
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -14,7 +16,7 @@ import requests
 
 from tests.audio_samples import make_audio, run_ffmpeg
 from tests.conftest import POST_EVENT, audio_rows, deployed_service, load_fixture, migrate, post_webhook, run_jobs
-from tests.processes import ROOT, SERVICE_VARIABLES, Processes, free_port
+from tests.processes import ROOT, SERVICE_VARIABLES, Processes, descendants, free_port, wait_until
 from tests.test_inbound import listing
 from tests.test_outbound import post_audio, set_settings
 from tests.test_pre_event import PRE_EVENT, on_message_add, whatsapp  # noqa: F401 - whatsapp is a fixture
@@ -22,6 +24,7 @@ from webhook_app import storage
 from webhook_app.audio.transcode import _reason, transcode_to_mp3
 from webhook_app.auth import REFUSAL_WINDOW_S, REFUSALS_PER_CLIENT
 from webhook_app.config import Config
+from webhook_app.scratch import remove_dead_leftovers, scratch_dir
 from webhook_app.security import BODY_IDLE_TIMEOUT_S
 from webhook_app.storage import DATABASE_READ_BYTES
 from webhook_app.twilio.sandbox import Sandbox
@@ -398,3 +401,42 @@ def test_sign_out_everywhere_ends_every_session_of_that_admin(app, sandbox):
     assert phone.get("/api/v1/admin/settings").status_code == 401
     assert laptop.get("/api/v1/admin/settings").status_code == 401
     assert colleague.get("/api/v1/admin/settings").status_code == 200  # another admin's session is theirs
+
+
+KILLED_JOB = """
+import sys
+from webhook_app.audio.ffmpeg import ffmpeg_binary
+from webhook_app.audio.transcode import _run
+from webhook_app.scratch import scratch_dir
+
+with scratch_dir("inbound") as workdir:
+    open(workdir + "/source", "wb").write(b"a customer's original")
+    print(workdir, flush=True)
+    # -re: ffmpeg reads at the audio's own pace, so this one would run for ten minutes
+    _run([ffmpeg_binary(), "-nostdin", "-re", "-f", "lavfi", "-i", "anullsrc=r=8000", "-t", "600", "-y",
+          workdir + "/out.mp3"], 900, None)
+"""
+
+
+def test_a_killed_job_takes_its_ffmpeg_along_and_its_scratch_folder_is_removed_later():
+    job = subprocess.Popen([sys.executable, "-c", KILLED_JOB], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        workdir = job.stdout.readline().strip()
+        ffmpeg_pid = wait_until(lambda: next(iter(descendants(job.pid)), None), 10, "the job's ffmpeg to start")
+        job.kill()  # SIGKILL: no finally, no cleanup
+        job.wait(10)
+        wait_until(lambda: not os.path.exists(f"/proc/{ffmpeg_pid}") or _zombie(ffmpeg_pid), 10,
+                   "ffmpeg to die with its job")  # it ran on to the end, orphaned, before
+        assert os.path.isdir(workdir)  # nothing removed it: the job was killed
+    finally:
+        job.kill()
+
+    with scratch_dir("upload") as ours:  # a live process's folder is not a leftover
+        assert remove_dead_leftovers(os.path.dirname(workdir)) >= 1
+        assert not os.path.exists(workdir) and os.path.isdir(ours)
+
+
+def _zombie(pid: int) -> bool:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    return True

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +20,7 @@ from .extensions import db
 from .models import AudioMessage, Status, utcnow
 from .observability import bind_audit_id
 from .outages import describe, is_database_unreachable
+from .scratch import scratch_dir
 from .security import media_type_of_file
 from .settings import policy_for
 from .storage import media_store
@@ -289,7 +289,7 @@ def _process(row: AudioMessage) -> None:
     settings = policy_for(row.channel)
     db.session.commit()
 
-    with tempfile.TemporaryDirectory(prefix="inbound-") as workdir:
+    with scratch_dir("inbound") as workdir:
         source_path = os.path.join(workdir, "source")
         with open(source_path, "wb") as handle:
             meta = api.download_media(row.chat_service_sid, row.media_sid, handle, config["MEDIA_DOWNLOAD_MAX_BYTES"])

@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from .humanize import format_bytes
 from .inbound import column_text, conversation_service_sid, parse_media, participant_cache
 from .models import AudioMessage, Status, utcnow
 from .observability import bind_audit_id
+from .scratch import scratch_dir
 from .settings import Policy, policy_for
 from .storage import media_store
 from .twilio.client import twilio_api
@@ -196,7 +196,7 @@ def _send(row: AudioMessage, upload: Upload) -> None:
 
     row.mark(Status.TRANSCODING)
     db.session.commit()
-    with tempfile.TemporaryDirectory(prefix="outbound-") as workdir:
+    with scratch_dir("outbound") as workdir:
         mp3_path = os.path.join(workdir, "voice-message.mp3")
         try:
             # Decode one second past the cap: enough to know the recording is too long, no more.

@@ -19,6 +19,7 @@ from . import jobs, outages
 from .extensions import db
 from .models import AudioMessage, Status
 from .relay import DISPATCHED_COLUMNS, expand_sdk_messages, processed_by_jobs
+from .scratch import remove_dead_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def sweep(now: datetime | None = None) -> dict:
 
 def run_maintenance() -> None:
     """One round of periodic upkeep: sweep, then retention. A database outage is logged once (outages)."""
+    remove_dead_leftovers()
     try:
         sweep()
         outages.DATABASE.reachable()

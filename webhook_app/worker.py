@@ -25,6 +25,7 @@ from rq import Worker
 
 from . import jobs
 from .outages import MAX_BACKOFF_S, REDIS, backoff_s, is_redis_unreachable, log_failure
+from .scratch import remove_dead_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def run_worker(app: Flask, burst: bool = False) -> None:
     from .relay import relay_all_waiting, start_relay_thread
     from .sweeper import start_maintenance_thread
 
+    remove_dead_leftovers()  # what the jobs of this worker's previous life (or its killed work horses) left
     runner = jobs.runner()
     if burst:
         if runner.relays_new_rows:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
@@ -14,6 +13,7 @@ from ..extensions import db
 from ..models import AudioMessage
 from ..outbound import Upload, effective_settings, send_agent_audio
 from ..playback import playback_url
+from ..scratch import scratch_dir
 from ..twilio.sids import is_sid
 
 bp = Blueprint("agent_api", __name__, url_prefix="/api/v1")
@@ -65,7 +65,7 @@ def send_audio(conversation_sid: str):
     idempotency_key = request.headers.get("Idempotency-Key", "").strip() or None
     if idempotency_key and len(idempotency_key) > 200:
         raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be at most 200 characters")
-    with tempfile.TemporaryDirectory(prefix="upload-") as workdir:
+    with scratch_dir("upload") as workdir:
         path = os.path.join(workdir, "upload")
         audio.save(path)
         upload = Upload(path=path, filename=audio.filename, content_type=audio.mimetype)

@@ -5,11 +5,14 @@ No step may need apt or a download: the wheel always has a binary for the platfo
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import warnings
 
 # "Stream #0:0(eng): Audio: opus, 48000 Hz, mono, fltp" -> codec, rate, layout, sample format
@@ -34,13 +37,27 @@ def ffmpeg_binary() -> str:
 
 
 PROBE_TIMEOUT_S = 30
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """preexec_fn for ffmpeg: on Linux the kernel kills it when the process that started it dies, so a job killed
+    mid-transcode (SIGKILL, OOM) does not leave ffmpeg running on to the end with no one to read its output."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def probe_with_ffmpeg(filepath, read_ahead_limit=-1) -> dict:
     """The part of ffprobe's JSON that pydub reads, from `ffmpeg -i` (the imageio-ffmpeg wheel has no ffprobe)."""
     # Reading the header only; a file that stalls even that (a FIFO, a hostile container) must not hang a worker.
     done = subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", os.fspath(filepath)],
-                          capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT_S)
+                          capture_output=True, text=True, errors="replace", timeout=PROBE_TIMEOUT_S,
+                          preexec_fn=die_with_parent)
     streams = []
     for match in STREAM_LINE.finditer(done.stderr):
         index, codec, rate, layout, sample_fmt = match.groups()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .detect import sniff_file
-from .ffmpeg import ffmpeg_binary
+from .ffmpeg import die_with_parent, ffmpeg_binary
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,8 @@ def _run(cmd: list[str], timeout_s: float, on_progress: Callable[[float], None] 
     """Run ffmpeg with a hard wall-clock limit; answer the output duration in seconds."""
     cmd = cmd[:-1] + ["-progress", "pipe:1", "-nostats", cmd[-1]]
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+                                preexec_fn=die_with_parent)
         timed_out = threading.Event()
 
         def kill() -> None:
