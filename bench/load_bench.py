@@ -55,7 +55,7 @@ Load generator
   Each round's line shows the CPU wrk itself used, and the target's web processes' CPU per request (the same code
   costs more in this machine's slow phases).
 
-Targets (issue 5): webhook throughput >= 0.5 x bare, webhook p99 <= 50 ms, zero errors (non-200 answers,
+Targets: webhook throughput >= 0.5 x bare, webhook p99 <= 50 ms, zero errors (non-200 answers,
 connection errors, timeouts, or a row missing for an acknowledged webhook); end to end p95 <= 2 s (webhook
 sent -> row `ready`). Exit status 1 when one is missed.
 """

@@ -8,7 +8,7 @@ the MP3 bytes the service writes per byte a customer sends, at the worst.
    256 KB read; SQLite adds each pooled connection's page cache).
 2. Amplification. Files a customer could send cheaply (silence in FLAC, Opus and AMR, up to the default channel
    cap of 900 s) and a spoken-like note, transcoded with the service's default settings (64 kb/s). The worst
-   output/input ratio is the figure README states.
+   output/input ratio is the figure README's Security section states.
 """
 
 from __future__ import annotations

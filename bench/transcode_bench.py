@@ -1,7 +1,7 @@
 """Transcode benchmark (make bench): the service's path vs bare ffmpeg vs naive pydub, side by side.
 
 For each input, every variant runs in a fresh process (so peak RSS is its own), three times; the median wall
-time and the largest peak RSS are reported. Targets (issue 2): service/bare wall time <= 1.10, and service peak
+time and the largest peak RSS are reported. Targets: service/bare wall time <= 1.10, and service peak
 RSS <= 100 MB on the 17-minute file and flat as duration grows.
 """
 

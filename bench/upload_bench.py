@@ -2,7 +2,7 @@
 
 Runs the service under gunicorn against a fresh SQLite database and the local Twilio sandbox, uploads the same
 recording 20 times over HTTP, and compares the end-to-end time with the transcode alone (same file, same
-settings, measured in this process). Target (issue 3): median total <= 1.3 x the transcode time alone.
+settings, measured in this process). Target: median total <= 1.3 x the transcode time alone.
 """
 
 from __future__ import annotations

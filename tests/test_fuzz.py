@@ -1,4 +1,4 @@
-"""Hypothesis-driven fuzzing of everything the service parses from the outside (issue 5 §4).
+"""Hypothesis-driven fuzzing of everything the service parses from the outside.
 
 Webhook bodies are signed exactly as Twilio signs them, so the fuzz reaches the parsing behind the signature check.
 The invariants: never a 500; every 4xx/5xx in the one JSON error shape; after the jobs ran, no row of the

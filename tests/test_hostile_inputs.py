@@ -1,4 +1,4 @@
-"""Hostile input corpus (issue 5 §4): files built at test time to break the pipeline, sent both ways.
+"""Hostile input corpus: files built at test time to break the pipeline, sent both ways.
 
 Every case goes in as a customer voice note (signed webhook -> job) and, where it makes sense, as an agent upload.
 Whatever the bytes, the service must never answer 500, the webhook answers 200, an upload of undecodable input a 4xx

@@ -9,7 +9,7 @@ from tests.audio_samples import KINDS, content_type, decoded_duration, make_audi
 from tests.conftest import audio_rows, post_webhook, run_jobs, web_chat_message_with_two_attachments
 
 
-# CONTRACT.md "Shapes": an audio message, plus playback_url only when ready and error only when failed.
+# An audio message as README's HTTP API gives it, plus playback_url only when ready and error only when failed.
 MESSAGE_KEYS = {"audit_id", "direction", "channel", "conversation_sid", "message_sid", "media_sid", "status",
                 "content_type", "size_bytes", "mp3_size_bytes", "duration_s", "created_at", "updated_at"}
 

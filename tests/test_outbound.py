@@ -161,7 +161,7 @@ def test_upload_over_the_ceiling_is_413_before_reading(client, app, agent_token,
 
 
 def error_code(response) -> str:
-    """The code of CONTRACT.md's one error shape, {"error": {"code", "message"}}, checked to be just that."""
+    """The code of the service's one error shape (README, HTTP API), {"error": {"code", "message"}}, checked to be just that."""
     body = response.get_json()
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
     assert body["error"]["message"]

@@ -34,7 +34,10 @@ if str(REPO_ROOT) not in sys.path:  # run from anywhere, installed or not
 from webhook_app.twilio import sandbox as sandbox_module  # noqa: E402
 from webhook_app.twilio.sandbox import Sandbox  # noqa: E402
 
-SPEC_PATH = Path(os.environ.get("TWILIO_CONVERSATIONS_OAS", "/work/shared/twilio/twilio_conversations_v1.json"))
+# Twilio's own spec (twilio/twilio-oai, MIT) is not copied into this repository: CI and developers keep it in a
+# `shared/` folder beside the checkout.
+SPEC_PATH = Path(os.environ.get("TWILIO_CONVERSATIONS_OAS")
+                 or REPO_ROOT.parent / "shared" / "twilio" / "twilio_conversations_v1.json")
 SPEC_URI = "urn:twilio-conversations-v1"
 
 OGG = b"OggS\x00\x02" + bytes(range(256)) * 4  # stands in for a voice note; only the bytes' identity matters

@@ -164,7 +164,7 @@ class Config:
         self.LOG_FORMAT = env_choice("LOG_FORMAT", "json", LOG_FORMATS)  # json (one object per line) or text
         self.METRICS_TOKEN = env("METRICS_TOKEN") or None
 
-        # Media storage and retention (README "Media storage and retention"); checked by storage.init_app.
+        # Media storage and retention (docs/architecture.md, "Storage and retention"); checked by storage.init_app.
         self.MEDIA_STORE = (env("MEDIA_STORE") or "database").strip().lower()  # database | s3
         self.S3_BUCKET = env("S3_BUCKET") or None
         self.S3_ENDPOINT_URL = env("S3_ENDPOINT_URL") or None  # MinIO, R2, moto; unset: AWS

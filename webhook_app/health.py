@@ -32,6 +32,6 @@ def healthz():
         checks["queue"] = {"ok": False, "error": str(exc)[:200]}
     if not healthy:
         log.warning("healthz degraded: %s", checks)
-    # 200 either way (CONTRACT.md): the web tier still acknowledges webhooks while Redis is down, so a platform
+    # 200 either way (README, HTTP API): the web tier still acknowledges webhooks while Redis is down, so a platform
     # check must not take it out of rotation for that; monitors alert on "status" and each check's "ok".
     return jsonify({"status": "ok" if healthy else "degraded", **checks}), 200
