@@ -113,10 +113,13 @@ def test_serve_outside_the_sandbox_names_the_real_ways_in(app, database_url, tmp
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
 @pytest.mark.parametrize("port, expected", [("5123", "5123"), (None, "5000")])
 def test_make_run_serves_on_PORT_else_5000(port, expected):
-    environment = {name: value for name, value in os.environ.items() if name != "PORT"}
+    # Not as a sub-make of `make test` (MAKEFLAGS, MAKELEVEL): it would announce its directory after the recipe.
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("PORT", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     if port:
         environment["PORT"] = port
     # --always-make: print every recipe (a fresh machine's), run none of them.
-    dry_run = subprocess.run(["make", "--dry-run", "--always-make", "run"], cwd=REPO, env=environment,
+    dry_run = subprocess.run(["make", "--no-print-directory", "--dry-run", "--always-make", "run"], cwd=REPO,
+                             env=environment,
                              capture_output=True, text=True, check=True)
     assert dry_run.stdout.splitlines()[-1].endswith(f"flask --app webhook_app serve --host 127.0.0.1 --port {expected}")

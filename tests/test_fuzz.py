@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import string
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -26,6 +28,7 @@ from webhook_app.inbound import parse_media
 from webhook_app.settings import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
 
 IN_PROGRESS = {"queued", "downloading", "transcoding", "sending"}
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -36,7 +39,15 @@ json_values = st.recursive(json_scalars, lambda children: st.lists(children, max
                            st.dictionaries(st.text(max_size=12), children, max_size=5), max_leaves=12)
 media_keys = st.sampled_from(["Sid", "sid", "MediaSid", "ContentType", "content_type", "contentType", "Filename",
                               "filename", "Size", "size", "Category"])
-media_entry = st.dictionaries(media_keys, json_scalars, max_size=6)
+# Controls, line breaks and Unicode separators: what a NUL-refusing database, a log line or a header chokes on.
+control_text = st.text(alphabet=st.characters(categories=["Cc", "Zl", "Zp", "Zs"]), min_size=1, max_size=4)
+# Content types as channels and attackers write them: parameters, lists, odd case, controls inside.
+hostile_label = st.builds(
+    lambda base, separator, tail: base + separator + tail,
+    st.sampled_from(["audio/ogg", "audio/mpeg", "AUDIO/OGG ", "text/html", "audio/amr", "video/3gpp", ""]),
+    st.sampled_from(["; codecs=opus", ", text/html", ";", ", ", "; charset=\"", "\x00", ""]),
+    st.text(max_size=30) | control_text)
+media_entry = st.dictionaries(media_keys, json_scalars | hostile_label | control_text, max_size=6)
 media_field = st.one_of(
     json_values.map(json.dumps),
     st.lists(media_entry, max_size=4).map(json.dumps),
@@ -57,6 +68,8 @@ def assert_no_stuck_rows(app, rows) -> None:
         assert row.status not in IN_PROGRESS, (row.id, row.status)
         if row.status == "failed":
             assert row.error, f"row {row.id} failed without a reason"
+        for column in ("author", "source", "content_type", "filename"):
+            assert not CONTROL.search(getattr(row, column) or ""), (row.id, column, getattr(row, column))
 
 
 @given(raw=json_values | media_field)
@@ -103,14 +116,14 @@ def test_post_event_never_500s_and_never_leaves_a_stuck_row(client, sandbox, app
         for field in data.draw(st.lists(st.sampled_from(["Author", "Source", "ChatServiceSid", "AccountSid", "Index",
                                                          "Body", "Attributes"]), max_size=3, unique=True),
                                label="mutated"):
-            params[field] = data.draw(form_text, label=field)
+            params[field] = data.draw(form_text | control_text, label=field)
     else:
         params["MessageSid"] = data.draw(st.just(params["MessageSid"]) | form_text, label="MessageSid")
         params["Media"] = data.draw(media_field, label="Media")
         for field in data.draw(st.lists(st.sampled_from(["EventType", "ConversationSid", "Author", "Source",
                                                          "ChatServiceSid", "AccountSid", "Index", "Body"]),
                                         max_size=4, unique=True), label="mutated"):
-            params[field] = data.draw(form_text, label=field)
+            params[field] = data.draw(form_text | control_text, label=field)
         for field in data.draw(st.lists(st.sampled_from(sorted(params)), max_size=2, unique=True), label="removed"):
             del params[field]
     before = {row.id for row in audio_rows(app)}
@@ -134,7 +147,7 @@ def test_pre_event_never_500s(client, sandbox, app, voice_note, data):
     for field in data.draw(st.lists(st.sampled_from(["ConversationSid", "Author", "Source", "ChatServiceSid",
                                                      "Body", "ClientIdentity"]), max_size=4, unique=True),
                            label="mutated"):
-        params[field] = data.draw(form_text, label=field)
+        params[field] = data.draw(form_text | control_text, label=field)
     response = post_webhook(client, sandbox, params, path="/twilio/conversations/pre-event")
     assert response.status_code in (200, 403), response.get_data(as_text=True)[:300]
     if response.status_code == 403:
@@ -167,8 +180,9 @@ def test_upload_never_500s_and_never_leaves_a_stuck_row(client, sandbox, app, ag
                             st.binary(max_size=512).map(lambda noise: tiny_recording[:200] + noise), label="payload")
         field = data.draw(st.sampled_from(["audio", "file", ""]) | st.text(max_size=10), label="field")
     form = {field:
-            (io.BytesIO(payload), data.draw(st.text(max_size=300), label="filename"),
-             data.draw(header_text, label="content type"))}
+            (io.BytesIO(payload), data.draw(st.text(max_size=300) | control_text, label="filename"),
+             data.draw(header_text | hostile_label.filter(lambda label: "\n" not in label and "\r" not in label),
+                       label="content type"))}
     for name in data.draw(st.lists(st.text(max_size=10), max_size=3), label="extra fields"):
         form[name] = data.draw(st.text(max_size=50), label=name)
     headers = {"Authorization": f"Bearer {agent_token}"}
@@ -211,3 +225,14 @@ def test_admin_settings_put_never_500s_and_keeps_settings_valid(client, app, cha
         assert isinstance(row["sending_enabled"], bool) and isinstance(row["normalize_inbound"], bool)
         assert 1 <= row["max_bytes"] <= HARD_MAX_BYTES[row["channel"]]
         assert 1 <= row["max_duration_s"] <= HARD_MAX_DURATION_S and row["bitrate_kbps"] in BITRATES_KBPS
+
+
+@FUZZ
+@given(suffix=control_text | st.sampled_from(["\n", " ", "\t", "\r\n", "%0A", "%00"]),
+       path=st.sampled_from(["/api/v1/conversations/{sid}/audio", "/api/v1/conversations/{sid}/audio-settings",
+                             "/agent/api/conversations/{sid}"]))
+def test_sids_with_anything_after_them_are_refused(client, agent_token, path, suffix):
+    url = path.format(sid=quote("CH" + "a" * 32 + suffix, safe="%/"))
+    response = client.get(url, headers={"Authorization": f"Bearer {agent_token}"})
+    assert response.status_code in (400, 404), (url, response.status_code)
+    assert_error_shape(response)

@@ -13,17 +13,21 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import struct
 import zlib
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from tests.audio_samples import KINDS, VOICE, LazySamples, content_type, run_ffmpeg
 from tests.conftest import audio_rows, post_webhook, run_jobs
+from tests.test_inbound import listing
 from tests.test_outbound import post_audio, set_settings
 
 IN_PROGRESS = {"queued", "downloading", "transcoding", "sending"}
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 SECONDS = 3.0
 CONTAINERS = ("whatsapp_ogg", "webm", "aac_mp4", "aac_mp4_faststart", "3gp", "amr", "wav", "mp3")
 
@@ -304,6 +308,50 @@ def test_mislabelled_upload_still_works(client, app, agent_token, agent_conversa
     response, row = send_upload(client, app, agent_token, agent_conversation, write(tmp_path, "rec.mp3", samples[kind]),
                                 label, expect={201})
     assert abs(response.get_json()["duration_s"] - SECONDS) < 0.15
+
+
+# -- labels with parameters, lists and control characters: the bytes decide what is stored and served -------------
+
+HOSTILE_LABELS = ["audio/ogg, text/html", "audio/ogg; codecs=opus; charset=\"utf-8\"", "AUDIO/OGG ; CODECS=OPUS",
+                  "audio/ogg\x00text/html", "audio/ogg; name=\"x\x1b[2Jy\"", "audio/ogg;" + "p=1;" * 40,
+                  "audio/mpeg, audio/ogg"]
+SERVED = {"whatsapp_ogg": "audio/ogg", "html": "application/octet-stream"}
+
+
+@pytest.mark.parametrize("label", HOSTILE_LABELS)
+@pytest.mark.parametrize("content", sorted(SERVED))
+def test_kept_as_sent_media_is_served_by_its_bytes_whatever_its_label(deliver, client, app, samples, agent_token,
+                                                                      tmp_path, label, content):
+    set_settings(app, "whatsapp", normalize_inbound=False)
+    data = samples["whatsapp_ogg"] if content != "html" else WRONG_MAGIC["html"]()
+    params, response = deliver(write(tmp_path, "voice.ogg", data), label)
+    assert response.status_code == 200 and len(response.get_json()["audit_ids"]) == 1
+    run_jobs(app)
+    (row,) = rows_of(app, params["ConversationSid"])
+    assert row.status == "ready" and not CONTROL.search(row.content_type or "")
+    (message,) = listing(client, agent_token, row.conversation_sid)
+    media = client.get(message["playback_url"].replace("http://localhost", ""))
+    assert media.status_code == 200 and media.data == data
+    assert media.headers["Content-Type"] == SERVED[content]
+    assert media.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("label", HOSTILE_LABELS)
+def test_hostile_label_on_an_upload_is_cleaned_and_decided_by_the_bytes(client, app, agent_token,
+                                                                        agent_conversation, samples, tmp_path, label):
+    response, row = send_upload(client, app, agent_token, agent_conversation, write(tmp_path, "rec.ogg",
+                                samples["whatsapp_ogg"]), label, expect={201})
+    assert response.get_json()["content_type"] == "audio/mpeg"
+    assert not CONTROL.search(row.content_type or "")
+
+
+@pytest.mark.parametrize("suffix", ["\n", " ", "\t", "\r\n", "\x00", "\u2028"])
+@pytest.mark.parametrize("path", ["/api/v1/conversations/{sid}/audio", "/api/v1/conversations/{sid}/audio-settings",
+                                  "/agent/api/conversations/{sid}"])
+def test_sids_with_trailing_whitespace_or_controls_are_refused(client, agent_token, agent_conversation, path, suffix):
+    url = path.format(sid=quote(agent_conversation + suffix))
+    response = client.get(url, headers={"Authorization": f"Bearer {agent_token}"})
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_conversation_sid"
 
 
 # -- sizes: declared vs real, and the download cap ------------------------------------------------------------------
