@@ -169,6 +169,8 @@ def test_upload_never_500s_and_never_leaves_a_stuck_row(client, sandbox, app, ag
     # As above: half the examples are a real recording to a real conversation with hostile edges.
     if data.draw(st.integers(0, 9), label="selector") < 5:
         conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+        # The agent has accepted the task: a participant, as agents must be to reach a conversation's audio.
+        sandbox.add_participant(conversation, identity="agent_40example_2Ecom", attributes='{"member_type": "agent"}')
         payload = data.draw(st.sampled_from([tiny_recording, tiny_recording[:len(tiny_recording) // 2]]),
                             label="payload")
         field = "audio"
