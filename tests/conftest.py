@@ -19,6 +19,8 @@ from werkzeug.serving import make_server
 
 from tests.processes import ROOT
 from webhook_app import create_app
+# The agent of `agent_token` is the console's: the escaped chat identity Flex gives both a token and a participant.
+from webhook_app.agent.console import AGENT_ATTRIBUTES, AGENT_IDENTITY
 from webhook_app.extensions import db
 from webhook_app.models import AudioMessage, ChannelSettings, SettingsChange, SettingsVersion, StoredMedia
 
@@ -144,7 +146,7 @@ def web_chat_message_with_two_attachments(app, sandbox, tmp_path) -> tuple[str, 
     (conversation SID, the webhook's params, the second attachment's media SID)."""
     from tests.audio_samples import make_audio
 
-    conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
+    conversation = conversation_with_agent(sandbox, "Web visitor", "webchat")
     first = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)
     second = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=2.0)
     params = sandbox.customer_sends_media(conversation, Path(first).read_bytes(), "audio/webm", "a.webm")
@@ -192,18 +194,32 @@ def check_webhook(client, sandbox, app):
     return check
 
 
+
+
 @pytest.fixture
 def agent_token(sandbox) -> str:
-    return sandbox.issue_token("agent_40example_2Ecom", roles=["agent"])
+    return sandbox.issue_token(AGENT_IDENTITY, roles=["agent"])
+
+
+def agent_accepts(sandbox, conversation_sid: str) -> str:
+    """The agent of `agent_token` joins the conversation, as Flex adds them when they accept its task."""
+    sandbox.add_participant(conversation_sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
+    return conversation_sid
+
+
+def conversation_with_agent(sandbox, friendly_name: str, channel: str, customer_address: str | None = None) -> str:
+    """A customer's conversation on `channel` whose task the agent of `agent_token` has accepted."""
+    return agent_accepts(sandbox, sandbox.create_conversation(friendly_name, channel, customer_address)["sid"])
 
 
 @pytest.fixture
 def deliver(client, sandbox):
-    """A customer sends a file on a channel: the sandbox stores it and we post its signed onMessageAdded."""
+    """A customer sends a file on a channel: the sandbox stores it and we post its signed onMessageAdded. A new
+    conversation has the agent of `agent_token` in it, so tests can list and answer its audio."""
 
     def send(path, content_type: str, channel: str = "whatsapp", conversation_sid: str | None = None):
         if conversation_sid is None:
-            conversation_sid = sandbox.create_conversation("Customer", channel)["sid"]
+            conversation_sid = conversation_with_agent(sandbox, "Customer", channel)
         data = Path(path).read_bytes()
         params = sandbox.customer_sends_media(conversation_sid, data, content_type, Path(path).name)
         response = post_webhook(client, sandbox, params)

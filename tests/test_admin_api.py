@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.audio_samples import make_audio
+from tests.conftest import conversation_with_agent
 from tests.test_inbound import MESSAGE_KEYS, assert_timestamps_are_iso_with_a_zone
 from tests.test_outbound import post_audio
 from webhook_app.extensions import db
@@ -130,8 +131,8 @@ def test_a_csrf_value_that_is_not_ascii_is_refused_not_a_crash(client, admin_app
 
 
 def test_audit_filters_pagination_and_csv(client, admin_app, sandbox, agent_token, tmp_path):
-    whatsapp = sandbox.create_conversation("WA", "whatsapp")["sid"]
-    sms = sandbox.create_conversation("SMS", "sms")["sid"]
+    whatsapp = conversation_with_agent(sandbox, "WA", "whatsapp")
+    sms = conversation_with_agent(sandbox, "SMS", "sms")
     recording = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
     junk = tmp_path / "junk.webm"
     junk.write_text("not audio")
@@ -175,7 +176,7 @@ AUDIT_EXTRAS = {"author", "source", "filename", "error_code", "sha256", "truncat
 
 
 def test_audit_rows_have_the_contract_shape(client, admin_app, sandbox, agent_token, tmp_path):
-    conversation = sandbox.create_conversation("WA", "whatsapp")["sid"]
+    conversation = conversation_with_agent(sandbox, "WA", "whatsapp")
     recording = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
     assert post_audio(client, agent_token, conversation, recording).status_code == 201
     junk = tmp_path / "junk.webm"
@@ -216,7 +217,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_quoted(client, admin_app):
 
 
 def test_cli_audit_export(runner, client, sandbox, agent_token, tmp_path):
-    conversation = sandbox.create_conversation("WA", "whatsapp")["sid"]
+    conversation = conversation_with_agent(sandbox, "WA", "whatsapp")
     recording = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
     post_audio(client, agent_token, conversation, recording)
     out = tmp_path / "audit.csv"

@@ -3,14 +3,14 @@
 from pathlib import Path
 
 from tests.audio_samples import make_audio
-from tests.conftest import audio_rows, run_jobs
+from tests.conftest import audio_rows, conversation_with_agent, run_jobs
 from tests.test_outbound import post_audio
 
 
 def test_backfill_records_missed_voice_notes_once(runner, app, client, sandbox, agent_token, tmp_path):
     note = Path(make_audio(tmp_path / "voice.amr", "amr", seconds=2.0)).read_bytes()
-    sms = sandbox.create_conversation("SMS customer", "sms")["sid"]
-    whatsapp = sandbox.create_conversation("WA customer", "whatsapp")["sid"]
+    sms = conversation_with_agent(sandbox, "SMS customer", "sms")
+    whatsapp = conversation_with_agent(sandbox, "WA customer", "whatsapp")
     sandbox.customer_sends_media(sms, note, "audio/amr", "voice.amr")  # the webhook never arrived
     sandbox.customer_sends_media(whatsapp, note, "audio/amr", "voice.amr")
     sandbox.customer_sends_media(whatsapp, b"\x89PNG....", "image/png", "photo.png")

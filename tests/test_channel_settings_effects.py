@@ -8,7 +8,7 @@ import io
 import os
 
 from tests.audio_samples import decoded_duration, make_audio
-from tests.conftest import audio_rows, run_jobs
+from tests.conftest import audio_rows, conversation_with_agent, run_jobs
 from tests.test_inbound import listing
 from tests.test_outbound import set_settings
 from tests.test_transcode import TARGET_LUFS, integrated_loudness, mp3_bitrate_kbps
@@ -47,7 +47,7 @@ def test_inbound_mp3_has_the_channel_bitrate(deliver, client, app, agent_token, 
 
 
 def test_agent_upload_is_sent_at_the_channel_bitrate(client, app, sandbox, agent_token, tmp_path):
-    conversation = sandbox.create_conversation("SMS customer", "sms")["sid"]
+    conversation = conversation_with_agent(sandbox, "SMS customer", "sms")
     set_settings(app, "sms", bitrate_kbps=32)
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=2.0)
     with open(source, "rb") as handle:

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.audio_samples import make_audio
-from tests.conftest import deployed_service, run_jobs
+from tests.conftest import conversation_with_agent, deployed_service, run_jobs
 from webhook_app.humanize import format_bytes
 from webhook_app.twilio.sandbox import Sandbox
 
@@ -46,7 +46,7 @@ def test_an_audit_error_over_the_download_cap_names_both_sizes_in_megabytes(deli
 
 def test_an_upload_over_UPLOAD_MAX_BYTES_is_our_json_error_naming_the_limit(client, app, agent_token, sandbox):
     app.config["UPLOAD_MAX_BYTES"] = 2 * 1_048_576
-    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    conversation = conversation_with_agent(sandbox, "Customer", "whatsapp")
     response = client.post(f"/api/v1/conversations/{conversation}/audio",
                            headers={"Authorization": f"Bearer {agent_token}"}, content_type="multipart/form-data",
                            data={"audio": (io.BytesIO(b"\0" * (3 * 1_048_576)), "rec.webm", "audio/webm")})

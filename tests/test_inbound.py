@@ -6,7 +6,8 @@ from datetime import datetime
 import pytest
 
 from tests.audio_samples import KINDS, content_type, decoded_duration, make_audio
-from tests.conftest import audio_rows, post_webhook, run_jobs, web_chat_message_with_two_attachments
+from tests.conftest import (audio_rows, conversation_with_agent, post_webhook, run_jobs,
+                            web_chat_message_with_two_attachments)
 
 
 # An audio message as README's HTTP API gives it, plus playback_url only when ready and error only when failed.
@@ -52,7 +53,7 @@ def test_customer_voice_note_is_served_as_mp3(deliver, client, app, agent_token,
 
 
 def test_listed_messages_have_the_contract_shape(deliver, client, app, sandbox, agent_token, tmp_path):
-    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    conversation = conversation_with_agent(sandbox, "Customer", "whatsapp")
     deliver(make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0), "audio/ogg; codecs=opus",
             conversation_sid=conversation)
     junk = tmp_path / "junk.ogg"
@@ -149,7 +150,7 @@ def test_an_iam_error_is_told_apart_from_a_bad_token(client, app, sandbox, agent
 
 
 def test_flex_token_is_validated_once_then_cached(client, app, sandbox, agent_token, monkeypatch):
-    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    conversation = conversation_with_agent(sandbox, "Customer", "whatsapp")
     api = app.extensions["twilio"]
     calls = []
     original = api.validate_flex_token

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 from tests.audio_samples import KINDS, decoded_duration, make_audio, run_ffmpeg
-from tests.conftest import audio_rows, hold_outbound_conversions
+from tests.conftest import audio_rows, conversation_with_agent, hold_outbound_conversions
 from webhook_app.extensions import db
 from webhook_app.settings import update_settings
 
@@ -20,9 +20,7 @@ BROWSER_FORMATS = {  # what each browser's MediaRecorder produces, plus WAV and 
 
 @pytest.fixture
 def conversation(sandbox):
-    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
-    sandbox.add_participant(conversation, identity="agent_40example_2Ecom", attributes='{"member_type": "agent"}')
-    return conversation
+    return conversation_with_agent(sandbox, "Customer", "whatsapp")
 
 
 def post_audio(client, token, conversation, path, content_type="audio/webm", key=None, filename=None):
@@ -122,7 +120,7 @@ def test_sending_disabled_is_403_and_audited(client, app, sandbox, agent_token, 
 
 
 def test_the_channel_comes_from_the_conversation_not_the_browser(client, app, sandbox, agent_token, tmp_path):
-    sms = sandbox.create_conversation("SMS customer", "sms")["sid"]
+    sms = conversation_with_agent(sandbox, "SMS customer", "sms")
     set_settings(app, "sms", max_bytes=5_000)
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=3.0)
     response = post_audio(client, agent_token, sms, source, filename="whatsapp.webm")
@@ -251,7 +249,7 @@ def test_permanent_twilio_error_is_502_and_audited(client, app, sandbox, agent_t
 
 
 def test_audio_settings_for_the_record_panel(client, app, sandbox, agent_token):
-    sms = sandbox.create_conversation("SMS customer", "sms")["sid"]
+    sms = conversation_with_agent(sandbox, "SMS customer", "sms")
     response = client.get(f"/api/v1/conversations/{sms}/audio-settings",
                           headers={"Authorization": f"Bearer {agent_token}"})
     assert response.get_json() == {"channel": "sms", "sending_enabled": True, "max_bytes": 2_097_152,

@@ -160,6 +160,8 @@ def test_conversations_endpoints_match_the_spec(client, auth, sandbox, spec, val
                         else "conversations.v1.conversation.conversation_participant"),
         "message": ("conversations.v1.service.service_conversation.service_conversation_message" if scoped
                     else "conversations.v1.conversation.conversation_message"),
+        "participant_conversation": ("conversations.v1.service.service_participant_conversation" if scoped
+                                     else "conversations.v1.participant_conversation"),
     }
 
     def check(kind: str, resource: dict):
@@ -204,6 +206,21 @@ def test_conversations_endpoints_match_the_spec(client, auth, sandbox, spec, val
     participants = client.get(f"{prefix}/Conversations/{sid}/Participants", auth=auth).json
     check_list("/Conversations/{ConversationSid}/Participants", participants, "participants")
     assert [p["sid"] for p in participants["participants"]] == [customer["sid"], agent["sid"]]
+
+    example = (spec["paths"]["/v1/ParticipantConversations"]["get"]["responses"]["200"]["content"]
+               ["application/json"]["examples"]["readFullByIdentity"]["value"])
+    for query, participant in (({"Identity": "agent@example.com"}, agent),
+                               ({"Address": "whatsapp:+15550001111"}, customer)):
+        listed = client.get(f"{prefix}/ParticipantConversations", auth=auth, query_string=query).json
+        check_list("/ParticipantConversations", listed, "conversations")
+        assert set(listed["meta"]) == set(example["meta"])
+        (entry,) = listed["conversations"]
+        check("participant_conversation", entry)
+        assert (entry["conversation_sid"], entry["participant_sid"]) == (sid, participant["sid"])
+        assert entry["participant_identity"] == participant["identity"]
+        assert entry["participant_messaging_binding"] == participant["messaging_binding"]
+        assert entry["conversation_friendly_name"] == "Alice" and entry["conversation_state"] == "active"
+        assert entry["links"] == {"participant": participant["url"], "conversation": conversation["url"]}
 
     media_sid = upload(client, auth, sandbox).json["sid"]
     resp = client.post(f"{prefix}/Conversations/{sid}/Messages", auth=auth,
@@ -251,8 +268,12 @@ def test_state_filter_survives_paging_and_is_checked(client, auth, sandbox):
     assert client.post("/v1/Conversations", auth=auth, data={"State": "sleeping"}).status_code == 400
 
 
-@pytest.mark.parametrize("path", ["/v1/Conversations", "/v1/Conversations/{sid}/Messages"])
-def test_page_parameters_outside_the_specs_bounds_are_400(client, auth, sandbox, spec, path):
+@pytest.mark.parametrize("path, required", [
+    ("/v1/Conversations", {}),
+    ("/v1/Conversations/{sid}/Messages", {}),
+    ("/v1/ParticipantConversations", {"Identity": "agent@example.com"}),  # bounds of its own: PageSize 1-50
+])
+def test_page_parameters_outside_the_specs_bounds_are_400(client, auth, sandbox, spec, path, required):
     sid = sandbox.create_conversation("Bob", "sms")["sid"]
     url = path.format(sid=sid)
     bounds = {p["name"]: p["schema"] for p in spec["paths"][path.replace("{sid}", "{ConversationSid}")]["get"]
@@ -260,10 +281,10 @@ def test_page_parameters_outside_the_specs_bounds_are_400(client, auth, sandbox,
     page_size = bounds["PageSize"]
     for query in ({"PageSize": page_size["minimum"]}, {"PageSize": page_size["maximum"]},
                   {"Page": bounds["Page"]["minimum"]}):
-        assert client.get(url, auth=auth, query_string=query).status_code == 200, query
+        assert client.get(url, auth=auth, query_string={**required, **query}).status_code == 200, query
     for query in ({"PageSize": page_size["minimum"] - 1}, {"PageSize": page_size["maximum"] + 1},
                   {"PageSize": "ten"}, {"Page": bounds["Page"]["minimum"] - 1}):
-        answer = client.get(url, auth=auth, query_string=query)
+        answer = client.get(url, auth=auth, query_string={**required, **query})
         assert answer.status_code == 400 and answer.json["code"] == 20001 and answer.json["status"] == 400, query
 
 
@@ -297,6 +318,29 @@ def test_messages_page_and_order(client, auth, sandbox):
                       query_string={"Order": "desc", "PageSize": 2}).json
     assert [m["body"] for m in desc["messages"]] == ["m4", "m3"]
     assert desc["meta"]["url"].endswith("?Order=desc&PageSize=2&Page=0")
+
+
+def test_participant_conversations_lists_one_participants_conversations(client, auth, sandbox):
+    mine = [sandbox.create_conversation(f"Mine {n}", "sms")["sid"] for n in range(3)]
+    sandbox.create_conversation("Not mine", "whatsapp")
+    for sid in mine:
+        sandbox.add_participant(sid, identity="alice_40example_2Ecom")
+    seen, url, query = [], "/v1/ParticipantConversations", {"Identity": "alice_40example_2Ecom", "PageSize": 2}
+    while url:
+        page = client.get(url, auth=auth, query_string=query).json
+        seen += [c["conversation_sid"] for c in page["conversations"]]
+        parts = urlsplit(page["meta"]["next_page_url"] or "")
+        url, query = parts.path, parts.query  # the next page keeps the Identity filter
+    assert seen == mine
+    twilio = Client(sandbox.account_sid, sandbox.auth_token, http_client=WsgiHttpClient(sandbox.wsgi_app()))
+    listed = twilio.conversations.v1.participant_conversations.list(identity="alice_40example_2Ecom", page_size=2)
+    assert [c.conversation_sid for c in listed] == mine
+    assert {c.participant_identity for c in listed} == {"alice_40example_2Ecom"}
+    assert twilio.conversations.v1.participant_conversations.list(identity="nobody") == []
+    # Twilio's description: "Only one parameter should be specified".
+    for query in ({}, {"Identity": "alice_40example_2Ecom", "Address": "+15550001111"}):
+        answer = client.get("/v1/ParticipantConversations", auth=auth, query_string=query)
+        assert answer.status_code == 400 and answer.json["code"] == 20001, query
 
 
 def test_participant_rules(client, auth, sandbox):

@@ -113,16 +113,23 @@ class TtlCache:
         self._lock = threading.Lock()
 
     def get(self, key: str, fetch):
-        now = time.monotonic()
+        hit = self.cached(key)
+        return hit if hit is not None else self.refresh(key, fetch)
+
+    def cached(self, key: str):
+        """The cached value, or None when there is none or it has expired (nothing is fetched)."""
         with self._lock:
             hit = self._entries.get(key)
-            if hit and hit[0] > now:
-                return hit[1]
+        return hit[1] if hit and hit[0] > time.monotonic() else None
+
+    def refresh(self, key: str, fetch):
+        """Fetch now, whatever is cached, and cache the answer."""
+        expires = time.monotonic() + self.ttl_s
         value = fetch(key)
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-            self._entries[key] = (now + self.ttl_s, value)
+            self._entries[key] = (expires, value)
         return value
 
 

@@ -65,6 +65,10 @@ def send_audio(file, channel, conversation_sid, server, content_type, wait):
     content_type = content_type or CONTENT_TYPES.get(extension) or mimetypes.guess_type(file)[0] or "audio/ogg"
     if conversation_sid is None:
         conversation_sid = sandbox.create_conversation(f"Sandbox {channel} customer", channel)["sid"]
+        # The agent console's agent takes it, as a Flex agent accepting its task would, so /agent lists it.
+        from .agent.console import AGENT_ATTRIBUTES, AGENT_IDENTITY  # the console imports this module
+
+        sandbox.add_participant(conversation_sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
     params = sandbox.customer_sends_media(conversation_sid, data, content_type, os.path.basename(file))
     url = server + "/twilio/conversations/post-event"
     response = _call_service("POST", url, data=params, headers={"X-Twilio-Signature": sandbox.sign(url, params)})
@@ -78,7 +82,8 @@ def send_audio(file, channel, conversation_sid, server, content_type, wait):
                                    "send a voice note such as .ogg, .amr, .m4a, .mp3 or .wav")
     if not wait:
         return
-    token = sandbox.issue_token("sandbox-agent", roles=["agent"])
+    # A supervisor reaches every conversation, --conversation's too, whoever is in it.
+    token = sandbox.issue_token("sandbox-supervisor", roles=["supervisor"])
     listing = server + f"/api/v1/conversations/{conversation_sid}/audio"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

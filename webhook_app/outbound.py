@@ -58,15 +58,21 @@ class Upload:
     content_type: str | None
 
 
-def conversation_channel(conversation_sid: str) -> str:
-    """The channel of a conversation, from its participants' messaging bindings (never from the browser)."""
+def conversation_participants(conversation_sid: str, *, refresh: bool = False) -> list[dict]:
+    """The conversation's participants, cached for a minute per process (`refresh`: ask Twilio now and re-cache);
+    ApiError 404 when Twilio has no such conversation, 502 when it could not answer."""
+    lookup = participant_cache.refresh if refresh else participant_cache.get
     try:
-        participants = participant_cache.get(conversation_sid, twilio_api().list_participants)
+        return lookup(conversation_sid, twilio_api().list_participants)
     except TwilioHttpError as exc:
         if exc.status == 404:
             raise ApiError(404, "conversation_not_found", f"conversation {conversation_sid} does not exist") from exc
         raise ApiError(502, "twilio_error", f"could not read the conversation from Twilio: {exc}") from exc
-    return channel_from_participants(participants)
+
+
+def conversation_channel(conversation_sid: str) -> str:
+    """The channel of a conversation, from its participants' messaging bindings (never from the browser)."""
+    return channel_from_participants(conversation_participants(conversation_sid))
 
 
 def effective_settings(conversation_sid: str) -> Policy:

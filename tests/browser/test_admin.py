@@ -17,10 +17,9 @@ import requests
 from playwright.sync_api import expect
 
 from tests.audio_samples import make_audio
+from tests.conftest import AGENT_ATTRIBUTES, AGENT_IDENTITY, conversation_with_agent
 
 ADMIN = "test-admin-token"
-AGENT = "agent@example.com"
-AGENT_ATTRIBUTES = '{"member_type":"agent"}'
 PRE_EVENT = "/twilio/conversations/pre-event"
 POST_EVENT = "/twilio/conversations/post-event"
 
@@ -87,8 +86,8 @@ def agent_audio_pre_event(live_server: str, sandbox, conversation: str, particip
         "ConversationSid": conversation,
         "ChatServiceSid": sandbox.chat_service_sid,
         "Source": "SDK",
-        "ClientIdentity": AGENT,
-        "Author": AGENT,
+        "ClientIdentity": AGENT_IDENTITY,
+        "Author": AGENT_IDENTITY,
         "ParticipantSid": participant_sid,
         "Attributes": "{}",
         "RetryCount": "0",
@@ -120,7 +119,7 @@ def table_ids(page) -> list[int]:
 def test_disabling_whatsapp_in_the_page_blocks_agent_audio_everywhere_and_reenabling_restores_it(
         page, live_server, sandbox, agent_token, tmp_path):
     conversation = sandbox.create_conversation("WhatsApp customer", "whatsapp")["sid"]
-    participant = sandbox.add_participant(conversation, identity=AGENT, attributes=AGENT_ATTRIBUTES)
+    participant = sandbox.add_participant(conversation, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
     recording = make_audio(tmp_path / "rec.webm", "webm", 1.0)
     assert audio_settings(live_server, agent_token, conversation)["sending_enabled"] is True
 
@@ -233,8 +232,8 @@ def test_settings_card_converts_units_and_enforces_the_channel_hard_max(page, li
 
 def test_audit_browser_filters_details_pagination_and_csv(page, live_server, sandbox, agent_token, tmp_path,
                                                           artifacts):
-    whatsapp = sandbox.create_conversation("WhatsApp customer", "whatsapp")["sid"]
-    sms = sandbox.create_conversation("SMS customer", "sms")["sid"]
+    whatsapp = conversation_with_agent(sandbox, "WhatsApp customer", "whatsapp")
+    sms = conversation_with_agent(sandbox, "SMS customer", "sms")
     recording = make_audio(tmp_path / "rec.webm", "webm", 2.0)
     junk = tmp_path / "junk.webm"
     junk.write_text("not audio at all\n" * 40)
@@ -352,7 +351,7 @@ def test_audit_browser_filters_details_pagination_and_csv(page, live_server, san
 # -- Test 3 --------------------------------------------------------------------------------------------------
 
 def test_only_admins_and_supervisors_sign_in_and_the_session_needs_the_csrf_header(page, live_server, sandbox):
-    agent = sandbox.issue_token(AGENT, roles=["agent"])
+    agent = sandbox.issue_token(AGENT_IDENTITY, roles=["agent"])
     with page.expect_response(lambda r: r.url.endswith("/admin/login")) as answer:
         login(page, live_server, agent)
     assert answer.value.status == 403
@@ -406,7 +405,7 @@ def test_times_carry_their_zone_and_durations_round_as_in_the_agent_console(brow
                                                                              agent_token, tmp_path):
     """A 3.9 s reply reads 0:04 on the admin page and in the agent console alike (it read 0:03 in the console)."""
     conversation = sandbox.create_conversation("WhatsApp customer", "whatsapp")["sid"]
-    sandbox.add_participant(conversation, identity=AGENT, attributes=AGENT_ATTRIBUTES)
+    sandbox.add_participant(conversation, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
     sent = upload(live_server, agent_token, conversation, make_audio(tmp_path / "reply.webm", "webm", 3.9))
     assert sent.status_code == 201, sent.text
     assert 3.5 <= sent.json()["duration_s"] < 4.5, sent.json()

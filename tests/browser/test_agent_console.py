@@ -299,8 +299,10 @@ def twilio_mode(app, database_url, tmp_path):
 
 def test_outside_the_sandbox_the_console_asks_for_a_flex_token(page, twilio_mode):
     remote, url = twilio_mode
-    remote.create_conversation("Customer on WhatsApp", "whatsapp")
-    token = remote.issue_token("alice@example.com", roles=["agent"])
+    conversation = remote.create_conversation("Customer on WhatsApp", "whatsapp")["sid"]
+    remote.add_participant(conversation, identity="alice_40example_2Ecom", attributes='{"member_type": "agent"}')
+    remote.create_conversation("Another agent's customer", "sms")
+    token = remote.issue_token("alice_40example_2Ecom", roles=["agent"])
 
     page.goto(f"{url}/agent")
     token_field = page.get_by_role("textbox", name="Flex token")
@@ -311,7 +313,7 @@ def test_outside_the_sandbox_the_console_asks_for_a_flex_token(page, twilio_mode
     token_field.fill(token)
     page.get_by_role("button", name="Continue").click()
 
-    # The account's own conversations only: no demo conversations are made outside the sandbox.
+    # The account's own conversations, those the agent is in: no demo conversations are made outside the sandbox.
     expect(page.locator(".conversation-link")).to_have_count(1)
     page.get_by_role("link", name=re.compile("Customer on WhatsApp")).click()
     expect(page.locator("#conversation-channel")).to_have_text("WhatsApp")

@@ -7,14 +7,13 @@ import os
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
 
-from ..auth import flex_token_required
 from ..errors import ApiError
 from ..extensions import db
 from ..models import AudioMessage
 from ..outbound import Upload, effective_settings, send_agent_audio
 from ..playback import playback_url
 from ..scratch import scratch_dir
-from ..twilio.sids import is_sid
+from .access import conversation_access_required
 
 bp = Blueprint("agent_api", __name__, url_prefix="/api/v1")
 
@@ -36,16 +35,9 @@ def answer_preflight():
         return current_app.make_default_options_response()
 
 
-def check_conversation_sid(sid: str) -> str:
-    if not is_sid(sid, "CH"):
-        raise ApiError(400, "bad_conversation_sid", f"{sid!r} is not a Conversation SID (CH + 32 hex digits)")
-    return sid
-
-
 @bp.get("/conversations/<conversation_sid>/audio")
-@flex_token_required
+@conversation_access_required
 def list_audio(conversation_sid: str):
-    check_conversation_sid(conversation_sid)
     rows = db.session.scalars(
         select(AudioMessage).where(AudioMessage.conversation_sid == conversation_sid)
         .order_by(AudioMessage.created_at, AudioMessage.id)
@@ -54,9 +46,8 @@ def list_audio(conversation_sid: str):
 
 
 @bp.post("/conversations/<conversation_sid>/audio")
-@flex_token_required
+@conversation_access_required
 def send_audio(conversation_sid: str):
-    check_conversation_sid(conversation_sid)
     # Werkzeug answers 413 from Content-Length before reading, and stops a longer stream at this ceiling.
     request.max_content_length = current_app.config["UPLOAD_MAX_BYTES"]
     audio = request.files.get("audio")
@@ -74,10 +65,9 @@ def send_audio(conversation_sid: str):
 
 
 @bp.get("/conversations/<conversation_sid>/audio-settings")
-@flex_token_required
+@conversation_access_required
 def audio_settings(conversation_sid: str):
     """What the record panel needs: may this agent send audio here, and within which caps."""
-    check_conversation_sid(conversation_sid)
     settings = effective_settings(conversation_sid)
     return jsonify({key: settings.to_dict()[key]
                     for key in ("channel", "sending_enabled", "max_bytes", "max_duration_s", "bitrate_kbps")})

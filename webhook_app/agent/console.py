@@ -11,22 +11,27 @@ import json
 import os
 import tempfile
 import threading
+from datetime import datetime, timezone
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from ..auth import flex_token_required
 from ..channels import channel_from_participants
 from ..cli import _demo_voice_note
 from ..errors import ApiError
+from ..outbound import conversation_participants
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
 from ..twilio.sids import is_sid
-from .api import check_conversation_sid
+from .access import conversation_access_required, reaches_every_conversation
 
 bp = Blueprint("agent_console", __name__)
 
-AGENT_IDENTITY = "agent@example.com"
+# The sandbox console's agent. Flex escapes a user's name into their chat identity, which both their token's
+# `identity` and their participant in a task's conversation carry: the console's token must too, to reach them.
+AGENT_NAME = "agent@example.com"
+AGENT_IDENTITY = "agent_40example_2Ecom"
 AGENT_ATTRIBUTES = '{"member_type":"agent"}'
 DEMO_CONVERSATIONS = (
     ("whatsapp", "Demo customer · WhatsApp"),
@@ -37,6 +42,7 @@ DEMO_VOICE_NOTE_S = 5.0
 SANDBOX_TOKEN_TTL_S = 8 * 3600  # a working day: the embedded token must outlive an open tab
 LIST_LIMIT = 200
 SCAN_LIMIT = 5000
+PARTICIPANT_CONVERSATIONS_PAGE_SIZE = 50  # that resource's maximum (100 elsewhere in Conversations)
 POST_EVENT_PATH = "/twilio/conversations/post-event"
 
 # Two first visits at once must not both create the demo conversations (one process; the sandbox is local).
@@ -85,7 +91,7 @@ def _page_config(**extra) -> dict:
         **extra,
     }
     if sandbox is not None:
-        config["identity"] = AGENT_IDENTITY
+        config["identity"] = AGENT_NAME
         config["token"] = sandbox.issue_token(AGENT_IDENTITY, roles=["agent"], ttl_s=SANDBOX_TOKEN_TTL_S)
     return config
 
@@ -95,28 +101,16 @@ def _page_config(**extra) -> dict:
 @bp.get("/agent/api/conversations")
 @flex_token_required
 def api_conversations():
-    client = twilio_api().client
-    # Twilio lists conversations oldest first and cannot be asked for the newest: read on (up to SCAN_LIMIT) and
-    # keep the last LIST_LIMIT, or an account with more than LIST_LIMIT would never show its newest ones.
-    found = _twilio(lambda: collections.deque(
-        client.conversations.v1.conversations.stream(limit=SCAN_LIMIT, page_size=100), maxlen=LIST_LIMIT))
-    items = [{
-        "sid": c.sid,
-        "friendly_name": c.friendly_name,
-        "state": c.state,
-        "date_created": c.date_created.isoformat() if c.date_created else None,
-    } for c in found]
-    items.reverse()  # Twilio lists oldest first; agents want the newest on top
-    return jsonify({"conversations": items})
+    user = g.flex_user
+    found = _every_conversation() if reaches_every_conversation(user) else _conversations_of(user.identity)
+    return jsonify({"conversations": found})
 
 
 @bp.get("/agent/api/conversations/<conversation_sid>")
-@flex_token_required
+@conversation_access_required
 def api_conversation(conversation_sid: str):
-    check_conversation_sid(conversation_sid)
-    api = twilio_api()
-    details = _twilio(lambda: api.fetch_conversation(conversation_sid))
-    participants = _twilio(lambda: api.list_participants(conversation_sid))
+    details = _twilio(lambda: twilio_api().fetch_conversation(conversation_sid))
+    participants = conversation_participants(conversation_sid)
     return jsonify({
         "sid": details["sid"],
         "friendly_name": details["friendly_name"],
@@ -126,10 +120,9 @@ def api_conversation(conversation_sid: str):
 
 
 @bp.post("/agent/api/conversations/<conversation_sid>/simulate-voice-note")
-@flex_token_required
+@conversation_access_required
 def simulate_voice_note(conversation_sid: str):
     """Play the customer: a generated voice note goes into the sandbox and its signed webhook to this service."""
-    check_conversation_sid(conversation_sid)
     sandbox = twilio_api().sandbox
     if sandbox is None:
         raise ApiError(404, "sandbox_only", "simulating a customer needs the local Twilio sandbox")
@@ -166,17 +159,49 @@ def _deliver_in_process(sandbox, params: dict) -> int:
 
 # -- helpers ------------------------------------------------------------------------------------------------
 
+def _every_conversation() -> list[dict]:
+    """The account's newest LIST_LIMIT conversations (of the first SCAN_LIMIT), newest first."""
+    client = twilio_api().client
+    # Twilio lists conversations oldest first and cannot be asked for the newest: read on (up to SCAN_LIMIT) and
+    # keep the last LIST_LIMIT, or an account with more than LIST_LIMIT would never show its newest ones.
+    found = _twilio(lambda: collections.deque(
+        client.conversations.v1.conversations.stream(limit=SCAN_LIMIT, page_size=100), maxlen=LIST_LIMIT))
+    return [_listed(c.sid, c.friendly_name, c.state, c.date_created) for c in reversed(found)]
+
+
+def _conversations_of(identity: str) -> list[dict]:
+    """The conversations `identity` is a participant of, newest first, from Twilio's Participant Conversations
+    resource: one listing of that participant's conversations instead of every conversation's participants."""
+    client = twilio_api().client
+    found = _twilio(lambda: list(client.conversations.v1.participant_conversations.stream(
+        identity=identity, limit=SCAN_LIMIT, page_size=PARTICIPANT_CONVERSATIONS_PAGE_SIZE)))
+    # Twilio does not document this list's order: sort by creation, newest first (ties keep the listed order,
+    # reversed, as for the account's list).
+    found.reverse()
+    found.sort(key=lambda c: c.conversation_date_created or datetime.min.replace(tzinfo=timezone.utc),
+               reverse=True)
+    return [_listed(c.conversation_sid, c.conversation_friendly_name, c.conversation_state,
+                    c.conversation_date_created) for c in found[:LIST_LIMIT]]
+
+
+def _listed(sid: str, friendly_name: str | None, state, date_created: datetime | None) -> dict:
+    return {"sid": sid, "friendly_name": friendly_name, "state": state,
+            "date_created": date_created.isoformat() if date_created else None}
+
+
 def ensure_demo_conversations() -> None:
-    """WhatsApp, SMS and web chat conversations with an agent in them, created once per sandbox."""
+    """WhatsApp, SMS and web chat conversations with the console's agent in them, created once per sandbox."""
     sandbox = twilio_api().sandbox
     client = twilio_api().client
     with _demo_lock:
-        existing = {c.friendly_name for c in _twilio(lambda: client.conversations.v1.conversations.list())}
+        existing = {c.friendly_name: c.sid for c in _twilio(lambda: client.conversations.v1.conversations.list())}
+        joined = {c.conversation_sid for c in _twilio(
+            lambda: client.conversations.v1.participant_conversations.list(identity=AGENT_IDENTITY))}
         for channel, name in DEMO_CONVERSATIONS:
-            if name in existing:
-                continue
-            sid = sandbox.create_conversation(name, channel)["sid"]
-            sandbox.add_participant(sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
+            sid = existing.get(name) or sandbox.create_conversation(name, channel)["sid"]
+            # A sandbox from before the agent carried Flex's escaped identity has demo conversations without them.
+            if sid not in joined:
+                sandbox.add_participant(sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
 
 
 def _customer_label(participants: list[dict]) -> str | None:

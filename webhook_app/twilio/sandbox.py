@@ -24,6 +24,7 @@ import threading
 import time
 from http import HTTPStatus
 from typing import Iterator
+from urllib.parse import urlencode
 
 import requests
 from flask import Flask, Response, jsonify, request
@@ -47,6 +48,7 @@ MEDIA_GC_AFTER_S = 300  # MCS deletes media not attached to a message within 5 m
 CONVERSATION_STATES = ("initializing", "inactive", "active", "closed")  # the spec's conversation_enum_state
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
+MAX_PARTICIPANT_CONVERSATIONS_PAGE_SIZE = 50  # that list's own bound in the spec
 
 CHANNELS = ("whatsapp", "sms", "webchat", "messenger")
 # Webhook `Source` per customer channel; SDK is what Twilio sends for Conversations SDK (web chat) users.
@@ -292,6 +294,36 @@ class Sandbox:
         if scoped:  # only the service-scoped schema carries chat_service_sid
             resource["chat_service_sid"] = self.chat_service_sid
         return resource
+
+    def _render_participant_conversation(self, row: sqlite3.Row, scoped: bool = False) -> dict:
+        """One of a participant's conversations (`row`: a conversation with its participant_* columns)."""
+        conversation_url = CONVERSATIONS_BASE + self._conversation_path(row["sid"], scoped)
+        identity = row["participant_identity"]
+        binding = row["participant_messaging_binding"]
+        return {
+            "account_sid": self.account_sid,
+            "chat_service_sid": self.chat_service_sid,
+            "participant_sid": row["participant_sid"],
+            # Twilio makes a Conversation User for each chat identity; the sandbox has no Users, so one stable
+            # made-up SID per identity stands in for it.
+            "participant_user_sid": "US" + hashlib.sha256(f"{self.account_sid}:{identity}".encode()).hexdigest()[:32]
+            if identity else None,
+            "participant_identity": identity,
+            "participant_messaging_binding": json.loads(binding) if binding else None,
+            "conversation_sid": row["sid"],
+            "conversation_unique_name": row["unique_name"],
+            "conversation_friendly_name": row["friendly_name"],
+            "conversation_attributes": row["attributes"],
+            "conversation_date_created": row["date_created"],
+            "conversation_date_updated": row["date_updated"],
+            "conversation_created_by": None,  # the sandbox does not record who made a conversation
+            "conversation_state": row["state"],
+            "conversation_timers": {},
+            "links": {
+                "participant": f"{conversation_url}/Participants/{row['participant_sid']}",
+                "conversation": conversation_url,
+            },
+        }
 
     def _render_message(self, row: sqlite3.Row, delivery: dict | None, scoped: bool = False) -> dict:
         url = (CONVERSATIONS_BASE + self._conversation_path(row["conversation_sid"], scoped)
@@ -917,7 +949,8 @@ class Sandbox:
             raise _not_found(request.path)
         return row
 
-    def _page(self, key: str, rows: list, render, path: str, extra_query: str = "") -> dict:
+    def _page(self, key: str, rows: list, render, path: str, extra_query: str = "",
+              max_page_size: int = MAX_PAGE_SIZE) -> dict:
         """Twilio's list envelope. PageToken ("PT" + offset here) wins over Page, as in the real API."""
         try:
             page_size = int(request.args.get("PageSize", DEFAULT_PAGE_SIZE))
@@ -926,8 +959,8 @@ class Sandbox:
             page_size = page = -1
         # The spec's bounds (PageSize 1-100, Page >= 0): out of them is a bad request, not a quietly different page,
         # so a client asking for more than Twilio serves finds out here rather than in production.
-        if not (1 <= page_size <= MAX_PAGE_SIZE and page >= 0):
-            raise TwilioError(400, ERR_INVALID_PARAMETER, f"Invalid PageSize or Page (PageSize 1-{MAX_PAGE_SIZE})")
+        if not (1 <= page_size <= max_page_size and page >= 0):
+            raise TwilioError(400, ERR_INVALID_PARAMETER, f"Invalid PageSize or Page (PageSize 1-{max_page_size})")
         token = request.args.get("PageToken", "")
         offset = int(token[2:]) if re.fullmatch(r"PT\d+", token) else page * page_size
         base = f"{CONVERSATIONS_BASE}{path}?{extra_query}PageSize={page_size}"
@@ -1055,7 +1088,28 @@ class Sandbox:
                 delivery = self._delivery(conn, conv["sid"])
             return jsonify(self._render_message(row, delivery, chat_service_sid is not None))
 
+        def participant_conversations(chat_service_sid=None):
+            self._check_service(chat_service_sid)
+            scoped = chat_service_sid is not None
+            identity, address = request.args.get("Identity"), request.args.get("Address")
+            if bool(identity) == bool(address):
+                raise TwilioError(400, ERR_INVALID_PARAMETER, "Either Identity or Address must be provided")
+            with self._connect() as conn:
+                rows = conn.execute(
+                    "SELECT c.*, p.sid AS participant_sid, p.identity AS participant_identity,"
+                    " p.messaging_binding AS participant_messaging_binding FROM participants p"
+                    " JOIN conversations c ON c.sid = p.conversation_sid ORDER BY c.seq").fetchall()
+            rows = [r for r in rows if (r["participant_identity"] == identity if identity else
+                                        json.loads(r["participant_messaging_binding"] or "{}").get("address")
+                                        == address)]
+            path = (f"/v1/Services/{self.chat_service_sid}" if scoped else "/v1") + "/ParticipantConversations"
+            query = urlencode({"Identity": identity} if identity else {"Address": address}) + "&"
+            return jsonify(self._page("conversations", rows,
+                                      lambda r: self._render_participant_conversation(r, scoped), path,
+                                      extra_query=query, max_page_size=MAX_PARTICIPANT_CONVERSATIONS_PAGE_SIZE))
+
         routes = [
+            ("/ParticipantConversations", participant_conversations, ["GET"]),
             ("/Conversations", conversations, ["GET", "POST"]),
             ("/Conversations/<sid>", conversation, ["GET"]),
             ("/Conversations/<conversation_sid>/Participants", participants, ["GET", "POST"]),
