@@ -20,6 +20,8 @@ const TICK_MS = 200;
 // Stop this much before the cap: the timer only looks every TICK_MS, and MediaRecorder hands over its last
 // chunk a little after the stop (the service allows half a second over the cap for that, no more).
 const STOP_BEFORE_LIMIT_S = TICK_MS / 1000 + 0.1;
+// A decoded length may fall short of the measured one by the recorder's start-up and its last frame, not more.
+const DECODED_SHORTER_THAN_TAKE_S = 0.5;
 // The server caps the MP3 it makes, not the upload; stop early enough that the MP3 fits (frame/header overhead).
 const MP3_SIZE_MARGIN = 0.95;
 
@@ -211,6 +213,36 @@ function microphoneErrorMessage(error) {
   }
 }
 
+/**
+ * The MP4 `blob` without the fragment headers (`moof` boxes) that no media data (`mdat`) follows.
+ *
+ * WebKit's last fragment, flushed by requestData() or stop(), comes with its `moof` written twice; decoders read
+ * the first as the header of the data after the second and fail on the whole fragment (a second lost again). Only
+ * top-level boxes are read and whole boxes dropped: the audio itself is untouched (no transcoding). Anything that
+ * does not parse as MP4 boxes is returned as it was.
+ */
+export async function withoutOrphanFragmentHeaders(blob) {
+  const bytes = new DataView(await blob.arrayBuffer());
+  const boxes = []; // [type, start, end]
+  for (let start = 0; start < bytes.byteLength;) {
+    if (start + 8 > bytes.byteLength) return blob;
+    let size = bytes.getUint32(start);
+    const type = String.fromCharCode(...new Uint8Array(bytes.buffer, start + 4, 4));
+    if (size === 1) {
+      if (start + 16 > bytes.byteLength) return blob;
+      size = Number(bytes.getBigUint64(start + 8)); // a 64-bit "largesize"
+    } else if (size === 0) {
+      size = bytes.byteLength - start; // "to the end of the file"
+    }
+    if (size < 8 || start + size > bytes.byteLength) return blob;
+    boxes.push([type, start, start + size]);
+    start += size;
+  }
+  const kept = boxes.filter(([type], index) => type !== "moof" || boxes[index + 1]?.[0] === "mdat");
+  if (kept.length === boxes.length) return blob;
+  return new Blob(kept.map(([, start, end]) => blob.slice(start, end)), { type: blob.type });
+}
+
 /** One take: the microphone stream, its MediaRecorder and a level analyser. Always ends with tracks stopped. */
 class Take {
   constructor(stream, mimeType) {
@@ -281,6 +313,9 @@ class Take {
   async stop() {
     if (this.recorder.state !== "inactive") {
       this.stoppedAt = performance.now();
+      // WebKit (Safari's engine) writes MP4 in one-second fragments and stop() alone drops the fragment in
+      // progress: up to a second lost at the end. Asking for the data first makes it flush that fragment.
+      this.recorder.requestData();
       this.recorder.stop();
     }
     try {
@@ -288,8 +323,10 @@ class Take {
     } finally {
       this.release();
     }
+    // Firefox's mimeType stays empty until the start event, and its chunks say "audio/ogg; codecs=opus".
     const type = this.recorder.mimeType || this.chunks[0]?.type || "audio/webm";
-    return new Blob(this.chunks, { type });
+    const blob = new Blob(this.chunks, { type });
+    return type.startsWith("audio/mp4") ? withoutOrphanFragmentHeaders(blob) : blob;
   }
 
   /** Give the microphone back: the browser's recording indicator goes away only when every track stops. */
@@ -310,20 +347,29 @@ class Take {
 }
 
 /**
- * Tell `onLength` the length the browser decodes from a recording, once it knows it. Chrome's MediaRecorder writes
- * WebM without a duration (the element says Infinity): seeking past the end makes the player read the file to its
- * end and learn it.
+ * Tell `onLength` each length the browser decodes from a recording, as it learns it. The engines differ:
+ * - Chrome writes WebM without a duration (the element says Infinity): seeking past the end makes the player read
+ *   the file to its end and learn it.
+ * - Firefox says Infinity too and ignores that seek: it learns the length only by playing to the end.
+ * - WebKit reads its fragmented MP4's first fragment only and says "1 s" (the whole length after playing it).
  */
 function learnDecodedLength(audio, onLength) {
-  audio.addEventListener("durationchange", function learned() {
+  let probing = false;
+  audio.addEventListener("durationchange", () => {
     if (!Number.isFinite(audio.duration)) return;
-    audio.removeEventListener("durationchange", learned);
-    if (audio.currentTime) audio.currentTime = 0; // back from the probe below
+    if (probing) {
+      probing = false;
+      if (audio.currentTime) audio.currentTime = 0; // back from the probe below
+    }
     onLength(audio.duration);
   });
   audio.addEventListener("loadedmetadata", () => {
-    if (audio.duration === Infinity) audio.currentTime = Number.MAX_SAFE_INTEGER;
+    if (audio.duration !== Infinity) return;
+    probing = true;
+    audio.currentTime = Number.MAX_SAFE_INTEGER;
   }, { once: true });
+  // A probe the engine ignored (Firefox) must not rewind the player when it learns the length at the end.
+  audio.addEventListener("play", () => { probing = false; });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -513,7 +559,10 @@ class RecordPanel {
       play.setAttribute("aria-label", audio.paused ? "Play the recording" : "Pause the recording");
       play.firstChild.className = `rp-icon rp-icon--${audio.paused ? "play" : "pause"}`;
     };
+    const measured = recording.duration;
     learnDecodedLength(audio, (seconds) => {
+      // Shorter than the take is a partial view (WebKit's first fragment), not the file's length.
+      if (seconds < measured - DECODED_SHORTER_THAN_TAKE_S) return;
       recording.duration = seconds;
       seek.max = String(seconds);
       showTime();
@@ -523,6 +572,8 @@ class RecordPanel {
     audio.addEventListener("play", showPlaying);
     audio.addEventListener("pause", showPlaying);
     audio.addEventListener("ended", showPlaying);
+    // WebKit's last timeupdate can come a quarter second before the end: the clock would stop short of it.
+    audio.addEventListener("ended", showTime);
     showTime();
     return el("div", { class: "rp-row rp-preview", role: "group", "aria-label": "Preview of your recording" },
       audio, play, seek, clock,
