@@ -63,6 +63,47 @@ export function microphoneErrorMessage(error: unknown): string {
   }
 }
 
+function readBytes(blob: Blob): Promise<ArrayBuffer> {
+  if (typeof blob.arrayBuffer === "function") return blob.arrayBuffer();
+  // jsdom's Blob (the unit tests) has no arrayBuffer(); FileReader is everywhere.
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result as ArrayBuffer);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsArrayBuffer(blob);
+  });
+}
+
+/**
+ * The MP4 `blob` without the fragment headers (`moof` boxes) that no media data (`mdat`) follows.
+ *
+ * WebKit's last fragment, flushed by requestData() or stop(), comes with its `moof` written twice; decoders read
+ * the first as the header of the data after the second and fail on the whole fragment (a second lost again). Only
+ * top-level boxes are read and whole boxes dropped: the audio itself is untouched (no transcoding). Anything that
+ * does not parse as MP4 boxes is returned as it was. (The same repair as the service's record-panel.js.)
+ */
+export async function withoutOrphanFragmentHeaders(blob: Blob): Promise<Blob> {
+  const bytes = new DataView(await readBytes(blob));
+  const boxes: Array<[string, number, number]> = []; // type, start, end
+  for (let start = 0; start < bytes.byteLength;) {
+    if (start + 8 > bytes.byteLength) return blob;
+    let size = bytes.getUint32(start);
+    const type = String.fromCharCode(...Array.from(new Uint8Array(bytes.buffer, start + 4, 4)));
+    if (size === 1) {
+      if (start + 16 > bytes.byteLength) return blob;
+      size = bytes.getUint32(start + 8) * 2 ** 32 + bytes.getUint32(start + 12); // a 64-bit "largesize"
+    } else if (size === 0) {
+      size = bytes.byteLength - start; // "to the end of the file"
+    }
+    if (size < 8 || start + size > bytes.byteLength) return blob;
+    boxes.push([type, start, start + size]);
+    start += size;
+  }
+  const kept = boxes.filter(([type], index) => type !== "moof" || boxes[index + 1]?.[0] === "mdat");
+  if (kept.length === boxes.length) return blob;
+  return new Blob(kept.map(([, start, end]) => blob.slice(start, end)), { type: blob.type });
+}
+
 interface Levels {
   context: AudioContext;
   analyser: AnalyserNode;
@@ -130,6 +171,9 @@ class MicrophoneTake implements Take {
   async stop(): Promise<Blob> {
     if (this.recorder.state !== "inactive") {
       this.stoppedAt = performance.now();
+      // WebKit (Safari's engine) writes MP4 in one-second fragments and stop() alone drops the fragment in
+      // progress: up to a second lost at the end. Asking for the data first makes it flush that fragment.
+      this.recorder.requestData();
       this.recorder.stop();
     }
     try {
@@ -137,8 +181,10 @@ class MicrophoneTake implements Take {
     } finally {
       this.release();
     }
+    // Firefox's mimeType stays empty until the start event, and its chunks say "audio/ogg; codecs=opus".
     const type = this.recorder.mimeType || this.chunks[0]?.type || "audio/webm";
-    return new Blob(this.chunks, { type });
+    const blob = new Blob(this.chunks, { type });
+    return type.startsWith("audio/mp4") ? withoutOrphanFragmentHeaders(blob) : blob;
   }
 
   release(): void {
