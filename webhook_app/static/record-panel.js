@@ -20,6 +20,9 @@ const TICK_MS = 200;
 // Stop this much before the cap: the timer only looks every TICK_MS, and MediaRecorder hands over its last
 // chunk a little after the stop (the service allows half a second over the cap for that, no more).
 const STOP_BEFORE_LIMIT_S = TICK_MS / 1000 + 0.1;
+// WebKit hands a fragment over up to two seconds after its audio (see repairedMp4); a frame (23 ms) short is whole.
+const MP4_CATCH_UP_MS = 2500;
+const MP4_END_TOLERANCE_S = 0.03;
 // A decoded length may fall short of the measured one by the recorder's start-up and its last frame, not more.
 const DECODED_SHORTER_THAN_TAKE_S = 0.5;
 // The server caps the MP3 it makes, not the upload; stop early enough that the MP3 fits (frame/header overhead).
@@ -213,34 +216,141 @@ function microphoneErrorMessage(error) {
   }
 }
 
-/**
- * The MP4 `blob` without the fragment headers (`moof` boxes) that no media data (`mdat`) follows.
- *
- * WebKit's last fragment, flushed by requestData() or stop(), comes with its `moof` written twice; decoders read
- * the first as the header of the data after the second and fail on the whole fragment (a second lost again). Only
- * top-level boxes are read and whole boxes dropped: the audio itself is untouched (no transcoding). Anything that
- * does not parse as MP4 boxes is returned as it was.
- */
-export async function withoutOrphanFragmentHeaders(blob) {
-  const bytes = new DataView(await blob.arrayBuffer());
-  const boxes = []; // [type, start, end]
-  for (let start = 0; start < bytes.byteLength;) {
-    if (start + 8 > bytes.byteLength) return blob;
-    let size = bytes.getUint32(start);
-    const type = String.fromCharCode(...new Uint8Array(bytes.buffer, start + 4, 4));
+// ---------------------------------------------------------------------------------------------------------
+// WebKit's fragmented MP4. WebKitGTK writes a fragment per second and hands each over a second late; at stop()
+// it delivers the fragment in progress only some of the time, and then with its `moof` header written twice
+// (decoders fail on the whole fragment). So a take could end up to 1.9 s short. The take therefore keeps
+// recording after Stop until fragments covering its length have arrived, then is cut back to that length here,
+// at the container level (whole AAC frames dropped from the last fragment's index; no transcoding).
+
+function readBoxes(view, start, end) {
+  const boxes = [];
+  while (start < end) {
+    if (start + 8 > end) return null;
+    let size = view.getUint32(start);
+    let body = start + 8;
     if (size === 1) {
-      if (start + 16 > bytes.byteLength) return blob;
-      size = Number(bytes.getBigUint64(start + 8)); // a 64-bit "largesize"
+      if (start + 16 > end) return null;
+      size = Number(view.getBigUint64(start + 8)); // a 64-bit "largesize"
+      body = start + 16;
     } else if (size === 0) {
-      size = bytes.byteLength - start; // "to the end of the file"
+      size = end - start; // "to the end of the file"
     }
-    if (size < 8 || start + size > bytes.byteLength) return blob;
-    boxes.push([type, start, start + size]);
+    if (size < body - start || start + size > end) return null;
+    const type = String.fromCharCode(...new Uint8Array(view.buffer, view.byteOffset + start + 4, 4));
+    boxes.push({ type, start, body, end: start + size });
     start += size;
   }
-  const kept = boxes.filter(([type], index) => type !== "moof" || boxes[index + 1]?.[0] === "mdat");
-  if (kept.length === boxes.length) return blob;
-  return new Blob(kept.map(([, start, end]) => blob.slice(start, end)), { type: blob.type });
+  return boxes;
+}
+
+function childBox(view, box, type) {
+  return box && readBoxes(view, box.body, box.end)?.find((child) => child.type === type);
+}
+
+/** The media timescale, and per fragment (a `moof` its `mdat` follows) its start and its samples; or null. */
+function readFragments(view) {
+  const boxes = readBoxes(view, 0, view.byteLength);
+  if (!boxes) return null;
+  const mdhd = childBox(view, childBox(view, childBox(view, boxes.find((b) => b.type === "moov"), "trak"), "mdia"), "mdhd");
+  if (!mdhd) return null;
+  const timescale = view.getUint32(mdhd.body + (view.getUint8(mdhd.body) === 1 ? 20 : 12));
+  const kept = [];
+  const fragments = [];
+  boxes.forEach((box, index) => {
+    if (box.type !== "moof") return kept.push(box);
+    if (boxes[index + 1]?.type !== "mdat") return undefined; // WebKit's duplicated header: dropped
+    kept.push(box);
+    const traf = childBox(view, box, "traf");
+    const tfdt = childBox(view, traf, "tfdt");
+    const trun = childBox(view, traf, "trun");
+    if (!tfdt || !trun) return fragments.push({ moof: box, mdat: boxes[index + 1], samples: null });
+    const flags = view.getUint32(trun.body) & 0xffffff;
+    let at = trun.body + 8;
+    const dataOffsetAt = flags & 0x1 ? at : null;
+    if (flags & 0x1) at += 4;
+    if (flags & 0x4) at += 4;
+    const entrySize = 4 * [0x100, 0x200, 0x400, 0x800].filter((flag) => flags & flag).length;
+    let samples = null;
+    if (flags & 0x100 && flags & 0x200) { // per-sample durations and sizes: what WebKit writes
+      samples = [];
+      for (let i = 0; i < view.getUint32(trun.body + 4) && at + entrySize <= trun.end; i += 1, at += entrySize) {
+        samples.push({ duration: view.getUint32(at), size: view.getUint32(at + 4) });
+      }
+    }
+    const base = view.getUint8(tfdt.body) === 1 ? Number(view.getBigUint64(tfdt.body + 4)) : view.getUint32(tfdt.body + 4);
+    return fragments.push({ moof: box, mdat: boxes[index + 1], traf, trun, dataOffsetAt, entrySize, base, samples });
+  });
+  return { timescale, boxes: kept, fragments };
+}
+
+/** Seconds of audio the fragments in `blob` hold (0 when it cannot tell). */
+export async function mp4RecordedSeconds(blob) {
+  const parsed = readFragments(new DataView(await blob.arrayBuffer()));
+  if (!parsed?.timescale) return 0;
+  let end = 0;
+  for (const { base, samples } of parsed.fragments) {
+    if (samples) end = Math.max(end, base + samples.reduce((sum, sample) => sum + sample.duration, 0));
+  }
+  return end / parsed.timescale;
+}
+
+/** A fragment cut to its first `keep` samples: its index entries and their bytes in the `mdat`. */
+function cutFragment(view, fragment, keep) {
+  const { moof, mdat, traf, trun, dataOffsetAt, entrySize, samples } = fragment;
+  const dataStart = dataOffsetAt == null ? mdat.body : moof.start + view.getInt32(dataOffsetAt);
+  if (dataStart !== mdat.body || moof.body !== moof.start + 8 || traf.body !== traf.start + 8) return null;
+  const removed = (samples.length - keep) * entrySize;
+  const entriesEnd = trun.end - (samples.length - keep) * entrySize;
+  const header = new Uint8Array(moof.end - moof.start - removed);
+  header.set(new Uint8Array(view.buffer, view.byteOffset + moof.start, entriesEnd - moof.start));
+  header.set(new Uint8Array(view.buffer, view.byteOffset + trun.end, moof.end - trun.end), entriesEnd - moof.start);
+  const edit = new DataView(header.buffer);
+  for (const box of [moof, traf, trun]) edit.setUint32(box.start - moof.start, box.end - box.start - removed);
+  edit.setUint32(trun.body + 4 - moof.start, keep);
+  if (dataOffsetAt != null) edit.setInt32(dataOffsetAt - moof.start, view.getInt32(dataOffsetAt) - removed);
+  const bytes = samples.slice(0, keep).reduce((sum, sample) => sum + sample.size, 0);
+  const data = new Uint8Array(8 + bytes);
+  new DataView(data.buffer).setUint32(0, 8 + bytes);
+  data.set(new Uint8Array(view.buffer, view.byteOffset + mdat.start + 4, 4), 4);
+  data.set(new Uint8Array(view.buffer, view.byteOffset + mdat.body, bytes), 8);
+  return [header, data];
+}
+
+/**
+ * The MP4 `blob` repaired and cut to `seconds`: WebKit's duplicated fragment headers dropped (see above) and, when
+ * `seconds` is given, the samples that start after it. Anything that does not parse is returned as it was.
+ */
+export async function repairedMp4(blob, seconds = Infinity) {
+  const view = new DataView(await blob.arrayBuffer());
+  const parsed = readFragments(view);
+  if (!parsed) return blob;
+  const limit = seconds * parsed.timescale;
+  const fragments = new Map(parsed.fragments.map((fragment) => [fragment.moof, fragment]));
+  const parts = [];
+  let changed = parsed.boxes.length !== readBoxes(view, 0, view.byteLength).length; // duplicated headers dropped
+  let skipMdat = false; // the mdat of a fragment that was cut (its bytes are in the cut) or dropped
+  for (const box of parsed.boxes) {
+    if (box.type === "mdat" && skipMdat) {
+      skipMdat = false;
+      continue;
+    }
+    const fragment = fragments.get(box);
+    const end = fragment?.samples && fragment.base + fragment.samples.reduce((sum, sample) => sum + sample.duration, 0);
+    let keep = 0;
+    for (let time = fragment?.base; fragment?.samples && keep < fragment.samples.length && time < limit; keep += 1) {
+      time += fragment.samples[keep].duration;
+    }
+    const cut = !fragment?.samples || end <= limit ? null : (keep ? cutFragment(view, fragment, keep) : []);
+    if (!cut) {
+      parts.push(blob.slice(box.start, box.end));
+      continue;
+    }
+    parts.push(...cut);
+    skipMdat = true;
+    changed = true;
+  }
+  return changed ? new Blob(parts, { type: blob.type }) : blob;
 }
 
 /** One take: the microphone stream, its MediaRecorder and a level analyser. Always ends with tracks stopped. */
@@ -311,22 +421,42 @@ class Take {
   }
 
   async stop() {
+    const mp4 = this.type().startsWith("audio/mp4");
     if (this.recorder.state !== "inactive") {
       this.stoppedAt = performance.now();
-      // WebKit (Safari's engine) writes MP4 in one-second fragments and stop() alone drops the fragment in
-      // progress: up to a second lost at the end. Asking for the data first makes it flush that fragment.
-      this.recorder.requestData();
-      this.recorder.stop();
+      // WebKit's MP4 lags a fragment behind (see above): record on until the take's length has arrived.
+      if (mp4) await this.fragmentsCovering(this.elapsed());
+      if (this.recorder.state !== "inactive") {
+        this.recorder.requestData(); // flushes what a recorder holds back (Safari's fragment in progress)
+        this.recorder.stop();
+      }
     }
     try {
       await this.finished;
     } finally {
       this.release();
     }
+    const blob = new Blob(this.chunks, { type: this.type() });
+    return mp4 ? repairedMp4(blob, this.elapsed()) : blob;
+  }
+
+  type() {
     // Firefox's mimeType stays empty until the start event, and its chunks say "audio/ogg; codecs=opus".
-    const type = this.recorder.mimeType || this.chunks[0]?.type || "audio/webm";
-    const blob = new Blob(this.chunks, { type });
-    return type.startsWith("audio/mp4") ? withoutOrphanFragmentHeaders(blob) : blob;
+    return this.recorder.mimeType || this.chunks[0]?.type || "audio/webm";
+  }
+
+  /** Wait (at most MP4_CATCH_UP_MS) until the chunks hold `seconds` of audio. */
+  async fragmentsCovering(seconds) {
+    const deadline = performance.now() + MP4_CATCH_UP_MS;
+    this.recorder.requestData();
+    while (this.recorder.state === "recording" && performance.now() < deadline) {
+      const arrived = new Promise((resolve) => {
+        this.recorder.addEventListener("dataavailable", resolve, { once: true });
+        setTimeout(resolve, Math.max(0, deadline - performance.now()));
+      });
+      await arrived;
+      if (await mp4RecordedSeconds(new Blob(this.chunks)) >= seconds - MP4_END_TOLERANCE_S) return;
+    }
   }
 
   /** Give the microphone back: the browser's recording indicator goes away only when every track stops. */
