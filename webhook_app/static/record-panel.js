@@ -781,6 +781,8 @@ class RecordPanel {
     if (!take || this.state !== "recording") return;
     this.stopTimer();
     this.take = null;
+    // Usually at once; in WebKit up to 2.5 s while its last MP4 fragment arrives (see Take.fragmentsCovering).
+    this.say("Finishing the recording…");
     let blob;
     try {
       blob = await take.stop();
