@@ -29,6 +29,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 NOTE_SECONDS = 4.0
 READY_TIMEOUT_S = 90
+AGENT_IDENTITY = "deploy-check-agent"
 
 
 class CheckFailed(Exception):
@@ -199,6 +200,8 @@ def run(folder: Path, processes: Processes) -> None:
         raise CheckFailed(f"/healthz is not ok: {health}")
 
     conversation = twilio.create_conversation("Deploy check", "whatsapp", customer_address="whatsapp:+15550001111")
+    # Agents reach only the conversations they are a participant of: Flex adds them when they accept the task.
+    twilio.add_participant(conversation["sid"], identity=AGENT_IDENTITY)
     note = voice_note(folder / "note.ogg")
     params = twilio.customer_sends_media(conversation["sid"], note, "audio/ogg", "note.ogg")
     status = twilio.deliver_webhook(params)
@@ -206,7 +209,7 @@ def run(folder: Path, processes: Processes) -> None:
     if status != 200:
         raise CheckFailed(f"the webhook was answered {status}")
 
-    token = twilio.issue_token("deploy-check-agent", roles=("agent",))
+    token = twilio.issue_token(AGENT_IDENTITY, roles=("agent",))
     listing_url = f"{service_url}/api/v1/conversations/{conversation['sid']}/audio"
 
     def ready():
