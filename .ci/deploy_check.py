@@ -159,7 +159,7 @@ def run(folder: Path, processes: Processes) -> None:
                 if not key.startswith(("TWILIO_", "TEST_")) and key not in ("DATABASE_URL", "REDIS_URL", "PORT")}
     base_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{base_env.get('PATH', '')}"
     sandbox_db = folder / "twilio-sandbox.db"
-    processes.start("sandbox", shlex.join([sys.executable, "-m", "webhook_app.twilio.sandbox", "--db", str(sandbox_db),
+    processes.start("sandbox", shlex.join([sys.executable, "-m", "webhook_app.sandbox", "--db", str(sandbox_db),
                                            "--port", str(sandbox_port),
                                            "--post-webhook-url", f"{service_url}/twilio/conversations/post-event",
                                            "--pre-webhook-url", f"{service_url}/twilio/conversations/pre-event"]),
@@ -167,7 +167,7 @@ def run(folder: Path, processes: Processes) -> None:
     wait_for(lambda: _answers(twilio_url + "/v1/Conversations"), 30, "the sandbox to listen")
     processes.check_alive()
 
-    from webhook_app.twilio.sandbox import Sandbox
+    from webhook_app.sandbox import Sandbox
 
     twilio = Sandbox(str(sandbox_db))
     service_env = {**base_env, "DATABASE_URL": database_url, "REDIS_URL": redis_url,

@@ -94,7 +94,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from tests.processes import Processes, free_port, wait_until  # noqa: E402 - the multi-process tests' helpers
 from webhook_app.audio.ffmpeg import ffmpeg_binary  # noqa: E402
 from webhook_app.config import normalize_database_url  # noqa: E402
-from webhook_app.twilio.sandbox import Sandbox  # noqa: E402
+from webhook_app.sandbox import Sandbox  # noqa: E402
 
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))

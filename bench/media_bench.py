@@ -28,7 +28,7 @@ sys.path.insert(0, ROOT)
 
 from webhook_app.audio.ffmpeg import ffmpeg_binary  # noqa: E402
 from webhook_app.audio.transcode import transcode_to_mp3  # noqa: E402
-from webhook_app.twilio.sandbox import Sandbox  # noqa: E402
+from webhook_app.sandbox import Sandbox  # noqa: E402
 
 CONCURRENT = 40
 STORED_MB = 30

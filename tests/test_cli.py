@@ -14,7 +14,7 @@ import requests
 from tests.audio_samples import decoded_duration, make_audio
 from tests.conftest import count_rows, deployed_service
 from webhook_app.twilio.client import twilio_api
-from webhook_app.twilio.sandbox import Sandbox
+from webhook_app.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 

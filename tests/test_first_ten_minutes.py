@@ -10,7 +10,7 @@ import pytest
 from tests.audio_samples import make_audio
 from tests.conftest import conversation_with_agent, deployed_service, run_jobs
 from webhook_app.humanize import format_bytes
-from webhook_app.twilio.sandbox import Sandbox
+from webhook_app.sandbox import Sandbox
 
 ADMIN = "first-run-admin-token"
 SANDBOX_BUTTON = b"Sign in to the sandbox"

@@ -20,7 +20,7 @@ import requests
 from tests.audio_samples import KINDS, content_type, make_audio
 from tests.conftest import audio_rows
 from tests.processes import SERVICE_VARIABLES, Processes, free_port, wait_until
-from webhook_app.twilio.sandbox import Sandbox
+from webhook_app.sandbox import Sandbox
 
 REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
 REAL_REDIS = os.environ.get("TEST_REDIS_URL")

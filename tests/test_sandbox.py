@@ -31,8 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from anywhere, installed or not
     sys.path.insert(0, str(REPO_ROOT))
 
-from webhook_app.twilio import sandbox as sandbox_module  # noqa: E402
-from webhook_app.twilio.sandbox import Sandbox  # noqa: E402
+from webhook_app.sandbox import account as sandbox_module  # noqa: E402
+from webhook_app.sandbox import Sandbox  # noqa: E402
 
 # Twilio's own spec (twilio/twilio-oai, MIT) is not copied into this repository: CI and developers keep it in a
 # `shared/` folder beside the checkout.
@@ -117,7 +117,7 @@ def test_account_is_random_and_stable_per_file(tmp_path):
 
 def test_processes_opening_a_new_file_at_once_agree_on_the_account(tmp_path):
     db = tmp_path / "race.db"
-    code = ("import sys; sys.path.insert(0, sys.argv[2]); from webhook_app.twilio.sandbox import Sandbox;"
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); from webhook_app.sandbox import Sandbox;"
             " s = Sandbox(sys.argv[1]); print(s.account_sid, s.auth_token, s.chat_service_sid)")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(db), str(REPO_ROOT)], stdout=subprocess.PIPE,
                               text=True) for _ in range(4)]

@@ -28,7 +28,7 @@ from webhook_app.config import Config
 from webhook_app.scratch import remove_dead_leftovers, scratch_dir
 from webhook_app.security import BODY_IDLE_TIMEOUT_S
 from webhook_app.storage import DATABASE_READ_BYTES
-from webhook_app.twilio.sandbox import Sandbox
+from webhook_app.sandbox import Sandbox
 
 HTML = b"<!doctype html><html><body><script>fetch('/api/v1/admin/settings/whatsapp', {method: 'PUT'})</script>"
 

@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 
 from tests.audio_samples import make_audio
 from tests.conftest import audio_rows, deployed_service, run_jobs
-from webhook_app.twilio.sandbox import Sandbox
+from webhook_app.sandbox import Sandbox
 from webhook_app.twilio.signatures import form_signature, is_valid_form_signature
 
 TOKEN = "12345678901234567890123456789012"

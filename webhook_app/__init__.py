@@ -38,6 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .audio.ffmpeg import configure_pydub
     from .extensions import db
     from .greenlets import install_gevent_wait, is_gevent_process
+    from .sandbox import sandbox_for
     from .twilio import client as twilio_client
     from .webhooks import group_commit
 
@@ -47,7 +48,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     observability.init_app(app)
     db.init_app(app)
     errors.init_app(app)
-    twilio_client.init_app(app)
+    twilio_client.init_app(app, sandbox_for(app))
     jobs.init_app(app)
     group_commit.init_app(app)
     storage.init_app(app)

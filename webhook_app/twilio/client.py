@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import IO
 
 from flask import Flask, current_app
@@ -147,14 +146,10 @@ class TwilioApi:
         return raise_for_status(response, "POST", url).json()
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, sandbox=None) -> None:
+    """`sandbox`: the local sandbox account (webhook_app.sandbox) standing in for Twilio, or None for Twilio."""
     config = app.config
-    sandbox = None
-    if config["TWILIO_SANDBOX"]:
-        from .sandbox import Sandbox
-
-        path = config.get("SANDBOX_DB") or os.path.join(app.instance_path, "twilio-sandbox.db")
-        sandbox = Sandbox(path)
+    if sandbox is not None:
         account_sid, auth_token = sandbox.account_sid, sandbox.auth_token
         auth = (account_sid, auth_token)
     else:

@@ -1198,7 +1198,7 @@ def serve(argv: list[str] | None = None) -> None:
 
     from werkzeug.serving import run_simple
 
-    parser = argparse.ArgumentParser(prog="python -m webhook_app.twilio.sandbox", description=serve.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m webhook_app.sandbox", description=serve.__doc__)
     parser.add_argument("--db", default="instance/twilio-sandbox.db", help="the sandbox's state file")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5001)

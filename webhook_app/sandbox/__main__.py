@@ -1,0 +1,3 @@
+from .account import serve
+
+serve()
