@@ -8,11 +8,14 @@ export FLASK_APP := webhook_app
 .PHONY: run test worker bench migrate install lock clean
 
 # The test venv takes the deploy lock's pins as constraints, so tests run against what a deploy installs.
-$(STAMP): pyproject.toml requirements.txt
+# requirements-transcribe.txt (the lock with the transcribe extra) joins them without its hashes: pip would check
+# hashes of every package, and cannot for the editable project.
+$(STAMP): pyproject.toml requirements.txt requirements-transcribe.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	grep -v '^\.$$' requirements.txt > $(VENV)/constraints.txt
-	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e '.[test]'
+	sed -e '/--hash=/d' -e 's/ \\$$//' requirements-transcribe.txt >> $(VENV)/constraints.txt
+	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e '.[test,transcribe]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +32,8 @@ worker: migrate
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Refresh requirements.txt (the deploy lock) after changing pyproject.toml's dependencies.
+# Refresh requirements.txt and requirements-transcribe.txt (the deploy locks) after changing pyproject.toml's
+# dependencies.
 lock: $(STAMP)
 	$(BIN)/python scripts/lock.py
 
