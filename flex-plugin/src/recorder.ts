@@ -1,9 +1,15 @@
 /** The microphone: one take = a stream, its MediaRecorder and a level analyser. A take always ends with its
  * tracks stopped, so the browser's recording indicator goes away. */
 
+import { mp4RecordedSeconds, repairedMp4 } from "./mp4";
+
 // What the service accepts, best first: Chrome/Edge/Firefox record WebM or Ogg Opus, Safari records MP4/AAC.
 const RECORDING_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4"];
 const EXTENSIONS: Record<string, string> = { "audio/webm": "webm", "audio/ogg": "ogg", "audio/mp4": "m4a" };
+// WebKit hands an MP4 fragment over up to two seconds after its audio (see mp4.ts): after Stop the take records on
+// at most this long for its end to arrive. A frame (23 ms of AAC) short of the take counts as whole.
+export const MP4_CATCH_UP_MS = 2500;
+const MP4_END_TOLERANCE_S = 0.03;
 
 export interface Take {
   /** Settles when the recorder stops; rejects when it fails mid-recording. */
@@ -12,7 +18,7 @@ export interface Take {
   elapsed(): number;
   /** Input level 0..1. */
   level(): number;
-  /** Stop, wait for the last chunk, release the microphone; the recording. */
+  /** Stop, wait for the last chunk (in WebKit up to MP4_CATCH_UP_MS), release the microphone; the recording. */
   stop(): Promise<Blob>;
   /** Give the microphone back at once, dropping what was recorded. */
   release(): void;
@@ -63,47 +69,6 @@ export function microphoneErrorMessage(error: unknown): string {
   }
 }
 
-function readBytes(blob: Blob): Promise<ArrayBuffer> {
-  if (typeof blob.arrayBuffer === "function") return blob.arrayBuffer();
-  // jsdom's Blob (the unit tests) has no arrayBuffer(); FileReader is everywhere.
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result as ArrayBuffer);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsArrayBuffer(blob);
-  });
-}
-
-/**
- * The MP4 `blob` without the fragment headers (`moof` boxes) that no media data (`mdat`) follows.
- *
- * WebKit's last fragment, flushed by requestData() or stop(), comes with its `moof` written twice; decoders read
- * the first as the header of the data after the second and fail on the whole fragment (a second lost again). Only
- * top-level boxes are read and whole boxes dropped: the audio itself is untouched (no transcoding). Anything that
- * does not parse as MP4 boxes is returned as it was. (The same repair as the service's record-panel.js.)
- */
-export async function withoutOrphanFragmentHeaders(blob: Blob): Promise<Blob> {
-  const bytes = new DataView(await readBytes(blob));
-  const boxes: Array<[string, number, number]> = []; // type, start, end
-  for (let start = 0; start < bytes.byteLength;) {
-    if (start + 8 > bytes.byteLength) return blob;
-    let size = bytes.getUint32(start);
-    const type = String.fromCharCode(...Array.from(new Uint8Array(bytes.buffer, start + 4, 4)));
-    if (size === 1) {
-      if (start + 16 > bytes.byteLength) return blob;
-      size = bytes.getUint32(start + 8) * 2 ** 32 + bytes.getUint32(start + 12); // a 64-bit "largesize"
-    } else if (size === 0) {
-      size = bytes.byteLength - start; // "to the end of the file"
-    }
-    if (size < 8 || start + size > bytes.byteLength) return blob;
-    boxes.push([type, start, start + size]);
-    start += size;
-  }
-  const kept = boxes.filter(([type], index) => type !== "moof" || boxes[index + 1]?.[0] === "mdat");
-  if (kept.length === boxes.length) return blob;
-  return new Blob(kept.map(([, start, end]) => blob.slice(start, end)), { type: blob.type });
-}
-
 interface Levels {
   context: AudioContext;
   analyser: AnalyserNode;
@@ -119,8 +84,13 @@ class MicrophoneTake implements Take {
   private stoppedAt: number | null = null;
   private levels: Levels | null;
 
-  constructor(stream: MediaStream, mimeType: string) {
+  private readonly catchUpMs: number;
+  private readonly requestedType: string;
+
+  constructor(stream: MediaStream, mimeType: string, catchUpMs = MP4_CATCH_UP_MS) {
     this.stream = stream;
+    this.catchUpMs = catchUpMs;
+    this.requestedType = mimeType;
     this.recorder = new MediaRecorder(stream, { mimeType });
     this.recorder.addEventListener("dataavailable", (event) => {
       if (event.data?.size) this.chunks.push(event.data);
@@ -169,22 +139,57 @@ class MicrophoneTake implements Take {
   }
 
   async stop(): Promise<Blob> {
+    const mp4 = this.type().startsWith("audio/mp4");
     if (this.recorder.state !== "inactive") {
       this.stoppedAt = performance.now();
-      // WebKit (Safari's engine) writes MP4 in one-second fragments and stop() alone drops the fragment in
-      // progress: up to a second lost at the end. Asking for the data first makes it flush that fragment.
-      this.recorder.requestData();
-      this.recorder.stop();
+      // WebKit's MP4 lags a fragment behind (see mp4.ts): record on until the take's length has arrived.
+      if (mp4) await this.fragmentsCovering(this.elapsed());
+      if (this.recorderState() !== "inactive") { // (a Cancel meanwhile has stopped it)
+        this.recorder.requestData(); // flushes what a recorder holds back (Safari's fragment in progress)
+        this.recorder.stop();
+      }
     }
     try {
       await this.finished;
     } finally {
       this.release();
     }
+    const blob = new Blob(this.chunks, { type: this.type() });
+    // Cut back to the take (whole AAC frames): what was recorded after Stop only carried the take's end.
+    return mp4 ? repairedMp4(blob, this.elapsed()) : blob;
+  }
+
+  /** The recorder's state now (a method, so the type checker does not narrow it across awaits). */
+  private recorderState(): RecordingState {
+    return this.recorder.state;
+  }
+
+  private type(): string {
     // Firefox's mimeType stays empty until the start event, and its chunks say "audio/ogg; codecs=opus".
-    const type = this.recorder.mimeType || this.chunks[0]?.type || "audio/webm";
-    const blob = new Blob(this.chunks, { type });
-    return type.startsWith("audio/mp4") ? withoutOrphanFragmentHeaders(blob) : blob;
+    return this.recorder.mimeType || this.chunks[0]?.type || this.requestedType;
+  }
+
+  /** Wait (at most catchUpMs) until the chunks hold `seconds` of audio, or the recorder stopped (a Cancel). */
+  private async fragmentsCovering(seconds: number): Promise<void> {
+    const deadline = performance.now() + this.catchUpMs;
+    const covered = async () => await mp4RecordedSeconds(new Blob(this.chunks)) >= seconds - MP4_END_TOLERANCE_S;
+    if (await covered()) return;
+    this.recorder.requestData();
+    while (this.recorderState() === "recording" && performance.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
+        const recorder = this.recorder;
+        function done() {
+          clearTimeout(timer);
+          recorder.removeEventListener("dataavailable", done);
+          recorder.removeEventListener("stop", done);
+          resolve();
+        }
+        recorder.addEventListener("dataavailable", done);
+        recorder.addEventListener("stop", done);
+      });
+      if (await covered()) return;
+    }
   }
 
   release(): void {
@@ -204,14 +209,14 @@ class MicrophoneTake implements Take {
 }
 
 /** Ask for the microphone and start recording in the best type this browser has. */
-export const openMicrophoneTake: OpenTake = async () => {
+export const openMicrophoneTake = async (options: { catchUpMs?: number } = {}): Promise<Take> => {
   const mimeType = pickRecordingType();
   if (!mimeType) throw new Error("no supported recording type");
   const stream = await navigator.mediaDevices.getUserMedia({
     audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
   });
   try {
-    return new MicrophoneTake(stream, mimeType);
+    return new MicrophoneTake(stream, mimeType, options.catchUpMs);
   } catch (error) {
     stream.getTracks().forEach((track) => track.stop());
     throw error;

@@ -132,6 +132,44 @@ test("cancel while uploading keeps the recording; discard drops it", async () =>
   expect(FakeXhr.sent).toHaveLength(1);
 });
 
+test("Stop says \"Finishing the recording…\" while the take's end arrives, then shows the preview", async () => {
+  settingsAre(WHATSAPP_SETTINGS);
+  const { mic } = mount();
+  fireEvent.click(await openRecorder());
+  const stop = await screen.findByRole("button", { name: "Stop recording" });
+  mic.takes[0].seconds = 5;
+  await waitFor(() => expect(screen.getByRole("timer")).toHaveTextContent("0:05"));
+  const arrive = mic.takes[0].holdStop(); // WebKit: the take's last fragment is still on its way
+  fireEvent.click(stop);
+  expect(await screen.findByText("Finishing the recording…")).toBeTruthy();
+  expect(screen.getByTestId("voice-note-panel")).toHaveAttribute("data-finishing", "true");
+  fireEvent.click(stop); // a second Stop changes nothing
+  expect(screen.queryByRole("button", { name: "Send the voice note" })).toBeNull();
+  arrive();
+  expect(await screen.findByRole("button", { name: "Send the voice note" })).toBeTruthy();
+  expect(screen.getByTestId("voice-note-duration")).toHaveTextContent("0:05");
+  expect(screen.getByTestId("voice-note-panel")).not.toHaveAttribute("data-finishing");
+  expect(screen.getByRole("status")).toHaveTextContent("Recorded 0:05. Listen, then send or discard it.");
+});
+
+test("Cancel while the take is finishing gives the microphone back at once and keeps nothing", async () => {
+  settingsAre(WHATSAPP_SETTINGS);
+  const { mic } = mount();
+  fireEvent.click(await openRecorder());
+  const stop = await screen.findByRole("button", { name: "Stop recording" });
+  mic.takes[0].holdStop(); // never arrives
+  fireEvent.click(stop);
+  await screen.findByText("Finishing the recording…");
+  expect(mic.takes[0].released).toBe(false);
+  fireEvent.click(screen.getByRole("button", { name: "Cancel and discard the recording" }));
+  expect(mic.takes[0].released).toBe(true);
+  expect(await screen.findByText("Recording cancelled.")).toBeTruthy();
+  await act(() => mic.takes[0].finished);
+  expect(screen.queryByRole("button", { name: "Send the voice note" })).toBeNull();
+  expect(screen.getByRole("button", { name: "Start recording a voice note" })).toBeTruthy();
+  expect(screen.getByTestId("voice-note-alert")).toHaveTextContent("");
+});
+
 test("warns before the channel's cap and stops there by itself", async () => {
   settingsAre({ ...WHATSAPP_SETTINGS, max_duration_s: 12 });
   const { mic } = mount();

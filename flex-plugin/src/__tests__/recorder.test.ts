@@ -1,40 +1,168 @@
-import { withoutOrphanFragmentHeaders } from "../recorder";
+import { recordedSeconds } from "../mp4";
+import { filenameFor, MP4_CATCH_UP_MS, openMicrophoneTake, Take } from "../recorder";
+import { bytesOf, FRAME, fragment, initSegment, TIMESCALE, topLevel } from "../testing/mp4";
 
-/** A top-level MP4 box: 32-bit size, 4-letter type, `payload` bytes of `fill`. */
-function box(type: string, payload: number, fill = 0): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(new ArrayBuffer(8 + payload)).fill(fill);
-  new DataView(bytes.buffer).setUint32(0, bytes.length);
-  bytes.set(Array.from(type, (c) => c.charCodeAt(0)), 4);
-  return bytes;
-}
-
-async function boxTypes(blob: Blob): Promise<string[]> {
-  const bytes = new Uint8Array(await new Promise<ArrayBuffer>((resolve) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result as ArrayBuffer);
-    reader.readAsArrayBuffer(blob);
-  }));
-  const view = new DataView(bytes.buffer);
-  const types = [];
-  for (let start = 0; start < bytes.length; start += view.getUint32(start)) {
-    types.push(String.fromCharCode(...Array.from(bytes.slice(start + 4, start + 8))));
+/**
+ * MediaRecorder as WebKitGTK behaves (see mp4.ts): it writes a fragment per second and hands it over late; the
+ * test decides which chunks arrive when. Firefox's and Chromium's recorders hand everything over at stop().
+ */
+class FakeRecorder extends EventTarget {
+  static supported = ["audio/mp4"];
+  static last: FakeRecorder;
+  static isTypeSupported(type: string): boolean {
+    return FakeRecorder.supported.includes(type);
   }
-  return types;
+
+  state: RecordingState = "inactive";
+  mimeType = "";
+  requests = 0;
+  /** What requestData() and stop() hand over at once (WebKit: only sometimes the fragment in progress). */
+  onRequest: Array<Uint8Array<ArrayBuffer>[]> = [];
+  onStop: Uint8Array<ArrayBuffer>[] = [];
+
+  constructor(readonly stream: unknown, readonly options: { mimeType: string }) {
+    super();
+    FakeRecorder.last = this;
+  }
+
+  start(): void {
+    this.state = "recording";
+    this.mimeType = this.options.mimeType;
+    setTimeout(() => this.dispatchEvent(new Event("start")));
+  }
+
+  hand(parts: Uint8Array<ArrayBuffer>[]): void {
+    const event = Object.assign(new Event("dataavailable"), { data: new Blob(parts, { type: this.mimeType }) });
+    this.dispatchEvent(event);
+  }
+
+  requestData(): void {
+    this.requests += 1;
+    const parts = this.onRequest.shift();
+    if (parts) setTimeout(() => this.hand(parts));
+  }
+
+  stop(): void {
+    if (this.state === "inactive") return;
+    this.state = "inactive";
+    setTimeout(() => {
+      if (this.onStop.length) this.hand(this.onStop);
+      this.dispatchEvent(new Event("stop"));
+    });
+  }
 }
 
-test("WebKit's last fragment loses its duplicated header, and nothing else", async () => {
-  // What WebKitGTK wrote for a 5 s take: one-second fragments, the last one's moof twice.
-  const recorded = new Blob([box("ftyp", 24), box("moov", 100), box("moof", 40, 1), box("mdat", 300),
-    box("moof", 30, 2), box("moof", 30, 3), box("mdat", 200)], { type: "audio/mp4; codecs=mp4a" });
-  const repaired = await withoutOrphanFragmentHeaders(recorded);
-  expect(await boxTypes(repaired)).toEqual(["ftyp", "moov", "moof", "mdat", "moof", "mdat"]);
-  expect(repaired.size).toBe(recorded.size - 38);
-  expect(repaired.type).toBe("audio/mp4; codecs=mp4a");
+const tracks: Array<{ stopped: boolean }> = [];
+let clockOffset = 0;
+const realNow = performance.now.bind(performance);
+
+beforeEach(() => {
+  FakeRecorder.supported = ["audio/mp4"];
+  tracks.length = 0;
+  clockOffset = 0;
+  jest.spyOn(performance, "now").mockImplementation(() => realNow() + clockOffset);
+  (globalThis as { MediaRecorder: unknown }).MediaRecorder = FakeRecorder;
+  Object.defineProperty(navigator, "mediaDevices", {
+    configurable: true,
+    value: {
+      getUserMedia: async () => {
+        const track = { stopped: false, stop() { this.stopped = true; } };
+        tracks.push(track);
+        return { getTracks: () => [track] };
+      },
+    },
+  });
 });
 
-test("a well-formed or unparseable recording is returned as it was", async () => {
-  const whole = new Blob([box("ftyp", 24), box("moof", 40), box("mdat", 300)], { type: "audio/mp4" });
-  expect(await withoutOrphanFragmentHeaders(whole)).toBe(whole);
-  const truncated = new Blob([box("ftyp", 24), box("moof", 40).buffer.slice(0, 20)], { type: "audio/mp4" });
-  expect(await withoutOrphanFragmentHeaders(truncated)).toBe(truncated);
+afterEach(() => jest.restoreAllMocks());
+
+const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const second = (n: number) => fragment({ first: n * 43, frames: 43 }); // the n-th second's fragment
+
+/** A take that has been recording for `seconds` (its clock moved on), with `arrived` handed over meanwhile. */
+async function recordingFor(seconds: number, arrived: Uint8Array<ArrayBuffer>[], catchUpMs?: number): Promise<Take> {
+  const take = await openMicrophoneTake(catchUpMs === undefined ? {} : { catchUpMs });
+  await wait(5); // the start event
+  FakeRecorder.last.hand(arrived);
+  clockOffset += seconds * 1000;
+  return take;
+}
+
+test("WebKit: after Stop the take records on until its end has arrived, then is cut back to its length", async () => {
+  // 2.5 s recorded; WebKit has handed over only the first second. The next two come late, on their own.
+  const take = await recordingFor(2.5, [...initSegment(), ...second(0)]);
+  const recorder = FakeRecorder.last;
+  const stopping = take.stop();
+  await wait(20);
+  expect(recorder.state).toBe("recording"); // still recording: the take's end has not arrived yet
+  expect(tracks[0].stopped).toBe(false);
+  recorder.hand(second(1));
+  await wait(20);
+  expect(recorder.state).toBe("recording"); // 2 s of 2.5: not yet
+  recorder.onStop = second(3); // what stop() flushes: after the take, cut away
+  recorder.hand(second(2));
+  const blob = await stopping;
+  expect(recorder.state).toBe("inactive");
+  expect(tracks[0].stopped).toBe(true); // the microphone goes back
+  expect(blob.type).toBe("audio/mp4");
+  expect(filenameFor(blob)).toBe("voice-note.m4a");
+  const bytes = await bytesOf(blob);
+  const seconds = recordedSeconds(bytes.buffer as ArrayBuffer);
+  expect(seconds).toBeGreaterThanOrEqual(take.elapsed() - 0.03);
+  expect(seconds).toBeLessThan(take.elapsed() + FRAME / TIMESCALE);
+  expect(take.elapsed()).toBeCloseTo(2.5, 1);
+  expect(topLevel(bytes).filter((b) => b.type === "moof")).toHaveLength(3);
+});
+
+test("WebKit: the take's end that never arrives is waited for at most the catch-up time", async () => {
+  const take = await recordingFor(2.5, [...initSegment(), ...second(0)], 150);
+  const recorder = FakeRecorder.last;
+  const [moof, mdat] = second(1);
+  recorder.onRequest = [[], [moof, moof, mdat]]; // at stop(), its last fragment's header written twice
+  const started = realNow();
+  const blob = await take.stop();
+  const waited = realNow() - started;
+  expect(waited).toBeGreaterThanOrEqual(140);
+  expect(waited).toBeLessThan(1000);
+  const bytes = await bytesOf(blob);
+  expect(topLevel(bytes).map((b) => b.type)).toEqual(["ftyp", "moov", "moof", "mdat", "moof", "mdat"]);
+  expect(recordedSeconds(bytes.buffer as ArrayBuffer)).toBeCloseTo((86 * FRAME) / TIMESCALE, 6); // all there was
+  expect(MP4_CATCH_UP_MS).toBe(2500);
+});
+
+test("WebKit: a take whose end is already there stops at once", async () => {
+  const take = await recordingFor(1.9, [...initSegment(), ...second(0), ...second(1)]);
+  const started = realNow();
+  const bytes = await bytesOf(await take.stop());
+  expect(realNow() - started).toBeLessThan(500);
+  const seconds = recordedSeconds(bytes.buffer as ArrayBuffer);
+  expect(seconds).toBeGreaterThanOrEqual(1.9 - 0.03);
+  expect(seconds).toBeLessThan(take.elapsed() + FRAME / TIMESCALE);
+});
+
+test("WebKit: releasing the take while it waits for its end gives the microphone back at once", async () => {
+  const take = await recordingFor(2.5, [...initSegment(), ...second(0)]);
+  const started = realNow();
+  const stopping = take.stop();
+  await wait(20);
+  take.release(); // the agent pressed Cancel meanwhile
+  await stopping;
+  expect(realNow() - started).toBeLessThan(1000);
+  expect(tracks[0].stopped).toBe(true);
+});
+
+test("Firefox and Chromium: Stop asks for the data and stops, no waiting, no rewriting", async () => {
+  FakeRecorder.supported = ["audio/ogg;codecs=opus"];
+  const take = await openMicrophoneTake();
+  await wait(5);
+  const recorder = FakeRecorder.last;
+  recorder.mimeType = ""; // Firefox: empty until its chunks say "audio/ogg; codecs=opus"
+  const ogg = new Blob([new Uint8Array(3000)], { type: "audio/ogg; codecs=opus" });
+  recorder.dispatchEvent(Object.assign(new Event("dataavailable"), { data: ogg }));
+  const blob = await take.stop();
+  expect(recorder.requests).toBe(1);
+  expect(blob.type).toBe("audio/ogg; codecs=opus");
+  expect(blob.size).toBe(3000);
+  expect(filenameFor(blob)).toBe("voice-note.ogg");
+  expect(tracks[0].stopped).toBe(true);
 });

@@ -54,6 +54,8 @@ interface State {
   elapsed: number;
   level: number;
   ending: boolean;
+  /** Stopped, waiting for the take's last data (in WebKit up to 2.5 s: see recorder.ts). */
+  finishing: boolean;
   progress: number;
   recording: Recording | null;
 }
@@ -76,6 +78,9 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
   // The phase the handlers act on: React's state lags a render behind, and a double click must not send twice.
   private phase: Phase;
   private take: Take | null = null;
+  // The take between Stop and its recording (WebKit records on until the take's end has arrived): a Cancel or
+  // an unmount then still gives the microphone back at once.
+  private finishingTake: Take | null = null;
   private timer: ReturnType<typeof setInterval> | null = null;
   private upload: AbortController | null = null;
   private unmounted = false;
@@ -86,7 +91,8 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
     const unsupported = props.openTake ? null : unsupportedReason();
     this.phase = unsupported ? "unsupported" : "idle";
     this.state = {
-      phase: this.phase, alert: unsupported || "", status: "", elapsed: 0, level: 0, ending: false, progress: 0,
+      phase: this.phase, alert: unsupported || "", status: "", elapsed: 0, level: 0, ending: false, finishing: false,
+      progress: 0,
       recording: null,
     };
   }
@@ -109,6 +115,8 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
     this.stopTimer();
     this.take?.release();
     this.take = null;
+    this.finishingTake?.release();
+    this.finishingTake = null;
     this.upload?.abort();
     this.dropRecording(this.state.recording);
     this.props.onRecordingChange?.(false);
@@ -146,7 +154,9 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
       return;
     }
     this.take = take;
-    this.go("recording", { status: "Recording. Press Stop when you are done.", elapsed: 0, level: 0, ending: false });
+    this.go("recording", {
+      status: "Recording. Press Stop when you are done.", elapsed: 0, level: 0, ending: false, finishing: false,
+    });
     this.timer = setInterval(this.tick, this.props.tickMs ?? TICK_MS);
     take.finished.catch((error) => this.onRecorderError(take, error));
   };
@@ -177,14 +187,22 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
     if (!take || this.phase !== "recording") return;
     this.stopTimer();
     this.take = null;
+    this.finishingTake = take;
+    // Usually at once; in WebKit up to 2.5 s while the take's last MP4 fragment arrives (see recorder.ts).
+    this.setState({ finishing: true, elapsed: take.elapsed(), status: "Finishing the recording…" });
     let blob: Blob;
     try {
       blob = await take.stop();
     } catch (error) {
+      if (this.finishingTake === take) this.finishingTake = null;
       if (this.unmounted || this.current() !== "recording" || this.take) return;
-      this.go("idle", { alert: `Recording failed${(error as Error)?.message ? `: ${(error as Error).message}` : "."}` });
+      this.go("idle", {
+        finishing: false,
+        alert: `Recording failed${(error as Error)?.message ? `: ${(error as Error).message}` : "."}`,
+      });
       return;
     }
+    if (this.finishingTake === take) this.finishingTake = null;
     // Cancelled while the recorder was finishing (the phase moved on), or already recording a new take.
     if (this.unmounted || this.current() !== "recording" || this.take) return;
     if (!blob.size) {
@@ -203,6 +221,7 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
       recording,
       elapsed: duration,
       ending: false,
+      finishing: false,
       alert: typeof reason === "string" ? reason : "",
       status: `Recorded ${formatDuration(duration)}. Listen, then send or discard it.`,
     });
@@ -221,7 +240,9 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
     this.stopTimer();
     this.take?.release();
     this.take = null;
-    this.go("idle", { alert: "", status: "Recording cancelled.", ending: false });
+    this.finishingTake?.release();
+    this.finishingTake = null;
+    this.go("idle", { alert: "", status: "Recording cancelled.", ending: false, finishing: false });
   };
 
   discard = (): void => {
@@ -374,10 +395,10 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
   }
 
   render(): React.ReactNode {
-    const { alert, status, phase, ending } = this.state;
+    const { alert, status, phase, ending, finishing } = this.state;
     return (
       <Box id={this.props.id} hidden={this.props.hidden} data-phase={phase} data-ending={ending || undefined}
-        data-testid="voice-note-panel">
+        data-finishing={finishing || undefined} data-testid="voice-note-panel">
         <div ref={this.stage}>{this.renderStage()}</div>
         <Box role="alert" marginTop={alert ? "space20" : "space0"} data-testid="voice-note-alert">
           {alert ? <Text as="span" color={ending ? "colorTextWarningStrong" : "colorTextError"}>{alert}</Text> : null}
@@ -390,24 +411,39 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
   }
 }
 
-/** Chrome's MediaRecorder writes WebM without a duration; seeking to the end makes the player learn it. */
+/**
+ * Chrome's MediaRecorder writes WebM without a duration (the element says Infinity): seeking past the end makes the
+ * player read the file to its end and learn it. Firefox says Infinity too but ignores that seek and learns the length
+ * only by playing to the end, so the probe is called off once playing starts (its late durationchange must not
+ * rewind the player). WebKit's MP4 has a length up front. The panel shows the length measured while recording.
+ */
 function PreviewAudio({ src }: { src: string }): JSX.Element {
   const ref = React.useRef<HTMLAudioElement>(null);
   React.useEffect(() => {
     const audio = ref.current;
     if (!audio) return undefined;
+    let probing = false;
+    const reset = () => {
+      if (!probing || !Number.isFinite(audio.duration)) return;
+      probing = false;
+      audio.currentTime = 0;
+    };
     const probe = () => {
       if (audio.duration !== Infinity) return;
-      const reset = () => {
-        if (audio.duration === Infinity) return;
-        audio.removeEventListener("durationchange", reset);
-        audio.currentTime = 0;
-      };
-      audio.addEventListener("durationchange", reset);
+      probing = true;
       audio.currentTime = Number.MAX_SAFE_INTEGER;
     };
+    const playing = () => {
+      probing = false;
+    };
+    audio.addEventListener("durationchange", reset);
     audio.addEventListener("loadedmetadata", probe, { once: true });
-    return () => audio.removeEventListener("loadedmetadata", probe);
+    audio.addEventListener("play", playing);
+    return () => {
+      audio.removeEventListener("durationchange", reset);
+      audio.removeEventListener("loadedmetadata", probe);
+      audio.removeEventListener("play", playing);
+    };
   }, [src]);
   return <audio ref={ref} controls preload="metadata" src={src} aria-label="Preview of your recording" />;
 }

@@ -140,8 +140,20 @@ export class FakeTake implements Take {
     return 0.5;
   }
 
+  private gate: Promise<void> | null = null;
+
+  /** Make stop() wait (as WebKit's take does for its last MP4 fragment) until the returned function is called. */
+  holdStop(): () => void {
+    let open: () => void = () => undefined;
+    this.gate = new Promise((resolve) => {
+      open = resolve;
+    });
+    return open;
+  }
+
   async stop(): Promise<Blob> {
     this.stopped = true;
+    if (this.gate) await Promise.race([this.gate, this.finished]);
     this.finish();
     this.release();
     return new Blob([new Uint8Array(2048)], { type: "audio/webm;codecs=opus" });
@@ -149,6 +161,7 @@ export class FakeTake implements Take {
 
   release(): void {
     this.released = true;
+    this.finish(); // a released recorder stops
   }
 
   crash(message: string): void {
