@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from anywhere, installed or not
     sys.path.insert(0, str(REPO_ROOT))
 
-from webhook_app.sandbox import account as sandbox_module  # noqa: E402
+from webhook_app.sandbox import media as sandbox_module  # noqa: E402
 from webhook_app.sandbox import Sandbox  # noqa: E402
 
 # Twilio's own spec (twilio/twilio-oai, MIT) is not copied into this repository: CI and developers keep it in a

@@ -13,6 +13,7 @@ import os
 from flask import Flask
 
 from .account import Sandbox
+from .app import create_sandbox_app
 
 
 def sandbox_for(app: Flask) -> Sandbox | None:
@@ -22,4 +23,4 @@ def sandbox_for(app: Flask) -> Sandbox | None:
     return Sandbox(app.config.get("SANDBOX_DB") or os.path.join(app.instance_path, "twilio-sandbox.db"))
 
 
-__all__ = ["Sandbox", "sandbox_for"]
+__all__ = ["Sandbox", "create_sandbox_app", "sandbox_for"]
