@@ -51,8 +51,10 @@ _demo_lock = threading.Lock()
 
 @bp.after_app_request
 def share_record_panel(response):
-    # A Flex plugin imports the module from Flex's origin; module scripts are fetched in CORS mode.
-    if request.endpoint == "static" and (request.view_args or {}).get("filename", "").startswith("record-panel."):
+    # A Flex plugin imports record-panel.js from Flex's origin; module scripts, and the sibling modules they import
+    # (record-panel/, shared/), are fetched in CORS mode. Every static .js is public code: all are shared.
+    filename = (request.view_args or {}).get("filename", "")
+    if request.endpoint == "static" and (filename.endswith(".js") or filename.startswith("record-panel.")):
         response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 

@@ -1,13 +1,31 @@
-// The agent console page script: token handling, the conversation list, and one conversation's audio.
+// @ts-check
+// The agent console page script: token handling, the conversation list, and one conversation's audio (the record
+// panel and the audio list, from record-panel.js as a Flex plugin imports them).
 import { mountAudioList, mountRecordPanel } from "./record-panel.js";
+import { byId, el } from "./shared/dom.js";
+import { errorFields, errorParts } from "./shared/errors.js";
+
+/**
+ * What the page's template hands the script (console.py's _page_config); the token only in the sandbox.
+ * @typedef {{sandbox: boolean, apiBaseUrl: string, consoleApi: string, conversationsUrl: string,
+ *   conversationUrl: string, page: "conversations" | "conversation", conversationSid?: string, identity?: string,
+ *   token?: string}} ConsoleConfig
+ */
+/**
+ * @typedef {{sid: string, friendly_name?: string | null, state?: string | null, date_created?: string | null}}
+ *   ConversationSummary
+ */
 
 const TOKEN_KEY = "audioConsole.flexToken";
+/** @type {Record<string, string>} */
 const CHANNEL_NAMES = { whatsapp: "WhatsApp", sms: "SMS/MMS", webchat: "Web chat", messenger: "Messenger", other: "Other channel" };
-const config = JSON.parse(document.getElementById("console-config").textContent);
-const app = document.getElementById("app");
+/** @type {ConsoleConfig} */
+const config = JSON.parse(byId("console-config", HTMLScriptElement).text);
+const app = byId("app", HTMLElement);
 
 // ---- the agent's token ---------------------------------------------------------------------------------
 
+/** @type {Promise<string> | null} */
 let tokenPrompt = null;
 
 function storedToken() {
@@ -26,23 +44,32 @@ function forgetToken() {
   }
 }
 
-/** The sandbox token is in the page; a real Flex token is asked for once per tab. */
+/**
+ * The sandbox token is in the page; a real Flex token is asked for once per tab.
+ * @returns {Promise<string>}
+ */
 async function getToken() {
-  if (config.sandbox) return config.token;
+  if (config.sandbox) return config.token || "";
   return storedToken() || askForToken();
 }
 
+/**
+ * Show the token card (saying what was wrong with the last token) until the agent gives one.
+ * @param {string} [problem]
+ * @returns {Promise<string>}
+ */
 function askForToken(problem = "") {
-  const card = document.getElementById("token-card");
-  const error = document.getElementById("token-error");
+  const card = byId("token-card", HTMLElement);
+  const error = byId("token-error", HTMLElement);
   error.textContent = problem;
   app.hidden = true;
   card.hidden = false;
   tokenPrompt ??= new Promise((resolve) => {
-    const form = document.getElementById("token-form");
+    const form = byId("token-form", HTMLFormElement);
+    const field = byId("flex-token", HTMLTextAreaElement);
     form.addEventListener("submit", function submit(event) {
       event.preventDefault();
-      const token = form.elements.token.value.trim();
+      const token = field.value.trim();
       if (!token) return;
       form.removeEventListener("submit", submit);
       try {
@@ -56,10 +83,16 @@ function askForToken(problem = "") {
       resolve(token);
     });
   });
-  document.getElementById("flex-token").focus();
+  byId("flex-token", HTMLTextAreaElement).focus();
   return tokenPrompt;
 }
 
+/**
+ * Call the console's JSON API as the agent; resolves with the parsed body, throws an Error to show.
+ * @param {string} path
+ * @param {{method?: string}} [request]
+ * @returns {Promise<any>}
+ */
 async function consoleApi(path, { method = "GET" } = {}) {
   const token = await getToken();
   let response;
@@ -74,10 +107,10 @@ async function consoleApi(path, { method = "GET" } = {}) {
   if (response.status === 401 && !config.sandbox) {
     // An expired or wrong token: ask again, then start the page over with the new one.
     forgetToken();
-    await askForToken(`That token was not accepted: ${body.error?.message || "unauthorized"}`);
+    await askForToken(`That token was not accepted: ${errorFields(body).message || "unauthorized"}`);
     window.location.reload();
   }
-  if (!response.ok) throw new Error(body.error?.message || `The service answered HTTP ${response.status}.`);
+  if (!response.ok) throw new Error(errorFields(body).message || `The service answered HTTP ${response.status}.`);
   return body;
 }
 
@@ -93,56 +126,58 @@ function setUpTokenReset() {
 
 // ---- pages ---------------------------------------------------------------------------------------------
 
+/** @param {ConversationSummary} conversation */
 function conversationLink(conversation) {
-  const item = document.createElement("li");
-  const link = document.createElement("a");
-  link.className = "conversation-link";
-  link.href = config.conversationUrl.replace("CONVERSATION_SID", encodeURIComponent(conversation.sid));
-  const name = document.createElement("span");
-  name.className = "conversation-name";
-  name.textContent = conversation.friendly_name || "Unnamed conversation";
-  const meta = document.createElement("span");
-  meta.className = "conversation-meta";
   const created = conversation.date_created ? new Date(conversation.date_created).toLocaleString() : "";
-  meta.textContent = [conversation.sid, conversation.state, created].filter(Boolean).join(" · ");
-  link.append(name, meta);
-  item.append(link);
-  return item;
+  const href = config.conversationUrl.replace("CONVERSATION_SID", encodeURIComponent(conversation.sid));
+  return el("li", {},
+    el("a", { class: "conversation-link", href },
+      el("span", { class: "conversation-name", text: conversation.friendly_name || "Unnamed conversation" }),
+      el("span", { class: "conversation-meta",
+                   text: [conversation.sid, conversation.state, created].filter(Boolean).join(" · ") })));
 }
 
 async function showConversations() {
-  const list = document.getElementById("conversation-list");
-  const status = document.getElementById("conversations-status");
+  const list = byId("conversation-list", HTMLUListElement);
+  const status = byId("conversations-status", HTMLElement);
   status.textContent = "Loading conversations…";
   try {
+    /** @type {{conversations: ConversationSummary[]}} */
     const { conversations } = await consoleApi("/conversations");
     list.replaceChildren(...conversations.map(conversationLink));
     status.textContent = conversations.length ? "" : "No conversations yet.";
   } catch (error) {
-    status.textContent = `Could not load conversations: ${error.message}`;
+    status.textContent = `Could not load conversations: ${errorParts(error).message}`;
   }
 }
 
+/** @param {string} sid */
 async function showConversationHeader(sid) {
   try {
+    /** @type {{friendly_name?: string | null, customer?: string | null, channel: string}} */
     const details = await consoleApi(`/conversations/${encodeURIComponent(sid)}`);
     const title = details.friendly_name || "Conversation";
-    document.getElementById("conversation-title").textContent = title;
+    byId("conversation-title", HTMLElement).textContent = title;
     document.title = `${title} · Audio messages`;
-    document.getElementById("conversation-customer").textContent = details.customer || "";
-    const channel = document.getElementById("conversation-channel");
+    byId("conversation-customer", HTMLElement).textContent = details.customer || "";
+    const channel = byId("conversation-channel", HTMLElement);
     channel.textContent = CHANNEL_NAMES[details.channel] || details.channel;
     channel.dataset.channel = details.channel;
     channel.hidden = false;
   } catch (error) {
-    document.getElementById("conversation-error").textContent = error.message;
+    byId("conversation-error", HTMLElement).textContent = errorParts(error).message;
   }
 }
 
+/**
+ * The sandbox's "Simulate customer voice note" button (absent outside the sandbox).
+ * @param {string} sid
+ * @param {{refresh: () => Promise<void>}} audioList
+ */
 function setUpSimulation(sid, audioList) {
   const button = document.getElementById("simulate");
-  if (!button) return;
-  const status = document.getElementById("simulate-status");
+  if (!(button instanceof HTMLButtonElement)) return;
+  const status = byId("simulate-status", HTMLElement);
   button.addEventListener("click", async () => {
     button.disabled = true;
     status.textContent = "Sending a voice note as the customer…";
@@ -151,27 +186,28 @@ function setUpSimulation(sid, audioList) {
       status.textContent = "Customer voice note delivered.";
       await audioList.refresh();
     } catch (error) {
-      status.textContent = `Could not simulate a voice note: ${error.message}`;
+      status.textContent = `Could not simulate a voice note: ${errorParts(error).message}`;
     } finally {
       button.disabled = false;
     }
   });
 }
 
+/** @param {string} sid */
 async function showConversation(sid) {
   await getToken(); // outside the sandbox: nothing is mounted until the agent has given a token
   showConversationHeader(sid);
   const shared = { apiBaseUrl: config.apiBaseUrl, getToken, conversationSid: sid };
-  const audioList = mountAudioList(document.getElementById("audio-list"), shared);
-  mountRecordPanel(document.getElementById("record-panel"), { ...shared, onSent: () => audioList.refresh() });
-  document.getElementById("reload-messages").addEventListener("click", () => audioList.refresh());
+  const audioList = mountAudioList(byId("audio-list", HTMLElement), shared);
+  mountRecordPanel(byId("record-panel", HTMLElement), { ...shared, onSent: () => audioList.refresh() });
+  byId("reload-messages", HTMLButtonElement).addEventListener("click", () => audioList.refresh());
   setUpSimulation(sid, audioList);
 }
 
 if (!config.sandbox) setUpTokenReset();
 if (config.page === "conversations") {
-  document.getElementById("reload-conversations").addEventListener("click", showConversations);
+  byId("reload-conversations", HTMLButtonElement).addEventListener("click", showConversations);
   showConversations();
-} else if (config.page === "conversation") {
+} else if (config.page === "conversation" && config.conversationSid) {
   showConversation(config.conversationSid);
 }

@@ -1,0 +1,220 @@
+// @ts-check
+/**
+ * Recording: which format this browser records, why it cannot, and one take (the microphone stream, its
+ * MediaRecorder and a level meter).
+ */
+import { errorParts } from "../shared/errors.js";
+import { mp4RecordedSeconds, repairedMp4 } from "./mp4.js";
+
+// What the service accepts, best first: Chrome/Edge/Firefox record WebM or Ogg Opus, Safari records MP4/AAC.
+const RECORDING_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4"];
+// WebKit hands a fragment over up to two seconds after its audio (see mp4.js); a frame (23 ms) short is whole.
+const MP4_CATCH_UP_MS = 2500;
+const MP4_END_TOLERANCE_S = 0.03;
+
+/**
+ * The first type in RECORDING_TYPES this browser can record, or null.
+ * @param {{isTypeSupported?: (type: string) => boolean} | undefined} [Recorder]
+ */
+export function pickRecordingType(Recorder = globalThis.MediaRecorder) {
+  if (typeof Recorder?.isTypeSupported !== "function") return null;
+  return RECORDING_TYPES.find((type) => Recorder.isTypeSupported?.(type)) || null;
+}
+
+/** Why this page cannot record here, or null when it can. */
+export function unsupportedReason() {
+  const canCapture = Boolean(globalThis.navigator?.mediaDevices?.getUserMedia);
+  if (!canCapture && globalThis.isSecureContext === false) {
+    return "Recording needs a secure page: open this page over https://.";
+  }
+  if (!canCapture || typeof globalThis.MediaRecorder !== "function") {
+    return "This browser cannot record audio. Use a current version of Chrome, Edge, Firefox or Safari.";
+  }
+  if (!pickRecordingType()) {
+    return "This browser cannot record audio in a format the service accepts (WebM, Ogg or MP4).";
+  }
+  return null;
+}
+
+/**
+ * What to tell the agent when the microphone could not be opened.
+ * @param {unknown} error what getUserMedia rejected with
+ */
+export function microphoneErrorMessage(error) {
+  const { name, message } = errorParts(error);
+  switch (name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return "Microphone access is blocked. Allow the microphone for this site (the icon in the address bar), then try again.";
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return "No microphone was found. Connect a microphone or headset and try again.";
+    case "NotReadableError":
+    case "AbortError":
+      return "The microphone could not be started. Another application may be using it.";
+    default:
+      return `The microphone could not be used${message ? `: ${message}` : "."}`;
+  }
+}
+
+/** @typedef {{context: AudioContext, analyser: AnalyserNode, samples: Float32Array<ArrayBuffer>}} Levels */
+
+/** One take: the microphone stream, its MediaRecorder and a level analyser. Always ends with tracks stopped. */
+export class Take {
+  /**
+   * @param {MediaStream} stream
+   * @param {string | null} mimeType
+   */
+  constructor(stream, mimeType) {
+    this.stream = stream;
+    /** @type {Blob[]} */
+    this.chunks = [];
+    /** @type {number | null} */
+    this.startedAt = null;
+    /** @type {number | null} */
+    this.stoppedAt = null;
+    this.recorder = new MediaRecorder(stream, { mimeType: mimeType ?? undefined });
+    this.recorder.addEventListener("dataavailable", (event) => {
+      if (event.data?.size) this.chunks.push(event.data);
+    });
+    /** @type {Promise<void>} Resolves when the recorder stopped, rejects with its error. */
+    this.finished = new Promise((resolve, reject) => {
+      this.recorder.addEventListener("stop", () => resolve());
+      this.recorder.addEventListener("error", (event) => reject(recorderError(event)));
+    });
+    this.started = new Promise((resolve) => {
+      this.recorder.addEventListener("start", () => {
+        this.startedAt = performance.now();
+        resolve(undefined);
+      });
+    });
+    // A timeslice keeps the data flowing, so a crash mid-recording loses at most a second.
+    this.recorder.start(1000);
+    /** @type {Levels | null} */
+    this.levels = this.openAnalyser();
+  }
+
+  /**
+   * Ask for the microphone and start recording in `mimeType`.
+   * @param {string | null} mimeType
+   */
+  static async open(mimeType) {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+    try {
+      return new Take(stream, mimeType);
+    } catch (error) {
+      stream.getTracks().forEach((track) => track.stop());
+      throw error;
+    }
+  }
+
+  /** @returns {Levels | null} */
+  openAnalyser() {
+    /** @type {typeof AudioContext | undefined} Safari before 14.1 names it webkitAudioContext. */
+    const Context = globalThis.AudioContext || Reflect.get(globalThis, "webkitAudioContext");
+    if (!Context) return null;
+    try {
+      const context = new Context();
+      const analyser = context.createAnalyser();
+      analyser.fftSize = 1024;
+      context.createMediaStreamSource(this.stream).connect(analyser);
+      return { context, analyser, samples: new Float32Array(analyser.fftSize) };
+    } catch {
+      return null; // the meter is a nicety; recording works without it
+    }
+  }
+
+  /** Input level 0..1 (RMS, scaled so normal speech fills most of the bar). */
+  level() {
+    if (!this.levels) return 0;
+    const { analyser, samples } = this.levels;
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const sample of samples) sum += sample * sample;
+    return Math.min(1, Math.sqrt(sum / samples.length) * 4);
+  }
+
+  /** Seconds recorded, from the recorder's start event to now or to Stop. */
+  elapsed() {
+    if (this.startedAt == null) return 0;
+    return ((this.stoppedAt ?? performance.now()) - this.startedAt) / 1000;
+  }
+
+  /** Stop and hand over the recording (WebKit's MP4 repaired and cut to the take). */
+  async stop() {
+    const mp4 = this.type().startsWith("audio/mp4");
+    if (this.recorder.state !== "inactive") {
+      this.stoppedAt = performance.now();
+      // WebKit's MP4 lags a fragment behind (see mp4.js): record on until the take's length has arrived.
+      if (mp4) await this.fragmentsCovering(this.elapsed());
+      if (this.isRecording()) {
+        this.recorder.requestData(); // flushes what a recorder holds back (Safari's fragment in progress)
+        this.recorder.stop();
+      }
+    }
+    try {
+      await this.finished;
+    } finally {
+      this.release();
+    }
+    const blob = new Blob(this.chunks, { type: this.type() });
+    return mp4 ? repairedMp4(blob, this.elapsed()) : blob;
+  }
+
+  /**
+   * Not stopped yet. (A separate look at the state: TypeScript would take it for unchanged since the one before
+   * an await, but the recorder may have stopped meanwhile.)
+   */
+  isRecording() {
+    return this.recorder.state !== "inactive";
+  }
+
+  type() {
+    // Firefox's mimeType stays empty until the start event, and its chunks say "audio/ogg; codecs=opus".
+    return this.recorder.mimeType || this.chunks[0]?.type || "audio/webm";
+  }
+
+  /**
+   * Wait (at most MP4_CATCH_UP_MS) until the chunks hold `seconds` of audio.
+   * @param {number} seconds
+   */
+  async fragmentsCovering(seconds) {
+    const deadline = performance.now() + MP4_CATCH_UP_MS;
+    this.recorder.requestData();
+    while (this.recorder.state === "recording" && performance.now() < deadline) {
+      const arrived = new Promise((resolve) => {
+        this.recorder.addEventListener("dataavailable", resolve, { once: true });
+        setTimeout(resolve, Math.max(0, deadline - performance.now()));
+      });
+      await arrived;
+      if (await mp4RecordedSeconds(new Blob(this.chunks)) >= seconds - MP4_END_TOLERANCE_S) return;
+    }
+  }
+
+  /** Give the microphone back: the browser's recording indicator goes away only when every track stops. */
+  release() {
+    if (this.recorder.state !== "inactive") {
+      try {
+        this.recorder.stop();
+      } catch {
+        // already stopping
+      }
+    }
+    this.stream.getTracks().forEach((track) => track.stop());
+    if (this.levels) {
+      this.levels.context.close().catch(() => {});
+      this.levels = null;
+    }
+  }
+}
+
+/**
+ * The error of a recorder's error event (older engines put it on the event), or a plain one.
+ * @param {Event} event
+ */
+function recorderError(event) {
+  const error = Reflect.get(event, "error");
+  return error || new Error("recording failed");
+}
