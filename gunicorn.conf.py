@@ -12,6 +12,8 @@ ride on patched sockets; ffmpeg runs as a subprocess, which gevent waits for too
 """
 
 import os
+import shutil
+import tempfile
 
 # Sandbox mode (no Twilio credentials) hands an agent token to whoever opens /agent: it listens on this machine
 # only unless HOST says otherwise. With credentials, every interface (the platform's router connects from outside).
@@ -59,3 +61,34 @@ def post_worker_init(worker):
 
     gc.collect()
     gc.freeze()
+
+
+# /metrics adds up what every worker counted (webhook_app/metrics.py): each writes its counts to files in this
+# folder, which must be in the environment before anything imports prometheus_client, the logger_class above
+# included. The master's own folder unless the operator shares one with RQ workers on the same machine.
+OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(tempfile.gettempdir(), f"webhook_app-metrics-{os.getpid()}")
+
+
+def on_starting(server):
+    # Counts are per run: a folder left by an earlier master with this pid (a restarted container's pid 1) starts
+    # empty; a shared one loses only the files of processes that are gone.
+    from webhook_app.metrics import prepare_directory
+
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if OWN_METRICS_DIR:
+        shutil.rmtree(directory, ignore_errors=True)
+    prepare_directory(directory)
+
+
+def child_exit(server, worker):
+    # A dead worker's counters still count (a total must not drop); its live gauges must not.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

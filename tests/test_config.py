@@ -102,6 +102,7 @@ def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example.com:5432/d")  # Heroku's spelling
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     monkeypatch.delenv("WEB_THREADS", raising=False)  # the default is the point
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # the file sets it: undone after the test
     on_postgres = runpy.run_path(GUNICORN_CONF)
     assert on_postgres["worker_class"] == "gevent" and on_postgres["workers"] == 3
     assert callable(on_postgres["post_request"])  # the fairness yield after each request

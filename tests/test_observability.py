@@ -3,6 +3,8 @@
 import json
 import logging
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.audio_samples import make_audio
 from tests.conftest import run_jobs
 from webhook_app.observability import ContextFilter, JsonFormatter, audit_id_var, request_id_var
@@ -48,11 +50,48 @@ def test_metrics_in_prometheus_text_format(client, app, deliver, tmp_path):
     run_jobs(app)
     response = client.get("/metrics")
     assert response.status_code == 200 and response.mimetype == "text/plain"
-    text = response.get_data(as_text=True)
-    assert 'audio_messages{direction="inbound",channel="whatsapp",status="ready"} 1' in text
-    assert 'audio_messages{direction="inbound",channel="whatsapp",status="failed"} 1' in text
-    assert "audio_job_retries_total 0" in text and "audio_queue_depth" in text
-    assert "audio_processing_seconds_count 2" in text
+    samples = scrape(response)
+    assert samples[("audio_messages", (("channel", "whatsapp"), ("direction", "inbound"), ("status", "ready")))] == 1
+    assert samples[("audio_messages", (("channel", "whatsapp"), ("direction", "inbound"), ("status", "failed")))] == 1
+    assert samples[("audio_job_retries_total", ())] == 0 and ("audio_queue_depth", ()) in samples
+    assert samples[("audio_processing_seconds_count", ())] == 2
+    assert samples[("audio_queue_up", ())] == 1
+
+
+def scrape(response) -> dict:
+    """{(sample name, sorted labels): value}, read by prometheus_client's own parser of the text format."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.get_data(as_text=True)) for sample in family.samples}
+
+
+def test_metrics_count_requests_and_transcodes_of_this_process(client, app, deliver, tmp_path):
+    before = scrape(client.get("/metrics"))
+    deliver(make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0), "audio/ogg; codecs=opus")
+    run_jobs(app)
+    client.get("/no/such/page")
+    after = scrape(client.get("/metrics"))
+
+    def grew(name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew("http_requests_total", method="GET", endpoint="observability.metrics", status="200") == 1
+    assert grew("http_requests_total", method="GET", endpoint="unrouted", status="404") == 1
+    assert grew("http_request_duration_seconds_count", endpoint="unrouted") == 1
+    assert grew("audio_transcode_seconds_count", outcome="ok") == 1
+
+
+def test_metrics_say_when_the_queue_does_not_answer(client, app):
+    class Down:
+        def depth(self):
+            raise ConnectionError("Redis is down")
+
+    app.extensions["jobs"], runner = Down(), app.extensions["jobs"]
+    try:
+        samples = scrape(client.get("/metrics"))
+    finally:
+        app.extensions["jobs"] = runner
+    assert samples[("audio_queue_up", ())] == 0 and ("audio_queue_depth", ()) not in samples
 
 
 def test_metrics_token_when_configured(client, app):

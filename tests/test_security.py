@@ -324,6 +324,7 @@ def test_the_sandbox_listens_on_this_machine_only_unless_told(monkeypatch):
     monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
     monkeypatch.delenv("HOST", raising=False)
     monkeypatch.setenv("PORT", "5123")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # the file sets it: undone after the test
     assert runpy.run_path(GUNICORN_CONF)["bind"] == "127.0.0.1:5123"
     monkeypatch.setenv("HOST", "0.0.0.0")
     assert runpy.run_path(GUNICORN_CONF)["bind"] == "0.0.0.0:5123"

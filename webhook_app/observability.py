@@ -9,12 +9,16 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from contextvars import ContextVar
 
 from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from sqlalchemy import func, select
 
 from .extensions import db
+from .metrics import HTTP_REQUESTS, HTTP_SECONDS, process_metrics
 from .models import AudioMessage
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -99,11 +103,14 @@ def init_app(app: Flask) -> None:
         incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
         g.request_id = request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
         g.context_tokens = (request_id_var.set(request_id), audit_id_var.set(None))
+        g.request_started = time.perf_counter()
 
     @app.after_request
     def echo_request_id(response):
         if "request_id" in g:
             response.headers["X-Request-Id"] = g.request_id
+            count_request(request.method, request.endpoint, response.status_code,
+                          time.perf_counter() - g.request_started)
         return response
 
     @app.teardown_request
@@ -120,6 +127,26 @@ def init_app(app: Flask) -> None:
             "who reaches this service; set METRICS_TOKEN to require 'Authorization: Bearer <token>'")
 
 
+# The labelled children, looked up once: the webhook's hot path pays a dict lookup, not prometheus_client's
+# label validation, per request.
+_request_counters: dict[tuple, tuple] = {}
+
+
+def count_request(method: str, endpoint: str | None, status: int, seconds: float) -> None:
+    # Unrouted requests (404s, scanners) share one endpoint label, so that no path a client makes up becomes a
+    # series; methods other than the usual ones too.
+    key = (method if method in HTTP_METHODS else "other", endpoint or "unrouted", status)
+    children = _request_counters.get(key)
+    if children is None:
+        children = _request_counters.setdefault(key, (HTTP_REQUESTS.labels(key[0], key[1], str(status)),
+                                                      HTTP_SECONDS.labels(key[1])))
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def bind_audit_id(audit_id: int | None) -> None:
     """Tag every following log line of this request or job with the audit row it is about."""
     audit_id_var.set(audit_id)
@@ -132,33 +159,50 @@ def metrics():
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(sent.encode(), token.encode()):
             return Response("unauthorized\n", status=401, mimetype="text/plain")
-    lines = [
-        "# HELP audio_messages Audio messages by direction, channel and status (all processes, from the database).",
-        "# TYPE audio_messages gauge",
-    ]
-    counts = db.session.execute(
-        select(AudioMessage.direction, AudioMessage.channel, AudioMessage.status, func.count())
-        .group_by(AudioMessage.direction, AudioMessage.channel, AudioMessage.status))
-    for direction, channel, status, count in counts:
-        lines.append(f'audio_messages{{direction="{direction}",channel="{channel}",status="{status}"}} {count}')
-    retried, processed_ms, processed = db.session.execute(select(
-        func.coalesce(func.sum(AudioMessage.attempts - 1).filter(AudioMessage.attempts > 1), 0),
-        func.coalesce(func.sum(AudioMessage.processing_ms), 0),
-        func.count(AudioMessage.processing_ms))).one()
-    lines += [
-        "# HELP audio_job_retries_total Job attempts beyond the first (transient Twilio errors, revived crashes).",
-        "# TYPE audio_job_retries_total counter",
-        f"audio_job_retries_total {retried}",
-        "# HELP audio_processing_seconds Time from start to ready/failed of finished audio messages.",
-        "# TYPE audio_processing_seconds summary",
-        f"audio_processing_seconds_sum {processed_ms / 1000:.3f}",
-        f"audio_processing_seconds_count {processed}",
-    ]
-    try:
-        depth = current_app.extensions["jobs"].depth()
-        lines += ["# HELP audio_queue_depth Jobs waiting in the queue.", "# TYPE audio_queue_depth gauge",
-                  f"audio_queue_depth {depth}"]
-    except Exception:  # noqa: BLE001 - metrics must answer even while Redis is down
-        lines += ["# HELP audio_queue_up Whether the job queue answers.", "# TYPE audio_queue_up gauge",
-                  "audio_queue_up 0"]
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    scrape = Scrape(process_metrics(), StateCollector(current_app.extensions["jobs"]))
+    return Response(encode(scrape), headers={"Content-Type": content_type})
+
+
+class Scrape:
+    """One exposition out of several collectors (generate_latest asks only for collect())."""
+
+    def __init__(self, *collectors) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self.collectors:
+            yield from collector.collect()
+
+
+class StateCollector:
+    """What the database and the queue hold, read at scrape time: the same figures whichever process answers, and
+    they cover the processes that cannot be scraped (workers on other dynos)."""
+
+    def __init__(self, jobs) -> None:
+        self.jobs = jobs
+
+    def collect(self) -> Iterator[Metric]:
+        messages = GaugeMetricFamily("audio_messages", "Audio messages by direction, channel and status (all "
+                                     "processes, from the database).", labels=["direction", "channel", "status"])
+        counts = db.session.execute(
+            select(AudioMessage.direction, AudioMessage.channel, AudioMessage.status, func.count())
+            .group_by(AudioMessage.direction, AudioMessage.channel, AudioMessage.status))
+        for direction, channel, status, count in counts:
+            messages.add_metric([direction, channel, status], count)
+        yield messages
+        retried, processed_ms, processed = db.session.execute(select(
+            func.coalesce(func.sum(AudioMessage.attempts - 1).filter(AudioMessage.attempts > 1), 0),
+            func.coalesce(func.sum(AudioMessage.processing_ms), 0),
+            func.count(AudioMessage.processing_ms))).one()
+        yield CounterMetricFamily("audio_job_retries", "Job attempts beyond the first (transient Twilio errors, "
+                                  "revived crashes).", value=retried)
+        yield SummaryMetricFamily("audio_processing_seconds", "Time from start to ready/failed of finished audio "
+                                  "messages.", count_value=processed, sum_value=processed_ms / 1000)
+        try:
+            depth = self.jobs.depth()
+        except Exception:  # noqa: BLE001 - metrics must answer even while Redis is down
+            yield GaugeMetricFamily("audio_queue_up", "Whether the job queue answers.", value=0)
+            return
+        yield GaugeMetricFamily("audio_queue_up", "Whether the job queue answers.", value=1)
+        yield GaugeMetricFamily("audio_queue_depth", "Jobs waiting in the queue.", value=depth)

@@ -37,7 +37,7 @@ def remove_dead_leftovers(root: str | None = None) -> int:
         return 0
     for entry in entries:
         match = LEFTOVER.match(entry.name)
-        if not match or not entry.is_dir(follow_symlinks=False) or _running(int(match.group(1))):
+        if not match or not entry.is_dir(follow_symlinks=False) or process_running(int(match.group(1))):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed += 1
@@ -46,7 +46,7 @@ def remove_dead_leftovers(root: str | None = None) -> int:
     return removed
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

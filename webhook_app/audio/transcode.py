@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from ..metrics import TRANSCODE_SECONDS
 from .detect import sniff_file
 from .ffmpeg import die_with_parent, ffmpeg_binary
 
@@ -85,6 +86,26 @@ def transcode_to_mp3(
     on_progress: Callable[[float], None] | None = None,
 ) -> TranscodeResult:
     """Transcode `src` into the MP3 file `dst`; raise AudioError with a human reason when it cannot be done."""
+    started = time.monotonic()
+    outcome = "error"
+    try:
+        result = _transcode(src, dst, bitrate_kbps=bitrate_kbps, mono=mono, loudness=loudness,
+                            max_duration_s=max_duration_s, timeout_s=timeout_s, keep_mp3=keep_mp3,
+                            on_progress=on_progress)
+        outcome = "ok"
+        return result
+    except AudioTimeout:
+        outcome = "timeout"
+        raise
+    except AudioError:
+        outcome = "not_audio"
+        raise
+    finally:
+        TRANSCODE_SECONDS.labels(outcome).observe(time.monotonic() - started)
+
+
+def _transcode(src: str, dst: str, *, bitrate_kbps: int, mono: bool, loudness: bool, max_duration_s: float | None,
+               timeout_s: float, keep_mp3: bool, on_progress: Callable[[float], None] | None) -> TranscodeResult:
     if bitrate_kbps not in BITRATES_KBPS:
         raise ValueError(f"bitrate {bitrate_kbps} kbps is not one of {BITRATES_KBPS}")
     size = os.path.getsize(src)
