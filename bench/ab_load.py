@@ -26,7 +26,13 @@ import statistics
 import sys
 import tempfile
 
-import load_bench as lb
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import _servers as servers  # noqa: E402
+from _loadgen import Source, measure_round, run_load  # noqa: E402
+from _webhooks import load_templates, load_webhooks, raw_request  # noqa: E402
+from tests.processes import Processes, free_port  # noqa: E402
+from webhook_app.sandbox import Sandbox  # noqa: E402
 
 ROUNDS = int(os.environ.get("AB_ROUNDS", "6"))
 SECONDS = float(os.environ.get("AB_SECONDS", "4"))
@@ -38,13 +44,13 @@ LABELS = ("A", "B")
 
 def main() -> int:
     workdir = tempfile.mkdtemp(prefix="ab-load-")
-    database_url, redis_url, backends = lb.choose_backends(workdir)
+    database_url, redis_url, backends = servers.choose_backends(workdir)
     queue_name = f"ab-{secrets.token_hex(4)}"
-    base = lb.service_env(workdir, database_url, redis_url, queue_name)
-    engine = lb.prepare_database(base)
-    sandbox = lb.Sandbox(base["SANDBOX_DB"])
-    templates = lb.load_templates(sandbox)
-    servers, all_processes = {}, []
+    base = servers.service_env(workdir, database_url, redis_url, queue_name)
+    engine = servers.prepare_database(base)
+    sandbox = Sandbox(base["SANDBOX_DB"])
+    templates = load_templates(sandbox)
+    targets, all_processes = {}, []
     errors = None  # None until every round ran: an interrupted run keeps its logs
     overrides = {label: {k[len(f"AB_{label}_"):]: v for k, v in os.environ.items() if k.startswith(f"AB_{label}_")}
                  for label in LABELS}
@@ -53,23 +59,23 @@ def main() -> int:
     try:
         for label in LABELS:
             env = dict(base, **{k: v for k, v in overrides[label].items() if k != "NICE"})
-            port = lb.free_port()
-            requests = [lb.raw_request(port, body, signature)
-                        for body, signature, _ in lb.load_webhooks(sandbox, templates, MAX_REQUESTS, port)]
-            processes = lb.Processes(env, workdir)
+            port = free_port()
+            requests = [raw_request(port, body, signature)
+                        for body, signature, _ in load_webhooks(sandbox, templates, MAX_REQUESTS, port)]
+            processes = Processes(env, workdir)
             all_processes.append(processes)
             name = f"web{label}"
-            lb.start_web(processes, "webhook_app:create_app()", port, workdir, name,
+            servers.start_web(processes, "webhook_app:create_app()", port, workdir, name,
                          nice=int(overrides[label].get("NICE", "0")))
-            servers[label] = (port, lb._Source(requests, MAX_REQUESTS, cycle=False), lb.access_log_path(workdir, name))
-        for label, (port, source, _) in servers.items():
-            lb.run_load(port, source, 2, f"{label}-warmup", workdir)
+            targets[label] = (port, Source(requests, MAX_REQUESTS, cycle=False), servers.access_log_path(workdir, name))
+        for label, (port, source, _) in targets.items():
+            run_load(port, source, 2, f"{label}-warmup", workdir)
         results = {label: [] for label in LABELS}
         for number in range(ROUNDS):
             for label in (LABELS if number % 2 == 0 else LABELS[::-1]):
-                port, source, access_log = servers[label]
-                result = lb.run_measured(port, source, SECONDS, f"{label}-{number}", workdir, access_log)
-                row = (result.rps, result.server_cpu_us, lb.p(result, 0.5), lb.p(result, 0.99), result.error_count)
+                port, source, access_log = targets[label]
+                result = measure_round(port, source, SECONDS, f"{label}-{number}", workdir, access_log)
+                row = (result.rps, result.server_cpu_us, result.ms(50), result.ms(99), result.error_count)
                 results[label].append(row)
                 print(f"{label} round {number + 1}: {row[0]:6.0f} req/s  CPU {row[1]:5.0f} us/request  p50 {row[2]:6.1f}"
                       f" ms  p99 {row[3]:6.1f} ms  errors {row[4]}", flush=True)
@@ -84,7 +90,7 @@ def main() -> int:
     finally:
         for processes in all_processes:
             processes.stop()
-        lb.cleanup(engine, sandbox.account_sid, redis_url, queue_name)
+        servers.cleanup(engine, sandbox.account_sid, redis_url, queue_name)
         # The servers' logs (access logs: tens of MB a run) stay only when something went wrong.
         if errors == 0 and not os.environ.get("AB_KEEP_LOGS"):
             shutil.rmtree(workdir, ignore_errors=True)
