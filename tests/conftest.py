@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 from tests.processes import ROOT
 from webhook_app import create_app
 # The agent of `agent_token` is the console's: the escaped chat identity Flex gives both a token and a participant.
-from webhook_app.agent.console import AGENT_ATTRIBUTES, AGENT_IDENTITY
+from webhook_app.agent.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY
 from webhook_app.extensions import db
 from webhook_app.models import AudioMessage, ChannelSettings, SettingsChange, SettingsVersion, StoredMedia
 
@@ -78,6 +78,7 @@ def app(database_url, queue_name, tmp_path):
         "SECRET_KEY": "test-secret",
         "SETTINGS_CHECK_INTERVAL_S": 0,  # tests change settings and expect them at once
         "JOB_RETRY_BASE_S": 0,  # job-level retries at once, so tests need not wait out a backoff
+        "MAINTENANCE_INTERVAL_S": 0,  # tests sweep when they mean to, never a background thread
     })
     with app.app_context():
         _reset_database()
@@ -159,7 +160,7 @@ def web_chat_message_with_two_attachments(app, sandbox, tmp_path) -> tuple[str, 
 def hold_outbound_conversions(monkeypatch, release: threading.Event) -> threading.Event:
     """Agent uploads wait for `release` before they convert (a request caught mid-flight); the event answered is
     set when one has started waiting."""
-    from webhook_app import outbound
+    from webhook_app.outbound import convert as outbound
 
     entered = threading.Event()
     real_transcode = outbound.transcode_to_mp3
@@ -247,7 +248,7 @@ def deployed_service(remote, database_url: str, **config) -> Iterator:
         service = create_app({
             "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "test-secret",
             "TWILIO_SANDBOX": False, "TWILIO_ACCOUNT_SID": remote.account_sid, "TWILIO_AUTH_TOKEN": remote.auth_token,
-            "TWILIO_API_BASE_URL": twilio_url, **config,
+            "TWILIO_API_BASE_URL": twilio_url, "MAINTENANCE_INTERVAL_S": 0, **config,
         })
         assert service.extensions["twilio"].sandbox is None
         yield service
@@ -278,7 +279,7 @@ def _rq_worker_loop(app, stop):
         def _install_signal_handlers(self):
             pass
 
-    from webhook_app.relay import relay_all_waiting
+    from webhook_app.jobs.relay import relay_all_waiting
 
     runner = app.extensions["jobs"]
     with app.app_context():

@@ -16,7 +16,7 @@ from tests.conftest import (audio_rows, load_fixture, post_webhook, run_jobs,
                             web_chat_message_with_two_attachments)
 from tests.processes import ROOT, kill_tree, wait_until
 from webhook_app.extensions import db
-from webhook_app.sweeper import sweep
+from webhook_app.jobs.sweeper import sweep
 
 REAL_REDIS = os.environ.get("TEST_REDIS_URL")
 REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
@@ -111,7 +111,7 @@ def test_web_process_killed_mid_job_is_revived_by_the_sweeper(app, sandbox, tmp_
 
 
 def test_redis_unreachable_still_acknowledges_and_the_sweeper_enqueues_later(client, app, sandbox, tmp_path):
-    from webhook_app.jobs import RqRunner
+    from webhook_app.jobs.queue import RqRunner
 
     working = app.extensions["jobs"]
     app.extensions["jobs"] = RqRunner("redis://127.0.0.1:1/0", "unreachable")  # nothing listens on port 1
@@ -161,8 +161,8 @@ class WorkerKilled(BaseException):
 def test_a_relay_killed_between_its_two_enqueues_loses_no_attachment(client, app, sandbox, tmp_path, monkeypatch):
     """The relay enqueues a web chat message's expansion and its rows' jobs in two Redis calls. Killed after the
     first, whichever it is, the message must still end up with every attachment."""
-    from webhook_app.jobs import RqRunner
-    from webhook_app.relay import relay_waiting_rows
+    from webhook_app.jobs.queue import RqRunner
+    from webhook_app.jobs.relay import relay_waiting_rows
 
     if not app.extensions["jobs"].relays_new_rows:
         pytest.skip("the relay runs with RQ on PostgreSQL (CI's second suite)")
@@ -198,7 +198,8 @@ def test_a_relay_killed_between_its_two_enqueues_loses_no_attachment(client, app
 
 def test_an_expansion_the_sweeper_cannot_enqueue_leaves_the_row_for_the_next_sweep(client, app, sandbox, tmp_path,
                                                                                     monkeypatch):
-    from webhook_app.jobs import RqRunner
+    from webhook_app.jobs.queue import RqRunner
+    from webhook_app.jobs.relay import EXPAND_MESSAGE
 
     if not app.extensions["jobs"].relays_new_rows:
         pytest.skip("the relay runs with RQ on PostgreSQL (CI's second suite)")
@@ -207,7 +208,7 @@ def test_an_expansion_the_sweeper_cannot_enqueue_leaves_the_row_for_the_next_swe
     enqueue = RqRunner.enqueue
 
     def expansion_refused(self, name, *args):
-        if name == "expand_message":
+        if name == EXPAND_MESSAGE:
             raise ConnectionError("Redis went away")
         return enqueue(self, name, *args)
 
@@ -232,7 +233,7 @@ def test_a_web_chat_message_whose_in_process_jobs_died_with_the_process_still_ge
         client, app, sandbox, tmp_path, monkeypatch):
     """In-process jobs live in the web process: a crash mid-job takes the pending expansion and its once-key
     with it, and the sweeper, reviving the row, must ask for the other attachments again."""
-    from webhook_app.jobs import InProcessRunner
+    from webhook_app.jobs.queue import InProcessRunner
     from webhook_app.models import AudioMessage
 
     runner = app.extensions["jobs"]
@@ -326,7 +327,7 @@ def test_database_down_means_503_and_nothing_half_stored(sandbox, tmp_path):
 
 
 def test_maintenance_interval_zero_means_no_maintenance_thread_not_a_busy_loop(app):
-    from webhook_app.sweeper import start_maintenance_thread
+    from webhook_app.jobs.sweeper import start_maintenance_thread
 
     app.config["MAINTENANCE_INTERVAL_S"] = 0
     with pytest.raises(ValueError, match="MAINTENANCE_INTERVAL_S"):
@@ -337,7 +338,7 @@ def test_a_web_chat_message_showing_no_audio_is_refused_while_its_expansion_cann
         client, app, sandbox, tmp_path, monkeypatch):
     """The webhook shows one attachment of an SDK message. If that one is an image, no row is stored, and only
     the expansion would find the voice note beside it: if it cannot be queued, a 200 would lose it."""
-    from webhook_app import jobs
+    from webhook_app.jobs import relay as jobs
 
     conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
     params = sandbox.customer_sends_media(conversation, b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png", "a.png")

@@ -275,7 +275,7 @@ def test_sdk_message_with_several_attachments_is_expanded_over_rest(client, app,
 
 def test_reading_an_sdk_message_outlives_a_database_refusing_its_rows(client, app, sandbox, agent_token, tmp_path,
                                                                       monkeypatch):
-    from webhook_app import inbound
+    from webhook_app.inbound import expand as inbound
 
     real_record, refused = inbound.record_message_media, []
 

@@ -205,7 +205,8 @@ def test_a_job_cut_off_by_a_database_outage_is_taken_over_by_its_retry(deliver, 
                                                                       caplog):
     """In both suites: the database goes away mid-job, and stays away while the job tries to put its row back and
     while the first retry tries to take the row; the next retry takes the row over from the cut-off attempt."""
-    from webhook_app import inbound, jobs
+    from webhook_app.inbound import normalize as inbound
+    from webhook_app.jobs import queue as jobs
 
     refusals = {"left": 0, "cut_off": False}
     in_a_job = threading.local()  # only the jobs lose the database: the test's own reads and the relay do not

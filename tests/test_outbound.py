@@ -7,7 +7,7 @@ import pytest
 from tests.audio_samples import KINDS, decoded_duration, make_audio, run_ffmpeg
 from tests.conftest import audio_rows, conversation_with_agent, hold_outbound_conversions
 from webhook_app.extensions import db
-from webhook_app.settings import update_settings
+from webhook_app.settings.rules import update_settings
 
 BROWSER_FORMATS = {  # what each browser's MediaRecorder produces, plus WAV and MP3 uploads
     "webm": "audio/webm;codecs=opus",  # Chromium
@@ -296,7 +296,7 @@ def test_a_recording_the_panel_stopped_at_the_cap_is_sent(client, app, sandbox, 
 
 def test_a_create_that_timed_out_at_the_deadline_is_looked_up_before_failing(client, app, sandbox, agent_token,
                                                                              conversation, tmp_path, monkeypatch):
-    from webhook_app import outbound
+    from webhook_app.outbound import post as outbound
     from webhook_app.twilio.http import TwilioHttpError
 
     api = app.extensions["twilio"]
@@ -342,7 +342,7 @@ def test_messages_with_any_json_attributes_do_not_stop_the_look_up(client, app, 
 
 
 def test_long_identities_and_keys_do_not_collide(app):
-    from webhook_app.outbound import IDEMPOTENCY_KEY_MAX, scoped_idempotency_key
+    from webhook_app.outbound.attempts import IDEMPOTENCY_KEY_MAX, scoped_idempotency_key
 
     identity = "agent-" + "x" * 290
     first = scoped_idempotency_key(identity, "recording-1")

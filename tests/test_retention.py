@@ -10,7 +10,7 @@ from tests.audio_samples import make_audio
 from tests.conftest import audio_rows, run_jobs
 from webhook_app.extensions import db
 from webhook_app.models import AudioMessage, StoredMedia, utcnow
-from webhook_app.retention import count_expired_media, delete_expired_media
+from webhook_app.media.retention import count_expired_media, delete_expired_media
 
 
 def listing(client, token, conversation_sid):
@@ -111,7 +111,7 @@ def test_a_store_failure_leaves_the_row_for_the_next_run(app, monkeypatch):
 
 
 def test_a_store_that_is_down_stops_the_run_instead_of_walking_every_expired_row(app, monkeypatch):
-    from webhook_app.retention import MAX_FAILURES_IN_A_ROW
+    from webhook_app.media.retention import MAX_FAILURES_IN_A_ROW
 
     app.config["RETENTION_DAYS"] = 1
     with app.app_context():

@@ -21,13 +21,13 @@ from tests.processes import ROOT, SERVICE_VARIABLES, Processes, descendants, fre
 from tests.test_inbound import listing
 from tests.test_outbound import post_audio, set_settings
 from tests.test_pre_event import PRE_EVENT, on_message_add, whatsapp  # noqa: F401 - whatsapp is a fixture
-from webhook_app import storage
+from webhook_app.media import storage
 from webhook_app.audio.transcode import _reason, transcode_to_mp3
 from webhook_app.auth import REFUSAL_WINDOW_S, REFUSALS_PER_CLIENT
 from webhook_app.config import Config
 from webhook_app.scratch import remove_dead_leftovers, scratch_dir
 from webhook_app.security import BODY_IDLE_TIMEOUT_S
-from webhook_app.storage import DATABASE_READ_BYTES
+from webhook_app.media.storage import DATABASE_READ_BYTES
 from webhook_app.sandbox import Sandbox
 
 HTML = b"<!doctype html><html><body><script>fetch('/api/v1/admin/settings/whatsapp', {method: 'PUT'})</script>"

@@ -5,11 +5,12 @@ import json
 import pytest
 
 from webhook_app import create_app
-from webhook_app import settings as settings_module
+from webhook_app.settings import cache as settings_module
 from webhook_app.errors import ApiError
 from webhook_app.extensions import db
 from webhook_app.models import SettingsChange
-from webhook_app.settings import policy_for, update_settings, validate_changes
+from webhook_app.settings.cache import settings_for
+from webhook_app.settings.rules import update_settings, validate_changes
 
 
 @pytest.mark.parametrize("channel,changes,message", [
@@ -42,11 +43,11 @@ def test_changes_are_audited_with_old_and_new_values(app):
         assert change.to_dict() | {"id": 0, "changed_at": None} == {
             "id": 0, "channel": "sms", "key": "bitrate_kbps", "old_value": 64, "new_value": 32,
             "changed_by": "alice", "changed_at": None}
-        assert policy_for("sms").bitrate_kbps == 32 and policy_for("sms").updated_by == "alice"
+        assert settings_for("sms").bitrate_kbps == 32 and settings_for("sms").updated_by == "alice"
 
 
 class FakeClock:
-    """Stands in for time.monotonic in webhook_app.settings: the test decides when the check interval is over."""
+    """Stands in for time.monotonic in webhook_app.settings.cache: the test decides when the check interval is over."""
 
     def __init__(self, now: float = 1000.0):
         self.now = now
@@ -64,17 +65,17 @@ def test_a_change_reaches_another_process_within_the_check_interval(app, databas
                         "SETTINGS_CHECK_INTERVAL_S": 0.5, "REDIS_URL": None})
     try:
         with other.app_context():
-            assert policy_for("whatsapp").sending_enabled is True  # read from the database and cached at t=0
+            assert settings_for("whatsapp").sending_enabled is True  # read from the database and cached at t=0
         with app.app_context():
             update_settings("whatsapp", {"sending_enabled": False}, "admin")
             db.session.commit()
         clock.now += 0.25
         with other.app_context():
             # Inside the interval the cache answers, however long the commit above took in real time.
-            assert policy_for("whatsapp").sending_enabled is True
+            assert settings_for("whatsapp").sending_enabled is True
         clock.now += 0.5  # 0.75 s after the last check: past the interval
         with other.app_context():
-            assert policy_for("whatsapp").sending_enabled is False
+            assert settings_for("whatsapp").sending_enabled is False
     finally:
         with other.app_context():
             db.engine.dispose()

@@ -17,8 +17,8 @@ from tests.audio_samples import make_audio
 from tests.conftest import audio_rows, run_jobs
 from webhook_app.extensions import db
 from webhook_app.models import StoredMedia, utcnow
-from webhook_app.retention import delete_expired_media
-from webhook_app.storage import DatabaseStore, MediaStore, S3Store, build_store
+from webhook_app.media.retention import delete_expired_media
+from webhook_app.media.storage import DatabaseStore, MediaStore, S3Store, build_store
 
 
 @pytest.fixture(scope="session")

@@ -108,7 +108,7 @@ def test_database_down_answers_503_so_twilio_can_retry(client, sandbox, app, mon
 
 
 def test_queue_down_still_acknowledges_and_leaves_row_queued(client, sandbox, app, monkeypatch):
-    from webhook_app import jobs
+    from webhook_app.jobs import queue as jobs
 
     def unreachable(*args, **kwargs):
         raise ConnectionError("redis unreachable")

@@ -12,12 +12,28 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Config, default_database_url
 
+# The factory's helpers below import the app's modules when an app is built, not at the top of this module:
+# `import webhook_app.<module>` (gunicorn's logger class in its master process, Alembic's env.py, scripts) must
+# stay light, and gunicorn's gevent workers must patch the standard library before requests, redis and psycopg
+# are imported.
+
 
 def create_app(test_config: dict | None = None) -> Flask:
-    from .admin.auth import AdminSessionInterface
-    from .wrappers import Request
+    from .extensions import db  # the factory's import (see above)
 
     app = Flask(__name__, instance_relative_config=True)
+    _configure(app, test_config)
+    _init_extensions(app)
+    _register_blueprints(app)
+    with app.app_context():
+        _engines.update(db.engines.values())
+    return app
+
+
+def _configure(app: Flask, test_config: dict | None) -> None:
+    from .admin.auth import AdminSessionInterface  # the factory's imports (see above)
+    from .wrappers import Request
+
     app.request_class = Request
     app.session_interface = AdminSessionInterface()
     app.config.from_object(Config())
@@ -28,17 +44,21 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["SQLALCHEMY_DATABASE_URI"] = default_database_url()
     # Stale connections after a PostgreSQL restart are replaced instead of failing a webhook.
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
-
     if app.config["PROXY_FIX_HOPS"] > 0:
         hops = app.config["PROXY_FIX_HOPS"]
         # Heroku's router terminates TLS: without this, request.url says http:// and signatures never match.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
-    from . import auth, errors, jobs, observability, settings, storage, sweeper
+
+def _init_extensions(app: Flask) -> None:
+    from . import auth, errors, observability  # the factory's imports (see above)
     from .audio.ffmpeg import configure_pydub
     from .extensions import db
     from .greenlets import install_gevent_wait, is_gevent_process
+    from .jobs import queue, sweeper
+    from .media import storage
     from .sandbox import sandbox_for
+    from .settings import cache as settings_cache
     from .twilio import client as twilio_client
     from .webhooks import group_commit
 
@@ -49,36 +69,30 @@ def create_app(test_config: dict | None = None) -> Flask:
     db.init_app(app)
     errors.init_app(app)
     twilio_client.init_app(app, sandbox_for(app))
-    jobs.init_app(app)
+    queue.init_app(app)
     group_commit.init_app(app)
     storage.init_app(app)
     auth.init_app(app)
-    settings.init_app(app)
+    settings_cache.init_app(app)
     sweeper.init_app(app)
     configure_pydub()
 
-    from . import health, playback, security
+
+def _register_blueprints(app: Flask) -> None:
+    from . import cli, cors, health, security  # the factory's imports (see above)
     from .admin import api as admin_api
     from .admin import views as admin_views
     from .agent import api as agent_api
     from .agent import console as agent_console
+    from .media import playback
     from .webhooks import conversations
 
-    app.register_blueprint(conversations.bp)
-    app.register_blueprint(agent_api.bp)
-    app.register_blueprint(playback.bp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(admin_api.bp)
-    app.register_blueprint(admin_views.bp)
-    app.register_blueprint(agent_console.bp)
+    for blueprint in (conversations.bp, agent_api.bp, playback.bp, health.bp, admin_api.bp, admin_views.bp,
+                      agent_console.bp):
+        app.register_blueprint(blueprint)
     security.init_app(app)
-
-    from . import cli
-
+    cors.init_app(app)
     cli.init_app(app)
-    with app.app_context():
-        _engines.update(db.engines.values())
-    return app
 
 
 @event.listens_for(Engine, "connect")

@@ -13,7 +13,7 @@ from sqlalchemy import Select, func, select
 from .errors import ApiError
 from .extensions import db
 from .models import CHANNELS, AudioMessage, Status, _iso
-from .playback import playback_url
+from .media.playback import playback_url
 from .twilio.sids import is_sid
 
 DIRECTIONS = ("inbound", "outbound")

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from flask import current_app, g, request
 
+from .cache import ExpiringCache
 from .errors import ApiError
 from .twilio.client import twilio_api
 from .twilio.http import TwilioHttpError
@@ -41,34 +42,6 @@ class FlexUser:
 class Refusal:
     message: str
     expires_at: float
-
-
-class TokenCache:
-    """Bounded LRU keyed by the token's hash: a page of players costs one IAM call, not one each, and a refused
-    token is refused again without asking."""
-
-    def __init__(self, max_entries: int = 10_000):
-        self.max_entries = max_entries
-        self._entries: OrderedDict[str, FlexUser | Refusal] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> FlexUser | Refusal | None:
-        with self._lock:
-            user = self._entries.get(key)
-            if user is None:
-                return None
-            if user.expires_at <= time.time():
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return user
-
-    def put(self, key: str, user: FlexUser | Refusal) -> None:
-        with self._lock:
-            self._entries[key] = user
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
 
 
 def _expiry(value) -> float:
@@ -113,7 +86,7 @@ class RefusalLimiter:
 
 
 def authenticate(token: str) -> FlexUser:
-    cache: TokenCache = current_app.extensions["flex_token_cache"]
+    cache: ExpiringCache = current_app.extensions["flex_token_cache"]
     key = hashlib.sha256(token.encode()).hexdigest()
     known = cache.get(key)
     if isinstance(known, Refusal):
@@ -147,9 +120,10 @@ def authenticate(token: str) -> FlexUser:
         refusal = "the Flex token has expired"
     if refusal:
         limiter.refused(client)
-        cache.put(key, Refusal(refusal, time.time() + REFUSED_CACHE_S))
+        refused = Refusal(refusal, time.time() + REFUSED_CACHE_S)
+        cache.put(key, refused, refused.expires_at)
         raise ApiError(401, "invalid_token", refusal)
-    cache.put(key, user)
+    cache.put(key, user, user.expires_at)
     return user
 
 
@@ -174,5 +148,7 @@ def flex_token_required(view):
 
 
 def init_app(app) -> None:
-    app.extensions["flex_token_cache"] = TokenCache()
+    # A page of players costs one IAM call, not one each, and a refused token is refused again without asking.
+    # Wall-clock expiry: a token's expiration is an instant, not a duration.
+    app.extensions["flex_token_cache"] = ExpiringCache(ttl_s=REFUSED_CACHE_S, max_entries=10_000, clock=time.time)
     app.extensions["flex_token_refusals"] = RefusalLimiter()

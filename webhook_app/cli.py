@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -12,10 +12,22 @@ import time
 import click
 import requests
 from flask import Flask, current_app
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import AppGroup, ScriptInfo, run_command, with_appcontext
+from werkzeug.serving import is_running_from_reloader
 
+from .agent.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY, demo_voice_note
+from .audit import audit_csv, filtered_query, parse_time
+from .errors import ApiError
+from .extensions import db
 from .humanize import format_bytes
+from .inbound.backfill import backfill
+from .jobs import queue
+from .jobs.sweeper import sweep
+from .jobs.worker import run_worker
+from .media.retention import retention_cli
 from .models import CHANNELS
+from .settings.cache import Settings, all_settings, settings_for
+from .settings.rules import BOOLEAN_KEYS, update_settings
 
 sandbox_cli = AppGroup("sandbox", help="Play Twilio's part locally (no Twilio account needed).")
 
@@ -29,16 +41,6 @@ def _sandbox():
     if sandbox is None:
         raise click.ClickException("TWILIO_ACCOUNT_SID is set: the sandbox is off. Unset it to use the sandbox.")
     return sandbox
-
-
-def _demo_voice_note(path: str, seconds: float) -> None:
-    """A WhatsApp-style voice note (Ogg/Opus, 16 kHz mono) made of a few tones, so there is something to hear."""
-    from .audio.ffmpeg import ffmpeg_binary
-
-    tones = "sine=f=330:d={0},volume=0.4[a];sine=f=440:d={0},volume=0.4[b];[a][b]concat=n=2:v=0:a=1".format(
-        seconds / 2)
-    subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex",
-                    tones, "-ar", "16000", "-ac", "1", "-c:a", "libopus", "-b:a", "24k", path], check=True)
 
 
 @sandbox_cli.command("send-audio")
@@ -58,7 +60,7 @@ def send_audio(file, channel, conversation_sid, server, content_type, wait):
     with tempfile.TemporaryDirectory() as workdir:
         if file is None:
             file = os.path.join(workdir, "voice-note.ogg")
-            _demo_voice_note(file, 6.0)
+            demo_voice_note(file, 6.0)
         with open(file, "rb") as handle:
             data = handle.read()
     extension = os.path.splitext(file)[1].lower()
@@ -66,8 +68,6 @@ def send_audio(file, channel, conversation_sid, server, content_type, wait):
     if conversation_sid is None:
         conversation_sid = sandbox.create_conversation(f"Sandbox {channel} customer", channel)["sid"]
         # The agent console's agent takes it, as a Flex agent accepting its task would, so /agent lists it.
-        from .agent.console import AGENT_ATTRIBUTES, AGENT_IDENTITY  # the console imports this module
-
         sandbox.add_participant(conversation_sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
     params = sandbox.customer_sends_media(conversation_sid, data, content_type, os.path.basename(file))
     url = server + "/twilio/conversations/post-event"
@@ -146,9 +146,6 @@ def credentials():
 @click.pass_context
 def serve_command(ctx, host, port):
     """`flask run` that first says where the agent console and the admin page are (what `make run` runs)."""
-    from flask.cli import ScriptInfo, run_command
-    from werkzeug.serving import is_running_from_reloader
-
     app = ctx.ensure_object(ScriptInfo).load_app()
     if not is_running_from_reloader():  # FLASK_DEBUG's reloader runs this command again in a child: say it once
         click.echo(serving_banner(f"http://{host}:{port}", sandbox=app.extensions["twilio"].sandbox is not None))
@@ -167,10 +164,7 @@ def serving_banner(base_url: str, sandbox: bool) -> str:
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 def worker(burst):
     """Run an RQ worker for the audio queue (needs REDIS_URL); it waits out Redis and database outages."""
-    from . import jobs
-    from .worker import run_worker
-
-    if not isinstance(jobs.runner(), jobs.RqRunner):
+    if not isinstance(queue.runner(), queue.RqRunner):
         raise click.ClickException("REDIS_URL is not set: jobs run inside the web process, no worker needed.")
     run_worker(current_app._get_current_object(), burst=burst)
     sys.exit(0)
@@ -180,8 +174,6 @@ def worker(burst):
 @with_appcontext
 def sweep_command():
     """Re-enqueue audio left queued or stuck by a crash or an outage; fail what cannot be finished."""
-    from .sweeper import sweep
-
     click.echo(sweep())
 
 
@@ -190,10 +182,6 @@ def sweep_command():
 @click.option("--since", default="2h", show_default=True, help="How far back: 30m, 2h, 7d, or an ISO 8601 time.")
 def backfill_command(since):
     """Record audio messages the webhook missed, reading recent messages of active conversations over REST."""
-    from .audit import parse_time
-    from .backfill import backfill
-    from .errors import ApiError
-
     try:
         cutoff = parse_time(since, "since")
     except ApiError as exc:
@@ -207,16 +195,12 @@ settings_cli = AppGroup("settings", help="Show or change per-channel audio setti
 
 
 @settings_cli.command("show")
-# policy_for() falls back to `other` for a channel it does not know; a name typed here must not.
+# settings_for() falls back to `other` for a channel it does not know; a name typed here must not.
 @click.argument("channel", required=False, type=click.Choice(CHANNELS))
 def settings_show(channel):
     """Print the settings of every channel (or one) as JSON."""
-    import json
-
-    from .settings import all_policies, policy_for
-
-    policies = [policy_for(channel)] if channel else all_policies()
-    click.echo(json.dumps([p.to_dict() for p in policies], indent=2))
+    shown = [settings_for(channel)] if channel else all_settings()
+    click.echo(json.dumps([settings.to_dict() for settings in shown], indent=2))
 
 
 @settings_cli.command("set")
@@ -226,12 +210,6 @@ def settings_show(channel):
 @click.option("--by", "actor", default=lambda: f"cli:{os.environ.get('USER', 'unknown')}", show_default="cli:$USER")
 def settings_set(channel, key, value, actor):
     """Set one KEY of CHANNEL (true/false for switches, whole numbers for caps and bitrate)."""
-    import json
-
-    from .errors import ApiError
-    from .extensions import db
-    from .settings import BOOLEAN_KEYS, Policy, update_settings
-
     if key in BOOLEAN_KEYS:
         lowered = value.lower()
         if lowered not in ("true", "false"):
@@ -247,7 +225,7 @@ def settings_set(channel, key, value, actor):
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
     db.session.commit()
-    click.echo(json.dumps(Policy.from_row(row).to_dict(), indent=2))
+    click.echo(json.dumps(Settings.from_row(row).to_dict(), indent=2))
 
 
 audit_cli = AppGroup("audit", help="Export the audio audit trail.")
@@ -263,9 +241,6 @@ audit_cli = AppGroup("audit", help="Export the audio audit trail.")
 @click.option("--output", "-o", type=click.File("w"), default="-", help="CSV file (default: standard output).")
 def audit_export(since, until, direction, channel, status, conversation_sid, output):
     """Write audit rows as CSV, newest first."""
-    from .audit import audit_csv, filtered_query
-    from .errors import ApiError
-
     args = {k: v for k, v in dict(since=since, until=until, direction=direction, channel=channel, status=status,
                                    conversation_sid=conversation_sid).items() if v}
     try:
@@ -284,6 +259,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(backfill_command)
     app.cli.add_command(settings_cli)
     app.cli.add_command(audit_cli)
-    from .retention import retention_cli
-
     app.cli.add_command(retention_cli)

@@ -102,7 +102,17 @@ def instance_secret_key(directory: str | None = None) -> str:
 
 
 class Config:
+    """Every setting, read from the environment and checked, in groups; README has the table."""
+
     def __init__(self) -> None:
+        self._read_services()
+        self._read_twilio()
+        self._read_web()
+        self._read_limits_and_jobs()
+        self._read_logging()
+        self._read_storage()
+
+    def _read_services(self) -> None:
         env = os.environ.get
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(env("DATABASE_URL", ""))  # "" = instance/ default
         self.REDIS_URL = env("REDIS_URL") or None
@@ -111,6 +121,8 @@ class Config:
         self.REDIS_TLS_VERIFY = env_bool("REDIS_TLS_VERIFY", True)
         self.RQ_QUEUE = env("RQ_QUEUE", "audio")
 
+    def _read_twilio(self) -> None:
+        env = os.environ.get
         self.TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID") or None
         self.TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN") or None
         self.TWILIO_API_KEY_SID = env("TWILIO_API_KEY_SID") or None
@@ -120,6 +132,8 @@ class Config:
         self.TWILIO_SANDBOX = self.TWILIO_ACCOUNT_SID is None
         self.SANDBOX_DB = env("SANDBOX_DB") or None  # default: instance/twilio-sandbox.db
 
+    def _read_web(self) -> None:
+        env = os.environ.get
         secret = env("SECRET_KEY")
         if not secret and not self.TWILIO_SANDBOX:
             # Playback URLs are signed: with a random key per process, one dyno's links break on another.
@@ -144,6 +158,7 @@ class Config:
         ]
         self.ADMIN_TOKEN = env("ADMIN_TOKEN") or None
 
+    def _read_limits_and_jobs(self) -> None:
         self.PLAYBACK_URL_TTL_S = env_int("PLAYBACK_URL_TTL_S", 3600, minimum=1)
         self.MEDIA_DOWNLOAD_MAX_BYTES = env_int("MEDIA_DOWNLOAD_MAX_BYTES", 32 * 1024 * 1024, minimum=1)
         self.TWILIO_HTTP_TIMEOUT_S = env_int("TWILIO_HTTP_TIMEOUT_S", 15, minimum=1)
@@ -160,10 +175,14 @@ class Config:
         # The relay wakes on PostgreSQL NOTIFY; this is only its safety-net poll (webhook_app.relay).
         self.RELAY_POLL_S = env_int("RELAY_POLL_S", 5, minimum=1)
         self.JOB_WORKERS = env_int("JOB_WORKERS", 2, minimum=1)  # threads of the in-process job runner
+
+    def _read_logging(self) -> None:
         self.LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)
         self.LOG_FORMAT = env_choice("LOG_FORMAT", "json", LOG_FORMATS)  # json (one object per line) or text
-        self.METRICS_TOKEN = env("METRICS_TOKEN") or None
+        self.METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
 
+    def _read_storage(self) -> None:
+        env = os.environ.get
         # Media storage and retention (docs/architecture.md, "Storage and retention"); checked by storage.init_app.
         self.MEDIA_STORE = (env("MEDIA_STORE") or "database").strip().lower()  # database | s3
         self.S3_BUCKET = env("S3_BUCKET") or None

@@ -17,8 +17,9 @@ from __future__ import annotations
 import sys
 from time import monotonic
 
-from psycopg import errors, waiting
-from psycopg._enums import Ready, Wait
+from psycopg import errors
+
+from .compat import Ready, Wait, WaitTimeout, check_fd_closed, install_psycopg_wait
 
 # libev's and libuv's READ and WRITE, as gevent exposes them, have selectors' values, which psycopg's Wait and
 # Ready use too.
@@ -33,14 +34,14 @@ def is_gevent_process() -> bool:
 
 def install_gevent_wait() -> None:
     """Make psycopg's connections wait with `wait_gevent` (Connection.wait looks `waiting.wait` up per call)."""
-    waiting.wait = wait_gevent
+    install_psycopg_wait(wait_gevent)
 
 
 def wait_gevent(gen, fileno: int, interval: float = 0.0, timeout: float | None = None):
     """psycopg's wait-function protocol (waiting.wait_poll's): drive `gen`, waiting for the socket state it asks
     for; `timeout` raises psycopg's _WaitTimeout. `interval` is for noticing Ctrl-C in a blocked thread, which a
     greenlet is not, so it is not used."""
-    from gevent.hub import get_hub
+    from gevent.hub import get_hub  # gevent only where it runs: this is called in gevent processes alone
 
     hub = get_hub()
     deadline = None if timeout is None else monotonic() + timeout
@@ -50,13 +51,13 @@ def wait_gevent(gen, fileno: int, interval: float = 0.0, timeout: float | None =
             remaining = None if deadline is None else max(0.0, deadline - monotonic())
             wanted = gen.send(_ready(hub, fileno, wanted, remaining))
             if deadline is not None and monotonic() >= deadline:
-                raise errors._WaitTimeout("wait timeout expired")
+                raise WaitTimeout("wait timeout expired")
     except StopIteration as done:
         return done.value
 
 
 def _ready(hub, fileno: int, wanted: Wait, seconds: float | None) -> Ready:
-    from gevent.hub import Waiter
+    from gevent.hub import Waiter  # as above
 
     loop = hub.loop
     watcher = loop.io(fileno, int(wanted))
@@ -78,6 +79,6 @@ def _ready(hub, fileno: int, wanted: Wait, seconds: float | None) -> Ready:
     ready = Ready(events & (_READ | _WRITE))
     if not ready:
         # Neither readable nor writable, yet woken: the socket is gone (libev's EV_ERROR). As wait_poll does.
-        waiting._check_fd_closed(fileno)
+        check_fd_closed(fileno)
         raise errors.OperationalError("connection socket closed")
     return ready

@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 
 from .extensions import db
-from .jobs import runner
+from .jobs.queue import runner
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import cached_property
 
+from .compat import URL_QUOTE_ERRORS, cache_body, has_cached_body
+
 
 class Request(flask.Request):
     @cached_property
@@ -42,10 +44,10 @@ class Request(flask.Request):
         limit = self.max_form_memory_size
         if limit is not None and (self.content_length or 0) > limit:
             raise RequestEntityTooLarge()
-        if self.content_length is not None and "_cached_data" not in self.__dict__:
+        if self.content_length is not None and not has_cached_body(self):
             # The body at once from the server's input, without werkzeug's stream wrappers (a tenth of a webhook).
             body = self.environ["wsgi.input"].read(self.content_length)
-            self._cached_data = body
+            cache_body(self, body)
         else:
             body = self.get_data(cache=True)
         if limit is not None and len(body) > limit:  # chunked: no Content-Length to check first
@@ -71,4 +73,4 @@ def parse_form(text: str) -> list[tuple[str, str]]:
 def _unquote_plus(text: str) -> str:
     if "+" in text:
         text = text.replace("+", " ")
-    return unquote(text, errors="werkzeug.url_quote") if "%" in text else text
+    return unquote(text, errors=URL_QUOTE_ERRORS) if "%" in text else text

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from tests.audio_samples import decoded_duration
 from webhook_app.extensions import db
-from webhook_app.settings import update_settings
+from webhook_app.settings.rules import update_settings
 from webhook_app.sandbox import Sandbox
 
 from tests.conftest import deployed_service, hold_outbound_conversions, serving

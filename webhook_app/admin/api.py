@@ -9,7 +9,8 @@ from ..audit import audit_csv, audit_dict, audit_page, filtered_query
 from ..errors import ApiError
 from ..extensions import db
 from ..models import CHANNELS, AudioMessage, ChannelSettings, SettingsChange
-from ..settings import Policy, update_settings
+from ..settings.cache import Settings
+from ..settings.rules import update_settings
 from .auth import admin_required
 
 MAX_AUDIT_ID = 2**31 - 1
@@ -19,7 +20,7 @@ bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 
 def _settings_rows() -> list[dict]:
     rows = {row.channel: row for row in db.session.scalars(select(ChannelSettings))}
-    return [Policy.from_row(rows[c]).to_dict() for c in CHANNELS if c in rows]
+    return [Settings.from_row(rows[c]).to_dict() for c in CHANNELS if c in rows]
 
 
 def _json_body() -> dict:
@@ -52,7 +53,7 @@ def get_settings(channel: str):
     row = db.session.get(ChannelSettings, channel)
     if row is None:
         raise ApiError(404, "unknown_channel", f"no channel {channel!r}; channels are {', '.join(CHANNELS)}")
-    return jsonify(Policy.from_row(row).to_dict())
+    return jsonify(Settings.from_row(row).to_dict())
 
 
 @bp.put("/settings/<channel>")
@@ -60,7 +61,7 @@ def get_settings(channel: str):
 def put_settings(channel: str):
     row = update_settings(channel, _json_body(), g.admin)
     db.session.commit()
-    return jsonify(Policy.from_row(row).to_dict())
+    return jsonify(Settings.from_row(row).to_dict())
 
 
 @bp.get("/settings-changes")

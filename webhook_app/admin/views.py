@@ -7,7 +7,7 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from ..errors import ApiError
 from ..models import CHANNELS
-from ..settings import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
+from ..settings.rules import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
 from ..twilio.client import twilio_api
 from .auth import (
     ADMIN_SESSION_MAX_S,

@@ -13,8 +13,8 @@ from flask import g
 
 from ..auth import FlexUser, flex_token_required
 from ..errors import ApiError
-from ..inbound import participant_cache
-from ..outbound import conversation_participants
+from ..settings.channels import conversation_participants
+from ..twilio.client import twilio_api
 from ..twilio.sids import is_sid
 
 ROLES_REACHING_EVERY_CONVERSATION = frozenset({"admin", "supervisor"})
@@ -35,7 +35,7 @@ def authorize_conversation(user: FlexUser, conversation_sid: str) -> None:
     no such conversation, 502 when it could not say)."""
     if reaches_every_conversation(user):
         return
-    cached = participant_cache.cached(conversation_sid)
+    cached = twilio_api().cached_participants(conversation_sid)
     if cached is not None and _is_participant(user, cached):
         return
     # Not cached, or cached before the agent accepted the task (Flex adds them then): ask Twilio once, and keep

@@ -9,30 +9,16 @@ from sqlalchemy import select
 
 from ..errors import ApiError
 from ..extensions import db
+from ..media.playback import playback_url
 from ..models import AudioMessage
-from ..outbound import Upload, effective_settings, send_agent_audio
-from ..playback import playback_url
+from ..outbound.attempts import Upload
+from ..outbound.send import send_agent_audio
 from ..scratch import scratch_dir
+from ..settings.channels import conversation_settings
 from .access import conversation_access_required
 
+# Cross-origin (Flex's origins, preflights): webhook_app/cors.py.
 bp = Blueprint("agent_api", __name__, url_prefix="/api/v1")
-
-@bp.after_request
-def cors(response):
-    origin = request.headers.get("Origin")
-    if origin and origin in current_app.config["FLEX_ALLOWED_ORIGINS"]:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Idempotency-Key"
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, OPTIONS"
-        response.headers["Access-Control-Max-Age"] = "600"
-        response.headers.add("Vary", "Origin")
-    return response
-
-
-@bp.before_request
-def answer_preflight():
-    if request.method == "OPTIONS":
-        return current_app.make_default_options_response()
 
 
 @bp.get("/conversations/<conversation_sid>/audio")
@@ -68,6 +54,6 @@ def send_audio(conversation_sid: str):
 @conversation_access_required
 def audio_settings(conversation_sid: str):
     """What the record panel needs: may this agent send audio here, and within which caps."""
-    settings = effective_settings(conversation_sid)
+    settings = conversation_settings(conversation_sid)
     return jsonify({key: settings.to_dict()[key]
                     for key in ("channel", "sending_enabled", "max_bytes", "max_duration_s", "bitrate_kbps")})

@@ -10,54 +10,26 @@ import collections
 import json
 import os
 import tempfile
-import threading
 from datetime import datetime, timezone
 
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for
-from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from ..auth import flex_token_required
-from ..channels import channel_from_participants
-from ..cli import _demo_voice_note
-from ..errors import ApiError
-from ..outbound import conversation_participants
+from ..errors import ApiError, conversation_error
+from ..settings.channels import channel_from_participants, conversation_participants
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
 from ..twilio.sids import is_sid
 from .access import conversation_access_required, reaches_every_conversation
+from .demo import AGENT_IDENTITY, AGENT_NAME, DEMO_VOICE_NOTE_S, demo_voice_note, ensure_demo_conversations
 
 bp = Blueprint("agent_console", __name__)
 
-# The sandbox console's agent. Flex escapes a user's name into their chat identity, which both their token's
-# `identity` and their participant in a task's conversation carry: the console's token must too, to reach them.
-AGENT_NAME = "agent@example.com"
-AGENT_IDENTITY = "agent_40example_2Ecom"
-AGENT_ATTRIBUTES = '{"member_type":"agent"}'
-DEMO_CONVERSATIONS = (
-    ("whatsapp", "Demo customer · WhatsApp"),
-    ("sms", "Demo customer · SMS"),
-    ("webchat", "Demo customer · Web chat"),
-)
-DEMO_VOICE_NOTE_S = 5.0
 SANDBOX_TOKEN_TTL_S = 8 * 3600  # a working day: the embedded token must outlive an open tab
 LIST_LIMIT = 200
 SCAN_LIMIT = 5000
 PARTICIPANT_CONVERSATIONS_PAGE_SIZE = 50  # that resource's maximum (100 elsewhere in Conversations)
 POST_EVENT_PATH = "/twilio/conversations/post-event"
-
-# Two first visits at once must not both create the demo conversations (one process; the sandbox is local).
-_demo_lock = threading.Lock()
-
-
-@bp.after_app_request
-def share_record_panel(response):
-    # A Flex plugin imports record-panel.js from Flex's origin; module scripts, and the sibling modules they import
-    # (record-panel/, shared/), are fetched in CORS mode. Every static .js is public code: all are shared.
-    filename = (request.view_args or {}).get("filename", "")
-    if request.endpoint == "static" and (filename.endswith(".js") or filename.startswith("record-panel.")):
-        response.headers["Access-Control-Allow-Origin"] = "*"
-    return response
-
 
 # -- pages --------------------------------------------------------------------------------------------------
 
@@ -111,7 +83,7 @@ def api_conversations():
 @bp.get("/agent/api/conversations/<conversation_sid>")
 @conversation_access_required
 def api_conversation(conversation_sid: str):
-    details = _twilio(lambda: twilio_api().fetch_conversation(conversation_sid))
+    details = _twilio(lambda: twilio_api().fetch_conversation(conversation_sid), conversation_sid)
     participants = conversation_participants(conversation_sid)
     return jsonify({
         "sid": details["sid"],
@@ -130,7 +102,7 @@ def simulate_voice_note(conversation_sid: str):
         raise ApiError(404, "sandbox_only", "simulating a customer needs the local Twilio sandbox")
     with tempfile.TemporaryDirectory() as workdir:
         path = os.path.join(workdir, "voice-note.ogg")
-        _demo_voice_note(path, DEMO_VOICE_NOTE_S)
+        demo_voice_note(path, DEMO_VOICE_NOTE_S)
         with open(path, "rb") as handle:
             data = handle.read()
     try:
@@ -163,47 +135,28 @@ def _deliver_in_process(sandbox, params: dict) -> int:
 
 def _every_conversation() -> list[dict]:
     """The account's newest LIST_LIMIT conversations (of the first SCAN_LIMIT), newest first."""
-    client = twilio_api().client
     # Twilio lists conversations oldest first and cannot be asked for the newest: read on (up to SCAN_LIMIT) and
     # keep the last LIST_LIMIT, or an account with more than LIST_LIMIT would never show its newest ones.
-    found = _twilio(lambda: collections.deque(
-        client.conversations.v1.conversations.stream(limit=SCAN_LIMIT, page_size=100), maxlen=LIST_LIMIT))
-    return [_listed(c.sid, c.friendly_name, c.state, c.date_created) for c in reversed(found)]
+    found = _twilio(lambda: collections.deque(twilio_api().conversations(limit=SCAN_LIMIT), maxlen=LIST_LIMIT))
+    return [_listed(c) for c in reversed(found)]
 
 
 def _conversations_of(identity: str) -> list[dict]:
     """The conversations `identity` is a participant of, newest first, from Twilio's Participant Conversations
     resource: one listing of that participant's conversations instead of every conversation's participants."""
-    client = twilio_api().client
-    found = _twilio(lambda: list(client.conversations.v1.participant_conversations.stream(
-        identity=identity, limit=SCAN_LIMIT, page_size=PARTICIPANT_CONVERSATIONS_PAGE_SIZE)))
+    found = _twilio(lambda: list(twilio_api().participant_conversations(
+        identity, limit=SCAN_LIMIT, page_size=PARTICIPANT_CONVERSATIONS_PAGE_SIZE)))
     # Twilio does not document this list's order: sort by creation, newest first (ties keep the listed order,
     # reversed, as for the account's list).
     found.reverse()
-    found.sort(key=lambda c: c.conversation_date_created or datetime.min.replace(tzinfo=timezone.utc),
-               reverse=True)
-    return [_listed(c.conversation_sid, c.conversation_friendly_name, c.conversation_state,
-                    c.conversation_date_created) for c in found[:LIST_LIMIT]]
+    found.sort(key=lambda c: c["date_created"] or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
+    return [_listed(c) for c in found[:LIST_LIMIT]]
 
 
-def _listed(sid: str, friendly_name: str | None, state, date_created: datetime | None) -> dict:
-    return {"sid": sid, "friendly_name": friendly_name, "state": state,
+def _listed(conversation: dict) -> dict:
+    date_created = conversation["date_created"]
+    return {"sid": conversation["sid"], "friendly_name": conversation["friendly_name"], "state": conversation["state"],
             "date_created": date_created.isoformat() if date_created else None}
-
-
-def ensure_demo_conversations() -> None:
-    """WhatsApp, SMS and web chat conversations with the console's agent in them, created once per sandbox."""
-    sandbox = twilio_api().sandbox
-    client = twilio_api().client
-    with _demo_lock:
-        existing = {c.friendly_name: c.sid for c in _twilio(lambda: client.conversations.v1.conversations.list())}
-        joined = {c.conversation_sid for c in _twilio(
-            lambda: client.conversations.v1.participant_conversations.list(identity=AGENT_IDENTITY))}
-        for channel, name in DEMO_CONVERSATIONS:
-            sid = existing.get(name) or sandbox.create_conversation(name, channel)["sid"]
-            # A sandbox from before the agent carried Flex's escaped identity has demo conversations without them.
-            if sid not in joined:
-                sandbox.add_participant(sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
 
 
 def _customer_label(participants: list[dict]) -> str | None:
@@ -221,18 +174,8 @@ def _customer_label(participants: list[dict]) -> str | None:
     return None
 
 
-def _twilio(fn):
+def _twilio(fn, conversation_sid: str | None = None):
     try:
         return fn()
     except TwilioHttpError as exc:
-        _raise_twilio(exc.status, str(exc))
-    except TwilioRestException as exc:
-        _raise_twilio(exc.status, exc.msg)
-    except TwilioException as exc:
-        _raise_twilio(None, str(exc))
-
-
-def _raise_twilio(status: int | None, detail: str):
-    if status == 404:
-        raise ApiError(404, "conversation_not_found", "Twilio has no such conversation")
-    raise ApiError(502, "twilio_error", f"Twilio could not be reached or refused: {detail}")
+        raise conversation_error(exc, conversation_sid) from exc

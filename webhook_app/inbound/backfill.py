@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 
-from . import jobs
-from .channels import channel_from_address
-from .extensions import db
-from .inbound import parse_media, record_message_media
-from .twilio.client import twilio_api
+from ..extensions import db
+from ..jobs import queue
+from ..settings.channels import channel_from_address
+from ..twilio.client import twilio_api
+from .events import parse_media
+from .record import record_message_media
 
 log = logging.getLogger(__name__)
 
@@ -21,29 +22,27 @@ SOURCE_BY_CHANNEL = {"whatsapp": "WHATSAPP", "sms": "SMS", "messenger": "MESSENG
 def backfill(since: datetime) -> dict:
     api = twilio_api()
     counts = {"conversations": 0, "messages": 0, "new_rows": 0}
-    for conversation in api.client.conversations.v1.conversations.stream(page_size=100):
+    for conversation in api.conversations():
         # Not filtered on date_updated: Twilio documents it as the resource's last update, not its last message's,
         # so the conversations that missed a webhook could be exactly the ones it skips. One page of messages per
         # open conversation settles it, newest first.
-        if conversation.state == "closed":
+        if conversation["state"] == "closed":
             continue
         counts["conversations"] += 1
-        messages = api.client.conversations.v1.conversations(conversation.sid).messages.stream(order="desc",
-                                                                                                page_size=100)
-        for message in messages:
-            if _aware(message.date_created) < since:
+        for message in api.messages(conversation["sid"], newest_first=True):
+            if _aware(message["date_created"]) < since:
                 break  # newest first: everything after this is older
-            if not message.media:
+            if not message["media"]:
                 continue
             counts["messages"] += 1
-            channel = channel_from_address(message.author)
-            event = {"AccountSid": message.account_sid, "ChatServiceSid": conversation.chat_service_sid,
-                     "ConversationSid": conversation.sid, "MessageSid": message.sid, "Author": message.author,
-                     "Source": SOURCE_BY_CHANNEL.get(channel, "SDK")}
-            new_ids = record_message_media(event, parse_media(message.media))
+            channel = channel_from_address(message["author"])
+            event = {"AccountSid": message["account_sid"], "ChatServiceSid": conversation["chat_service_sid"],
+                     "ConversationSid": conversation["sid"], "MessageSid": message["sid"],
+                     "Author": message["author"], "Source": SOURCE_BY_CHANNEL.get(channel, "SDK")}
+            new_ids = record_message_media(event, parse_media(message["media"]))
             db.session.commit()
             counts["new_rows"] += len(new_ids)
-            jobs.enqueue_new_rows(new_ids)
+            queue.enqueue_new_rows(new_ids)
     log.info("backfill since %s: %s", since.isoformat(), counts)
     return counts
 

@@ -1,18 +1,32 @@
 """Background jobs: RQ queues on Redis when REDIS_URL is set, an in-process thread pool otherwise.
 
-Jobs are enqueued by id; the job function builds (or reuses) an app context itself, so the same function
-runs in a web process's thread pool, an RQ worker, or a test.
+A job is a function marked `@job`, enqueued by its dotted path as RQ names jobs
+(`enqueue(process_inbound, audit_id)` or `enqueue("webhook_app.inbound.normalize.process_inbound", audit_id)`),
+with ids, never rows, as arguments. The job builds (or reuses) an app context itself, so the same function runs in
+a web process's thread pool, an RQ worker, or a test. Nothing in jobs/ imports a flow: the jobs it hands out itself
+are named by path (relay.NORMALIZE_INBOUND, relay.EXPAND_MESSAGE).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import timedelta
+from typing import Callable, Union
 
 from flask import Flask, current_app, has_app_context
+from redis import Redis
+from rq import Queue, SimpleWorker
+from sqlalchemy.engine import make_url
+
+from ..extensions import db
+from ..observability import bind_audit_id
+from .relay import NORMALIZE_INBOUND, relay_all_waiting
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +34,38 @@ JOB_TIMEOUT_S = 600
 # In-process dedupe keys kept at most (one machine; Redis holds them when scaled out).
 ONCE_KEYS_MAX = 100_000
 ONCE_KEY_PREFIX = "webhook_app:once:"
+RQ_OPTIONS = dict(job_timeout=JOB_TIMEOUT_S, result_ttl=3600, failure_ttl=7 * 24 * 3600)
+
+Job = Union[Callable, str]  # a function marked @job, or its dotted path
+
+
+def job(fn: Callable) -> Callable:
+    """Mark `fn` as a background job. Called (by a runner, or directly) it runs inside an app context of its own
+    when there is none, without a previous job's audit id in its log lines, and gives its session back after."""
+
+    @functools.wraps(fn)
+    def run(*args):
+        return run_job(fn, *args)  # looked up per call: tests wrap run_job
+
+    run.job_path = f"{fn.__module__}.{fn.__qualname__}"  # type: ignore[attr-defined]
+    return run
+
+
+def job_path(target: Job) -> str:
+    if isinstance(target, str):
+        return target
+    path = getattr(target, "job_path", None)
+    if path is None:
+        raise TypeError(f"{target!r} is not a job: mark it with @webhook_app.jobs.queue.job")
+    return path
+
+
+def resolve(target: Job) -> Callable:
+    """The function itself behind a job or its dotted path (importing its module, as an RQ worker does)."""
+    if isinstance(target, str):
+        module, _, name = target.rpartition(".")
+        target = getattr(importlib.import_module(module), name)
+    return getattr(target, "__wrapped__", target)
 
 
 class InProcessRunner:
@@ -33,8 +79,8 @@ class InProcessRunner:
         self._lock = threading.Lock()
         self._once: dict[str, float] = {}
 
-    def enqueue(self, name: str, *args) -> None:
-        future = self.executor.submit(self._run, name, args)
+    def enqueue(self, path: str, *args) -> None:
+        future = self.executor.submit(self._run, path, args)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
@@ -55,7 +101,7 @@ class InProcessRunner:
         with self._lock:
             self._once.pop(key, None)
 
-    def enqueue_in(self, delay_s: float, name: str, *args) -> None:
+    def enqueue_in(self, delay_s: float, path: str, *args) -> None:
         # A placeholder future keeps wait() honest about jobs that are scheduled but not yet submitted.
         placeholder: Future = Future()
         with self._lock:
@@ -63,7 +109,7 @@ class InProcessRunner:
 
         def fire() -> None:
             try:
-                self.enqueue(name, *args)
+                self.enqueue(path, *args)
             finally:
                 placeholder.set_result(None)
                 self._done(placeholder)
@@ -72,12 +118,12 @@ class InProcessRunner:
         timer.daemon = True
         timer.start()
 
-    def _run(self, name: str, args: tuple) -> None:
+    def _run(self, path: str, args: tuple) -> None:
         with self.app.app_context():
             try:
-                run_job(name, *args)
+                run_job(path, *args)
             except Exception:  # noqa: BLE001 - a thread pool swallows errors silently; say what failed
-                log.exception("job %s%r failed", name, args)
+                log.exception("job %s%r failed", path, args)
 
     def _done(self, future: Future) -> None:
         with self._lock:
@@ -104,8 +150,6 @@ class InProcessRunner:
 
 class RqRunner:
     def __init__(self, redis_url: str, queue_name: str, relays_new_rows: bool = False, tls_verify: bool = True):
-        from rq import Queue
-
         tls = {} if tls_verify or not redis_url.startswith("rediss://") else {"ssl_cert_reqs": None}
         self._redis_url = redis_url
         self._redis_options = dict(socket_connect_timeout=2, socket_timeout=5, **tls)
@@ -116,20 +160,15 @@ class RqRunner:
 
     def new_connection(self):
         """A Redis client like `self.redis` with a connection pool of its own."""
-        from redis import Redis
-
         return Redis.from_url(self._redis_url, **self._redis_options)
 
-    def enqueue(self, name: str, *args) -> None:
-        self.queue.enqueue("webhook_app.jobs.run_job", name, *args, job_timeout=JOB_TIMEOUT_S,
-                           result_ttl=3600, failure_ttl=7 * 24 * 3600)
+    def enqueue(self, path: str, *args) -> None:
+        self.queue.enqueue(path, *args, **RQ_OPTIONS)
 
     def enqueue_many(self, calls: list[tuple[str, tuple]]) -> None:
         """Several jobs in one Redis round trip (the relay hands out hundreds at a time under load)."""
-        from rq import Queue
-
-        prepared = [Queue.prepare_data("webhook_app.jobs.run_job", args=(name, *args), timeout=JOB_TIMEOUT_S,
-                                       result_ttl=3600, failure_ttl=7 * 24 * 3600) for name, args in calls]
+        prepared = [Queue.prepare_data(path, args=args, timeout=JOB_TIMEOUT_S, result_ttl=RQ_OPTIONS["result_ttl"],
+                                       failure_ttl=RQ_OPTIONS["failure_ttl"]) for path, args in calls]
         self.queue.enqueue_many(prepared)
 
     def claim_once(self, key: str, ttl_s: int) -> bool:
@@ -139,22 +178,15 @@ class RqRunner:
     def release_once(self, key: str) -> None:
         self.redis.delete(ONCE_KEY_PREFIX + key)
 
-    def enqueue_in(self, delay_s: float, name: str, *args) -> None:
-        from datetime import timedelta
-
+    def enqueue_in(self, delay_s: float, path: str, *args) -> None:
         if delay_s <= 0:
-            return self.enqueue(name, *args)
+            return self.enqueue(path, *args)
         # Needs a worker's scheduler (`flask worker` runs one, webhook_app.worker); the sweeper is the safety net.
-        self.queue.enqueue_in(timedelta(seconds=delay_s), "webhook_app.jobs.run_job", name, *args,
-                              job_timeout=JOB_TIMEOUT_S, result_ttl=3600, failure_ttl=7 * 24 * 3600)
+        self.queue.enqueue_in(timedelta(seconds=delay_s), path, *args, **RQ_OPTIONS)
 
     def wait(self, timeout: float = 60) -> None:
         """Tests: run everything queued in this process (a burst worker), including follow-up jobs, relaying
         new rows first as a worker's relay would (needs an app context)."""
-        from rq import SimpleWorker
-
-        from .relay import relay_all_waiting
-
         while True:
             relayed = relay_all_waiting() if self.relays_new_rows else 0
             if not relayed and not self.queue.count:
@@ -171,8 +203,6 @@ class RqRunner:
 
 def init_app(app: Flask) -> None:
     if app.config.get("REDIS_URL"):
-        from sqlalchemy.engine import make_url
-
         on_postgres = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name() == "postgresql"
         runner = RqRunner(app.config["REDIS_URL"], app.config["RQ_QUEUE"], relays_new_rows=on_postgres,
                           tls_verify=app.config["REDIS_TLS_VERIFY"])
@@ -185,10 +215,8 @@ def runner():
     return current_app.extensions["jobs"]
 
 
-def enqueue(name: str, *args) -> None:
-    if name not in JOBS:
-        raise KeyError(name)
-    runner().enqueue(name, *args)
+def enqueue(target: Job, *args) -> None:
+    runner().enqueue(job_path(target), *args)
 
 
 def relays_new_rows() -> bool:
@@ -206,30 +234,22 @@ def enqueue_new_rows(audit_ids: list[int]) -> None:
         return
     for audit_id in audit_ids:
         try:
-            enqueue("normalize_inbound", audit_id)
+            enqueue(NORMALIZE_INBOUND, audit_id)
         except Exception:  # noqa: BLE001 - Redis down: the row stays `queued`; the sweeper enqueues it later
             log.exception("could not enqueue audit %s; left queued for the sweeper", audit_id)
 
 
-def enqueue_once(key: str, ttl_s: int, name: str, *args) -> bool:
-    """Enqueue unless a job with this key was enqueued in the last `ttl_s` seconds (redelivered webhooks)."""
-    if name not in JOBS:
-        raise KeyError(name)
-    jobs = runner()
-    if not jobs.claim_once(key, ttl_s):
-        return False
-    try:
-        jobs.enqueue(name, *args)
-    except Exception:
-        jobs.release_once(key)  # the next delivery (or the sweeper) must be able to try again
-        raise
-    return True
+def enqueue_in(delay_s: float, target: Job, *args) -> None:
+    runner().enqueue_in(delay_s, job_path(target), *args)
 
 
-def enqueue_in(delay_s: float, name: str, *args) -> None:
-    if name not in JOBS:
-        raise KeyError(name)
-    runner().enqueue_in(delay_s, name, *args)
+def retry_delay(exc: Exception, attempt: int) -> float:
+    """Seconds before a job's attempt `attempt` + 1: Twilio's Retry-After when it sent one, else exponential
+    backoff from JOB_RETRY_BASE_S, at most five minutes."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        return retry_after
+    return min(300, current_app.config["JOB_RETRY_BASE_S"] * 2 ** (attempt - 1))
 
 
 _worker_app: Flask | None = None
@@ -243,41 +263,21 @@ def job_app_context():
         yield
         return
     if _worker_app is None:
-        from . import create_app
+        from .. import create_app  # the app factory imports every module, this one included
 
         _worker_app = create_app()
     with _worker_app.app_context():
         yield
 
 
-def run_job(name: str, *args):
-    from .observability import bind_audit_id
-
+def run_job(target: Job, *args):
+    """Run a job (a function marked @job, or its dotted path) with its arguments, as a runner does."""
+    fn = resolve(target)
     bind_audit_id(None)  # pool threads are reused: no tag from the previous job
     with job_app_context():
-        from .extensions import db
-
         # RQ forks a work horse per job: it starts with an empty pool of its own
         # (webhook_app._forget_inherited_connections).
         try:
-            return JOBS[name](*args)
+            return fn(*args)
         finally:
             db.session.remove()
-
-
-def _normalize_inbound(audit_id: int, interrupted: dict | None = None):
-    from .inbound import process_inbound
-
-    return process_inbound(audit_id, interrupted)
-
-
-def _expand_message(event: dict):
-    from .inbound import expand_message
-
-    enqueue_new_rows(expand_message(event))
-
-
-JOBS = {
-    "normalize_inbound": _normalize_inbound,
-    "expand_message": _expand_message,
-}

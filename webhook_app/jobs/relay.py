@@ -20,15 +20,22 @@ from __future__ import annotations
 import logging
 import threading
 
-from flask import Flask
+import psycopg
+from flask import Flask, current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import make_url
 
-from . import jobs, outages
-from .extensions import db
-from .models import AudioMessage, Status, utcnow
+from .. import outages
+from ..extensions import db
+from ..models import AudioMessage, Status, utcnow
 
 log = logging.getLogger(__name__)
+
+# The jobs handed out here and by the sweeper, named by path as RQ names them: jobs/ imports no flow.
+NORMALIZE_INBOUND = "webhook_app.inbound.normalize.process_inbound"
+EXPAND_MESSAGE = "webhook_app.inbound.expand.expand_message"
+# Twilio's retries of one webhook span minutes; a day covers a backfill run too.
+EXPAND_ONCE_TTL_S = 24 * 3600
 
 CHANNEL = "audio_messages_queued"
 # Rows claimed per round; a longer backlog is relayed in several rounds.
@@ -61,7 +68,7 @@ def relay_waiting_rows(limit: int = BATCH_ROWS) -> int:
         # sweeper, which hands them out again, expands them too (once per message). The other order would lose
         # the attachments the webhook did not show, since the jobs would finish the rows the sweeper looks for.
         expand_sdk_messages(claimed)
-        jobs.runner().enqueue_many([("normalize_inbound", (row.id,)) for row in claimed])
+        current_app.extensions["jobs"].enqueue_many([(NORMALIZE_INBOUND, (row.id,)) for row in claimed])
     except Exception:
         # Give them back: the next round (here or on another worker) tries again; nothing waits for the sweeper.
         db.session.execute(update(AudioMessage)
@@ -83,13 +90,32 @@ def expand_sdk_messages(rows) -> None:
     webhook showed one attachment, the job reads the others over REST. Whoever hands rows to the jobs (the relay,
     the sweeper) calls this before it enqueues their own jobs, and gives the rows back if it raises: a message
     already expanded keeps its once-key, so the next try skips it."""
-    from .inbound import enqueue_expand_once
-
     sdk_messages = {row.message_sid: row for row in rows if (row.source or "").upper() == "SDK"}
     for message_sid, row in sdk_messages.items():
         enqueue_expand_once({"AccountSid": row.account_sid, "ChatServiceSid": row.chat_service_sid,
                              "ConversationSid": row.conversation_sid, "MessageSid": message_sid,
                              "Author": row.author, "Source": row.source})
+
+
+def enqueue_expand_once(event: dict) -> None:
+    """Webhooks show one attachment of an SDK message even when it carries several: read the message over REST,
+    once per message, so a redelivery (Twilio retry, backfill) never queues another read in front of real work."""
+    keys = ("AccountSid", "ChatServiceSid", "ConversationSid", "MessageSid", "Author", "Source")
+    fields = {key: event[key] for key in keys if event.get(key) is not None}
+    enqueue_once(f"expand:{fields['MessageSid']}", EXPAND_ONCE_TTL_S, EXPAND_MESSAGE, fields)
+
+
+def enqueue_once(key: str, ttl_s: int, path: str, *args) -> bool:
+    """Enqueue unless a job with this key was enqueued in the last `ttl_s` seconds (redelivered webhooks)."""
+    jobs = current_app.extensions["jobs"]
+    if not jobs.claim_once(key, ttl_s):
+        return False
+    try:
+        jobs.enqueue(path, *args)
+    except Exception:
+        jobs.release_once(key)  # the next delivery (or the sweeper) must be able to try again
+        raise
+    return True
 
 
 def relay_all_waiting() -> int:
@@ -111,8 +137,6 @@ def start_relay_thread(app: Flask) -> threading.Thread:
     url = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).set(drivername="postgresql")
 
     def loop() -> None:
-        import psycopg
-
         failures = 0
         while not stop.is_set():
             try:

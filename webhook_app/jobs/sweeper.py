@@ -15,26 +15,46 @@ from datetime import datetime, timedelta, timezone
 from flask import Flask, current_app
 from sqlalchemy import update
 
-from . import jobs, outages
-from .extensions import db
-from .models import AudioMessage, Status
-from .relay import DISPATCHED_COLUMNS, expand_sdk_messages, processed_by_jobs
-from .scratch import remove_dead_leftovers
+from .. import outages
+from ..extensions import db
+from ..models import AudioMessage, Status
+from ..scratch import remove_dead_leftovers
+from . import queue
+from .relay import DISPATCHED_COLUMNS, NORMALIZE_INBOUND, expand_sdk_messages, processed_by_jobs
 
 log = logging.getLogger(__name__)
 
 WORKING = (Status.DOWNLOADING.value, Status.TRANSCODING.value)
 OUTBOUND_UNFINISHED = (Status.QUEUED.value, Status.TRANSCODING.value, Status.SENDING.value)
+# Retention is media's (media/retention.py); named by path, as the jobs are, so that jobs/ imports no flow.
+RETENTION = "webhook_app.media.retention.delete_expired_media"
 
 
 def sweep(now: datetime | None = None) -> dict:
     config = current_app.config
     now = now or datetime.now(timezone.utc)
     stuck_before = now - timedelta(seconds=config["SWEEP_STUCK_AFTER_S"])
+    gave_up, revived, requeued = _take_back_orphans(now, stuck_before)
+    abandoned, abandoned_after_sending = _close_abandoned_uploads(now, stuck_before)
+    db.session.commit()
+    _hand_out([*revived, *requeued])
+    counts = {"revived": len(revived), "requeued": len(requeued), "gave_up": len(gave_up),
+              "abandoned": len(abandoned) + len(abandoned_after_sending)}
+    if any(counts.values()):
+        log.warning("sweeper: %s", counts)
+    if abandoned_after_sending:
+        log.warning("sweeper: agent sends %s were posted before their request ended; recorded ready",
+                    abandoned_after_sending)
+    return counts
+
+
+def _take_back_orphans(now: datetime, stuck_before: datetime) -> tuple[list, list, list]:
+    """Rows from webhooks whose job died mid-way or was lost: given up after JOB_MAX_ATTEMPTS, else queued again
+    (their ids; the rows revived and requeued, as the relay hands rows out)."""
+    config = current_app.config
     requeue_before = now - timedelta(seconds=config["SWEEP_REQUEUE_AFTER_S"])
     max_attempts = config["JOB_MAX_ATTEMPTS"]
     from_webhook = processed_by_jobs()
-
     gave_up = db.session.execute(
         update(AudioMessage)
         .where(from_webhook, AudioMessage.status.in_(WORKING), AudioMessage.updated_at < stuck_before,
@@ -56,46 +76,43 @@ def sweep(now: datetime | None = None) -> dict:
         .where(from_webhook, AudioMessage.status == Status.QUEUED.value, AudioMessage.updated_at < requeue_before)
         .values(updated_at=now, dispatched_at=now)
         .returning(*DISPATCHED_COLUMNS)).all()
-    # An agent upload runs inside its request: if that died, nobody will finish it. Say so, and say it right: one
-    # whose message Twilio had already created (its SID is committed at once) was sent.
-    abandoned_unfinished = (AudioMessage.source == "agent-api", AudioMessage.status.in_(OUTBOUND_UNFINISHED),
-                            AudioMessage.updated_at < stuck_before)
+    return gave_up, revived, requeued
+
+
+def _close_abandoned_uploads(now: datetime, stuck_before: datetime) -> tuple[list, list]:
+    """An agent upload runs inside its request: if that died, nobody will finish it. Say so, and say it right: one
+    whose message Twilio had already created (its SID is committed at once) was sent. Answers both lists of ids."""
+    unfinished = (AudioMessage.source == "agent-api", AudioMessage.status.in_(OUTBOUND_UNFINISHED),
+                  AudioMessage.updated_at < stuck_before)
     abandoned = db.session.execute(
         update(AudioMessage)
-        .where(*abandoned_unfinished, AudioMessage.message_sid.is_(None))
+        .where(*unfinished, AudioMessage.message_sid.is_(None))
         .values(status=Status.FAILED.value, finished_at=now, updated_at=now, error_code="interrupted",
                 error="the upload request ended before the message was sent")
         .returning(AudioMessage.id)).scalars().all()
-    abandoned_after_sending = db.session.execute(
+    sent = db.session.execute(
         update(AudioMessage)
-        .where(*abandoned_unfinished, AudioMessage.message_sid.is_not(None))
+        .where(*unfinished, AudioMessage.message_sid.is_not(None))
         .values(status=Status.READY.value, finished_at=now, updated_at=now)
         .returning(AudioMessage.id)).scalars().all()
-    db.session.commit()
-    handed_out = [*revived, *requeued]
+    return abandoned, sent
+
+
+def _hand_out(rows: list) -> None:
     try:
         # Before their own jobs, as the relay does: once those finish the rows, no later sweep would expand them.
         # Revived rows too: with in-process jobs, the crash that stopped their job took a pending expansion (and
         # its once-key) with it; with RQ the once-key makes this a no-op.
-        expand_sdk_messages(handed_out)
+        expand_sdk_messages(rows)
     except Exception as exc:  # noqa: BLE001 - the rows stay queued; the next sweep expands and enqueues them
-        outages.log_failure(log, exc, "sweeper could not enqueue expand_message; leaving %d rows queued",
-                            len(handed_out))
-        handed_out = []
-    for audit_id in (row.id for row in handed_out):
+        outages.log_failure(log, exc, "sweeper could not enqueue expand_message; leaving %d rows queued", len(rows))
+        return
+    for audit_id in (row.id for row in rows):
         try:
-            jobs.enqueue("normalize_inbound", audit_id)
+            queue.enqueue(NORMALIZE_INBOUND, audit_id)
         except Exception as exc:  # noqa: BLE001 - still queued; the next sweep tries again
             outages.log_failure(log, exc, "sweeper could not enqueue audit %s", audit_id)
             break
-    counts = {"revived": len(revived), "requeued": len(requeued), "gave_up": len(gave_up),
-              "abandoned": len(abandoned) + len(abandoned_after_sending)}
-    if any(counts.values()):
-        log.warning("sweeper: %s", counts)
-    if abandoned_after_sending:
-        log.warning("sweeper: agent sends %s were posted before their request ended; recorded ready",
-                    abandoned_after_sending)
-    return counts
 
 
 def run_maintenance() -> None:
@@ -108,11 +125,7 @@ def run_maintenance() -> None:
         db.session.rollback()
         outages.log_failure(log, exc, "sweep failed")
     try:
-        from .retention import delete_expired_media
-
-        delete_expired_media()
-    except ImportError:
-        pass
+        queue.resolve(RETENTION)()
     except Exception as exc:  # noqa: BLE001
         db.session.rollback()
         outages.log_failure(log, exc, "retention failed")
@@ -145,7 +158,7 @@ def init_app(app: Flask) -> None:
 
     Not at create_app() time: CLI commands build the app as well and must not start background sweeps.
     """
-    if app.config.get("REDIS_URL") or app.config.get("TESTING") or app.config["MAINTENANCE_INTERVAL_S"] <= 0:
+    if app.config.get("REDIS_URL") or app.config["MAINTENANCE_INTERVAL_S"] <= 0:
         return
     started = threading.Lock()
     state = {"thread": None}

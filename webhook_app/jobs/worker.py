@@ -22,10 +22,13 @@ import time
 
 from flask import Flask
 from rq import Worker
+from rq.scheduler import RQScheduler
 
-from . import jobs
-from .outages import MAX_BACKOFF_S, REDIS, backoff_s, is_redis_unreachable, log_failure
-from .scratch import remove_dead_leftovers
+from ..outages import MAX_BACKOFF_S, REDIS, backoff_s, is_redis_unreachable, log_failure
+from ..scratch import remove_dead_leftovers
+from . import queue
+from .relay import relay_all_waiting, start_relay_thread
+from .sweeper import start_maintenance_thread
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +39,8 @@ HEALTHY_RUN_S = 60
 
 def run_worker(app: Flask, burst: bool = False) -> None:
     """Work the audio queue until SIGTERM (or, with `burst`, until it is empty)."""
-    from .relay import relay_all_waiting, start_relay_thread
-    from .sweeper import start_maintenance_thread
-
     remove_dead_leftovers()  # what the jobs of this worker's previous life (or its killed work horses) left
-    runner = jobs.runner()
+    runner = queue.runner()
     if burst:
         if runner.relays_new_rows:
             relay_all_waiting()
@@ -64,7 +64,7 @@ def run_worker(app: Flask, burst: bool = False) -> None:
         scheduler.join(timeout=5)
 
 
-def supervise(runner: jobs.RqRunner, stopping: threading.Event) -> None:
+def supervise(runner: queue.RqRunner, stopping: threading.Event) -> None:
     """Run RQ workers one after the other, each once Redis answers, until the process is asked to stop. The
     process keeps the app context: jobs reuse it instead of building their own app."""
     # The worker's own connection: RQ raises the socket timeout of the pool it is given to its 7-minute wait for
@@ -179,7 +179,7 @@ def _wait_for_work_horse(pid: int) -> None:
     """The job goes on in its work horse without Redis (its row, not RQ, says how it ended): let it finish
     rather than start a second job beside it, as RQ's warm shutdown does."""
     log.warning("waiting for work horse %s to finish the job it was running when Redis went away", pid)
-    deadline = time.monotonic() + jobs.JOB_TIMEOUT_S + 60
+    deadline = time.monotonic() + queue.JOB_TIMEOUT_S + 60
     while time.monotonic() < deadline:
         try:
             finished, _ = os.waitpid(pid, os.WNOHANG)
@@ -196,11 +196,9 @@ def _wait_for_work_horse(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def start_scheduler_thread(runner: jobs.RqRunner, stopping: threading.Event) -> threading.Thread:
+def start_scheduler_thread(runner: queue.RqRunner, stopping: threading.Event) -> threading.Thread:
     """RQ's scheduler (it moves jobs enqueued with enqueue_in, the jobs' retries, to the queue when due) as a
     thread that retries with backoff when Redis is gone; RQ's own would die with the outage (module docstring)."""
-    from rq.scheduler import RQScheduler
-
     # Its own connection pool, made from the runner's settings.
     scheduler = RQScheduler([runner.queue.name], connection=runner.redis)
 

@@ -2,7 +2,7 @@
 
 Database store: the bytes are served here (Range/206, ETag, 304). S3 store: a 302 to a short-lived presigned GET
 URL, so S3 serves the bytes and the ranges itself; with `S3_PRESIGN=false` the object is streamed through this
-service instead, the Range header passed on to S3.
+service instead, the Range header passed on to S3. Any origin may read the audio (webhook_app/cors.py).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.http import http_date, parse_date, parse_range_header
 from werkzeug.wsgi import wrap_file
 
-from .errors import ApiError
-from .extensions import db
-from .models import AudioMessage, Status
-from .security import allowed_media_type, media_headers, media_type
+from ..errors import ApiError
+from ..extensions import db
+from ..models import AudioMessage, Status
+from ..security import allowed_media_type, media_headers, media_type
 from .storage import S3Store, media_store
 
 bp = Blueprint("playback", __name__)
@@ -61,7 +61,6 @@ def media(token: str):
     url = store.presigned_url(row.media_key, ttl_s)
     if url:
         response = redirect(url, 302)
-        response.headers["Access-Control-Allow-Origin"] = "*"
         response.headers["Cache-Control"] = f"private, max-age={ttl_s // 2}"
         return response
     if isinstance(store, S3Store):
@@ -82,7 +81,6 @@ def media(token: str):
     response.content_length = info.size_bytes
     response.set_etag(info.sha256)
     response.last_modified = finished_at
-    response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["Cache-Control"] = "private, max-age=3600"
     # Range/206, If-None-Match/304, If-Range and Accept-Ranges from Werkzeug, reading only the range asked for.
     response = response.make_conditional(request.environ, accept_ranges=True, complete_length=info.size_bytes)
@@ -127,8 +125,7 @@ def _stream_from_s3(store: S3Store, row: AudioMessage) -> Response:
         raise ApiError(416, "range_not_satisfiable", "the requested range is outside the audio",
                        headers={"Content-Range": obj.content_range} if obj.content_range else None)
 
-    headers = {"Accept-Ranges": "bytes", "Access-Control-Allow-Origin": "*",
-               "Cache-Control": "private, max-age=3600"}
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
     if obj.etag:
         headers["ETag"] = obj.etag
     if obj.last_modified:

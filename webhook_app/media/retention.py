@@ -17,8 +17,8 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .extensions import db
-from .models import AudioMessage, Status, utcnow
+from ..extensions import db
+from ..models import AudioMessage, Status, utcnow
 from .storage import media_store
 
 log = logging.getLogger(__name__)

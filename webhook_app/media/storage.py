@@ -18,8 +18,8 @@ from typing import Iterator, Protocol, runtime_checkable
 from flask import Flask, current_app
 from sqlalchemy import delete, func, select
 
-from .extensions import db
-from .models import StoredMedia
+from ..extensions import db
+from ..models import StoredMedia
 
 log = logging.getLogger(__name__)
 

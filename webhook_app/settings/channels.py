@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 
-from .models import CHANNELS
+from ..errors import conversation_error
+from ..models import CHANNELS
+from ..twilio.client import twilio_api
+from ..twilio.http import TwilioHttpError
+from .cache import Settings, settings_for
 
 BINDING_TYPES = {"whatsapp": "whatsapp", "sms": "sms", "messenger": "messenger"}
 # Twilio's webhook `Source` for channel-originated messages (documented loosely; see FACTS.md).
@@ -102,35 +104,22 @@ def is_agent_author(participants: list[dict], *, author: str | None, participant
     return any(_has_binding(p) for p in participants)
 
 
-class TtlCache:
-    """Small per-process cache of Twilio lookups that change rarely (a conversation's participants, its service):
-    one REST call per conversation per minute is plenty."""
+def conversation_participants(conversation_sid: str, *, refresh: bool = False) -> list[dict]:
+    """The conversation's participants, cached for a minute per process (`refresh`: ask Twilio now and re-cache);
+    ApiError 404 when Twilio has no such conversation, 502 when it could not answer."""
+    try:
+        return twilio_api().participants(conversation_sid, refresh=refresh)
+    except TwilioHttpError as exc:
+        raise conversation_error(exc, conversation_sid) from exc
 
-    def __init__(self, ttl_s: float = 60.0, max_entries: int = 2048):
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, object]] = {}
-        self._lock = threading.Lock()
 
-    def get(self, key: str, fetch):
-        hit = self.cached(key)
-        return hit if hit is not None else self.refresh(key, fetch)
+def conversation_channel(conversation_sid: str) -> str:
+    """The channel of a conversation, from its participants' messaging bindings (never from the browser)."""
+    return channel_from_participants(conversation_participants(conversation_sid))
 
-    def cached(self, key: str):
-        """The cached value, or None when there is none or it has expired (nothing is fetched)."""
-        with self._lock:
-            hit = self._entries.get(key)
-        return hit[1] if hit and hit[0] > time.monotonic() else None
 
-    def refresh(self, key: str, fetch):
-        """Fetch now, whatever is cached, and cache the answer."""
-        expires = time.monotonic() + self.ttl_s
-        value = fetch(key)
-        with self._lock:
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-            self._entries[key] = (expires, value)
-        return value
+def conversation_settings(conversation_sid: str) -> Settings:
+    return settings_for(conversation_channel(conversation_sid))
 
 
 assert set(BINDING_TYPES.values()) <= set(CHANNELS)

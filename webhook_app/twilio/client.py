@@ -1,15 +1,20 @@
-"""Twilio REST: Conversations (twilio-python), Media Content Service and Flex token validation (plain HTTP)."""
+"""Twilio REST: Conversations (twilio-python), Media Content Service and Flex token validation (plain HTTP).
+
+Every Twilio call of the service goes through `TwilioApi`: its methods answer plain dicts and raise only
+TwilioHttpError, and the lookups worth caching (a conversation's participants, its service) are cached here.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import IO
+from typing import IO, Iterator
 
 from flask import Flask, current_app
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
+from ..cache import ExpiringCache
 from ..humanize import format_bytes
 from .http import (
     CONVERSATIONS_HOST,
@@ -25,6 +30,13 @@ from .http import (
 
 log = logging.getLogger(__name__)
 
+# One REST call per conversation per minute is plenty for who is in it (Flex adds an agent when they accept a
+# task: authorization asks again before it refuses).
+PARTICIPANTS_TTL_S = 60
+# A conversation never moves to another Conversations service.
+SERVICE_SID_TTL_S = 3600
+PAGE_SIZE = 100
+
 
 class TwilioApi:
     def __init__(self, http: TwilioHttp, account_sid: str, auth_token: str, sandbox=None):
@@ -35,6 +47,8 @@ class TwilioApi:
         self.sandbox = sandbox
         username, password = http.auth or (account_sid, auth_token)
         self.client = Client(username, password, account_sid, http_client=TwilioPythonBridge(http))
+        self._participants = ExpiringCache(ttl_s=PARTICIPANTS_TTL_S)
+        self._service_sids = ExpiringCache(ttl_s=SERVICE_SID_TTL_S)
 
     # -- Conversations ---------------------------------------------------------------------------
     def fetch_message(self, conversation_sid: str, message_sid: str) -> dict:
@@ -58,6 +72,44 @@ class TwilioApi:
             for p in participants
         ]
 
+    def participants(self, conversation_sid: str, *, refresh: bool = False) -> list[dict]:
+        """list_participants, cached per conversation (`refresh`: ask Twilio now and cache its answer)."""
+        cache = self._participants
+        # Through the attribute, looked up per call, so that a test can count the calls behind the cache.
+        return (cache.refresh if refresh else cache.get_or_fetch)(conversation_sid,
+                                                                  lambda sid: self.list_participants(sid))
+
+    def cached_participants(self, conversation_sid: str) -> list[dict] | None:
+        """The cached participants, or None when none are cached (nothing is fetched)."""
+        return self._participants.get(conversation_sid)
+
+    def conversation_service_sid(self, conversation_sid: str) -> str:
+        return self._service_sids.get_or_fetch(
+            conversation_sid, lambda sid: self.fetch_conversation(sid)["chat_service_sid"])
+
+    def conversations(self, limit: int | None = None) -> Iterator[dict]:
+        """The account's conversations, oldest first (Twilio's order), page by page."""
+        for c in self._stream(lambda: self.client.conversations.v1.conversations.stream(limit=limit,
+                                                                                         page_size=PAGE_SIZE)):
+            yield {"sid": c.sid, "friendly_name": c.friendly_name, "state": c.state,
+                   "date_created": c.date_created, "chat_service_sid": c.chat_service_sid}
+
+    def participant_conversations(self, identity: str, limit: int | None = None,
+                                  page_size: int = 50) -> Iterator[dict]:
+        """The conversations `identity` is a participant of (50: that resource's maximum page)."""
+        for c in self._stream(lambda: self.client.conversations.v1.participant_conversations.stream(
+                identity=identity, limit=limit, page_size=page_size)):
+            yield {"sid": c.conversation_sid, "friendly_name": c.conversation_friendly_name,
+                   "state": c.conversation_state, "date_created": c.conversation_date_created}
+
+    def messages(self, conversation_sid: str, *, newest_first: bool = True,
+                 limit: int | None = None) -> Iterator[dict]:
+        order = "desc" if newest_first else "asc"
+        for m in self._stream(lambda: self.client.conversations.v1.conversations(conversation_sid).messages.stream(
+                order=order, limit=limit, page_size=min(limit or PAGE_SIZE, PAGE_SIZE))):
+            yield {"sid": m.sid, "account_sid": m.account_sid, "author": m.author, "media": m.media or [],
+                   "attributes": m.attributes, "date_created": m.date_created}
+
     def create_message(self, conversation_sid: str, *, author: str, media_sid: str, body: str | None = None,
                        attributes: dict | None = None) -> dict:
         kwargs = {"author": author, "media_sid": media_sid}
@@ -73,6 +125,16 @@ class TwilioApi:
         conversation = self._call(lambda: self.client.conversations.v1.conversations(conversation_sid).fetch())
         return {"sid": conversation.sid, "chat_service_sid": conversation.chat_service_sid,
                 "friendly_name": conversation.friendly_name, "attributes": conversation.attributes}
+
+    def _stream(self, start) -> Iterator:
+        """A twilio-python stream whose every page request raises TwilioHttpError, as _call does."""
+        iterator = self._call(lambda: iter(start()))
+        while True:
+            try:
+                item = self._call(lambda: next(iterator))
+            except StopIteration:
+                return
+            yield item
 
     def _call(self, fn):
         try:

@@ -10,15 +10,10 @@ import logging
 from urllib.parse import urlparse
 
 from flask import current_app
-from twilio.request_validator import (
-    HMAC_SHA1,
-    RequestValidator,
-    add_port,
-    get_signature_algorithm,
-    remove_port,
-)
+from twilio.request_validator import HMAC_SHA1, RequestValidator, get_signature_algorithm
 from werkzeug.datastructures import MultiDict
 
+from ..compat import add_port, remove_port
 from ..wrappers import Request
 
 log = logging.getLogger(__name__)

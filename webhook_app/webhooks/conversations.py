@@ -12,11 +12,13 @@ import logging
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from .. import jobs
 from ..errors import error_response
 from ..extensions import db
-from ..inbound import audio_rows, enqueue_expand_once, parse_media
-from ..outbound import audit_rejection, pre_event_verdict
+from ..inbound.events import parse_media
+from ..inbound.record import audio_rows
+from ..jobs import queue
+from ..jobs.relay import enqueue_expand_once
+from ..outbound.pre_event import audit_rejection, pre_event_verdict
 from ..twilio.client import twilio_api
 from ..twilio.sids import is_sid
 from ..twilio.signatures import is_valid_twilio_request
@@ -51,9 +53,9 @@ def handle_message_added(event: dict):
     except StorageUnavailable:
         log.exception("could not store webhook for message %s", event["MessageSid"])
         return error_response(503, "storage_unavailable", "the event could not be stored; retry later")
-    jobs.enqueue_new_rows(new_ids)
+    queue.enqueue_new_rows(new_ids)
     # The relay expands the SDK messages whose rows it hands out; one without an audio row is ours to expand.
-    if (event.get("Source") or "").upper() == "SDK" and not (rows and jobs.relays_new_rows()):
+    if (event.get("Source") or "").upper() == "SDK" and not (rows and queue.relays_new_rows()):
         try:
             enqueue_expand_once(event)
         except Exception:  # noqa: BLE001 - Redis down: a stored row gets its expansion from the sweeper

@@ -1,0 +1,51 @@
+"""The sandbox's demo: the console's agent, its demo conversations, and a voice note to play the customer with
+(the console's "Simulate customer voice note", `flask sandbox send-audio`)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+
+from ..audio.ffmpeg import ffmpeg_binary
+from ..errors import conversation_error
+from ..twilio.client import twilio_api
+from ..twilio.http import TwilioHttpError
+
+# The sandbox console's agent. Flex escapes a user's name into their chat identity, which both their token's
+# `identity` and their participant in a task's conversation carry: the console's token must too, to reach them.
+AGENT_NAME = "agent@example.com"
+AGENT_IDENTITY = "agent_40example_2Ecom"
+AGENT_ATTRIBUTES = '{"member_type":"agent"}'
+DEMO_CONVERSATIONS = (
+    ("whatsapp", "Demo customer · WhatsApp"),
+    ("sms", "Demo customer · SMS"),
+    ("webchat", "Demo customer · Web chat"),
+)
+DEMO_VOICE_NOTE_S = 5.0
+
+# Two first visits at once must not both create the demo conversations (one process; the sandbox is local).
+_demo_lock = threading.Lock()
+
+
+def demo_voice_note(path: str, seconds: float) -> None:
+    """A WhatsApp-style voice note (Ogg/Opus, 16 kHz mono) made of a few tones, so there is something to hear."""
+    tones = "sine=f=330:d={0},volume=0.4[a];sine=f=440:d={0},volume=0.4[b];[a][b]concat=n=2:v=0:a=1".format(
+        seconds / 2)
+    subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex",
+                    tones, "-ar", "16000", "-ac", "1", "-c:a", "libopus", "-b:a", "24k", path], check=True)
+
+
+def ensure_demo_conversations() -> None:
+    """WhatsApp, SMS and web chat conversations with the console's agent in them, created once per sandbox."""
+    api = twilio_api()
+    with _demo_lock:
+        try:
+            existing = {c["friendly_name"]: c["sid"] for c in api.conversations()}
+            joined = {c["sid"] for c in api.participant_conversations(AGENT_IDENTITY)}
+        except TwilioHttpError as exc:
+            raise conversation_error(exc) from exc
+        for channel, name in DEMO_CONVERSATIONS:
+            sid = existing.get(name) or api.sandbox.create_conversation(name, channel)["sid"]
+            # A sandbox from before the agent carried Flex's escaped identity has demo conversations without them.
+            if sid not in joined:
+                api.sandbox.add_participant(sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)

@@ -1,0 +1,69 @@
+"""An agent's recording as the channel takes it: converted to mono MP3 at the channel's bitrate, its duration and
+size held to the channel's caps, and a muted microphone refused."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+
+from ..audio.transcode import AudioError, AudioTimeout, TranscodeResult, transcode_to_mp3
+from ..errors import ApiError
+from ..humanize import format_bytes
+from ..settings.cache import Settings
+
+log = logging.getLogger(__name__)
+
+# Clips up to this long are also checked for digital silence (a muted microphone records zeros).
+SILENCE_CHECK_MAX_S = 120
+SILENCE_PROBE_S = 5
+# The record panel stops a take just before the cap, but MediaRecorder delivers its last chunk a little after
+# the stop: a clip stopped at the cap must not be refused for a fraction of a second.
+DURATION_TOLERANCE_S = 0.5
+
+
+def convert(upload_path: str, mp3_path: str, settings: Settings, audit_id: int) -> TranscodeResult:
+    """The recording as MP3 at `mp3_path`; ApiError when it cannot be converted."""
+    timeout_s = current_app.config["FFMPEG_TIMEOUT_S"]
+    try:
+        # Decode one second past the cap: enough to know the recording is too long, no more.
+        return transcode_to_mp3(upload_path, mp3_path, bitrate_kbps=settings.bitrate_kbps, mono=True,
+                                max_duration_s=settings.max_duration_s + 1, timeout_s=timeout_s)
+    except AudioTimeout as exc:
+        # Not undecodable (400): valid audio too long to convert within FFMPEG_TIMEOUT_S, which a duration cap
+        # of hours allows. Too large to take, then; and an error line, since the operator may need to act.
+        log.error("outbound audit %s: conversion timed out: %s", audit_id, exc)
+        raise ApiError(413, "conversion_timeout", f"converting the recording took longer than {timeout_s:g} s; "
+                                                  "send a shorter one or ask an admin to lower the duration "
+                                                  "cap") from exc
+    except AudioError as exc:
+        code = "empty_audio" if "zero-length" in str(exc) or "empty" in str(exc) else "not_audio"
+        raise ApiError(400, code, str(exc)) from exc
+
+
+def check_caps(result: TranscodeResult, settings: Settings) -> None:
+    """ApiError when the MP3 is longer or larger than the channel takes, or silent."""
+    if result.duration_s > settings.max_duration_s + DURATION_TOLERANCE_S:
+        raise ApiError(413, "too_long", f"the recording is longer than the {settings.channel} limit of "
+                                        f"{_duration_text(settings.max_duration_s)}")
+    if result.size_bytes > settings.max_bytes:
+        raise ApiError(413, "too_large", f"the recording is {format_bytes(result.size_bytes)} as MP3; "
+                                         f"{settings.channel} allows at most {format_bytes(settings.max_bytes)} "
+                                         "per file")
+    if result.duration_s <= SILENCE_CHECK_MAX_S and _is_digital_silence(result.path):
+        raise ApiError(400, "silent_audio", "the recording is silent: is the microphone muted?")
+
+
+def _is_digital_silence(mp3_path: str) -> bool:
+    """pydub serves here: a muted microphone records exact zeros. The first seconds nearly always settle it;
+    only a clip that starts in digital silence is decoded whole."""
+    from pydub import AudioSegment  # as it was in outbound.py; webhook_app/audio/ takes the silence check over
+
+    if AudioSegment.from_file(mp3_path, format="mp3", duration=SILENCE_PROBE_S).max > 0:
+        return False
+    return AudioSegment.from_file(mp3_path, format="mp3").max == 0
+
+
+def _duration_text(seconds: int) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes and rest else (f"{minutes} min" if minutes else f"{rest} s")
