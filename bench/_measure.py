@@ -9,12 +9,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from webhook_app.audio.ffmpeg import configure_pydub  # noqa: E402
+from pydub import AudioSegment  # noqa: E402
+
+from webhook_app.audio.ffmpeg import ffmpeg_binary  # noqa: E402
 from webhook_app.audio.transcode import build_command, transcode_to_mp3  # noqa: E402
 
 variant, source, dest = sys.argv[1:4]
-configure_pydub()
-from pydub import AudioSegment  # noqa: E402
+# pydub's documented setting for an ffmpeg off PATH (the service itself never has pydub run ffmpeg).
+AudioSegment.converter = ffmpeg_binary()
 
 started = time.perf_counter()
 if variant == "service":
@@ -23,7 +25,8 @@ elif variant == "bare":
     # The same encoder settings as the service, as one plain command line.
     subprocess.run(build_command(source, dest, bitrate_kbps=64), check=True)
 elif variant == "pydub":
-    AudioSegment.from_file(source).export(dest, format="mp3", bitrate="64k")
+    # The codec named, so pydub needs no ffprobe to read the file (the imageio-ffmpeg wheel ships none).
+    AudioSegment.from_file(source, codec="opus").export(dest, format="mp3", bitrate="64k")
 else:
     raise SystemExit(f"unknown variant {variant}")
 wall = time.perf_counter() - started

@@ -31,6 +31,9 @@ MP3_SAMPLE_RATES = "16000|22050|24000|32000|44100|48000"
 # EBU R128 target for speech played back in a browser.
 LOUDNORM = "loudnorm=I=-16:TP=-1.5:LRA=11"
 BITRATES_KBPS = (32, 48, 64, 96, 128)
+# The PCM that Python may inspect (audio/silence.py), written by the same ffmpeg process beside the MP3, so nothing
+# is decoded twice: mono, 16-bit, at a rate that keeps speech and costs 16 KB a second.
+PCM_RATE = 8000
 
 
 class AudioError(Exception):
@@ -54,7 +57,8 @@ class TranscodeResult:
 
 
 def build_command(src: str, dst: str, *, bitrate_kbps: int = 64, mono: bool = False, loudness: bool = False,
-                  max_duration_s: float | None = None, copy: bool = False, ffmpeg: str | None = None) -> list[str]:
+                  max_duration_s: float | None = None, copy: bool = False, ffmpeg: str | None = None,
+                  pcm: str | None = None, pcm_max_s: float | None = None) -> list[str]:
     cmd = [ffmpeg or ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
            "-i", src, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1"]
     if max_duration_s:
@@ -70,6 +74,13 @@ def build_command(src: str, dst: str, *, bitrate_kbps: int = 64, mono: bool = Fa
         # FLAC or Opus) drops to the smallest frames instead of costing full bitrate.
         cmd += ["-c:a", "libmp3lame", "-b:a", f"{int(bitrate_kbps)}k", "-abr", "1"]
     cmd += ["-f", "mp3", dst]
+    if pcm:
+        # From the decoded input, not from the MP3: the encoder's filters and rate do not touch it.
+        cmd += ["-map", "0:a:0", "-ac", "1", "-ar", str(PCM_RATE), "-c:a", "pcm_s16le"]
+        limit = min(filter(None, (max_duration_s, pcm_max_s)), default=None)
+        if limit:
+            cmd += ["-t", f"{limit:.3f}"]
+        cmd += ["-f", "s16le", pcm]
     return cmd
 
 
@@ -84,14 +95,17 @@ def transcode_to_mp3(
     timeout_s: float = 120,
     keep_mp3: bool = True,
     on_progress: Callable[[float], None] | None = None,
+    pcm_path: str | None = None,
+    pcm_max_s: float | None = None,
 ) -> TranscodeResult:
-    """Transcode `src` into the MP3 file `dst`; raise AudioError with a human reason when it cannot be done."""
+    """Transcode `src` into the MP3 file `dst`; raise AudioError with a human reason when it cannot be done.
+    With `pcm_path`, the same process also writes the first `pcm_max_s` seconds there as PCM_RATE mono s16le."""
     started = time.monotonic()
     outcome = "error"
     try:
         result = _transcode(src, dst, bitrate_kbps=bitrate_kbps, mono=mono, loudness=loudness,
                             max_duration_s=max_duration_s, timeout_s=timeout_s, keep_mp3=keep_mp3,
-                            on_progress=on_progress)
+                            on_progress=on_progress, pcm=pcm_path, pcm_max_s=pcm_max_s)
         outcome = "ok"
         return result
     except AudioTimeout:
@@ -105,7 +119,8 @@ def transcode_to_mp3(
 
 
 def _transcode(src: str, dst: str, *, bitrate_kbps: int, mono: bool, loudness: bool, max_duration_s: float | None,
-               timeout_s: float, keep_mp3: bool, on_progress: Callable[[float], None] | None) -> TranscodeResult:
+               timeout_s: float, keep_mp3: bool, on_progress: Callable[[float], None] | None, pcm: str | None,
+               pcm_max_s: float | None) -> TranscodeResult:
     if bitrate_kbps not in BITRATES_KBPS:
         raise ValueError(f"bitrate {bitrate_kbps} kbps is not one of {BITRATES_KBPS}")
     size = os.path.getsize(src)
@@ -116,7 +131,8 @@ def _transcode(src: str, dst: str, *, bitrate_kbps: int, mono: bool, loudness: b
     started = time.monotonic()
     try:
         duration = _run(build_command(src, dst, bitrate_kbps=bitrate_kbps, mono=mono, loudness=loudness,
-                                      max_duration_s=max_duration_s, copy=copy), timeout_s, on_progress)
+                                      max_duration_s=max_duration_s, copy=copy, pcm=pcm, pcm_max_s=pcm_max_s),
+                        timeout_s, on_progress)
     except AudioTimeout:
         raise
     except AudioError:
@@ -131,8 +147,8 @@ def _transcode(src: str, dst: str, *, bitrate_kbps: int, mono: bool, loudness: b
         remaining = timeout_s - (time.monotonic() - started)
         if remaining <= 0:
             raise AudioTimeout(f"ffmpeg ran longer than {timeout_s:g} s and was stopped")
-        duration = _run(build_command(src, dst, bitrate_kbps=bitrate_kbps, max_duration_s=max_duration_s),
-                        remaining, on_progress)
+        duration = _run(build_command(src, dst, bitrate_kbps=bitrate_kbps, max_duration_s=max_duration_s, pcm=pcm,
+                                      pcm_max_s=pcm_max_s), remaining, on_progress)
     out_size = os.path.getsize(dst) if os.path.exists(dst) else 0
     if duration <= 0 or out_size == 0:
         raise AudioError("no audio could be decoded (zero-length result)")
@@ -147,7 +163,7 @@ def _transcode(src: str, dst: str, *, bitrate_kbps: int, mono: bool, loudness: b
 
 def _run(cmd: list[str], timeout_s: float, on_progress: Callable[[float], None] | None) -> float:
     """Run ffmpeg with a hard wall-clock limit; answer the output duration in seconds."""
-    cmd = cmd[:-1] + ["-progress", "pipe:1", "-nostats", cmd[-1]]
+    cmd = [cmd[0], "-progress", "pipe:1", "-nostats", *cmd[1:]]
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                                 preexec_fn=die_with_parent)

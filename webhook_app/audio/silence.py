@@ -1,0 +1,31 @@
+"""pydub over the low-rate PCM that the transcode's ffmpeg wrote beside the MP3 (transcode.PCM_RATE, mono, s16le).
+
+pydub is handed samples, never a file: it does not look for ffmpeg or ffprobe, and decodes nothing.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from .transcode import PCM_RATE
+
+with warnings.catch_warnings():
+    # At import pydub looks for ffmpeg on PATH to convert files with, which it never does here (the wheel's
+    # ffmpeg is not on PATH); and on Python 3.11-3.12 it imports the deprecated audioop (3.13: audioop-lts).
+    warnings.filterwarnings("ignore", message="Couldn't find ff", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=".*audioop", category=DeprecationWarning)
+    from pydub import AudioSegment
+
+SAMPLE_WIDTH = 2
+
+
+def load_pcm(path: str) -> AudioSegment:
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return AudioSegment(data=data[:len(data) - len(data) % SAMPLE_WIDTH], sample_width=SAMPLE_WIDTH,
+                        frame_rate=PCM_RATE, channels=1)
+
+
+def is_digital_silence(pcm_path: str) -> bool:
+    """Whether every sample is exactly zero: what a muted microphone records. A quiet room never is."""
+    return load_pcm(pcm_path).max == 0
