@@ -84,18 +84,6 @@ def test_ffmpeg_binary_takes_the_one_on_path_then_the_wheels(monkeypatch, tmp_pa
     assert choose_ffmpeg() == imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def test_pydub_probes_with_our_ffmpeg_unless_the_ffprobe_on_path_is_installed_beside_it(monkeypatch, tmp_path):
-    ours = executable(tmp_path / "ours" / "ffmpeg")
-    executable(tmp_path / "ours" / "ffprobe")
-    executable(tmp_path / "elsewhere" / "ffprobe")
-    monkeypatch.setenv("PATH", str(tmp_path / "ours"))
-    assert ffmpeg.ffprobe_on_path_beside(str(ours))
-    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere"))
-    assert not ffmpeg.ffprobe_on_path_beside(str(ours))
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert not ffmpeg.ffprobe_on_path_beside(str(ours))
-
-
 def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(monkeypatch):
     import runpy
 

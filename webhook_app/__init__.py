@@ -52,7 +52,6 @@ def _configure(app: Flask, test_config: dict | None) -> None:
 
 def _init_extensions(app: Flask) -> None:
     from . import auth, errors, observability  # the factory's imports (see above)
-    from .audio.ffmpeg import configure_pydub
     from .extensions import db
     from .greenlets import install_gevent_wait, is_gevent_process
     from .jobs import queue, sweeper
@@ -75,7 +74,6 @@ def _init_extensions(app: Flask) -> None:
     auth.init_app(app)
     settings_cache.init_app(app)
     sweeper.init_app(app)
-    configure_pydub()
 
 
 def _register_blueprints(app: Flask) -> None:

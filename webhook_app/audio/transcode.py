@@ -54,6 +54,7 @@ class TranscodeResult:
     copied: bool  # MP3 input kept as is (remuxed, not re-encoded)
     truncated: bool
     elapsed_s: float
+    pcm_path: str | None = None  # the PCM written beside the MP3, when asked for
 
 
 def build_command(src: str, dst: str, *, bitrate_kbps: int = 64, mono: bool = False, loudness: bool = False,
@@ -158,7 +159,7 @@ def _transcode(src: str, dst: str, *, bitrate_kbps: int, mono: bool, loudness: b
             digest.update(chunk)
     truncated = bool(max_duration_s) and duration >= max_duration_s - 0.05
     return TranscodeResult(dst, duration, out_size, digest.hexdigest(), source_format, copy, truncated,
-                           time.monotonic() - started)
+                           time.monotonic() - started, pcm)
 
 
 def _run(cmd: list[str], timeout_s: float, on_progress: Callable[[float], None] | None) -> float:

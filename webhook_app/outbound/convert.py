@@ -4,9 +4,11 @@ size held to the channel's caps, and a muted microphone refused."""
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import current_app
 
+from ..audio.silence import is_digital_silence
 from ..audio.transcode import AudioError, AudioTimeout, TranscodeResult, transcode_to_mp3
 from ..errors import ApiError
 from ..humanize import format_bytes
@@ -16,7 +18,6 @@ log = logging.getLogger(__name__)
 
 # Clips up to this long are also checked for digital silence (a muted microphone records zeros).
 SILENCE_CHECK_MAX_S = 120
-SILENCE_PROBE_S = 5
 # The record panel stops a take just before the cap, but MediaRecorder delivers its last chunk a little after
 # the stop: a clip stopped at the cap must not be refused for a fraction of a second.
 DURATION_TOLERANCE_S = 0.5
@@ -27,8 +28,10 @@ def convert(upload_path: str, mp3_path: str, settings: Settings, audit_id: int) 
     timeout_s = current_app.config["FFMPEG_TIMEOUT_S"]
     try:
         # Decode one second past the cap: enough to know the recording is too long, no more.
+        # The PCM for the silence check comes out of the same ffmpeg run: the MP3 is not decoded again.
         return transcode_to_mp3(upload_path, mp3_path, bitrate_kbps=settings.bitrate_kbps, mono=True,
-                                max_duration_s=settings.max_duration_s + 1, timeout_s=timeout_s)
+                                max_duration_s=settings.max_duration_s + 1, timeout_s=timeout_s,
+                                pcm_path=os.path.splitext(mp3_path)[0] + ".pcm", pcm_max_s=SILENCE_CHECK_MAX_S)
     except AudioTimeout as exc:
         # Not undecodable (400): valid audio too long to convert within FFMPEG_TIMEOUT_S, which a duration cap
         # of hours allows. Too large to take, then; and an error line, since the operator may need to act.
@@ -50,18 +53,8 @@ def check_caps(result: TranscodeResult, settings: Settings) -> None:
         raise ApiError(413, "too_large", f"the recording is {format_bytes(result.size_bytes)} as MP3; "
                                          f"{settings.channel} allows at most {format_bytes(settings.max_bytes)} "
                                          "per file")
-    if result.duration_s <= SILENCE_CHECK_MAX_S and _is_digital_silence(result.path):
+    if result.duration_s <= SILENCE_CHECK_MAX_S and is_digital_silence(result.pcm_path):
         raise ApiError(400, "silent_audio", "the recording is silent: is the microphone muted?")
-
-
-def _is_digital_silence(mp3_path: str) -> bool:
-    """pydub serves here: a muted microphone records exact zeros. The first seconds nearly always settle it;
-    only a clip that starts in digital silence is decoded whole."""
-    from pydub import AudioSegment  # as it was in outbound.py; webhook_app/audio/ takes the silence check over
-
-    if AudioSegment.from_file(mp3_path, format="mp3", duration=SILENCE_PROBE_S).max > 0:
-        return False
-    return AudioSegment.from_file(mp3_path, format="mp3").max == 0
 
 
 def _duration_text(seconds: int) -> str:
