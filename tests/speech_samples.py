@@ -83,8 +83,10 @@ def not_speech(path, sound: str, *, seconds: float = 10.0, kind: str = "mp3") ->
     return _encode(["-f", "lavfi", "-i", NOT_SPEECH[sound], "-t", str(seconds)], path, kind)
 
 
-def concatenate(path, parts: list[str], *, kind: str = "mp3", gap_s: float = 0.6) -> str:
-    """The files `parts` one after another with `gap_s` of silence between them, encoded as `kind`."""
+def concatenate(path, parts: list[str], *, kind: str = "mp3", gap_s: float = 0.6,
+                seconds: float | None = None) -> str:
+    """The files `parts` one after another with `gap_s` of silence between them, encoded as `kind`, cut at
+    `seconds` when given."""
     inputs, labels = [], []
     for index, part in enumerate(parts):
         inputs += ["-i", part]
@@ -92,7 +94,7 @@ def concatenate(path, parts: list[str], *, kind: str = "mp3", gap_s: float = 0.6
     chains = [f"[{index}:a]aresample=48000,aformat=channel_layouts=mono,apad=pad_dur={gap_s}[a{index}]"
               for index in range(len(parts))]
     graph = ";".join(chains) + ";" + "".join(labels) + f"concat=n={len(parts)}:v=0:a=1"
-    return _encode([*inputs, "-filter_complex", graph], path, kind)
+    return _encode([*inputs, "-filter_complex", graph, *(["-t", str(seconds)] if seconds else [])], path, kind)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -187,8 +189,33 @@ def normalize(text: str) -> list[str]:
         for word in re.findall(r"[a-z0-9']+", clause.replace("-", " ")):
             word = word.strip("'")
             words.extend(_CONTRACTIONS.get(word, word).split())
-        normalized += _numbers([word.removesuffix("'s") for word in words])
+        normalized += _codes(_numbers([word.removesuffix("'s") for word in words]))
     return normalized
+
+
+def _codes(words: list[str]) -> list[str]:
+    """Spelled codes alike however they are written: "bk472", "bk 472" and "b k 4 7 2" all -> "bk", "472"."""
+    split = []
+    for word in words:
+        split += re.findall(r"[a-z]+|[0-9]+", word) if re.search(r"[a-z]", word) and re.search(r"\d", word) \
+            else [word]
+    joined: list[str] = []
+    run: list[str] = []  # single letters in a row (two or more make one code)
+    for word in split + [""]:
+        if len(word) == 1 and word.isalpha():
+            run.append(word)
+            continue
+        joined += ["".join(run)] if len(run) >= 2 else run
+        run = []
+        if word:
+            joined.append(word)
+    merged: list[str] = []
+    for word in joined:
+        if word.isdigit() and merged and merged[-1].isdigit():
+            merged[-1] += word
+        else:
+            merged.append(word)
+    return merged
 
 
 def edit_distance(reference: list[str], hypothesis: list[str]) -> int:

@@ -104,6 +104,43 @@ def test_silence_noise_and_music_give_no_speech_not_invented_words(extra, tmp_pa
     assert transcript.model == "tiny.en"
 
 
+def test_a_long_note_is_transcribed_in_pieces_cut_in_its_pauses(extra, tmp_path):
+    require_espeak()
+    parts = [speak(tmp_path / f"part{index}", text, kind="wav") for index, text in enumerate([
+        "My account number is 4 7 2 9 1 5.", "The parcel was left at the wrong address.",
+        "Could you call me back this afternoon?"])]
+    note = speech_samples.concatenate(tmp_path / "note", parts, kind="mp3", gap_s=0.8)
+
+    # Pieces of at most 4 s here (60 s in service): each sentence lands in pieces of its own or is cut in a pause.
+    transcript = engine.transcribe(note, chunk_s=4)
+
+    words = " ".join(normalize(transcript.text))
+    assert transcript.status == "done", transcript
+    assert "472915" in words and "wrong address" in words and "call me back" in words, transcript.text
+    starts = [segment["start"] for segment in transcript.segments]
+    assert starts == sorted(starts) and len(starts) >= 3
+    assert transcript.segments[-1]["start"] > 4  # times are in the whole file, not in the piece
+    assert transcript.segments[-1]["end"] <= transcript.duration_s + 0.5
+
+
+def test_pieces_are_cut_at_the_quietest_moment_before_their_limit():
+    import numpy
+
+    rate = engine.SAMPLE_RATE
+    tone = (8000 * numpy.sin(numpy.arange(rate * 30) * 2 * numpy.pi * 220 / rate)).astype(numpy.int16)
+    audio = tone.copy()
+    audio[int(7.5 * rate):int(8.0 * rate)] = 0  # a pause at 7.5-8 s
+
+    ranges = engine.pieces(audio, chunk_s=10)
+
+    assert 7.5 * rate <= ranges[0][1] <= 8.0 * rate
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(audio)
+    assert all(end == next_start for (_, end), (next_start, _) in zip(ranges, ranges[1:]))
+    assert all(0 < end - start <= 10 * rate for start, end in ranges)
+    assert engine.pieces(audio[:rate * 10], chunk_s=10) == [(0, rate * 10)]
+    assert engine.pieces(audio[:0]) == []
+
+
 def test_the_model_is_loaded_once_per_process(extra, sentence_files, monkeypatch):
     import faster_whisper
 
@@ -183,6 +220,8 @@ def test_without_the_extra_transcribing_says_what_to_install(monkeypatch, tmp_pa
     ("twenty five dollars on the third", "$25 on the 3rd"),
     ("I'm calling about my e-mail", "I am calling about my email"),
     ("two hundred and fifty", "250"),
+    ("my booking reference is B K 4 7 2", "My booking reference is BK472."),
+    ("my booking reference is B K 4 7 2", "My booking reference is BK 472."),
 ])
 def test_the_scoring_normalizer_reads_numbers_and_spellings_alike(reference, hypothesis):
     assert normalize(reference) == normalize(hypothesis)

@@ -14,6 +14,13 @@ Each process loads a model once, on first use, and keeps it (keyed by model, thr
 Note for an RQ worker: RQ's default worker forks a work horse per job, so a model loaded inside a job is lost with
 its horse. Load it where it outlives jobs (a non-forking worker for the transcription queue).
 
+Memory: faster-whisper computes the voice-activity probabilities and Whisper's features of a whole file at once, so
+its memory grows with the note (measured: +190 MB over the loaded model for 60 s, +1.1 GB for 900 s, the channels'
+default cap). Notes longer than `chunk_s` (60 s) are therefore transcribed in pieces cut at their quietest moment
+near each `chunk_s` mark (a pause between words or sentences), so a worker's peak stays that of a 60 s note whatever
+the length. Whisper reads 30 s windows and each piece is decoded without the text before it, so cutting in a pause
+loses nothing a whole-file run would keep.
+
 Silence, noise and music: Whisper invents words on them ("Thank you.", "you"). The Silero voice-activity filter that
 ships inside faster-whisper cuts everything that is not speech before Whisper sees it; nothing left means
 status "no_speech" with an empty text.
@@ -33,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SAMPLE_RATE = 16000  # what Whisper's feature extractor takes
+CHUNK_S = 60.0  # longest piece transcribed at once (memory; see the module's docstring)
+CUT_SEARCH_S = 15.0  # a piece ends at the quietest moment of its last CUT_SEARCH_S seconds
 # What a CTranslate2 Whisper model directory needs so that loading it makes no network call (without tokenizer.json
 # faster-whisper fetches a tokenizer from its model hub).
 MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
@@ -177,33 +186,84 @@ def loaded_models() -> list[LoadedModel]:
 
 
 def transcribe(path: str | os.PathLike, *, language: str = "auto", model: str | os.PathLike | None = None,
-               threads: int = 2, compute_type: str = "int8", beam_size: int = 5) -> Transcript:
+               threads: int = 2, compute_type: str = "int8", beam_size: int = 5,
+               chunk_s: float = CHUNK_S) -> Transcript:
     """Transcribe one audio file (any container and codec PyAV decodes: our MP3s, Ogg/Opus, WAV, …).
 
     Raises TranscriptionUnavailable (no extra, no model), LanguageNotSupported, or TranscriptionError (the file)."""
     loaded = load_model(model, threads=threads, compute_type=compute_type)
     code = _language_code(loaded, language)
-    faster_whisper = _faster_whisper()
     try:
-        audio = faster_whisper.decode_audio(str(path), sampling_rate=SAMPLE_RATE)
+        audio = decode(path)
     except Exception as error:  # PyAV's errors: no audio stream, invalid data, missing file
         raise TranscriptionError(f"could not decode {os.path.basename(str(path))}: "
                                  f"{type(error).__name__}: {error}") from error
     duration = len(audio) / SAMPLE_RATE
-    if len(audio) == 0:
-        return Transcript("no_speech", "", None, [], loaded.label, 0.0, 0.0)
-    segments, info = loaded.whisper.transcribe(
-        audio, language=code, beam_size=beam_size, vad_filter=True,
-        # Each note stands alone; text carried over from a previous window makes Whisper repeat itself.
-        condition_on_previous_text=False)
-    kept = [{"start": round(segment.start, 2), "end": round(segment.end, 2), "text": segment.text.strip()}
-            for segment in segments]  # a generator: decoding happens here
-    kept = [segment for segment in kept if segment["text"]]
-    speech = float(info.duration_after_vad)
+    kept, speech, detected = [], 0.0, None
+    for start, end in pieces(audio, chunk_s):
+        segments, info = loaded.whisper.transcribe(
+            audio[start:end].astype("float32") / 32768.0, language=code or detected, beam_size=beam_size,
+            vad_filter=True,
+            # Each note stands alone; text carried over from a previous window makes Whisper repeat itself.
+            condition_on_previous_text=False)
+        offset = start / SAMPLE_RATE
+        found = [{"start": round(offset + segment.start, 2), "end": round(offset + segment.end, 2),
+                  "text": segment.text.strip()} for segment in segments]  # a generator: decoding happens here
+        found = [segment for segment in found if segment["text"]]
+        speech += float(info.duration_after_vad)
+        if found and detected is None:
+            detected = info.language  # the language of the first piece with speech holds for the rest of the note
+        kept += found
+    del audio
     if not kept:
         return Transcript("no_speech", "", code, [], loaded.label, duration, speech)
-    return Transcript("done", " ".join(segment["text"] for segment in kept), info.language, kept, loaded.label,
+    return Transcript("done", " ".join(segment["text"] for segment in kept), code or detected, kept, loaded.label,
                       duration, speech)
+
+
+def decode(path: str | os.PathLike):
+    """The file's first audio stream as 16 kHz mono 16-bit samples (a numpy int16 array), decoded by PyAV (the
+    FFmpeg inside its wheel, as faster-whisper does), frame by frame: 2 bytes a sample where faster-whisper's own
+    decode_audio holds a buffer of the whole file and then 4-byte floats of it (57.6 MB for 900 s)."""
+    _faster_whisper()  # PyAV comes with it
+    import av
+    import numpy
+
+    resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    parts = []
+    with av.open(str(path), mode="r", metadata_errors="ignore") as container:
+        frames = container.decode(audio=0)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.error.InvalidDataError:  # a damaged frame: skip it, as faster-whisper does
+                continue
+            parts += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+        parts += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    return numpy.concatenate(parts) if parts else numpy.zeros(0, dtype=numpy.int16)
+
+
+def pieces(audio, chunk_s: float = CHUNK_S) -> list[tuple[int, int]]:
+    """(start, end) sample ranges of at most `chunk_s` seconds covering `audio`, each cut at the quietest 100 ms of
+    the last CUT_SEARCH_S seconds before its limit. Audio up to `chunk_s` long is one piece; empty audio none."""
+    import numpy
+
+    limit = int(chunk_s * SAMPLE_RATE)
+    search = min(int(CUT_SEARCH_S * SAMPLE_RATE), limit // 2)
+    hop = SAMPLE_RATE // 10
+    ranges, start = [], 0
+    while len(audio) - start > limit:
+        window = audio[start + limit - search:start + limit]
+        frames = window[:len(window) // hop * hop].reshape(-1, hop).astype(numpy.float32)
+        quietest = int(numpy.argmin(numpy.mean(frames * frames, axis=1)))
+        cut = start + limit - search + quietest * hop + hop // 2  # the middle of the quietest 100 ms
+        ranges.append((start, cut))
+        start = cut
+    if len(audio) > start:
+        ranges.append((start, len(audio)))
+    return ranges
 
 
 def _language_code(loaded: LoadedModel, language: str | None) -> str | None:
