@@ -23,6 +23,7 @@ from webhook_app import create_app
 from webhook_app.agent.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY
 from webhook_app.extensions import db
 from webhook_app.models import AudioMessage, ChannelSettings, SettingsChange, SettingsVersion, StoredMedia
+from webhook_app.settings.rules import HARD_MAX_BYTES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POST_EVENT = "/twilio/conversations/post-event"
@@ -99,7 +100,7 @@ def _reset_database() -> None:
     for row in db.session.scalars(select(ChannelSettings)):
         for key, value in DEFAULT_SETTINGS.items():
             setattr(row, key, value)
-        row.max_bytes = 2_097_152 if row.channel == "sms" else 16_777_216
+        row.max_bytes = HARD_MAX_BYTES[row.channel]  # the migration's defaults are Twilio's caps
         row.updated_by = "migration"
     db.session.commit()
 

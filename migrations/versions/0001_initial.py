@@ -82,6 +82,7 @@ def upgrade() -> None:
         {'channel': channel, 'sending_enabled': True, 'max_bytes': max_bytes, 'max_duration_s': 900,
          'bitrate_kbps': 64, 'normalize_inbound': True, 'loudness_normalize': False, 'updated_at': now,
          'updated_by': 'migration'}
+        # Twilio's caps as of this revision, frozen on purpose (today's are webhook_app/settings/rules.py's).
         for channel, max_bytes in [('whatsapp', 16_777_216), ('sms', 2_097_152), ('webchat', 16_777_216),
                                    ('messenger', 16_777_216), ('other', 16_777_216)]
     ])

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from ..extensions import db
 from ..observability import bind_audit_id
+from ..retry import RetryPolicy
 from .relay import NORMALIZE_INBOUND, relay_all_waiting
 
 log = logging.getLogger(__name__)
@@ -245,11 +246,10 @@ def enqueue_in(delay_s: float, target: Job, *args) -> None:
 
 def retry_delay(exc: Exception, attempt: int) -> float:
     """Seconds before a job's attempt `attempt` + 1: Twilio's Retry-After when it sent one, else exponential
-    backoff from JOB_RETRY_BASE_S, at most five minutes."""
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        return retry_after
-    return min(300, current_app.config["JOB_RETRY_BASE_S"] * 2 ** (attempt - 1))
+    backoff from JOB_RETRY_BASE_S, at most five minutes (the job is not holding anything while it waits)."""
+    policy = RetryPolicy(base_s=current_app.config["JOB_RETRY_BASE_S"], max_delay_s=300, max_retry_after_s=None,
+                         jitter=False)
+    return policy.delay(attempt, getattr(exc, "retry_after", None))
 
 
 _worker_app: Flask | None = None

@@ -9,6 +9,7 @@ import time
 from ..errors import ApiError
 from ..extensions import db
 from ..models import AudioMessage
+from ..retry import RetryPolicy
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
 
@@ -18,6 +19,8 @@ log = logging.getLogger(__name__)
 ATTACH_WINDOW_S = 240
 # Codes that mean Twilio refused before doing anything: a retry cannot double-send.
 REJECTED_BEFORE_PROCESSING = {429, 503}
+# Beyond the request's own retries (twilio/http.py), which a message create does not get: it is not idempotent.
+CREATE_RETRY = RetryPolicy(base_s=0.5, max_delay_s=15)
 
 
 def upload_and_post(row: AudioMessage, mp3_path: str) -> None:
@@ -41,7 +44,7 @@ def _create_message_within_window(row: AudioMessage) -> str:
     api = twilio_api()
     attributes = {"audio_audit_id": row.id}
     deadline = time.monotonic() + ATTACH_WINDOW_S
-    delay = 0.5
+    retry = 0
     while True:
         try:
             message = api.create_message(row.conversation_sid, author=row.author or "agent", media_sid=row.media_sid,
@@ -54,11 +57,12 @@ def _create_message_within_window(row: AudioMessage) -> str:
                 existing = _find_posted_message(row, attributes)
                 if existing:
                     return existing
+            retry += 1
+            delay = CREATE_RETRY.delay(retry)
             if not exc.transient or time.monotonic() + delay > deadline:
                 raise ApiError(502, "twilio_error", f"posting the message to the conversation failed: {exc}") from exc
             log.warning("outbound audit %s: message create failed (%s); retrying in %.1f s", row.id, exc, delay)
             time.sleep(delay)
-            delay = min(delay * 2, 15)
 
 
 def _find_posted_message(row: AudioMessage, attributes: dict) -> str | None:

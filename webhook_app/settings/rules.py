@@ -1,8 +1,9 @@
 """What an admin may set on a channel, and how a change is recorded: validation, audited changes, the version
 every process's cache compares (settings/cache.py).
 
-The bitrates and Twilio's caps are defined here once; the migrations that seeded the table keep frozen copies of
-their own, as a migration must (it describes the schema of its day, not today's code).
+Twilio's caps are defined here once and the bitrates once, beside the encoder that takes them (audio/transcode.py);
+the migration that seeded the table keeps a frozen copy of the caps, as a migration must (it describes its own
+day, not today's code).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import json
 
 from sqlalchemy import update
 
+from ..audio.transcode import BITRATES_KBPS
 from ..errors import ApiError
 from ..extensions import db
 from ..models import CHANNELS, ChannelSettings, SettingsChange, SettingsVersion, utcnow
 
-BITRATES_KBPS = (32, 48, 64, 96, 128)
+__all__ = ["BITRATES_KBPS", "BOOLEAN_KEYS", "HARD_MAX_BYTES", "HARD_MAX_DURATION_S", "WRITABLE_KEYS",
+           "update_settings", "validate_changes"]
 # Twilio's per-file limits (FACTS.md): an admin may lower a cap, never raise it past what the channel delivers.
 HARD_MAX_BYTES = {"whatsapp": 16_777_216, "sms": 2_097_152, "webchat": 16_777_216, "messenger": 16_777_216,
                   "other": 16_777_216}

@@ -16,6 +16,7 @@ from twilio.rest import Client
 
 from ..cache import ExpiringCache
 from ..humanize import format_bytes
+from ..retry import TRANSIENT_STATUSES
 from .http import (
     CONVERSATIONS_HOST,
     IAM_HOST,
@@ -141,13 +142,13 @@ class TwilioApi:
             return fn()
         except TwilioRestException as exc:
             raise TwilioHttpError(f"{exc.method} {exc.uri} -> {exc.status}: {exc.msg}", exc.status,
-                                  transient=exc.status in (429, 500, 502, 503, 504), code=exc.code) from exc
+                                  transient=exc.status in TRANSIENT_STATUSES, code=exc.code) from exc
         except TwilioException as exc:
             # List pages fail with a bare TwilioException carrying the response as its second argument.
             response = exc.args[1] if len(exc.args) > 1 else None
             status = getattr(response, "status_code", None)
             raise TwilioHttpError(f"{exc.args[0]}: {response}", status,
-                                  transient=status in (429, 500, 502, 503, 504)) from exc
+                                  transient=status in TRANSIENT_STATUSES) from exc
 
     # -- Media Content Service (twilio-python has no MCS code) -------------------------------------
     def media_url(self, chat_service_sid: str, media_sid: str) -> str:

@@ -7,7 +7,6 @@ goes through `TwilioHttp`, so timeouts, retries and `TWILIO_API_BASE_URL` behave
 from __future__ import annotations
 
 import logging
-import random
 import time
 from dataclasses import dataclass, field
 from typing import IO, Callable
@@ -18,6 +17,7 @@ from twilio.http import HttpClient
 from twilio.http.response import Response as TwilioResponse
 
 from ..humanize import format_bytes
+from ..retry import TRANSIENT_STATUSES, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,6 @@ MCS_HOST = "https://mcs.us1.twilio.com"
 IAM_HOST = "https://iam.twilio.com"
 REST_HOSTS = tuple(host + "/" for host in (CONVERSATIONS_HOST, MCS_HOST, IAM_HOST))
 
-# Twilio documents 429/503/504 as retryable; 500/502 are transient in practice too.
-TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
-MAX_RETRY_AFTER_S = 30.0
 NO_AUTH = ("", "")  # pass as `auth` to send no Authorization header at all
 
 
@@ -137,10 +134,7 @@ class TwilioHttp:
         raise last_error
 
     def _delay(self, attempt: int, error: TwilioHttpError | None) -> float:
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            return min(retry_after, MAX_RETRY_AFTER_S)
-        return self.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())
+        return RetryPolicy(base_s=self.backoff_s).delay(attempt, getattr(error, "retry_after", None))
 
     def _send(self, method, url, params, data, json_body, headers, auth, stream_to, max_bytes) -> HttpResponse:
         if self.wsgi_app is not None:
