@@ -12,7 +12,7 @@ from sqlalchemy import Select, func, select
 
 from .errors import ApiError
 from .extensions import db
-from .models import CHANNELS, AudioMessage, Status, _iso
+from .models import CHANNELS, AudioMessage, Status, iso_time
 from .media.playback import playback_url
 from .twilio.sids import is_sid
 
@@ -81,7 +81,7 @@ def audit_dict(row: AudioMessage, with_playback: bool = True) -> dict:
     out = row.to_dict(playback_url(row) if with_playback else None)
     out.update({"author": row.author, "source": row.source, "filename": row.filename, "error_code": row.error_code,
                 "sha256": row.sha256, "truncated": row.truncated, "attempts": row.attempts,
-                "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
+                "started_at": iso_time(row.started_at), "finished_at": iso_time(row.finished_at),
                 "processing_ms": row.processing_ms, "transcode_ms": row.transcode_ms})
     return out
 

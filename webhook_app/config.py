@@ -6,6 +6,8 @@ import math
 import os
 import secrets
 
+from flask import Flask
+
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 LOG_FORMATS = ("json", "text")
@@ -69,8 +71,6 @@ def normalize_database_url(url: str) -> str:
 
 def instance_path() -> str:
     """The Flask instance folder (what create_app() uses), created if missing."""
-    from flask import Flask
-
     path = Flask("webhook_app", instance_relative_config=True).instance_path
     os.makedirs(path, exist_ok=True)
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -124,8 +125,8 @@ class AudioMessage(db.Model):
             "size_bytes": self.size_bytes,
             "mp3_size_bytes": self.mp3_size_bytes,
             "duration_s": round(self.duration_s, 3) if self.duration_s is not None else None,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
+            "created_at": iso_time(self.created_at),
+            "updated_at": iso_time(self.updated_at),
         }
         if self.status == Status.READY.value and playback_url:
             out["playback_url"] = playback_url
@@ -148,7 +149,8 @@ class StoredMedia(db.Model):
 
 
 class ChannelSettings(db.Model):
-    """Per-channel audio policy. Rows are created by a migration with Twilio's limits as defaults."""
+    """A channel's audio settings (settings/cache.py reads them, settings/rules.py changes them). Rows are created
+    by a migration with Twilio's limits as defaults."""
 
     __tablename__ = "channel_settings"
 
@@ -177,12 +179,10 @@ class SettingsChange(db.Model):
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
     def to_dict(self) -> dict:
-        import json
-
         return {"id": self.id, "channel": self.channel, "key": self.key,
                 "old_value": json.loads(self.old_value) if self.old_value is not None else None,
                 "new_value": json.loads(self.new_value) if self.new_value is not None else None,
-                "changed_by": self.changed_by, "changed_at": _iso(self.changed_at)}
+                "changed_by": self.changed_by, "changed_at": iso_time(self.changed_at)}
 
 
 class AdminSession(db.Model):
@@ -214,7 +214,7 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
     if value is None:
         return None
     return _aware(value).isoformat().replace("+00:00", "Z")

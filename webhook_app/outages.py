@@ -12,6 +12,10 @@ import logging
 import threading
 import time
 
+import psycopg
+from redis import exceptions as redis_errors
+from sqlalchemy import exc as sqlalchemy_errors
+
 log = logging.getLogger(__name__)
 
 # Longest wait between two tries of a loop whose dependency is down: a worker picks up within this long of the
@@ -68,21 +72,17 @@ def describe(exc: BaseException | str) -> str:
 
 
 def is_redis_unreachable(exc: BaseException) -> bool:
-    from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
-
     # ReadOnlyError: a failover left clients on the old primary, now a replica, until they reconnect.
-    return isinstance(exc, (ConnectionError, TimeoutError, ReadOnlyError))
+    return isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.ReadOnlyError))
 
 
 def is_database_unreachable(exc: BaseException) -> bool:
     """The database refused or dropped the connection (a restart, a failover, a terminated backend), as opposed
     to refusing a statement."""
-    import psycopg
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    if isinstance(exc, (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)):
+    if isinstance(exc, (sqlalchemy_errors.OperationalError, sqlalchemy_errors.InterfaceError,
+                        psycopg.OperationalError, psycopg.InterfaceError)):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    return isinstance(exc, sqlalchemy_errors.DBAPIError) and exc.connection_invalidated
 
 
 def dependency_of(exc: BaseException) -> Dependency | None:

@@ -212,8 +212,8 @@ class S3Store:
             with self._lock:
                 client = self._clients.get(cache_key)
                 if client is None:
-                    import boto3
-                    from botocore.config import Config as BotoConfig
+                    import boto3  # only the S3 store needs boto3, and importing it costs most of a second
+                    from botocore.config import Config as BotoConfig  # as boto3
 
                     # MinIO and most S3 look-alikes want path-style addressing; AWS picks for itself.
                     style = "path" if endpoint_url else "auto"
@@ -230,7 +230,7 @@ class S3Store:
 
     # -- MediaStore -------------------------------------------------------------------------------------
     def put(self, key: str, path: str, content_type: str, sha256: str) -> None:
-        from boto3.s3.transfer import TransferConfig
+        from boto3.s3.transfer import TransferConfig  # as boto3 above
 
         # upload_file switches to a multipart upload (parts in parallel) above the threshold.
         transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD_BYTES,
@@ -246,7 +246,7 @@ class S3Store:
         return StoredObject(key, obj.content_type or "application/octet-stream", len(data), obj.sha256 or "", data)
 
     def delete(self, key: str) -> None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # as boto3 above
 
         try:
             # S3 answers 204 for a missing key too; some look-alikes answer NoSuchKey.
@@ -272,7 +272,7 @@ class S3Store:
         The ETag is the object's sha256 (from its metadata) so it matches the database store's; S3's own ETag
         (an MD5, or a multipart hash) is only the fallback.
         """
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError  # as boto3 above
 
         params = {"Bucket": self.bucket, "Key": self.object_name(key)}
         if range_header:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from ..errors import ApiError
 from ..extensions import db
-from ..models import CHANNELS, ChannelSettings, SettingsVersion, _iso
+from ..models import CHANNELS, ChannelSettings, SettingsVersion, iso_time
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Settings:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["updated_at"] = _iso(self.updated_at)
+        out["updated_at"] = iso_time(self.updated_at)
         return out
 
     @classmethod

@@ -6,6 +6,8 @@ goes through `TwilioHttp`, so timeouts, retries and `TWILIO_API_BASE_URL` behave
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 import requests
 from twilio.http import HttpClient
 from twilio.http.response import Response as TwilioResponse
+from werkzeug.test import Client
 
 from ..humanize import format_bytes
 from ..retry import TRANSIENT_STATUSES, RetryPolicy
@@ -49,8 +52,6 @@ class HttpResponse:
     url: str = ""
 
     def json(self):
-        import json
-
         return json.loads(self.content or b"null")
 
     @property
@@ -158,14 +159,10 @@ class TwilioHttp:
             return HttpResponse(raw.status_code, headers_out, b"", url)
 
     def _send_in_process(self, method, url, params, data, json_body, headers, auth, stream_to, max_bytes):
-        from werkzeug.test import Client
-
         parts = urlsplit(url)
         client = Client(self.wsgi_app)
         headers = dict(headers or {})
         if auth:
-            import base64
-
             headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         kwargs: dict = {"headers": headers, "query_string": params or parts.query or None}
         if json_body is not None:
