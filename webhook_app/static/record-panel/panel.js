@@ -28,7 +28,8 @@ import { CHANNEL_NAMES, ensureStylesheet, micIcon, panelButton } from "./ui.js";
 /** @typedef {"loading" | "unsupported" | "disabled" | "unavailable" | "idle" | "starting" | "recording"
  *   | "preview" | "sending"} PanelState */
 
-const EXTENSIONS = /** @type {Record<string, string>} */ ({ "audio/webm": "webm", "audio/ogg": "ogg", "audio/mp4": "m4a" });
+/** @type {Record<string, string>} */
+const EXTENSIONS = { "audio/webm": "webm", "audio/ogg": "ogg", "audio/mp4": "m4a" };
 const WARN_BEFORE_END_S = 10;
 const TICK_MS = 200;
 // Stop this much before the cap: the timer only looks every TICK_MS, and MediaRecorder hands over its last
