@@ -28,7 +28,7 @@ _IMPORTED_BY = os.getpid()
 def writer_id() -> int | str:
     """Whose files this process writes. RQ forks a work horse per job: files per horse pid would pile up by the
     thousand (and /metrics reads every one). A worker runs one job at a time, and the one that lost Redis waits for
-    its horse (worker.py), so all the horses of one worker can take turns on one set of files."""
+    its horse (jobs/worker.py), so all the horses of one worker can take turns on one set of files."""
     pid = os.getpid()
     if pid != _IMPORTED_BY and get_current_job() is not None:
         return f"{os.getppid()}-horses"
