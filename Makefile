@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/upload_bench.py
 	$(BIN)/python bench/load_bench.py
 	$(BIN)/python bench/media_bench.py
+	$(BIN)/python bench/transcribe_bench.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

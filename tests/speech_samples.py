@@ -121,8 +121,7 @@ _SPELLINGS = {"ok": "okay", "e-mail": "email", "cancelled": "canceled", "cancell
 
 def _numbers(words: list[str]) -> list[str]:
     """Number words to digits ("twenty five" -> "25", "four seven two" -> "4 7 2", "two hundred" -> "200"),
-    ordinals to digits ("third" -> "3"), then runs of digit tokens joined ("4 7 2" and "472" both -> "472"), so a
-    spoken account number scores the same however Whisper groups its digits."""
+    ordinals to digits ("third" -> "3")."""
     out: list[str] = []
     value: int | None = None  # a number being built from words
 
@@ -161,13 +160,7 @@ def _numbers(words: list[str]) -> list[str]:
             flush()
             out.append(word)
     flush()
-    joined: list[str] = []
-    for word in out:
-        if word.isdigit() and joined and joined[-1].isdigit():
-            joined[-1] += word
-        else:
-            joined.append(word)
-    return joined
+    return out
 
 
 def normalize(text: str) -> list[str]:
@@ -194,7 +187,9 @@ def normalize(text: str) -> list[str]:
 
 
 def _codes(words: list[str]) -> list[str]:
-    """Spelled codes alike however they are written: "bk472", "bk 472" and "b k 4 7 2" all -> "bk", "472"."""
+    """Spelled codes and numbers alike however they are written: "bk472", "bk 472" and "b k 4 7 2" all -> "bk",
+    "472"; runs of digit tokens joined, so a spoken account number scores the same however Whisper groups its
+    digits ("472 915" -> "472915")."""
     split = []
     for word in words:
         split += re.findall(r"[a-z]+|[0-9]+", word) if re.search(r"[a-z]", word) and re.search(r"\d", word) \

@@ -168,6 +168,24 @@ def test_the_model_is_loaded_once_per_process(extra, sentence_files, monkeypatch
         engine._models.pop(key, None)
 
 
+def test_a_process_forked_after_loading_refuses_to_use_or_load_a_model(extra, sentence_files):
+    # CTranslate2 does not survive fork: the child would hang (the parent's model) or crash (a model of its own).
+    engine.load_model()
+    pid = os.fork()
+    if pid == 0:  # the child: only the engine's check runs, nothing of CTranslate2
+        code = 3
+        try:
+            engine.transcribe(sentence_files["mp3"])
+        except engine.TranscriptionUnavailable as error:
+            code = 0 if "forked after its parent loaded" in str(error) else 2
+        except BaseException:
+            code = 4
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert engine.transcribe(sentence_files["mp3"]).status == "done"  # the parent goes on
+
+
 def test_a_missing_or_incomplete_model_directory_is_a_clear_error(extra, sentence_files, tmp_path):
     with pytest.raises(engine.TranscriptionUnavailable, match="model directory .*nowhere does not exist"):
         engine.transcribe(sentence_files["mp3"], model=str(tmp_path / "nowhere"))

@@ -11,8 +11,12 @@ the `transcribe` extra installs (pinned by hash in requirements-transcribe.txt).
 network call, so tests, CI and the sandbox run offline.
 
 Each process loads a model once, on first use, and keeps it (keyed by model, threads and compute type).
-Note for an RQ worker: RQ's default worker forks a work horse per job, so a model loaded inside a job is lost with
-its horse. Load it where it outlives jobs (a non-forking worker for the transcription queue).
+Fork: a model must be loaded in the process that uses it. Measured here: a process forked after its parent loaded
+a model hangs when it uses the parent's model and crashes (SIGSEGV) when it loads its own; a process forked from a
+parent that only imported faster-whisper loads and transcribes normally. So load_model() refuses, with
+TranscriptionUnavailable, in a process forked from one that had loaded a model. RQ's default worker forks a work
+horse per job, so there a model would be loaded per job (~0.5 s) and lost with its horse: to load it once per
+worker, the transcription queue wants a non-forking worker (rq's SimpleWorker) that never forks after loading.
 
 Memory: faster-whisper computes the voice-activity probabilities and Whisper's features of a whole file at once, so
 its memory grows with the note (measured: +190 MB over the loaded model for 60 s, +1.1 GB for 900 s, the channels'
@@ -97,6 +101,7 @@ class LoadedModel:
 
 _models: dict[tuple[str, int, str], LoadedModel] = {}
 _models_lock = threading.Lock()
+_models_pid = os.getpid()  # the process that loaded _models
 
 
 def _faster_whisper():
@@ -154,7 +159,13 @@ def _directory_label(directory: Path) -> str:
 def load_model(model: str | os.PathLike | None = None, *, threads: int = 2,
                compute_type: str = "int8") -> LoadedModel:
     """The model, loaded on this process's first call for (model, threads, compute_type) and kept."""
+    global _models_pid
     source, label, is_directory = resolve_model(model)
+    if _models and _models_pid != os.getpid():
+        raise TranscriptionUnavailable(
+            "this process was forked after its parent loaded a transcription model, and CTranslate2 does not survive "
+            "fork (using or loading a model here hangs or crashes): load models only in the process that "
+            "transcribes, e.g. a non-forking worker")
     key = (source, int(threads), compute_type)
     loaded = _models.get(key)
     if loaded is not None:
@@ -162,7 +173,9 @@ def load_model(model: str | os.PathLike | None = None, *, threads: int = 2,
     with _models_lock:
         loaded = _models.get(key)
         if loaded is None:
-            loaded = _models[key] = _load(source, label, is_directory, int(threads), compute_type)
+            loaded = _load(source, label, is_directory, int(threads), compute_type)
+            _models_pid = os.getpid()
+            _models[key] = loaded
     return loaded
 
 
