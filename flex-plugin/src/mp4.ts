@@ -39,8 +39,19 @@ export interface Fragment {
   samples: Sample[] | null;
 }
 
+/** Where the header says how long the recording is: each field's offset, width and timescale. */
+export interface DurationField {
+  box: "mvhd" | "tkhd" | "mdhd" | "mehd";
+  at: number;
+  wide: boolean;
+  /** The movie's timescale (mvhd, tkhd, mehd) or the track's media timescale (mdhd). */
+  timescale: number;
+}
+
 export interface ParsedMp4 {
   timescale: number;
+  /** The header's durations (WebKit writes 0 in all of them: a player then knows only what it has read). */
+  durations: DurationField[];
   /** Every top-level box but the fragment headers no media data follows. */
   boxes: Box[];
   /** How many top-level boxes the file had. */
@@ -97,6 +108,7 @@ export function readFragments(view: DataView): ParsedMp4 | null {
   const mdhd = childBox(view, childBox(view, trak, "mdia"), "mdhd");
   if (!mdhd || mdhd.body + 24 > mdhd.end) return null;
   const timescale = view.getUint32(mdhd.body + (view.getUint8(mdhd.body) === 1 ? 20 : 12));
+  const durations = durationFields(view, boxes, trak as Box, mdhd, timescale);
   const kept: Box[] = [];
   const fragments: Fragment[] = [];
   boxes.forEach((box, index) => {
@@ -132,7 +144,58 @@ export function readFragments(view: DataView): ParsedMp4 | null {
     const base = view.getUint8(tfdt.body) === 1 ? uint64(view, tfdt.body + 4) : view.getUint32(tfdt.body + 4);
     fragments.push({ moof: box, mdat, traf, trun, dataOffsetAt, entrySize, base, samples });
   });
-  return { timescale, boxes: kept, boxCount: boxes.length, fragments };
+  return { timescale, durations, boxes: kept, boxCount: boxes.length, fragments };
+}
+
+/** mvhd's, the track's tkhd's, mdhd's and (in a fragmented file's mvex) mehd's duration fields. */
+function durationFields(view: DataView, boxes: Box[], trak: Box, mdhd: Box, timescale: number): DurationField[] {
+  const moov = boxes.find((box) => box.type === "moov") as Box;
+  const mvhd = childBox(view, moov, "mvhd");
+  if (!mvhd || mvhd.body + 32 > mvhd.end) return [];
+  const wide = (box: Box) => view.getUint8(box.body) === 1;
+  const movieTimescale = view.getUint32(mvhd.body + (wide(mvhd) ? 20 : 12));
+  const fields: DurationField[] = [
+    { box: "mvhd", at: mvhd.body + (wide(mvhd) ? 24 : 16), wide: wide(mvhd), timescale: movieTimescale },
+    { box: "mdhd", at: mdhd.body + (wide(mdhd) ? 24 : 16), wide: wide(mdhd), timescale },
+  ];
+  const tkhd = childBox(view, trak, "tkhd");
+  if (tkhd && tkhd.body + 36 <= tkhd.end) {
+    fields.push({ box: "tkhd", at: tkhd.body + (wide(tkhd) ? 28 : 20), wide: wide(tkhd), timescale: movieTimescale });
+  }
+  const mehd = childBox(view, childBox(view, moov, "mvex"), "mehd");
+  if (mehd && mehd.body + (wide(mehd) ? 12 : 8) <= mehd.end) {
+    fields.push({ box: "mehd", at: mehd.body + 4, wide: wide(mehd), timescale: movieTimescale });
+  }
+  return fields.filter((field) => field.timescale > 0);
+}
+
+function readDuration(view: DataView, field: DurationField): number {
+  return field.wide ? uint64(view, field.at) : view.getUint32(field.at);
+}
+
+/**
+ * The moov with its durations set to `end` (in the media timescale), or null when they say so already. WebKit
+ * writes 0 in each: its own player then plays a recording from a blob: URL only as far as it had read when the
+ * metadata loaded (one or two of the take's one-second fragments), and says so as its duration.
+ */
+function moovWithDuration(view: DataView, parsed: ParsedMp4, end: number): Uint8Array<ArrayBuffer> | null {
+  const moov = parsed.boxes.find((box) => box.type === "moov");
+  if (!moov || !parsed.durations.length) return null;
+  const values = parsed.durations.map((field) => Math.round((end * field.timescale) / parsed.timescale));
+  if (parsed.durations.every((field, i) => readDuration(view, field) === values[i])) return null;
+  const copy = new Uint8Array(moov.end - moov.start);
+  copy.set(new Uint8Array(view.buffer, view.byteOffset + moov.start, copy.length));
+  const edit = new DataView(copy.buffer);
+  parsed.durations.forEach((field, i) => {
+    const at = field.at - moov.start;
+    if (field.wide) {
+      edit.setUint32(at, Math.floor(values[i] / 2 ** 32));
+      edit.setUint32(at + 4, values[i] % 2 ** 32);
+    } else {
+      edit.setUint32(at, Math.min(values[i], 0xffffffff));
+    }
+  });
+  return copy;
 }
 
 function fragmentEnd(fragment: Fragment): number {
@@ -183,39 +246,46 @@ function cutFragment(view: DataView, fragment: Fragment, keep: number): Array<Ui
 
 /**
  * The MP4 `bytes` repaired and cut to `seconds`: fragment headers no media data follows (WebKit's duplicated
- * `moof`) dropped and, when `seconds` is given, the samples that start at or after it (a fragment starting after
- * it goes whole). The parts of the new file, or null when nothing changes or the bytes do not parse as MP4.
+ * `moof`) dropped; when `seconds` is given, the samples that start at or after it (a fragment starting after it goes
+ * whole); and the header's durations set to what is left. The parts of the new file, or null when nothing changes
+ * or the bytes do not parse as MP4.
  */
 export function repairedMp4Parts(bytes: ArrayBuffer, seconds = Infinity): BlobPart[] | null {
   const view = new DataView(bytes);
   const parsed = readFragments(view);
   if (!parsed) return null;
   const limit = seconds * parsed.timescale;
-  const fragments = new Map(parsed.fragments.map((fragment) => [fragment.moof, fragment]));
+  // What each fragment keeps (its samples that start before the limit: all of them, some, or none), and where the
+  // recording then ends. A fragment without a sample table is kept whole, and then the end is not known.
+  const cuts = new Map<Box, Array<Uint8Array<ArrayBuffer>>>();
+  let end: number | null = 0;
+  for (const fragment of parsed.fragments) {
+    if (!fragment.samples) {
+      end = null;
+      continue;
+    }
+    let keep = 0;
+    let time = fragment.base;
+    for (; keep < fragment.samples.length && time < limit; keep += 1) time += fragment.samples[keep].duration;
+    const cut = keep === fragment.samples.length ? null : (keep ? cutFragment(view, fragment, keep) : []);
+    if (cut) cuts.set(fragment.moof, cut);
+    if (end !== null && (keep || !cut)) end = Math.max(end, cut ? time : fragmentEnd(fragment));
+  }
+  const moov = end ? moovWithDuration(view, parsed, end) : null;
   const parts: BlobPart[] = [];
-  let changed = parsed.boxes.length !== parsed.boxCount; // duplicated headers dropped
+  const changed = parsed.boxes.length !== parsed.boxCount || cuts.size > 0 || moov !== null;
   let skipMdat = false; // the mdat of a fragment that was cut (its bytes are in the cut) or dropped
   for (const box of parsed.boxes) {
     if (box.type === "mdat" && skipMdat) {
       skipMdat = false;
-      continue;
-    }
-    const fragment = fragments.get(box);
-    let cut: Array<Uint8Array<ArrayBuffer>> | null = null;
-    if (fragment?.samples && fragmentEnd(fragment) > limit) {
-      let keep = 0;
-      for (let time = fragment.base; keep < fragment.samples.length && time < limit; keep += 1) {
-        time += fragment.samples[keep].duration;
-      }
-      cut = keep ? cutFragment(view, fragment, keep) : [];
-    }
-    if (!cut) {
+    } else if (cuts.has(box)) {
+      parts.push(...(cuts.get(box) as Array<Uint8Array<ArrayBuffer>>));
+      skipMdat = true;
+    } else if (box.type === "moov" && moov) {
+      parts.push(moov);
+    } else {
       parts.push(new Uint8Array(bytes, box.start, box.end - box.start));
-      continue;
     }
-    parts.push(...cut);
-    skipMdat = true;
-    changed = true;
   }
   return changed ? parts : null;
 }

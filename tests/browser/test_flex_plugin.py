@@ -11,10 +11,12 @@ skipped on a developer machine and fail under CI, as a missing Chromium does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from playwright.sync_api import expect
@@ -112,30 +114,34 @@ def flex_page(page, app, live_server, sandbox, conversations, plugin_bundle):
     https://flex.twilio.com itself does not work here: Chromium's Local Network Access blocks a public origin from
     calling the service on 127.0.0.1. A deployed service is public, so Flex does not meet that.)
     """
-    opened = []
+    with contextlib.ExitStack() as opened:
+        def open_desktop(**overrides):
+            origin = opened.enter_context(
+                stand_in_desktop(app, live_server, sandbox, conversations, plugin_bundle, **overrides))
+            page.goto(f"{origin}/agent-desktop/")
+            expect(page.locator(".Twilio-MessageInputActions")).to_be_visible()
+            assert page.evaluate("window.__pluginName") == "AudioMessagesPlugin"
+            page.flex_origin = origin
+            return page
 
-    def open_desktop(**overrides):
-        config = {
-            "serviceUrl": live_server,
-            "identity": AGENT_IDENTITY,
-            "token": sandbox.issue_token(AGENT_IDENTITY, roles=["agent"]),
-            "tasks": [{"sid": f"WT{channel}", "label": f"{channel} chat",
-                       "attributes": {"conversationSid": sid}} for channel, sid in conversations.items()],
-            **overrides,
-        }
-        server = serving(stand_in_app(config, plugin_bundle, sandbox))
-        origin = server.__enter__()
-        opened.append(server)
+        yield open_desktop
+
+
+@contextlib.contextmanager
+def stand_in_desktop(app, live_server: str, sandbox, conversations: dict, bundle: Path, **overrides) -> Iterator[str]:
+    """The stand-in desktop (the agent, its token, a task per conversation; `overrides` change the config) served
+    from an origin of its own, which the service allows as it allows Flex's. Yields the origin."""
+    config = {
+        "serviceUrl": live_server,
+        "identity": AGENT_IDENTITY,
+        "token": sandbox.issue_token(AGENT_IDENTITY, roles=["agent"]),
+        "tasks": [{"sid": f"WT{channel}", "label": f"{channel} chat",
+                   "attributes": {"conversationSid": sid}} for channel, sid in conversations.items()],
+        **overrides,
+    }
+    with serving(stand_in_app(config, bundle, sandbox)) as origin:
         app.config["FLEX_ALLOWED_ORIGINS"] = [*app.config["FLEX_ALLOWED_ORIGINS"], origin]
-        page.goto(f"{origin}/agent-desktop/")
-        expect(page.locator(".Twilio-MessageInputActions")).to_be_visible()
-        assert page.evaluate("window.__pluginName") == "AudioMessagesPlugin"
-        page.flex_origin = origin
-        return page
-
-    yield open_desktop
-    for server in opened:
-        server.__exit__(None, None, None)
+        yield origin
 
 
 def customer_voice_note(app, conversation_sid: str) -> None:

@@ -1,6 +1,7 @@
 import { mp4RecordedSeconds, readFragments, recordedSeconds, repairedMp4 } from "../mp4";
 import {
-  box, bytesOf, defaultFrameSize, FRAME, fragment, initSegment, recording, TIMESCALE, topLevel,
+  box, bytesOf, defaultFrameSize, FRAME, fragment, headerDurations, initSegment, MOVIE_TIMESCALE, recording, TIMESCALE,
+  topLevel,
 } from "../testing/mp4";
 
 const MP4 = "audio/mp4; codecs=mp4a";
@@ -99,8 +100,22 @@ test("other writers' trun layouts (first-sample flags, per-sample flags, 64-bit 
   expect(seconds).toBeLessThan(1.5 + FRAME_S);
 });
 
+test("the header says how long the recording is (WebKit writes 0, and then plays only what it read first)", async () => {
+  const recorded = blobOf(recording(3));
+  expect(headerDurations(await bytesOf(recorded))).toEqual([0, 0, 0, 0]);
+  const repaired = await repairedMp4(recorded);
+  expect(repaired.size).toBe(recorded.size); // fields written in place
+  const seconds = (3 * 43 * FRAME) / TIMESCALE;
+  headerDurations(await bytesOf(repaired)).forEach((duration) => expect(duration).toBeCloseTo(seconds, 2));
+  const cut = await bytesOf(await repairedMp4(recorded, 2.5));
+  const kept = recordedSeconds(cut.buffer as ArrayBuffer);
+  const [mvhd, tkhd, mdhd, mehd] = headerDurations(cut);
+  expect(mdhd).toBeCloseTo(kept, 6); // in the track's own timescale: exact
+  for (const movie of [mvhd, tkhd, mehd]) expect(Math.abs(movie - kept)).toBeLessThanOrEqual(0.5 / MOVIE_TIMESCALE);
+});
+
 test("a recording that needs nothing is returned as it was", async () => {
-  const whole = blobOf(recording(3));
+  const whole = blobOf(recording(3, 43, { withDuration: true }));
   expect(await repairedMp4(whole)).toBe(whole);
   expect(await repairedMp4(whole, 3.5)).toBe(whole); // shorter than the take: nothing to cut
 });

@@ -30,10 +30,38 @@ function words(...values: Array<number | [number, number]>): Uint8Array {
   return bytes;
 }
 
-export function initSegment(timescale = TIMESCALE): Uint8Array<ArrayBuffer>[] {
-  const mdhd = box("mdhd", words(0, 0, 0, timescale, 0), new Uint8Array(4)); // version 0: timescale at +12
-  return [box("ftyp", Uint8Array.from("isommp42", (c) => c.charCodeAt(0))), box("moov", box("mvhd", new Uint8Array(100)),
-    box("trak", box("tkhd", new Uint8Array(84)), box("mdia", mdhd, box("hdlr", new Uint8Array(25)))))];
+export const MOVIE_TIMESCALE = 1800; // what WebKit writes in mvhd
+
+/** ftyp and moov, with the durations WebKit writes (0: not known) unless `frames` says how long the track is. */
+export function initSegment(frames = 0): Uint8Array<ArrayBuffer>[] {
+  const movie = Math.round((frames * FRAME * MOVIE_TIMESCALE) / TIMESCALE);
+  // version 0 boxes: mvhd timescale at +12, duration at +16; tkhd duration at +20; mdhd as mvhd; mehd (version 1,
+  // as WebKit writes it) a 64-bit fragment_duration at +4
+  const mvhd = box("mvhd", words(0, 0, 0, MOVIE_TIMESCALE, movie), new Uint8Array(80));
+  const tkhd = box("tkhd", words(7, 0, 0, 1, 0, movie), new Uint8Array(60));
+  const mdhd = box("mdhd", words(0, 0, 0, TIMESCALE, frames * FRAME), new Uint8Array(4));
+  const mehd = box("mehd", words(0x01000000, [0, movie]));
+  return [box("ftyp", Uint8Array.from("isommp42", (c) => c.charCodeAt(0))), box("moov", mvhd,
+    box("trak", tkhd, box("mdia", mdhd, box("hdlr", new Uint8Array(25)))),
+    box("mvex", mehd, box("trex", new Uint8Array(24))))];
+}
+
+/** The durations the header of `bytes` gives, in seconds: mvhd, tkhd, mdhd, mehd. */
+export function headerDurations(bytes: Uint8Array): number[] {
+  const at = (type: string) => {
+    const code = Array.from(type, (c) => c.charCodeAt(0));
+    for (let i = 0; i + 4 <= bytes.length; i += 1) {
+      if (code.every((c, j) => bytes[i + j] === c)) return i + 4; // the box's payload
+    }
+    throw new Error(`no ${type}`);
+  };
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return [
+    view.getUint32(at("mvhd") + 16) / MOVIE_TIMESCALE,
+    view.getUint32(at("tkhd") + 20) / MOVIE_TIMESCALE,
+    view.getUint32(at("mdhd") + 16) / TIMESCALE,
+    (view.getUint32(at("mehd") + 4) * 2 ** 32 + view.getUint32(at("mehd") + 8)) / MOVIE_TIMESCALE,
+  ];
 }
 
 export interface FragmentOptions {
@@ -72,9 +100,9 @@ export function fragment({ first, frames, frameSize = defaultFrameSize, otherLay
 }
 
 /** A recording of `fragments` fragments of `framesEach` frames (about a second each, as WebKit writes). */
-export function recording(fragments: number, framesEach = 43, options: Partial<FragmentOptions> = {}):
+export function recording(fragments: number, framesEach = 43, options: Partial<FragmentOptions> & { withDuration?: boolean } = {}):
   Uint8Array<ArrayBuffer>[] {
-  const parts = initSegment();
+  const parts = initSegment(options.withDuration ? fragments * framesEach : 0);
   for (let i = 0; i < fragments; i += 1) parts.push(...fragment({ ...options, first: i * framesEach, frames: framesEach }));
   return parts;
 }
