@@ -229,7 +229,14 @@ _ROUTES = [
     ("/Conversations/<conversation_sid>/Messages", "POST", create_message),
     ("/Conversations/<conversation_sid>/Messages/<sid>", "GET", fetch_message),
 ]
-for _suffix, _method, _view in _ROUTES:
-    bp.add_url_rule("/v1" + _suffix, _view.__name__, _view, methods=[_method])
-    bp.add_url_rule("/v1/Services/<chat_service_sid>" + _suffix, "service_" + _view.__name__, _view,
-                    methods=[_method])
+
+
+def _add_routes() -> None:
+    # Twilio serves every Conversations resource both account-wide and under its default service's path.
+    for suffix, method, view in _ROUTES:
+        bp.add_url_rule("/v1" + suffix, view.__name__, view, methods=[method])
+        bp.add_url_rule("/v1/Services/<chat_service_sid>" + suffix, "service_" + view.__name__, view,
+                        methods=[method])
+
+
+_add_routes()

@@ -84,7 +84,7 @@ def age_s(rest_date: str) -> float:
 
 
 def current_sandbox():
-    """The Sandbox account the request is served from."""
+    """The Sandbox (account.py) the request is served from."""
     return current_app.extensions[EXTENSION]
 
 
