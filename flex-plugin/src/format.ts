@@ -8,8 +8,13 @@ export const CHANNEL_NAMES: Record<string, string> = {
 
 export function formatDuration(seconds: number | null | undefined): string {
   if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds < 0) return "–:––";
-  const whole = Math.floor(seconds);
-  return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}`;
+  // To the nearest second, h:mm:ss from an hour: the rule of the service's console and admin page, so a note reads
+  // the same length everywhere (a 4.99 s note is 0:05, not 0:04).
+  const whole = Math.round(seconds);
+  const hours = Math.floor(whole / 3600);
+  const minutes = Math.floor((whole % 3600) / 60);
+  const rest = String(whole % 60).padStart(2, "0");
+  return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}` : `${minutes}:${rest}`;
 }
 
 export function formatMegabytes(bytes: number): string {

@@ -52,9 +52,9 @@ export interface ParsedMp4 {
   timescale: number;
   /** The header's durations (WebKit writes 0 in all of them: a player then knows only what it has read). */
   durations: DurationField[];
-  /** Every top-level box but the fragment headers no media data follows. */
+  /** Every whole top-level box but the fragment headers no media data follows. */
   boxes: Box[];
-  /** How many top-level boxes the file had. */
+  /** How many top-level boxes the file had (a last one cut short counts). */
   boxCount: number;
   fragments: Fragment[];
 }
@@ -75,21 +75,30 @@ function boxType(view: DataView, at: number): string {
   return String.fromCharCode(view.getUint8(at), view.getUint8(at + 1), view.getUint8(at + 2), view.getUint8(at + 3));
 }
 
-/** The boxes between `start` and `end`, or null when they do not parse as boxes. */
-export function readBoxes(view: DataView, start: number, end: number): Box[] | null {
+/**
+ * The boxes between `start` and `end`, or null when they do not parse as boxes. With `tail`, a last box cut short
+ * (a recorder stopped mid-write) ends the list instead, and `tail.cut` says so.
+ */
+export function readBoxes(view: DataView, start: number, end: number, tail?: { cut: boolean }): Box[] | null {
   const boxes: Box[] = [];
+  const cutShort = () => {
+    if (!tail) return null;
+    tail.cut = true;
+    return boxes;
+  };
   while (start < end) {
-    if (start + 8 > end) return null;
+    if (start + 8 > end) return cutShort();
     let size = view.getUint32(start);
     let body = start + 8;
     if (size === 1) {
-      if (start + 16 > end) return null;
+      if (start + 16 > end) return cutShort();
       size = uint64(view, start + 8); // a 64-bit "largesize"
       body = start + 16;
     } else if (size === 0) {
       size = end - start; // "to the end of the file"
     }
-    if (size < body - start || start + size > end) return null;
+    if (size < body - start) return null;
+    if (start + size > end) return cutShort();
     boxes.push({ type: boxType(view, start + 4), start, body, end: start + size });
     start += size;
   }
@@ -102,7 +111,8 @@ function childBox(view: DataView, box: Box | undefined, type: string): Box | und
 
 /** The media timescale and, per fragment (a `moof` its `mdat` follows), its start and samples; or null. */
 export function readFragments(view: DataView): ParsedMp4 | null {
-  const boxes = readBoxes(view, 0, view.byteLength);
+  const tail = { cut: false };
+  const boxes = readBoxes(view, 0, view.byteLength, tail);
   if (!boxes) return null;
   const trak = childBox(view, boxes.find((box) => box.type === "moov"), "trak");
   const mdhd = childBox(view, childBox(view, trak, "mdia"), "mdhd");
@@ -144,7 +154,7 @@ export function readFragments(view: DataView): ParsedMp4 | null {
     const base = view.getUint8(tfdt.body) === 1 ? uint64(view, tfdt.body + 4) : view.getUint32(tfdt.body + 4);
     fragments.push({ moof: box, mdat, traf, trun, dataOffsetAt, entrySize, base, samples });
   });
-  return { timescale, durations, boxes: kept, boxCount: boxes.length, fragments };
+  return { timescale, durations, boxes: kept, boxCount: boxes.length + (tail.cut ? 1 : 0), fragments };
 }
 
 /** mvhd's, the track's tkhd's, mdhd's and (in a fragmented file's mvex) mehd's duration fields. */

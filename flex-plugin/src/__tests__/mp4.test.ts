@@ -1,6 +1,6 @@
 import { mp4RecordedSeconds, readFragments, recordedSeconds, repairedMp4 } from "../mp4";
 import {
-  box, bytesOf, defaultFrameSize, FRAME, fragment, headerDurations, initSegment, MOVIE_TIMESCALE, recording, TIMESCALE,
+  bytesOf, defaultFrameSize, FRAME, fragment, headerDurations, initSegment, MOVIE_TIMESCALE, recording, TIMESCALE,
   topLevel,
 } from "../testing/mp4";
 
@@ -120,9 +120,22 @@ test("a recording that needs nothing is returned as it was", async () => {
   expect(await repairedMp4(whole, 3.5)).toBe(whole); // shorter than the take: nothing to cut
 });
 
+test("a last fragment cut short (the recorder stopped mid-write) is dropped, the rest kept", async () => {
+  const [ftyp, moov] = initSegment();
+  const [moof1, mdat1] = fragment({ first: 0, frames: 43 });
+  const [moof2, mdat2] = fragment({ first: 43, frames: 43 });
+  const bytes = await bytesOf(await repairedMp4(blobOf([ftyp, moov, moof1, mdat1, moof2, mdat2.slice(0, 500)]), 5));
+  expect(framesIn(bytes)).toEqual([range(0, 43)]);
+  expect(topLevel(bytes).map((b) => b.type)).toEqual(["ftyp", "moov", "moof", "mdat"]);
+  const headerOnly = await bytesOf(await repairedMp4(blobOf([ftyp, moov, moof1, mdat1, moof2.slice(0, 6)])));
+  expect(framesIn(headerOnly)).toEqual([range(0, 43)]);
+});
+
 test("bytes that do not parse as MP4 are returned as they were", async () => {
   const [ftyp, moov] = initSegment();
-  const truncated = new Blob([ftyp, moov, box("moof", new Uint8Array(40)).slice(0, 20)], { type: MP4 });
+  const broken = new Uint8Array(16); // a box whose size is smaller than its own header
+  new DataView(broken.buffer).setUint32(0, 4);
+  const truncated = new Blob([ftyp, moov, broken], { type: MP4 });
   expect(await repairedMp4(truncated, 1)).toBe(truncated);
   const noHeader = blobOf(fragment({ first: 0, frames: 43 })); // no moov: no timescale to cut by
   expect(await repairedMp4(noHeader, 0.5)).toBe(noHeader);

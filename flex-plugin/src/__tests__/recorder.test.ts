@@ -89,8 +89,8 @@ async function recordingFor(seconds: number, arrived: Uint8Array<ArrayBuffer>[],
 }
 
 test("WebKit: after Stop the take records on until its end has arrived, then is cut back to its length", async () => {
-  // 2.5 s recorded; WebKit has handed over only the first second. The next two come late, on their own.
-  const take = await recordingFor(2.5, [...initSegment(), ...second(0)]);
+  // 2.3 s recorded; WebKit has handed over only the first second. The next two come late, on their own.
+  const take = await recordingFor(2.3, [...initSegment(), ...second(0)]);
   const recorder = FakeRecorder.last;
   const stopping = take.stop();
   await wait(20);
@@ -98,7 +98,7 @@ test("WebKit: after Stop the take records on until its end has arrived, then is 
   expect(tracks[0].stopped).toBe(false);
   recorder.hand(second(1));
   await wait(20);
-  expect(recorder.state).toBe("recording"); // 2 s of 2.5: not yet
+  expect(recorder.state).toBe("recording"); // 2 s of 2.3: not yet
   recorder.onStop = second(3); // what stop() flushes: after the take, cut away
   recorder.hand(second(2));
   const blob = await stopping;
@@ -110,7 +110,9 @@ test("WebKit: after Stop the take records on until its end has arrived, then is 
   const seconds = recordedSeconds(bytes.buffer as ArrayBuffer);
   expect(seconds).toBeGreaterThanOrEqual(take.elapsed() - 0.03);
   expect(seconds).toBeLessThan(take.elapsed() + FRAME / TIMESCALE);
-  expect(take.elapsed()).toBeCloseTo(2.5, 1);
+  // (the take's clock runs on real time too: a loaded machine adds a little to the 2.3 s)
+  expect(take.elapsed()).toBeGreaterThanOrEqual(2.3);
+  expect(take.elapsed()).toBeLessThan(2.9);
   expect(topLevel(bytes).filter((b) => b.type === "moof")).toHaveLength(3);
 });
 
