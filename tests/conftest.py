@@ -22,14 +22,15 @@ from webhook_app import create_app
 # The agent of `agent_token` is the console's: the escaped chat identity Flex gives both a token and a participant.
 from webhook_app.agent.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY
 from webhook_app.extensions import db
-from webhook_app.models import AudioMessage, ChannelSettings, SettingsChange, SettingsVersion, StoredMedia
+from webhook_app.models import (AudioMessage, ChannelSettings, SettingsChange, SettingsVersion, StoredMedia,
+                                Transcript)
 from webhook_app.settings.rules import HARD_MAX_BYTES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POST_EVENT = "/twilio/conversations/post-event"
 
 DEFAULT_SETTINGS = {"sending_enabled": True, "max_duration_s": 900, "bitrate_kbps": 64, "normalize_inbound": True,
-                    "loudness_normalize": False}
+                    "loudness_normalize": False, "transcribe": False, "transcribe_language": "auto"}
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -84,8 +85,8 @@ def app(database_url, queue_name, tmp_path):
     with app.app_context():
         _reset_database()
         runner = app.extensions["jobs"]
-        if hasattr(runner, "queue"):
-            runner.queue.empty()
+        for queue in getattr(runner, "queues", ()):
+            queue.empty()
     yield app
     with app.app_context():
         app.extensions["jobs"].wait(timeout=60)
@@ -93,6 +94,7 @@ def app(database_url, queue_name, tmp_path):
 
 
 def _reset_database() -> None:
+    db.session.execute(delete(Transcript))  # before its audio: SQLite does not cascade (foreign keys off)
     db.session.execute(delete(AudioMessage))
     db.session.execute(delete(StoredMedia))
     db.session.execute(delete(SettingsChange))
@@ -288,5 +290,5 @@ def _rq_worker_loop(app, stop):
             if runner.relays_new_rows:
                 relay_all_waiting()
                 db.session.remove()
-            ThreadWorker([runner.queue], connection=runner.redis).work(burst=True)
+            ThreadWorker(runner.queues, connection=runner.redis).work(burst=True)
             stop.wait(0.1)

@@ -50,7 +50,8 @@ def test_settings_get_and_put(client, admin_app, sandbox):
     assert updated["max_duration_s"] == 300 and updated["bitrate_kbps"] == 48 and updated["updated_by"] == \
         "sup@example.com"
     assert set(updated) == {"channel", "sending_enabled", "max_bytes", "max_duration_s", "bitrate_kbps",
-                            "normalize_inbound", "loudness_normalize", "updated_at", "updated_by"}
+                            "normalize_inbound", "loudness_normalize", "transcribe", "transcribe_language",
+                            "updated_at", "updated_by"}
     assert client.get("/api/v1/admin/settings/sms", headers=bearer(ADMIN)).get_json() == updated
     changes = client.get("/api/v1/admin/settings-changes", headers=bearer(ADMIN)).get_json()["changes"]
     assert {(c["key"], c["old_value"], c["new_value"]) for c in changes} == {("max_duration_s", 900, 300),

@@ -3,13 +3,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select
 
 from webhook_app.extensions import db
-from webhook_app.models import CHANNELS, ChannelSettings
+from webhook_app.models import CHANNELS, ChannelSettings, described_by_models
 
 
 def test_migrated_database_matches_models(database_url):
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(connection, opts={"compare_type": True,
+                                                               "include_object": described_by_models})
         assert compare_metadata(context, db.metadata) == []
     engine.dispose()
 

@@ -12,8 +12,9 @@ from sqlalchemy import Select, func, select
 
 from .errors import ApiError
 from .extensions import db
-from .models import CHANNELS, AudioMessage, Status, iso_time
+from .models import CHANNELS, AudioMessage, Status, Transcript, iso_time
 from .media.playback import playback_url
+from .transcripts.search import add_transcripts, match_of, matching, transcript_dict, transcribing_channels
 from .twilio.sids import is_sid
 
 DIRECTIONS = ("inbound", "outbound")
@@ -26,7 +27,7 @@ MAX_PAGE = 1_000_000
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = ("audit_id", "created_at", "updated_at", "direction", "channel", "status", "conversation_sid",
                "message_sid", "media_sid", "author", "content_type", "size_bytes", "mp3_size_bytes", "duration_s",
-               "transcode_ms", "processing_ms", "error_code", "error")
+               "transcode_ms", "processing_ms", "error_code", "error", "transcript_status", "transcript_text")
 
 
 def parse_time(value: str, name: str) -> datetime:
@@ -63,6 +64,8 @@ def filtered_query(args) -> Select:
         query = query.where(AudioMessage.created_at >= parse_time(args["since"], "since"))
     if args.get("until"):
         query = query.where(AudioMessage.created_at < parse_time(args["until"], "until"))
+    if (args.get("q") or "").strip():
+        query = matching(query, args["q"])  # full text over transcripts
     return query
 
 
@@ -96,19 +99,31 @@ def audit_page(args) -> dict:
         raise ApiError(400, "bad_filter", f"page must be at most {MAX_PAGE}")
     query = filtered_query(args)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = db.session.scalars(query.order_by(AudioMessage.created_at.desc(), AudioMessage.id.desc())
-                              .limit(per_page).offset((page - 1) * per_page))
-    return {"audio_messages": [audit_dict(row) for row in rows], "page": page, "per_page": per_page, "total": total}
+    rows = list(db.session.scalars(query.order_by(AudioMessage.created_at.desc(), AudioMessage.id.desc())
+                                   .limit(per_page).offset((page - 1) * per_page)))
+    found = add_transcripts(rows, [audit_dict(row) for row in rows])
+    q = (args.get("q") or "").strip()
+    if q:
+        for out in found:
+            match = match_of((out.get("transcript") or {}).get("text"), q)
+            if match is not None:
+                out["match"] = match
+    return {"audio_messages": found, "page": page, "per_page": per_page, "total": total}
 
 
 def audit_csv(args) -> Iterator[str]:
     """Streamed, so an export of a busy month does not sit in memory."""
-    query = filtered_query(args).order_by(AudioMessage.created_at.desc(), AudioMessage.id.desc())
+    query = (filtered_query(args).add_columns(Transcript)
+             .outerjoin(Transcript, Transcript.audio_message_id == AudioMessage.id)
+             .order_by(AudioMessage.created_at.desc(), AudioMessage.id.desc()))
+    transcribing = transcribing_channels()
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    for row in db.session.scalars(query.execution_options(yield_per=500)):
+    for row, transcript in db.session.execute(query.execution_options(yield_per=500)):
         data = audit_dict(row, with_playback=False)  # links expire; a CSV outlives them
+        shown = transcript_dict(row, transcript, transcribing) or {}
+        data["transcript_status"], data["transcript_text"] = shown.get("status"), shown.get("text")
         writer.writerow([spreadsheet_safe(data.get(column)) for column in CSV_COLUMNS])
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()

@@ -27,7 +27,8 @@ from .jobs.worker import run_worker
 from .media.retention import retention_cli
 from .models import CHANNELS
 from .settings.cache import Settings, all_settings, settings_for
-from .settings.rules import BOOLEAN_KEYS, update_settings
+from .settings.rules import BOOLEAN_KEYS, TEXT_KEYS, update_settings
+from .transcripts.defaults import turn_on_in_sandbox
 
 sandbox_cli = AppGroup("sandbox", help="Play Twilio's part locally (no Twilio account needed).")
 
@@ -147,8 +148,12 @@ def credentials():
 def serve_command(ctx, host, port):
     """`flask run` that first says where the agent console and the admin page are (what `make run` runs)."""
     app = ctx.ensure_object(ScriptInfo).load_app()
+    sandbox = app.extensions["twilio"].sandbox is not None
+    if sandbox:
+        with app.app_context():
+            turn_on_in_sandbox()  # a newcomer sees transcripts (transcripts/defaults.py)
     if not is_running_from_reloader():  # FLASK_DEBUG's reloader runs this command again in a child: say it once
-        click.echo(serving_banner(f"http://{host}:{port}", sandbox=app.extensions["twilio"].sandbox is not None))
+        click.echo(serving_banner(f"http://{host}:{port}", sandbox=sandbox))
     ctx.invoke(run_command, host=host, port=port)
 
 
@@ -215,6 +220,8 @@ def settings_set(channel, key, value, actor):
         if lowered not in ("true", "false"):
             raise click.BadParameter(f"{key} takes true or false", param_hint="VALUE")
         parsed = lowered == "true"
+    elif key in TEXT_KEYS:
+        parsed = value
     else:
         try:
             parsed = int(value)

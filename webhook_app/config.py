@@ -12,6 +12,8 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# CTranslate2's compute types on CPU (int8 is the fastest and smallest; float32 the reference).
+COMPUTE_TYPES = ("int8", "int8_float32", "int16", "float32", "auto")
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -111,6 +113,7 @@ class Config:
         self._read_limits_and_jobs()
         self._read_logging()
         self._read_storage()
+        self._read_transcription()
 
     def _read_services(self) -> None:
         env = os.environ.get
@@ -194,3 +197,20 @@ class Config:
         # Never beyond the playback link's own life.
         self.S3_PRESIGN_TTL_S = env_int("S3_PRESIGN_TTL_S", 900, minimum=1)
         self.RETENTION_DAYS = env_int("RETENTION_DAYS", 0)  # 0: keep media forever
+
+    def _read_transcription(self) -> None:
+        env = os.environ.get
+        # webhook_app/transcripts/: the model (a faster-whisper name or a local directory; unset: the tiny.en model
+        # the `transcribe` extra bundles), its CPU threads, compute type and beam size.
+        self.TRANSCRIBE_MODEL = (env("TRANSCRIBE_MODEL") or "").strip() or None
+        self.TRANSCRIBE_THREADS = env_int("TRANSCRIBE_THREADS", 2, minimum=1)
+        self.TRANSCRIBE_COMPUTE_TYPE = env_choice("TRANSCRIBE_COMPUTE_TYPE", "int8", COMPUTE_TYPES)
+        self.TRANSCRIBE_BEAM_SIZE = env_int("TRANSCRIBE_BEAM_SIZE", 5, minimum=1)
+        # Unset: a transcript's text is deleted with its audio (RETENTION_DAYS). A number of days (at least the
+        # audio's) keeps the text that long instead.
+        self.TRANSCRIPT_RETENTION_DAYS = env_int("TRANSCRIPT_RETENTION_DAYS", 0) or None
+        if self.TRANSCRIPT_RETENTION_DAYS and self.RETENTION_DAYS and \
+                self.TRANSCRIPT_RETENTION_DAYS < self.RETENTION_DAYS:
+            raise ValueError(f"TRANSCRIPT_RETENTION_DAYS={self.TRANSCRIPT_RETENTION_DAYS} is shorter than "
+                             f"RETENTION_DAYS={self.RETENTION_DAYS}: a transcript is kept at least as long as its "
+                             "audio (unset it to delete both together)")

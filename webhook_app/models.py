@@ -12,7 +12,9 @@ from sqlalchemy import (
     DateTime,
     Float,
     Index,
+    ForeignKey,
     Integer,
+    JSON,
     LargeBinary,
     String,
     Text,
@@ -135,6 +137,59 @@ class AudioMessage(db.Model):
         return out
 
 
+class TranscriptStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    NO_SPEECH = "no_speech"
+    FAILED = "failed"
+
+
+class Transcript(db.Model):
+    """What was said in one audio message (webhook_app/transcripts/). Searched by full text: PostgreSQL's GIN index
+    on to_tsvector('simple', text), SQLite's FTS5 table `transcripts_fts` kept by triggers (migration 0010)."""
+
+    __tablename__ = "transcripts"
+
+    audio_message_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("audio_messages.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    text: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(8))
+    segments: Mapped[list | None] = mapped_column(JSON)
+    model: Mapped[str | None] = mapped_column(String(128))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Retention deleted the text (with the audio, or after TRANSCRIPT_RETENTION_DAYS); the row says when.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    def to_dict(self) -> dict:
+        """The contract's `transcript`: {status, text, language, segments, model}, `error` when failed."""
+        out = {"status": self.status, "text": self.text or "", "language": self.language,
+               "segments": self.segments or [], "model": self.model}
+        if self.status == TranscriptStatus.FAILED.value:
+            out["error"] = self.error or "unknown error"
+        if self.deleted_at is not None:
+            out["deleted_at"] = iso_time(self.deleted_at)
+        return out
+
+
+# Full-text search over transcripts is built by migration 0010 with SQL these models do not describe: SQLite's FTS5
+# table `transcripts_fts` (and its shadow tables transcripts_fts_data, _idx, _docsize, _config) and PostgreSQL's GIN
+# expression index ix_transcripts_fts. Autogenerate's comparison leaves them out (migrations/env.py), or
+# `alembic check` would ask to drop them.
+FTS_OBJECTS = ("transcripts_fts", "ix_transcripts_fts")
+
+
+def described_by_models(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic's include_object: everything but the full-text objects."""
+    return not (name or "").startswith(FTS_OBJECTS)
+
+
 class StoredMedia(db.Model):
     """The embedded media store: MP3 bytes kept in the database (an S3 store can replace it)."""
 
@@ -161,6 +216,9 @@ class ChannelSettings(db.Model):
     bitrate_kbps: Mapped[int] = mapped_column(Integer, default=64)
     normalize_inbound: Mapped[bool] = mapped_column(Boolean, default=True)
     loudness_normalize: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Transcripts are personal data an operator decides on: off unless turned on (the sandbox turns it on).
+    transcribe: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    transcribe_language: Mapped[str] = mapped_column(String(8), default="auto", server_default="auto")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(256))
 

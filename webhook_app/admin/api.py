@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
 from sqlalchemy import select
 
 from ..audit import audit_csv, audit_dict, audit_page, filtered_query
@@ -11,6 +11,8 @@ from ..extensions import db
 from ..models import CHANNELS, AudioMessage, ChannelSettings, SettingsChange
 from ..settings.cache import Settings
 from ..settings.rules import update_settings
+from ..transcripts.job import NOT_INSTALLED, installed
+from ..transcripts.search import add_transcripts
 from .auth import admin_required
 
 MAX_AUDIT_ID = 2**31 - 1
@@ -33,7 +35,16 @@ def _json_body() -> dict:
 @bp.get("/settings")
 @admin_required
 def list_settings():
-    return jsonify({"settings": _settings_rows()})
+    return jsonify({"settings": _settings_rows(), "transcription": _transcription()})
+
+
+def _transcription() -> dict:
+    """Whether this process can transcribe (the page says so beside `transcribe`). With RQ the workers transcribe,
+    and they are deployed from the same requirements as the web process."""
+    out = {"installed": installed(), "model": current_app.config.get("TRANSCRIBE_MODEL") or "tiny.en (bundled)"}
+    if not out["installed"]:
+        out["message"] = NOT_INSTALLED
+    return out
 
 
 @bp.put("/settings")
@@ -91,4 +102,4 @@ def audit_row(audit_id: int):
     row = db.session.get(AudioMessage, audit_id) if audit_id <= MAX_AUDIT_ID else None
     if row is None:
         raise ApiError(404, "not_found", f"no audit row {audit_id}")
-    return jsonify(audit_dict(row))
+    return jsonify(add_transcripts([row], [audit_dict(row)])[0])

@@ -8,6 +8,7 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from ..errors import ApiError
 from ..models import CHANNELS
 from ..settings.rules import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
+from ..transcripts.languages import LANGUAGE_CHOICES
 from ..twilio.client import twilio_api
 from .auth import (
     ADMIN_SESSION_MAX_S,
@@ -30,7 +31,7 @@ def index():
     if not admin:
         return login_page()
     return render_template("admin/index.html", csrf_token=csrf_token(), admin=admin, channels=CHANNELS,
-                           bitrates=BITRATES_KBPS, hard_max_bytes=HARD_MAX_BYTES,
+                           bitrates=BITRATES_KBPS, hard_max_bytes=HARD_MAX_BYTES, languages=LANGUAGE_CHOICES,
                            hard_max_duration_s=HARD_MAX_DURATION_S)
 
 

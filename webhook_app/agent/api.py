@@ -15,6 +15,7 @@ from ..outbound.attempts import Upload
 from ..outbound.send import send_agent_audio
 from ..scratch import scratch_dir
 from ..settings.channels import conversation_settings
+from ..transcripts.search import add_transcripts
 from .access import conversation_access_required
 
 # Cross-origin (Flex's origins, preflights): webhook_app/cors.py.
@@ -24,11 +25,11 @@ bp = Blueprint("agent_api", __name__, url_prefix="/api/v1")
 @bp.get("/conversations/<conversation_sid>/audio")
 @conversation_access_required
 def list_audio(conversation_sid: str):
-    rows = db.session.scalars(
+    rows = list(db.session.scalars(
         select(AudioMessage).where(AudioMessage.conversation_sid == conversation_sid)
         .order_by(AudioMessage.created_at, AudioMessage.id)
-    )
-    return jsonify({"audio_messages": [row.to_dict(playback_url(row)) for row in rows]})
+    ))
+    return jsonify({"audio_messages": add_transcripts(rows, [row.to_dict(playback_url(row)) for row in rows])})
 
 
 @bp.post("/conversations/<conversation_sid>/audio")

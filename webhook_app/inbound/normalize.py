@@ -27,6 +27,7 @@ from ..scratch import scratch_dir
 from ..security import media_type_of_file
 from ..settings.cache import settings_for
 from ..settings.channels import channel_from_participants, is_agent_author
+from ..transcripts.job import enqueue_transcript, queue_transcript
 from ..twilio.client import twilio_api
 from ..twilio.http import TooLarge, TwilioHttpError
 
@@ -163,7 +164,7 @@ def _process(row: AudioMessage) -> None:
             media_store().put(key, source_path, media_type_of_file(source_path), row.sha256)
             row.media_key = key
             row.mark(Status.READY)
-            db.session.commit()
+            _commit_ready(row, settings.transcribe)
             return
         result = transcode_to_mp3(
             source_path, os.path.join(workdir, "out.mp3"),
@@ -183,9 +184,18 @@ def _process(row: AudioMessage) -> None:
     row.truncated = result.truncated
     row.error = None
     row.mark(Status.READY)
-    db.session.commit()
+    _commit_ready(row, settings.transcribe)
     log.info("inbound audit %s ready: %s %.2f s, %d -> %d bytes in %d ms", row.id, row.channel, result.duration_s,
              row.size_bytes or 0, result.size_bytes, row.processing_ms or 0)
+
+
+def _commit_ready(row: AudioMessage, transcribes: bool) -> None:
+    """The row `ready`, with its transcript `queued` in the same transaction when the channel transcribes; the
+    transcription job follows on its own lane, so playback never waits for it."""
+    queued = queue_transcript(row, transcribes)
+    db.session.commit()
+    if queued:
+        enqueue_transcript(row.id)
 
 
 def _retry_later(row: AudioMessage, exc: Exception) -> None:

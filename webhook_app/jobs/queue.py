@@ -38,6 +38,9 @@ ONCE_KEY_PREFIX = "webhook_app:once:"
 RQ_OPTIONS = dict(job_timeout=JOB_TIMEOUT_S, result_ttl=3600, failure_ttl=7 * 24 * 3600)
 
 Job = Union[Callable, str]  # a function marked @job, or its dotted path
+# Transcription runs on a lane of its own (an RQ queue `<RQ_QUEUE>-transcripts`, or one in-process thread), so a
+# minute of speech to text never stands between a voice note and its playback.
+TRANSCRIPTS = "transcripts"
 
 
 def job(fn: Callable) -> Callable:
@@ -76,12 +79,15 @@ class InProcessRunner:
     def __init__(self, app: Flask, workers: int):
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
+        # One thread: a model's CPU threads (TRANSCRIBE_THREADS) are the parallelism, and playback's jobs keep theirs.
+        self.transcripts_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe")
         self._pending: set[Future] = set()
         self._lock = threading.Lock()
         self._once: dict[str, float] = {}
 
-    def enqueue(self, path: str, *args) -> None:
-        future = self.executor.submit(self._run, path, args)
+    def enqueue(self, path: str, *args, lane: str | None = None) -> None:
+        executor = self.transcripts_executor if lane == TRANSCRIPTS else self.executor
+        future = executor.submit(self._run, path, args)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
@@ -102,7 +108,7 @@ class InProcessRunner:
         with self._lock:
             self._once.pop(key, None)
 
-    def enqueue_in(self, delay_s: float, path: str, *args) -> None:
+    def enqueue_in(self, delay_s: float, path: str, *args, lane: str | None = None) -> None:
         # A placeholder future keeps wait() honest about jobs that are scheduled but not yet submitted.
         placeholder: Future = Future()
         with self._lock:
@@ -110,7 +116,7 @@ class InProcessRunner:
 
         def fire() -> None:
             try:
-                self.enqueue(path, *args)
+                self.enqueue(path, *args, **_lane(lane))
             finally:
                 placeholder.set_result(None)
                 self._done(placeholder)
@@ -156,6 +162,7 @@ class RqRunner:
         self._redis_options = dict(socket_connect_timeout=2, socket_timeout=5, **tls)
         self.redis = self.new_connection()
         self.queue = Queue(queue_name, connection=self.redis)
+        self.transcripts_queue = Queue(f"{queue_name}-{TRANSCRIPTS}", connection=self.redis)
         # On PostgreSQL the workers' relays enqueue new rows (webhook_app.relay), not the web processes.
         self.relays_new_rows = relays_new_rows
 
@@ -163,8 +170,16 @@ class RqRunner:
         """A Redis client like `self.redis` with a connection pool of its own."""
         return Redis.from_url(self._redis_url, **self._redis_options)
 
-    def enqueue(self, path: str, *args) -> None:
-        self.queue.enqueue(path, *args, **RQ_OPTIONS)
+    @property
+    def queues(self) -> list[Queue]:
+        """What a worker listens on, in order: playback's jobs first, then transcription."""
+        return [self.queue, self.transcripts_queue]
+
+    def _queue(self, lane: str | None) -> Queue:
+        return self.transcripts_queue if lane == TRANSCRIPTS else self.queue
+
+    def enqueue(self, path: str, *args, lane: str | None = None) -> None:
+        self._queue(lane).enqueue(path, *args, **RQ_OPTIONS)
 
     def enqueue_many(self, calls: list[tuple[str, tuple]]) -> None:
         """Several jobs in one Redis round trip (the relay hands out hundreds at a time under load)."""
@@ -179,20 +194,20 @@ class RqRunner:
     def release_once(self, key: str) -> None:
         self.redis.delete(ONCE_KEY_PREFIX + key)
 
-    def enqueue_in(self, delay_s: float, path: str, *args) -> None:
+    def enqueue_in(self, delay_s: float, path: str, *args, lane: str | None = None) -> None:
         if delay_s <= 0:
-            return self.enqueue(path, *args)
+            return self.enqueue(path, *args, **_lane(lane))
         # Needs a worker's scheduler (`flask worker` runs one, webhook_app.worker); the sweeper is the safety net.
-        self.queue.enqueue_in(timedelta(seconds=delay_s), path, *args, **RQ_OPTIONS)
+        self._queue(lane).enqueue_in(timedelta(seconds=delay_s), path, *args, **RQ_OPTIONS)
 
     def wait(self, timeout: float = 60) -> None:
         """Tests: run everything queued in this process (a burst worker), including follow-up jobs, relaying
         new rows first as a worker's relay would (needs an app context)."""
         while True:
             relayed = relay_all_waiting() if self.relays_new_rows else 0
-            if not relayed and not self.queue.count:
+            if not relayed and not any(queue.count for queue in self.queues):
                 return
-            SimpleWorker([self.queue], connection=self.redis).work(burst=True)
+            SimpleWorker(self.queues, connection=self.redis).work(burst=True)
 
     def depth(self) -> int:
         return self.queue.count
@@ -216,8 +231,8 @@ def runner():
     return current_app.extensions["jobs"]
 
 
-def enqueue(target: Job, *args) -> None:
-    runner().enqueue(job_path(target), *args)
+def enqueue(target: Job, *args, lane: str | None = None) -> None:
+    runner().enqueue(job_path(target), *args, **_lane(lane))
 
 
 def relays_new_rows() -> bool:
@@ -240,8 +255,13 @@ def enqueue_new_rows(audit_ids: list[int]) -> None:
             log.exception("could not enqueue audit %s; left queued for the sweeper", audit_id)
 
 
-def enqueue_in(delay_s: float, target: Job, *args) -> None:
-    runner().enqueue_in(delay_s, job_path(target), *args)
+def enqueue_in(delay_s: float, target: Job, *args, lane: str | None = None) -> None:
+    runner().enqueue_in(delay_s, job_path(target), *args, **_lane(lane))
+
+
+def _lane(lane: str | None) -> dict:
+    # Playback's lane is the default, and named by no argument at all (tests stand in runners' enqueue(path, *args)).
+    return {"lane": lane} if lane else {}
 
 
 def retry_delay(exc: Exception, attempt: int) -> float:

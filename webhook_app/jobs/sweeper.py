@@ -17,7 +17,7 @@ from sqlalchemy import update
 
 from .. import outages
 from ..extensions import db
-from ..models import AudioMessage, Status
+from ..models import AudioMessage, Status, Transcript, TranscriptStatus
 from ..scratch import remove_dead_leftovers
 from . import queue
 from .relay import DISPATCHED_COLUMNS, NORMALIZE_INBOUND, expand_sdk_messages, processed_by_jobs
@@ -28,6 +28,7 @@ WORKING = (Status.DOWNLOADING.value, Status.TRANSCODING.value)
 OUTBOUND_UNFINISHED = (Status.QUEUED.value, Status.TRANSCODING.value, Status.SENDING.value)
 # Retention is media's (media/retention.py); named by path, as the jobs are, so that jobs/ imports no flow.
 RETENTION = "webhook_app.media.retention.delete_expired_media"
+TRANSCRIBE = "webhook_app.transcripts.job.transcribe_audio"
 
 
 def sweep(now: datetime | None = None) -> dict:
@@ -36,10 +37,13 @@ def sweep(now: datetime | None = None) -> dict:
     stuck_before = now - timedelta(seconds=config["SWEEP_STUCK_AFTER_S"])
     gave_up, revived, requeued = _take_back_orphans(now, stuck_before)
     abandoned, abandoned_after_sending = _close_abandoned_uploads(now, stuck_before)
+    transcripts = _take_back_transcripts(now, stuck_before)
     db.session.commit()
     _hand_out([*revived, *requeued])
+    _hand_out_transcripts([*transcripts["revived"], *transcripts["requeued"]])
     counts = {"revived": len(revived), "requeued": len(requeued), "gave_up": len(gave_up),
-              "abandoned": len(abandoned) + len(abandoned_after_sending)}
+              "abandoned": len(abandoned) + len(abandoned_after_sending),
+              **{f"transcripts_{name}": len(ids) for name, ids in transcripts.items()}}
     if any(counts.values()):
         log.warning("sweeper: %s", counts)
     if abandoned_after_sending:
@@ -77,6 +81,41 @@ def _take_back_orphans(now: datetime, stuck_before: datetime) -> tuple[list, lis
         .values(updated_at=now, dispatched_at=now)
         .returning(*DISPATCHED_COLUMNS)).all()
     return gave_up, revived, requeued
+
+
+def _take_back_transcripts(now: datetime, stuck_before: datetime) -> dict[str, list[int]]:
+    """Transcripts as audio rows: `running` past SWEEP_STUCK_AFTER_S (the worker died mid-job) back to `queued`, or
+    `failed` after JOB_MAX_ATTEMPTS; `queued` past SWEEP_REQUEUE_AFTER_S (the job was lost) enqueued again."""
+    config = current_app.config
+    max_attempts = config["JOB_MAX_ATTEMPTS"]
+    running = (Transcript.status == TranscriptStatus.RUNNING.value, Transcript.updated_at < stuck_before)
+    gave_up = db.session.execute(
+        update(Transcript).where(*running, Transcript.attempts >= max_attempts)
+        .values(status=TranscriptStatus.FAILED.value, finished_at=now, updated_at=now,
+                error=f"the worker stopped mid-transcription {max_attempts} times; giving up")
+        .returning(Transcript.audio_message_id)).scalars().all()
+    revived = db.session.execute(
+        update(Transcript).where(*running)
+        .values(status=TranscriptStatus.QUEUED.value, updated_at=now,
+                error="the worker stopped mid-transcription (crash or restart); retrying")
+        .returning(Transcript.audio_message_id)).scalars().all()
+    requeued = db.session.execute(
+        update(Transcript)
+        .where(Transcript.status == TranscriptStatus.QUEUED.value,
+               Transcript.updated_at < now - timedelta(seconds=config["SWEEP_REQUEUE_AFTER_S"]),
+               Transcript.audio_message_id.not_in(revived or [0]))
+        .values(updated_at=now)
+        .returning(Transcript.audio_message_id)).scalars().all()
+    return {"revived": list(revived), "requeued": list(requeued), "gave_up": list(gave_up)}
+
+
+def _hand_out_transcripts(audit_ids: list[int]) -> None:
+    for audit_id in audit_ids:
+        try:
+            queue.enqueue(TRANSCRIBE, audit_id, lane=queue.TRANSCRIPTS)
+        except Exception as exc:  # noqa: BLE001 - still queued; the next sweep tries again
+            outages.log_failure(log, exc, "sweeper could not enqueue the transcript of audit %s", audit_id)
+            break
 
 
 def _close_abandoned_uploads(now: datetime, stuck_before: datetime) -> tuple[list, list]:

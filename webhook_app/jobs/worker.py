@@ -44,7 +44,7 @@ def run_worker(app: Flask, burst: bool = False) -> None:
     if burst:
         if runner.relays_new_rows:
             relay_all_waiting()
-        Worker([runner.queue], connection=runner.redis).work(burst=True, with_scheduler=True)
+        Worker(runner.queues, connection=runner.redis).work(burst=True, with_scheduler=True)
         return
     # Every worker relays new rows to the queue (webhooks only commit them), sweeps (stuck, lost and abandoned
     # rows) and applies retention, periodically.
@@ -78,7 +78,9 @@ def supervise(runner: queue.RqRunner, stopping: threading.Event) -> None:
         started = time.monotonic()
         worker = None
         try:
-            worker = OutageTolerantWorker([runner.queue.name], connection=connection, stopping=stopping)
+            # Playback's queue first: a transcription waits while a voice note is to be made playable.
+            worker = OutageTolerantWorker([queue.name for queue in runner.queues], connection=connection,
+                                          stopping=stopping)
             worker.work(with_scheduler=False)
         except Exception as exc:
             if not is_redis_unreachable(exc):
@@ -200,7 +202,7 @@ def start_scheduler_thread(runner: queue.RqRunner, stopping: threading.Event) ->
     """RQ's scheduler (it moves jobs enqueued with enqueue_in, the jobs' retries, to the queue when due) as a
     thread that retries with backoff when Redis is gone; RQ's own would die with the outage (module docstring)."""
     # Its own connection pool, made from the runner's settings.
-    scheduler = RQScheduler([runner.queue.name], connection=runner.redis)
+    scheduler = RQScheduler([queue.name for queue in runner.queues], connection=runner.redis)
 
     def loop() -> None:
         failures = 0

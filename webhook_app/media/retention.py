@@ -4,6 +4,9 @@
 rows another process has locked (PostgreSQL), treats an object that is already gone as deleted, and only marks a
 row once its media is really gone (so a store outage just means the next run tries again). The periodic
 maintenance round calls it; operators run `flask --app webhook_app retention run`.
+
+Transcripts: their text and segments go with the audio (the row stays, `deleted_at` set, shown in the audit), unless
+TRANSCRIPT_RETENTION_DAYS keeps the text longer; then it goes once the note is that old.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from datetime import datetime, timedelta, timezone
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
-from ..models import AudioMessage, Status, utcnow
+from ..models import AudioMessage, Status, Transcript, utcnow
 from .storage import media_store
 
 log = logging.getLogger(__name__)
@@ -99,11 +102,42 @@ def _delete_expired(now: datetime | None, days: int | None, batch_size: int, lim
             row.media_deleted_at = utcnow()
             deleted += 1
             failures_in_a_row = 0
+        if not current_app.config.get("TRANSCRIPT_RETENTION_DAYS"):
+            delete_transcripts([row.id for row in rows if row.media_deleted_at is not None])
         db.session.commit()
+    deleted_text = _delete_expired_transcripts(now)
+    if deleted_text:
+        log.info("retention: %d transcript(s) kept longer deleted", deleted_text)
     if deleted or failed:
         log.info("retention: deleted the media of %d audio message(s) created before %s (%d failed)",
                  deleted, cutoff.isoformat(), failed)
     return deleted, failed
+
+
+def delete_transcripts(audit_ids: list[int]) -> int:
+    """Delete the text of these audio messages' transcripts (their rows stay, with `deleted_at`). The caller
+    commits."""
+    if not audit_ids:
+        return 0
+    now = utcnow()
+    return db.session.execute(
+        update(Transcript).where(Transcript.audio_message_id.in_(audit_ids), Transcript.deleted_at.is_(None))
+        .values(text=None, segments=None, deleted_at=now, updated_at=now)).rowcount
+
+
+def _delete_expired_transcripts(now: datetime | None) -> int:
+    """With TRANSCRIPT_RETENTION_DAYS, text outlives its audio: deleted once it is that old and its audio is gone."""
+    days = current_app.config.get("TRANSCRIPT_RETENTION_DAYS")
+    if not days:
+        return 0
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    ids = db.session.scalars(
+        select(Transcript.audio_message_id).join(AudioMessage, AudioMessage.id == Transcript.audio_message_id)
+        .where(Transcript.deleted_at.is_(None), AudioMessage.media_deleted_at.is_not(None),
+               AudioMessage.created_at < cutoff).limit(MAX_PER_RUN)).all()
+    count = delete_transcripts(list(ids))
+    db.session.commit()
+    return count
 
 
 retention_cli = AppGroup("retention", help="Delete stored audio older than RETENTION_DAYS (audit rows stay).")

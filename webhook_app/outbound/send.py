@@ -17,6 +17,7 @@ from ..models import AudioMessage, Status
 from ..observability import bind_audit_id
 from ..scratch import scratch_dir
 from ..settings.channels import conversation_settings
+from ..transcripts.job import enqueue_transcript, queue_transcript
 from .attempts import Upload, replay, sent_body, start_attempt
 from .convert import check_caps, convert
 from .post import upload_and_post
@@ -84,6 +85,9 @@ def _send(row: AudioMessage, upload: Upload) -> None:
         upload_and_post(row, result.path)
     row.error = None
     row.mark(Status.READY)
+    transcribe = queue_transcript(row, settings.transcribe)  # in the transaction that makes the row ready
     db.session.commit()
+    if transcribe:
+        enqueue_transcript(row.id)
     log.info("outbound audit %s sent by %s on %s: %.1f s, %d bytes, message %s", row.id, row.author, row.channel,
              row.duration_s or 0, row.mp3_size_bytes or 0, row.message_sid)

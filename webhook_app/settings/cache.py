@@ -31,6 +31,8 @@ class Settings:
     bitrate_kbps: int
     normalize_inbound: bool
     loudness_normalize: bool
+    transcribe: bool
+    transcribe_language: str
     updated_at: datetime | None
     updated_by: str | None
 
@@ -42,7 +44,8 @@ class Settings:
     @classmethod
     def from_row(cls, row: ChannelSettings) -> "Settings":
         return cls(row.channel, row.sending_enabled, row.max_bytes, row.max_duration_s, row.bitrate_kbps,
-                   row.normalize_inbound, row.loudness_normalize, row.updated_at, row.updated_by)
+                   row.normalize_inbound, row.loudness_normalize, row.transcribe, row.transcribe_language,
+                   row.updated_at, row.updated_by)
 
 
 class SettingsCache:

@@ -16,6 +16,7 @@ from ..audio.transcode import BITRATES_KBPS
 from ..errors import ApiError
 from ..extensions import db
 from ..models import CHANNELS, ChannelSettings, SettingsChange, SettingsVersion, utcnow
+from ..transcripts.languages import LANGUAGE_CHOICES
 
 __all__ = ["BITRATES_KBPS", "BOOLEAN_KEYS", "HARD_MAX_BYTES", "HARD_MAX_DURATION_S", "WRITABLE_KEYS",
            "update_settings", "validate_changes"]
@@ -23,8 +24,9 @@ __all__ = ["BITRATES_KBPS", "BOOLEAN_KEYS", "HARD_MAX_BYTES", "HARD_MAX_DURATION
 HARD_MAX_BYTES = {"whatsapp": 16_777_216, "sms": 2_097_152, "webchat": 16_777_216, "messenger": 16_777_216,
                   "other": 16_777_216}
 HARD_MAX_DURATION_S = 4 * 3600
-BOOLEAN_KEYS = ("sending_enabled", "normalize_inbound", "loudness_normalize")
-WRITABLE_KEYS = BOOLEAN_KEYS + ("max_bytes", "max_duration_s", "bitrate_kbps")
+BOOLEAN_KEYS = ("sending_enabled", "normalize_inbound", "loudness_normalize", "transcribe")
+TEXT_KEYS = ("transcribe_language",)
+WRITABLE_KEYS = BOOLEAN_KEYS + ("max_bytes", "max_duration_s", "bitrate_kbps") + TEXT_KEYS
 
 
 def validate_changes(channel: str, changes) -> dict:
@@ -41,6 +43,11 @@ def validate_changes(channel: str, changes) -> dict:
         if key in BOOLEAN_KEYS:
             if not isinstance(value, bool):
                 raise ApiError(400, "bad_settings", f"{key} must be true or false")
+        elif key == "transcribe_language":
+            value = value.strip().lower() if isinstance(value, str) else value
+            if value not in LANGUAGE_CHOICES:
+                raise ApiError(400, "bad_settings", "transcribe_language must be \"auto\" or a Whisper language code "
+                                                    "(en, es, fr, de, pt, …)")
         else:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ApiError(400, "bad_settings", f"{key} must be a whole number")

@@ -35,6 +35,9 @@ import { channelName, timeEl } from "./config.js";
  * @property {string | null} [error]
  * @property {string | null} [error_code]
  * @property {string | null} [playback_url]
+ * @property {{status: string, text: string, language: string | null, model: string | null, error?: string,
+ *   segments: {start: number, end: number, text: string}[]}} [transcript] when the channel transcribes
+ * @property {{snippet: string, highlights: [number, number][]}} [match] with `q`: where the words are in the text
  */
 
 /** @typedef {Node | string | null | undefined} Shown */

@@ -14,7 +14,7 @@ import { API, channelName, durationText, timeEl } from "./config.js";
 /** @typedef {{audio_messages: AuditRow[], total: number, page: number, per_page: number}} AuditPage */
 
 const PER_PAGE_DEFAULT = 25;
-const FORM_KEYS = ["direction", "channel", "status", "conversation_sid", "range", "from", "to"];
+const FORM_KEYS = ["direction", "channel", "status", "conversation_sid", "q", "range", "from", "to"];
 
 export class AuditTrail {
   constructor() {
@@ -70,7 +70,7 @@ export class AuditTrail {
     const name = target instanceof HTMLInputElement || target instanceof HTMLSelectElement ? target.name : "";
     if (name === "range") this.syncCustomRange();
     if (name === "range" && this.field("range").value === "custom") return; // wait for the dates
-    if (name === "conversation_sid") return; // text: applied with Enter or the button
+    if (name === "conversation_sid" || name === "q") return; // text: applied with Enter or the button
     this.apply();
   }
 
@@ -121,6 +121,8 @@ export class AuditTrail {
     for (const key of ["direction", "channel", "status"]) if (this.field(key).value) params.set(key, this.field(key).value);
     const sid = this.field("conversation_sid").value.trim();
     if (sid) params.set("conversation_sid", sid);
+    const words = this.field("q").value.trim();
+    if (words) params.set("q", words);
     const range = this.field("range").value;
     if (range === "today") {
       const midnight = new Date();
@@ -224,7 +226,7 @@ export class AuditTrail {
   /** @param {AuditRow} row */
   rowNode(row) {
     const selected = row.audit_id === this.detail.selectedId;
-    const note = row.status === "failed"
+    const note = row.match ? matchNode(row.match) : row.status === "failed"
       ? el("span", { class: "error-text", text: row.error || "failed", title: row.error || "" })
       : (row.author || "—");
     const size = row.mp3_size_bytes && row.mp3_size_bytes !== row.size_bytes
@@ -246,4 +248,22 @@ export class AuditTrail {
       el("td", {}, el("code", { class: "sid", title: row.conversation_sid, text: row.conversation_sid })),
       el("td", { class: "note" }, note));
   }
+}
+
+/**
+ * The words a search found, marked in the transcript's snippet: built as DOM text and <mark> nodes (the snippet
+ * is the customer's words, never markup).
+ * @param {{snippet: string, highlights: [number, number][]}} match
+ */
+function matchNode(match) {
+  /** @type {(Node | string)[]} */
+  const parts = [];
+  let at = 0;
+  for (const [start, end] of match.highlights) {
+    if (start < at || end > match.snippet.length) continue;
+    parts.push(match.snippet.slice(at, start), el("mark", { text: match.snippet.slice(start, end) }));
+    at = end;
+  }
+  parts.push(match.snippet.slice(at));
+  return el("span", { class: "match", title: "Said in the note" }, ...parts);
 }

@@ -4,7 +4,9 @@ import { el } from "../shared/dom.js";
 import { errorParts } from "../shared/errors.js";
 import { formatDuration, formatMb } from "../shared/format.js";
 import { api } from "./api.js";
-import { BITRATES, channelName, HARD_MAX_BYTES, HARD_MAX_DURATION_S, SETTING_NAMES, timeEl } from "./config.js";
+import {
+  BITRATES, channelName, HARD_MAX_BYTES, HARD_MAX_DURATION_S, LANGUAGES, SETTING_NAMES, timeEl,
+} from "./config.js";
 
 const MB = 1024 * 1024;
 
@@ -17,6 +19,12 @@ const MB = 1024 * 1024;
  * @property {number} bitrate_kbps
  * @property {boolean} normalize_inbound
  * @property {boolean} loudness_normalize
+ * @property {boolean} transcribe
+ * @property {string} transcribe_language `auto` or a Whisper language code
+ */
+/**
+ * Whether the service can transcribe (GET /settings' `transcription`).
+ * @typedef {{installed: boolean, model?: string, message?: string}} Transcription
  */
 /**
  * @typedef {SettingValues & {channel: string, updated_at?: string | null, updated_by?: string | null}
@@ -46,8 +54,9 @@ export class ChannelCard {
   /**
    * @param {ChannelSettings} settings
    * @param {(channel: string) => void} [onSaved]
+   * @param {Transcription} [transcription]
    */
-  constructor(settings, onSaved) {
+  constructor(settings, onSaved, transcription) {
     this.channel = settings.channel;
     this.settings = settings;
     this.hardMax = HARD_MAX_BYTES[this.channel] || null;
@@ -66,6 +75,14 @@ export class ChannelCard {
                       BITRATES.map((kbps) => el("option", { value: String(kbps), text: `${kbps} kbps` })));
     this.normalize = el("input", { type: "checkbox", id: this.id("normalize-inbound"), name: "normalize_inbound" });
     this.loudness = el("input", { type: "checkbox", id: this.id("loudness"), name: "loudness_normalize" });
+    this.transcribe = el("input", { type: "checkbox", id: this.id("transcribe"), name: "transcribe",
+                                    "aria-describedby": this.id("transcribe-hint") });
+    this.language = el("select", { id: this.id("transcribe-language"), name: "transcribe_language" },
+                       LANGUAGES.map((code) => el("option", { value: code, text: code === "auto" ? "Detect" : code })));
+    this.transcribeHint = el("p", { class: "hint", id: this.id("transcribe-hint"),
+      text: transcription && !transcription.installed
+        ? `Not installed here: notes get a failed transcript. ${transcription.message || ""}`.trim()
+        : "Text of each voice note, made on this service's workers; no audio leaves the deployment." });
     this.badge = el("span", { class: "badge" });
     this.meta = el("p", { class: "muted small card-meta" });
     this.dirtyNote = el("span", { class: "dirty-note small", text: "Unsaved changes", hidden: true });
@@ -109,6 +126,11 @@ export class ChannelCard {
         this.bitrate),
       check(this.normalize, SETTING_NAMES.normalize_inbound),
       check(this.loudness, SETTING_NAMES.loudness_normalize),
+      check(this.transcribe, SETTING_NAMES.transcribe),
+      this.transcribeHint,
+      el("div", { class: "field" },
+        el("label", { for: this.language.id, text: SETTING_NAMES.transcribe_language }),
+        this.language),
       el("div", { class: "card-actions" }, this.saveButton, this.dirtyNote),
       this.feedback);
     form.addEventListener("submit", (event) => {
@@ -138,6 +160,12 @@ export class ChannelCard {
     this.bitrate.value = String(settings.bitrate_kbps);
     this.normalize.checked = settings.normalize_inbound;
     this.loudness.checked = settings.loudness_normalize;
+    this.transcribe.checked = settings.transcribe;
+    if (![...this.language.options].some((option) => option.value === settings.transcribe_language)) {
+      const code = settings.transcribe_language; // stored before the list changed: still shown
+      this.language.append(el("option", { value: code, text: code }));
+    }
+    this.language.value = settings.transcribe_language;
 
     this.node.dataset.sendingEnabled = String(settings.sending_enabled);
     this.badge.textContent = settings.sending_enabled ? "Sending on" : "Sending off";
@@ -159,6 +187,8 @@ export class ChannelCard {
       bitrate_kbps: Number(this.bitrate.value),
       normalize_inbound: this.normalize.checked,
       loudness_normalize: this.loudness.checked,
+      transcribe: this.transcribe.checked,
+      transcribe_language: this.language.value,
       max_bytes: this.maxBytes(),
       max_duration_s: this.maxDuration(),
     };

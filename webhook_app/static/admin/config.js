@@ -11,6 +11,8 @@ export const BITRATES = (root.dataset.bitrates || "").split(",").filter(Boolean)
 /** @type {Record<string, number>} Twilio's per-file cap of each channel, in bytes. */
 export const HARD_MAX_BYTES = JSON.parse(root.dataset.hardMaxBytes || "{}");
 export const HARD_MAX_DURATION_S = Number(root.dataset.hardMaxDurationS) || 4 * 3600; // the server checks it as well
+/** `auto` and the Whisper language codes a channel may transcribe in. */
+export const LANGUAGES = (root.dataset.languages || "auto").split(",").filter(Boolean);
 
 /** @type {Record<string, string>} */
 const CHANNEL_NAMES = {
@@ -28,6 +30,8 @@ export const SETTING_NAMES = {
   bitrate_kbps: "MP3 bitrate",
   normalize_inbound: "Normalize inbound audio to MP3",
   loudness_normalize: "Loudness normalization (EBU R128)",
+  transcribe: "Transcribe voice notes",
+  transcribe_language: "Transcription language",
 };
 
 /** @param {string} channel */

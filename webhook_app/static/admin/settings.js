@@ -45,7 +45,8 @@ const changesView = {
 export async function initSettings() {
   const status = byId("settings-loading", HTMLElement);
   const container = byId("settings-cards", HTMLElement);
-  /** @type {{settings: import("./channel-card.js").ChannelSettings[]}} */
+  /** @type {{settings: import("./channel-card.js").ChannelSettings[],
+   *   transcription?: import("./channel-card.js").Transcription}} */
   let body;
   try {
     body = await api("/settings");
@@ -58,7 +59,7 @@ export async function initSettings() {
   const order = [...CHANNELS, ...[...byChannel.keys()].filter((c) => !CHANNELS.includes(c))];
   const cards = order.flatMap((c) => {
     const settings = byChannel.get(c);
-    return settings ? [new ChannelCard(settings, () => changesView.load())] : [];
+    return settings ? [new ChannelCard(settings, () => changesView.load(), body.transcription)] : [];
   });
   container.replaceChildren(...cards.map((card) => card.node));
   status.textContent = "";

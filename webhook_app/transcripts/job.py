@@ -1,0 +1,149 @@
+"""The transcription job: a `ready` audio message's MP3 to text, on the transcripts lane (jobs/queue.py).
+
+In: an audit id whose transcript row is `queued` (queue_transcript, written in the transaction that made the audio
+`ready`). Out: the transcript `done` or `no_speech`, or `failed` with its reason; never a crashed worker. The row is
+claimed with one conditional UPDATE (`queued` -> `running`), so a job enqueued twice (a redelivery, the sweeper)
+transcribes once. A worker killed mid-job leaves the row `running`: the sweeper puts it back (jobs/sweeper.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+
+from flask import current_app
+from sqlalchemy import update
+
+from ..extensions import db
+from ..jobs import queue
+from ..media.storage import media_store
+from ..models import AudioMessage, Status, Transcript, TranscriptStatus, utcnow
+from ..observability import bind_audit_id
+from ..scratch import scratch_dir
+from ..settings.cache import settings_for
+from .engine import INSTALL_HINT, TranscriptionError, TranscriptionUnavailable, transcribe
+
+log = logging.getLogger(__name__)
+
+NOT_INSTALLED = f"transcription is not installed ({INSTALL_HINT})"
+
+
+def installed() -> bool:
+    """Whether this process has the `transcribe` extra (faster-whisper); the model itself is checked when loaded."""
+    return importlib.util.find_spec("faster_whisper") is not None
+
+
+def queue_transcript(row: AudioMessage, transcribes: bool) -> bool:
+    """Before the commit that makes `row` ready: its transcript row, `queued`, when its channel transcribes. Answers
+    whether one was added (then call enqueue_transcript after the commit)."""
+    if not transcribes or db.session.get(Transcript, row.id) is not None:
+        return False
+    now = utcnow()
+    db.session.add(Transcript(audio_message_id=row.id, status=TranscriptStatus.QUEUED.value, attempts=0,
+                              created_at=now, updated_at=now))
+    return True
+
+
+def enqueue_transcript(audit_id: int) -> None:
+    """After the commit: hand the transcript to the transcripts lane. A queue that cannot be reached leaves it
+    `queued` for the sweeper."""
+    try:
+        queue.enqueue(transcribe_audio, audit_id, lane=queue.TRANSCRIPTS)
+    except Exception:  # noqa: BLE001 - Redis down: the sweeper enqueues it later
+        log.exception("could not enqueue the transcript of audit %s; left queued for the sweeper", audit_id)
+
+
+@queue.job
+def transcribe_audio(audit_id: int) -> str:
+    """Transcribe one audio message's MP3; always ends `done`, `no_speech` or `failed` (or back to `queued` for a
+    retry)."""
+    bind_audit_id(audit_id)
+    now = utcnow()
+    attempt = db.session.execute(
+        update(Transcript)
+        .where(Transcript.audio_message_id == audit_id, Transcript.status == TranscriptStatus.QUEUED.value)
+        .values(status=TranscriptStatus.RUNNING.value, attempts=Transcript.attempts + 1, started_at=now,
+                updated_at=now)
+        .returning(Transcript.attempts)).scalar()
+    db.session.commit()
+    if attempt is None:
+        log.info("transcript of audit %s is not queued: skipping (a duplicate job)", audit_id)
+        return "skipped"
+    transcript = db.session.get(Transcript, audit_id)
+    try:
+        return _transcribe_and_record(transcript)
+    except Exception as exc:  # noqa: BLE001 - a job must end in a state an operator can see, never crash the worker
+        log.exception("transcript of audit %s failed unexpectedly", audit_id)
+        db.session.rollback()
+        return _retry_or_fail(audit_id, attempt, exc)
+
+
+def _transcribe_and_record(transcript: Transcript) -> str:
+    row = db.session.get(AudioMessage, transcript.audio_message_id)
+    if row is None or row.status != Status.READY.value or not row.media_key or row.media_deleted_at is not None:
+        return _finish_failed(transcript, "the audio is not available (not ready, or deleted)")
+    if not installed():
+        return _finish_failed(transcript, NOT_INSTALLED)
+    config = current_app.config
+    language = settings_for(row.channel).transcribe_language
+    stored = media_store().get(row.media_key)
+    if stored is None:
+        return _finish_failed(transcript, "the audio is gone from the media store")
+    db.session.commit()  # no transaction held open while the model runs
+    with scratch_dir("transcribe") as workdir:
+        path = os.path.join(workdir, "audio.mp3")
+        with open(path, "wb") as handle:
+            handle.write(stored.data)
+        del stored
+        try:
+            result = transcribe(path, language=language, model=config["TRANSCRIBE_MODEL"],
+                                threads=config["TRANSCRIBE_THREADS"], compute_type=config["TRANSCRIBE_COMPUTE_TYPE"],
+                                beam_size=config["TRANSCRIBE_BEAM_SIZE"])
+        except TranscriptionUnavailable as exc:
+            return _finish_failed(transcript, NOT_INSTALLED if not installed() else str(exc))
+        except TranscriptionError as exc:  # undecodable, a language the model lacks
+            return _finish_failed(transcript, str(exc))
+    transcript.status = result.status
+    transcript.text = result.text
+    transcript.language = result.language
+    transcript.segments = result.segments
+    transcript.model = result.model
+    transcript.error = None
+    transcript.finished_at = transcript.updated_at = utcnow()
+    db.session.commit()
+    log.info("transcript of audit %s %s: %.1f s of audio, %.1f s of speech, %d characters", row.id, result.status,
+             result.duration_s, result.speech_s, len(result.text))
+    return result.status
+
+
+def _finish_failed(transcript: Transcript, reason: str) -> str:
+    transcript.status = TranscriptStatus.FAILED.value
+    transcript.error = reason[:2000]
+    transcript.finished_at = transcript.updated_at = utcnow()
+    db.session.commit()
+    log.warning("transcript of audit %s failed: %s", transcript.audio_message_id, reason)
+    return transcript.status
+
+
+def _retry_or_fail(audit_id: int, attempt: int, exc: Exception) -> str:
+    """The unforeseen (the media store down, a bug): back to `queued` and retried later, up to JOB_MAX_ATTEMPTS,
+    then `failed` with the reason. Only if the row is still this attempt's."""
+    now = utcnow()
+    detail = f"{type(exc).__name__}: {exc}"
+    give_up = attempt >= current_app.config["JOB_MAX_ATTEMPTS"]
+    outcome = (dict(status=TranscriptStatus.FAILED.value, finished_at=now,
+                    error=f"internal error after {attempt} attempt(s): {detail}"[:2000]) if give_up else
+               dict(status=TranscriptStatus.QUEUED.value, error=f"attempt {attempt} failed, retrying: {detail}"[:2000]))
+    taken = db.session.execute(
+        update(Transcript)
+        .where(Transcript.audio_message_id == audit_id, Transcript.status == TranscriptStatus.RUNNING.value,
+               Transcript.attempts == attempt)
+        .values(updated_at=now, **outcome)).rowcount
+    db.session.commit()
+    if taken and not give_up:
+        try:
+            queue.enqueue_in(queue.retry_delay(exc, attempt), transcribe_audio, audit_id, lane=queue.TRANSCRIPTS)
+        except Exception:  # noqa: BLE001 - the sweeper re-enqueues rows left queued
+            log.exception("could not schedule the retry of the transcript of audit %s; the sweeper will", audit_id)
+    return outcome["status"]
