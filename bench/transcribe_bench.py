@@ -14,8 +14,11 @@ All audio is made here, at run time: contact-center sentences spoken by espeak-n
 (b) Accuracy: word error rate over BENCH_TRANSCRIBE_SENTENCES (25 sentences) x 2 voices x 2 speeds, scored after
     tests/speech_samples.py's normalize() (case, punctuation, numbers as digits, spelled codes). Target < 15 % with
     tiny.en. Silence, pink noise and a music-like tone (10 s each) must give no_speech.
-(c) Time to `ready` with transcription on vs off: a placeholder until the transcription flow exists (see
-    time_to_ready_on_vs_off).
+(c) Time to `ready` with transcription on vs off, same run: the 60 s note (as a WhatsApp Ogg/Opus note) through
+    the service in this process (sandbox, SQLite, in-process jobs: transcription on its own thread), from the signed
+    webhook to its row `ready`, BENCH_TRANSCRIBE_READY_ROUNDS (5) times each, alternating off and on, after one
+    warm-up note; each note's jobs (its transcript too) finish before the next is sent. Target: on's median within
+    5 % of off's (the MP3 is ready first; the transcript follows). The transcript's own time is reported.
 
 Settings: BENCH_TRANSCRIBE_MODELS (comma-separated `label=model`, model a directory or a faster-whisper name, none
 for the bundled tiny.en; default `tiny.en=`), BENCH_TRANSCRIBE_THREADS (2), BENCH_TRANSCRIBE_COMPUTE_TYPE (int8),
@@ -190,20 +193,77 @@ def make_audio(folder: str) -> dict:
                                                                kind="whatsapp_ogg")),
                "text": "", "category": f"not speech: {sound}", "voice": "", "wpm": 0}
               for sound in speech_samples.NOT_SPEECH]
-    return {"clips": clips, "note": as_stored_mp3(note_ogg), "sounds": sounds,
+    return {"clips": clips, "note": as_stored_mp3(note_ogg), "note_ogg": note_ogg, "sounds": sounds,
             "long_note": as_stored_mp3(long_ogg) if LONG_NOTE_S else None}
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# (c) Placeholder for the integration
+# (c) Time to ready with transcription on vs off
+
+READY_TARGET_RATIO = 1.05
+POST_EVENT = "/twilio/conversations/post-event"
 
 
-def time_to_ready_on_vs_off() -> dict | None:
-    """PLACEHOLDER, to be filled in when the transcription flow is wired in: time from a 60 s voice note's webhook to
-    its row `ready` with transcription on vs off for its channel, same run, alternating (bench/load_bench.py's end to
-    end phase shows how to send notes and wait for `ready`). Target: on within 5 % of off (the MP3 is ready first;
-    the transcript follows on a queue of its own). Return {"off_p50_s", "on_p50_s", "ratio"}; None = not measured."""
-    return None
+def time_to_ready_on_vs_off(note_ogg: str, rounds: int) -> dict | None:
+    """Webhook to `ready` for the 60 s note, transcription off vs on for its channel, alternating, same process.
+    Answers {"off_p50_s", "on_p50_s", "ratio", "transcript_p50_s", ...}."""
+    from sqlalchemy import select
+
+    from tests.conftest import migrate
+    from webhook_app import create_app
+    from webhook_app.extensions import db
+    from webhook_app.models import AudioMessage, Transcript
+    from webhook_app.settings.rules import update_settings
+
+    with tempfile.TemporaryDirectory(prefix="transcribe-ready-") as folder:
+        url = "sqlite:///" + os.path.join(folder, "bench.db")
+        migrate(url)
+        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SANDBOX_DB": os.path.join(folder, "sandbox.db"),
+                          "SECRET_KEY": "bench", "REDIS_URL": None, "MAINTENANCE_INTERVAL_S": 0,
+                          "SETTINGS_CHECK_INTERVAL_S": 0})
+        sandbox = app.extensions["twilio"].sandbox
+        client = app.test_client()
+        with open(note_ogg, "rb") as handle:
+            data = handle.read()
+
+        def one_note(transcribe: bool) -> tuple[float, float | None]:
+            with app.app_context():
+                update_settings("whatsapp", {"transcribe": transcribe}, "bench")
+                db.session.commit()
+            conversation = sandbox.create_conversation("Bench customer", "whatsapp")["sid"]
+            params = sandbox.customer_sends_media(conversation, data, "audio/ogg", "note.ogg")
+            signature = sandbox.sign("http://localhost" + POST_EVENT, params)
+            started = time.perf_counter()
+            assert client.post(POST_EVENT, data=params, headers={"X-Twilio-Signature": signature}).status_code == 200
+            ready = None
+            with app.app_context():
+                while ready is None:
+                    status = db.session.scalar(select(AudioMessage.status)
+                                               .where(AudioMessage.message_sid == params["MessageSid"]))
+                    db.session.rollback()
+                    if status in ("ready", "failed"):
+                        assert status == "ready", "the bench note failed"
+                        ready = time.perf_counter() - started
+                    else:
+                        time.sleep(0.005)
+                app.extensions["jobs"].wait(timeout=600)  # its transcript too, before the next note
+                transcribed = time.perf_counter() - started
+                done = db.session.scalar(select(Transcript.status).join(
+                    AudioMessage, AudioMessage.id == Transcript.audio_message_id)
+                    .where(AudioMessage.message_sid == params["MessageSid"]))
+            assert (done is not None) == transcribe and done in (None, "done"), done
+            return ready, transcribed if transcribe else None
+
+        one_note(True)  # warm-up: ffmpeg in the page cache, the model loaded
+        off, on, transcripts = [], [], []
+        for _ in range(rounds):
+            off.append(one_note(False)[0])
+            ready, transcribed = one_note(True)
+            on.append(ready)
+            transcripts.append(transcribed)
+    off_p50, on_p50 = statistics.median(off), statistics.median(on)
+    return {"off_p50_s": off_p50, "on_p50_s": on_p50, "ratio": on_p50 / off_p50, "off_s": off, "on_s": on,
+            "transcript_p50_s": statistics.median(transcripts), "rounds": rounds}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -253,11 +313,14 @@ def main() -> int:
                 result["long_note"] = run_child({**spec, "note": audio["long_note"], "runs": 0, "clips": []})
             report["models"][label] = result
             failures += summarize(label, result, targets=(label == "tiny.en"))
-    ready = time_to_ready_on_vs_off()
+        ready = time_to_ready_on_vs_off(audio["note_ogg"], env_int("BENCH_TRANSCRIBE_READY_ROUNDS", 5))
     report["time_to_ready"] = ready
-    print("\n(c) time to ready, transcription on vs off: "
-          + ("not measured yet (placeholder until the transcription flow is wired in)" if ready is None
-             else f"off p50 {ready['off_p50_s']:.2f} s, on p50 {ready['on_p50_s']:.2f} s, ratio {ready['ratio']:.3f}"))
+    print(f"\n(c) time to ready of a {NOTE_S:g} s note, transcription on vs off: off p50 {ready['off_p50_s']:.2f} s, "
+          f"on p50 {ready['on_p50_s']:.2f} s, ratio {ready['ratio']:.3f} (target <= {READY_TARGET_RATIO}); "
+          f"the transcript {ready['transcript_p50_s']:.2f} s after the webhook")
+    if ready["ratio"] > READY_TARGET_RATIO:
+        failures.append(f"time to ready with transcription on is {ready['ratio']:.3f}x off's "
+                        f"(target <= {READY_TARGET_RATIO})")
     report["load_average_end"] = os.getloadavg()
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "out", "transcribe.json"), "w") as out:
