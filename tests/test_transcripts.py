@@ -358,3 +358,25 @@ def test_a_match_says_where_the_words_are_in_javascript_offsets():
     far = match_of("word " * 40 + "needle here", "needle")
     assert far["snippet"].startswith("…") and far["snippet"][slice(*far["highlights"][0])] == "needle"
     assert match_of("nothing to see", "needle") is None and match_of(None, "x") is None
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs the RQ worker on a real Redis")
+def test_the_procfile_worker_takes_transcripts_after_the_audio(app, deliver, clips, tmp_path):
+    """`flask worker` listens on RQ_QUEUE, then <RQ_QUEUE>-transcripts; its work horses load the model (the worker
+    process itself never does, so forking stays safe)."""
+    from tests.test_faults import start_worker
+
+    set_settings(app, "whatsapp", transcribe=True)
+    runner = app.extensions["jobs"]
+    assert [queue.name for queue in runner.queues] == [app.config["RQ_QUEUE"], app.config["RQ_QUEUE"] + "-transcripts"]
+    _, response = deliver(clips["silence"], "audio/ogg")
+    assert response.status_code == 200
+    log = tmp_path / "worker.log"
+    worker = start_worker(app, log, MAINTENANCE_INTERVAL_S=0)
+    try:
+        wait_until(lambda: [t.status for t in transcripts(app)] == ["no_speech"], timeout=120,
+                   what="the worker to transcribe")
+    finally:
+        kill_tree(worker.pid, 9)
+        worker.wait(10)
+    assert not any(queue.count for queue in runner.queues)
