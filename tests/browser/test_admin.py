@@ -427,3 +427,34 @@ def test_times_carry_their_zone_and_durations_round_as_in_the_agent_console(brow
         expect(page.locator(".al-row--outbound .al-duration")).to_have_text("0:04", timeout=30_000)
     finally:
         context.close()
+
+
+def test_transcription_switch_and_language_and_a_search_marked_in_the_audit(page, live_server, app, sandbox):
+    """The card's two transcription controls save as audited settings; the audit's "Said in the note" search lists
+    the note and marks the words it found, as DOM text (a transcript's `<b>` stays text)."""
+    from webhook_app.extensions import db
+    from webhook_app.models import AudioMessage, Transcript
+
+    login_as_admin(page, live_server)
+    card = settings_card(page, "sms")
+    card.get_by_label("Transcribe voice notes").check()
+    card.get_by_label("Transcription language").select_option("es")
+    save(card)
+    changed = requests.get(f"{live_server}/api/v1/admin/settings/sms", headers=bearer(ADMIN), timeout=10).json()
+    assert changed["transcribe"] is True and changed["transcribe_language"] == "es"
+
+    conversation = sandbox.create_conversation("Customer", "sms")["sid"]
+    with app.app_context():
+        row = AudioMessage(direction="inbound", channel="sms", status="ready", conversation_sid=conversation,
+                           message_sid="IM" + "1" * 32, media_sid="ME" + "1" * 32, source="SMS")
+        db.session.add(row)
+        db.session.flush()
+        db.session.add(Transcript(audio_message_id=row.id, status="done", attempts=1, language="es",
+                                  text="Hola, <b>llámame</b> mañana por la tarde, gracias", segments=[]))
+        db.session.commit()
+    page.get_by_label("Said in the note").fill("mañana")
+    page.get_by_label("Said in the note").press("Enter")
+    expect(page.locator("#audit-rows tr")).to_have_count(1)
+    expect(page.locator("#audit-rows mark")).to_have_text(["mañana"])
+    expect(page.locator("#audit-rows .match")).to_contain_text("<b>llámame</b>")
+    assert "q=ma%C3%B1ana" in page.url
