@@ -380,3 +380,24 @@ def test_the_procfile_worker_takes_transcripts_after_the_audio(app, deliver, cli
         kill_tree(worker.pid, 9)
         worker.wait(10)
     assert not any(queue.count for queue in runner.queues)
+
+
+def test_in_a_gevent_process_the_model_runs_beside_the_event_loop_not_on_it():
+    """In-process jobs beside gunicorn's gevent workers: a second of C (as CTranslate2's) must not stop the
+    process's other greenlets (its requests)."""
+    script = textwrap.dedent("""
+        from gevent import monkey; monkey.patch_all()
+        import ctypes, time, gevent
+        from webhook_app.transcripts.job import off_the_event_loop
+        ticks = []
+        def ticker():
+            for _ in range(20):
+                ticks.append(time.monotonic()); gevent.sleep(0.05)
+        greenlet = gevent.spawn(ticker)
+        assert off_the_event_loop(lambda seconds: ctypes.CDLL(None).usleep(int(seconds * 1e6)) or "done", 1.0) == "done"
+        greenlet.join()
+        print(max(b - a for a, b in zip(ticks, ticks[1:])))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) < 0.5  # the ticker went on while the call blocked its thread for a second

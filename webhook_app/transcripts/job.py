@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy import update
 
 from ..extensions import db
+from ..greenlets import is_gevent_process
 from ..jobs import queue
 from ..media.storage import media_store
 from ..models import AudioMessage, Status, Transcript, TranscriptStatus, utcnow
@@ -97,9 +98,10 @@ def _transcribe_and_record(transcript: Transcript) -> str:
             handle.write(stored.data)
         del stored
         try:
-            result = transcribe(path, language=language, model=config["TRANSCRIBE_MODEL"],
-                                threads=config["TRANSCRIBE_THREADS"], compute_type=config["TRANSCRIBE_COMPUTE_TYPE"],
-                                beam_size=config["TRANSCRIBE_BEAM_SIZE"])
+            result = off_the_event_loop(
+                transcribe, path, language=language, model=config["TRANSCRIBE_MODEL"],
+                threads=config["TRANSCRIBE_THREADS"], compute_type=config["TRANSCRIBE_COMPUTE_TYPE"],
+                beam_size=config["TRANSCRIBE_BEAM_SIZE"])
         except TranscriptionUnavailable as exc:
             return _finish_failed(transcript, NOT_INSTALLED if not installed() else str(exc))
         except TranscriptionError as exc:  # undecodable, a language the model lacks
@@ -115,6 +117,17 @@ def _transcribe_and_record(transcript: Transcript) -> str:
     log.info("transcript of audit %s %s: %.1f s of audio, %.1f s of speech, %d characters", row.id, result.status,
              result.duration_s, result.speech_s, len(result.text))
     return result.status
+
+
+def off_the_event_loop(fn, *args, **kwargs):
+    """fn(*args, **kwargs), in a real thread when this is a gevent process (in-process jobs beside gunicorn's gevent
+    workers on PostgreSQL): there a pool "thread" is a greenlet, and seconds of CTranslate2 in C would stop every
+    request of the process. gevent's pool of OS threads runs it while the greenlet waits cooperatively."""
+    if not is_gevent_process():
+        return fn(*args, **kwargs)
+    import gevent  # only in gevent processes
+
+    return gevent.get_hub().threadpool.apply(fn, args, kwargs)
 
 
 def _finish_failed(transcript: Transcript, reason: str) -> str:
