@@ -10,9 +10,13 @@ from pathlib import Path
 import flask.cli
 import pytest
 import requests
+from sqlalchemy import select
 
 from tests.audio_samples import decoded_duration, make_audio
 from tests.conftest import count_rows, deployed_service
+from webhook_app.extensions import db
+from webhook_app.models import SettingsChange
+from webhook_app.settings.cache import all_settings
 from webhook_app.twilio.client import twilio_api
 from webhook_app.sandbox import Sandbox
 
@@ -101,6 +105,10 @@ def test_serve_prints_the_console_and_admin_urls_with_the_sandbox_sign_in(runner
     assert "Agent console: http://127.0.0.1:5123/agent\n" in result.output
     assert 'Admin:         http://127.0.0.1:5123/admin   (sandbox: press "Sign in to the sandbox")\n' in result.output
     assert served == [("127.0.0.1", 5123, app)]
+    with app.app_context():  # the sandbox turned transcription on (the extra is installed here), audited
+        assert all(settings.transcribe for settings in all_settings())
+        assert {c.changed_by for c in db.session.scalars(select(SettingsChange)
+                                                          .where(SettingsChange.key == "transcribe"))} == {"sandbox"}
 
 
 def test_serve_outside_the_sandbox_names_the_real_ways_in(app, database_url, tmp_path, served):
@@ -108,6 +116,8 @@ def test_serve_outside_the_sandbox_names_the_real_ways_in(app, database_url, tmp
         output = service.test_cli_runner().invoke(args=["serve"]).output
     assert "Admin:         http://127.0.0.1:5000/admin   (sign in with ADMIN_TOKEN" in output
     assert "sandbox" not in output
+    with app.app_context():  # outside the sandbox transcription stays off until an admin turns it on
+        assert not any(settings.transcribe for settings in all_settings())
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")

@@ -13,6 +13,7 @@ import click
 import requests
 from flask import Flask, current_app
 from flask.cli import AppGroup, ScriptInfo, run_command, with_appcontext
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.serving import is_running_from_reloader
 
 from .agent.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY, demo_voice_note
@@ -151,7 +152,12 @@ def serve_command(ctx, host, port):
     sandbox = app.extensions["twilio"].sandbox is not None
     if sandbox:
         with app.app_context():
-            turn_on_in_sandbox()  # a newcomer sees transcripts (transcripts/defaults.py)
+            try:
+                turn_on_in_sandbox()  # a newcomer sees transcripts (transcripts/defaults.py)
+            except SQLAlchemyError as exc:  # not migrated yet: `make run` migrates first; say what to do
+                db.session.rollback()
+                click.echo(f"transcription left as it is: the database is not ready ({type(exc).__name__}); "
+                           "run `alembic upgrade head`", err=True)
     if not is_running_from_reloader():  # FLASK_DEBUG's reloader runs this command again in a child: say it once
         click.echo(serving_banner(f"http://{host}:{port}", sandbox=sandbox))
     ctx.invoke(run_command, host=host, port=port)
