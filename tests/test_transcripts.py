@@ -401,3 +401,22 @@ def test_in_a_gevent_process_the_model_runs_beside_the_event_loop_not_on_it():
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) < 0.5  # the ticker went on while the call blocked its thread for a second
+
+
+def test_backfill_transcribes_missed_notes_and_earlier_notes_of_channels_turned_on(runner, app, client, sandbox,
+                                                                                   deliver, agent_token, clips):
+    """A note from before `transcribe` was on gets its transcript from `backfill`; one the webhook missed is recorded
+    and transcribed like any; a second backfill queues nothing again."""
+    earlier = send_note(deliver, app, clips["silence"])  # transcribe off: no transcript
+    assert "transcript" not in listing(client, agent_token, earlier)[0]
+    set_settings(app, "whatsapp", transcribe=True)
+    missed = conversation_with_agent(sandbox, "Customer", "whatsapp")
+    with open(clips["silence"], "rb") as handle:
+        sandbox.customer_sends_media(missed, handle.read(), "audio/ogg", "note.ogg")  # the webhook never arrived
+    result = runner.invoke(args=["backfill", "--since", "1h"])
+    assert result.exit_code == 0, result.output
+    assert "recorded 1 missed" in result.output and "queued 1 transcript(s)" in result.output
+    run_jobs(app)
+    for conversation in (earlier, missed):
+        assert listing(client, agent_token, conversation)[0]["transcript"]["status"] == "no_speech"
+    assert "queued 0 transcript(s)" in runner.invoke(args=["backfill", "--since", "1h"]).output

@@ -30,6 +30,7 @@ from .models import CHANNELS
 from .settings.cache import Settings, all_settings, settings_for
 from .settings.rules import BOOLEAN_KEYS, TEXT_KEYS, update_settings
 from .transcripts.defaults import turn_on_in_sandbox
+from .transcripts.job import queue_missing_transcripts
 
 sandbox_cli = AppGroup("sandbox", help="Play Twilio's part locally (no Twilio account needed).")
 
@@ -200,6 +201,10 @@ def backfill_command(since):
     counts = backfill(cutoff)
     click.echo(f"scanned {counts['conversations']} conversation(s), {counts['messages']} message(s) with media; "
                f"recorded {counts['new_rows']} missed audio message(s)")
+    # Recorded audio gets its transcript when it is ready, as any; this is ready audio made before a channel's
+    # transcribe was turned on.
+    click.echo(f"queued {queue_missing_transcripts(cutoff)} transcript(s) of earlier audio on channels that "
+               "transcribe")
 
 
 settings_cli = AppGroup("settings", help="Show or change per-channel audio settings.")

@@ -13,7 +13,9 @@ import logging
 import os
 
 from flask import current_app
-from sqlalchemy import update
+from datetime import datetime
+
+from sqlalchemy import select, update
 
 from ..extensions import db
 from ..greenlets import is_gevent_process
@@ -22,7 +24,7 @@ from ..media.storage import media_store
 from ..models import AudioMessage, Status, Transcript, TranscriptStatus, utcnow
 from ..observability import bind_audit_id
 from ..scratch import scratch_dir
-from ..settings.cache import settings_for
+from ..settings.cache import all_settings, settings_for
 from .engine import INSTALL_HINT, TranscriptionError, TranscriptionUnavailable, transcribe
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,26 @@ def enqueue_transcript(audit_id: int) -> None:
         queue.enqueue(transcribe_audio, audit_id, lane=queue.TRANSCRIPTS)
     except Exception:  # noqa: BLE001 - Redis down: the sweeper enqueues it later
         log.exception("could not enqueue the transcript of audit %s; left queued for the sweeper", audit_id)
+
+
+def queue_missing_transcripts(since: datetime) -> int:
+    """Backfill: `ready` audio since `since` on channels that transcribe now, without a transcript (made before the
+    channel's `transcribe` was turned on), queued and enqueued. Answers how many."""
+    channels = [settings.channel for settings in all_settings() if settings.transcribe]
+    if not channels:
+        return 0
+    ids = db.session.scalars(
+        select(AudioMessage.id).outerjoin(Transcript, Transcript.audio_message_id == AudioMessage.id)
+        .where(Transcript.audio_message_id.is_(None), AudioMessage.status == Status.READY.value,
+               AudioMessage.channel.in_(channels), AudioMessage.media_key.is_not(None),
+               AudioMessage.media_deleted_at.is_(None), AudioMessage.created_at >= since)).all()
+    now = utcnow()
+    db.session.add_all(Transcript(audio_message_id=audit_id, status=TranscriptStatus.QUEUED.value, attempts=0,
+                                  created_at=now, updated_at=now) for audit_id in ids)
+    db.session.commit()
+    for audit_id in ids:
+        enqueue_transcript(audit_id)
+    return len(ids)
 
 
 @queue.job
