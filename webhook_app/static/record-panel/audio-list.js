@@ -1,12 +1,14 @@
 // @ts-check
 /**
  * The audio list: the conversation's audio messages in both directions, as the service's normalized MP3 with
- * 1× / 1.5× / 2× buttons, or what is happening to them. Polls quickly while rows are in progress.
+ * 1× / 1.5× / 2× buttons and the transcript under the player (transcript.js), or what is happening to them. Polls
+ * quickly while rows, or their transcripts, are in progress.
  */
 import { el } from "../shared/dom.js";
 import { errorParts, isAbortError } from "../shared/errors.js";
 import { formatDuration } from "../shared/format.js";
 import { endpoint, getJson } from "./api.js";
+import { TRANSCRIPT_BUSY, transcriptKey, transcriptView } from "./transcript.js";
 import { CHANNEL_NAMES, ensureStylesheet } from "./ui.js";
 
 /**
@@ -24,10 +26,19 @@ import { CHANNEL_NAMES, ensureStylesheet } from "./ui.js";
  * @property {number} [duration_s]
  * @property {string} [playback_url]
  * @property {string} [error]
+ * @property {import("./transcript.js").Transcript} [transcript] only where the channel transcribes
  */
 /**
- * A row on the page; its player kept across polls (a fresh playback link replaces an expired one in place).
- * @typedef {{node: HTMLLIElement, status: string | null, audio: HTMLAudioElement | null, needsNewSource: boolean}} Row
+ * A row on the page; its player kept across polls (a fresh playback link replaces an expired one in place), its
+ * transcript view replaced only when what it shows changed (`transcriptKey`).
+ * @typedef {object} Row
+ * @property {HTMLLIElement} node
+ * @property {string | null} status
+ * @property {HTMLAudioElement | null} audio
+ * @property {boolean} needsNewSource
+ * @property {HTMLElement | null} transcript
+ * @property {string} transcriptKey
+ * @property {AbortController | null} transcriptListeners removes the view's listeners on the player
  */
 
 /** @type {Record<string, string>} */
@@ -125,7 +136,8 @@ export class AudioList {
         this.rows.delete(id);
       }
     }
-    return messages.some((message) => IN_PROGRESS.has(message.status));
+    return messages.some((message) => IN_PROGRESS.has(message.status)
+      || (message.transcript !== undefined && TRANSCRIPT_BUSY.has(message.transcript.status)));
   }
 
   /** @param {AudioMessage} message */
@@ -133,12 +145,14 @@ export class AudioList {
     let row = this.rows.get(message.audit_id);
     if (!row) {
       const node = el("li", { class: `al-row al-row--${message.direction}`, "data-audit-id": String(message.audit_id) });
-      row = { node, status: null, audio: null, needsNewSource: false };
+      row = { node, status: null, audio: null, needsNewSource: false, transcript: null, transcriptKey: "",
+        transcriptListeners: null };
       this.rows.set(message.audit_id, row);
       if (this.loaded && message.direction === "inbound") this.announcer.textContent = "New voice note from the customer.";
     }
     if (row.status !== message.status) {
       row.status = message.status;
+      dropTranscript(row);
       row.audio = null;
       row.node.dataset.status = message.status;
       row.node.replaceChildren(this.meta(message), this.bodyFor(message, row));
@@ -150,7 +164,26 @@ export class AudioList {
       audio.src = message.playback_url;
       audio.addEventListener("loadedmetadata", () => { audio.currentTime = position; }, { once: true });
     }
+    this.showTranscript(message, row);
     return row;
+  }
+
+  /**
+   * The transcript under the player, (re)built when what it shows changed since the last poll.
+   * @param {AudioMessage} message
+   * @param {Row} row
+   */
+  showTranscript(message, row) {
+    const transcript = row.audio ? message.transcript : undefined;
+    const key = transcriptKey(transcript);
+    if (row.transcript && key === row.transcriptKey) return;
+    dropTranscript(row);
+    if (!transcript || !row.audio) return;
+    const listeners = new AbortController();
+    row.transcriptKey = key;
+    row.transcriptListeners = listeners;
+    row.transcript = transcriptView(transcript, row.audio, listeners.signal);
+    row.node.append(row.transcript);
   }
 
   /** @param {AudioMessage} message */
@@ -209,6 +242,18 @@ export class AudioList {
     this.inFlight?.abort();
     this.root.remove();
   }
+}
+
+/**
+ * Remove the row's transcript view and its listeners on the player.
+ * @param {Row} row
+ */
+function dropTranscript(row) {
+  row.transcriptListeners?.abort();
+  row.transcript?.remove();
+  row.transcript = null;
+  row.transcriptKey = "";
+  row.transcriptListeners = null;
 }
 
 /**
