@@ -458,3 +458,7 @@ def test_transcription_switch_and_language_and_a_search_marked_in_the_audit(page
     expect(page.locator("#audit-rows mark")).to_have_text(["mañana"])
     expect(page.locator("#audit-rows .match")).to_contain_text("<b>llámame</b>")
     assert "q=ma%C3%B1ana" in page.url
+    page.locator("#audit-rows tr button").first.click()  # the row's detail: the whole transcript, as text
+    expect(page.locator(".detail-transcript .transcript-text")).to_have_text(
+        "Hola, <b>llámame</b> mañana por la tarde, gracias")
+    expect(page.locator(".detail-transcript")).to_contain_text("done · es")

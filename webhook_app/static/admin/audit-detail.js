@@ -36,7 +36,8 @@ import { channelName, timeEl } from "./config.js";
  * @property {string | null} [error_code]
  * @property {string | null} [playback_url]
  * @property {{status: string, text: string, language: string | null, model: string | null, error?: string,
- *   segments: {start: number, end: number, text: string}[]}} [transcript] when the channel transcribes
+ *   deleted_at?: string, segments: {start: number, end: number, text: string}[]}} [transcript] when the channel
+ *   transcribes
  * @property {{snippet: string, highlights: [number, number][]}} [match] with `q`: where the words are in the text
  */
 
@@ -104,6 +105,7 @@ export class AuditDetail {
     this.body.replaceChildren(...[
       failure(row),
       player(row),
+      transcript(row),
       el("div", { class: "detail-grid" },
         el("div", {}, el("h4", { text: "Message" }), el("dl", {}, ...messageItems(row))),
         el("div", {}, el("h4", { text: "Audio" }), el("dl", {}, ...audioItems(row))),
@@ -143,6 +145,23 @@ function player(row) {
         el("a", { href: row.playback_url, target: "_blank", rel: "noopener", text: "Open the MP3" }))
     : el("p", { class: "muted", text: row.status === "failed" ? "No audio: this message failed."
                                                                 : `No audio yet: the message is ${row.status}.` });
+}
+
+/**
+ * What was said, as selectable text, with its status, language and model; nothing when the channel does not
+ * transcribe.
+ * @param {AuditRow} row
+ */
+function transcript(row) {
+  const shown = row.transcript;
+  if (!shown) return null;
+  const about = [shown.status, shown.language, shown.model].filter(Boolean).join(" · ");
+  const text = shown.deleted_at ? "Deleted by retention." : shown.status === "failed" ? shown.error || "failed"
+    : shown.status === "no_speech" ? "No speech in this note." : shown.text || "Not transcribed yet.";
+  return el("div", { class: "detail-transcript", "data-transcript-status": shown.status },
+    el("h4", { text: "Transcript" }),
+    el("p", { class: shown.status === "failed" ? "error-text" : "transcript-text", text }),
+    el("p", { class: "muted small", text: about }));
 }
 
 /** @param {AuditRow} row */
