@@ -42,6 +42,29 @@ def test_sandbox_mode_without_credentials(monkeypatch):
     assert config.FLEX_ALLOWED_ORIGINS == ["https://flex.twilio.com"]
 
 
+def test_transcription_settings_are_read_and_checked(monkeypatch):
+    monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
+    for name in ("TRANSCRIBE_MODEL", "TRANSCRIBE_THREADS", "TRANSCRIBE_COMPUTE_TYPE", "TRANSCRIBE_BEAM_SIZE",
+                 "TRANSCRIPT_RETENTION_DAYS", "RETENTION_DAYS"):
+        monkeypatch.delenv(name, raising=False)
+    config = Config()
+    assert (config.TRANSCRIBE_MODEL, config.TRANSCRIBE_THREADS, config.TRANSCRIBE_COMPUTE_TYPE,
+            config.TRANSCRIBE_BEAM_SIZE, config.TRANSCRIPT_RETENTION_DAYS) == (None, 2, "int8", 5, None)
+    monkeypatch.setenv("TRANSCRIBE_MODEL", " /srv/models/base ")
+    monkeypatch.setenv("TRANSCRIBE_COMPUTE_TYPE", "FLOAT32")
+    monkeypatch.setenv("RETENTION_DAYS", "30")
+    monkeypatch.setenv("TRANSCRIPT_RETENTION_DAYS", "365")
+    config = Config()
+    assert (config.TRANSCRIBE_MODEL, config.TRANSCRIBE_COMPUTE_TYPE, config.TRANSCRIPT_RETENTION_DAYS) == \
+        ("/srv/models/base", "float32", 365)
+    for name, value in (("TRANSCRIBE_THREADS", "0"), ("TRANSCRIBE_COMPUTE_TYPE", "int4"),
+                        ("TRANSCRIBE_BEAM_SIZE", "five"), ("TRANSCRIPT_RETENTION_DAYS", "7")):
+        with monkeypatch.context() as patch:
+            patch.setenv(name, value)
+            with pytest.raises(ValueError, match=name):
+                Config()
+
+
 @pytest.fixture(autouse=True)
 def ffmpeg_choice_left_as_found():
     """ffmpeg_binary() chooses once per process and every later test runs the service with that choice: a test
