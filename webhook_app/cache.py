@@ -1,7 +1,8 @@
 """The one in-memory cache of the service: bounded, thread-safe, entries that expire.
 
 Per process, for lookups that change rarely and cost a round trip (a conversation's participants, its
-Conversations service, a Flex token's verdict). When full, the least recently used entry goes, never the lot.
+Conversations service, a Flex token's verdict) and for the in-process runner's once-keys. When full, the least
+recently used entry goes, never the lot.
 """
 
 from __future__ import annotations
@@ -41,6 +42,27 @@ class ExpiringCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def add(self, key: Hashable, value, ttl_s: float) -> bool:
+        """Cache `value` for `ttl_s` unless the key holds one that has not expired; answer whether it was added.
+        Atomic: of two callers adding one key, exactly one succeeds."""
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] > self.clock():
+                return False
+            self._entries.pop(key, None)
+            self._entries[key] = (self.clock() + ttl_s, value)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+            return True
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
     def get_or_fetch(self, key: Hashable, fetch: Callable):
         """The cached value, else `fetch(key)`'s answer, cached."""

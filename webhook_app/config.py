@@ -175,7 +175,7 @@ class Config:
         self.SWEEP_STUCK_AFTER_S = env_int("SWEEP_STUCK_AFTER_S", 900)  # longer than the 600 s job timeout
         self.SWEEP_REQUEUE_AFTER_S = env_int("SWEEP_REQUEUE_AFTER_S", 300)
         self.MAINTENANCE_INTERVAL_S = env_int("MAINTENANCE_INTERVAL_S", 60)
-        # The relay wakes on PostgreSQL NOTIFY; this is only its safety-net poll (webhook_app.relay).
+        # The relay wakes on PostgreSQL NOTIFY; this is only its safety-net poll (jobs/relay.py).
         self.RELAY_POLL_S = env_int("RELAY_POLL_S", 5, minimum=1)
         self.JOB_WORKERS = env_int("JOB_WORKERS", 2, minimum=1)  # threads of the in-process job runner
 

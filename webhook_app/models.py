@@ -98,7 +98,7 @@ class AudioMessage(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     processing_ms: Mapped[int | None] = mapped_column(Integer)
     # When the row was handed to the job queue. NULL on a `queued` row: the relay has not seen it yet (with RQ on
-    # PostgreSQL, webhooks only commit rows; see webhook_app.relay).
+    # PostgreSQL, webhooks only commit rows; see jobs/relay.py).
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def mark(self, status: Status, error: str | None = None, error_code: str | None = None) -> None:

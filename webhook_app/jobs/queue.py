@@ -24,6 +24,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from sqlalchemy.engine import make_url
 
+from ..cache import ExpiringCache
 from ..extensions import db
 from ..observability import bind_audit_id
 from ..retry import RetryPolicy
@@ -83,7 +84,7 @@ class InProcessRunner:
         self.transcripts_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe")
         self._pending: set[Future] = set()
         self._lock = threading.Lock()
-        self._once: dict[str, float] = {}
+        self._once = ExpiringCache(max_entries=ONCE_KEYS_MAX)
 
     def enqueue(self, path: str, *args, lane: str | None = None) -> None:
         executor = self.transcripts_executor if lane == TRANSCRIPTS else self.executor
@@ -93,20 +94,10 @@ class InProcessRunner:
         future.add_done_callback(self._done)
 
     def claim_once(self, key: str, ttl_s: int) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            # Keys go in with a constant TTL, so insertion order is expiry order: drop from the front.
-            while self._once and (next(iter(self._once.values())) <= now or len(self._once) > ONCE_KEYS_MAX):
-                del self._once[next(iter(self._once))]
-            if self._once.get(key, 0) > now:
-                return False
-            self._once.pop(key, None)
-            self._once[key] = now + ttl_s
-            return True
+        return self._once.add(key, True, ttl_s)
 
     def release_once(self, key: str) -> None:
-        with self._lock:
-            self._once.pop(key, None)
+        self._once.discard(key)
 
     def enqueue_in(self, delay_s: float, path: str, *args, lane: str | None = None) -> None:
         # A placeholder future keeps wait() honest about jobs that are scheduled but not yet submitted.
@@ -163,7 +154,7 @@ class RqRunner:
         self.redis = self.new_connection()
         self.queue = Queue(queue_name, connection=self.redis)
         self.transcripts_queue = Queue(f"{queue_name}-{TRANSCRIPTS}", connection=self.redis)
-        # On PostgreSQL the workers' relays enqueue new rows (webhook_app.relay), not the web processes.
+        # On PostgreSQL the workers' relays enqueue new rows (jobs/relay.py), not the web processes.
         self.relays_new_rows = relays_new_rows
 
     def new_connection(self):
@@ -197,7 +188,7 @@ class RqRunner:
     def enqueue_in(self, delay_s: float, path: str, *args, lane: str | None = None) -> None:
         if delay_s <= 0:
             return self.enqueue(path, *args, **_lane(lane))
-        # Needs a worker's scheduler (`flask worker` runs one, webhook_app.worker); the sweeper is the safety net.
+        # Needs a worker's scheduler (`flask worker` runs one, jobs/worker.py); the sweeper is the safety net.
         self._queue(lane).enqueue_in(timedelta(seconds=delay_s), path, *args, **RQ_OPTIONS)
 
     def wait(self, timeout: float = 60) -> None:
