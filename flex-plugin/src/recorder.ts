@@ -1,7 +1,8 @@
 /** The microphone: one take = a stream, its MediaRecorder and a level analyser. A take always ends with its
  * tracks stopped, so the browser's recording indicator goes away. */
 
-import { mp4RecordedSeconds, repairedMp4 } from "./mp4";
+import { mp4RecordedSeconds, readBytes, repairedMp4 } from "./mp4";
+import { cutWebm, webmRecordedSeconds } from "./webm";
 
 // What the service accepts, best first: Chrome/Edge/Firefox record WebM or Ogg Opus, Safari records MP4/AAC.
 const RECORDING_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4"];
@@ -10,6 +11,11 @@ const EXTENSIONS: Record<string, string> = { "audio/webm": "webm", "audio/ogg": 
 // at most this long for its end to arrive. A frame (23 ms of AAC) short of the take counts as whole.
 export const MP4_CATCH_UP_MS = 2500;
 const MP4_END_TOLERANCE_S = 0.03;
+// Firefox drops at stop() the audio still queued for its encoder (0.1-0.3 s under load, see webm.ts): after Stop a
+// WebM take records on at most this long, asking for its data every WEBM_POLL_MS, until blocks covering it arrived.
+export const WEBM_CATCH_UP_MS = 1000;
+const WEBM_POLL_MS = 100;
+const WEBM_END_TOLERANCE_S = 0.02;
 
 export interface Take {
   /** Settles when the recorder stops; rejects when it fails mid-recording. */
@@ -139,11 +145,15 @@ class MicrophoneTake implements Take {
   }
 
   async stop(): Promise<Blob> {
-    const mp4 = this.type().startsWith("audio/mp4");
+    const type = this.type();
+    const mp4 = type.startsWith("audio/mp4");
+    const webm = type.startsWith("audio/webm");
     if (this.recorder.state !== "inactive") {
       this.stoppedAt = performance.now();
-      // WebKit's MP4 lags a fragment behind (see mp4.ts): record on until the take's length has arrived.
+      // WebKit's MP4 lags a fragment behind (see mp4.ts), Firefox's encoder a little (webm.ts): record on until
+      // the take's length has arrived.
       if (mp4) await this.fragmentsCovering(this.elapsed());
+      if (webm) await this.blocksCovering(this.elapsed());
       if (this.recorderState() !== "inactive") { // (a Cancel meanwhile has stopped it)
         this.recorder.requestData(); // flushes what a recorder holds back (Safari's fragment in progress)
         this.recorder.stop();
@@ -155,8 +165,13 @@ class MicrophoneTake implements Take {
       this.release();
     }
     const blob = new Blob(this.chunks, { type: this.type() });
-    // Cut back to the take (whole AAC frames): what was recorded after Stop only carried the take's end.
-    return mp4 ? repairedMp4(blob, this.elapsed()) : blob;
+    // Cut back to the take (whole AAC frames or Opus blocks): what was recorded after Stop only carried its end.
+    if (mp4) return repairedMp4(blob, this.elapsed());
+    if (webm) {
+      const cut = cutWebm(await readBytes(blob), this.elapsed());
+      return cut ? new Blob([cut], { type: blob.type }) : blob;
+    }
+    return blob;
   }
 
   /** The recorder's state now (a method, so the type checker does not narrow it across awaits). */
@@ -179,6 +194,28 @@ class MicrophoneTake implements Take {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
         const recorder = this.recorder;
+        function done() {
+          clearTimeout(timer);
+          recorder.removeEventListener("dataavailable", done);
+          recorder.removeEventListener("stop", done);
+          resolve();
+        }
+        recorder.addEventListener("dataavailable", done);
+        recorder.addEventListener("stop", done);
+      });
+      if (await covered()) return;
+    }
+  }
+
+  /** Ask for the data every WEBM_POLL_MS (at most catchUpMs for MP4 and WEBM_CATCH_UP_MS) until it holds `seconds`. */
+  private async blocksCovering(seconds: number): Promise<void> {
+    const deadline = performance.now() + Math.min(this.catchUpMs, WEBM_CATCH_UP_MS);
+    const covered = async () => webmRecordedSeconds(await readBytes(new Blob(this.chunks))) >= seconds - WEBM_END_TOLERANCE_S;
+    while (this.recorderState() === "recording" && performance.now() < deadline) {
+      this.recorder.requestData();
+      await new Promise<void>((resolve) => {
+        const recorder = this.recorder;
+        const timer = setTimeout(done, Math.max(0, Math.min(WEBM_POLL_MS, deadline - performance.now())));
         function done() {
           clearTimeout(timer);
           recorder.removeEventListener("dataavailable", done);
