@@ -8,7 +8,7 @@ All audio is made here, at run time: contact-center sentences spoken by espeak-n
     (transcription wall time / audio duration) of the 60 s note, median of BENCH_TRANSCRIBE_RUNS after one warm-up
     run, and its CPU time per audio second (less disturbed by other load on the machine).
     Then, in another fresh process, the peak while one note as long as the channels' default cap (900 s,
-    BENCH_TRANSCRIBE_LONG_S; 0 skips it) is transcribed: the engine cuts it in pieces of at most 60 s.
+    BENCH_TRANSCRIBE_LONG_S; 0 skips it) is transcribed: the engine cuts it in pieces of at most 30 s.
     Targets (tiny.en, int8, 2 threads): real-time factor < 0.25; RSS with the model loaded and peak during the 60 s
     note < 400 MB. The long note's peak is reported, not a target.
 (b) Accuracy: word error rate over BENCH_TRANSCRIBE_SENTENCES (25 sentences) x 2 voices x 2 speeds, scored after

@@ -111,7 +111,7 @@ def test_a_long_note_is_transcribed_in_pieces_cut_in_its_pauses(extra, tmp_path)
         "Could you call me back this afternoon?"])]
     note = speech_samples.concatenate(tmp_path / "note", parts, kind="mp3", gap_s=0.8)
 
-    # Pieces of at most 4 s here (60 s in service): each sentence lands in pieces of its own or is cut in a pause.
+    # Pieces of at most 4 s here (30 s in service): each sentence lands in pieces of its own or is cut in a pause.
     transcript = engine.transcribe(note, chunk_s=4)
 
     words = " ".join(normalize(transcript.text))
