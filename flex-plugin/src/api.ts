@@ -10,6 +10,28 @@ export interface AudioSettings {
 
 export type AudioStatus = "queued" | "downloading" | "transcoding" | "sending" | "ready" | "failed";
 
+/** One stretch of speech, in seconds from the start of the MP3. */
+export interface TranscriptSegment {
+  start: number;
+  end: number;
+  text: string;
+}
+
+export type TranscriptStatus = "queued" | "running" | "done" | "no_speech" | "failed";
+
+/** An audio message's transcript, where its channel transcribes. */
+export interface Transcript {
+  status: TranscriptStatus;
+  text: string;
+  language: string | null;
+  segments: TranscriptSegment[];
+  model: string | null;
+  /** The reason, when failed. */
+  error?: string;
+  /** Retention deleted the text. */
+  deleted_at?: string;
+}
+
 export interface AudioMessage {
   audit_id: number;
   direction: "inbound" | "outbound";
@@ -21,6 +43,8 @@ export interface AudioMessage {
   duration_s: number | null;
   playback_url?: string;
   error?: string;
+  /** Only where the channel transcribes. */
+  transcript?: Transcript;
   created_at?: string;
 }
 

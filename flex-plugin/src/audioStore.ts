@@ -1,11 +1,13 @@
 /**
  * The conversation's audio messages, fetched once per conversation for every bubble that shows one, polled
- * quickly while a row is being converted (or a bubble waits for a message the service has not listed yet) and
+ * quickly while a row is being converted or transcribed (or a bubble waits for a message the service has not listed yet) and
  * slowly otherwise, and only while some bubble is on screen.
  */
 import { AudioMessage, AudioService, isAbort } from "./api";
 
 export const IN_PROGRESS = new Set(["queued", "downloading", "transcoding", "sending"]);
+/** Transcript states that keep the store polling quickly, as a row in progress does. */
+export const TRANSCRIPT_BUSY = new Set(["queued", "running"]);
 
 export interface ConversationAudio {
   loaded: boolean;
@@ -106,7 +108,9 @@ export class AudioStore {
     }
     if (entry.waiting.size) return true;
     for (const rows of entry.state.byMessage.values()) {
-      if (rows.some((row) => IN_PROGRESS.has(row.status))) return true;
+      if (rows.some((row) => IN_PROGRESS.has(row.status) || TRANSCRIPT_BUSY.has(row.transcript?.status ?? ""))) {
+        return true;
+      }
     }
     return false;
   }

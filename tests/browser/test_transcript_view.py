@@ -50,7 +50,7 @@ def customer_sends(app, sandbox, conversation_sid: str, path: str) -> None:
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
-def check_transcript_seeks_and_selects(page, scope, audio, text, segments) -> None:
+def check_transcript_seeks_and_selects(page, scope, audio, text, segments, screenshot) -> None:
     """The transcript (`text`, its segment spans `segments`) under the player `audio` inside `scope`: key words,
     a click on a segment seeks there and plays, Enter on a focused one too, and a mouse drag selects the text."""
     words = " ".join(normalize(text.inner_text()))
@@ -69,6 +69,7 @@ def check_transcript_seeks_and_selects(page, scope, audio, text, segments) -> No
     clock = audio.evaluate(CLOCK)
     assert clock["time"] == pytest.approx(start, abs=1.0), (clock, start)
     expect(second).to_have_attribute("aria-current", "true")  # the segment being heard
+    scope.screenshot(path=str(screenshot))
     audio.evaluate("audio => audio.pause()")
 
     first = segments.nth(0)
@@ -99,7 +100,7 @@ def check_transcript_seeks_and_selects(page, scope, audio, text, segments) -> No
 
 
 def test_console_shows_the_transcript_seeks_and_lets_the_text_be_copied(page, app, live_server, sandbox,
-                                                                         spoken_note):
+                                                                         spoken_note, artifacts):
     set_channel(app, "whatsapp", transcribe=True)
     conversation_sid = open_conversation(page, live_server, "WhatsApp")
     customer_sends(app, sandbox, conversation_sid, spoken_note)
@@ -108,7 +109,7 @@ def test_console_shows_the_transcript_seeks_and_lets_the_text_be_copied(page, ap
     transcript = row.locator(".al-transcript")
     expect(transcript).to_have_attribute("data-transcript-status", "done", timeout=TRANSCRIBED_S)
     check_transcript_seeks_and_selects(page, row, row.locator("audio"), transcript.locator(".al-transcript-text"),
-                                       transcript.get_by_role("button"))
+                                       transcript.get_by_role("button"), artifacts / "console-transcript.png")
 
 
 def test_console_transcript_states_follow_the_service_and_keep_the_player(page, live_server, app, sandbox):
@@ -143,7 +144,7 @@ def test_console_transcript_states_follow_the_service_and_keep_the_player(page, 
 
 
 def test_flex_plugin_shows_the_transcript_seeks_and_lets_the_text_be_copied(flex_page, app, sandbox, conversations,
-                                                                            spoken_note):
+                                                                            spoken_note, artifacts):
     set_channel(app, "whatsapp", transcribe=True)
     page = flex_page()
     customer_sends(app, sandbox, conversations["whatsapp"], spoken_note)
@@ -153,4 +154,4 @@ def test_flex_plugin_shows_the_transcript_seeks_and_lets_the_text_be_copied(flex
     transcript = bubble.get_by_test_id("transcript")
     expect(transcript).to_have_attribute("data-transcript-status", "done", timeout=TRANSCRIBED_S)
     check_transcript_seeks_and_selects(page, bubble, audio, transcript.get_by_test_id("transcript-text"),
-                                       transcript.get_by_role("button"))
+                                       transcript.get_by_role("button"), artifacts / "flex-plugin-transcript.png")

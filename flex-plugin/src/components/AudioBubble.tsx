@@ -1,6 +1,7 @@
 /**
  * A voice note in Flex's message list, played from the service's normalized MP3: its status while it is being
- * converted, the reason when it failed, 1x / 1.5x / 2x, its duration. Added to MessageBubble.Content; where the
+ * converted, the reason when it failed, 1x / 1.5x / 2x, its duration, and its transcript under the player where
+ * the channel transcribes (Transcript.tsx). Added to MessageBubble.Content; where the
  * service knows nothing of the message this renders nothing and Flex's own attachment stays.
  */
 import * as React from "react";
@@ -14,6 +15,7 @@ import { ConversationAudio, IN_PROGRESS } from "../audioStore";
 import { formatDuration } from "../format";
 import { Runtime } from "../runtime";
 import { PluginTheme } from "./PluginTheme";
+import { Transcript } from "./Transcript";
 
 export const SPEEDS = [1, 1.5, 2];
 export const STATUS_TEXT: Record<string, string> = {
@@ -176,6 +178,11 @@ function Player({ row, who, onExpired }: { row: AudioMessage; who: string; onExp
           </Button>
         ))}
       </Box>
+      {row.transcript ? (
+        <Box flexBasis="100%" minWidth="0">
+          <Transcript transcript={row.transcript} audio={audio} />
+        </Box>
+      ) : null}
     </Box>
   );
 }
