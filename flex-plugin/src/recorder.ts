@@ -191,18 +191,7 @@ class MicrophoneTake implements Take {
     if (await covered()) return;
     this.recorder.requestData();
     while (this.recorderState() === "recording" && performance.now() < deadline) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
-        const recorder = this.recorder;
-        function done() {
-          clearTimeout(timer);
-          recorder.removeEventListener("dataavailable", done);
-          recorder.removeEventListener("stop", done);
-          resolve();
-        }
-        recorder.addEventListener("dataavailable", done);
-        recorder.addEventListener("stop", done);
-      });
+      await this.dataOrStop(deadline - performance.now());
       if (await covered()) return;
     }
   }
@@ -213,20 +202,25 @@ class MicrophoneTake implements Take {
     const covered = async () => webmRecordedSeconds(await readBytes(new Blob(this.chunks))) >= seconds - WEBM_END_TOLERANCE_S;
     while (this.recorderState() === "recording" && performance.now() < deadline) {
       this.recorder.requestData();
-      await new Promise<void>((resolve) => {
-        const recorder = this.recorder;
-        const timer = setTimeout(done, Math.max(0, Math.min(WEBM_POLL_MS, deadline - performance.now())));
-        function done() {
-          clearTimeout(timer);
-          recorder.removeEventListener("dataavailable", done);
-          recorder.removeEventListener("stop", done);
-          resolve();
-        }
-        recorder.addEventListener("dataavailable", done);
-        recorder.addEventListener("stop", done);
-      });
+      await this.dataOrStop(Math.min(WEBM_POLL_MS, deadline - performance.now()));
       if (await covered()) return;
     }
+  }
+
+  /** Settles at the recorder's next chunk, its stop (a Cancel), or after `ms`, whichever comes first. */
+  private dataOrStop(ms: number): Promise<void> {
+    const recorder = this.recorder;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.max(0, ms));
+      function done() {
+        clearTimeout(timer);
+        recorder.removeEventListener("dataavailable", done);
+        recorder.removeEventListener("stop", done);
+        resolve();
+      }
+      recorder.addEventListener("dataavailable", done);
+      recorder.addEventListener("stop", done);
+    });
   }
 
   release(): void {
