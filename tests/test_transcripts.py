@@ -420,3 +420,26 @@ def test_backfill_transcribes_missed_notes_and_earlier_notes_of_channels_turned_
     for conversation in (earlier, missed):
         assert listing(client, agent_token, conversation)[0]["transcript"]["status"] == "no_speech"
     assert "queued 0 transcript(s)" in runner.invoke(args=["backfill", "--since", "1h"]).output
+
+
+def test_an_unforeseen_error_is_retried_and_a_job_timeout_is_not(app, deliver, clips, monkeypatch):
+    from rq.timeouts import JobTimeoutException
+
+    set_settings(app, "whatsapp", transcribe=True)
+    failures = [RuntimeError("the store hiccuped")]
+    real = transcripts_job.transcribe
+
+    def flaky(*args, **kwargs):
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transcripts_job, "transcribe", flaky)
+    send_note(deliver, app, clips["silence"])
+    (transcript,) = transcripts(app)
+    assert transcript.status == "no_speech" and transcript.attempts == 2  # retried once, then transcribed
+
+    failures.append(JobTimeoutException("Task exceeded maximum timeout value (600 seconds)"))
+    send_note(deliver, app, clips["silence"])
+    timed_out = transcripts(app)[1]
+    assert timed_out.status == "failed" and timed_out.attempts == 1 and "maximum timeout" in timed_out.error

@@ -13,6 +13,7 @@ import logging
 import os
 
 from flask import current_app
+from rq.timeouts import JobTimeoutException
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -166,7 +167,8 @@ def _retry_or_fail(audit_id: int, attempt: int, exc: Exception) -> str:
     then `failed` with the reason. Only if the row is still this attempt's."""
     now = utcnow()
     detail = f"{type(exc).__name__}: {exc}"
-    give_up = attempt >= current_app.config["JOB_MAX_ATTEMPTS"]
+    # A job that ran out of time (RQ's job timeout) would only run out again.
+    give_up = attempt >= current_app.config["JOB_MAX_ATTEMPTS"] or isinstance(exc, JobTimeoutException)
     outcome = (dict(status=TranscriptStatus.FAILED.value, finished_at=now,
                     error=f"internal error after {attempt} attempt(s): {detail}"[:2000]) if give_up else
                dict(status=TranscriptStatus.QUEUED.value, error=f"attempt {attempt} failed, retrying: {detail}"[:2000]))
