@@ -1,6 +1,8 @@
 import { recordedSeconds } from "../mp4";
 import { filenameFor, MP4_CATCH_UP_MS, openMicrophoneTake, Take } from "../recorder";
 import { bytesOf, FRAME, fragment, initSegment, TIMESCALE, topLevel } from "../testing/mp4";
+import { recording as webmRecording } from "../testing/webm";
+import { readWebm, webmRecordedSeconds } from "../webm";
 
 /**
  * MediaRecorder as WebKitGTK behaves (see mp4.ts): it writes a fragment per second and hands it over late; the
@@ -153,7 +155,42 @@ test("WebKit: releasing the take while it waits for its end gives the microphone
   expect(tracks[0].stopped).toBe(true);
 });
 
-test("Firefox and Chromium: Stop asks for the data and stops, no waiting, no rewriting", async () => {
+test("Firefox's WebM: after Stop the take records on until its end has arrived, then is cut back to it", async () => {
+  FakeRecorder.supported = ["audio/webm;codecs=opus"];
+  // 3 s written; 2.3 s recorded when Stop is pressed, of which only the first 2 s have come out of the encoder.
+  const whole = webmRecording(3);
+  const at2s = readWebm(new DataView(whole.buffer as ArrayBuffer))!.blocks.find((block) => block.time >= 2)!.start;
+  const take = await openMicrophoneTake();
+  await wait(5);
+  const recorder = FakeRecorder.last;
+  recorder.hand([whole.slice(0, at2s)]);
+  clockOffset += 2300;
+  recorder.onRequest = [[], [whole.slice(at2s)]]; // the queued audio comes with the second request
+  const blob = await take.stop();
+  expect(recorder.requests).toBeGreaterThanOrEqual(2);
+  expect(tracks[0].stopped).toBe(true);
+  const seconds = webmRecordedSeconds((await bytesOf(blob)).buffer as ArrayBuffer);
+  expect(seconds).toBeGreaterThanOrEqual(take.elapsed() - 0.02);
+  expect(seconds).toBeLessThanOrEqual(take.elapsed() + 0.02); // whole 20 ms blocks
+  expect(seconds).toBeLessThan(2.9);
+  expect(blob.type).toBe("audio/webm;codecs=opus");
+});
+
+test("Firefox's WebM: an end that never arrives is waited for at most the catch-up time", async () => {
+  FakeRecorder.supported = ["audio/webm;codecs=opus"];
+  const whole = webmRecording(2);
+  const take = await openMicrophoneTake({ catchUpMs: 150 });
+  await wait(5);
+  FakeRecorder.last.hand([whole]);
+  clockOffset += 2300;
+  const started = realNow();
+  const blob = await take.stop();
+  expect(realNow() - started).toBeGreaterThanOrEqual(140);
+  expect(realNow() - started).toBeLessThan(1000);
+  expect(webmRecordedSeconds((await bytesOf(blob)).buffer as ArrayBuffer)).toBeCloseTo(2, 6); // all there was
+});
+
+test("Firefox's Ogg and anything else: Stop asks for the data and stops, no waiting, no rewriting", async () => {
   FakeRecorder.supported = ["audio/ogg;codecs=opus"];
   const take = await openMicrophoneTake();
   await wait(5);
