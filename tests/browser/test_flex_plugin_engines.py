@@ -4,8 +4,9 @@ The same built bundle and stand-in for Flex as test_flex_plugin.py (which runs i
 of engines.py (Firefox over WebDriver BiDi, WebKitGTK through WebKitWebDriver under Xvfb). A smoke set runs in both
 engines (record → preview → send → the MP3 in the conversation, a 5 s take arriving as 5 s; a take stopped
 mid-fragment; the preview; the customer's MP3 at 1x/1.5x/2x); Firefox also runs the rest of Chromium's flows (cap
-warning and automatic stop, cancel, cancel right after Stop, no microphone, microphone blocked). Without the built
-bundle or an engine these skip locally and fail under CI.
+warning and automatic stop, cancel, cancel right after Stop, no microphone, microphone blocked). The 5 s take is also
+measured in Chromium (Playwright, as test_flex_plugin.py), so its length is checked in every engine. Without the
+built bundle or an engine these skip locally and fail under CI.
 """
 
 from __future__ import annotations
@@ -251,3 +252,26 @@ def test_blocked_microphone_is_explained(firefox_without_microphone_permission, 
     # Nothing is stuck: the agent can fix the permission and press Record again.
     page.wait_for("() => !document.querySelector('[aria-label=\"Start recording a voice note\"]')?.disabled",
                   message="Record to be enabled again")
+
+
+# -- the same 5 s take in Chromium (Playwright's page, conftest.py), for the measured length in every engine ---------
+
+def test_a_five_second_take_is_sent_whole_in_chromium(page, app, live_server, sandbox, conversations, plugin_bundle,
+                                                       tmp_path):
+    with stand_in_desktop(app, live_server, sandbox, conversations, plugin_bundle) as origin:
+        page.goto(f"{origin}/agent-desktop/")
+        page.wait_for_function("() => document.querySelector('.Twilio-MessageInputActions') && window.__pluginName")
+        page.evaluate(TRACK_STREAMS)
+        page.get_by_role("button", name="Voice note: show the recorder").click()
+        page.get_by_role("button", name="Start recording a voice note").wait_for()
+        took = page.evaluate(RECORD_FOR, 5)
+        page.locator(PREVIEW).wait_for()
+        recorded = page.evaluate(RECORDED_FILE)
+        assert recorded["type"].startswith("audio/webm"), recorded
+        page.get_by_role("button", name="Send the voice note").click()
+        page.locator(STATUS).filter(has_text="Voice note sent").wait_for(timeout=60_000)
+        duration = sent_mp3_duration(sandbox, conversations["whatsapp"], tmp_path)
+    print(f"flex plugin, chromium: a {took:.2f} s take as {recorded['type']}, {recorded['size']} bytes, "
+          f"arrived as a {duration:.2f} s MP3")
+    assert took == pytest.approx(5.0, abs=0.1)
+    assert duration == pytest.approx(5.0, abs=0.2)
