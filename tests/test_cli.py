@@ -36,10 +36,10 @@ def test_send_audio_delivers_a_playable_mp3(runner, live_server, tmp_path, app):
     assert abs(decoded_duration(mp3) - 4.0) < 0.1
 
 
-def test_send_audio_without_a_file_uses_a_generated_voice_note(runner, live_server):
+def test_send_audio_without_a_file_uses_the_spoken_demo_note(runner, live_server):
     result = runner.invoke(args=["sandbox", "send-audio", "--server", live_server])
     assert result.exit_code == 0, result.output
-    assert "ready: 6.0" in result.output
+    assert "ready: 5.0" in result.output
 
 
 def test_send_audio_reports_a_failed_transcode(runner, live_server, tmp_path):

@@ -160,6 +160,21 @@ def test_an_agent_recording_is_transcribed_too(client, app, sandbox, agent_token
     assert "472915" in normalize(message["transcript"]["text"])
 
 
+def test_the_sandbox_s_simulated_voice_note_is_speech(client, app, sandbox, agent_token):
+    """The console's "Simulate customer voice note" sends the spoken demo note, so a newcomer reads words."""
+    require_transcribe_extra()
+    set_settings(app, "webchat", transcribe=True)
+    conversation = conversation_with_agent(sandbox, "Customer", "webchat")
+    response = client.post(f"/agent/api/conversations/{conversation}/simulate-voice-note",
+                           headers={"Authorization": f"Bearer {agent_token}"})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    run_jobs(app)
+    (message,) = listing(client, agent_token, conversation)
+    assert message["status"] == "ready" and message["duration_s"] == pytest.approx(5.0, abs=0.1)
+    assert message["transcript"]["status"] == "done", message["transcript"]
+    assert "call me back" in " ".join(normalize(message["transcript"]["text"])), message["transcript"]["text"]
+
+
 def test_search_finds_a_note_by_a_word_it_contains(client, app, deliver, admin, clips):
     set_settings(app, "whatsapp", transcribe=True)
     send_note(deliver, app, clips["sentence"])

@@ -63,7 +63,7 @@ def send_audio(file, channel, conversation_sid, server, content_type, wait):
     with tempfile.TemporaryDirectory() as workdir:
         if file is None:
             file = os.path.join(workdir, "voice-note.ogg")
-            demo_voice_note(file, 6.0)
+            demo_voice_note(file)
         with open(file, "rb") as handle:
             data = handle.read()
     extension = os.path.splitext(file)[1].lower()

@@ -21,7 +21,7 @@ from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
 from ..twilio.sids import is_sid
 from .access import conversation_access_required, reaches_every_conversation
-from .demo import AGENT_IDENTITY, AGENT_NAME, DEMO_VOICE_NOTE_S, demo_voice_note, ensure_demo_conversations
+from .demo import AGENT_IDENTITY, AGENT_NAME, demo_voice_note, ensure_demo_conversations
 
 bp = Blueprint("agent_console", __name__)
 
@@ -102,7 +102,7 @@ def simulate_voice_note(conversation_sid: str):
         raise ApiError(404, "sandbox_only", "simulating a customer needs the local Twilio sandbox")
     with tempfile.TemporaryDirectory() as workdir:
         path = os.path.join(workdir, "voice-note.ogg")
-        demo_voice_note(path, DEMO_VOICE_NOTE_S)
+        demo_voice_note(path)
         with open(path, "rb") as handle:
             data = handle.read()
     try:

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
+from pathlib import Path
 
 from ..audio.ffmpeg import ffmpeg_binary
 from ..errors import conversation_error
@@ -22,13 +24,24 @@ DEMO_CONVERSATIONS = (
     ("webchat", "Demo customer · Web chat"),
 )
 DEMO_VOICE_NOTE_S = 5.0
+# The demo note: "Hi, this is Maria. My order is late. Please call me back.", 5.0 s, Ogg/Opus 16 kHz mono, 6.5 KB.
+# Synthetic speech, no person's voice: generated once with espeak-ng and the service's ffmpeg (imageio-ffmpeg's),
+#   espeak-ng -v en-us -s 160 -w note.wav "Hi, this is Maria. My order is late. Please call me back."
+#   ffmpeg -i note.wav -af apad=whole_dur=5 -t 5 -ar 16000 -ac 1 -c:a libopus -b:a 12k -application voip \
+#     demo-voice-note.ogg
+# so that a sandbox with transcription on shows words (tiny.en gives the sentence back exactly).
+DEMO_VOICE_NOTE = Path(__file__).with_name("demo-voice-note.ogg")
 
 # Two first visits at once must not both create the demo conversations (one process; the sandbox is local).
 _demo_lock = threading.Lock()
 
 
-def demo_voice_note(path: str, seconds: float) -> None:
-    """A WhatsApp-style voice note (Ogg/Opus, 16 kHz mono) made of a few tones, so there is something to hear."""
+def demo_voice_note(path: str, seconds: float | None = None) -> None:
+    """A WhatsApp-style voice note (Ogg/Opus, 16 kHz mono) at `path`: the spoken demo note (DEMO_VOICE_NOTE_S long)
+    by default; with `seconds`, that many seconds of a few tones (something to hear, nothing to transcribe)."""
+    if seconds is None:
+        shutil.copyfile(DEMO_VOICE_NOTE, path)
+        return
     tones = "sine=f=330:d={0},volume=0.4[a];sine=f=440:d={0},volume=0.4[b];[a][b]concat=n=2:v=0:a=1".format(
         seconds / 2)
     subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex",
