@@ -66,7 +66,9 @@ def main() -> int:
                     time.sleep(0.1)
             sandbox = Sandbox(env["SANDBOX_DB"])
             conversation = sandbox.create_conversation("Bench customer", "whatsapp")["sid"]
-            token = sandbox.issue_token("bench-agent@example.com")
+            # Agents reach only the conversations they are a participant of (as after accepting the task).
+            sandbox.add_participant(conversation, identity="bench-agent", attributes='{"member_type":"agent"}')
+            token = sandbox.issue_token("bench-agent")
             url = f"{base}/api/v1/conversations/{conversation}/audio"
             with open(recording, "rb") as handle:
                 data = handle.read()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import warnings
 
-from .transcode import PCM_RATE
+from .transcode import PCM_RATE, TranscodeResult, decode_to_pcm
 
 with warnings.catch_warnings():
     # At import pydub looks for ffmpeg on PATH to convert files with, which it never does here (the wheel's
@@ -26,6 +26,12 @@ def load_pcm(path: str) -> AudioSegment:
                         frame_rate=PCM_RATE, channels=1)
 
 
-def is_digital_silence(pcm_path: str) -> bool:
-    """Whether every sample is exactly zero: what a muted microphone records. A quiet room never is."""
-    return load_pcm(pcm_path).max == 0
+def is_digital_silence(result: TranscodeResult, max_s: float) -> bool:
+    """Whether the first `max_s` seconds are exactly zero: what a muted microphone records (a quiet room never is).
+    The start that the transcode wrote as PCM nearly always settles it; only a clip that starts in digital
+    silence is decoded further, from its MP3."""
+    if result.pcm_path is None or load_pcm(result.pcm_path).max > 0:
+        return False
+    whole = result.pcm_path + ".whole"
+    decode_to_pcm(result.path, whole, max_s=max_s)
+    return load_pcm(whole).max == 0

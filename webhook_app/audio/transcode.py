@@ -32,7 +32,8 @@ MP3_SAMPLE_RATES = "16000|22050|24000|32000|44100|48000"
 LOUDNORM = "loudnorm=I=-16:TP=-1.5:LRA=11"
 BITRATES_KBPS = (32, 48, 64, 96, 128)
 # The PCM that Python may inspect (audio/silence.py), written by the same ffmpeg process beside the MP3, so nothing
-# is decoded twice: mono, 16-bit, at a rate that keeps speech and costs 16 KB a second.
+# is decoded twice: mono, 16-bit, at a rate that keeps speech and costs 16 KB a second. Resampling is most of its
+# cost (a 60 s clip whole: +10-20% CPU on the transcode), so callers ask for the seconds they need.
 PCM_RATE = 8000
 
 
@@ -77,12 +78,21 @@ def build_command(src: str, dst: str, *, bitrate_kbps: int = 64, mono: bool = Fa
     cmd += ["-f", "mp3", dst]
     if pcm:
         # From the decoded input, not from the MP3: the encoder's filters and rate do not touch it.
-        cmd += ["-map", "0:a:0", "-ac", "1", "-ar", str(PCM_RATE), "-c:a", "pcm_s16le"]
-        limit = min(filter(None, (max_duration_s, pcm_max_s)), default=None)
-        if limit:
-            cmd += ["-t", f"{limit:.3f}"]
-        cmd += ["-f", "s16le", pcm]
+        cmd += _pcm_output(pcm, min(filter(None, (max_duration_s, pcm_max_s)), default=None))
     return cmd
+
+
+def _pcm_output(pcm: str, max_s: float | None) -> list[str]:
+    args = ["-map", "0:a:0", "-ac", "1", "-ar", str(PCM_RATE), "-c:a", "pcm_s16le"]
+    if max_s:
+        args += ["-t", f"{max_s:.3f}"]
+    return args + ["-f", "s16le", pcm]
+
+
+def decode_to_pcm(src: str, pcm: str, *, max_s: float | None = None, timeout_s: float = 60) -> float:
+    """`src`'s first `max_s` seconds as PCM_RATE mono s16le in the file `pcm`; answers the seconds decoded."""
+    return _run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", src,
+                 *_pcm_output(pcm, max_s)], timeout_s, None)
 
 
 def transcode_to_mp3(

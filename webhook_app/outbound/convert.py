@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 # Clips up to this long are also checked for digital silence (a muted microphone records zeros).
 SILENCE_CHECK_MAX_S = 120
+SILENCE_PROBE_S = 5
 # The record panel stops a take just before the cap, but MediaRecorder delivers its last chunk a little after
 # the stop: a clip stopped at the cap must not be refused for a fraction of a second.
 DURATION_TOLERANCE_S = 0.5
@@ -28,10 +29,11 @@ def convert(upload_path: str, mp3_path: str, settings: Settings, audit_id: int) 
     timeout_s = current_app.config["FFMPEG_TIMEOUT_S"]
     try:
         # Decode one second past the cap: enough to know the recording is too long, no more.
-        # The PCM for the silence check comes out of the same ffmpeg run: the MP3 is not decoded again.
+        # The first seconds for the silence check come out of the same ffmpeg run as PCM: the MP3 of a clip that
+        # is not silent from the start is never decoded again.
         return transcode_to_mp3(upload_path, mp3_path, bitrate_kbps=settings.bitrate_kbps, mono=True,
                                 max_duration_s=settings.max_duration_s + 1, timeout_s=timeout_s,
-                                pcm_path=os.path.splitext(mp3_path)[0] + ".pcm", pcm_max_s=SILENCE_CHECK_MAX_S)
+                                pcm_path=os.path.splitext(mp3_path)[0] + ".pcm", pcm_max_s=SILENCE_PROBE_S)
     except AudioTimeout as exc:
         # Not undecodable (400): valid audio too long to convert within FFMPEG_TIMEOUT_S, which a duration cap
         # of hours allows. Too large to take, then; and an error line, since the operator may need to act.
@@ -53,7 +55,7 @@ def check_caps(result: TranscodeResult, settings: Settings) -> None:
         raise ApiError(413, "too_large", f"the recording is {format_bytes(result.size_bytes)} as MP3; "
                                          f"{settings.channel} allows at most {format_bytes(settings.max_bytes)} "
                                          "per file")
-    if result.duration_s <= SILENCE_CHECK_MAX_S and is_digital_silence(result.pcm_path):
+    if result.duration_s <= SILENCE_CHECK_MAX_S and is_digital_silence(result, SILENCE_CHECK_MAX_S):
         raise ApiError(400, "silent_audio", "the recording is silent: is the microphone muted?")
 
 
