@@ -13,9 +13,9 @@
  * because Flex refreshes tokens while the agent works.
  *
  * This file is the entry: the parts are its sibling modules in record-panel/ (the panel, the take, WebKit's MP4
- * repair, the preview, the upload, the audio list) and shared/ (DOM, format and error helpers, which the admin
- * page uses too). Imported from another origin, every one of them is fetched in CORS mode: the service serves
- * its static modules with `Access-Control-Allow-Origin: *`.
+ * repair and Firefox's WebM cut, the preview, the upload, the audio list) and shared/ (DOM, format and error
+ * helpers, which the admin page uses too). Imported from another origin, every one of them is fetched in CORS
+ * mode: the service serves its static modules with `Access-Control-Allow-Origin: *`.
  */
 import { AudioList } from "./record-panel/audio-list.js";
 import { RecordPanel } from "./record-panel/panel.js";

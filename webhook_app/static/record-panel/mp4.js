@@ -1,10 +1,18 @@
 // @ts-check
 /**
- * WebKit's fragmented MP4. WebKitGTK writes a fragment per second and hands each over a second late; at stop()
- * it delivers the fragment in progress only some of the time, and then with its `moof` header written twice
- * (decoders fail on the whole fragment). So a take could end up to 1.9 s short. The take therefore keeps
- * recording after Stop until fragments covering its length have arrived (see take.js), then is cut back to that
- * length here, at the container level (whole AAC frames dropped from the last fragment's index; no transcoding).
+ * WebKit's fragmented MP4 (Safari's MediaRecorder writes `audio/mp4`, AAC in `moof`/`mdat` fragments), read and
+ * repaired at the container level: boxes and sample tables only, the AAC frames themselves are never touched.
+ *
+ * WebKitGTK writes a fragment per second and hands each over a second late; at stop() it delivers the fragment in
+ * progress only some of the time, and then with its `moof` header written twice (decoders fail on the whole
+ * fragment). So a take could end up to 1.9 s short. The take therefore keeps recording after Stop until fragments
+ * covering its length have arrived (see take.js), then is cut back to that length here (whole AAC frames dropped
+ * from the last fragment's index and `mdat`; no transcoding). WebKit also writes 0 as the file's duration (`mvhd`,
+ * `tkhd`, `mdhd`, `mehd`) and then plays a fresh recording only as far as it had read at load (a 3 s take's
+ * preview stopped after 1 s): the repaired file says the take's length there.
+ *
+ * The Flex plugin has the same repair in TypeScript (flex-plugin/src/mp4.ts): it is built separately and cannot
+ * import this module, so the two are kept alike on purpose; a fix in one belongs in the other.
  */
 
 /**
@@ -18,39 +26,73 @@
  * @typedef {object} Fragment
  * @property {Box} moof
  * @property {Box} mdat
- * @property {Sample[] | null} samples
  * @property {Box} [traf]
  * @property {Box} [trun]
- * @property {number | null} [dataOffsetAt] where the run's data offset is, when it has one
- * @property {number} [entrySize] bytes per sample entry
- * @property {number} [base]
+ * @property {number | null} dataOffsetAt where the run's data offset is written (null: the data follows the moof)
+ * @property {number} entrySize bytes per sample entry
+ * @property {number} base
+ * @property {Sample[] | null} samples
  */
 /**
- * A fragment whose samples are known: one that can be measured and cut.
- * @typedef {Required<Fragment> & {samples: Sample[]}} IndexedFragment
+ * Where the header says how long the recording is: the field's box, offset and width, and its timescale (the
+ * movie's for mvhd, tkhd and mehd; the track's media timescale for mdhd).
+ * @typedef {{box: "mvhd" | "tkhd" | "mdhd" | "mehd", at: number, wide: boolean, timescale: number}} DurationField
+ */
+/**
+ * @typedef {object} ParsedMp4
+ * @property {number} timescale
+ * @property {DurationField[]} durations the header's durations (WebKit writes 0 in all of them)
+ * @property {Box[]} boxes every whole top-level box but the fragment headers no media data follows
+ * @property {number} boxCount how many top-level boxes the file had (a last one cut short counts)
+ * @property {Fragment[]} fragments
  */
 
+// trun flags (ISO/IEC 14496-12, 8.8.8)
+const DATA_OFFSET = 0x1;
+const FIRST_SAMPLE_FLAGS = 0x4;
+const SAMPLE_DURATION = 0x100;
+const SAMPLE_SIZE = 0x200;
+const SAMPLE_FLAGS = 0x400;
+const SAMPLE_COMPOSITION_OFFSET = 0x800;
+
 /**
- * The boxes between `start` and `end`, or null when they do not parse as boxes.
+ * @param {DataView} view
+ * @param {number} at
+ */
+function uint64(view, at) {
+  return view.getUint32(at) * 2 ** 32 + view.getUint32(at + 4);
+}
+
+/**
+ * The boxes between `start` and `end`, or null when they do not parse as boxes. With `tail`, a last box cut short
+ * (a recorder stopped mid-write) ends the list instead, and `tail.cut` says so.
  * @param {DataView} view
  * @param {number} start
  * @param {number} end
+ * @param {{cut: boolean}} [tail]
  * @returns {Box[] | null}
  */
-function readBoxes(view, start, end) {
+function readBoxes(view, start, end, tail) {
+  /** @type {Box[]} */
   const boxes = [];
+  const cutShort = () => {
+    if (!tail) return null;
+    tail.cut = true;
+    return boxes;
+  };
   while (start < end) {
-    if (start + 8 > end) return null;
+    if (start + 8 > end) return cutShort();
     let size = view.getUint32(start);
     let body = start + 8;
     if (size === 1) {
-      if (start + 16 > end) return null;
-      size = Number(view.getBigUint64(start + 8)); // a 64-bit "largesize"
+      if (start + 16 > end) return cutShort();
+      size = uint64(view, start + 8); // a 64-bit "largesize"
       body = start + 16;
     } else if (size === 0) {
       size = end - start; // "to the end of the file"
     }
-    if (size < body - start || start + size > end) return null;
+    if (size < body - start) return null;
+    if (start + size > end) return cutShort();
     const type = String.fromCharCode(...new Uint8Array(view.buffer, view.byteOffset + start + 4, 4));
     boxes.push({ type, start, body, end: start + size });
     start += size;
@@ -80,37 +122,79 @@ function readFragment(view, moof, mdat) {
   const traf = childBox(view, moof, "traf");
   const tfdt = childBox(view, traf, "tfdt");
   const trun = childBox(view, traf, "trun");
-  if (!tfdt || !trun) return { moof, mdat, samples: null };
+  if (!traf || !tfdt || !trun || trun.body + 8 > trun.end) {
+    return { moof, mdat, dataOffsetAt: null, entrySize: 0, base: 0, samples: null };
+  }
   const flags = view.getUint32(trun.body) & 0xffffff;
   let at = trun.body + 8;
-  const dataOffsetAt = flags & 0x1 ? at : null;
-  if (flags & 0x1) at += 4;
-  if (flags & 0x4) at += 4;
-  const entrySize = 4 * [0x100, 0x200, 0x400, 0x800].filter((flag) => flags & flag).length;
+  const dataOffsetAt = flags & DATA_OFFSET ? at : null;
+  if (flags & DATA_OFFSET) at += 4;
+  if (flags & FIRST_SAMPLE_FLAGS) at += 4;
+  const entrySize = 4 * [SAMPLE_DURATION, SAMPLE_SIZE, SAMPLE_FLAGS, SAMPLE_COMPOSITION_OFFSET]
+    .filter((flag) => flags & flag).length;
+  /** @type {Sample[] | null} */
   let samples = null;
-  if (flags & 0x100 && flags & 0x200) { // per-sample durations and sizes: what WebKit writes
+  if (flags & SAMPLE_DURATION && flags & SAMPLE_SIZE) { // duration then size first in each entry: what WebKit writes
     samples = [];
-    for (let i = 0; i < view.getUint32(trun.body + 4) && at + entrySize <= trun.end; i += 1, at += entrySize) {
+    const count = view.getUint32(trun.body + 4);
+    for (let i = 0; i < count && at + entrySize <= trun.end; i += 1, at += entrySize) {
       samples.push({ duration: view.getUint32(at), size: view.getUint32(at + 4) });
     }
   }
-  const base = view.getUint8(tfdt.body) === 1 ? Number(view.getBigUint64(tfdt.body + 4)) : view.getUint32(tfdt.body + 4);
+  const base = view.getUint8(tfdt.body) === 1 ? uint64(view, tfdt.body + 4) : view.getUint32(tfdt.body + 4);
   return { moof, mdat, traf, trun, dataOffsetAt, entrySize, base, samples };
 }
 
 /**
- * The media timescale, the file's boxes less WebKit's duplicated headers, and its fragments (a `moof` its
- * `mdat` follows); or null when the file does not parse.
+ * mvhd's, the track's tkhd's, mdhd's and (in a fragmented file's mvex) mehd's duration fields.
  * @param {DataView} view
- * @returns {{timescale: number, boxes: Box[], fragments: Fragment[]} | null}
+ * @param {Box} moov
+ * @param {Box | undefined} trak
+ * @param {Box} mdhd
+ * @param {number} timescale
+ * @returns {DurationField[]}
+ */
+function durationFields(view, moov, trak, mdhd, timescale) {
+  const mvhd = childBox(view, moov, "mvhd");
+  if (!mvhd || mvhd.body + 32 > mvhd.end) return [];
+  /** @param {Box} box */
+  const wide = (box) => view.getUint8(box.body) === 1;
+  const movieTimescale = view.getUint32(mvhd.body + (wide(mvhd) ? 20 : 12));
+  /** @type {DurationField[]} */
+  const fields = [
+    { box: "mvhd", at: mvhd.body + (wide(mvhd) ? 24 : 16), wide: wide(mvhd), timescale: movieTimescale },
+    { box: "mdhd", at: mdhd.body + (wide(mdhd) ? 24 : 16), wide: wide(mdhd), timescale },
+  ];
+  const tkhd = childBox(view, trak, "tkhd");
+  if (tkhd && tkhd.body + 36 <= tkhd.end) {
+    fields.push({ box: "tkhd", at: tkhd.body + (wide(tkhd) ? 28 : 20), wide: wide(tkhd), timescale: movieTimescale });
+  }
+  const mehd = childBox(view, childBox(view, moov, "mvex"), "mehd");
+  if (mehd && mehd.body + (wide(mehd) ? 12 : 8) <= mehd.end) {
+    fields.push({ box: "mehd", at: mehd.body + 4, wide: wide(mehd), timescale: movieTimescale });
+  }
+  return fields.filter((field) => field.timescale > 0);
+}
+
+/**
+ * The media timescale, the header's durations, the file's boxes less WebKit's duplicated headers (and a last box
+ * cut short), and its fragments (a `moof` its `mdat` follows); or null when the file does not parse.
+ * @param {DataView} view
+ * @returns {ParsedMp4 | null}
  */
 function readFragments(view) {
-  const boxes = readBoxes(view, 0, view.byteLength);
+  const tail = { cut: false };
+  const boxes = readBoxes(view, 0, view.byteLength, tail);
   if (!boxes) return null;
-  const mdhd = childBox(view, childBox(view, childBox(view, boxes.find((b) => b.type === "moov"), "trak"), "mdia"), "mdhd");
-  if (!mdhd) return null;
+  const moov = boxes.find((box) => box.type === "moov");
+  const trak = childBox(view, moov, "trak");
+  const mdhd = childBox(view, childBox(view, trak, "mdia"), "mdhd");
+  if (!moov || !mdhd || mdhd.body + 24 > mdhd.end) return null;
   const timescale = view.getUint32(mdhd.body + (view.getUint8(mdhd.body) === 1 ? 20 : 12));
+  const durations = durationFields(view, moov, trak, mdhd, timescale);
+  /** @type {Box[]} */
   const kept = [];
+  /** @type {Fragment[]} */
   const fragments = [];
   for (const [index, box] of boxes.entries()) {
     const next = boxes[index + 1];
@@ -118,24 +202,52 @@ function readFragments(view) {
     kept.push(box);
     if (box.type === "moof") fragments.push(readFragment(view, box, next));
   }
-  return { timescale, boxes: kept, fragments };
+  return { timescale, durations, boxes: kept, boxCount: boxes.length + (tail.cut ? 1 : 0), fragments };
 }
 
 /**
- * Whether the fragment's samples (and so its length and the way to cut it) are known.
- * @param {Fragment | undefined} fragment
- * @returns {fragment is IndexedFragment}
+ * @param {DataView} view
+ * @param {DurationField} field
  */
-function isIndexed(fragment) {
-  return Boolean(fragment?.samples);
+function readDuration(view, field) {
+  return field.wide ? uint64(view, field.at) : view.getUint32(field.at);
+}
+
+/**
+ * The moov with its durations set to `end` (in the media timescale), or null when they say so already. WebKit
+ * writes 0 in each: its own player then plays a recording from a blob: URL only as far as it had read when the
+ * metadata loaded (one or two of the take's one-second fragments), and says so as its duration.
+ * @param {DataView} view
+ * @param {ParsedMp4} parsed
+ * @param {number} end
+ * @returns {Uint8Array<ArrayBuffer> | null}
+ */
+function moovWithDuration(view, parsed, end) {
+  const moov = parsed.boxes.find((box) => box.type === "moov");
+  if (!moov || !parsed.durations.length) return null;
+  const values = parsed.durations.map((field) => Math.round((end * field.timescale) / parsed.timescale));
+  if (parsed.durations.every((field, i) => readDuration(view, field) === values[i])) return null;
+  const copy = new Uint8Array(moov.end - moov.start);
+  copy.set(new Uint8Array(view.buffer, view.byteOffset + moov.start, copy.length));
+  const edit = new DataView(copy.buffer);
+  parsed.durations.forEach((field, i) => {
+    const at = field.at - moov.start;
+    if (field.wide) {
+      edit.setUint32(at, Math.floor(values[i] / 2 ** 32));
+      edit.setUint32(at + 4, values[i] % 2 ** 32);
+    } else {
+      edit.setUint32(at, Math.min(values[i], 0xffffffff));
+    }
+  });
+  return copy;
 }
 
 /**
  * Where the fragment ends, in the timescale.
- * @param {IndexedFragment} fragment
+ * @param {Fragment} fragment
  */
 function fragmentEnd(fragment) {
-  return fragment.base + fragment.samples.reduce((sum, sample) => sum + sample.duration, 0);
+  return fragment.base + (fragment.samples || []).reduce((sum, sample) => sum + sample.duration, 0);
 }
 
 /**
@@ -147,33 +259,39 @@ export async function mp4RecordedSeconds(blob) {
   if (!parsed?.timescale) return 0;
   let end = 0;
   for (const fragment of parsed.fragments) {
-    if (isIndexed(fragment)) end = Math.max(end, fragmentEnd(fragment));
+    if (fragment.samples) end = Math.max(end, fragmentEnd(fragment));
   }
   return end / parsed.timescale;
 }
 
 /**
- * A fragment cut to its first `keep` samples: its index entries and their bytes in the `mdat`; null when its
- * layout is not the plain one this can cut.
+ * The fragment cut to its first `keep` samples: its header with the trun's entries removed (box sizes, sample
+ * count and data offset adjusted), and an mdat with only those samples' bytes. Null for a layout it does not know.
  * @param {DataView} view
- * @param {IndexedFragment} fragment
+ * @param {Fragment} fragment
  * @param {number} keep
  * @returns {Uint8Array<ArrayBuffer>[] | null}
  */
 function cutFragment(view, fragment, keep) {
   const { moof, mdat, traf, trun, dataOffsetAt, entrySize, samples } = fragment;
+  if (!traf || !trun || !samples || samples.length !== view.getUint32(trun.body + 4)) return null;
   const dataStart = dataOffsetAt == null ? mdat.body : moof.start + view.getInt32(dataOffsetAt);
-  if (dataStart !== mdat.body || moof.body !== moof.start + 8 || traf.body !== traf.start + 8) return null;
+  // (64-bit box headers or data elsewhere than the next mdat's start: not what MediaRecorders write)
+  if (dataStart !== mdat.body || moof.body !== moof.start + 8 || traf.body !== traf.start + 8
+    || trun.body !== trun.start + 8 || mdat.body !== mdat.start + 8) return null;
   const removed = (samples.length - keep) * entrySize;
-  const entriesEnd = trun.end - (samples.length - keep) * entrySize;
+  const entriesEnd = trun.body + 8 + (dataOffsetAt == null ? 0 : 4)
+    + (view.getUint32(trun.body) & FIRST_SAMPLE_FLAGS ? 4 : 0) + keep * entrySize;
   const header = new Uint8Array(moof.end - moof.start - removed);
   header.set(new Uint8Array(view.buffer, view.byteOffset + moof.start, entriesEnd - moof.start));
-  header.set(new Uint8Array(view.buffer, view.byteOffset + trun.end, moof.end - trun.end), entriesEnd - moof.start);
+  const afterEntries = entriesEnd + removed;
+  header.set(new Uint8Array(view.buffer, view.byteOffset + afterEntries, moof.end - afterEntries), entriesEnd - moof.start);
   const edit = new DataView(header.buffer);
   for (const box of [moof, traf, trun]) edit.setUint32(box.start - moof.start, box.end - box.start - removed);
   edit.setUint32(trun.body + 4 - moof.start, keep);
   if (dataOffsetAt != null) edit.setInt32(dataOffsetAt - moof.start, view.getInt32(dataOffsetAt) - removed);
   const bytes = samples.slice(0, keep).reduce((sum, sample) => sum + sample.size, 0);
+  if (mdat.body + bytes > mdat.end) return null;
   const data = new Uint8Array(8 + bytes);
   new DataView(data.buffer).setUint32(0, 8 + bytes);
   data.set(new Uint8Array(view.buffer, view.byteOffset + mdat.start + 4, 4), 4);
@@ -182,53 +300,55 @@ function cutFragment(view, fragment, keep) {
 }
 
 /**
- * What of a fragment that goes past `limit` stays: its cut (no parts when none of its samples starts before the
- * limit), or null when it ends within the limit or cannot be cut (kept whole).
- * @param {DataView} view
- * @param {IndexedFragment} fragment
- * @param {number} limit in the timescale
- * @returns {Uint8Array<ArrayBuffer>[] | null}
- */
-function cutAt(view, fragment, limit) {
-  if (fragmentEnd(fragment) <= limit) return null;
-  let keep = 0;
-  for (let time = fragment.base; keep < fragment.samples.length && time < limit; keep += 1) {
-    time += fragment.samples[keep].duration;
-  }
-  return keep ? cutFragment(view, fragment, keep) : [];
-}
-
-/**
- * The MP4 `blob` repaired and cut to `seconds`: WebKit's duplicated fragment headers dropped (see above) and, when
- * `seconds` is given, the samples that start after it. Anything that does not parse is returned as it was.
+ * The MP4 `blob` repaired and cut to `seconds`: fragment headers no media data follows (WebKit's duplicated
+ * `moof`) and a last box cut short dropped; when `seconds` is given, the samples that start at or after it (a
+ * fragment starting after it goes whole); and the header's durations set to what is left. Anything that does not
+ * parse is returned as it was.
  * @param {Blob} blob
  * @param {number} [seconds]
  * @returns {Promise<Blob>}
  */
 export async function repairedMp4(blob, seconds = Infinity) {
-  const view = new DataView(await blob.arrayBuffer());
+  const bytes = await blob.arrayBuffer();
+  const view = new DataView(bytes);
   const parsed = readFragments(view);
   if (!parsed) return blob;
   const limit = seconds * parsed.timescale;
-  const fragments = new Map(parsed.fragments.map((fragment) => [fragment.moof, fragment]));
+  // What each fragment keeps (its samples that start before the limit: all of them, some, or none), and where the
+  // recording then ends. A fragment without a sample table is kept whole, and then the end is not known.
+  /** @type {Map<Box, Uint8Array<ArrayBuffer>[]>} */
+  const cuts = new Map();
+  /** @type {number | null} */
+  let end = 0;
+  for (const fragment of parsed.fragments) {
+    if (!fragment.samples) {
+      end = null;
+      continue;
+    }
+    let keep = 0;
+    let time = fragment.base;
+    for (; keep < fragment.samples.length && time < limit; keep += 1) time += fragment.samples[keep].duration;
+    const cut = keep === fragment.samples.length ? null : (keep ? cutFragment(view, fragment, keep) : []);
+    if (cut) cuts.set(fragment.moof, cut);
+    if (end !== null && (keep || !cut)) end = Math.max(end, cut ? time : fragmentEnd(fragment));
+  }
+  const moov = end ? moovWithDuration(view, parsed, end) : null;
+  if (parsed.boxes.length === parsed.boxCount && !cuts.size && !moov) return blob;
   /** @type {BlobPart[]} */
   const parts = [];
-  let changed = parsed.boxes.length !== readBoxes(view, 0, view.byteLength)?.length; // duplicated headers dropped
   let skipMdat = false; // the mdat of a fragment that was cut (its bytes are in the cut) or dropped
   for (const box of parsed.boxes) {
+    const cut = cuts.get(box);
     if (box.type === "mdat" && skipMdat) {
       skipMdat = false;
-      continue;
-    }
-    const fragment = fragments.get(box);
-    const cut = isIndexed(fragment) ? cutAt(view, fragment, limit) : null;
-    if (!cut) {
+    } else if (cut) {
+      parts.push(...cut);
+      skipMdat = true;
+    } else if (box.type === "moov" && moov) {
+      parts.push(moov);
+    } else {
       parts.push(blob.slice(box.start, box.end));
-      continue;
     }
-    parts.push(...cut);
-    skipMdat = true;
-    changed = true;
   }
-  return changed ? new Blob(parts, { type: blob.type }) : blob;
+  return new Blob(parts, { type: blob.type });
 }

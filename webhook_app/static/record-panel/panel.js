@@ -262,7 +262,8 @@ export class RecordPanel {
     if (!take || this.state !== "recording") return;
     this.stopTimer();
     this.take = null;
-    // Usually at once; in WebKit up to 2.5 s while its last MP4 fragment arrives (see Take.fragmentsCovering).
+    // Usually a moment; in WebKit up to 2.5 s while its last MP4 fragment arrives (see Take.fragmentsCovering), in
+    // Firefox up to 1 s while its encoder's last blocks do (Take.blocksCovering).
     this.say("Finishing the recording…");
     let blob;
     try {

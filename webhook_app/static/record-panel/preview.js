@@ -14,7 +14,8 @@ const DECODED_SHORTER_THAN_TAKE_S = 0.5;
  * - Chrome writes WebM without a duration (the element says Infinity): seeking past the end makes the player read
  *   the file to its end and learn it.
  * - Firefox says Infinity too and ignores that seek: it learns the length only by playing to the end.
- * - WebKit reads its fragmented MP4's first fragment only and says "1 s" (the whole length after playing it).
+ * - WebKit reads the length the MP4's header says: the take's, which the repair writes (see mp4.js). (WebKit's own
+ *   header says 0; it then said "1 s", the fragments it had read, and played only those.)
  * @param {HTMLAudioElement} audio
  * @param {(seconds: number) => void} onLength
  */

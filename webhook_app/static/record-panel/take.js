@@ -2,15 +2,24 @@
 /**
  * Recording: which format this browser records, why it cannot, and one take (the microphone stream, its
  * MediaRecorder and a level meter).
+ *
+ * The Flex plugin's recorder (flex-plugin/src/recorder.ts) waits for a take's end the same way: it is built
+ * separately and cannot import this module, so the two are kept alike on purpose; a fix in one belongs in the other.
  */
 import { errorParts } from "../shared/errors.js";
 import { mp4RecordedSeconds, repairedMp4 } from "./mp4.js";
+import { cutWebmBlob, webmBlobSeconds } from "./webm.js";
 
 // What the service accepts, best first: Chrome/Edge/Firefox record WebM or Ogg Opus, Safari records MP4/AAC.
 const RECORDING_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4"];
 // WebKit hands a fragment over up to two seconds after its audio (see mp4.js); a frame (23 ms) short is whole.
 const MP4_CATCH_UP_MS = 2500;
 const MP4_END_TOLERANCE_S = 0.03;
+// Firefox drops at stop() the audio still queued for its encoder (0.1-0.3 s under load, see webm.js): after Stop a
+// WebM take records on at most this long, asking for its data every WEBM_POLL_MS, until blocks covering it arrived.
+const WEBM_CATCH_UP_MS = 1000;
+const WEBM_POLL_MS = 100;
+const WEBM_END_TOLERANCE_S = 0.02;
 
 /**
  * The first type in RECORDING_TYPES this browser can record, or null.
@@ -142,14 +151,20 @@ export class Take {
     return ((this.stoppedAt ?? performance.now()) - this.startedAt) / 1000;
   }
 
-  /** Stop and hand over the recording (WebKit's MP4 repaired and cut to the take). */
+  /**
+   * Stop and hand over the recording, cut back to the take: WebKit's MP4 repaired (see mp4.js), a WebM take's end
+   * waited for (Firefox's encoder lags, see webm.js). What was recorded after Stop only carried the take's end.
+   */
   async stop() {
-    const mp4 = this.type().startsWith("audio/mp4");
+    const type = this.type();
+    const mp4 = type.startsWith("audio/mp4");
+    const webm = type.startsWith("audio/webm");
     if (this.recorder.state !== "inactive") {
       this.stoppedAt = performance.now();
-      // WebKit's MP4 lags a fragment behind (see mp4.js): record on until the take's length has arrived.
+      // WebKit's MP4 lags a fragment behind, Firefox's encoder a little: record on until the take's length arrived.
       if (mp4) await this.fragmentsCovering(this.elapsed());
-      if (this.isRecording()) {
+      if (webm) await this.blocksCovering(this.elapsed());
+      if (this.isRecording()) { // (a Cancel meanwhile has stopped it)
         this.recorder.requestData(); // flushes what a recorder holds back (Safari's fragment in progress)
         this.recorder.stop();
       }
@@ -160,7 +175,9 @@ export class Take {
       this.release();
     }
     const blob = new Blob(this.chunks, { type: this.type() });
-    return mp4 ? repairedMp4(blob, this.elapsed()) : blob;
+    if (mp4) return repairedMp4(blob, this.elapsed());
+    if (webm) return cutWebmBlob(blob, this.elapsed());
+    return blob;
   }
 
   /**
@@ -177,20 +194,53 @@ export class Take {
   }
 
   /**
-   * Wait (at most MP4_CATCH_UP_MS) until the chunks hold `seconds` of audio.
+   * Wait (at most MP4_CATCH_UP_MS) until the MP4 chunks hold `seconds` of audio, or the recorder stopped (a Cancel).
    * @param {number} seconds
    */
   async fragmentsCovering(seconds) {
     const deadline = performance.now() + MP4_CATCH_UP_MS;
+    const covered = async () => await mp4RecordedSeconds(new Blob(this.chunks)) >= seconds - MP4_END_TOLERANCE_S;
+    if (await covered()) return;
     this.recorder.requestData();
-    while (this.recorder.state === "recording" && performance.now() < deadline) {
-      const arrived = new Promise((resolve) => {
-        this.recorder.addEventListener("dataavailable", resolve, { once: true });
-        setTimeout(resolve, Math.max(0, deadline - performance.now()));
-      });
-      await arrived;
-      if (await mp4RecordedSeconds(new Blob(this.chunks)) >= seconds - MP4_END_TOLERANCE_S) return;
+    while (this.isRecording() && performance.now() < deadline) {
+      await this.dataOrStop(deadline - performance.now());
+      if (await covered()) return;
     }
+  }
+
+  /**
+   * Ask for the WebM data every WEBM_POLL_MS (at most WEBM_CATCH_UP_MS) until it holds `seconds` of audio, or the
+   * recorder stopped (a Cancel).
+   * @param {number} seconds
+   */
+  async blocksCovering(seconds) {
+    const deadline = performance.now() + WEBM_CATCH_UP_MS;
+    const covered = async () => await webmBlobSeconds(new Blob(this.chunks)) >= seconds - WEBM_END_TOLERANCE_S;
+    while (this.isRecording() && performance.now() < deadline) {
+      this.recorder.requestData();
+      await this.dataOrStop(Math.min(WEBM_POLL_MS, deadline - performance.now()));
+      if (await covered()) return;
+    }
+  }
+
+  /**
+   * Settles at the recorder's next chunk, its stop (a Cancel), or after `ms`, whichever comes first.
+   * @param {number} ms
+   * @returns {Promise<void>}
+   */
+  dataOrStop(ms) {
+    const recorder = this.recorder;
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, ms));
+      function done() {
+        clearTimeout(timer);
+        recorder.removeEventListener("dataavailable", done);
+        recorder.removeEventListener("stop", done);
+        resolve();
+      }
+      recorder.addEventListener("dataavailable", done);
+      recorder.addEventListener("stop", done);
+    });
   }
 
   /** Give the microphone back: the browser's recording indicator goes away only when every track stops. */
