@@ -56,6 +56,7 @@ def test_metrics_in_prometheus_text_format(client, app, deliver, tmp_path):
     assert samples[("audio_job_retries_total", ())] == 0 and ("audio_queue_depth", ()) in samples
     assert samples[("audio_processing_seconds_count", ())] == 2
     assert samples[("audio_queue_up", ())] == 1
+    assert samples[("audio_transcripts_queue_depth", ())] == 0  # the transcripts lane, beside playback's
 
 
 def scrape(response) -> dict:

@@ -377,8 +377,8 @@ def test_a_match_says_where_the_words_are_in_javascript_offsets():
 
 @pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs the RQ worker on a real Redis")
 def test_the_procfile_worker_takes_transcripts_after_the_audio(app, deliver, clips, tmp_path):
-    """`flask worker` listens on RQ_QUEUE, then <RQ_QUEUE>-transcripts; its work horses load the model (the worker
-    process itself never does, so forking stays safe)."""
+    """`flask worker` takes RQ_QUEUE and, in its transcription process (a non-forking worker that loads the model
+    once), <RQ_QUEUE>-transcripts (tests/test_transcription_worker.py: the model loaded once, a killed process)."""
     from tests.test_faults import start_worker
 
     set_settings(app, "whatsapp", transcribe=True)

@@ -174,11 +174,14 @@ def serving_banner(base_url: str, sandbox: bool) -> str:
 @click.command("worker")
 @with_appcontext
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
-def worker(burst):
-    """Run an RQ worker for the audio queue (needs REDIS_URL); it waits out Redis and database outages."""
+# The transcription process a worker starts for itself (jobs/worker.py), not a command for operators.
+@click.option("--transcripts-only", is_flag=True, hidden=True)
+def worker(burst, transcripts_only):
+    """Run an RQ worker for the audio queue (needs REDIS_URL); it waits out Redis and database outages. With the
+    transcription extra installed it runs transcription in a long-lived process of its own."""
     if not isinstance(queue.runner(), queue.RqRunner):
         raise click.ClickException("REDIS_URL is not set: jobs run inside the web process, no worker needed.")
-    run_worker(current_app._get_current_object(), burst=burst)
+    run_worker(current_app._get_current_object(), burst=burst, transcripts_only=transcripts_only)
     sys.exit(0)
 
 

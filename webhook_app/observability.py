@@ -49,6 +49,16 @@ class UtcTimestamps:
         return f"{self._second[1]}.{int((created - second) * 1000):03d}Z"
 
 
+# What this process is when it is not the one its command names (the worker's transcription process): every log
+# line says so, since it writes to its worker's output.
+_process_role: str | None = None
+
+
+def set_process_role(role: str | None) -> None:
+    global _process_role
+    _process_role = role
+
+
 class JsonFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__()
@@ -65,6 +75,8 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = value
+        if _process_role:
+            entry["process"] = _process_role
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
@@ -75,6 +87,8 @@ class TextFormatter(logging.Formatter):
         line = super().format(record)
         tags = [f"{key}={getattr(record, key)}" for key in ("request_id", "audit_id")
                 if getattr(record, key, None) is not None]
+        if _process_role:
+            tags.append(f"process={_process_role}")
         return f"{line} [{' '.join(tags)}]" if tags else line
 
 
@@ -201,8 +215,11 @@ class StateCollector:
                                   "messages.", count_value=processed, sum_value=processed_ms / 1000)
         try:
             depth = self.jobs.depth()
+            transcripts_depth = self.jobs.transcripts_depth()
         except Exception:  # noqa: BLE001 - metrics must answer even while Redis is down
             yield GaugeMetricFamily("audio_queue_up", "Whether the job queue answers.", value=0)
             return
         yield GaugeMetricFamily("audio_queue_up", "Whether the job queue answers.", value=1)
         yield GaugeMetricFamily("audio_queue_depth", "Jobs waiting in the queue.", value=depth)
+        yield GaugeMetricFamily("audio_transcripts_queue_depth", "Transcription jobs waiting in their queue (in "
+                                "process: waiting or running).", value=transcripts_depth)

@@ -83,6 +83,7 @@ class InProcessRunner:
         # One thread: a model's CPU threads (TRANSCRIBE_THREADS) are the parallelism, and playback's jobs keep theirs.
         self.transcripts_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe")
         self._pending: set[Future] = set()
+        self._transcripts_pending: set[Future] = set()  # those of _pending on the transcripts lane
         self._lock = threading.Lock()
         self._once = ExpiringCache(max_entries=ONCE_KEYS_MAX)
 
@@ -91,6 +92,8 @@ class InProcessRunner:
         future = executor.submit(self._run, path, args)
         with self._lock:
             self._pending.add(future)
+            if lane == TRANSCRIPTS:
+                self._transcripts_pending.add(future)
         future.add_done_callback(self._done)
 
     def claim_once(self, key: str, ttl_s: int) -> bool:
@@ -126,6 +129,7 @@ class InProcessRunner:
     def _done(self, future: Future) -> None:
         with self._lock:
             self._pending.discard(future)
+            self._transcripts_pending.discard(future)
 
     def wait(self, timeout: float = 60) -> None:
         """Block until every job enqueued so far (and the jobs they enqueued) has finished."""
@@ -141,6 +145,11 @@ class InProcessRunner:
     def depth(self) -> int:
         with self._lock:
             return len(self._pending)
+
+    def transcripts_depth(self) -> int:
+        """Transcription jobs not yet finished (waiting or running on the lane's one thread)."""
+        with self._lock:
+            return len(self._transcripts_pending)
 
     def describe(self) -> dict:
         return {"backend": "in-process", "pending": self.depth()}
@@ -202,6 +211,9 @@ class RqRunner:
 
     def depth(self) -> int:
         return self.queue.count
+
+    def transcripts_depth(self) -> int:
+        return self.transcripts_queue.count
 
     def describe(self) -> dict:
         self.redis.ping()

@@ -9,21 +9,37 @@ worker's next maintenance, ten minutes on. A platform restarts a crashed dyno wi
 Redis is replaced, in the same process, by a new one as soon as Redis answers again, and the scheduler is a
 thread that retries with backoff. Nothing is lost meanwhile: the rows in the database, not Redis, say what is
 left to do (the relay and the sweeper hand it out again).
+
+Transcription has a process of its own. RQ's worker forks a work horse per job, so a model loaded in a job would be
+loaded again for every note (0.3-1 s, ~250 MB) and CTranslate2 does not survive a fork of a process that holds one
+(transcripts/engine.py). Where the transcription extra is installed, this worker therefore starts a child,
+`flask worker --transcripts-only`, by a clean exec (never a fork of a process holding a model): a non-forking RQ
+SimpleWorker on the transcripts queue only, which loads the model on its first note and keeps it. The worker
+listens on the audio queue only, restarts the child with backoff if it dies, passes SIGTERM on to it and stops it
+with itself; the kernel kills the child if the worker is SIGKILLed (PR_SET_PDEATHSIG). The child rides out Redis
+outages as this worker does (the same supervise loop). Its job timeout is RQ's SIGALRM in the main thread: Python
+handles the signal between CTranslate2's calls, each one window of at most 30 s of audio (a few seconds of CPU), so
+a runaway note stops within seconds of its timeout (measured: 1.2 s late), and the model stays usable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 from flask import Flask
-from rq import Worker
+from rq import SimpleWorker, Worker
 from rq.scheduler import RQScheduler
 
+from ..audio.ffmpeg import die_with_parent
+from ..observability import set_process_role
 from ..outages import MAX_BACKOFF_S, REDIS, backoff_s, is_redis_unreachable, log_failure
 from ..scratch import remove_dead_leftovers
 from . import queue
@@ -35,12 +51,30 @@ log = logging.getLogger(__name__)
 # A worker that ran this long before it stopped is replaced at once; one that stops sooner again and again
 # (something other than an outage) is replaced with backoff rather than in a tight loop.
 HEALTHY_RUN_S = 60
+# How long a stopping worker gives its transcription process to finish its note (a platform's stop timeout is
+# about 30 s: Heroku's); a note cut short stays `running` and the sweeper hands it out again.
+TRANSCRIBER_STOP_S = 20
+TRANSCRIBER_ARGV = [sys.executable, "-m", "flask", "--app", "webhook_app", "worker", "--transcripts-only"]
 
 
-def run_worker(app: Flask, burst: bool = False) -> None:
-    """Work the audio queue until SIGTERM (or, with `burst`, until it is empty)."""
-    remove_dead_leftovers()  # what the jobs of this worker's previous life (or its killed work horses) left
+def transcribes_here() -> bool:
+    """Whether this worker hands transcription to a process of its own: where the extra is installed. Without it
+    the worker takes the transcripts queue itself (its jobs end `failed`, "not installed", at once)."""
+    # As transcripts.job.installed() answers (jobs/ imports no flow).
+    return importlib.util.find_spec("faster_whisper") is not None
+
+
+def run_worker(app: Flask, burst: bool = False, transcripts_only: bool = False) -> None:
+    """Work the audio queue until SIGTERM (or, with `burst`, until it is empty); with the transcription extra
+    installed, beside a transcription process of its own (module docstring). `transcripts_only`: be that process
+    (a non-forking worker on the transcripts queue, no relay, sweeper or scheduler)."""
     runner = queue.runner()
+    if transcripts_only:
+        set_process_role("transcriber")  # its lines go to its worker's output: tagged `process=transcriber`
+        stopping = threading.Event()
+        supervise(runner, stopping, [runner.transcripts_queue], OutageTolerantSimpleWorker)
+        return
+    remove_dead_leftovers()  # what the jobs of this worker's previous life (or its killed work horses) left
     if burst:
         if runner.relays_new_rows:
             relay_all_waiting()
@@ -56,17 +90,70 @@ def run_worker(app: Flask, burst: bool = False) -> None:
         log.warning("MAINTENANCE_INTERVAL_S=0: this worker neither sweeps nor applies retention; run `flask --app "
                     "webhook_app sweep` and `flask --app webhook_app retention run` from a scheduler instead")
     stopping = threading.Event()
-    scheduler = start_scheduler_thread(runner, stopping)
+    scheduler = start_scheduler_thread(runner, stopping)  # for both queues (a transcript's retries too)
+    transcriber = start_transcriber_thread(stopping) if transcribes_here() else None
     try:
-        supervise(runner, stopping)
+        supervise(runner, stopping, [runner.queue] if transcriber else runner.queues)
     finally:
         stopping.set()
         scheduler.join(timeout=5)
+        if transcriber is not None:
+            transcriber.join(timeout=TRANSCRIBER_STOP_S + 10)
 
 
-def supervise(runner: queue.RqRunner, stopping: threading.Event) -> None:
-    """Run RQ workers one after the other, each once Redis answers, until the process is asked to stop. The
-    process keeps the app context: jobs reuse it instead of building their own app."""
+def start_transcriber_thread(stopping: threading.Event) -> threading.Thread:
+    """The transcription process (`flask worker --transcripts-only`), started by exec, restarted with backoff when
+    it exits, and stopped (SIGTERM, then SIGKILL after TRANSCRIBER_STOP_S) once `stopping` is set."""
+
+    def loop() -> None:
+        quick_exits = 0
+        while not stopping.is_set():
+            started = time.monotonic()
+            try:
+                # A clean exec of a new interpreter (no model is ever loaded here, and none would be inherited);
+                # the kernel kills it when this process dies, SIGKILL included (PR_SET_PDEATHSIG: in fact when this
+                # thread ends, which it does only after the child has stopped).
+                child = subprocess.Popen(TRANSCRIBER_ARGV, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+            except OSError:
+                log.exception("could not start the transcription process")
+                child = None
+            if child is not None:
+                log.info("transcription process %s started", child.pid)
+                while child.poll() is None and not stopping.wait(0.5):
+                    pass
+                if child.poll() is None:  # stopping: let it finish its note, within the platform's patience
+                    _stop_child(child)
+                    return
+                log.warning("transcription process %s exited with %s", child.pid, child.returncode)
+            quick_exits = quick_exits + 1 if time.monotonic() - started < HEALTHY_RUN_S else 0
+            delay = backoff_s(quick_exits) if quick_exits else 0
+            log.warning("starting a new transcription process in %g s", delay)
+            stopping.wait(delay)
+
+    thread = threading.Thread(target=loop, name="transcriber", daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop_child(child: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        child.send_signal(signal.SIGTERM)  # RQ's warm shutdown: the note in hand is finished first
+    try:
+        child.wait(TRANSCRIBER_STOP_S)
+    except subprocess.TimeoutExpired:
+        log.warning("transcription process %s still busy after %s s; killing it (its note is handed out again)",
+                    child.pid, TRANSCRIBER_STOP_S)
+        child.kill()
+        child.wait()
+
+
+def supervise(runner: queue.RqRunner, stopping: threading.Event, queues: list | None = None,
+              worker_class: type | None = None) -> None:
+    """Run RQ workers (`worker_class`, by default the forking OutageTolerantWorker) on `queues` (by default all
+    the runner's), one after the other, each once Redis answers, until the process is asked to stop. The process
+    keeps the app context: jobs reuse it instead of building their own app."""
+    queues = runner.queues if queues is None else queues
+    worker_class = worker_class or OutageTolerantWorker
     # The worker's own connection: RQ raises the socket timeout of the pool it is given to its 7-minute wait for
     # a job, and the relay and sweeper, enqueueing on the runner's, must keep failing fast if Redis stops
     # answering.
@@ -79,8 +166,7 @@ def supervise(runner: queue.RqRunner, stopping: threading.Event) -> None:
         worker = None
         try:
             # Playback's queue first: a transcription waits while a voice note is to be made playable.
-            worker = OutageTolerantWorker([queue.name for queue in runner.queues], connection=connection,
-                                          stopping=stopping)
+            worker = worker_class([queue.name for queue in queues], connection=connection, stopping=stopping)
             worker.work(with_scheduler=False)
         except Exception as exc:
             if not is_redis_unreachable(exc):
@@ -120,8 +206,8 @@ def wait_for_redis(connection, stopping: threading.Event) -> bool:
     return False
 
 
-class OutageTolerantWorker(Worker):
-    """RQ's forking worker, telling the process about a stop request and about Redis being back."""
+class OutageTolerance:
+    """Mixed into RQ's workers: telling the process about a stop request and about Redis being back."""
 
     # RQ backs off to a minute between reconnection tries while it waits for a job: pick up within seconds.
     max_connection_wait_time = float(MAX_BACKOFF_S)
@@ -140,6 +226,14 @@ class OutageTolerantWorker(Worker):
         if pipeline is None:
             # RQ starts each try of its wait for a job with a heartbeat: the first to get through ends an outage.
             REDIS.reachable()
+
+
+class OutageTolerantWorker(OutageTolerance, Worker):
+    """RQ's forking worker (a work horse per job): the audio queue."""
+
+
+class OutageTolerantSimpleWorker(OutageTolerance, SimpleWorker):
+    """RQ's non-forking worker: the transcription process, whose jobs share the model it loaded once."""
 
 
 class RedisOutageFilter(logging.Filter):

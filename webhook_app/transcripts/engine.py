@@ -103,6 +103,7 @@ class LoadedModel:
 _models: dict[tuple[str, int, str], LoadedModel] = {}
 _models_lock = threading.Lock()
 _models_pid = os.getpid()  # the process that loaded _models
+_loads = 0  # models this process has loaded (a worker that loads once per process keeps this at 1)
 
 
 def _faster_whisper():
@@ -160,7 +161,7 @@ def _directory_label(directory: Path) -> str:
 def load_model(model: str | os.PathLike | None = None, *, threads: int = 2,
                compute_type: str = "int8") -> LoadedModel:
     """The model, loaded on this process's first call for (model, threads, compute_type) and kept."""
-    global _models_pid
+    global _models_pid, _loads
     source, label, is_directory = resolve_model(model)
     if _models and _models_pid != os.getpid():
         raise TranscriptionUnavailable(
@@ -176,6 +177,7 @@ def load_model(model: str | os.PathLike | None = None, *, threads: int = 2,
         if loaded is None:
             loaded = _load(source, label, is_directory, int(threads), compute_type)
             _models_pid = os.getpid()
+            _loads += 1
             _models[key] = loaded
     return loaded
 
@@ -192,6 +194,11 @@ def _load(source: str, label: str, is_directory: bool, threads: int, compute_typ
         raise TranscriptionUnavailable(f"could not load transcription model {source!r} {where}: "
                                        f"{type(error).__name__}: {error}{hint}") from error
     return LoadedModel(whisper, label, source, time.perf_counter() - started)
+
+
+def load_count() -> int:
+    """How many models this process has loaded (for tests and logs: a long-lived transcription worker says 1)."""
+    return _loads
 
 
 def loaded_models() -> list[LoadedModel]:

@@ -26,7 +26,7 @@ from ..models import AudioMessage, Status, Transcript, TranscriptStatus, utcnow
 from ..observability import bind_audit_id
 from ..scratch import scratch_dir
 from ..settings.cache import all_settings, settings_for
-from .engine import INSTALL_HINT, TranscriptionError, TranscriptionUnavailable, transcribe
+from .engine import INSTALL_HINT, TranscriptionError, TranscriptionUnavailable, load_count, transcribe
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,9 @@ def _transcribe_and_record(transcript: Transcript) -> str:
     transcript.error = None
     transcript.finished_at = transcript.updated_at = utcnow()
     db.session.commit()
-    log.info("transcript of audit %s %s: %.1f s of audio, %.1f s of speech, %d characters", row.id, result.status,
-             result.duration_s, result.speech_s, len(result.text))
+    log.info("transcript of audit %s %s: %.1f s of audio, %.1f s of speech, %d characters (process %d, model "
+             "loads %d)", row.id, result.status, result.duration_s, result.speech_s, len(result.text), os.getpid(),
+             load_count())
     return result.status
 
 
