@@ -16,7 +16,8 @@ a model hangs when it uses the parent's model and crashes (SIGSEGV) when it load
 parent that only imported faster-whisper loads and transcribes normally. So load_model() refuses, with
 TranscriptionUnavailable, in a process forked from one that had loaded a model. RQ's default worker forks a work
 horse per job, so there a model would be loaded per job (~0.5 s) and lost with its horse: to load it once per
-worker, the transcription queue wants a non-forking worker (rq's SimpleWorker) that never forks after loading.
+worker, the transcription queue has a non-forking worker (rq's SimpleWorker) that never forks after loading: the
+process each `flask worker` starts for it (jobs/worker.py).
 
 Memory: faster-whisper computes the voice-activity probabilities and Whisper's features of a whole file at once, so
 its memory grows with the note (measured: +190 MB over the loaded model for 60 s, +1.1 GB for 900 s, the channels'
