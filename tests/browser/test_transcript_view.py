@@ -82,7 +82,10 @@ def check_transcript_seeks_and_selects(page, scope, audio, text, segments, scree
     # Select with the mouse, from the first word to the last: the selection is the transcript, and a drag is
     # not a click on a segment (the player stays where it was).
     before = audio.evaluate(CLOCK)["time"]
-    box_first, box_last = first.bounding_box(), segments.last.bounding_box()
+    # A segment that wraps has one box per line: start in the first line of the first, end in the last line of the
+    # last (the bounding box's middle may be the end of an earlier line, cutting the selection short).
+    line_boxes = "node => Array.from(node.getClientRects(), r => ({x: r.x, y: r.y, width: r.width, height: r.height}))"
+    box_first, box_last = first.evaluate(line_boxes)[0], segments.last.evaluate(line_boxes)[-1]
     page.mouse.move(box_first["x"] + 1, box_first["y"] + box_first["height"] / 2)
     page.mouse.down()
     page.mouse.move(box_last["x"] + box_last["width"] - 1, box_last["y"] + box_last["height"] / 2, steps=8)
