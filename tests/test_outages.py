@@ -28,6 +28,7 @@ from tests.conftest import audio_rows, post_webhook, run_jobs
 from tests.processes import REDIS_SERVER, SERVICE_VARIABLES, Processes, RedisServer, wait_until
 from webhook_app import create_app
 from webhook_app.extensions import db
+from webhook_app.outages import MAX_BACKOFF_S
 
 REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
 
@@ -145,10 +146,18 @@ def test_the_worker_rides_out_redis_going_away_and_coming_back_empty(app, web, r
     assert {row.status for row in rows} == {"ready"}, context
     assert [row.attempts for row in rows] == [1] * len(rows), f"a voice note worked on twice: {context}"
     assert first.poll() is None and second.poll() is None, context  # the same processes, never restarted
-    for name in ("worker1", "worker2"):
+
+    def own_log(name: str) -> str:
         log = (tmp_path / f"{name}.log").read_text(errors="replace")
         # The worker's own lines: its transcription process logs the outage on its own, tagged.
-        log = "\n".join(line for line in log.splitlines() if "process=transcriber" not in line)
+        return "\n".join(line for line in log.splitlines() if "process=transcriber" not in line)
+
+    for name in ("worker1", "worker2"):
+        # The end is logged when one of the worker's loops next gets through, each waiting out its backoff (up to
+        # MAX_BACKOFF_S): the other worker may have made every note ready before then.
+        wait_until(lambda name=name: "Redis is reachable again" in own_log(name), MAX_BACKOFF_S + 15,
+                   f"{name} to log the outage's end", lambda name=name: own_log(name)[-6000:])
+        log = own_log(name)
         assert log.count("Redis is unreachable") == 1, f"{name} logged the outage not exactly once:\n{log[-6000:]}"
         assert log.count("Redis is reachable again") == 1, f"{name} logged its end not exactly once:\n{log[-6000:]}"
 
