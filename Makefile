@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export FLASK_APP := webhook_app
 
-.PHONY: run test worker bench migrate install lock clean
+.PHONY: run test lint worker bench migrate install lock clean
 
 # The test venv takes the deploy lock's pins as constraints, so tests run against what a deploy installs.
 # requirements-transcribe.txt (the lock with the transcribe extra) joins them without its hashes: pip would check
@@ -29,8 +29,14 @@ run: migrate
 worker: migrate
 	$(BIN)/flask --app webhook_app worker
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff's lint and format checks (configured in pyproject.toml); `$(BIN)/ruff format .` rewrites what the check
+# would refuse.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Refresh requirements.txt and requirements-transcribe.txt (the deploy locks) after changing pyproject.toml's
 # dependencies.

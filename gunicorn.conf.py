@@ -6,9 +6,9 @@ that arrive meanwhile: group commit), on Redis, on Twilio's API, and the CPU goe
 waits. With OS threads (gthread) each wait and each hand-off between the group commit's leader and its followers is
 a switch through the kernel and a contest for the GIL; greenlets switch in user space, so one process serves all its
 connections and commits them in bigger batches. On the 2-core bench machine gthread x 8 acknowledged a third fewer
-webhooks per second, at 0.38x the bare route against 0.52-0.64x (docs/benchmarks.md, "Load"). psycopg 3 waits cooperatively
-(webhook_app/greenlets.py: the waiting greenlet resumes as soon as PostgreSQL answers); redis-py, requests and boto3
-ride on patched sockets; ffmpeg runs as a subprocess, which gevent waits for too.
+webhooks per second, at 0.38x the bare route against 0.52-0.64x (docs/benchmarks.md, "Load"). psycopg 3 waits
+cooperatively (webhook_app/greenlets.py: the waiting greenlet resumes as soon as PostgreSQL answers); redis-py,
+requests and boto3 ride on patched sockets; ffmpeg runs as a subprocess, which gevent waits for too.
 """
 
 import os
@@ -54,9 +54,9 @@ def post_worker_init(worker):
     # The app is loaded: its modules, routes, SQLAlchemy metadata and the rest live as long as the process.
     # Python's full (oldest-generation) collection walks every tracked object, and with all of these that took
     # 60-150 ms on the bench machine, every 10-20 s per process, during which all the process's connections
-    # wait: the webhook's p99 was those pauses (docs/benchmarks.md, "Load"). Frozen, they are left out of every collection,
-    # and a full collection walks only what the requests made since (under 2 ms). Collected first, so that the
-    # start-up's own garbage is freed rather than kept for good.
+    # wait: the webhook's p99 was those pauses (docs/benchmarks.md, "Load"). Frozen, they are left out of every
+    # collection, and a full collection walks only what the requests made since (under 2 ms). Collected first, so
+    # that the start-up's own garbage is freed rather than kept for good.
     import gc
 
     gc.collect()

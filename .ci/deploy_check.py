@@ -89,16 +89,36 @@ def ffmpeg() -> str:
 
 def voice_note(path: Path) -> bytes:
     """A WhatsApp-style Ogg/Opus note: a gliding tone with some noise, NOTE_SECONDS long."""
-    graph = (f"sine=f=220:d={NOTE_SECONDS}:sample_rate=16000,volume=0.5[t];"
-             f"anoisesrc=d={NOTE_SECONDS}:c=pink:a=0.05:r=16000[n];[t][n]amix=inputs=2")
-    subprocess.run([ffmpeg(), "-nostdin", "-loglevel", "error", "-y", "-filter_complex", graph, "-ac", "1",
-                    "-c:a", "libopus", "-b:a", "24k", str(path)], check=True)
+    graph = (
+        f"sine=f=220:d={NOTE_SECONDS}:sample_rate=16000,volume=0.5[t];"
+        f"anoisesrc=d={NOTE_SECONDS}:c=pink:a=0.05:r=16000[n];[t][n]amix=inputs=2"
+    )
+    subprocess.run(
+        [
+            ffmpeg(),
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-filter_complex",
+            graph,
+            "-ac",
+            "1",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "24k",
+            str(path),
+        ],
+        check=True,
+    )
     return path.read_bytes()
 
 
 def decoded_seconds(path: Path) -> float:
-    done = subprocess.run([ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path), "-f", "null", "-"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [ffmpeg(), "-nostdin", "-hide_banner", "-i", str(path), "-f", "null", "-"], capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise CheckFailed(f"the MP3 does not decode:\n{done.stderr[-2000:]}")
     hours, minutes, seconds = re.findall(r"time=(\d+):(\d+):(\d+\.\d+)", done.stderr)[-1]
@@ -114,8 +134,9 @@ class Processes:
 
     def start(self, name: str, command: str, env: dict[str, str]) -> subprocess.Popen:
         log = open(self.folder / f"{name}.log", "wb")
-        process = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["bash", "-c", command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.running[name] = process
         return process
 
@@ -155,30 +176,57 @@ def run(folder: Path, processes: Processes) -> None:
     service_url = f"http://127.0.0.1:{web_port}"
     twilio_url = f"http://127.0.0.1:{sandbox_port}"
 
-    base_env = {key: value for key, value in os.environ.items()
-                if not key.startswith(("TWILIO_", "TEST_")) and key not in ("DATABASE_URL", "REDIS_URL", "PORT")}
+    base_env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TWILIO_", "TEST_")) and key not in ("DATABASE_URL", "REDIS_URL", "PORT")
+    }
     base_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{base_env.get('PATH', '')}"
     sandbox_db = folder / "twilio-sandbox.db"
-    processes.start("sandbox", shlex.join([sys.executable, "-m", "webhook_app.sandbox", "--db", str(sandbox_db),
-                                           "--port", str(sandbox_port),
-                                           "--post-webhook-url", f"{service_url}/twilio/conversations/post-event",
-                                           "--pre-webhook-url", f"{service_url}/twilio/conversations/pre-event"]),
-                    base_env)
+    processes.start(
+        "sandbox",
+        shlex.join(
+            [
+                sys.executable,
+                "-m",
+                "webhook_app.sandbox",
+                "--db",
+                str(sandbox_db),
+                "--port",
+                str(sandbox_port),
+                "--post-webhook-url",
+                f"{service_url}/twilio/conversations/post-event",
+                "--pre-webhook-url",
+                f"{service_url}/twilio/conversations/pre-event",
+            ]
+        ),
+        base_env,
+    )
     wait_for(lambda: _answers(twilio_url + "/v1/Conversations"), 30, "the sandbox to listen")
     processes.check_alive()
 
     from webhook_app.sandbox import Sandbox
 
     twilio = Sandbox(str(sandbox_db))
-    service_env = {**base_env, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
-                   "RQ_QUEUE": f"deploy-check-{secrets.token_hex(4)}", "PORT": str(web_port),
-                   "WEB_CONCURRENCY": "2", "SECRET_KEY": secrets.token_hex(32), "PUBLIC_BASE_URL": service_url,
-                   "TWILIO_ACCOUNT_SID": twilio.account_sid, "TWILIO_AUTH_TOKEN": twilio.auth_token,
-                   "TWILIO_API_BASE_URL": twilio_url, "LOG_FORMAT": "text"}
+    service_env = {
+        **base_env,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "RQ_QUEUE": f"deploy-check-{secrets.token_hex(4)}",
+        "PORT": str(web_port),
+        "WEB_CONCURRENCY": "2",
+        "SECRET_KEY": secrets.token_hex(32),
+        "PUBLIC_BASE_URL": service_url,
+        "TWILIO_ACCOUNT_SID": twilio.account_sid,
+        "TWILIO_AUTH_TOKEN": twilio.auth_token,
+        "TWILIO_API_BASE_URL": twilio_url,
+        "LOG_FORMAT": "text",
+    }
 
     step(f"release: {commands['release']}  (DATABASE_URL={database_url})")
-    release = subprocess.run(["bash", "-c", commands["release"]], cwd=ROOT, env=service_env, capture_output=True,
-                             text=True, timeout=300)
+    release = subprocess.run(
+        ["bash", "-c", commands["release"]], cwd=ROOT, env=service_env, capture_output=True, text=True, timeout=300
+    )
     if release.returncode != 0:
         raise CheckFailed(f"release exited with {release.returncode}:\n{release.stdout}{release.stderr}")
     step(f"web: {commands['web']}")
@@ -230,8 +278,10 @@ def run(folder: Path, processes: Processes) -> None:
     seconds = decoded_seconds(mp3)
     if abs(seconds - NOTE_SECONDS) > 0.25:
         raise CheckFailed(f"the MP3 plays {seconds:.2f} s, the note was {NOTE_SECONDS:.2f} s")
-    step(f"ready: {message['duration_s']} s, {message['size_bytes']} -> {message['mp3_size_bytes']} bytes; "
-         f"the MP3 ({len(playback.content)} bytes, audio/mpeg) decodes to {seconds:.2f} s")
+    step(
+        f"ready: {message['duration_s']} s, {message['size_bytes']} -> {message['mp3_size_bytes']} bytes; "
+        f"the MP3 ({len(playback.content)} bytes, audio/mpeg) decodes to {seconds:.2f} s"
+    )
     processes.check_alive()
 
 

@@ -20,7 +20,7 @@ class Samples:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, run: "_Run"):
+    def __init__(self, run: _Run):
         self.run = run
         self.transport = None
         self.buffer = bytearray()
@@ -49,7 +49,7 @@ class _Connection(asyncio.Protocol):
             return
         latency = time.perf_counter() - self.sent_at
         self.sent_at = None
-        del self.buffer[:self.expected]
+        del self.buffer[: self.expected]
         self.expected = None
         self.run.record(self.status, latency)
         if self.close_after:
@@ -81,8 +81,16 @@ class _Connection(asyncio.Protocol):
 
 
 class _Run:
-    def __init__(self, host: str, port: int, source, seconds: float, connections: int, timeout_s: float,
-                 stop: threading.Event | None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        source,
+        seconds: float,
+        connections: int,
+        timeout_s: float,
+        stop: threading.Event | None,
+    ):
         self.host, self.port, self.source, self.seconds = host, port, source, seconds
         self.connections, self.timeout_s, self.stop = connections, timeout_s, stop
         self.samples = Samples()
@@ -92,8 +100,7 @@ class _Run:
         self.stopping = False
 
     def next_request(self) -> bytes | None:
-        if (self.stopping or time.perf_counter() >= self.deadline
-                or (self.stop is not None and self.stop.is_set())):
+        if self.stopping or time.perf_counter() >= self.deadline or (self.stop is not None and self.stop.is_set()):
             self.stopping = True
             return None
         return self.source.next()
@@ -125,7 +132,7 @@ class _Run:
         await asyncio.gather(*(self.connect() for _ in range(self.connections)))
         try:
             await asyncio.wait_for(asyncio.shield(self.finished), self.seconds + self.timeout_s + 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         for connection in list(self.open):
             if connection.sent_at is not None:
@@ -136,8 +143,15 @@ class _Run:
         return self.samples
 
 
-def run(host: str, port: int, source, seconds: float, connections: int, timeout_s: float,
-        stop: threading.Event | None = None) -> Samples:
+def run(
+    host: str,
+    port: int,
+    source,
+    seconds: float,
+    connections: int,
+    timeout_s: float,
+    stop: threading.Event | None = None,
+) -> Samples:
     """`connections` connections send `source.next()` requests until `seconds` pass, `stop` is set or the source
     runs dry (`source.index` reaching `source.limit`)."""
     loop = asyncio.new_event_loop()

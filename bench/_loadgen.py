@@ -94,21 +94,29 @@ def use_wrk() -> bool:
     return found
 
 
-def run_load(port: int, source: Source, seconds: float, label: str, workdir: str,
-             stop: threading.Event | None = None) -> LoadResult:
+def run_load(
+    port: int, source: Source, seconds: float, label: str, workdir: str, stop: threading.Event | None = None
+) -> LoadResult:
     """One run of closed-loop load; `stop` ends it early (the asyncio generator only: wrk runs its `seconds`)."""
     if use_wrk():
         return wrk_load(port, source, seconds, label, workdir)
     samples = _asyncio_loadgen.run(HOST, port, source, seconds, CONNECTIONS, REQUEST_TIMEOUT_S, stop)
     latencies = samples.latencies
-    return LoadResult(label, completed=len(latencies), elapsed=samples.elapsed, statuses=samples.statuses,
-                      errors=samples.errors, generator=f"python asyncio, {CONNECTIONS} connections",
-                      percentiles_ms={**{pct: percentile(latencies, pct / 100) * 1000 for pct in PERCENTILES},
-                                      100: max(latencies, default=float("nan")) * 1000})
+    return LoadResult(
+        label,
+        completed=len(latencies),
+        elapsed=samples.elapsed,
+        statuses=samples.statuses,
+        errors=samples.errors,
+        generator=f"python asyncio, {CONNECTIONS} connections",
+        percentiles_ms={
+            **{pct: percentile(latencies, pct / 100) * 1000 for pct in PERCENTILES},
+            100: max(latencies, default=float("nan")) * 1000,
+        },
+    )
 
 
-def measure_round(port: int, source: Source, seconds: float, label: str, workdir: str,
-                  access_log: str) -> LoadResult:
+def measure_round(port: int, source: Source, seconds: float, label: str, workdir: str, access_log: str) -> LoadResult:
     """One round, with the server's CPU per request (`server_cpu_us`): the same code on this machine costs more
     CPU per request in its slow phases."""
     cpu_before = web_cpu_seconds(access_log)
@@ -117,8 +125,9 @@ def measure_round(port: int, source: Source, seconds: float, label: str, workdir
     return result
 
 
-def side_by_side(check_alive, targets: list[tuple[str, int, Source]], workdir: str, warmup_s: float,
-                 rounds: int, seconds: float) -> dict[str, tuple[LoadResult, LoadResult]]:
+def side_by_side(
+    check_alive, targets: list[tuple[str, int, Source]], workdir: str, warmup_s: float, rounds: int, seconds: float
+) -> dict[str, tuple[LoadResult, LoadResult]]:
     """Each target warmed up, then `rounds` rounds of `seconds` each, the targets in turn: this machine's speed
     drifts by a quarter from minute to minute, and alternating puts each target through the same drift.
     Answers {label: (warm-up, the rounds combined)}."""
@@ -126,8 +135,9 @@ def side_by_side(check_alive, targets: list[tuple[str, int, Source]], workdir: s
     measured: dict[str, list[LoadResult]] = {label: [] for label, _, _ in targets}
     for number in range(1, rounds + 1):
         for label, port, source in targets:
-            measured[label].append(measure_round(port, source, seconds, f"{label}-{number}", workdir,
-                                                 access_log_path(workdir, label)))
+            measured[label].append(
+                measure_round(port, source, seconds, f"{label}-{number}", workdir, access_log_path(workdir, label))
+            )
             check_alive()
     return {label: (warmups[label], combine(label, measured[label])) for label, _, _ in targets}
 
@@ -141,8 +151,10 @@ def combine(label: str, rounds: list[LoadResult]) -> LoadResult:
         result.elapsed += one.elapsed
         result.statuses.update(one.statuses)
         result.errors.update(one.errors)
-    result.percentiles_ms = {pct: (max if pct == 100 else statistics.median)(one.ms(pct) for one in rounds)
-                             for pct in rounds[0].percentiles_ms}
+    result.percentiles_ms = {
+        pct: (max if pct == 100 else statistics.median)(one.ms(pct) for one in rounds)
+        for pct in rounds[0].percentiles_ms
+    }
     return result
 
 
@@ -181,7 +193,7 @@ def wrk_load(port: int, source: Source, seconds: float, label: str, workdir: str
     twice (a round that runs out fails the run)."""
     wanted = source.requests
     if not source.cycle:
-        wanted = source.requests[source.index:min(source.limit, source.index + int(seconds * WRK_MAX_RATE))]
+        wanted = source.requests[source.index : min(source.limit, source.index + int(seconds * WRK_MAX_RATE))]
         if not wanted:
             raise SystemExit(f"{label}: no webhook left to send (raise BENCH_MAX_REQUESTS / AB_MAX_REQUESTS)")
     path_pattern = os.path.join(workdir, f"requests-{label}-%d.lua")
@@ -196,9 +208,26 @@ def wrk_load(port: int, source: Source, seconds: float, label: str, workdir: str
         handle.write(WRK_LUA % {"path_pattern": json.dumps(path_pattern), "threads": WRK_THREADS})
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        done = subprocess.run(["wrk", "-t", str(WRK_THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds:g}s",
-                               "--latency", "--timeout", f"{REQUEST_TIMEOUT_S:g}s", "-s", script,
-                               f"http://{HOST}:{port}{PATH}"], capture_output=True, text=True, timeout=seconds + 60)
+        done = subprocess.run(
+            [
+                "wrk",
+                "-t",
+                str(WRK_THREADS),
+                "-c",
+                str(CONNECTIONS),
+                "-d",
+                f"{seconds:g}s",
+                "--latency",
+                "--timeout",
+                f"{REQUEST_TIMEOUT_S:g}s",
+                "-s",
+                script,
+                f"http://{HOST}:{port}{PATH}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+        )
     finally:
         for thread in range(WRK_THREADS):
             os.unlink(path_pattern % thread)
@@ -216,8 +245,11 @@ def wrk_load(port: int, source: Source, seconds: float, label: str, workdir: str
 
 
 def _lua_string(request: bytes) -> str:
-    return ('"' + request.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r")
-            .replace("\n", "\\n") + '"')
+    return (
+        '"'
+        + request.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r").replace("\n", "\\n")
+        + '"'
+    )
 
 
 def _parse_wrk(label: str, out: str) -> LoadResult:

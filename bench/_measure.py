@@ -31,11 +31,15 @@ else:
     raise SystemExit(f"unknown variant {variant}")
 wall = time.perf_counter() - started
 me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({
-    "wall_s": wall,
-    # The whole process's CPU (imports included, the same for every variant) plus ffmpeg's: what the work costs,
-    # whatever else the machine was doing meanwhile.
-    "cpu_s": me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime,
-    "self_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-    "child_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-}))
+print(
+    json.dumps(
+        {
+            "wall_s": wall,
+            # The whole process's CPU (imports included, the same for every variant) plus ffmpeg's: what the work costs,
+            # whatever else the machine was doing meanwhile.
+            "cpu_s": me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime,
+            "self_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "child_rss_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        }
+    )
+)

@@ -13,20 +13,25 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 import requests  # noqa: E402
+from _webhooks import HOST, PATH  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from tests.processes import Processes, wait_until  # noqa: E402 - the multi-process tests' helpers
 from webhook_app.config import normalize_database_url  # noqa: E402
 
-from _webhooks import HOST, PATH  # noqa: E402
-
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test_load"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/2"
 # Overrides of gunicorn.conf.py, for every server (unset: the Procfile's settings).
-GUNICORN_OVERRIDES = [option for variable, flag in (("BENCH_WEB_WORKERS", "--workers"),
-                                                   ("BENCH_WORKER_CLASS", "--worker-class"),
-                                                   ("BENCH_WEB_THREADS", "--threads"))
-                      if os.environ.get(variable) for option in (flag, os.environ[variable])]
+GUNICORN_OVERRIDES = [
+    option
+    for variable, flag in (
+        ("BENCH_WEB_WORKERS", "--workers"),
+        ("BENCH_WORKER_CLASS", "--worker-class"),
+        ("BENCH_WEB_THREADS", "--threads"),
+    )
+    if os.environ.get(variable)
+    for option in (flag, os.environ[variable])
+]
 
 
 def choose_backends(workdir: str) -> tuple[str, str | None, str]:
@@ -88,8 +93,12 @@ def service_env(workdir: str, database_url: str, redis_url: str | None, queue_na
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "GUNICORN_"))}
     for key in ("REDIS_URL", "PUBLIC_BASE_URL", "LOG_LEVEL", "MEDIA_STORE", "WEB_CONCURRENCY"):
         env.pop(key, None)
-    env.update(DATABASE_URL=database_url, RQ_QUEUE=queue_name, SANDBOX_DB=os.path.join(workdir, "sandbox.db"),
-               SECRET_KEY="bench-secret")
+    env.update(
+        DATABASE_URL=database_url,
+        RQ_QUEUE=queue_name,
+        SANDBOX_DB=os.path.join(workdir, "sandbox.db"),
+        SECRET_KEY="bench-secret",
+    )
     if redis_url:
         env["REDIS_URL"] = redis_url
     return env
@@ -97,15 +106,19 @@ def service_env(workdir: str, database_url: str, redis_url: str | None, queue_na
 
 def prepare_database(env: dict):
     """Migrate the bench's database and clean up after earlier runs; answer an engine on it."""
-    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
     engine = create_engine(normalize_database_url(env["DATABASE_URL"]))
     # The bench's database is its own: rows an interrupted run (or anything else) left unfinished would be revived
     # by the workers' sweeper in the end-to-end phase and queue in front of the voice notes being measured.
     with engine.begin() as connection:
-        stale = connection.execute(text(
-            "UPDATE audio_messages SET status = 'failed', error = 'left unfinished before this bench run'"
-            " WHERE status IN ('queued', 'downloading', 'transcoding', 'sending')")).rowcount
+        stale = connection.execute(
+            text(
+                "UPDATE audio_messages SET status = 'failed', error = 'left unfinished before this bench run'"
+                " WHERE status IN ('queued', 'downloading', 'transcoding', 'sending')"
+            )
+        ).rowcount
     if stale:
         print(f"closed {stale} unfinished rows left in the bench database by an earlier run")
     if engine.dialect.name == "postgresql":
@@ -131,8 +144,13 @@ def gunicorn_settings(env: dict) -> str:
     overrides = dict(zip(GUNICORN_OVERRIDES[::2], GUNICORN_OVERRIDES[1::2]))
     workers = overrides.get("--workers", config.workers)
     worker_class = overrides.get("--worker-class", config.worker_class_str)
-    detail = (f"{overrides.get('--threads', config.threads)} threads" if worker_class == "gthread"
-              else f"{config.worker_connections} connections" if worker_class == "gevent" else "")
+    detail = (
+        f"{overrides.get('--threads', config.threads)} threads"
+        if worker_class == "gthread"
+        else f"{config.worker_connections} connections"
+        if worker_class == "gevent"
+        else ""
+    )
     return f"{workers} x {worker_class}" + (f", {detail} each" if detail else "") + f", timeout {config.timeout} s"
 
 
@@ -144,9 +162,22 @@ def start_web(processes: Processes, app_spec: str, port: int, workdir: str, name
     """gunicorn serving `app_spec` on `port` (bench/_bare_app.py's `_bare_app:app`, or the service), once it answers.
     Its access log (a file per server) names its processes, whose CPU web_cpu_seconds adds up."""
     bare = app_spec.startswith("_bare")
-    argv = [sys.executable, "-m", "gunicorn", app_spec, "--config", os.path.join(ROOT, "gunicorn.conf.py"),
-            *GUNICORN_OVERRIDES, "--bind", f"{HOST}:{port}", "--access-logfile", access_log_path(workdir, name),
-            "--log-level", "warning", *(["--pythonpath", HERE] if bare else [])]
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app_spec,
+        "--config",
+        os.path.join(ROOT, "gunicorn.conf.py"),
+        *GUNICORN_OVERRIDES,
+        "--bind",
+        f"{HOST}:{port}",
+        "--access-logfile",
+        access_log_path(workdir, name),
+        "--log-level",
+        "warning",
+        *(["--pythonpath", HERE] if bare else []),
+    ]
     processes.start(name, (["nice", "-n", str(nice)] if nice else []) + argv)
 
     def answers():
@@ -191,8 +222,14 @@ def cleanup(engine, account_sid: str, redis_url: str | None, queue_name: str) ->
     """Delete this run's rows (and their stored MP3s) and its queue; nothing else is touched."""
     try:
         with engine.begin() as connection:
-            ids = connection.execute(text("SELECT id FROM audio_messages WHERE account_sid = :a AND media_key IS NOT"
-                                          " NULL"), {"a": account_sid}).scalars().all()
+            ids = (
+                connection.execute(
+                    text("SELECT id FROM audio_messages WHERE account_sid = :a AND media_key IS NOT NULL"),
+                    {"a": account_sid},
+                )
+                .scalars()
+                .all()
+            )
             for audit_id in ids:
                 connection.execute(text("DELETE FROM stored_media WHERE key LIKE :k"), {"k": f"audio/{audit_id}/%"})
             connection.execute(text("DELETE FROM audio_messages WHERE account_sid = :a"), {"a": account_sid})

@@ -22,10 +22,34 @@ PATH = "/twilio/conversations/post-event"
 
 def make_voice_note(path: str, seconds: int) -> None:
     """A voice-like Ogg/Opus note (16 kHz mono, 24 kb/s, as WhatsApp sends): a tone in pink noise."""
-    graph = (f"sine=f=220:d={seconds}:sample_rate=16000,volume=0.4[t];"
-             f"anoisesrc=d={seconds}:c=pink:a=0.08:r=16000[n];[t][n]amix=inputs=2")
-    subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex", graph,
-                    "-ac", "1", "-ar", "16000", "-c:a", "libopus", "-b:a", "24k", "-f", "ogg", path], check=True)
+    graph = (
+        f"sine=f=220:d={seconds}:sample_rate=16000,volume=0.4[t];"
+        f"anoisesrc=d={seconds}:c=pink:a=0.08:r=16000[n];[t][n]amix=inputs=2"
+    )
+    subprocess.run(
+        [
+            ffmpeg_binary(),
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-filter_complex",
+            graph,
+            "-ac",
+            "1",
+            "-ar",
+            "16000",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "24k",
+            "-f",
+            "ogg",
+            path,
+        ],
+        check=True,
+    )
 
 
 def load_templates(sandbox: Sandbox) -> list[dict]:
@@ -54,13 +78,16 @@ def load_webhooks(sandbox: Sandbox, templates: list[dict], count: int, port: int
         media = json.loads(params["Media"])
         media[0]["Sid"] = "ME" + secrets.token_hex(16)
         params["Media"] = json.dumps(media)
-        webhooks.append((urlencode(params).encode(), form_signature(sandbox.auth_token, url, params),
-                         params["MessageSid"]))
+        webhooks.append(
+            (urlencode(params).encode(), form_signature(sandbox.auth_token, url, params), params["MessageSid"])
+        )
     return webhooks
 
 
 def raw_request(port: int, body: bytes, signature: str) -> bytes:
-    head = (f"POST {PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUser-Agent: TwilioProxy/1.1\r\n"
-            f"Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\nX-Twilio-Signature: {signature}\r\n"
-            f"I-Twilio-Idempotency-Token: {secrets.token_hex(16)}\r\nContent-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUser-Agent: TwilioProxy/1.1\r\n"
+        f"Content-Type: application/x-www-form-urlencoded; charset=utf-8\r\nX-Twilio-Signature: {signature}\r\n"
+        f"I-Twilio-Idempotency-Token: {secrets.token_hex(16)}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode() + body

@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import _servers as servers  # noqa: E402
 from _loadgen import Source, measure_round, run_load  # noqa: E402
 from _webhooks import load_templates, load_webhooks, raw_request  # noqa: E402
+
 from tests.processes import Processes, free_port  # noqa: E402
 from webhook_app.sandbox import Sandbox  # noqa: E402
 
@@ -52,39 +53,51 @@ def main() -> int:
     templates = load_templates(sandbox)
     targets, all_processes = {}, []
     errors = None  # None until every round ran: an interrupted run keeps its logs
-    overrides = {label: {k[len(f"AB_{label}_"):]: v for k, v in os.environ.items() if k.startswith(f"AB_{label}_")}
-                 for label in LABELS}
-    print(f"A/B load: {backends}; {ROUNDS} pairs of {SECONDS:g} s rounds; A {overrides['A'] or 'as is'}, "
-          f"B {overrides['B'] or 'as is'}")
+    overrides = {
+        label: {k[len(f"AB_{label}_") :]: v for k, v in os.environ.items() if k.startswith(f"AB_{label}_")}
+        for label in LABELS
+    }
+    print(
+        f"A/B load: {backends}; {ROUNDS} pairs of {SECONDS:g} s rounds; A {overrides['A'] or 'as is'}, "
+        f"B {overrides['B'] or 'as is'}"
+    )
     try:
         for label in LABELS:
             env = dict(base, **{k: v for k, v in overrides[label].items() if k != "NICE"})
             port = free_port()
-            requests = [raw_request(port, body, signature)
-                        for body, signature, _ in load_webhooks(sandbox, templates, MAX_REQUESTS, port)]
+            requests = [
+                raw_request(port, body, signature)
+                for body, signature, _ in load_webhooks(sandbox, templates, MAX_REQUESTS, port)
+            ]
             processes = Processes(env, workdir)
             all_processes.append(processes)
             name = f"web{label}"
-            servers.start_web(processes, "webhook_app:create_app()", port, workdir, name,
-                         nice=int(overrides[label].get("NICE", "0")))
+            servers.start_web(
+                processes, "webhook_app:create_app()", port, workdir, name, nice=int(overrides[label].get("NICE", "0"))
+            )
             targets[label] = (port, Source(requests, MAX_REQUESTS, cycle=False), servers.access_log_path(workdir, name))
         for label, (port, source, _) in targets.items():
             run_load(port, source, 2, f"{label}-warmup", workdir)
         results = {label: [] for label in LABELS}
         for number in range(ROUNDS):
-            for label in (LABELS if number % 2 == 0 else LABELS[::-1]):
+            for label in LABELS if number % 2 == 0 else LABELS[::-1]:
                 port, source, access_log = targets[label]
                 result = measure_round(port, source, SECONDS, f"{label}-{number}", workdir, access_log)
                 row = (result.rps, result.server_cpu_us, result.ms(50), result.ms(99), result.error_count)
                 results[label].append(row)
-                print(f"{label} round {number + 1}: {row[0]:6.0f} req/s  CPU {row[1]:5.0f} us/request  p50 {row[2]:6.1f}"
-                      f" ms  p99 {row[3]:6.1f} ms  errors {row[4]}", flush=True)
+                print(
+                    f"{label} round {number + 1}: {row[0]:6.0f} req/s  CPU {row[1]:5.0f} us/request  p50 {row[2]:6.1f}"
+                    f" ms  p99 {row[3]:6.1f} ms  errors {row[4]}",
+                    flush=True,
+                )
         print()
         for index, name in ((0, "req/s"), (1, "CPU us/request"), (2, "p50 ms"), (3, "p99 ms")):
             ratios = [b[index] / a[index] for a, b in zip(results["A"], results["B"]) if a[index]]
             medians = [statistics.median(row[index] for row in results[label]) for label in LABELS]
-            print(f"B/A {name:15} median {statistics.median(ratios):5.2f}  (pairs: "
-                  f"{', '.join(f'{r:.2f}' for r in ratios)});  A {medians[0]:.1f}, B {medians[1]:.1f}")
+            print(
+                f"B/A {name:15} median {statistics.median(ratios):5.2f}  (pairs: "
+                f"{', '.join(f'{r:.2f}' for r in ratios)});  A {medians[0]:.1f}, B {medians[1]:.1f}"
+            )
         errors = sum(row[4] for label in LABELS for row in results[label])
         return 1 if errors else 0
     finally:

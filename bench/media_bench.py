@@ -77,26 +77,52 @@ class PeakSampler:
 
 
 def memory_under_concurrent_reads(workdir: str, database_url: str) -> tuple[str, float, float, float]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("TWILIO_", "REDIS_URL", "PUBLIC_BASE_URL", "HOST"))}
-    env.update(DATABASE_URL=database_url, SANDBOX_DB=f"{workdir}/sandbox.db", SECRET_KEY="bench", LOG_LEVEL="WARNING",
-               ADMIN_TOKEN=ADMIN_TOKEN, WEB_CONCURRENCY="1", MEDIA_DOWNLOAD_MAX_BYTES=str(64 << 20))
-    subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TWILIO_", "REDIS_URL", "PUBLIC_BASE_URL", "HOST"))
+    }
+    env.update(
+        DATABASE_URL=database_url,
+        SANDBOX_DB=f"{workdir}/sandbox.db",
+        SECRET_KEY="bench",
+        LOG_LEVEL="WARNING",
+        ADMIN_TOKEN=ADMIN_TOKEN,
+        WEB_CONCURRENCY="1",
+        MEDIA_DOWNLOAD_MAX_BYTES=str(64 << 20),
+    )
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
     original = os.path.join(workdir, "long.wav")
     seconds = STORED_MB * 1e6 / 32000  # 16 kHz, 16-bit mono: 32 kB a second
-    ffmpeg("-f", "lavfi", "-i", f"anoisesrc=d={seconds}:c=pink:a=0.1:r=16000", "-ac", "1", "-c:a", "pcm_s16le",
-           original)
+    ffmpeg(
+        "-f", "lavfi", "-i", f"anoisesrc=d={seconds}:c=pink:a=0.1:r=16000", "-ac", "1", "-c:a", "pcm_s16le", original
+    )
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "webhook_app:create_app()",
-                               "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "--access-logfile", "/dev/null"],
-                              cwd=ROOT, env=env)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "webhook_app:create_app()",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--access-logfile",
+            "/dev/null",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: requests.get(base + "/healthz", timeout=1).ok)
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        requests.put(f"{base}/api/v1/admin/settings/webchat", json={"normalize_inbound": False}, headers=admin,
-                     timeout=10).raise_for_status()
+        requests.put(
+            f"{base}/api/v1/admin/settings/webchat", json={"normalize_inbound": False}, headers=admin, timeout=10
+        ).raise_for_status()
         sandbox = Sandbox(env["SANDBOX_DB"])
         sandbox.set_webhook(f"{base}/twilio/conversations/post-event")
         conversation = sandbox.create_conversation("Bench customer", "webchat")["sid"]
@@ -141,27 +167,60 @@ def memory_under_concurrent_reads(workdir: str, database_url: str) -> tuple[str,
 
 
 def amplification(workdir: str) -> list[tuple[str, int, int]]:
-    voice = "sine=f=220:d=60:sample_rate=16000,volume=0.5[t];anoisesrc=d=60:c=pink:a=0.05:r=16000[n];[t][n]amix=inputs=2"
+    voice = (
+        "sine=f=220:d=60:sample_rate=16000,volume=0.5[t];anoisesrc=d=60:c=pink:a=0.05:r=16000[n];[t][n]amix=inputs=2"
+    )
     inputs = {
-        f"FLAC silence {CHANNEL_CAP_S} s": ("silence.flac", ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t",
-                                                             str(CHANNEL_CAP_S), "-c:a", "flac"]),
-        f"Opus silence {CHANNEL_CAP_S} s (6 kb/s)": ("silence.ogg", [
-            "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", str(CHANNEL_CAP_S), "-c:a", "libopus",
-            "-b:a", "6k"]),
-        f"AMR-NB silence {CHANNEL_CAP_S} s": ("silence.amr", [
-            "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", str(CHANNEL_CAP_S), "-c:a", "libopencore_amrnb",
-            "-b:a", "4.75k"]),
-        "Opus voice-like 60 s (24 kb/s, WhatsApp)": ("voice.ogg", ["-filter_complex", voice, "-ac", "1", "-c:a",
-                                                                    "libopus", "-b:a", "24k"]),
-        "AMR-NB voice-like 60 s (12.2 kb/s, MMS)": ("voice.amr", ["-filter_complex", voice, "-ar", "8000", "-ac", "1",
-                                                                  "-c:a", "libopencore_amrnb", "-b:a", "12.2k"]),
+        f"FLAC silence {CHANNEL_CAP_S} s": (
+            "silence.flac",
+            ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", str(CHANNEL_CAP_S), "-c:a", "flac"],
+        ),
+        f"Opus silence {CHANNEL_CAP_S} s (6 kb/s)": (
+            "silence.ogg",
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "anullsrc=r=48000:cl=mono",
+                "-t",
+                str(CHANNEL_CAP_S),
+                "-c:a",
+                "libopus",
+                "-b:a",
+                "6k",
+            ],
+        ),
+        f"AMR-NB silence {CHANNEL_CAP_S} s": (
+            "silence.amr",
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "anullsrc=r=8000:cl=mono",
+                "-t",
+                str(CHANNEL_CAP_S),
+                "-c:a",
+                "libopencore_amrnb",
+                "-b:a",
+                "4.75k",
+            ],
+        ),
+        "Opus voice-like 60 s (24 kb/s, WhatsApp)": (
+            "voice.ogg",
+            ["-filter_complex", voice, "-ac", "1", "-c:a", "libopus", "-b:a", "24k"],
+        ),
+        "AMR-NB voice-like 60 s (12.2 kb/s, MMS)": (
+            "voice.amr",
+            ["-filter_complex", voice, "-ar", "8000", "-ac", "1", "-c:a", "libopencore_amrnb", "-b:a", "12.2k"],
+        ),
     }
     rows = []
     for name, (filename, args) in inputs.items():
         source = os.path.join(workdir, filename)
         ffmpeg(*args, source)
-        result = transcode_to_mp3(source, os.path.join(workdir, "out.mp3"), bitrate_kbps=64,
-                                  max_duration_s=CHANNEL_CAP_S, timeout_s=600)
+        result = transcode_to_mp3(
+            source, os.path.join(workdir, "out.mp3"), bitrate_kbps=64, max_duration_s=CHANNEL_CAP_S, timeout_s=600
+        )
         rows.append((name, os.path.getsize(source), result.size_bytes))
     return rows
 
@@ -193,19 +252,21 @@ def main() -> int:
     server_url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
     if server_url:
         databases.append(server_url)
-    print(f"web-process RSS while {CONCURRENT} clients read a {STORED_MB} MB stored file "
-          f"(ffmpeg: {ffmpeg_binary()}):")
+    print(f"web-process RSS while {CONCURRENT} clients read a {STORED_MB} MB stored file (ffmpeg: {ffmpeg_binary()}):")
     for template in databases:
         with tempfile.TemporaryDirectory(prefix="media-bench-") as workdir:
             if template.startswith("postgres"):
                 reset_schema(template)
             dialect, before, ranges_peak, reads_peak = memory_under_concurrent_reads(
-                workdir, template.format(workdir=workdir))
+                workdir, template.format(workdir=workdir)
+            )
         growth = max(ranges_peak, reads_peak) - before
         per_request = growth / CONCURRENT
-        print(f"  {dialect:10} idle {before:6.1f} MB; 200 one-byte ranges, 40 at a time: peak {ranges_peak:6.1f} MB; "
-              f"40 whole reads at once: peak {reads_peak:6.1f} MB; growth {growth:5.1f} MB, "
-              f"{per_request:.2f} MB per request (target < {PER_REQUEST_TARGET_MB:g})")
+        print(
+            f"  {dialect:10} idle {before:6.1f} MB; 200 one-byte ranges, 40 at a time: peak {ranges_peak:6.1f} MB; "
+            f"40 whole reads at once: peak {reads_peak:6.1f} MB; growth {growth:5.1f} MB, "
+            f"{per_request:.2f} MB per request (target < {PER_REQUEST_TARGET_MB:g})"
+        )
         if per_request >= PER_REQUEST_TARGET_MB:
             failures.append(f"{dialect}: RSS grew {per_request:.2f} MB per concurrent read")
 
@@ -213,10 +274,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="media-bench-") as workdir:
         rows = amplification(workdir)
     for name, source_bytes, mp3_bytes in rows:
-        print(f"  {name:44} {source_bytes / 1e3:9.1f} KB -> {mp3_bytes / 1e3:9.1f} KB  x{mp3_bytes / source_bytes:6.1f}")
+        print(
+            f"  {name:44} {source_bytes / 1e3:9.1f} KB -> {mp3_bytes / 1e3:9.1f} KB  x{mp3_bytes / source_bytes:6.1f}"
+        )
     worst = max(rows, key=lambda row: row[2] / row[1])
-    print(f"  worst case: x{worst[2] / worst[1]:.1f} ({worst[0]}); at most {CHANNEL_CAP_S} s x 64 kb/s = "
-          f"{CHANNEL_CAP_S * 64 / 8 / 1000:.1f} MB per inbound file")
+    print(
+        f"  worst case: x{worst[2] / worst[1]:.1f} ({worst[0]}); at most {CHANNEL_CAP_S} s x 64 kb/s = "
+        f"{CHANNEL_CAP_S * 64 / 8 / 1000:.1f} MB per inbound file"
+    )
     for failure in failures:
         print("TARGET MISSED:", failure)
     print("all targets met" if not failures else f"{len(failures)} target(s) missed")

@@ -30,25 +30,56 @@ VARIANTS = ["service", "bare", "pydub"]
 
 
 def make_input(path: str, seconds: int, sample_rate: int, bitrate: str, container: str) -> None:
-    graph = (f"sine=f=220:d={seconds}:sample_rate={sample_rate},volume=0.4[t];"
-             f"anoisesrc=d={seconds}:c=pink:a=0.08:r={sample_rate}[n];[t][n]amix=inputs=2")
-    subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex", graph,
-                    "-ac", "1", "-ar", str(sample_rate), "-c:a", "libopus", "-b:a", bitrate, "-f", container, path],
-                   check=True)
+    graph = (
+        f"sine=f=220:d={seconds}:sample_rate={sample_rate},volume=0.4[t];"
+        f"anoisesrc=d={seconds}:c=pink:a=0.08:r={sample_rate}[n];[t][n]amix=inputs=2"
+    )
+    subprocess.run(
+        [
+            ffmpeg_binary(),
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-filter_complex",
+            graph,
+            "-ac",
+            "1",
+            "-ar",
+            str(sample_rate),
+            "-c:a",
+            "libopus",
+            "-b:a",
+            bitrate,
+            "-f",
+            container,
+            path,
+        ],
+        check=True,
+    )
 
 
 def measure(variant: str, source: str, dest: str) -> dict:
-    done = subprocess.run([sys.executable, os.path.join(HERE, "_measure.py"), variant, source, dest],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, os.path.join(HERE, "_measure.py"), variant, source, dest],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
     print(f"ffmpeg: {ffmpeg_binary()}")
-    print(f"{RUNS} runs per variant, the variants in turn; wall and CPU (python + ffmpeg) = median, RSS = peak of the"
-          " variant's process tree (max of runs)\n")
-    header = (f"{'input':46} {'variant':8} {'wall s':>8} {'vs bare':>8} {'CPU s':>7} {'vs bare':>8}"
-              f" {'peak RSS MB':>12}  (python + ffmpeg)")
+    print(
+        f"{RUNS} runs per variant, the variants in turn; wall and CPU (python + ffmpeg) = median, RSS = peak of the"
+        " variant's process tree (max of runs)\n"
+    )
+    header = (
+        f"{'input':46} {'variant':8} {'wall s':>8} {'vs bare':>8} {'CPU s':>7} {'vs bare':>8}"
+        f" {'peak RSS MB':>12}  (python + ffmpeg)"
+    )
     print(header)
     print("-" * len(header))
     failures = []
@@ -77,9 +108,11 @@ def main() -> int:
                 r = results[variant]
                 total = r["child_mb"] + (r["self_mb"] if variant != "bare" else 0)
                 label = f"{name} [{size_mb:.1f} MB]" if variant == "service" else ""
-                print(f"{label:46} {variant:8} {r['wall']:8.3f} {r['wall'] / bare:8.2f} {r['cpu']:7.3f}"
-                      f" {r['cpu'] / results['bare']['cpu']:8.2f} {total:12.1f}"
-                      f"  ({r['self_mb'] if variant != 'bare' else 0:.0f} + {r['child_mb']:.0f})")
+                print(
+                    f"{label:46} {variant:8} {r['wall']:8.3f} {r['wall'] / bare:8.2f} {r['cpu']:7.3f}"
+                    f" {r['cpu'] / results['bare']['cpu']:8.2f} {total:12.1f}"
+                    f"  ({r['self_mb'] if variant != 'bare' else 0:.0f} + {r['child_mb']:.0f})"
+                )
             ratio = results["service"]["wall"] / bare
             service_total = results["service"]["self_mb"] + results["service"]["child_mb"]
             service_rss.append(service_total)
@@ -89,8 +122,7 @@ def main() -> int:
                 failures.append(f"{name}: service peak RSS {service_total:.0f} MB > 100 MB")
             print()
     growth = service_rss[-1] - service_rss[0]
-    print(f"service peak RSS from 60 s to 17 min: {service_rss[0]:.1f} -> {service_rss[-1]:.1f} MB "
-          f"(+{growth:.1f} MB)")
+    print(f"service peak RSS from 60 s to 17 min: {service_rss[0]:.1f} -> {service_rss[-1]:.1f} MB (+{growth:.1f} MB)")
     if growth > 20:
         failures.append(f"service RSS grows with duration (+{growth:.0f} MB)")
     for failure in failures:

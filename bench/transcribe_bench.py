@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -107,9 +106,9 @@ def cpu_s() -> float:
 
 def child(spec: dict) -> dict:
     started_rss = status_mb("VmRSS")
-    from webhook_app.transcripts import engine
-
     import faster_whisper  # noqa: F401  (what the worker imports with the engine's first use)
+
+    from webhook_app.transcripts import engine
 
     imported_rss = status_mb("VmRSS")
     options = {"threads": spec["threads"], "compute_type": spec["compute_type"]}
@@ -117,12 +116,23 @@ def child(spec: dict) -> dict:
     loaded = engine.load_model(spec["model"], **options)
     load_s = time.perf_counter() - started
     loaded_rss = status_mb("VmRSS")
-    result = {"label": loaded.label, "load_s": load_s, "rss_start_mb": started_rss, "rss_imported_mb": imported_rss,
-              "rss_loaded_mb": loaded_rss, "english_only": loaded.english_only,
-              "model_bytes": os.path.getsize(os.path.join(loaded.source, "model.bin"))
-              if os.path.isdir(loaded.source) else None}
-    transcribe = lambda path: engine.transcribe(path, model=spec["model"], beam_size=spec["beam"],  # noqa: E731
-                                                language=spec["language"], **options)
+    result = {
+        "label": loaded.label,
+        "load_s": load_s,
+        "rss_start_mb": started_rss,
+        "rss_imported_mb": imported_rss,
+        "rss_loaded_mb": loaded_rss,
+        "english_only": loaded.english_only,
+        "model_bytes": os.path.getsize(os.path.join(loaded.source, "model.bin"))
+        if os.path.isdir(loaded.source)
+        else None,
+    }
+
+    def transcribe(path):
+        return engine.transcribe(
+            path, model=spec["model"], beam_size=spec["beam"], language=spec["language"], **options
+        )
+
     if spec.get("note"):
         runs = []
         for run in range(spec["runs"] + 1):  # the first run warms up (the VAD model loads on first use)
@@ -136,16 +146,28 @@ def child(spec: dict) -> dict:
     for clip in spec.get("clips", []):
         wall = time.perf_counter()
         transcript = transcribe(clip["path"])
-        clips.append({**clip, "status": transcript.status, "hypothesis": transcript.text,
-                      "wall_s": time.perf_counter() - wall, "duration_s": transcript.duration_s})
+        clips.append(
+            {
+                **clip,
+                "status": transcript.status,
+                "hypothesis": transcript.text,
+                "wall_s": time.perf_counter() - wall,
+                "duration_s": transcript.duration_s,
+            }
+        )
     result["clips"] = clips
     result["rss_peak_after_clips_mb"] = status_mb("VmHWM")
     return result
 
 
 def run_child(spec: dict) -> dict:
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], input=json.dumps(spec),
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--child"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if done.returncode != 0:
         raise SystemExit(f"child failed for {spec['model']}:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -170,31 +192,48 @@ def make_audio(folder: str) -> dict:
         for voice in VOICES:
             for wpm in SPEEDS:
                 name = f"s{index:02d}-{voice.replace('+', '_')}-{wpm}"
-                jobs.append({"path": os.path.join(folder, name), "text": text, "category": category,
-                             "voice": voice, "wpm": wpm})
+                jobs.append(
+                    {"path": os.path.join(folder, name), "text": text, "category": category, "voice": voice, "wpm": wpm}
+                )
 
     def make_clip(job):
-        ogg = speech_samples.speak(job["path"], job["text"], voice=job["voice"], wpm=job["wpm"],
-                                   kind="whatsapp_ogg", pad_s=0.5)
+        ogg = speech_samples.speak(
+            job["path"], job["text"], voice=job["voice"], wpm=job["wpm"], kind="whatsapp_ogg", pad_s=0.5
+        )
         return {**job, "path": as_stored_mp3(ogg)}
 
     with ThreadPoolExecutor(2) as pool:
         clips = list(pool.map(make_clip, jobs))
     # A 60 s note: the sentences of one voice at the default speed, one after another.
-    parts = [speech_samples.speak(os.path.join(folder, f"note-part-{i:02d}"), text, voice="en-us", wpm=175,
-                                  kind="wav") for i, (_, text) in enumerate(SENTENCES)]
-    note_ogg = speech_samples.concatenate(os.path.join(folder, "note-60s"), parts, kind="whatsapp_ogg",
-                                          seconds=NOTE_S)
+    parts = [
+        speech_samples.speak(os.path.join(folder, f"note-part-{i:02d}"), text, voice="en-us", wpm=175, kind="wav")
+        for i, (_, text) in enumerate(SENTENCES)
+    ]
+    note_ogg = speech_samples.concatenate(os.path.join(folder, "note-60s"), parts, kind="whatsapp_ogg", seconds=NOTE_S)
     long_ogg = os.path.join(folder, "note-long.ogg")
     if LONG_NOTE_S:
-        run_ffmpeg("-stream_loop", "-1", "-i", note_ogg, "-t", str(LONG_NOTE_S), "-c:a", "libopus", "-b:a", "24k",
-                   long_ogg)
-    sounds = [{"path": as_stored_mp3(speech_samples.not_speech(os.path.join(folder, sound), sound, seconds=10,
-                                                               kind="whatsapp_ogg")),
-               "text": "", "category": f"not speech: {sound}", "voice": "", "wpm": 0}
-              for sound in speech_samples.NOT_SPEECH]
-    return {"clips": clips, "note": as_stored_mp3(note_ogg), "note_ogg": note_ogg, "sounds": sounds,
-            "long_note": as_stored_mp3(long_ogg) if LONG_NOTE_S else None}
+        run_ffmpeg(
+            "-stream_loop", "-1", "-i", note_ogg, "-t", str(LONG_NOTE_S), "-c:a", "libopus", "-b:a", "24k", long_ogg
+        )
+    sounds = [
+        {
+            "path": as_stored_mp3(
+                speech_samples.not_speech(os.path.join(folder, sound), sound, seconds=10, kind="whatsapp_ogg")
+            ),
+            "text": "",
+            "category": f"not speech: {sound}",
+            "voice": "",
+            "wpm": 0,
+        }
+        for sound in speech_samples.NOT_SPEECH
+    ]
+    return {
+        "clips": clips,
+        "note": as_stored_mp3(note_ogg),
+        "note_ogg": note_ogg,
+        "sounds": sounds,
+        "long_note": as_stored_mp3(long_ogg) if LONG_NOTE_S else None,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -218,9 +257,16 @@ def time_to_ready_on_vs_off(note_ogg: str, rounds: int) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="transcribe-ready-") as folder:
         url = "sqlite:///" + os.path.join(folder, "bench.db")
         migrate(url)
-        app = create_app({"SQLALCHEMY_DATABASE_URI": url, "SANDBOX_DB": os.path.join(folder, "sandbox.db"),
-                          "SECRET_KEY": "bench", "REDIS_URL": None, "MAINTENANCE_INTERVAL_S": 0,
-                          "SETTINGS_CHECK_INTERVAL_S": 0})
+        app = create_app(
+            {
+                "SQLALCHEMY_DATABASE_URI": url,
+                "SANDBOX_DB": os.path.join(folder, "sandbox.db"),
+                "SECRET_KEY": "bench",
+                "REDIS_URL": None,
+                "MAINTENANCE_INTERVAL_S": 0,
+                "SETTINGS_CHECK_INTERVAL_S": 0,
+            }
+        )
         sandbox = app.extensions["twilio"].sandbox
         client = app.test_client()
         with open(note_ogg, "rb") as handle:
@@ -238,8 +284,9 @@ def time_to_ready_on_vs_off(note_ogg: str, rounds: int) -> dict | None:
             ready = None
             with app.app_context():
                 while ready is None:
-                    status = db.session.scalar(select(AudioMessage.status)
-                                               .where(AudioMessage.message_sid == params["MessageSid"]))
+                    status = db.session.scalar(
+                        select(AudioMessage.status).where(AudioMessage.message_sid == params["MessageSid"])
+                    )
                     db.session.rollback()
                     if status in ("ready", "failed"):
                         assert status == "ready", "the bench note failed"
@@ -248,9 +295,11 @@ def time_to_ready_on_vs_off(note_ogg: str, rounds: int) -> dict | None:
                         time.sleep(0.005)
                 app.extensions["jobs"].wait(timeout=600)  # its transcript too, before the next note
                 transcribed = time.perf_counter() - started
-                done = db.session.scalar(select(Transcript.status).join(
-                    AudioMessage, AudioMessage.id == Transcript.audio_message_id)
-                    .where(AudioMessage.message_sid == params["MessageSid"]))
+                done = db.session.scalar(
+                    select(Transcript.status)
+                    .join(AudioMessage, AudioMessage.id == Transcript.audio_message_id)
+                    .where(AudioMessage.message_sid == params["MessageSid"])
+                )
             assert (done is not None) == transcribe and done in (None, "done"), done
             return ready, transcribed if transcribe else None
 
@@ -262,8 +311,15 @@ def time_to_ready_on_vs_off(note_ogg: str, rounds: int) -> dict | None:
             on.append(ready)
             transcripts.append(transcribed)
     off_p50, on_p50 = statistics.median(off), statistics.median(on)
-    return {"off_p50_s": off_p50, "on_p50_s": on_p50, "ratio": on_p50 / off_p50, "off_s": off, "on_s": on,
-            "transcript_p50_s": statistics.median(transcripts), "rounds": rounds}
+    return {
+        "off_p50_s": off_p50,
+        "on_p50_s": on_p50,
+        "ratio": on_p50 / off_p50,
+        "off_s": off,
+        "on_s": on,
+        "transcript_p50_s": statistics.median(transcripts),
+        "rounds": rounds,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -291,21 +347,39 @@ def main() -> int:
     compute_type = os.environ.get("BENCH_TRANSCRIBE_COMPUTE_TYPE", "int8")
     beam = env_int("BENCH_TRANSCRIBE_BEAM", 5)
     runs = env_int("BENCH_TRANSCRIBE_RUNS", 3)
-    print(f"transcribe bench: {len(SENTENCES)} sentences x {len(VOICES)} voices x {len(SPEEDS)} speeds, "
-          f"{threads} threads, {compute_type}, beam {beam}; load average {os.getloadavg()[0]:.2f} at start")
+    print(
+        f"transcribe bench: {len(SENTENCES)} sentences x {len(VOICES)} voices x {len(SPEEDS)} speeds, "
+        f"{threads} threads, {compute_type}, beam {beam}; load average {os.getloadavg()[0]:.2f} at start"
+    )
     failures = []
-    report = {"threads": threads, "compute_type": compute_type, "beam": beam, "models": {},
-              "load_average_start": os.getloadavg()}
+    report = {
+        "threads": threads,
+        "compute_type": compute_type,
+        "beam": beam,
+        "models": {},
+        "load_average_start": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory(prefix="transcribe-bench-") as folder:
         started = time.perf_counter()
         audio = make_audio(folder)
-        print(f"audio made in {time.perf_counter() - started:.1f} s: {len(audio['clips'])} clips, a 60 s note, "
-              f"{len(audio['sounds'])} non-speech sounds")
+        print(
+            f"audio made in {time.perf_counter() - started:.1f} s: {len(audio['clips'])} clips, a 60 s note, "
+            f"{len(audio['sounds'])} non-speech sounds"
+        )
         for label, model in models_to_measure():
-            spec = {"model": model, "threads": threads, "compute_type": compute_type, "beam": beam,
-                    "language": "en", "runs": runs, "note": audio["note"],
-                    "clips": [{key: clip[key] for key in ("path", "text", "category", "voice", "wpm")}
-                              for clip in audio["clips"] + audio["sounds"]]}
+            spec = {
+                "model": model,
+                "threads": threads,
+                "compute_type": compute_type,
+                "beam": beam,
+                "language": "en",
+                "runs": runs,
+                "note": audio["note"],
+                "clips": [
+                    {key: clip[key] for key in ("path", "text", "category", "voice", "wpm")}
+                    for clip in audio["clips"] + audio["sounds"]
+                ],
+            }
             load_before = os.getloadavg()[0]
             result = run_child(spec)
             result["load_average"] = [load_before, os.getloadavg()[0]]
@@ -315,12 +389,15 @@ def main() -> int:
             failures += summarize(label, result, targets=(label == "tiny.en"))
         ready = time_to_ready_on_vs_off(audio["note_ogg"], env_int("BENCH_TRANSCRIBE_READY_ROUNDS", 5))
     report["time_to_ready"] = ready
-    print(f"\n(c) time to ready of a {NOTE_S:g} s note, transcription on vs off: off p50 {ready['off_p50_s']:.2f} s, "
-          f"on p50 {ready['on_p50_s']:.2f} s, ratio {ready['ratio']:.3f} (target <= {READY_TARGET_RATIO}); "
-          f"the transcript {ready['transcript_p50_s']:.2f} s after the webhook")
+    print(
+        f"\n(c) time to ready of a {NOTE_S:g} s note, transcription on vs off: off p50 {ready['off_p50_s']:.2f} s, "
+        f"on p50 {ready['on_p50_s']:.2f} s, ratio {ready['ratio']:.3f} (target <= {READY_TARGET_RATIO}); "
+        f"the transcript {ready['transcript_p50_s']:.2f} s after the webhook"
+    )
     if ready["ratio"] > READY_TARGET_RATIO:
-        failures.append(f"time to ready with transcription on is {ready['ratio']:.3f}x off's "
-                        f"(target <= {READY_TARGET_RATIO})")
+        failures.append(
+            f"time to ready with transcription on is {ready['ratio']:.3f}x off's (target <= {READY_TARGET_RATIO})"
+        )
     report["load_average_end"] = os.getloadavg()
     os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "out", "transcribe.json"), "w") as out:
@@ -341,23 +418,36 @@ def summarize(label: str, result: dict, targets: bool) -> list[str]:
     rtf_best = min(run["wall_s"] for run in timed) / duration
     cpu_rtf = statistics.median(run["cpu_s"] for run in timed) / duration
     size = f", model.bin {result['model_bytes'] / 1e6:.0f} MB" if result["model_bytes"] else ""
-    print(f"\n== {label} ({result['label']}{size}; load average {result['load_average'][0]:.2f} -> "
-          f"{result['load_average'][1]:.2f})")
-    print(f"(a) model load {result['load_s']:.2f} s; RSS: {result['rss_start_mb']:.0f} MB at start, "
-          f"{result['rss_imported_mb']:.0f} MB with faster-whisper imported, {result['rss_loaded_mb']:.0f} MB with "
-          f"the model loaded, peak {result['rss_peak_mb']:.0f} MB during the {duration:.0f} s note "
-          f"({result['rss_peak_after_clips_mb']:.0f} MB after all clips)")
-    print(f"    {duration:.0f} s note: real-time factor {rtf:.3f} (median of {len(timed)}, best {rtf_best:.3f}, "
-          f"warm-up {result['note_runs'][0]['wall_s'] / duration:.3f}); CPU seconds per audio second {cpu_rtf:.3f}")
+    print(
+        f"\n== {label} ({result['label']}{size}; load average {result['load_average'][0]:.2f} -> "
+        f"{result['load_average'][1]:.2f})"
+    )
+    print(
+        f"(a) model load {result['load_s']:.2f} s; RSS: {result['rss_start_mb']:.0f} MB at start, "
+        f"{result['rss_imported_mb']:.0f} MB with faster-whisper imported, {result['rss_loaded_mb']:.0f} MB with "
+        f"the model loaded, peak {result['rss_peak_mb']:.0f} MB during the {duration:.0f} s note "
+        f"({result['rss_peak_after_clips_mb']:.0f} MB after all clips)"
+    )
+    print(
+        f"    {duration:.0f} s note: real-time factor {rtf:.3f} (median of {len(timed)}, best {rtf_best:.3f}, "
+        f"warm-up {result['note_runs'][0]['wall_s'] / duration:.3f}); CPU seconds per audio second {cpu_rtf:.3f}"
+    )
     result["summary"] = {"rtf_median": rtf, "rtf_best": rtf_best, "cpu_per_audio_s": cpu_rtf, "note_s": duration}
     long = result.get("long_note")
     if long:
         run = long["note_runs"][0]
-        print(f"    {run['duration_s']:.0f} s note (one run, fresh process): peak RSS {long['rss_peak_mb']:.0f} MB, "
-              f"real-time factor {run['wall_s'] / run['duration_s']:.3f}, CPU seconds per audio second "
-              f"{run['cpu_s'] / run['duration_s']:.3f}")
-        result["summary"].update({"long_note_s": run["duration_s"], "long_peak_mb": long["rss_peak_mb"],
-                                  "long_rtf": run["wall_s"] / run["duration_s"]})
+        print(
+            f"    {run['duration_s']:.0f} s note (one run, fresh process): peak RSS {long['rss_peak_mb']:.0f} MB, "
+            f"real-time factor {run['wall_s'] / run['duration_s']:.3f}, CPU seconds per audio second "
+            f"{run['cpu_s'] / run['duration_s']:.3f}"
+        )
+        result["summary"].update(
+            {
+                "long_note_s": run["duration_s"],
+                "long_peak_mb": long["rss_peak_mb"],
+                "long_rtf": run["wall_s"] / run["duration_s"],
+            }
+        )
     if targets:
         if rtf >= RTF_TARGET:
             failures.append(f"{label} real-time factor {rtf:.3f} >= {RTF_TARGET}")
@@ -370,8 +460,10 @@ def summarize(label: str, result: dict, targets: bool) -> list[str]:
     overall = wer_of(speech)
     clip_audio = sum(clip["duration_s"] for clip in speech)
     clip_rtf = sum(clip["wall_s"] for clip in speech) / clip_audio
-    print(f"(b) WER {overall:.1%} over {len(speech)} clips ({clip_audio:.0f} s of speech; real-time factor of the "
-          f"short clips {clip_rtf:.3f})")
+    print(
+        f"(b) WER {overall:.1%} over {len(speech)} clips ({clip_audio:.0f} s of speech; real-time factor of the "
+        f"short clips {clip_rtf:.3f})"
+    )
     groups = {}
     for clip in speech:
         groups.setdefault(f"voice {clip['voice']}", []).append(clip)
@@ -380,12 +472,14 @@ def summarize(label: str, result: dict, targets: bool) -> list[str]:
     print("    " + ", ".join(f"{name} {wer_of(clips):.1%}" for name, clips in groups.items()))
     worst = sorted(speech, key=lambda clip: -wer_of([clip]))[:3]
     for clip in worst:
-        print(f"    worst: {wer_of([clip]):.0%} {clip['voice']} {clip['wpm']}: {clip['text']!r} -> "
-              f"{clip['hypothesis']!r}")
+        print(
+            f"    worst: {wer_of([clip]):.0%} {clip['voice']} {clip['wpm']}: {clip['text']!r} -> {clip['hypothesis']!r}"
+        )
     for sound in sounds:
         print(f"    {sound['category']}: {sound['status']} {sound['hypothesis']!r}")
-    result["summary"].update({"wer": overall, "wer_groups": {name: wer_of(clips) for name, clips in groups.items()},
-                              "clip_rtf": clip_rtf})
+    result["summary"].update(
+        {"wer": overall, "wer_groups": {name: wer_of(clips) for name, clips in groups.items()}, "clip_rtf": clip_rtf}
+    )
     if targets and overall >= WER_TARGET:
         failures.append(f"{label} WER {overall:.1%} >= {WER_TARGET:.0%}")
     for sound in sounds:

@@ -41,21 +41,61 @@ def percentile(values: list[float], fraction: float) -> float:
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="upload-bench-") as workdir:
         recording = os.path.join(workdir, "recording.webm")
-        subprocess.run([ffmpeg_binary(), "-nostdin", "-loglevel", "error", "-y", "-filter_complex",
-                        "sine=f=220:d=60:sample_rate=48000,volume=0.4[t];anoisesrc=d=60:c=pink:a=0.08:r=48000[n];"
-                        "[t][n]amix=inputs=2", "-ac", "1", "-c:a", "libopus", "-b:a", "32k", "-f", "webm", recording],
-                       check=True)
-        env = dict(os.environ, DATABASE_URL=f"sqlite:///{workdir}/bench.db", SANDBOX_DB=f"{workdir}/sandbox.db",
-                   SECRET_KEY="bench", LOG_LEVEL="WARNING")
+        subprocess.run(
+            [
+                ffmpeg_binary(),
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-filter_complex",
+                "sine=f=220:d=60:sample_rate=48000,volume=0.4[t];anoisesrc=d=60:c=pink:a=0.08:r=48000[n];"
+                "[t][n]amix=inputs=2",
+                "-ac",
+                "1",
+                "-c:a",
+                "libopus",
+                "-b:a",
+                "32k",
+                "-f",
+                "webm",
+                recording,
+            ],
+            check=True,
+        )
+        env = dict(
+            os.environ,
+            DATABASE_URL=f"sqlite:///{workdir}/bench.db",
+            SANDBOX_DB=f"{workdir}/sandbox.db",
+            SECRET_KEY="bench",
+            LOG_LEVEL="WARNING",
+        )
         env.pop("REDIS_URL", None)
         env.pop("TWILIO_ACCOUNT_SID", None)
-        subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True
+        )
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "gunicorn", "webhook_app:create_app()", "--workers", "1",
-                                   "--threads", "4", "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-                                   "--access-logfile", os.path.join(workdir, "access.log")],
-                                  cwd=ROOT, env=env)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "webhook_app:create_app()",
+                "--workers",
+                "1",
+                "--threads",
+                "4",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                "--access-logfile",
+                os.path.join(workdir, "access.log"),
+            ],
+            cwd=ROOT,
+            env=env,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             for _ in range(100):
@@ -76,8 +116,12 @@ def main() -> int:
             totals, transcodes_in_request = [], []
             for attempt in range(RUNS + 1):  # the first is a warm-up
                 started = time.perf_counter()
-                response = requests.post(url, files={"audio": ("rec.webm", data, "audio/webm")},
-                                         headers={"Authorization": f"Bearer {token}"}, timeout=60)
+                response = requests.post(
+                    url,
+                    files={"audio": ("rec.webm", data, "audio/webm")},
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=60,
+                )
                 elapsed = time.perf_counter() - started
                 response.raise_for_status()
                 if attempt:
@@ -91,8 +135,11 @@ def main() -> int:
                 alone.append(result.elapsed_s)
             import sqlite3
 
-            rows = sqlite3.connect(f"{workdir}/bench.db").execute(
-                "SELECT transcode_ms FROM audio_messages ORDER BY id").fetchall()[1:]
+            rows = (
+                sqlite3.connect(f"{workdir}/bench.db")
+                .execute("SELECT transcode_ms FROM audio_messages ORDER BY id")
+                .fetchall()[1:]
+            )
             transcodes_in_request = [r[0] / 1000 for r in rows]
         finally:
             server.terminate()

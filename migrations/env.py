@@ -5,9 +5,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+from webhook_app import models  # noqa: F401 - registers the tables on db.metadata
 from webhook_app.config import Config, default_database_url
 from webhook_app.extensions import db
-from webhook_app import models  # noqa: F401 - registers the tables on db.metadata
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging"):
@@ -31,8 +31,13 @@ def run_migrations_online() -> None:
     connectable = engine_from_config({"sqlalchemy.url": url}, prefix="sqlalchemy.", poolclass=pool.NullPool)
     with connectable.connect() as connection:
         # Batch mode lets ALTERs work on SQLite too (it rebuilds the table).
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                          compare_type=True, include_object=include_object)
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            compare_type=True,
+            include_object=include_object,
+        )
         with context.begin_transaction():
             context.run_migrations()
 

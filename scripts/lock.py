@@ -56,8 +56,9 @@ class Lock:
 
 LOCKS = (
     Lock(LOCK, HEADER),
-    Lock(ROOT / "requirements-transcribe.txt", TRANSCRIBE_HEADER, extras=("transcribe",), hashes=True,
-         project_line=False),
+    Lock(
+        ROOT / "requirements-transcribe.txt", TRANSCRIBE_HEADER, extras=("transcribe",), hashes=True, project_line=False
+    ),
 )
 
 
@@ -88,8 +89,19 @@ def compile_lock(lock: Lock, previous: str, upgrade: bool, base: str = "") -> st
         # uv keeps the pins already in the output file unless told to upgrade, so a refresh moves only what
         # pyproject.toml's change forces, and a check does not fail because the index has newer releases.
         output.write_text(pins(previous))
-        command = [find_uv_bin(), "pip", "compile", str(ROOT / "pyproject.toml"), "--universal",
-                   "--python-version", "3.11", "--no-header", "--quiet", "--output-file", str(output)]
+        command = [
+            find_uv_bin(),
+            "pip",
+            "compile",
+            str(ROOT / "pyproject.toml"),
+            "--universal",
+            "--python-version",
+            "3.11",
+            "--no-header",
+            "--quiet",
+            "--output-file",
+            str(output),
+        ]
         for extra in lock.extras:
             command += ["--extra", extra]
         if lock.hashes:
@@ -128,8 +140,11 @@ def main() -> int:
         elif fresh == current:
             print(f"{name} matches pyproject.toml")
         else:
-            sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), fresh.splitlines(True),
-                                                       name, "compiled from pyproject.toml"))
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    current.splitlines(True), fresh.splitlines(True), name, "compiled from pyproject.toml"
+                )
+            )
             print(f"{name} is out of date: run `make lock` and commit it", file=sys.stderr)
             failed = True
     return 1 if failed else 0

@@ -34,8 +34,9 @@ CODEC_OPTIONS = {"-c", "-codec", "-c:a", "-codec:a", "-acodec", "-c:v", "-codec:
 @functools.cache
 def encoders_of(binary: str) -> frozenset[str]:
     """The encoder names `binary -encoders` lists (cached per binary: asking costs a process start)."""
-    listing = subprocess.run([binary, "-nostdin", "-hide_banner", "-encoders"], capture_output=True, text=True,
-                             errors="replace", timeout=30).stdout
+    listing = subprocess.run(
+        [binary, "-nostdin", "-hide_banner", "-encoders"], capture_output=True, text=True, errors="replace", timeout=30
+    ).stdout
     # The table starts after a " ------" rule; each row is "<flags> <name> <description>".
     _, _, table = listing.partition("------")
     return frozenset(row.split()[1] for row in table.splitlines() if len(row.split()) >= 2)
@@ -53,8 +54,9 @@ def ffmpeg_with(*encoders: str) -> str:
     for binary in candidates:
         if set(encoders) <= encoders_of(binary):
             return binary
-    raise RuntimeError(f"no ffmpeg here can encode {', '.join(encoders)} to make this test's sample "
-                       f"(tried {', '.join(candidates)})")
+    raise RuntimeError(
+        f"no ffmpeg here can encode {', '.join(encoders)} to make this test's sample (tried {', '.join(candidates)})"
+    )
 
 
 def encoders_in(args) -> list[str]:
@@ -64,8 +66,9 @@ def encoders_in(args) -> list[str]:
 
 def run_ffmpeg(*args: str) -> None:
     """Make a test file with `ffmpeg -y <args>`, by an ffmpeg that has the encoders the arguments name."""
-    subprocess.run([ffmpeg_with(*encoders_in(args)), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args],
-                   check=True)
+    subprocess.run(
+        [ffmpeg_with(*encoders_in(args)), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True
+    )
 
 
 class LazySamples(dict):
@@ -94,14 +97,19 @@ def content_type(kind: str) -> str:
 
 def decoded_duration(path) -> float:
     """What a player gets: decode the whole file and read ffmpeg's final timestamp."""
-    done = subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", str(path), "-f", "null", "-"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", str(path), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     times = re.findall(r"time=(\d+):(\d+):(\d+\.\d+)", done.stderr)
     hours, minutes, seconds = times[-1]
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def stream_info(path) -> str:
-    done = subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True, text=True
+    )
     return "\n".join(line for line in done.stderr.splitlines() if "Stream #" in line)

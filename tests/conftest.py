@@ -6,9 +6,9 @@ import contextlib
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from string import Template
-from typing import Iterator
 from urllib.parse import parse_qsl
 
 import pytest
@@ -19,18 +19,25 @@ from werkzeug.serving import make_server
 
 from tests.processes import ROOT
 from webhook_app import create_app
+
 # The agent of `agent_token` is the console's: the escaped chat identity Flex gives both a token and a participant.
 from webhook_app.agent.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY
 from webhook_app.extensions import db
-from webhook_app.models import (AudioMessage, ChannelSettings, SettingsChange, SettingsVersion, StoredMedia,
-                                Transcript)
+from webhook_app.models import AudioMessage, ChannelSettings, SettingsChange, SettingsVersion, StoredMedia, Transcript
 from webhook_app.settings.rules import HARD_MAX_BYTES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POST_EVENT = "/twilio/conversations/post-event"
 
-DEFAULT_SETTINGS = {"sending_enabled": True, "max_duration_s": 900, "bitrate_kbps": 64, "normalize_inbound": True,
-                    "loudness_normalize": False, "transcribe": False, "transcribe_language": "auto"}
+DEFAULT_SETTINGS = {
+    "sending_enabled": True,
+    "max_duration_s": 900,
+    "bitrate_kbps": 64,
+    "normalize_inbound": True,
+    "loudness_normalize": False,
+    "transcribe": False,
+    "transcribe_language": "auto",
+}
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -71,17 +78,19 @@ def queue_name() -> str:
 
 @pytest.fixture
 def app(database_url, queue_name, tmp_path):
-    app = create_app({
-        "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "REDIS_URL": os.environ.get("TEST_REDIS_URL") or None,
-        "RQ_QUEUE": queue_name,
-        "SANDBOX_DB": str(tmp_path / "sandbox.db"),
-        "SECRET_KEY": "test-secret",
-        "SETTINGS_CHECK_INTERVAL_S": 0,  # tests change settings and expect them at once
-        "JOB_RETRY_BASE_S": 0,  # job-level retries at once, so tests need not wait out a backoff
-        "MAINTENANCE_INTERVAL_S": 0,  # tests sweep when they mean to, never a background thread
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "REDIS_URL": os.environ.get("TEST_REDIS_URL") or None,
+            "RQ_QUEUE": queue_name,
+            "SANDBOX_DB": str(tmp_path / "sandbox.db"),
+            "SECRET_KEY": "test-secret",
+            "SETTINGS_CHECK_INTERVAL_S": 0,  # tests change settings and expect them at once
+            "JOB_RETRY_BASE_S": 0,  # job-level retries at once, so tests need not wait out a backoff
+            "MAINTENANCE_INTERVAL_S": 0,  # tests sweep when they mean to, never a background thread
+        }
+    )
     with app.app_context():
         _reset_database()
         runner = app.extensions["jobs"]
@@ -154,8 +163,9 @@ def web_chat_message_with_two_attachments(app, sandbox, tmp_path) -> tuple[str, 
     first = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)
     second = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=2.0)
     params = sandbox.customer_sends_media(conversation, Path(first).read_bytes(), "audio/webm", "a.webm")
-    extra = app.extensions["twilio"].upload_media(sandbox.chat_service_sid, Path(second).read_bytes(),
-                                                  "audio/ogg", "b.ogg")
+    extra = app.extensions["twilio"].upload_media(
+        sandbox.chat_service_sid, Path(second).read_bytes(), "audio/ogg", "b.ogg"
+    )
     sandbox.attach_media(conversation, params["MessageSid"], extra["sid"])
     return conversation, params, extra["sid"]
 
@@ -196,8 +206,6 @@ def check_webhook(client, sandbox, app):
         return response
 
     return check
-
-
 
 
 @pytest.fixture
@@ -248,11 +256,19 @@ def deployed_service(remote, database_url: str, **config) -> Iterator:
     """The service with Twilio credentials (no in-process sandbox), talking real HTTP to the sandbox `remote` on a
     port of its own, reached through TWILIO_API_BASE_URL exactly as real Twilio would be."""
     with serving(remote.wsgi_app()) as twilio_url:
-        service = create_app({
-            "TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "test-secret",
-            "TWILIO_SANDBOX": False, "TWILIO_ACCOUNT_SID": remote.account_sid, "TWILIO_AUTH_TOKEN": remote.auth_token,
-            "TWILIO_API_BASE_URL": twilio_url, "MAINTENANCE_INTERVAL_S": 0, **config,
-        })
+        service = create_app(
+            {
+                "TESTING": True,
+                "SQLALCHEMY_DATABASE_URI": database_url,
+                "SECRET_KEY": "test-secret",
+                "TWILIO_SANDBOX": False,
+                "TWILIO_ACCOUNT_SID": remote.account_sid,
+                "TWILIO_AUTH_TOKEN": remote.auth_token,
+                "TWILIO_API_BASE_URL": twilio_url,
+                "MAINTENANCE_INTERVAL_S": 0,
+                **config,
+            }
+        )
         assert service.extensions["twilio"].sandbox is None
         yield service
         with service.app_context():

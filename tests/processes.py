@@ -14,10 +14,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Whatever the developer's shell has set must not leak into the processes under test.
-SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "RQ_QUEUE", "SANDBOX_DB", "SECRET_KEY", "LOG_LEVEL", "LOG_FORMAT",
-                     "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET",
-                     "TWILIO_API_BASE_URL", "PUBLIC_BASE_URL", "WEB_CONCURRENCY", "PORT", "MEDIA_STORE",
-                     "GUNICORN_CMD_ARGS")
+SERVICE_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "RQ_QUEUE",
+    "SANDBOX_DB",
+    "SECRET_KEY",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_API_KEY_SID",
+    "TWILIO_API_KEY_SECRET",
+    "TWILIO_API_BASE_URL",
+    "PUBLIC_BASE_URL",
+    "WEB_CONCURRENCY",
+    "PORT",
+    "MEDIA_STORE",
+    "GUNICORN_CMD_ARGS",
+)
 
 
 def free_port() -> int:
@@ -77,8 +92,15 @@ class Processes:
     def start(self, name: str, argv: list[str]) -> subprocess.Popen:
         log_path = self.log_dir / f"{name}.log"
         with log_path.open("ab") as log:
-            process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.started.append((name, process, log_path))
         return process
 
@@ -143,12 +165,31 @@ class RedisServer:
 
     def start(self) -> None:
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-                                             "--save", "", "--appendonly", "no", "--daemonize", "no"],
-                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
-        wait_until(self.answers, 10, f"redis-server to answer on port {self.port}",
-                   lambda: self.log_path.read_text(errors="replace")[-2000:])
+            self.process = subprocess.Popen(
+                [
+                    REDIS_SERVER,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        wait_until(
+            self.answers,
+            10,
+            f"redis-server to answer on port {self.port}",
+            lambda: self.log_path.read_text(errors="replace")[-2000:],
+        )
 
     def kill(self) -> None:
         """SIGKILL: connections drop at once and nothing is saved."""

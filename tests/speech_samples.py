@@ -44,8 +44,7 @@ def _encode(source_args: list[str], path, kind: str) -> str:
     return str(path)
 
 
-def speak(path, text: str, *, voice: str = "en-us", wpm: int = 160, kind: str = "mp3",
-          pad_s: float = 0.0) -> str:
+def speak(path, text: str, *, voice: str = "en-us", wpm: int = 160, kind: str = "mp3", pad_s: float = 0.0) -> str:
     """`text` spoken by espeak-ng (`voice`, `wpm` words a minute), encoded as `kind` (tests/audio_samples.py's
     KINDS: mp3, whatsapp_ogg, …) at `path` (its extension set by the kind). `pad_s` of silence before and after,
     as a phone leaves around a note. Returns the file's path."""
@@ -70,11 +69,13 @@ NOT_SPEECH = {
     "pink_noise": "anoisesrc=c=pink:a=0.3:r=48000",
     # Music-like: a melody of notes changing four times a second (a pentatonic scale on A3), each with two harmonics,
     # over a sustained low fifth, with a slow tremolo.
-    "music": ("aevalsrc='"
-              "0.25*sin(2*PI*220*pow(2,st(0,(floor(mod(t*4,5))*2+floor(floor(mod(t*4,5))/2))/12))*t)"
-              "+0.10*sin(4*PI*220*pow(2,ld(0))*t)+0.05*sin(6*PI*220*pow(2,ld(0))*t)"
-              "+0.15*sin(2*PI*110*t)+0.10*sin(2*PI*165*t)"
-              "':s=48000,tremolo=f=3:d=0.3"),
+    "music": (
+        "aevalsrc='"
+        "0.25*sin(2*PI*220*pow(2,st(0,(floor(mod(t*4,5))*2+floor(floor(mod(t*4,5))/2))/12))*t)"
+        "+0.10*sin(4*PI*220*pow(2,ld(0))*t)+0.05*sin(6*PI*220*pow(2,ld(0))*t)"
+        "+0.15*sin(2*PI*110*t)+0.10*sin(2*PI*165*t)"
+        "':s=48000,tremolo=f=3:d=0.3"
+    ),
 }
 
 
@@ -83,16 +84,17 @@ def not_speech(path, sound: str, *, seconds: float = 10.0, kind: str = "mp3") ->
     return _encode(["-f", "lavfi", "-i", NOT_SPEECH[sound], "-t", str(seconds)], path, kind)
 
 
-def concatenate(path, parts: list[str], *, kind: str = "mp3", gap_s: float = 0.6,
-                seconds: float | None = None) -> str:
+def concatenate(path, parts: list[str], *, kind: str = "mp3", gap_s: float = 0.6, seconds: float | None = None) -> str:
     """The files `parts` one after another with `gap_s` of silence between them, encoded as `kind`, cut at
     `seconds` when given."""
     inputs, labels = [], []
     for index, part in enumerate(parts):
         inputs += ["-i", part]
         labels.append(f"[a{index}]")
-    chains = [f"[{index}:a]aresample=48000,aformat=channel_layouts=mono,apad=pad_dur={gap_s}[a{index}]"
-              for index in range(len(parts))]
+    chains = [
+        f"[{index}:a]aresample=48000,aformat=channel_layouts=mono,apad=pad_dur={gap_s}[a{index}]"
+        for index in range(len(parts))
+    ]
     graph = ";".join(chains) + ";" + "".join(labels) + f"concat=n={len(parts)}:v=0:a=1"
     return _encode([*inputs, "-filter_complex", graph, *(["-t", str(seconds)] if seconds else [])], path, kind)
 
@@ -100,23 +102,76 @@ def concatenate(path, parts: list[str], *, kind: str = "mp3", gap_s: float = 0.6
 # ---------------------------------------------------------------------------------------------------------------
 # Scoring: a small English normalizer (Whisper's own is not part of faster-whisper) and word error rate.
 
-_UNITS = {word: number for number, word in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen".split())}
-_TENS = {word: 10 * number for number, word in enumerate(
-    "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()) if word != "_"}
-_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
-             "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "thirteenth": 13, "fifteenth": 15,
-             "twentieth": 20, "thirtieth": 30}
-_CONTRACTIONS = {"i'm": "i am", "it's": "it is", "that's": "that is", "there's": "there is", "what's": "what is",
-                 "let's": "let us", "don't": "do not", "doesn't": "does not", "didn't": "did not",
-                 "can't": "cannot", "won't": "will not", "isn't": "is not", "wasn't": "was not",
-                 "haven't": "have not", "i've": "i have", "i'll": "i will", "we'll": "we will",
-                 "you'll": "you will", "we're": "we are", "you're": "you are", "they're": "they are",
-                 "i'd": "i would", "we've": "we have", "couldn't": "could not", "wouldn't": "would not"}
-_SPELLINGS = {"ok": "okay", "e-mail": "email", "cancelled": "canceled", "cancelling": "canceling",
-              "colour": "color", "favour": "favor", "centre": "center", "whatsapp": "whatsapp",
-              "mr": "mister", "mrs": "missus", "dr": "doctor"}
+_UNITS = {
+    word: number
+    for number, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen".split()
+    )
+}
+_TENS = {
+    word: 10 * number
+    for number, word in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split())
+    if word != "_"
+}
+_ORDINALS = {
+    "first": 1,
+    "second": 2,
+    "third": 3,
+    "fourth": 4,
+    "fifth": 5,
+    "sixth": 6,
+    "seventh": 7,
+    "eighth": 8,
+    "ninth": 9,
+    "tenth": 10,
+    "eleventh": 11,
+    "twelfth": 12,
+    "thirteenth": 13,
+    "fifteenth": 15,
+    "twentieth": 20,
+    "thirtieth": 30,
+}
+_CONTRACTIONS = {
+    "i'm": "i am",
+    "it's": "it is",
+    "that's": "that is",
+    "there's": "there is",
+    "what's": "what is",
+    "let's": "let us",
+    "don't": "do not",
+    "doesn't": "does not",
+    "didn't": "did not",
+    "can't": "cannot",
+    "won't": "will not",
+    "isn't": "is not",
+    "wasn't": "was not",
+    "haven't": "have not",
+    "i've": "i have",
+    "i'll": "i will",
+    "we'll": "we will",
+    "you'll": "you will",
+    "we're": "we are",
+    "you're": "you are",
+    "they're": "they are",
+    "i'd": "i would",
+    "we've": "we have",
+    "couldn't": "could not",
+    "wouldn't": "would not",
+}
+_SPELLINGS = {
+    "ok": "okay",
+    "e-mail": "email",
+    "cancelled": "canceled",
+    "cancelling": "canceling",
+    "colour": "color",
+    "favour": "favor",
+    "centre": "center",
+    "whatsapp": "whatsapp",
+    "mr": "mister",
+    "mrs": "missus",
+    "dr": "doctor",
+}
 
 
 def _numbers(words: list[str]) -> list[str]:
@@ -192,8 +247,7 @@ def _codes(words: list[str]) -> list[str]:
     digits ("472 915" -> "472915")."""
     split = []
     for word in words:
-        split += re.findall(r"[a-z]+|[0-9]+", word) if re.search(r"[a-z]", word) and re.search(r"\d", word) \
-            else [word]
+        split += re.findall(r"[a-z]+|[0-9]+", word) if re.search(r"[a-z]", word) and re.search(r"\d", word) else [word]
     joined: list[str] = []
     run: list[str] = []  # single letters in a row (two or more make one code)
     for word in split + [""]:

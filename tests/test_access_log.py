@@ -19,8 +19,14 @@ def gunicorn(app, tmp_path):
 
     def start(log_format: str) -> tuple[str, callable]:
         env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
-        env.update(DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], SANDBOX_DB=app.config["SANDBOX_DB"],
-                   SECRET_KEY="test-secret", LOG_FORMAT=log_format, WEB_CONCURRENCY="1", PORT=str(free_port()))
+        env.update(
+            DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+            SANDBOX_DB=app.config["SANDBOX_DB"],
+            SECRET_KEY="test-secret",
+            LOG_FORMAT=log_format,
+            WEB_CONCURRENCY="1",
+            PORT=str(free_port()),
+        )
         processes.env = env
         processes.start(f"web-{log_format}", [sys.executable, "-m", "gunicorn", "webhook_app:create_app()"])
         base_url = f"http://127.0.0.1:{env['PORT']}"
@@ -44,9 +50,12 @@ def access_lines(lines: list[str]) -> list[dict]:
 
 def test_json_access_lines_carry_status_time_and_the_request_id(gunicorn):
     base_url, log_lines = gunicorn("json")
-    forged = requests.post(base_url + "/twilio/conversations/post-event", data={"EventType": "onMessageAdded"},
-                           headers={"X-Twilio-Signature": "forged", "User-Agent": "TwilioProxy/1.1",
-                                    "X-Request-Id": "router-id-123"}, timeout=5)
+    forged = requests.post(
+        base_url + "/twilio/conversations/post-event",
+        data={"EventType": "onMessageAdded"},
+        headers={"X-Twilio-Signature": "forged", "User-Agent": "TwilioProxy/1.1", "X-Request-Id": "router-id-123"},
+        timeout=5,
+    )
     assert forged.status_code == 403 and forged.headers["X-Request-Id"] == "router-id-123"
     playback = requests.get(base_url + "/media/secret-playback-token", timeout=5)
     assert playback.status_code in (403, 410)
@@ -73,10 +82,18 @@ def test_json_access_lines_carry_status_time_and_the_request_id(gunicorn):
 def test_text_log_format_keeps_gunicorns_apache_line(gunicorn):
     base_url, log_lines = gunicorn("text")
     assert requests.get(base_url + "/healthz", timeout=5).status_code == 200
-    line = wait_until(lambda: next((x for x in log_lines() if '"GET /healthz HTTP/1.1" 200' in x), None), 10,
-                      "the access line", lambda: "\n".join(log_lines()))
+    line = wait_until(
+        lambda: next((x for x in log_lines() if '"GET /healthz HTTP/1.1" 200' in x), None),
+        10,
+        "the access line",
+        lambda: "\n".join(log_lines()),
+    )
     assert not line.startswith("{")
     assert requests.get(base_url + "/media/secret-playback-token", timeout=5).status_code in (403, 410)
-    wait_until(lambda: next((x for x in log_lines() if '"GET /media/[redacted] HTTP/1.1"' in x), None), 10,
-               "the playback line", lambda: "\n".join(log_lines()))
+    wait_until(
+        lambda: next((x for x in log_lines() if '"GET /media/[redacted] HTTP/1.1"' in x), None),
+        10,
+        "the playback line",
+        lambda: "\n".join(log_lines()),
+    )
     assert "secret-playback-token" not in "\n".join(log_lines())

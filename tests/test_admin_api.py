@@ -2,7 +2,7 @@
 
 import csv
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -43,24 +43,43 @@ def test_settings_get_and_put(client, admin_app, sandbox):
     body = client.get("/api/v1/admin/settings", headers=bearer(ADMIN)).get_json()
     assert [s["channel"] for s in body["settings"]] == ["whatsapp", "sms", "webchat", "messenger", "other"]
     supervisor = sandbox.issue_token("sup@example.com", roles=["supervisor"])
-    response = client.put("/api/v1/admin/settings/sms", json={"max_duration_s": 300, "bitrate_kbps": 48},
-                          headers=bearer(supervisor))
+    response = client.put(
+        "/api/v1/admin/settings/sms", json={"max_duration_s": 300, "bitrate_kbps": 48}, headers=bearer(supervisor)
+    )
     assert response.status_code == 200
     updated = response.get_json()
-    assert updated["max_duration_s"] == 300 and updated["bitrate_kbps"] == 48 and updated["updated_by"] == \
-        "sup@example.com"
-    assert set(updated) == {"channel", "sending_enabled", "max_bytes", "max_duration_s", "bitrate_kbps",
-                            "normalize_inbound", "loudness_normalize", "transcribe", "transcribe_language",
-                            "updated_at", "updated_by"}
+    assert (
+        updated["max_duration_s"] == 300
+        and updated["bitrate_kbps"] == 48
+        and updated["updated_by"] == "sup@example.com"
+    )
+    assert set(updated) == {
+        "channel",
+        "sending_enabled",
+        "max_bytes",
+        "max_duration_s",
+        "bitrate_kbps",
+        "normalize_inbound",
+        "loudness_normalize",
+        "transcribe",
+        "transcribe_language",
+        "updated_at",
+        "updated_by",
+    }
     assert client.get("/api/v1/admin/settings/sms", headers=bearer(ADMIN)).get_json() == updated
     changes = client.get("/api/v1/admin/settings-changes", headers=bearer(ADMIN)).get_json()["changes"]
-    assert {(c["key"], c["old_value"], c["new_value"]) for c in changes} == {("max_duration_s", 900, 300),
-                                                                             ("bitrate_kbps", 64, 48)}
+    assert {(c["key"], c["old_value"], c["new_value"]) for c in changes} == {
+        ("max_duration_s", 900, 300),
+        ("bitrate_kbps", 64, 48),
+    }
 
 
 def test_put_many_is_all_or_nothing(client, admin_app):
-    response = client.put("/api/v1/admin/settings", headers=bearer(ADMIN),
-                          json={"whatsapp": {"bitrate_kbps": 96}, "sms": {"max_bytes": 10 ** 9}})
+    response = client.put(
+        "/api/v1/admin/settings",
+        headers=bearer(ADMIN),
+        json={"whatsapp": {"bitrate_kbps": 96}, "sms": {"max_bytes": 10**9}},
+    )
     assert response.status_code == 400
     whatsapp = client.get("/api/v1/admin/settings/whatsapp", headers=bearer(ADMIN)).get_json()
     assert whatsapp["bitrate_kbps"] == 64
@@ -156,7 +175,7 @@ def test_audit_filters_pagination_and_csv(client, admin_app, sandbox, agent_toke
     assert audit(conversation_sid=sms, status="ready")["total"] == 1
     assert audit(since="1h")["total"] == 4 and audit(until="2000-01-01")["total"] == 0
     # One instant, written with another offset, is the same window (SQLite compares stored UTC text).
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert audit(since=(now - timedelta(minutes=30)).astimezone(timezone(timedelta(hours=5))).isoformat())["total"] == 4
     assert audit(since=(now + timedelta(minutes=1)).astimezone(timezone(timedelta(hours=-5))).isoformat())["total"] == 0
     page2 = audit(per_page=3, page=2)
@@ -164,16 +183,28 @@ def test_audit_filters_pagination_and_csv(client, admin_app, sandbox, agent_toke
     detail = client.get(f"/api/v1/admin/audit/{failed['audit_id']}", headers=bearer(ADMIN)).get_json()
     assert detail["author"] == "agent_40example_2Ecom" and detail["processing_ms"] is not None
 
-    exported = client.get("/api/v1/admin/audit", query_string={"format": "csv", "channel": "sms"},
-                          headers=bearer(ADMIN))
+    exported = client.get(
+        "/api/v1/admin/audit", query_string={"format": "csv", "channel": "sms"}, headers=bearer(ADMIN)
+    )
     assert exported.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
     assert [r["status"] for r in rows] == ["failed", "ready"] and {r["channel"] for r in rows} == {"sms"}
 
 
 # What the audit API adds to the contract's audio-message shape, to explain a row (webhook_app/audit.py).
-AUDIT_EXTRAS = {"author", "source", "filename", "error_code", "sha256", "truncated", "attempts", "started_at",
-                "finished_at", "processing_ms", "transcode_ms"}
+AUDIT_EXTRAS = {
+    "author",
+    "source",
+    "filename",
+    "error_code",
+    "sha256",
+    "truncated",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "processing_ms",
+    "transcode_ms",
+}
 
 
 def test_audit_rows_have_the_contract_shape(client, admin_app, sandbox, agent_token, tmp_path):
@@ -193,9 +224,18 @@ def test_audit_rows_have_the_contract_shape(client, admin_app, sandbox, agent_to
 
 
 def test_audit_rejects_bad_filters(client, admin_app):
-    for params in ({"status": "done"}, {"since": "yesterday"}, {"direction": "sideways"}, {"page": "x"},
-                   {"since": "100000000d"}, {"since": "9999999999d"}, {"since": "9999-12-31T23:59:59-01:00"},
-                   {"page": "100000000000000000000"}, {"conversation_sid": "\x00"}, {"conversation_sid": "CH1"}):
+    for params in (
+        {"status": "done"},
+        {"since": "yesterday"},
+        {"direction": "sideways"},
+        {"page": "x"},
+        {"since": "100000000d"},
+        {"since": "9999999999d"},
+        {"since": "9999-12-31T23:59:59-01:00"},
+        {"page": "100000000000000000000"},
+        {"conversation_sid": "\x00"},
+        {"conversation_sid": "CH1"},
+    ):
         response = client.get("/api/v1/admin/audit", query_string=params, headers=bearer(ADMIN))
         assert response.status_code == 400, params
     csv_response = client.get("/api/v1/admin/audit?format=csv&since=bogus", headers=bearer(ADMIN))
@@ -206,14 +246,25 @@ def test_csv_cells_a_spreadsheet_would_run_are_quoted(client, admin_app):
     from webhook_app.models import AudioMessage
 
     with admin_app.app_context():
-        db.session.add(AudioMessage(direction="inbound", channel="webchat", status="failed", truncated=False,
-                                    attempts=1, conversation_sid="CH" + "a" * 32, message_sid="IM" + "b" * 32,
-                                    media_sid="ME" + "c" * 32, author='=HYPERLINK("http://x","y")',
-                                    error="-1+1", error_code="not_audio"))
+        db.session.add(
+            AudioMessage(
+                direction="inbound",
+                channel="webchat",
+                status="failed",
+                truncated=False,
+                attempts=1,
+                conversation_sid="CH" + "a" * 32,
+                message_sid="IM" + "b" * 32,
+                media_sid="ME" + "c" * 32,
+                author='=HYPERLINK("http://x","y")',
+                error="-1+1",
+                error_code="not_audio",
+            )
+        )
         db.session.commit()
     exported = client.get("/api/v1/admin/audit?format=csv", headers=bearer(ADMIN))
     (row,) = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
-    assert row["author"] == "'=HYPERLINK(\"http://x\",\"y\")" and row["error"] == "'-1+1"
+    assert row["author"] == '\'=HYPERLINK("http://x","y")' and row["error"] == "'-1+1"
     assert row["channel"] == "webchat"  # the others as they are
 
 

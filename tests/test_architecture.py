@@ -64,7 +64,7 @@ def find_cycle() -> list[str] | None:
         path.append(node)
         for target in sorted(GRAPH[node]):
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state:
                 cycle = visit(target)
                 if cycle:
@@ -88,8 +88,11 @@ def test_no_import_cycle():
 
 def test_jobs_import_no_flow():
     flows = tuple(f"{PACKAGE}.{flow}" for flow in FLOWS)
-    offending = {name: sorted(target for target in targets if target.startswith(flows))
-                 for name, targets in GRAPH.items() if name.startswith(f"{PACKAGE}.jobs")}
+    offending = {
+        name: sorted(target for target in targets if target.startswith(flows))
+        for name, targets in GRAPH.items()
+        if name.startswith(f"{PACKAGE}.jobs")
+    }
     assert not {name: targets for name, targets in offending.items() if targets}
 
 

@@ -31,8 +31,7 @@ esac
     return fake, log
 
 
-def test_a_sample_the_services_ffmpeg_cannot_encode_comes_from_the_wheel(service_ffmpeg_without_amr_encoding,
-                                                                          tmp_path):
+def test_a_sample_the_services_ffmpeg_cannot_encode_comes_from_the_wheel(service_ffmpeg_without_amr_encoding, tmp_path):
     _, log = service_ffmpeg_without_amr_encoding
     assert ffmpeg_with("libopencore_amrnb") == wheel_ffmpeg()
     note = make_audio(tmp_path / "note.amr", "amr", seconds=1.0)

@@ -52,8 +52,12 @@ def test_agent_upload_is_sent_at_the_channel_bitrate(client, app, sandbox, agent
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=2.0)
     with open(source, "rb") as handle:
         data = {"audio": (io.BytesIO(handle.read()), "rec.webm", "audio/webm;codecs=opus")}
-    response = client.post(f"/api/v1/conversations/{conversation}/audio", data=data,
-                           headers={"Authorization": f"Bearer {agent_token}"}, content_type="multipart/form-data")
+    response = client.post(
+        f"/api/v1/conversations/{conversation}/audio",
+        data=data,
+        headers={"Authorization": f"Bearer {agent_token}"},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 201, response.get_json()
 
     sent = tmp_path / "sent.mp3"

@@ -16,9 +16,9 @@ from tests.audio_samples import decoded_duration, make_audio
 from tests.conftest import count_rows, deployed_service
 from webhook_app.extensions import db
 from webhook_app.models import SettingsChange
+from webhook_app.sandbox import Sandbox
 from webhook_app.settings.cache import all_settings
 from webhook_app.twilio.client import twilio_api
-from webhook_app.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,7 +85,8 @@ def test_send_audio_without_a_running_service_says_how_to_start_it(runner, app):
     assert result.exit_code == 1
     assert result.output.splitlines() == [
         f"Error: no service answers at http://127.0.0.1:{port}/healthz: start it with `make run` in another "
-        "terminal (or point --server at it)"]
+        "terminal (or point --server at it)"
+    ]
     # Nothing went into the sandbox for a service that would never hear of it.
     with app.app_context():
         assert twilio_api().client.conversations.v1.conversations.list() == []
@@ -107,8 +108,9 @@ def test_serve_prints_the_console_and_admin_urls_with_the_sandbox_sign_in(runner
     assert served == [("127.0.0.1", 5123, app)]
     with app.app_context():  # the sandbox turned transcription on (the extra is installed here), audited
         assert all(settings.transcribe for settings in all_settings())
-        assert {c.changed_by for c in db.session.scalars(select(SettingsChange)
-                                                          .where(SettingsChange.key == "transcribe"))} == {"sandbox"}
+        assert {
+            c.changed_by for c in db.session.scalars(select(SettingsChange).where(SettingsChange.key == "transcribe"))
+        } == {"sandbox"}
 
 
 def test_serve_outside_the_sandbox_names_the_real_ways_in(app, database_url, tmp_path, served):
@@ -124,12 +126,18 @@ def test_serve_outside_the_sandbox_names_the_real_ways_in(app, database_url, tmp
 @pytest.mark.parametrize("port, expected", [("5123", "5123"), (None, "5000")])
 def test_make_run_serves_on_PORT_else_5000(port, expected):
     # Not as a sub-make of `make test` (MAKEFLAGS, MAKELEVEL): it would announce its directory after the recipe.
-    environment = {name: value for name, value in os.environ.items()
-                   if name not in ("PORT", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    environment = {
+        name: value for name, value in os.environ.items() if name not in ("PORT", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    }
     if port:
         environment["PORT"] = port
     # --always-make: print every recipe (a fresh machine's), run none of them.
-    dry_run = subprocess.run(["make", "--no-print-directory", "--dry-run", "--always-make", "run"], cwd=REPO,
-                             env=environment,
-                             capture_output=True, text=True, check=True)
+    dry_run = subprocess.run(
+        ["make", "--no-print-directory", "--dry-run", "--always-make", "run"],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert dry_run.stdout.splitlines()[-1].endswith(f"flask --app webhook_app serve --host 127.0.0.1 --port {expected}")

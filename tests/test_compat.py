@@ -13,8 +13,9 @@ from webhook_app.wrappers import Request, parse_form
 
 
 def form_request(body: bytes) -> Request:
-    return Request(EnvironBuilder(method="POST", data=body,
-                                  content_type="application/x-www-form-urlencoded").get_environ())
+    return Request(
+        EnvironBuilder(method="POST", data=body, content_type="application/x-www-form-urlencoded").get_environ()
+    )
 
 
 def test_werkzeug_still_caches_the_body_under_the_attribute_we_fill():

@@ -44,21 +44,39 @@ def test_sandbox_mode_without_credentials(monkeypatch):
 
 def test_transcription_settings_are_read_and_checked(monkeypatch):
     monkeypatch.delenv("TWILIO_ACCOUNT_SID", raising=False)
-    for name in ("TRANSCRIBE_MODEL", "TRANSCRIBE_THREADS", "TRANSCRIBE_COMPUTE_TYPE", "TRANSCRIBE_BEAM_SIZE",
-                 "TRANSCRIPT_RETENTION_DAYS", "RETENTION_DAYS"):
+    for name in (
+        "TRANSCRIBE_MODEL",
+        "TRANSCRIBE_THREADS",
+        "TRANSCRIBE_COMPUTE_TYPE",
+        "TRANSCRIBE_BEAM_SIZE",
+        "TRANSCRIPT_RETENTION_DAYS",
+        "RETENTION_DAYS",
+    ):
         monkeypatch.delenv(name, raising=False)
     config = Config()
-    assert (config.TRANSCRIBE_MODEL, config.TRANSCRIBE_THREADS, config.TRANSCRIBE_COMPUTE_TYPE,
-            config.TRANSCRIBE_BEAM_SIZE, config.TRANSCRIPT_RETENTION_DAYS) == (None, 2, "int8", 5, None)
+    assert (
+        config.TRANSCRIBE_MODEL,
+        config.TRANSCRIBE_THREADS,
+        config.TRANSCRIBE_COMPUTE_TYPE,
+        config.TRANSCRIBE_BEAM_SIZE,
+        config.TRANSCRIPT_RETENTION_DAYS,
+    ) == (None, 2, "int8", 5, None)
     monkeypatch.setenv("TRANSCRIBE_MODEL", " /srv/models/base ")
     monkeypatch.setenv("TRANSCRIBE_COMPUTE_TYPE", "FLOAT32")
     monkeypatch.setenv("RETENTION_DAYS", "30")
     monkeypatch.setenv("TRANSCRIPT_RETENTION_DAYS", "365")
     config = Config()
-    assert (config.TRANSCRIBE_MODEL, config.TRANSCRIBE_COMPUTE_TYPE, config.TRANSCRIPT_RETENTION_DAYS) == \
-        ("/srv/models/base", "float32", 365)
-    for name, value in (("TRANSCRIBE_THREADS", "0"), ("TRANSCRIBE_COMPUTE_TYPE", "int4"),
-                        ("TRANSCRIBE_BEAM_SIZE", "five"), ("TRANSCRIPT_RETENTION_DAYS", "7")):
+    assert (config.TRANSCRIBE_MODEL, config.TRANSCRIBE_COMPUTE_TYPE, config.TRANSCRIPT_RETENTION_DAYS) == (
+        "/srv/models/base",
+        "float32",
+        365,
+    )
+    for name, value in (
+        ("TRANSCRIBE_THREADS", "0"),
+        ("TRANSCRIBE_COMPUTE_TYPE", "int4"),
+        ("TRANSCRIBE_BEAM_SIZE", "five"),
+        ("TRANSCRIPT_RETENTION_DAYS", "7"),
+    ):
         with monkeypatch.context() as patch:
             patch.setenv(name, value)
             with pytest.raises(ValueError, match=name):
@@ -127,8 +145,10 @@ def test_gunicorn_workers_freeze_the_loaded_app_out_of_garbage_collection():
     import subprocess
     import sys
 
-    script = ("import gc, runpy; from webhook_app import create_app; create_app(); before = gc.get_freeze_count(); "
-              f"runpy.run_path({GUNICORN_CONF!r})['post_worker_init'](None); print(before, gc.get_freeze_count())")
+    script = (
+        "import gc, runpy; from webhook_app import create_app; create_app(); before = gc.get_freeze_count(); "
+        f"runpy.run_path({GUNICORN_CONF!r})['post_worker_init'](None); print(before, gc.get_freeze_count())"
+    )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
     before, after = map(int, out)
     assert before == 0 and after > 10_000  # the app's objects, not a handful
@@ -148,10 +168,18 @@ def test_the_sandbox_secret_key_is_one_for_every_process(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["secret_key"]
 
 
-@pytest.mark.parametrize("name, value", [
-    ("TWILIO_HTTP_RETRIES", "-1"), ("PROXY_FIX_HOPS", "-1"), ("INBOUND_MAX_DURATION_S", "0"),
-    ("SETTINGS_CHECK_INTERVAL_S", "inf"), ("LOG_FORMAT", "jsno"), ("LOG_LEVEL", "LOUD"), ("JOB_WORKERS", "0"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("TWILIO_HTTP_RETRIES", "-1"),
+        ("PROXY_FIX_HOPS", "-1"),
+        ("INBOUND_MAX_DURATION_S", "0"),
+        ("SETTINGS_CHECK_INTERVAL_S", "inf"),
+        ("LOG_FORMAT", "jsno"),
+        ("LOG_LEVEL", "LOUD"),
+        ("JOB_WORKERS", "0"),
+    ],
+)
 def test_nonsense_settings_stop_the_start_up(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name):
@@ -163,8 +191,9 @@ def test_an_empty_boolean_is_its_default(monkeypatch):
     assert Config().S3_PRESIGN is True
 
 
-@pytest.mark.parametrize("verify, expected", [(None, "CERT_REQUIRED"), ("true", "CERT_REQUIRED"),
-                                              ("false", "CERT_NONE")])
+@pytest.mark.parametrize(
+    "verify, expected", [(None, "CERT_REQUIRED"), ("true", "CERT_REQUIRED"), ("false", "CERT_NONE")]
+)
 def test_redis_tls_verification_is_on_unless_turned_off(monkeypatch, tmp_path, verify, expected):
     """Heroku Key-Value Store's rediss:// URL has a self-signed certificate: REDIS_TLS_VERIFY=false accepts it."""
     import ssl
@@ -176,7 +205,13 @@ def test_redis_tls_verification_is_on_unless_turned_off(monkeypatch, tmp_path, v
         monkeypatch.delenv("REDIS_TLS_VERIFY", raising=False)
     else:
         monkeypatch.setenv("REDIS_TLS_VERIFY", verify)
-    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
-                      "SANDBOX_DB": str(tmp_path / "sandbox.db"), "SECRET_KEY": "test-secret"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+            "SANDBOX_DB": str(tmp_path / "sandbox.db"),
+            "SECRET_KEY": "test-secret",
+        }
+    )
     connection = app.extensions["jobs"].redis.connection_pool.make_connection()  # builds, does not connect
     assert connection.cert_reqs == getattr(ssl, expected)

@@ -12,8 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.audio_samples import make_audio
-from tests.conftest import (audio_rows, load_fixture, post_webhook, run_jobs,
-                            web_chat_message_with_two_attachments)
+from tests.conftest import audio_rows, load_fixture, post_webhook, run_jobs, web_chat_message_with_two_attachments
 from tests.processes import ROOT, kill_tree, wait_until
 from webhook_app.extensions import db
 from webhook_app.jobs.sweeper import sweep
@@ -28,18 +27,30 @@ def row_status(app):
 
 
 def worker_env(app, **extra):
-    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
-               RQ_QUEUE=app.config["RQ_QUEUE"], SANDBOX_DB=app.config["SANDBOX_DB"], SECRET_KEY="test-secret",
-               LOG_LEVEL="INFO", JOB_RETRY_BASE_S="0")
+    env = dict(
+        os.environ,
+        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=app.config["REDIS_URL"],
+        RQ_QUEUE=app.config["RQ_QUEUE"],
+        SANDBOX_DB=app.config["SANDBOX_DB"],
+        SECRET_KEY="test-secret",
+        LOG_LEVEL="INFO",
+        JOB_RETRY_BASE_S="0",
+    )
     env.pop("TWILIO_ACCOUNT_SID", None)
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
 def start_worker(app, log_path: Path, **extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "webhook_app", "worker"], cwd=ROOT,
-                            env=worker_env(app, **extra), stdout=log_path.open("ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "webhook_app", "worker"],
+        cwd=ROOT,
+        env=worker_env(app, **extra),
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def kill_hard(process: subprocess.Popen) -> None:
@@ -57,8 +68,11 @@ def test_worker_killed_mid_job_then_the_job_runs_again(deliver, app, sandbox, tm
     try:
         _, response = deliver(source, "audio/ogg; codecs=opus")
         assert response.status_code == 200
-        wait_until(lambda: row_status(app) == "downloading" and sandbox.pending_faults() == 0, timeout=30,
-                   what="the worker to hang in its download")
+        wait_until(
+            lambda: row_status(app) == "downloading" and sandbox.pending_faults() == 0,
+            timeout=30,
+            what="the worker to hang in its download",
+        )
     finally:
         kill_hard(first)
     time.sleep(1.5)
@@ -94,11 +108,20 @@ def test_web_process_killed_mid_job_is_revived_by_the_sweeper(app, sandbox, tmp_
         print("webhook", response.status_code, flush=True)
         import time; time.sleep(120)
     """)
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, env=worker_env(app, REDIS_URL=""), start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=worker_env(app, REDIS_URL=""),
+        start_new_session=True,
+    )
     try:
-        wait_until(lambda: row_status(app) == "downloading" and sandbox.pending_faults() == 0, timeout=30,
-                   what="the in-process job to hang in its download")
+        wait_until(
+            lambda: row_status(app) == "downloading" and sandbox.pending_faults() == 0,
+            timeout=30,
+            what="the in-process job to hang in its download",
+        )
     finally:
         kill_hard(process)
     assert b"webhook 200" in process.stdout.read()
@@ -176,6 +199,7 @@ def test_a_relay_killed_between_its_two_enqueues_loses_no_attachment(client, app
                 raise WorkerKilled()
             enqueued.append(args)
             return original(self, *args, **kwargs)
+
         return call
 
     with monkeypatch.context() as patch:
@@ -196,8 +220,9 @@ def test_a_relay_killed_between_its_two_enqueues_loses_no_attachment(client, app
     assert {row.status for row in rows} == {"ready"}
 
 
-def test_an_expansion_the_sweeper_cannot_enqueue_leaves_the_row_for_the_next_sweep(client, app, sandbox, tmp_path,
-                                                                                    monkeypatch):
+def test_an_expansion_the_sweeper_cannot_enqueue_leaves_the_row_for_the_next_sweep(
+    client, app, sandbox, tmp_path, monkeypatch
+):
     from webhook_app.jobs.queue import RqRunner
     from webhook_app.jobs.relay import EXPAND_MESSAGE
 
@@ -230,7 +255,8 @@ def test_an_expansion_the_sweeper_cannot_enqueue_leaves_the_row_for_the_next_swe
 
 
 def test_a_web_chat_message_whose_in_process_jobs_died_with_the_process_still_gets_all_its_attachments(
-        client, app, sandbox, tmp_path, monkeypatch):
+    client, app, sandbox, tmp_path, monkeypatch
+):
     """In-process jobs live in the web process: a crash mid-job takes the pending expansion and its once-key
     with it, and the sweeper, reviving the row, must ask for the other attachments again."""
     from webhook_app.jobs.queue import InProcessRunner
@@ -263,16 +289,41 @@ def test_sweeper_gives_up_after_max_attempts_and_fails_abandoned_uploads(app):
 
     app.config["SWEEP_STUCK_AFTER_S"] = 0
     with app.app_context():
-        db.session.add_all([
-            AudioMessage(direction="inbound", channel="sms", status="transcoding", conversation_sid="CH" + "1" * 32,
-                         message_sid="IM" + "1" * 32, media_sid="ME" + "1" * 32, source="SMS", truncated=False,
-                         attempts=app.config["JOB_MAX_ATTEMPTS"]),
-            AudioMessage(direction="outbound", channel="sms", status="sending", conversation_sid="CH" + "1" * 32,
-                         source="agent-api", truncated=False, attempts=1),
-            # Its request died after Twilio created the message: the customer has it.
-            AudioMessage(direction="outbound", channel="sms", status="sending", conversation_sid="CH" + "1" * 32,
-                         source="agent-api", truncated=False, attempts=1, message_sid="IM" + "2" * 32),
-        ])
+        db.session.add_all(
+            [
+                AudioMessage(
+                    direction="inbound",
+                    channel="sms",
+                    status="transcoding",
+                    conversation_sid="CH" + "1" * 32,
+                    message_sid="IM" + "1" * 32,
+                    media_sid="ME" + "1" * 32,
+                    source="SMS",
+                    truncated=False,
+                    attempts=app.config["JOB_MAX_ATTEMPTS"],
+                ),
+                AudioMessage(
+                    direction="outbound",
+                    channel="sms",
+                    status="sending",
+                    conversation_sid="CH" + "1" * 32,
+                    source="agent-api",
+                    truncated=False,
+                    attempts=1,
+                ),
+                # Its request died after Twilio created the message: the customer has it.
+                AudioMessage(
+                    direction="outbound",
+                    channel="sms",
+                    status="sending",
+                    conversation_sid="CH" + "1" * 32,
+                    source="agent-api",
+                    truncated=False,
+                    attempts=1,
+                    message_sid="IM" + "2" * 32,
+                ),
+            ]
+        )
         db.session.commit()
         time.sleep(0.01)
         counts = sweep()
@@ -294,14 +345,25 @@ def test_dropped_postgres_connections_are_replaced_by_the_pool(client, app, sand
 
         admin = create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
         with admin.begin() as connection:
-            connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
         admin.dispose()
         assert pid
-    params = load_fixture("onMessageAdded__whatsapp_voice_note", account_sid=sandbox.account_sid,
-                          chat_service_sid=sandbox.chat_service_sid, conversation_sid="CH" + "a" * 32,
-                          message_sid="IM" + "b" * 32, participant_sid="MB" + "c" * 32, media_sid="ME" + "d" * 32,
-                          filename="voice.ogg", size="10")
+    params = load_fixture(
+        "onMessageAdded__whatsapp_voice_note",
+        account_sid=sandbox.account_sid,
+        chat_service_sid=sandbox.chat_service_sid,
+        conversation_sid="CH" + "a" * 32,
+        message_sid="IM" + "b" * 32,
+        participant_sid="MB" + "c" * 32,
+        media_sid="ME" + "d" * 32,
+        filename="voice.ogg",
+        size="10",
+    )
     assert post_webhook(client, sandbox, params).status_code == 200  # pool_pre_ping replaced the dead connection
     assert client.get("/healthz").status_code == 200
 
@@ -309,15 +371,27 @@ def test_dropped_postgres_connections_are_replaced_by_the_pool(client, app, sand
 def test_database_down_means_503_and_nothing_half_stored(sandbox, tmp_path):
     from webhook_app import create_app
 
-    down = create_app({"SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
-                       "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "connect_args": {"connect_timeout": 2}},
-                       "SANDBOX_DB": str(tmp_path / "sb.db"), "TESTING": True})
+    down = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "connect_args": {"connect_timeout": 2}},
+            "SANDBOX_DB": str(tmp_path / "sb.db"),
+            "TESTING": True,
+        }
+    )
     client = down.test_client()
     sandbox_down = down.extensions["twilio"].sandbox
-    params = load_fixture("onMessageAdded__whatsapp_voice_note", account_sid=sandbox_down.account_sid,
-                          chat_service_sid=sandbox_down.chat_service_sid, conversation_sid="CH" + "a" * 32,
-                          message_sid="IM" + "b" * 32, participant_sid="MB" + "c" * 32, media_sid="ME" + "d" * 32,
-                          filename="voice.ogg", size="10")
+    params = load_fixture(
+        "onMessageAdded__whatsapp_voice_note",
+        account_sid=sandbox_down.account_sid,
+        chat_service_sid=sandbox_down.chat_service_sid,
+        conversation_sid="CH" + "a" * 32,
+        message_sid="IM" + "b" * 32,
+        participant_sid="MB" + "c" * 32,
+        media_sid="ME" + "d" * 32,
+        filename="voice.ogg",
+        size="10",
+    )
     response = post_webhook(client, sandbox_down, params)
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "storage_unavailable"
@@ -335,7 +409,8 @@ def test_maintenance_interval_zero_means_no_maintenance_thread_not_a_busy_loop(a
 
 
 def test_a_web_chat_message_showing_no_audio_is_refused_while_its_expansion_cannot_be_queued(
-        client, app, sandbox, tmp_path, monkeypatch):
+    client, app, sandbox, tmp_path, monkeypatch
+):
     """The webhook shows one attachment of an SDK message. If that one is an image, no row is stored, and only
     the expansion would find the voice note beside it: if it cannot be queued, a 200 would lose it."""
     from webhook_app.jobs import relay as jobs
@@ -343,8 +418,9 @@ def test_a_web_chat_message_showing_no_audio_is_refused_while_its_expansion_cann
     conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
     params = sandbox.customer_sends_media(conversation, b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png", "a.png")
     voice = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=1.0)
-    extra = app.extensions["twilio"].upload_media(sandbox.chat_service_sid, Path(voice).read_bytes(), "audio/ogg",
-                                                  "b.ogg")
+    extra = app.extensions["twilio"].upload_media(
+        sandbox.chat_service_sid, Path(voice).read_bytes(), "audio/ogg", "b.ogg"
+    )
     sandbox.attach_media(conversation, params["MessageSid"], extra["sid"])
 
     def queue_down(*args, **kwargs):
@@ -382,13 +458,15 @@ def test_a_503_is_redelivered_by_twilios_retry_and_stored_once(app, sandbox, liv
     sandbox.set_webhook(f"{live_server}/twilio/conversations/post-event", post_retry_count=2)
     conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
     voice = make_audio(tmp_path / "note.ogg", "whatsapp_ogg", seconds=1.0)
-    params = sandbox.customer_sends_media(conversation, Path(voice).read_bytes(), "audio/ogg", "note.ogg",
-                                          deliver=True)
+    params = sandbox.customer_sends_media(conversation, Path(voice).read_bytes(), "audio/ogg", "note.ogg", deliver=True)
 
     deliveries = sandbox.webhook_deliveries()
     assert [(d["status"], d["params"]["RetryCount"]) for d in deliveries] == [(503, "0"), (200, "1")]
     assert refused == [1]
-    row = wait_until(lambda: next((r for r in audio_rows(app) if r.status in ("ready", "failed")), None), 60,
-                     "the redelivered voice note to finish")
+    row = wait_until(
+        lambda: next((r for r in audio_rows(app) if r.status in ("ready", "failed")), None),
+        60,
+        "the redelivered voice note to finish",
+    )
     assert (row.status, row.message_sid) == ("ready", params["MessageSid"])
     assert len(audio_rows(app)) == 1

@@ -22,8 +22,18 @@ def csrf_of(page: bytes) -> str:
 
 # -- sizes as people read them ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size, text", [(42_336_078, "40.4 MB"), (33_554_432, "32 MB"), (104_857_600, "100 MB"),
-                                        (10_000, "9.8 KB"), (1_024, "1 KB"), (900, "900 bytes")])
+
+@pytest.mark.parametrize(
+    "size, text",
+    [
+        (42_336_078, "40.4 MB"),
+        (33_554_432, "32 MB"),
+        (104_857_600, "100 MB"),
+        (10_000, "9.8 KB"),
+        (1_024, "1 KB"),
+        (900, "900 bytes"),
+    ],
+)
 def test_sizes_read_in_the_admin_pages_units(size, text):
     assert format_bytes(size) == text
 
@@ -36,7 +46,8 @@ def test_an_audit_error_over_the_download_cap_names_both_sizes_in_megabytes(deli
     assert response.status_code == 200
     run_jobs(app)
     (row,) = client.get("/api/v1/admin/audit", headers={"Authorization": f"Bearer {ADMIN}"}).get_json()[
-        "audio_messages"]
+        "audio_messages"
+    ]
     assert row["status"] == "failed"
     assert "media is 1.2 MB, over the 1 MB cap" in row["error"], row["error"]
     assert "bytes" not in row["error"]
@@ -44,12 +55,16 @@ def test_an_audit_error_over_the_download_cap_names_both_sizes_in_megabytes(deli
 
 # -- one error shape, naming the limit ------------------------------------------------------------------------
 
+
 def test_an_upload_over_UPLOAD_MAX_BYTES_is_our_json_error_naming_the_limit(client, app, agent_token, sandbox):
     app.config["UPLOAD_MAX_BYTES"] = 2 * 1_048_576
     conversation = conversation_with_agent(sandbox, "Customer", "whatsapp")
-    response = client.post(f"/api/v1/conversations/{conversation}/audio",
-                           headers={"Authorization": f"Bearer {agent_token}"}, content_type="multipart/form-data",
-                           data={"audio": (io.BytesIO(b"\0" * (3 * 1_048_576)), "rec.webm", "audio/webm")})
+    response = client.post(
+        f"/api/v1/conversations/{conversation}/audio",
+        headers={"Authorization": f"Bearer {agent_token}"},
+        content_type="multipart/form-data",
+        data={"audio": (io.BytesIO(b"\0" * (3 * 1_048_576)), "rec.webm", "audio/webm")},
+    )
     assert response.status_code == 413
     body = response.get_json()
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
@@ -57,6 +72,7 @@ def test_an_upload_over_UPLOAD_MAX_BYTES_is_our_json_error_naming_the_limit(clie
 
 
 # -- the sandbox's way into /admin ------------------------------------------------------------------------------
+
 
 def test_the_sandbox_sign_in_opens_an_admin_session_through_a_csrf_checked_post(client):
     page = client.get("/admin")

@@ -32,8 +32,13 @@ URL = normalize_database_url(sys.argv[1]).replace("postgresql+psycopg://", "post
 
 
 def run_patched(body: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(body), os.environ["TEST_DATABASE_URL"]],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(body), os.environ["TEST_DATABASE_URL"]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 

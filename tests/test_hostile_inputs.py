@@ -34,13 +34,28 @@ CONTAINERS = ("whatsapp_ogg", "webm", "aac_mp4", "aac_mp4_faststart", "3gp", "am
 
 # -- corpus -------------------------------------------------------------------------------------------------------
 
+
 def make_sample(path: Path, kind: str) -> None:
     """tests.audio_samples.make_audio with a seeded noise source: the same bytes every run, so a corpus case that
     fails once fails every time (the cuts and flipped bytes below land on the same spots)."""
     _, _, encoder, rate = KINDS[kind]
     graph = VOICE.format(d=SECONDS, sr=rate).replace("anoisesrc=", "anoisesrc=seed=42:")
-    run_ffmpeg("-filter_complex", graph, "-ac", "1", "-ar", str(rate), "-t", str(SECONDS), *encoder,
-               "-fflags", "+bitexact", "-flags:a", "+bitexact", str(path))
+    run_ffmpeg(
+        "-filter_complex",
+        graph,
+        "-ac",
+        "1",
+        "-ar",
+        str(rate),
+        "-t",
+        str(SECONDS),
+        *encoder,
+        "-fflags",
+        "+bitexact",
+        "-flags:a",
+        "+bitexact",
+        str(path),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +90,11 @@ def _mp4_box_offset(data: bytes, box: bytes) -> int:
     """Offset of a top-level MP4 box."""
     offset = 0
     while offset + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
         if kind == box:
             return offset
         if size == 1:
-            size = struct.unpack(">Q", data[offset + 8:offset + 16])[0]
+            size = struct.unpack(">Q", data[offset + 8 : offset + 16])[0]
         if size < 8:
             break
         offset += size
@@ -113,7 +128,7 @@ def truncated(kind: str, data: bytes, cut: str) -> bytes:
     if cut == "few_bytes":
         return data[:8]
     if cut == "header_only":
-        return data[:header_length(kind, data)]
+        return data[: header_length(kind, data)]
     if cut == "half":
         return data[: len(data) // 2]
     raise KeyError(cut)
@@ -129,14 +144,19 @@ def png() -> bytes:
 
 
 def pdf() -> bytes:
-    return (b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
-            b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\n"
-            b"trailer << /Root 1 0 R >>\n%%EOF\n")
+    return (
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+        b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\n"
+        b"trailer << /Root 1 0 R >>\n%%EOF\n"
+    )
 
 
 def html() -> bytes:
-    return b"<!DOCTYPE html><html><head><title>voice.ogg</title></head><body>" + b"<p>not audio</p>" * 200 + \
-        b"</body></html>"
+    return (
+        b"<!DOCTYPE html><html><head><title>voice.ogg</title></head><body>"
+        + b"<p>not audio</p>" * 200
+        + b"</body></html>"
+    )
 
 
 def random_bytes() -> bytes:
@@ -145,9 +165,14 @@ def random_bytes() -> bytes:
     return bytes(data)
 
 
-WRONG_MAGIC = {"png": png, "pdf": pdf, "html": html, "random": random_bytes,
-               "zip": lambda: b"PK\x03\x04" + random.Random(5).randbytes(2000),
-               "json": lambda: json.dumps({"Media": [{"Sid": "ME" + "0" * 32}]}).encode() * 20}
+WRONG_MAGIC = {
+    "png": png,
+    "pdf": pdf,
+    "html": html,
+    "random": random_bytes,
+    "zip": lambda: b"PK\x03\x04" + random.Random(5).randbytes(2000),
+    "json": lambda: json.dumps({"Media": [{"Sid": "ME" + "0" * 32}]}).encode() * 20,
+}
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -157,6 +182,7 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 # -- the two ways in ------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def agent_conversation(sandbox) -> str:
@@ -226,18 +252,21 @@ def send_upload(client, app, token, conversation, path: Path, label: str, *, exp
 
 # -- zero-length ----------------------------------------------------------------------------------------------------
 
+
 def test_zero_length_voice_note_fails_with_a_reason(deliver, app, tmp_path):
     row = send_inbound(deliver, app, write(tmp_path, "voice.ogg", b""), "audio/ogg", allowed=("failed",))
     assert "empty" in row.error and row.size_bytes == 0
 
 
 def test_zero_length_upload_is_400(client, app, agent_token, agent_conversation, tmp_path):
-    response, row = send_upload(client, app, agent_token, agent_conversation, write(tmp_path, "rec.webm", b""),
-                                "audio/webm", expect={400})
+    response, row = send_upload(
+        client, app, agent_token, agent_conversation, write(tmp_path, "rec.webm", b""), "audio/webm", expect={400}
+    )
     assert response.get_json()["error"]["code"] == "empty_audio" and row.status == "failed"
 
 
 # -- truncated files of every container ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cut", ["few_bytes", "header_only", "half"])
 @pytest.mark.parametrize("kind", CONTAINERS)
@@ -274,54 +303,83 @@ def test_truncation_points_are_what_they_claim(samples, kind):
 
 # -- wrong magic labelled audio ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", sorted(WRONG_MAGIC))
 def test_not_audio_labelled_audio_ogg_fails_inbound(deliver, app, tmp_path, name):
-    row = send_inbound(deliver, app, write(tmp_path, "voice.ogg", WRONG_MAGIC[name]()), "audio/ogg; codecs=opus",
-                       allowed=("failed",))
+    row = send_inbound(
+        deliver, app, write(tmp_path, "voice.ogg", WRONG_MAGIC[name]()), "audio/ogg; codecs=opus", allowed=("failed",)
+    )
     assert "audio" in row.error  # "not decodable audio (...)" or "the file has no audio stream"
 
 
 @pytest.mark.parametrize("name", sorted(WRONG_MAGIC))
 def test_not_audio_labelled_audio_ogg_is_a_400_upload(client, app, agent_token, agent_conversation, tmp_path, name):
-    response, row = send_upload(client, app, agent_token, agent_conversation,
-                                write(tmp_path, "rec.ogg", WRONG_MAGIC[name]()), "audio/ogg", expect={400})
+    response, row = send_upload(
+        client,
+        app,
+        agent_token,
+        agent_conversation,
+        write(tmp_path, "rec.ogg", WRONG_MAGIC[name]()),
+        "audio/ogg",
+        expect={400},
+    )
     assert response.get_json()["error"]["code"] == "not_audio" and row.status == "failed"
 
 
 # -- real audio, wrong label: the bytes decide ----------------------------------------------------------------------
 
-MISLABELLED = [("amr", "audio/mpeg"), ("whatsapp_ogg", "audio/amr"), ("wav", "audio/ogg; codecs=opus"),
-               ("mp3", "video/3gpp"), ("webm", "audio/mp4"), ("aac_mp4", "audio/webm"), ("3gp", "audio/wav"),
-               ("amr", "application/octet-stream")]
+MISLABELLED = [
+    ("amr", "audio/mpeg"),
+    ("whatsapp_ogg", "audio/amr"),
+    ("wav", "audio/ogg; codecs=opus"),
+    ("mp3", "video/3gpp"),
+    ("webm", "audio/mp4"),
+    ("aac_mp4", "audio/webm"),
+    ("3gp", "audio/wav"),
+    ("amr", "application/octet-stream"),
+]
 
 
 @pytest.mark.parametrize("kind,label", MISLABELLED)
 def test_mislabelled_voice_note_still_works(deliver, app, samples, tmp_path, kind, label):
     # The file name is as misleading as the label (only a generic label needs the name to count as audio).
-    row = send_inbound(deliver, app, write(tmp_path, "voice.amr" if label.startswith("application/") else "voice.mp3",
-                                           samples[kind]), label, allowed=("ready",))
+    row = send_inbound(
+        deliver,
+        app,
+        write(tmp_path, "voice.amr" if label.startswith("application/") else "voice.mp3", samples[kind]),
+        label,
+        allowed=("ready",),
+    )
     assert abs(row.duration_s - SECONDS) < 0.15
 
 
 @pytest.mark.parametrize("kind,label", MISLABELLED)
 def test_mislabelled_upload_still_works(client, app, agent_token, agent_conversation, samples, tmp_path, kind, label):
-    response, row = send_upload(client, app, agent_token, agent_conversation, write(tmp_path, "rec.mp3", samples[kind]),
-                                label, expect={201})
+    response, row = send_upload(
+        client, app, agent_token, agent_conversation, write(tmp_path, "rec.mp3", samples[kind]), label, expect={201}
+    )
     assert abs(response.get_json()["duration_s"] - SECONDS) < 0.15
 
 
 # -- labels with parameters, lists and control characters: the bytes decide what is stored and served -------------
 
-HOSTILE_LABELS = ["audio/ogg, text/html", "audio/ogg; codecs=opus; charset=\"utf-8\"", "AUDIO/OGG ; CODECS=OPUS",
-                  "audio/ogg\x00text/html", "audio/ogg; name=\"x\x1b[2Jy\"", "audio/ogg;" + "p=1;" * 40,
-                  "audio/mpeg, audio/ogg"]
+HOSTILE_LABELS = [
+    "audio/ogg, text/html",
+    'audio/ogg; codecs=opus; charset="utf-8"',
+    "AUDIO/OGG ; CODECS=OPUS",
+    "audio/ogg\x00text/html",
+    'audio/ogg; name="x\x1b[2Jy"',
+    "audio/ogg;" + "p=1;" * 40,
+    "audio/mpeg, audio/ogg",
+]
 SERVED = {"whatsapp_ogg": "audio/ogg", "html": "application/octet-stream"}
 
 
 @pytest.mark.parametrize("label", HOSTILE_LABELS)
 @pytest.mark.parametrize("content", sorted(SERVED))
-def test_kept_as_sent_media_is_served_by_its_bytes_whatever_its_label(deliver, client, app, samples, agent_token,
-                                                                      tmp_path, label, content):
+def test_kept_as_sent_media_is_served_by_its_bytes_whatever_its_label(
+    deliver, client, app, samples, agent_token, tmp_path, label, content
+):
     set_settings(app, "whatsapp", normalize_inbound=False)
     data = samples["whatsapp_ogg"] if content != "html" else WRONG_MAGIC["html"]()
     params, response = deliver(write(tmp_path, "voice.ogg", data), label)
@@ -337,17 +395,31 @@ def test_kept_as_sent_media_is_served_by_its_bytes_whatever_its_label(deliver, c
 
 
 @pytest.mark.parametrize("label", HOSTILE_LABELS)
-def test_hostile_label_on_an_upload_is_cleaned_and_decided_by_the_bytes(client, app, agent_token,
-                                                                        agent_conversation, samples, tmp_path, label):
-    response, row = send_upload(client, app, agent_token, agent_conversation, write(tmp_path, "rec.ogg",
-                                samples["whatsapp_ogg"]), label, expect={201})
+def test_hostile_label_on_an_upload_is_cleaned_and_decided_by_the_bytes(
+    client, app, agent_token, agent_conversation, samples, tmp_path, label
+):
+    response, row = send_upload(
+        client,
+        app,
+        agent_token,
+        agent_conversation,
+        write(tmp_path, "rec.ogg", samples["whatsapp_ogg"]),
+        label,
+        expect={201},
+    )
     assert response.get_json()["content_type"] == "audio/mpeg"
     assert not CONTROL.search(row.content_type or "")
 
 
 @pytest.mark.parametrize("suffix", ["\n", " ", "\t", "\r\n", "\x00", "\u2028"])
-@pytest.mark.parametrize("path", ["/api/v1/conversations/{sid}/audio", "/api/v1/conversations/{sid}/audio-settings",
-                                  "/agent/api/conversations/{sid}"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/conversations/{sid}/audio",
+        "/api/v1/conversations/{sid}/audio-settings",
+        "/agent/api/conversations/{sid}",
+    ],
+)
 def test_sids_with_trailing_whitespace_or_controls_are_refused(client, agent_token, agent_conversation, path, suffix):
     url = path.format(sid=quote(agent_conversation + suffix))
     response = client.get(url, headers={"Authorization": f"Bearer {agent_token}"})
@@ -355,6 +427,7 @@ def test_sids_with_trailing_whitespace_or_controls_are_refused(client, agent_tok
 
 
 # -- sizes: declared vs real, and the download cap ------------------------------------------------------------------
+
 
 @pytest.fixture
 def http_calls(app, monkeypatch) -> list[tuple[str, str]]:
@@ -397,8 +470,9 @@ def test_media_over_the_download_cap_fails_before_any_byte_moves(deliver, app, s
 
 
 @pytest.mark.parametrize("claimed", [100, None, "huge", -1])
-def test_media_metadata_that_lies_about_its_size_is_capped_while_streaming(deliver, app, samples, tmp_path,
-                                                                            monkeypatch, claimed):
+def test_media_metadata_that_lies_about_its_size_is_capped_while_streaming(
+    deliver, app, samples, tmp_path, monkeypatch, claimed
+):
     """MCS metadata understating the size (or missing / garbage) must not let a big file through."""
     app.config["MEDIA_DOWNLOAD_MAX_BYTES"] = 10_000
     api = app.extensions["twilio"]
@@ -416,6 +490,7 @@ def test_media_metadata_that_lies_about_its_size_is_capped_while_streaming(deliv
 
 # -- hours of silence: small on the wire, long to decode ------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def long_silence(corpus_dir) -> Path:
     """~16 MB of Ogg/Opus that is hours of digital silence: one minute encoded at 6 kbps, then looped by copy.
@@ -424,8 +499,9 @@ def long_silence(corpus_dir) -> Path:
     the wire, very long to decode. Only the duration cap and the ffmpeg timeout keep it from tying up a worker.
     """
     minute = corpus_dir / "silence-60s.ogg"
-    run_ffmpeg("-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", "60", "-c:a", "libopus", "-b:a", "6k",
-               str(minute))
+    run_ffmpeg(
+        "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", "60", "-c:a", "libopus", "-b:a", "6k", str(minute)
+    )
     loops = int(15_500_000 / minute.stat().st_size)
     path = corpus_dir / "silence-hours.ogg"
     run_ffmpeg("-stream_loop", str(loops - 1), "-i", str(minute), "-c", "copy", str(path))
@@ -453,17 +529,16 @@ def test_long_silence_is_stopped_by_the_ffmpeg_timeout(deliver, app, long_silenc
 
 def test_long_silence_upload_is_413_too_long(client, app, agent_token, agent_conversation, long_silence):
     set_settings(app, "whatsapp", max_duration_s=60)
-    response, row = send_upload(client, app, agent_token, agent_conversation, long_silence, "audio/ogg",
-                                expect={413})
+    response, row = send_upload(client, app, agent_token, agent_conversation, long_silence, "audio/ogg", expect={413})
     assert response.get_json()["error"]["code"] == "too_long"
     assert row.duration_s <= 61.5
 
 
-def test_long_silence_upload_stopped_by_the_ffmpeg_timeout_is_a_413_not_a_hang(client, app, agent_token,
-                                                                              agent_conversation, long_silence):
+def test_long_silence_upload_stopped_by_the_ffmpeg_timeout_is_a_413_not_a_hang(
+    client, app, agent_token, agent_conversation, long_silence
+):
     app.config["FFMPEG_TIMEOUT_S"] = 1
-    response, row = send_upload(client, app, agent_token, agent_conversation, long_silence, "audio/ogg",
-                                expect={413})
+    response, row = send_upload(client, app, agent_token, agent_conversation, long_silence, "audio/ogg", expect={413})
     error = response.get_json()["error"]
     # conversion_timeout, not too_long: ffmpeg was stopped by its timeout before it reached the duration cap.
     assert error["code"] == "conversion_timeout" and "longer than 1 s" in error["message"]
@@ -526,20 +601,22 @@ def test_video_without_audio_fails_with_no_audio_stream(deliver, app, video_only
 
 @pytest.mark.parametrize("name", sorted(VIDEO_ONLY))
 def test_video_without_audio_upload_is_400(client, app, agent_token, agent_conversation, video_only, name):
-    response, _ = send_upload(client, app, agent_token, agent_conversation, video_only[name], VIDEO_ONLY[name][1],
-                              expect={400})
+    response, _ = send_upload(
+        client, app, agent_token, agent_conversation, video_only[name], VIDEO_ONLY[name][1], expect={400}
+    )
     error = response.get_json()["error"]
     assert error["code"] == "not_audio" and "no audio stream" in error["message"]
 
 
 # -- lying headers and corrupted middles ---------------------------------------------------------------------------
 
+
 def huge_wav_header(data: bytes) -> bytes:
     """RIFF and data chunk sizes claim ~4 GB; the file holds the 3 s it really has."""
     out = bytearray(data)
     out[4:8] = struct.pack("<I", 0xFFFFFFF0)
     data_at = data.index(b"data")
-    out[data_at + 4:data_at + 8] = struct.pack("<I", 0xFFFFFFE0)
+    out[data_at + 4 : data_at + 8] = struct.pack("<I", 0xFFFFFFE0)
     return bytes(out)
 
 
@@ -550,9 +627,15 @@ def test_wav_declaring_a_huge_data_size(deliver, app, samples, tmp_path):
 
 
 def test_wav_declaring_a_huge_data_size_upload(client, app, agent_token, agent_conversation, samples, tmp_path):
-    response, row = send_upload(client, app, agent_token, agent_conversation,
-                                write(tmp_path, "rec.wav", huge_wav_header(samples["wav"])), "audio/wav",
-                                expect={201, 400})
+    response, row = send_upload(
+        client,
+        app,
+        agent_token,
+        agent_conversation,
+        write(tmp_path, "rec.wav", huge_wav_header(samples["wav"])),
+        "audio/wav",
+        expect={201, 400},
+    )
     if response.status_code == 201:
         assert abs(row.duration_s - SECONDS) < 0.1
 
@@ -596,6 +679,7 @@ def test_ogg_with_every_page_checksum_broken(deliver, app, samples, tmp_path):
 
 
 # -- upload requests that are malformed as HTTP ----------------------------------------------------------------------
+
 
 def raw_multipart(parts: list[tuple[str, str | None, str | None, bytes]], boundary: str = "hostileBoundary42"):
     """A multipart body built by hand: (field name, filename or None for no filename parameter, type, bytes)."""
@@ -646,11 +730,21 @@ def test_part_with_an_empty_filename_and_no_content_type(client, app, agent_toke
         assert_error_shape(response)
 
 
-@pytest.mark.parametrize("variant", ["raw_audio", "json", "urlencoded", "text", "no_content_type",
-                                     "multipart_without_boundary", "multipart_wrong_boundary",
-                                     "multipart_unterminated", "empty_multipart"])
-def test_non_multipart_or_broken_multipart_body_is_400(client, app, agent_token, agent_conversation, samples,
-                                                       variant):
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "raw_audio",
+        "json",
+        "urlencoded",
+        "text",
+        "no_content_type",
+        "multipart_without_boundary",
+        "multipart_wrong_boundary",
+        "multipart_unterminated",
+        "empty_multipart",
+    ],
+)
+def test_non_multipart_or_broken_multipart_body_is_400(client, app, agent_token, agent_conversation, samples, variant):
     audio = samples["webm"]
     if variant == "raw_audio":
         body, ctype = audio, "audio/webm"
@@ -690,20 +784,21 @@ def test_idempotency_key_over_200_characters_is_400(client, app, agent_token, ag
     assert at_limit.status_code == 201, at_limit.get_data(as_text=True)
 
 
-def test_hostile_filename_and_content_type_on_a_real_recording(client, app, agent_token, agent_conversation,
-                                                               samples, tmp_path):
+def test_hostile_filename_and_content_type_on_a_real_recording(
+    client, app, agent_token, agent_conversation, samples, tmp_path
+):
     path = write(tmp_path, "rec.webm", samples["webm"])
     name = "../../etc/passwd\u202e" + "x" * 400 + ".webm"
     label = "audio/webm; codecs=" + "opus," * 100
-    response, row = send_upload(client, app, agent_token, agent_conversation, path, label, filename=name,
-                                expect={201})
+    response, row = send_upload(client, app, agent_token, agent_conversation, path, label, filename=name, expect={201})
     assert len(row.filename) <= 256 and len(row.content_type) <= 128
 
 
 def test_many_parts_named_audio(client, app, agent_token, agent_conversation, samples):
-    body, ctype = raw_multipart([("audio", "a.webm", "audio/webm", samples["webm"]),
-                                 ("audio", "b.txt", "text/plain", b"not audio")] +
-                                [(f"f{i}", None, None, b"x") for i in range(200)])
+    body, ctype = raw_multipart(
+        [("audio", "a.webm", "audio/webm", samples["webm"]), ("audio", "b.txt", "text/plain", b"not audio")]
+        + [(f"f{i}", None, None, b"x") for i in range(200)]
+    )
     response = raw_post(client, agent_token, agent_conversation, body, ctype)
     assert response.status_code in (201, 400), response.get_data(as_text=True)
     if response.status_code != 201:
@@ -715,9 +810,15 @@ def test_many_parts_named_audio(client, app, agent_token, agent_conversation, sa
 def test_body_shorter_than_its_content_length_is_a_4xx(client, app, agent_token, agent_conversation):
     """A part declaring an enormous Content-Length it never sends is cut off, not waited on."""
     body, ctype = raw_multipart([("audio", "rec.webm", "audio/webm", b"\x1a\x45\xdf\xa3" + b"\x00" * 100)])
-    response = client.post(f"/api/v1/conversations/{agent_conversation}/audio", input_stream=io.BytesIO(body),
-                           headers={"Authorization": f"Bearer {agent_token}", "Content-Type": ctype,
-                                    "Content-Length": str(len(body) + 1_000_000)})
+    response = client.post(
+        f"/api/v1/conversations/{agent_conversation}/audio",
+        input_stream=io.BytesIO(body),
+        headers={
+            "Authorization": f"Bearer {agent_token}",
+            "Content-Type": ctype,
+            "Content-Length": str(len(body) + 1_000_000),
+        },
+    )
     assert response.status_code != 500
     assert 400 <= response.status_code < 500, response.get_data(as_text=True)
     assert_error_shape(response)

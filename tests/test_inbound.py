@@ -6,13 +6,30 @@ from datetime import datetime
 import pytest
 
 from tests.audio_samples import KINDS, content_type, decoded_duration, make_audio
-from tests.conftest import (audio_rows, conversation_with_agent, post_webhook, run_jobs,
-                            web_chat_message_with_two_attachments)
-
+from tests.conftest import (
+    audio_rows,
+    conversation_with_agent,
+    post_webhook,
+    run_jobs,
+    web_chat_message_with_two_attachments,
+)
 
 # An audio message as README's HTTP API gives it, plus playback_url only when ready and error only when failed.
-MESSAGE_KEYS = {"audit_id", "direction", "channel", "conversation_sid", "message_sid", "media_sid", "status",
-                "content_type", "size_bytes", "mp3_size_bytes", "duration_s", "created_at", "updated_at"}
+MESSAGE_KEYS = {
+    "audit_id",
+    "direction",
+    "channel",
+    "conversation_sid",
+    "message_sid",
+    "media_sid",
+    "status",
+    "content_type",
+    "size_bytes",
+    "mp3_size_bytes",
+    "duration_s",
+    "created_at",
+    "updated_at",
+}
 
 
 def assert_timestamps_are_iso_with_a_zone(message):
@@ -21,14 +38,24 @@ def assert_timestamps_are_iso_with_a_zone(message):
 
 
 def listing(client, token, conversation_sid):
-    response = client.get(f"/api/v1/conversations/{conversation_sid}/audio",
-                          headers={"Authorization": f"Bearer {token}"})
+    response = client.get(
+        f"/api/v1/conversations/{conversation_sid}/audio", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()["audio_messages"]
 
 
-@pytest.mark.parametrize("kind,channel", [("whatsapp_ogg", "whatsapp"), ("amr", "sms"), ("3gp", "sms"),
-                                          ("aac_mp4", "webchat"), ("webm", "webchat"), ("wav", "messenger")])
+@pytest.mark.parametrize(
+    "kind,channel",
+    [
+        ("whatsapp_ogg", "whatsapp"),
+        ("amr", "sms"),
+        ("3gp", "sms"),
+        ("aac_mp4", "webchat"),
+        ("webm", "webchat"),
+        ("wav", "messenger"),
+    ],
+)
 def test_customer_voice_note_is_served_as_mp3(deliver, client, app, agent_token, tmp_path, kind, channel):
     source = make_audio(tmp_path / f"voice{KINDS[kind][0]}", kind, seconds=5.0)
     params, response = deliver(source, content_type(kind), channel=channel)
@@ -54,8 +81,11 @@ def test_customer_voice_note_is_served_as_mp3(deliver, client, app, agent_token,
 
 def test_listed_messages_have_the_contract_shape(deliver, client, app, sandbox, agent_token, tmp_path):
     conversation = conversation_with_agent(sandbox, "Customer", "whatsapp")
-    deliver(make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0), "audio/ogg; codecs=opus",
-            conversation_sid=conversation)
+    deliver(
+        make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0),
+        "audio/ogg; codecs=opus",
+        conversation_sid=conversation,
+    )
     junk = tmp_path / "junk.ogg"
     junk.write_text("<html>not a voice note</html>\n" * 10)
     deliver(junk, "audio/ogg", conversation_sid=conversation)
@@ -129,22 +159,31 @@ def test_listing_needs_a_valid_flex_token(client, sandbox):
     assert response.get_json()["error"]["code"] == "invalid_token"
     expired = sandbox.issue_token("agent@example.com", ttl_s=-10)
     assert client.get(url, headers={"Authorization": f"Bearer {expired}"}).status_code == 401
-    assert client.get("/api/v1/conversations/nope/audio",
-                      headers={"Authorization": f"Bearer {sandbox.issue_token('a')}"}).status_code == 400
+    assert (
+        client.get(
+            "/api/v1/conversations/nope/audio", headers={"Authorization": f"Bearer {sandbox.issue_token('a')}"}
+        ).status_code
+        == 400
+    )
 
 
-@pytest.mark.parametrize("iam_status, expected_status, expected_code", [
-    (400, 401, "invalid_token"),  # a token IAM cannot parse: the agent must log in again
-    (401, 503, "auth_unavailable"),  # our own credentials refused: not the agent's fault
-    (503, 503, "auth_unavailable"),
-])
-def test_an_iam_error_is_told_apart_from_a_bad_token(client, app, sandbox, agent_token, iam_status, expected_status,
-                                                     expected_code):
+@pytest.mark.parametrize(
+    "iam_status, expected_status, expected_code",
+    [
+        (400, 401, "invalid_token"),  # a token IAM cannot parse: the agent must log in again
+        (401, 503, "auth_unavailable"),  # our own credentials refused: not the agent's fault
+        (503, 503, "auth_unavailable"),
+    ],
+)
+def test_an_iam_error_is_told_apart_from_a_bad_token(
+    client, app, sandbox, agent_token, iam_status, expected_status, expected_code
+):
     app.extensions["twilio"].http.backoff_s = 0.01
     sandbox.fail_next(r"/Tokens/validate$", iam_status, count=app.extensions["twilio"].http.retries + 1)
     conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
-    response = client.get(f"/api/v1/conversations/{conversation}/audio",
-                          headers={"Authorization": f"Bearer {agent_token}"})
+    response = client.get(
+        f"/api/v1/conversations/{conversation}/audio", headers={"Authorization": f"Bearer {agent_token}"}
+    )
     assert response.status_code == expected_status
     assert response.get_json()["error"]["code"] == expected_code
 
@@ -160,11 +199,14 @@ def test_flex_token_is_validated_once_then_cached(client, app, sandbox, agent_to
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("variant,reason", [
-    ("empty", "empty"),
-    ("text", "not decodable"),
-    ("truncated_mp4", "not decodable"),
-])
+@pytest.mark.parametrize(
+    "variant,reason",
+    [
+        ("empty", "empty"),
+        ("text", "not decodable"),
+        ("truncated_mp4", "not decodable"),
+    ],
+)
 def test_bad_inputs_fail_with_a_reason(deliver, client, app, agent_token, tmp_path, variant, reason):
     path = tmp_path / "voice.ogg"
     if variant == "empty":
@@ -273,8 +315,9 @@ def test_sdk_message_with_several_attachments_is_expanded_over_rest(client, app,
     assert {m["status"] for m in messages} == {"ready"}
 
 
-def test_reading_an_sdk_message_outlives_a_database_refusing_its_rows(client, app, sandbox, agent_token, tmp_path,
-                                                                      monkeypatch):
+def test_reading_an_sdk_message_outlives_a_database_refusing_its_rows(
+    client, app, sandbox, agent_token, tmp_path, monkeypatch
+):
     from webhook_app.inbound import expand as inbound
 
     real_record, refused = inbound.record_message_media, []
@@ -296,8 +339,9 @@ def test_reading_an_sdk_message_outlives_a_database_refusing_its_rows(client, ap
     assert {m["status"] for m in messages} == {"ready"}
 
 
-def test_reading_an_sdk_message_outlives_an_outage_longer_than_the_request_retries(client, app, sandbox,
-                                                                                  agent_token, tmp_path):
+def test_reading_an_sdk_message_outlives_an_outage_longer_than_the_request_retries(
+    client, app, sandbox, agent_token, tmp_path
+):
     """The expand job is enqueued once per message, so it must schedule its own next attempt, not just fail."""
     http = app.extensions["twilio"].http
     http.backoff_s = 0.01

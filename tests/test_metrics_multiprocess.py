@@ -19,8 +19,11 @@ from webhook_app.metrics import prepare_directory, process_metrics, writer_id
 
 
 def samples_of(collector) -> dict:
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in collector.collect() for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in collector.collect()
+        for sample in family.samples
+    }
 
 
 def unrouted_404s(base_url: str) -> float:
@@ -28,7 +31,10 @@ def unrouted_404s(base_url: str) -> float:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "http_requests_total" and sample.labels == {
-                    "method": "GET", "endpoint": "unrouted", "status": "404"}:
+                "method": "GET",
+                "endpoint": "unrouted",
+                "status": "404",
+            }:
                 return sample.value
     return 0
 
@@ -64,8 +70,14 @@ def test_gunicorn_workers_are_summed_and_dead_workers_still_count(app, tmp_path)
     """Two workers; both are then killed and replaced. A total above what the new workers served can only come
     from adding up every process's files, including those of workers that are gone (child_exit)."""
     env = {k: v for k, v in os.environ.items() if k not in (*SERVICE_VARIABLES, "PROMETHEUS_MULTIPROC_DIR")}
-    env.update(DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], SANDBOX_DB=app.config["SANDBOX_DB"],
-               SECRET_KEY="test-secret", WEB_CONCURRENCY="2", PORT=str(free_port()), TMPDIR=str(tmp_path))
+    env.update(
+        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        SANDBOX_DB=app.config["SANDBOX_DB"],
+        SECRET_KEY="test-secret",
+        WEB_CONCURRENCY="2",
+        PORT=str(free_port()),
+        TMPDIR=str(tmp_path),
+    )
     processes = Processes(env, tmp_path)
     master = processes.start("web", [sys.executable, "-m", "gunicorn", "webhook_app:create_app()"])
     base_url = f"http://127.0.0.1:{env['PORT']}"
@@ -75,8 +87,12 @@ def test_gunicorn_workers_are_summed_and_dead_workers_still_count(app, tmp_path)
         for _ in range(20):
             assert requests.get(base_url + "/no/such/page", timeout=5).status_code == 404
         assert unrouted_404s(base_url) == 20
-        first_workers = wait_until(lambda: len(descendants(master.pid)) == 2 and descendants(master.pid), 30,
-                                   "two gunicorn workers", processes.logs)
+        first_workers = wait_until(
+            lambda: len(descendants(master.pid)) == 2 and descendants(master.pid),
+            30,
+            "two gunicorn workers",
+            processes.logs,
+        )
         for pid in first_workers:
             os.kill(pid, signal.SIGKILL)
 
@@ -108,7 +124,8 @@ def test_rq_work_horses_of_one_worker_share_one_set_of_files(tmp_path):
     directory = tmp_path / "metrics"
     queue = f"metrics-test-{os.getpid()}"
     try:
-        run_python(f"""
+        run_python(
+            f"""
             from redis import Redis
             from rq import Queue, Worker
             import webhook_app.metrics
@@ -119,7 +136,9 @@ def test_rq_work_horses_of_one_worker_share_one_set_of_files(tmp_path):
                 queue.enqueue("tests.test_metrics_multiprocess.transcoded", seconds)
             Worker([queue], connection=connection).work(burst=True)
             assert queue.count == 0 and queue.failed_job_registry.count == 0
-        """, directory)
+        """,
+            directory,
+        )
     finally:
         if server is not None:
             server.kill()
@@ -140,12 +159,18 @@ def transcoded(seconds: float) -> None:
 def test_a_new_run_drops_the_files_of_processes_that_are_gone(tmp_path):
     dead_pid = subprocess.Popen(["true"])
     dead_pid.wait()
-    for name in (f"counter_{dead_pid.pid}.db", f"histogram_{dead_pid.pid}-horses.db", f"counter_{os.getpid()}.db",
-                 f"histogram_{os.getpid()}-horses.db"):
+    for name in (
+        f"counter_{dead_pid.pid}.db",
+        f"histogram_{dead_pid.pid}-horses.db",
+        f"counter_{os.getpid()}.db",
+        f"histogram_{os.getpid()}-horses.db",
+    ):
         (tmp_path / name).write_bytes(b"")
     prepare_directory(str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"counter_{os.getpid()}.db",
-                                                          f"histogram_{os.getpid()}-horses.db"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"counter_{os.getpid()}.db",
+        f"histogram_{os.getpid()}-horses.db",
+    ]
 
 
 def test_a_process_writes_under_its_own_pid_outside_rq_jobs():

@@ -9,8 +9,9 @@ from webhook_app.models import CHANNELS, ChannelSettings, described_by_models
 def test_migrated_database_matches_models(database_url):
     engine = create_engine(database_url)
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True,
-                                                               "include_object": described_by_models})
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": described_by_models}
+        )
         assert compare_metadata(context, db.metadata) == []
     engine.dispose()
 
@@ -48,11 +49,14 @@ def test_downgrading_past_0005_forgets_sizes_an_integer_cannot_hold(tmp_path):
         migrate(url)
         engine = create_engine(url)
         with engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO audio_messages (direction, channel, status, truncated, attempts, conversation_sid,"
-                " message_sid, media_sid, size_bytes, created_at, updated_at) VALUES ('inbound', 'sms', 'failed',"
-                " false, 1, 'CH" + "a" * 32 + "', 'IM" + "b" * 32 + "', 'ME" + "c" * 32 + "', 1099511627776,"
-                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+            connection.execute(
+                text(
+                    "INSERT INTO audio_messages (direction, channel, status, truncated, attempts, conversation_sid,"
+                    " message_sid, media_sid, size_bytes, created_at, updated_at) VALUES ('inbound', 'sms', 'failed',"
+                    " false, 1, 'CH" + "a" * 32 + "', 'IM" + "b" * 32 + "', 'ME" + "c" * 32 + "', 1099511627776,"
+                    " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
         engine.dispose()
         command.downgrade(alembic_config(url), "0004")
         engine = create_engine(url)

@@ -28,7 +28,8 @@ REAL_REDIS = os.environ.get("TEST_REDIS_URL")
 pytestmark = pytest.mark.skipif(
     not (REAL_POSTGRES and REAL_REDIS),
     reason="needs TEST_DATABASE_URL (PostgreSQL) and TEST_REDIS_URL (Redis) for real multi-process runs "
-           "(CI's second suite runs it)")
+    "(CI's second suite runs it)",
+)
 
 NOTES = 200
 DUPLICATED = NOTES // 3
@@ -36,8 +37,14 @@ DELIVERY_THREADS = 32
 SETTLE_TIMEOUT_S = 180
 TERMINAL = ("ready", "failed")
 # (channel, sample kind) per conversation: a handful of conversations across the customer channels.
-CONVERSATIONS = [("whatsapp", "whatsapp_ogg"), ("whatsapp", "whatsapp_ogg"), ("sms", "amr"), ("sms", "amr"),
-                 ("webchat", "whatsapp_ogg"), ("webchat", "whatsapp_ogg")]
+CONVERSATIONS = [
+    ("whatsapp", "whatsapp_ogg"),
+    ("whatsapp", "whatsapp_ogg"),
+    ("sms", "amr"),
+    ("sms", "amr"),
+    ("webchat", "whatsapp_ogg"),
+    ("webchat", "whatsapp_ogg"),
+]
 
 
 @pytest.fixture
@@ -48,17 +55,36 @@ def service(app, tmp_path):
 
     queue_name = f"mp-{uuid.uuid4().hex[:10]}"
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
-    env.update(DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=REAL_REDIS, RQ_QUEUE=queue_name,
-               SANDBOX_DB=app.config["SANDBOX_DB"], SECRET_KEY="test-secret", LOG_LEVEL="WARNING",
-               LOG_FORMAT="text")
+    env.update(
+        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=REAL_REDIS,
+        RQ_QUEUE=queue_name,
+        SANDBOX_DB=app.config["SANDBOX_DB"],
+        SECRET_KEY="test-secret",
+        LOG_LEVEL="WARNING",
+        LOG_FORMAT="text",
+    )
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     processes = Processes(env, tmp_path)
     redis = Redis.from_url(REAL_REDIS)
     queue = Queue(queue_name, connection=redis)
     try:
-        processes.start("web", [sys.executable, "-m", "gunicorn", "webhook_app:create_app()", "--workers", "2",
-                                "--bind", f"127.0.0.1:{port}", "--timeout", "60"])
+        processes.start(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "webhook_app:create_app()",
+                "--workers",
+                "2",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--timeout",
+                "60",
+            ],
+        )
         for number in (1, 2):
             processes.start(f"worker{number}", [sys.executable, "-m", "flask", "--app", "webhook_app", "worker"])
 
@@ -84,15 +110,20 @@ def test_200_voice_notes_with_redeliveries_across_web_and_rq_workers(app, servic
     sandbox = Sandbox(app.config["SANDBOX_DB"])
     url = service["base_url"] + "/twilio/conversations/post-event"
 
-    samples = {kind: Path(make_audio(tmp_path / f"note{KINDS[kind][0]}", kind, seconds=1.0)).read_bytes()
-               for kind in {kind for _, kind in CONVERSATIONS}}
-    conversations = [(sandbox.create_conversation(f"Customer {i} ({channel})", channel)["sid"], channel, kind)
-                     for i, (channel, kind) in enumerate(CONVERSATIONS)]
+    samples = {
+        kind: Path(make_audio(tmp_path / f"note{KINDS[kind][0]}", kind, seconds=1.0)).read_bytes()
+        for kind in {kind for _, kind in CONVERSATIONS}
+    }
+    conversations = [
+        (sandbox.create_conversation(f"Customer {i} ({channel})", channel)["sid"], channel, kind)
+        for i, (channel, kind) in enumerate(CONVERSATIONS)
+    ]
     notes = []  # (params, expected channel)
     for i in range(NOTES):
         conversation_sid, channel, kind = conversations[i % len(conversations)]
-        params = sandbox.customer_sends_media(conversation_sid, samples[kind], content_type(kind),
-                                              f"voice-{i}{KINDS[kind][0]}")
+        params = sandbox.customer_sends_media(
+            conversation_sid, samples[kind], content_type(kind), f"voice-{i}{KINDS[kind][0]}"
+        )
         notes.append((params, channel))
 
     # A third delivered twice: half of those back to back (racing the first delivery), half anywhere later.
@@ -125,8 +156,11 @@ def test_200_voice_notes_with_redeliveries_across_web_and_rq_workers(app, servic
         counts: dict[str, int] = {}
         for row in rows:
             counts[row.status] = counts.get(row.status, 0) + 1
-        stuck = [(row.id, row.status, row.source, row.dispatched_at, row.attempts, row.error) for row in rows
-                 if row.status not in TERMINAL]
+        stuck = [
+            (row.id, row.status, row.source, row.dispatched_at, row.attempts, row.error)
+            for row in rows
+            if row.status not in TERMINAL
+        ]
         return f"{len(rows)} rows by status {counts}; queue depth {service['queue'].count}; unfinished {stuck[:10]}"
 
     def settled():
@@ -134,8 +168,13 @@ def test_200_voice_notes_with_redeliveries_across_web_and_rq_workers(app, servic
         rows = audio_rows(app)
         return rows if len(rows) >= NOTES and all(row.status in TERMINAL for row in rows) else None
 
-    rows = wait_until(settled, SETTLE_TIMEOUT_S, "every row to end ready or failed",
-                      lambda: describe(audio_rows(app)) + "\n" + processes.logs(), interval=0.5)
+    rows = wait_until(
+        settled,
+        SETTLE_TIMEOUT_S,
+        "every row to end ready or failed",
+        lambda: describe(audio_rows(app)) + "\n" + processes.logs(),
+        interval=0.5,
+    )
 
     context = f"{describe(rows)}\n{processes.logs()}"
     assert len(rows) == NOTES, context
@@ -147,8 +186,11 @@ def test_200_voice_notes_with_redeliveries_across_web_and_rq_workers(app, servic
     repeated = [(row.id, row.attempts) for row in rows if row.attempts != 1]
     assert not repeated, f"rows worked on more than once (duplicate work): {repeated[:10]}\n{context}"
     channel_by_message = {params["MessageSid"]: channel for params, channel in notes}
-    wrong_channel = [(row.id, row.channel, channel_by_message[row.message_sid]) for row in rows
-                     if row.channel != channel_by_message[row.message_sid]]
+    wrong_channel = [
+        (row.id, row.channel, channel_by_message[row.message_sid])
+        for row in rows
+        if row.channel != channel_by_message[row.message_sid]
+    ]
     assert not wrong_channel, f"{wrong_channel[:10]}\n{context}"
     assert all(row.mp3_size_bytes and row.duration_s and abs(row.duration_s - 1.0) < 0.2 for row in rows), context
     processes.check_alive()

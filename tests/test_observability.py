@@ -61,8 +61,11 @@ def test_metrics_in_prometheus_text_format(client, app, deliver, tmp_path):
 
 def scrape(response) -> dict:
     """{(sample name, sorted labels): value}, read by prometheus_client's own parser of the text format."""
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.get_data(as_text=True)) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+    }
 
 
 def test_metrics_count_requests_and_transcodes_of_this_process(client, app, deliver, tmp_path):

@@ -56,10 +56,17 @@ def redis_server(tmp_path):
 @pytest.fixture
 def web(app, redis_server):
     """The web side on the test's own Redis, driven through a test client, and a queue of its own."""
-    service = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
-                          "REDIS_URL": redis_server.url, "RQ_QUEUE": f"outage-{uuid.uuid4().hex[:8]}",
-                          "SANDBOX_DB": app.config["SANDBOX_DB"], "SECRET_KEY": "test-secret",
-                          "SETTINGS_CHECK_INTERVAL_S": 0})
+    service = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+            "REDIS_URL": redis_server.url,
+            "RQ_QUEUE": f"outage-{uuid.uuid4().hex[:8]}",
+            "SANDBOX_DB": app.config["SANDBOX_DB"],
+            "SECRET_KEY": "test-secret",
+            "SETTINGS_CHECK_INTERVAL_S": 0,
+        }
+    )
     yield service
     with service.app_context():
         db.session.remove()
@@ -71,12 +78,20 @@ def workers(web, tmp_path):
     """Worker processes started as the Procfile's `worker`, with short maintenance and retry intervals, stopped with
     everything they forked."""
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
-    env.update(DATABASE_URL=web.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=web.config["REDIS_URL"],
-               RQ_QUEUE=web.config["RQ_QUEUE"], SANDBOX_DB=web.config["SANDBOX_DB"], SECRET_KEY="test-secret",
-               LOG_LEVEL="INFO", LOG_FORMAT="text", MAINTENANCE_INTERVAL_S="1", RELAY_POLL_S="1",
-               JOB_RETRY_BASE_S="1",
-               # The net for jobs an emptied Redis forgot: the sweeper enqueues rows still queued after this long.
-               SWEEP_REQUEUE_AFTER_S="3")
+    env.update(
+        DATABASE_URL=web.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=web.config["REDIS_URL"],
+        RQ_QUEUE=web.config["RQ_QUEUE"],
+        SANDBOX_DB=web.config["SANDBOX_DB"],
+        SECRET_KEY="test-secret",
+        LOG_LEVEL="INFO",
+        LOG_FORMAT="text",
+        MAINTENANCE_INTERVAL_S="1",
+        RELAY_POLL_S="1",
+        JOB_RETRY_BASE_S="1",
+        # The net for jobs an emptied Redis forgot: the sweeper enqueues rows still queued after this long.
+        SWEEP_REQUEUE_AFTER_S="3",
+    )
     processes = Processes(env, tmp_path)
     yield processes
     processes.stop()
@@ -119,15 +134,23 @@ def test_the_worker_rides_out_redis_going_away_and_coming_back_empty(app, web, r
     wait_for_a_registered_worker(web, workers)
 
     long_note = send(web, long_sample)
-    wait_until(lambda: getattr(row_of(app, long_note), "status", None) == "transcoding", 60,
-               "the long note to be transcoding", workers.logs)
+    wait_until(
+        lambda: getattr(row_of(app, long_note), "status", None) == "transcoding",
+        60,
+        "the long note to be transcoding",
+        workers.logs,
+    )
     redis_server.kill()
     sent = [long_note] + [send(web, short_sample) for _ in range(NOTES_PER_PHASE)]
     # A platform restarts a worker that exits, and one started while Redis is still down must not exit again.
     second = workers.start("worker2", WORKER)
     # The long note's job ends during the outage: its work horse finishes the row, then fails to tell Redis.
-    wait_until(lambda: getattr(row_of(app, long_note), "status", None) in ("ready", "failed"), 60,
-               "the long note to finish in its work horse while Redis is down", workers.logs)
+    wait_until(
+        lambda: getattr(row_of(app, long_note), "status", None) in ("ready", "failed"),
+        60,
+        "the long note to finish in its work horse while Redis is down",
+        workers.logs,
+    )
     time.sleep(3)  # the workers meet the outage: the first as its job ends, the second as it starts
     workers.check_alive()
 
@@ -139,8 +162,12 @@ def test_the_worker_rides_out_redis_going_away_and_coming_back_empty(app, web, r
         rows = audio_rows(app)
         return rows if len(rows) >= len(sent) and all(row.status in ("ready", "failed") for row in rows) else None
 
-    rows = wait_until(settled, SETTLE_TIMEOUT_S, "every acknowledged voice note to end ready or failed",
-                      lambda: describe(audio_rows(app)) + "\n" + workers.logs())
+    rows = wait_until(
+        settled,
+        SETTLE_TIMEOUT_S,
+        "every acknowledged voice note to end ready or failed",
+        lambda: describe(audio_rows(app)) + "\n" + workers.logs(),
+    )
     context = f"{describe(rows)}\n{workers.logs()}"
     assert sorted(row.message_sid for row in rows) == sorted(params["MessageSid"] for params in sent), context
     assert {row.status for row in rows} == {"ready"}, context
@@ -155,8 +182,12 @@ def test_the_worker_rides_out_redis_going_away_and_coming_back_empty(app, web, r
     for name in ("worker1", "worker2"):
         # The end is logged when one of the worker's loops next gets through, each waiting out its backoff (up to
         # MAX_BACKOFF_S): the other worker may have made every note ready before then.
-        wait_until(lambda name=name: "Redis is reachable again" in own_log(name), MAX_BACKOFF_S + 15,
-                   f"{name} to log the outage's end", lambda name=name: own_log(name)[-6000:])
+        wait_until(
+            lambda name=name: "Redis is reachable again" in own_log(name),
+            MAX_BACKOFF_S + 15,
+            f"{name} to log the outage's end",
+            lambda name=name: own_log(name)[-6000:],
+        )
         log = own_log(name)
         assert log.count("Redis is unreachable") == 1, f"{name} logged the outage not exactly once:\n{log[-6000:]}"
         assert log.count("Redis is reachable again") == 1, f"{name} logged its end not exactly once:\n{log[-6000:]}"
@@ -176,8 +207,9 @@ def database_closed(url: str):
             except ProgrammingError as exc:
                 pytest.skip(f"the test's database role may not close its database to connections: {exc.orig}")
             try:
-                connection.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"),
-                                   {"name": name})
+                connection.execute(
+                    text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name"), {"name": name}
+                )
                 yield
             finally:
                 connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
@@ -194,17 +226,24 @@ def test_a_job_that_loses_postgresql_mid_download_is_retried_within_seconds(app,
     sandbox.stall_next(r"/Content", DOWNLOAD_STALL_S)
 
     note = send(web, sample)
-    wait_until(lambda: getattr(row_of(app, note), "status", None) == "downloading" and not sandbox.pending_faults(),
-               30, "the job to hang in its download", workers.logs)
+    wait_until(
+        lambda: getattr(row_of(app, note), "status", None) == "downloading" and not sandbox.pending_faults(),
+        30,
+        "the job to hang in its download",
+        workers.logs,
+    )
     # Closed for longer than the download has left: the job ends its download while the database is gone, and
     # cannot put its row back either.
     with database_closed(app.config["SQLALCHEMY_DATABASE_URI"]):
         time.sleep(DOWNLOAD_STALL_S + OUTAGE_MARGIN_S)
 
     # Within a minute, not SWEEP_STUCK_AFTER_S (15 minutes) as when the row stayed `downloading`.
-    row = wait_until(lambda: (lambda row: row if row and row.status in ("ready", "failed") else None)(
-        row_of(app, note)), 60, "the voice note whose job lost the database to be retried",
-        lambda: describe(audio_rows(app)) + "\n" + workers.logs())
+    row = wait_until(
+        lambda: (lambda row: row if row and row.status in ("ready", "failed") else None)(row_of(app, note)),
+        60,
+        "the voice note whose job lost the database to be retried",
+        lambda: describe(audio_rows(app)) + "\n" + workers.logs(),
+    )
     context = f"{describe([row])}\n{workers.logs()}"
     assert row.status == "ready" and row.error is None, context
     assert row.attempts == 2, context  # the attempt the outage cut off, and its retry
@@ -212,8 +251,7 @@ def test_a_job_that_loses_postgresql_mid_download_is_retried_within_seconds(app,
     assert "database is unreachable" in (tmp_path / "worker.log").read_text(errors="replace"), context
 
 
-def test_a_job_cut_off_by_a_database_outage_is_taken_over_by_its_retry(deliver, app, tmp_path, monkeypatch,
-                                                                      caplog):
+def test_a_job_cut_off_by_a_database_outage_is_taken_over_by_its_retry(deliver, app, tmp_path, monkeypatch, caplog):
     """In both suites: the database goes away mid-job, and stays away while the job tries to put its row back and
     while the first retry tries to take the row; the next retry takes the row over from the cut-off attempt."""
     from webhook_app.inbound import normalize as inbound
@@ -227,8 +265,9 @@ def test_a_job_cut_off_by_a_database_outage_is_taken_over_by_its_retry(deliver, 
         if refusals["cut_off"]:
             return process(row)
         refusals.update(cut_off=True, left=2)  # the attempt's reload of its row, then the first retry's claim
-        raise OperationalError("UPDATE audio_messages", {}, Exception("terminating connection due to "
-                                                                      "administrator command"))
+        raise OperationalError(
+            "UPDATE audio_messages", {}, Exception("terminating connection due to administrator command")
+        )
 
     def run_job_marked(name, *args):
         in_a_job.active = True
@@ -255,6 +294,7 @@ def test_a_job_cut_off_by_a_database_outage_is_taken_over_by_its_retry(deliver, 
     finally:
         event.remove(engine, "before_cursor_execute", refuse_while_down)
     (row,) = audio_rows(app)
-    assert (row.status, row.attempts, row.error) == ("ready", 2, None), \
+    assert (row.status, row.attempts, row.error) == ("ready", 2, None), (
         f"the row of the attempt the outage cut off: {describe([row])}\n{caplog.text}"
+    )
     assert caplog.text.count("the database is unreachable") == 2, caplog.text

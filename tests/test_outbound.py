@@ -4,6 +4,7 @@ import io
 import threading
 
 import pytest
+
 from tests.audio_samples import KINDS, decoded_duration, make_audio, run_ffmpeg
 from tests.conftest import audio_rows, conversation_with_agent, hold_outbound_conversions
 from webhook_app.extensions import db
@@ -29,8 +30,9 @@ def post_audio(client, token, conversation, path, content_type="audio/webm", key
         headers["Idempotency-Key"] = key
     with open(path, "rb") as handle:
         data = {"audio": (io.BytesIO(handle.read()), filename or str(path).rsplit("/", 1)[-1], content_type)}
-    return client.post(f"/api/v1/conversations/{conversation}/audio", data=data, headers=headers,
-                       content_type="multipart/form-data")
+    return client.post(
+        f"/api/v1/conversations/{conversation}/audio", data=data, headers=headers, content_type="multipart/form-data"
+    )
 
 
 def set_settings(app, channel, **values):
@@ -58,22 +60,29 @@ def test_recording_is_sent_as_mp3(client, app, sandbox, agent_token, conversatio
     assert abs(decoded_duration(sent) - 3.0) < 0.1
 
     (row,) = audio_rows(app)
-    assert (row.direction, row.channel, row.status, row.author) == ("outbound", "whatsapp", "ready",
-                                                                   "agent_40example_2Ecom")
+    assert (row.direction, row.channel, row.status, row.author) == (
+        "outbound",
+        "whatsapp",
+        "ready",
+        "agent_40example_2Ecom",
+    )
     assert row.transcode_ms is not None and row.processing_ms is not None and row.size_bytes > 0
 
 
 def test_sent_recording_is_listed_with_a_player(client, agent_token, conversation, tmp_path):
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=2.0)
     assert post_audio(client, agent_token, conversation, source).status_code == 201
-    listing = client.get(f"/api/v1/conversations/{conversation}/audio",
-                         headers={"Authorization": f"Bearer {agent_token}"}).get_json()["audio_messages"]
+    listing = client.get(
+        f"/api/v1/conversations/{conversation}/audio", headers={"Authorization": f"Bearer {agent_token}"}
+    ).get_json()["audio_messages"]
     (message,) = listing
     assert message["direction"] == "outbound" and message["playback_url"]
 
 
-@pytest.mark.parametrize("variant,code", [("text", "not_audio"), ("empty", "empty_audio"),
-                                          ("truncated_mp4", "not_audio"), ("silence", "silent_audio")])
+@pytest.mark.parametrize(
+    "variant,code",
+    [("text", "not_audio"), ("empty", "empty_audio"), ("truncated_mp4", "not_audio"), ("silence", "silent_audio")],
+)
 def test_bad_recordings_are_400_with_a_reason(client, app, agent_token, conversation, tmp_path, variant, code):
     path = tmp_path / "rec.webm"
     if variant == "text":
@@ -85,8 +94,9 @@ def test_bad_recordings_are_400_with_a_reason(client, app, agent_token, conversa
         data = open(full, "rb").read()
         path.write_bytes(data[: len(data) // 3])
     else:
-        run_ffmpeg("-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", "2", "-c:a", "libopus", "-f", "webm",
-                   str(path))
+        run_ffmpeg(
+            "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", "2", "-c:a", "libopus", "-f", "webm", str(path)
+        )
     response = post_audio(client, agent_token, conversation, path)
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == code
@@ -95,8 +105,11 @@ def test_bad_recordings_are_400_with_a_reason(client, app, agent_token, conversa
 
 
 def test_missing_field_is_400(client, agent_token, conversation):
-    response = client.post(f"/api/v1/conversations/{conversation}/audio", data={"other": "x"},
-                           headers={"Authorization": f"Bearer {agent_token}"})
+    response = client.post(
+        f"/api/v1/conversations/{conversation}/audio",
+        data={"other": "x"},
+        headers={"Authorization": f"Bearer {agent_token}"},
+    )
     assert response.status_code == 400 and response.get_json()["error"]["code"] == "missing_audio"
 
 
@@ -145,8 +158,10 @@ def test_over_the_duration_cap_is_413_stating_the_limit(client, app, sandbox, ag
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=4.0)
     response = post_audio(client, agent_token, conversation, source)
     assert response.status_code == 413
-    assert response.get_json()["error"] == {"code": "too_long",
-                                            "message": "the recording is longer than the whatsapp limit of 2 s"}
+    assert response.get_json()["error"] == {
+        "code": "too_long",
+        "message": "the recording is longer than the whatsapp limit of 2 s",
+    }
     assert sandbox.list_messages(conversation) == []
 
 
@@ -159,7 +174,8 @@ def test_upload_over_the_ceiling_is_413_before_reading(client, app, agent_token,
 
 
 def error_code(response) -> str:
-    """The code of the service's one error shape (README, HTTP API), {"error": {"code", "message"}}, checked to be just that."""
+    """The code of the service's one error shape (README, HTTP API), {"error": {"code", "message"}}, checked to be
+    just that."""
     body = response.get_json()
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
     assert body["error"]["message"]
@@ -189,14 +205,18 @@ def test_same_idempotency_key_sends_exactly_once(client, sandbox, agent_token, c
     assert other.status_code == 201 and len(sandbox.list_messages(conversation)) == 2
 
 
-def test_same_key_while_the_first_is_running_is_409(client, app, sandbox, agent_token, conversation, tmp_path,
-                                                   monkeypatch):
+def test_same_key_while_the_first_is_running_is_409(
+    client, app, sandbox, agent_token, conversation, tmp_path, monkeypatch
+):
     release = threading.Event()
     entered = hold_outbound_conversions(monkeypatch, release)
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
     results = {}
-    worker = threading.Thread(target=lambda: results.setdefault(
-        "first", post_audio(app.test_client(), agent_token, conversation, source, key="k")))
+    worker = threading.Thread(
+        target=lambda: results.setdefault(
+            "first", post_audio(app.test_client(), agent_token, conversation, source, key="k")
+        )
+    )
     worker.start()
     assert entered.wait(30)
     second = post_audio(client, agent_token, conversation, source, key="k")
@@ -208,8 +228,9 @@ def test_same_key_while_the_first_is_running_is_409(client, app, sandbox, agent_
     assert len(sandbox.list_messages(conversation)) == 1
 
 
-def test_transient_twilio_errors_on_message_create_are_retried_once_sent(client, app, sandbox, agent_token,
-                                                                         conversation, tmp_path):
+def test_transient_twilio_errors_on_message_create_are_retried_once_sent(
+    client, app, sandbox, agent_token, conversation, tmp_path
+):
     sandbox.fail_next(r"/Conversations/CH[0-9a-f]+/Messages$", 503, count=2)
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
     response = post_audio(client, agent_token, conversation, source)
@@ -217,8 +238,9 @@ def test_transient_twilio_errors_on_message_create_are_retried_once_sent(client,
     assert len(sandbox.list_messages(conversation)) == 1
 
 
-def test_a_failure_after_the_message_was_posted_is_not_reported_as_unsent(client, app, sandbox, agent_token,
-                                                                          conversation, tmp_path, monkeypatch):
+def test_a_failure_after_the_message_was_posted_is_not_reported_as_unsent(
+    client, app, sandbox, agent_token, conversation, tmp_path, monkeypatch
+):
     """The agent would record and send it again: once the message is in the conversation, the answer is 201."""
     from webhook_app.models import AudioMessage
 
@@ -250,17 +272,28 @@ def test_permanent_twilio_error_is_502_and_audited(client, app, sandbox, agent_t
 
 def test_audio_settings_for_the_record_panel(client, app, sandbox, agent_token):
     sms = conversation_with_agent(sandbox, "SMS customer", "sms")
-    response = client.get(f"/api/v1/conversations/{sms}/audio-settings",
-                          headers={"Authorization": f"Bearer {agent_token}"})
-    assert response.get_json() == {"channel": "sms", "sending_enabled": True, "max_bytes": 2_097_152,
-                                   "max_duration_s": 900, "bitrate_kbps": 64}
+    response = client.get(
+        f"/api/v1/conversations/{sms}/audio-settings", headers={"Authorization": f"Bearer {agent_token}"}
+    )
+    assert response.get_json() == {
+        "channel": "sms",
+        "sending_enabled": True,
+        "max_bytes": 2_097_152,
+        "max_duration_s": 900,
+        "bitrate_kbps": 64,
+    }
 
 
 def test_cors_preflight_for_flex_origins_only(client, conversation):
     url = f"/api/v1/conversations/{conversation}/audio"
-    allowed = client.options(url, headers={"Origin": "https://flex.twilio.com",
-                                           "Access-Control-Request-Method": "POST",
-                                           "Access-Control-Request-Headers": "Authorization, Idempotency-Key"})
+    allowed = client.options(
+        url,
+        headers={
+            "Origin": "https://flex.twilio.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, Idempotency-Key",
+        },
+    )
     assert allowed.status_code == 200
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://flex.twilio.com"
     assert "Idempotency-Key" in allowed.headers["Access-Control-Allow-Headers"]
@@ -283,8 +316,7 @@ def test_a_failed_send_can_be_sent_again_under_its_key(client, app, sandbox, age
     assert sent.status == "ready" and sent.id == again.get_json()["audit_id"]
 
 
-def test_a_recording_the_panel_stopped_at_the_cap_is_sent(client, app, sandbox, agent_token, conversation,
-                                                          tmp_path):
+def test_a_recording_the_panel_stopped_at_the_cap_is_sent(client, app, sandbox, agent_token, conversation, tmp_path):
     """MediaRecorder hands over its last chunk a little after the panel's stop: a fraction of a second over the
     cap is the panel's own stop, not a longer recording."""
     set_settings(app, "whatsapp", max_duration_s=2)
@@ -294,8 +326,9 @@ def test_a_recording_the_panel_stopped_at_the_cap_is_sent(client, app, sandbox, 
     assert 2.2 <= response.get_json()["duration_s"] <= 2.5
 
 
-def test_a_create_that_timed_out_at_the_deadline_is_looked_up_before_failing(client, app, sandbox, agent_token,
-                                                                             conversation, tmp_path, monkeypatch):
+def test_a_create_that_timed_out_at_the_deadline_is_looked_up_before_failing(
+    client, app, sandbox, agent_token, conversation, tmp_path, monkeypatch
+):
     from webhook_app.outbound import post as outbound
     from webhook_app.twilio.http import TwilioHttpError
 
@@ -315,8 +348,9 @@ def test_a_create_that_timed_out_at_the_deadline_is_looked_up_before_failing(cli
     assert response.get_json()["message_sid"] == posted["sid"]
 
 
-def test_messages_with_any_json_attributes_do_not_stop_the_look_up(client, app, sandbox, agent_token, conversation,
-                                                                   tmp_path, monkeypatch):
+def test_messages_with_any_json_attributes_do_not_stop_the_look_up(
+    client, app, sandbox, agent_token, conversation, tmp_path, monkeypatch
+):
     from webhook_app.twilio.http import TwilioHttpError
 
     api = app.extensions["twilio"]
@@ -329,7 +363,8 @@ def test_messages_with_any_json_attributes_do_not_stop_the_look_up(client, app, 
             # The customer answers at once: the look-up meets their messages before ours.
             for attributes in ("null", "[]", "7"):  # valid JSON, which is all Twilio checks
                 api.client.conversations.v1.conversations(conversation).messages.create(
-                    author="customer", body="hello", attributes=attributes)
+                    author="customer", body="hello", attributes=attributes
+                )
             raise TwilioHttpError("POST .../Messages -> 500", 500, transient=True)
         return message
 

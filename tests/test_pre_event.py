@@ -20,18 +20,35 @@ def whatsapp(sandbox):
     return conversation, agent["sid"]
 
 
-def on_message_add(sandbox, conversation, *, source="SDK", author="agent@example.com", participant_sid=None,
-                   content_type="audio/mpeg", size=1000, media=True):
-    params = {"AccountSid": sandbox.account_sid, "EventType": "onMessageAdd", "ConversationSid": conversation,
-              "ChatServiceSid": sandbox.chat_service_sid, "Source": source, "Author": author, "Attributes": "{}",
-              "RetryCount": "0"}
+def on_message_add(
+    sandbox,
+    conversation,
+    *,
+    source="SDK",
+    author="agent@example.com",
+    participant_sid=None,
+    content_type="audio/mpeg",
+    size=1000,
+    media=True,
+):
+    params = {
+        "AccountSid": sandbox.account_sid,
+        "EventType": "onMessageAdd",
+        "ConversationSid": conversation,
+        "ChatServiceSid": sandbox.chat_service_sid,
+        "Source": source,
+        "Author": author,
+        "Attributes": "{}",
+        "RetryCount": "0",
+    }
     if source == "SDK":
         params["ClientIdentity"] = author
     if participant_sid:
         params["ParticipantSid"] = participant_sid
     if media:
-        params["Media"] = json.dumps([{"Sid": "ME" + "1" * 32, "ContentType": content_type, "Filename": "a.mp3",
-                                       "Size": size}])
+        params["Media"] = json.dumps(
+            [{"Sid": "ME" + "1" * 32, "ContentType": content_type, "Filename": "a.mp3", "Size": size}]
+        )
     return params
 
 
@@ -46,11 +63,17 @@ def test_agent_audio_is_rejected_when_sending_is_disabled(client, app, sandbox, 
     set_settings(app, "whatsapp", sending_enabled=False)
     response = post_webhook(client, sandbox, on_message_add(sandbox, conversation, participant_sid=agent), PRE_EVENT)
     assert response.status_code == 403
-    assert response.get_json()["error"] == {"code": "audio_not_allowed",
-                                            "message": "audio sending is disabled for the whatsapp channel"}
+    assert response.get_json()["error"] == {
+        "code": "audio_not_allowed",
+        "message": "audio sending is disabled for the whatsapp channel",
+    }
     (row,) = audio_rows(app)
-    assert (row.direction, row.status, row.error_code, row.source) == ("outbound", "failed", "sending_disabled",
-                                                                      "pre-event")
+    assert (row.direction, row.status, row.error_code, row.source) == (
+        "outbound",
+        "failed",
+        "sending_disabled",
+        "pre-event",
+    )
 
 
 def test_agent_audio_over_the_cap_is_rejected(client, app, sandbox, whatsapp):
@@ -108,8 +131,9 @@ def test_pre_event_answers_from_cache_without_calling_twilio(client, app, sandbo
 # -- as Twilio calls it: the sandbox asks the live service before publishing an agent's SDK send ---------------
 @pytest.fixture
 def hooked(sandbox, live_server):
-    sandbox.set_webhook(f"{live_server}/twilio/conversations/post-event",
-                        pre_url=f"{live_server}/twilio/conversations/pre-event")
+    sandbox.set_webhook(
+        f"{live_server}/twilio/conversations/post-event", pre_url=f"{live_server}/twilio/conversations/pre-event"
+    )
     conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
     sandbox.add_participant(conversation, identity="agent_40example_2Ecom", attributes='{"member_type":"agent"}')
     return conversation
@@ -118,21 +142,30 @@ def hooked(sandbox, live_server):
 def test_flex_native_audio_is_stopped_before_publishing_when_the_channel_forbids_it(app, sandbox, hooked, tmp_path):
     voice = make_audio(tmp_path / "reply.ogg", "whatsapp_ogg", seconds=1.0)
     set_settings(app, "whatsapp", sending_enabled=False)
-    sent = sandbox.agent_sends_media(hooked, "agent_40example_2Ecom", Path(voice).read_bytes(), "audio/ogg",
-                                     "reply.ogg")
+    sent = sandbox.agent_sends_media(
+        hooked, "agent_40example_2Ecom", Path(voice).read_bytes(), "audio/ogg", "reply.ogg"
+    )
     assert sent["published"] is False and sent["pre_status"] == 403
     assert sandbox.list_messages(hooked) == []  # the customer never gets it
     (row,) = audio_rows(app)
     assert (row.direction, row.status, row.error_code, row.author) == (
-        "outbound", "failed", "sending_disabled", "agent_40example_2Ecom")
+        "outbound",
+        "failed",
+        "sending_disabled",
+        "agent_40example_2Ecom",
+    )
 
 
 def test_flex_native_audio_that_is_allowed_is_published_then_audited_as_the_agents(app, sandbox, hooked, tmp_path):
     voice = make_audio(tmp_path / "reply.ogg", "whatsapp_ogg", seconds=1.0)
-    sent = sandbox.agent_sends_media(hooked, "agent_40example_2Ecom", Path(voice).read_bytes(), "audio/ogg",
-                                     "reply.ogg")
+    sent = sandbox.agent_sends_media(
+        hooked, "agent_40example_2Ecom", Path(voice).read_bytes(), "audio/ogg", "reply.ogg"
+    )
     assert sent["published"] is True and sent["pre_status"] == 200
     assert sandbox.webhook_deliveries()[-1]["status"] == 200  # the post-event that followed
-    row = wait_until(lambda: next((r for r in audio_rows(app) if r.status in ("ready", "failed")), None), 60,
-                     "the agent's audio row to finish")
+    row = wait_until(
+        lambda: next((r for r in audio_rows(app) if r.status in ("ready", "failed")), None),
+        60,
+        "the agent's audio row to finish",
+    )
     assert (row.direction, row.status, row.message_sid) == ("outbound", "ready", sent["message_sid"])

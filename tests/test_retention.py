@@ -9,28 +9,35 @@ from sqlalchemy import select
 from tests.audio_samples import make_audio
 from tests.conftest import audio_rows, run_jobs
 from webhook_app.extensions import db
-from webhook_app.models import AudioMessage, StoredMedia, utcnow
 from webhook_app.media.retention import count_expired_media, delete_expired_media
+from webhook_app.models import AudioMessage, StoredMedia, utcnow
 
 
 def listing(client, token, conversation_sid):
-    response = client.get(f"/api/v1/conversations/{conversation_sid}/audio",
-                          headers={"Authorization": f"Bearer {token}"})
+    response = client.get(
+        f"/api/v1/conversations/{conversation_sid}/audio", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()["audio_messages"]
 
 
 def add_row(age_days: float, status: str = "ready", with_media: bool = True, stored: bool = True) -> int:
     """An audit row created `age_days` ago, with its MP3 in the database store."""
-    row = AudioMessage(direction="inbound", channel="whatsapp", status=status, conversation_sid="CH" + "0" * 32,
-                       created_at=utcnow() - timedelta(days=age_days))
+    row = AudioMessage(
+        direction="inbound",
+        channel="whatsapp",
+        status=status,
+        conversation_sid="CH" + "0" * 32,
+        created_at=utcnow() - timedelta(days=age_days),
+    )
     db.session.add(row)
     db.session.flush()
     if with_media:
         row.media_key = f"audio/{row.id}/0123456789abcdef.mp3"
         if stored:
-            db.session.add(StoredMedia(key=row.media_key, content_type="audio/mpeg", size_bytes=3, sha256="0" * 64,
-                                       data=b"ID3"))
+            db.session.add(
+                StoredMedia(key=row.media_key, content_type="audio/mpeg", size_bytes=3, sha256="0" * 64, data=b"ID3")
+            )
     db.session.commit()
     return row.id
 
@@ -80,8 +87,9 @@ def test_works_in_batches_and_only_on_finished_rows_with_media(app):
         assert delete_expired_media(batch_size=3) == 5
         assert delete_expired_media(batch_size=3) == 0
 
-        deleted = {r.id for r in db.session.scalars(select(AudioMessage)
-                                                     .where(AudioMessage.media_deleted_at.is_not(None)))}
+        deleted = {
+            r.id for r in db.session.scalars(select(AudioMessage).where(AudioMessage.media_deleted_at.is_not(None)))
+        }
         assert deleted == {*old, failed_with_media, already_gone}
         assert stored_keys() == {f"audio/{young}/0123456789abcdef.mp3", f"audio/{in_progress}/0123456789abcdef.mp3"}
         assert db.session.get(AudioMessage, without_media).media_deleted_at is None

@@ -31,13 +31,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from anywhere, installed or not
     sys.path.insert(0, str(REPO_ROOT))
 
-from webhook_app.sandbox import media as sandbox_module  # noqa: E402
 from webhook_app.sandbox import Sandbox  # noqa: E402
+from webhook_app.sandbox import media as sandbox_module  # noqa: E402
 
 # Twilio's own spec (twilio/twilio-oai, MIT) is not copied into this repository: CI and developers keep it in a
 # `shared/` folder beside the checkout.
-SPEC_PATH = Path(os.environ.get("TWILIO_CONVERSATIONS_OAS")
-                 or REPO_ROOT.parent / "shared" / "twilio" / "twilio_conversations_v1.json")
+SPEC_PATH = Path(
+    os.environ.get("TWILIO_CONVERSATIONS_OAS")
+    or REPO_ROOT.parent / "shared" / "twilio" / "twilio_conversations_v1.json"
+)
 SPEC_URI = "urn:twilio-conversations-v1"
 
 OGG = b"OggS\x00\x02" + bytes(range(256)) * 4  # stands in for a voice note; only the bytes' identity matters
@@ -75,8 +77,7 @@ def validator_for(spec):
     registry = Registry().with_resource(SPEC_URI, DRAFT4.create_resource(spec))
 
     def make(pointer: str) -> OAS30Validator:
-        return OAS30Validator({"$ref": f"{SPEC_URI}#{pointer}"}, registry=registry,
-                              format_checker=oas30_format_checker)
+        return OAS30Validator({"$ref": f"{SPEC_URI}#{pointer}"}, registry=registry, format_checker=oas30_format_checker)
 
     return make
 
@@ -98,8 +99,13 @@ def resolve(spec: dict, pointer: str) -> dict:
 
 
 def upload(client, auth, sandbox, data=OGG, content_type="audio/ogg", filename="voice.ogg"):
-    return client.post(f"/v1/Services/{sandbox.chat_service_sid}/Media", data=data, auth=auth,
-                       headers={"Content-Type": content_type}, query_string={"Filename": filename})
+    return client.post(
+        f"/v1/Services/{sandbox.chat_service_sid}/Media",
+        data=data,
+        auth=auth,
+        headers={"Content-Type": content_type},
+        query_string={"Filename": filename},
+    )
 
 
 # -- account ------------------------------------------------------------------------------------------------
@@ -108,7 +114,10 @@ def test_account_is_random_and_stable_per_file(tmp_path):
     again = Sandbox(str(tmp_path / "a.db"))
     other = Sandbox(str(tmp_path / "b.db"))
     assert (again.account_sid, again.auth_token, again.chat_service_sid) == (
-        first.account_sid, first.auth_token, first.chat_service_sid)
+        first.account_sid,
+        first.auth_token,
+        first.chat_service_sid,
+    )
     assert other.account_sid != first.account_sid
     assert first.account_sid.startswith("AC") and len(first.account_sid) == 34
     assert first.chat_service_sid.startswith("IS") and len(first.chat_service_sid) == 34
@@ -117,36 +126,51 @@ def test_account_is_random_and_stable_per_file(tmp_path):
 
 def test_processes_opening_a_new_file_at_once_agree_on_the_account(tmp_path):
     db = tmp_path / "race.db"
-    code = ("import sys; sys.path.insert(0, sys.argv[2]); from webhook_app.sandbox import Sandbox;"
-            " s = Sandbox(sys.argv[1]); print(s.account_sid, s.auth_token, s.chat_service_sid)")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(db), str(REPO_ROOT)], stdout=subprocess.PIPE,
-                              text=True) for _ in range(4)]
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[2]); from webhook_app.sandbox import Sandbox;"
+        " s = Sandbox(sys.argv[1]); print(s.account_sid, s.auth_token, s.chat_service_sid)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(db), str(REPO_ROOT)], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     outputs = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert all(p.returncode == 0 for p in procs)
     assert len(outputs) == 1
 
 
 # -- auth and errors ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", [
-    "/v1/Conversations",
-    "/v1/Services/{IS}/Media/ME00000000000000000000000000000000",
-    "/v1/Accounts/{AC}/Tokens/validate",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/Conversations",
+        "/v1/Services/{IS}/Media/ME00000000000000000000000000000000",
+        "/v1/Accounts/{AC}/Tokens/validate",
+    ],
+)
 def test_every_endpoint_wants_basic_auth(client, sandbox, path):
     path = path.format(IS=sandbox.chat_service_sid, AC=sandbox.account_sid)
     for credentials in (None, (sandbox.account_sid, "0" * 32), ("AC" + "0" * 32, sandbox.auth_token)):
         resp = client.get(path, auth=credentials)
         assert resp.status_code == 401
-        assert resp.json == {"code": 20003, "message": "Authenticate",
-                             "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401}
+        assert resp.json == {
+            "code": 20003,
+            "message": "Authenticate",
+            "more_info": "https://www.twilio.com/docs/errors/20003",
+            "status": 401,
+        }
 
 
 def test_unknown_resources_answer_twilio_404(client, auth):
     for path in ("/v1/Conversations/CH" + "0" * 32, "/v1/Nowhere"):
         resp = client.get(path, auth=auth)
         assert resp.status_code == 404
-        assert resp.json == {"code": 20404, "message": f"The requested resource {path} was not found",
-                             "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404}
+        assert resp.json == {
+            "code": 20404,
+            "message": f"The requested resource {path} was not found",
+            "more_info": "https://www.twilio.com/docs/errors/20404",
+            "status": 404,
+        }
 
 
 # -- Conversations against the OpenAPI spec -----------------------------------------------------------------
@@ -156,12 +180,21 @@ def test_conversations_endpoints_match_the_spec(client, auth, sandbox, spec, val
     spec_prefix = "/v1/Services/{ChatServiceSid}" if scoped else "/v1"
     names = {
         "conversation": "conversations.v1.service.service_conversation" if scoped else "conversations.v1.conversation",
-        "participant": ("conversations.v1.service.service_conversation.service_conversation_participant" if scoped
-                        else "conversations.v1.conversation.conversation_participant"),
-        "message": ("conversations.v1.service.service_conversation.service_conversation_message" if scoped
-                    else "conversations.v1.conversation.conversation_message"),
-        "participant_conversation": ("conversations.v1.service.service_participant_conversation" if scoped
-                                     else "conversations.v1.participant_conversation"),
+        "participant": (
+            "conversations.v1.service.service_conversation.service_conversation_participant"
+            if scoped
+            else "conversations.v1.conversation.conversation_participant"
+        ),
+        "message": (
+            "conversations.v1.service.service_conversation.service_conversation_message"
+            if scoped
+            else "conversations.v1.conversation.conversation_message"
+        ),
+        "participant_conversation": (
+            "conversations.v1.service.service_participant_conversation"
+            if scoped
+            else "conversations.v1.participant_conversation"
+        ),
     }
 
     def check(kind: str, resource: dict):
@@ -174,8 +207,9 @@ def test_conversations_endpoints_match_the_spec(client, auth, sandbox, spec, val
         validator_for(response_pointer(spec_prefix + spec_path, "get", "200")).validate(body)
         assert set(body) == {key, "meta"} and body["meta"]["key"] == key
 
-    resp = client.post(f"{prefix}/Conversations", auth=auth,
-                       data={"FriendlyName": "Alice", "Attributes": '{"topic": "voice"}'})
+    resp = client.post(
+        f"{prefix}/Conversations", auth=auth, data={"FriendlyName": "Alice", "Attributes": '{"topic": "voice"}'}
+    )
     assert resp.status_code == 201
     conversation = resp.json
     check("conversation", conversation)
@@ -187,17 +221,28 @@ def test_conversations_endpoints_match_the_spec(client, auth, sandbox, spec, val
     check("conversation", client.get(f"{prefix}/Conversations/{sid}", auth=auth).json)
     check_list("/Conversations", client.get(f"{prefix}/Conversations", auth=auth).json, "conversations")
 
-    resp = client.post(f"{prefix}/Conversations/{sid}/Participants", auth=auth,
-                       data={"MessagingBinding.Address": "whatsapp:+15550001111",
-                             "MessagingBinding.ProxyAddress": "whatsapp:+14155238886"})
+    resp = client.post(
+        f"{prefix}/Conversations/{sid}/Participants",
+        auth=auth,
+        data={
+            "MessagingBinding.Address": "whatsapp:+15550001111",
+            "MessagingBinding.ProxyAddress": "whatsapp:+14155238886",
+        },
+    )
     assert resp.status_code == 201
     customer = resp.json
     check("participant", customer)
-    assert customer["messaging_binding"] == {"type": "whatsapp", "address": "whatsapp:+15550001111",
-                                             "proxy_address": "whatsapp:+14155238886"}
+    assert customer["messaging_binding"] == {
+        "type": "whatsapp",
+        "address": "whatsapp:+15550001111",
+        "proxy_address": "whatsapp:+14155238886",
+    }
     assert customer["identity"] is None
-    resp = client.post(f"{prefix}/Conversations/{sid}/Participants", auth=auth,
-                       data={"Identity": "agent@example.com", "Attributes": '{"role": "agent"}'})
+    resp = client.post(
+        f"{prefix}/Conversations/{sid}/Participants",
+        auth=auth,
+        data={"Identity": "agent@example.com", "Attributes": '{"role": "agent"}'},
+    )
     assert resp.status_code == 201
     agent = resp.json
     check("participant", agent)
@@ -207,10 +252,13 @@ def test_conversations_endpoints_match_the_spec(client, auth, sandbox, spec, val
     check_list("/Conversations/{ConversationSid}/Participants", participants, "participants")
     assert [p["sid"] for p in participants["participants"]] == [customer["sid"], agent["sid"]]
 
-    example = (spec["paths"]["/v1/ParticipantConversations"]["get"]["responses"]["200"]["content"]
-               ["application/json"]["examples"]["readFullByIdentity"]["value"])
-    for query, participant in (({"Identity": "agent@example.com"}, agent),
-                               ({"Address": "whatsapp:+15550001111"}, customer)):
+    example = spec["paths"]["/v1/ParticipantConversations"]["get"]["responses"]["200"]["content"]["application/json"][
+        "examples"
+    ]["readFullByIdentity"]["value"]
+    for query, participant in (
+        ({"Identity": "agent@example.com"}, agent),
+        ({"Address": "whatsapp:+15550001111"}, customer),
+    ):
         listed = client.get(f"{prefix}/ParticipantConversations", auth=auth, query_string=query).json
         check_list("/ParticipantConversations", listed, "conversations")
         assert set(listed["meta"]) == set(example["meta"])
@@ -223,8 +271,11 @@ def test_conversations_endpoints_match_the_spec(client, auth, sandbox, spec, val
         assert entry["links"] == {"participant": participant["url"], "conversation": conversation["url"]}
 
     media_sid = upload(client, auth, sandbox).json["sid"]
-    resp = client.post(f"{prefix}/Conversations/{sid}/Messages", auth=auth,
-                       data={"Author": "agent@example.com", "Body": "hi", "MediaSid": media_sid})
+    resp = client.post(
+        f"{prefix}/Conversations/{sid}/Messages",
+        auth=auth,
+        data={"Author": "agent@example.com", "Body": "hi", "MediaSid": media_sid},
+    )
     assert resp.status_code == 201
     message = resp.json
     check("message", message)
@@ -241,10 +292,12 @@ def test_the_schema_check_can_fail(client, auth, sandbox, validator_for):
     conversation = client.post("/v1/Conversations", auth=auth, data={"FriendlyName": "x"}).json
     single = validator_for(schema_pointer("conversations.v1.conversation"))
     single.validate(conversation)
-    for broken in ({**conversation, "sid": "XX" + conversation["sid"][2:]},
-                   {**conversation, "state": "sleeping"},
-                   {**conversation, "date_created": "yesterday"},
-                   {**conversation, "links": ["not", "a", "map"]}):
+    for broken in (
+        {**conversation, "sid": "XX" + conversation["sid"][2:]},
+        {**conversation, "state": "sleeping"},
+        {**conversation, "date_created": "yesterday"},
+        {**conversation, "links": ["not", "a", "map"]},
+    ):
         with pytest.raises(ValidationError):
             single.validate(broken)
     listing = validator_for(response_pointer("/v1/Conversations", "get", "200"))
@@ -268,22 +321,35 @@ def test_state_filter_survives_paging_and_is_checked(client, auth, sandbox):
     assert client.post("/v1/Conversations", auth=auth, data={"State": "sleeping"}).status_code == 400
 
 
-@pytest.mark.parametrize("path, required", [
-    ("/v1/Conversations", {}),
-    ("/v1/Conversations/{sid}/Messages", {}),
-    ("/v1/ParticipantConversations", {"Identity": "agent@example.com"}),  # bounds of its own: PageSize 1-50
-])
+@pytest.mark.parametrize(
+    "path, required",
+    [
+        ("/v1/Conversations", {}),
+        ("/v1/Conversations/{sid}/Messages", {}),
+        ("/v1/ParticipantConversations", {"Identity": "agent@example.com"}),  # bounds of its own: PageSize 1-50
+    ],
+)
 def test_page_parameters_outside_the_specs_bounds_are_400(client, auth, sandbox, spec, path, required):
     sid = sandbox.create_conversation("Bob", "sms")["sid"]
     url = path.format(sid=sid)
-    bounds = {p["name"]: p["schema"] for p in spec["paths"][path.replace("{sid}", "{ConversationSid}")]["get"]
-              ["parameters"] if p["name"] in ("PageSize", "Page")}
+    bounds = {
+        p["name"]: p["schema"]
+        for p in spec["paths"][path.replace("{sid}", "{ConversationSid}")]["get"]["parameters"]
+        if p["name"] in ("PageSize", "Page")
+    }
     page_size = bounds["PageSize"]
-    for query in ({"PageSize": page_size["minimum"]}, {"PageSize": page_size["maximum"]},
-                  {"Page": bounds["Page"]["minimum"]}):
+    for query in (
+        {"PageSize": page_size["minimum"]},
+        {"PageSize": page_size["maximum"]},
+        {"Page": bounds["Page"]["minimum"]},
+    ):
         assert client.get(url, auth=auth, query_string={**required, **query}).status_code == 200, query
-    for query in ({"PageSize": page_size["minimum"] - 1}, {"PageSize": page_size["maximum"] + 1},
-                  {"PageSize": "ten"}, {"Page": bounds["Page"]["minimum"] - 1}):
+    for query in (
+        {"PageSize": page_size["minimum"] - 1},
+        {"PageSize": page_size["maximum"] + 1},
+        {"PageSize": "ten"},
+        {"Page": bounds["Page"]["minimum"] - 1},
+    ):
         answer = client.get(url, auth=auth, query_string={**required, **query})
         assert answer.status_code == 400 and answer.json["code"] == 20001 and answer.json["status"] == 400, query
 
@@ -299,8 +365,12 @@ def test_webhooks_name_the_conversations_own_messaging_service(client, auth, san
 def test_messages_page_and_order(client, auth, sandbox):
     sid = sandbox.create_conversation("Bob", "sms")["sid"]
     for n in range(5):
-        assert client.post(f"/v1/Conversations/{sid}/Messages", auth=auth,
-                           data={"Author": "system", "Body": f"m{n}"}).status_code == 201
+        assert (
+            client.post(
+                f"/v1/Conversations/{sid}/Messages", auth=auth, data={"Author": "system", "Body": f"m{n}"}
+            ).status_code
+            == 201
+        )
     first = client.get(f"/v1/Conversations/{sid}/Messages", auth=auth, query_string={"PageSize": 2}).json
     assert [m["index"] for m in first["messages"]] == [0, 1]
     assert first["meta"]["previous_page_url"] is None
@@ -314,8 +384,9 @@ def test_messages_page_and_order(client, auth, sandbox):
         parts = urlsplit(next_url)
         page = client.get(parts.path, query_string=parts.query, auth=auth).json
     assert bodies == ["m0", "m1", "m2", "m3", "m4"]
-    desc = client.get(f"/v1/Conversations/{sid}/Messages", auth=auth,
-                      query_string={"Order": "desc", "PageSize": 2}).json
+    desc = client.get(
+        f"/v1/Conversations/{sid}/Messages", auth=auth, query_string={"Order": "desc", "PageSize": 2}
+    ).json
     assert [m["body"] for m in desc["messages"]] == ["m4", "m3"]
     assert desc["meta"]["url"].endswith("?Order=desc&PageSize=2&Page=0")
 
@@ -362,14 +433,21 @@ class WsgiHttpClient(HttpClient):
         super().__init__(logging.getLogger("test.twilio"), is_async=False)
         self.test_client = app.test_client()
 
-    def request(self, method, uri, params=None, data=None, headers=None, auth=None, timeout=None,
-                allow_redirects=False):
+    def request(
+        self, method, uri, params=None, data=None, headers=None, auth=None, timeout=None, allow_redirects=False
+    ):
         parts = urlsplit(uri)
         headers = dict(headers or {})
         if auth:
             headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        resp = self.test_client.open(parts.path, method=method, query_string=params or parts.query or None,
-                                     data=data, headers=headers, base_url=f"{parts.scheme}://{parts.netloc}")
+        resp = self.test_client.open(
+            parts.path,
+            method=method,
+            query_string=params or parts.query or None,
+            data=data,
+            headers=headers,
+            base_url=f"{parts.scheme}://{parts.netloc}",
+        )
         return TwilioResponse(resp.status_code, resp.get_data(as_text=True), dict(resp.headers))
 
 
@@ -379,7 +457,8 @@ def test_twilio_python_reads_and_writes_the_sandbox(sandbox, client, auth):
     conversation = conversations.create(friendly_name="Dora")
     assert conversation.sid.startswith("CH") and conversation.chat_service_sid == sandbox.chat_service_sid
     participant = conversations(conversation.sid).participants.create(
-        messaging_binding_address="+15550002222", messaging_binding_proxy_address="+14155550100")
+        messaging_binding_address="+15550002222", messaging_binding_proxy_address="+14155550100"
+    )
     assert participant.messaging_binding["type"] == "sms"
     media_sid = upload(client, auth, sandbox).json["sid"]
     message = conversations(conversation.sid).messages.create(author="+15550002222", media_sid=media_sid)
@@ -400,11 +479,28 @@ def test_mcs_upload_fetch_and_content_round_trip(client, auth, sandbox):
     media = resp.json
     sid = media["sid"]
     assert sid.startswith("ME") and len(sid) == 34
-    assert {k: media[k] for k in ("account_sid", "service_sid", "size", "content_type", "filename", "category",
-                                   "message_sid", "channel_sid")} == {
-        "account_sid": sandbox.account_sid, "service_sid": sandbox.chat_service_sid, "size": len(OGG),
-        "content_type": "audio/ogg; codecs=opus", "filename": "voice.ogg", "category": "media",
-        "message_sid": None, "channel_sid": None}
+    assert {
+        k: media[k]
+        for k in (
+            "account_sid",
+            "service_sid",
+            "size",
+            "content_type",
+            "filename",
+            "category",
+            "message_sid",
+            "channel_sid",
+        )
+    } == {
+        "account_sid": sandbox.account_sid,
+        "service_sid": sandbox.chat_service_sid,
+        "size": len(OGG),
+        "content_type": "audio/ogg; codecs=opus",
+        "filename": "voice.ogg",
+        "category": "media",
+        "message_sid": None,
+        "channel_sid": None,
+    }
     path = f"/v1/Services/{sandbox.chat_service_sid}/Media/{sid}"
     assert media["links"]["content"] == f"{path}/Content"
     for key in ("date_created", "date_upload_updated", "date_updated", "author", "url"):
@@ -429,8 +525,9 @@ def test_mcs_upload_fetch_and_content_round_trip(client, auth, sandbox):
     assert client.get(parts.path, query_string=parts.query, auth=auth).status_code == 400
     forged = parts.query.replace("Signature=", "Signature=x")
     assert client.get(parts.path, query_string=forged).status_code == 401
-    other = client.post(f"/v1/Services/{sandbox.chat_service_sid}/Media", auth=auth, data=b"x",
-                        headers={"Content-Type": "audio/mpeg"}).json["sid"]
+    other = client.post(
+        f"/v1/Services/{sandbox.chat_service_sid}/Media", auth=auth, data=b"x", headers={"Content-Type": "audio/mpeg"}
+    ).json["sid"]
     assert client.get(parts.path.replace(sid, other), query_string=parts.query).status_code == 401
 
 
@@ -443,14 +540,25 @@ def test_temporary_link_expires(client, auth, sandbox, monkeypatch):
 
 def test_mcs_accepts_filename_via_header_and_multipart(client, auth, sandbox):
     url = f"/v1/Services/{sandbox.chat_service_sid}/Media"
-    by_header = client.post(url, auth=auth, data=OGG, headers={
-        "Content-Type": "audio/mpeg", "Content-Disposition": 'attachment; filename="note.mp3"'})
+    by_header = client.post(
+        url,
+        auth=auth,
+        data=OGG,
+        headers={"Content-Type": "audio/mpeg", "Content-Disposition": 'attachment; filename="note.mp3"'},
+    )
     assert by_header.status_code == 201 and by_header.json["filename"] == "note.mp3"
-    multipart = client.post(url, auth=auth, content_type="multipart/form-data", data={
-        "Media": (io.BytesIO(OGG), "clip.ogg", "audio/ogg"), "FileName": "clip.ogg"})
+    multipart = client.post(
+        url,
+        auth=auth,
+        content_type="multipart/form-data",
+        data={"Media": (io.BytesIO(OGG), "clip.ogg", "audio/ogg"), "FileName": "clip.ogg"},
+    )
     assert multipart.status_code == 201
     assert (multipart.json["filename"], multipart.json["content_type"], multipart.json["size"]) == (
-        "clip.ogg", "audio/ogg", len(OGG))
+        "clip.ogg",
+        "audio/ogg",
+        len(OGG),
+    )
     assert sandbox.media_bytes(multipart.json["sid"]) == OGG
 
 
@@ -465,17 +573,28 @@ def test_mcs_rejects_empty_and_oversized_uploads(client, auth, sandbox, monkeypa
 def test_message_with_media_sid_carries_the_media(client, auth, sandbox):
     sid = sandbox.create_conversation("Eve", "whatsapp")["sid"]
     media = upload(client, auth, sandbox).json
-    resp = client.post(f"/v1/Conversations/{sid}/Messages", auth=auth,
-                       data={"Author": "agent@example.com", "MediaSid": media["sid"]})
+    resp = client.post(
+        f"/v1/Conversations/{sid}/Messages", auth=auth, data={"Author": "agent@example.com", "MediaSid": media["sid"]}
+    )
     assert resp.status_code == 201
     assert resp.json["body"] is None
-    assert resp.json["media"] == [{"sid": media["sid"], "content_type": "audio/ogg", "filename": "voice.ogg",
-                                   "size": len(OGG), "category": "media"}]
+    assert resp.json["media"] == [
+        {
+            "sid": media["sid"],
+            "content_type": "audio/ogg",
+            "filename": "voice.ogg",
+            "size": len(OGG),
+            "category": "media",
+        }
+    ]
     attached = client.get(f"/v1/Services/{sandbox.chat_service_sid}/Media/{media['sid']}", auth=auth).json
     assert (attached["message_sid"], attached["channel_sid"]) == (resp.json["sid"], sid)
 
-    unknown = client.post(f"/v1/Conversations/{sid}/Messages", auth=auth,
-                          data={"Author": "agent@example.com", "MediaSid": "ME" + "0" * 32})
+    unknown = client.post(
+        f"/v1/Conversations/{sid}/Messages",
+        auth=auth,
+        data={"Author": "agent@example.com", "MediaSid": "ME" + "0" * 32},
+    )
     assert unknown.status_code == 400
     assert unknown.json["code"] == 50510 and unknown.json["more_info"].endswith("/50510")
     assert len(sandbox.list_messages(sid)) == 1  # the failed create left nothing behind
@@ -497,14 +616,14 @@ def test_state_is_shared_between_sandboxes_on_one_file(tmp_path):
 def test_concurrent_writers_get_distinct_indexes(sandbox):
     sid = sandbox.create_conversation("Gail", "sms")["sid"]
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda n: sandbox.customer_sends_media(sid, b"%d" % n, "audio/mpeg", f"{n}.mp3"),
-                      range(24)))
+        list(pool.map(lambda n: sandbox.customer_sends_media(sid, b"%d" % n, "audio/mpeg", f"{n}.mp3"), range(24)))
     assert sorted(m["index"] for m in sandbox.list_messages(sid)) == list(range(24))
 
 
 # -- webhook params and signatures --------------------------------------------------------------------------
-@pytest.mark.parametrize("channel, source", [("whatsapp", "WHATSAPP"), ("sms", "SMS"), ("messenger", "MESSENGER"),
-                                             ("webchat", "SDK")])
+@pytest.mark.parametrize(
+    "channel, source", [("whatsapp", "WHATSAPP"), ("sms", "SMS"), ("messenger", "MESSENGER"), ("webchat", "SDK")]
+)
 def test_customer_media_yields_onmessageadded_params(sandbox, channel, source):
     conversation = sandbox.create_conversation("Hana", channel)
     customer = sandbox.list_participants(conversation["sid"])[0]
@@ -512,13 +631,30 @@ def test_customer_media_yields_onmessageadded_params(sandbox, channel, source):
     message = sandbox.list_messages(conversation["sid"])[0]
     author = customer["messaging_binding"]["address"] if customer["messaging_binding"] else customer["identity"]
     expected = {
-        "AccountSid": sandbox.account_sid, "EventType": "onMessageAdded", "Source": source,
-        "ConversationSid": conversation["sid"], "MessageSid": message["sid"],
-        "ChatServiceSid": sandbox.chat_service_sid, "Index": "0", "DateCreated": message["date_created"].replace("Z", ".000Z"),
-        "Body": "listen", "Author": author, "ParticipantSid": customer["sid"], "Attributes": "{}",
+        "AccountSid": sandbox.account_sid,
+        "EventType": "onMessageAdded",
+        "Source": source,
+        "ConversationSid": conversation["sid"],
+        "MessageSid": message["sid"],
+        "ChatServiceSid": sandbox.chat_service_sid,
+        "Index": "0",
+        "DateCreated": message["date_created"].replace("Z", ".000Z"),
+        "Body": "listen",
+        "Author": author,
+        "ParticipantSid": customer["sid"],
+        "Attributes": "{}",
         "RetryCount": "0",
-        "Media": json.dumps([{"Sid": message["media"][0]["sid"], "ContentType": "audio/ogg",
-                              "Filename": "voice.ogg", "Size": len(OGG), "Category": "media"}]),
+        "Media": json.dumps(
+            [
+                {
+                    "Sid": message["media"][0]["sid"],
+                    "ContentType": "audio/ogg",
+                    "Filename": "voice.ogg",
+                    "Size": len(OGG),
+                    "Category": "media",
+                }
+            ]
+        ),
     }
     if source == "SDK":
         expected["ClientIdentity"] = author
@@ -585,10 +721,18 @@ def test_rest_messages_fire_webhook_only_when_enabled(client, auth, sandbox, web
     sid = sandbox.create_conversation("Jo", "webchat")["sid"]
     url = f"/v1/Conversations/{sid}/Messages"
     assert client.post(url, auth=auth, data={"Author": "agent@example.com", "Body": "silent"}).status_code == 201
-    assert client.post(url, auth=auth, data={"Body": "also silent"},
-                       headers={"X-Twilio-Webhook-Enabled": "false"}).status_code == 201
-    resp = client.post(url, auth=auth, data={"Author": "agent@example.com", "Body": "loud"},
-                       headers={"X-Twilio-Webhook-Enabled": "true"})
+    assert (
+        client.post(
+            url, auth=auth, data={"Body": "also silent"}, headers={"X-Twilio-Webhook-Enabled": "false"}
+        ).status_code
+        == 201
+    )
+    resp = client.post(
+        url,
+        auth=auth,
+        data={"Author": "agent@example.com", "Body": "loud"},
+        headers={"X-Twilio-Webhook-Enabled": "true"},
+    )
     assert resp.status_code == 201
     sandbox.flush_webhooks()
     assert len(received) == 1
@@ -603,8 +747,9 @@ def test_rest_messages_fire_webhook_only_when_enabled(client, auth, sandbox, web
 def test_failed_webhook_never_breaks_the_rest_call(client, auth, sandbox):
     sandbox.set_webhook("http://127.0.0.1:9/unreachable")  # discard port: connection refused
     sid = sandbox.create_conversation("Kim", "sms")["sid"]
-    resp = client.post(f"/v1/Conversations/{sid}/Messages", auth=auth, data={"Body": "x"},
-                       headers={"X-Twilio-Webhook-Enabled": "true"})
+    resp = client.post(
+        f"/v1/Conversations/{sid}/Messages", auth=auth, data={"Body": "x"}, headers={"X-Twilio-Webhook-Enabled": "true"}
+    )
     assert resp.status_code == 201
     sandbox.flush_webhooks()
     delivery = sandbox.webhook_deliveries()[-1]
@@ -660,7 +805,11 @@ def test_agent_sdk_send_asks_the_pre_event_hook_first(client, auth, sandbox, web
     params = pre["params"]
     assert params["EventType"] == "onMessageAdd" and "MessageSid" not in params and "Index" not in params
     assert (params["Source"], params["ClientIdentity"], params["Author"], params["ParticipantSid"]) == (
-        "SDK", "agent_40example_2Ecom", "agent_40example_2Ecom", agent["sid"])
+        "SDK",
+        "agent_40example_2Ecom",
+        "agent_40example_2Ecom",
+        agent["sid"],
+    )
     assert json.loads(params["Media"])[0]["ContentType"] == "audio/ogg"
     assert RequestValidator(sandbox.auth_token).validate(f"{base}/pre", params, pre["headers"]["X-Twilio-Signature"])
     assert sandbox.list_messages(sid) == []  # nothing published, no post-event
@@ -750,8 +899,12 @@ def test_fail_next_answers_twilio_errors_then_recovers(client, auth, sandbox):
     for _ in range(2):
         resp = client.get(url, auth=auth)
         assert resp.status_code == 429 and resp.headers["Retry-After"] == "7"
-        assert resp.json == {"code": 20429, "message": "Too Many Requests",
-                             "more_info": "https://www.twilio.com/docs/errors/20429", "status": 429}
+        assert resp.json == {
+            "code": 20429,
+            "message": "Too Many Requests",
+            "more_info": "https://www.twilio.com/docs/errors/20429",
+            "status": 429,
+        }
     assert client.get(url, auth=auth).status_code == 200
 
     sandbox.fail_next("/Media", 503)

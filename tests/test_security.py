@@ -15,20 +15,29 @@ import pytest
 import requests
 
 from tests.audio_samples import make_audio, run_ffmpeg
-from tests.conftest import (AGENT_IDENTITY, POST_EVENT, audio_rows, conversation_with_agent, deployed_service,
-                            load_fixture, migrate, post_webhook, run_jobs)
+from tests.conftest import (
+    AGENT_IDENTITY,
+    POST_EVENT,
+    audio_rows,
+    conversation_with_agent,
+    deployed_service,
+    load_fixture,
+    migrate,
+    post_webhook,
+    run_jobs,
+)
 from tests.processes import ROOT, SERVICE_VARIABLES, Processes, descendants, free_port, wait_until
 from tests.test_inbound import listing
 from tests.test_outbound import post_audio, set_settings
 from tests.test_pre_event import PRE_EVENT, on_message_add, whatsapp  # noqa: F401 - whatsapp is a fixture
-from webhook_app.media import storage
 from webhook_app.audio.transcode import _reason, transcode_to_mp3
 from webhook_app.auth import REFUSAL_WINDOW_S, REFUSALS_PER_CLIENT
 from webhook_app.config import Config
-from webhook_app.scratch import remove_dead_leftovers, scratch_dir
-from webhook_app.security import BODY_IDLE_TIMEOUT_S
+from webhook_app.media import storage
 from webhook_app.media.storage import DATABASE_READ_BYTES
 from webhook_app.sandbox import Sandbox
+from webhook_app.scratch import remove_dead_leftovers, scratch_dir
+from webhook_app.security import BODY_IDLE_TIMEOUT_S
 
 HTML = b"<!doctype html><html><body><script>fetch('/api/v1/admin/settings/whatsapp', {method: 'PUT'})</script>"
 
@@ -39,8 +48,7 @@ def served(client, token, conversation_sid, **headers):
     return client.get(message["playback_url"].replace("http://localhost", ""), headers=headers)
 
 
-def test_html_labelled_as_audio_is_served_as_a_download_that_runs_nothing(deliver, client, app, agent_token,
-                                                                           tmp_path):
+def test_html_labelled_as_audio_is_served_as_a_download_that_runs_nothing(deliver, client, app, agent_token, tmp_path):
     set_settings(app, "webchat", normalize_inbound=False)  # the customer's bytes are kept as sent
     page = tmp_path / "note.ogg"
     page.write_bytes(HTML)
@@ -130,7 +138,7 @@ def test_ranges_and_whole_file_are_read_a_chunk_at_a_time(client, large_stored_n
     original, url, reads = large_stored_note
     start = DATABASE_READ_BYTES - 10  # across a chunk boundary
     response = client.get(url, headers={"Range": f"bytes={start}-{start + 99}"})
-    assert response.status_code == 206 and response.data == original[start:start + 100]
+    assert response.status_code == 206 and response.data == original[start : start + 100]
 
     reads.clear()
     whole = client.get(url)
@@ -150,31 +158,45 @@ def test_slow_clients_leave_webhooks_answered_on_the_one_machine_default(tmp_pat
     migrate(database_url)
     sandbox = Sandbox(str(tmp_path / "sandbox.db"))
     env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
-    env.update(DATABASE_URL=database_url, SANDBOX_DB=str(tmp_path / "sandbox.db"), SECRET_KEY="test-secret",
-               LOG_LEVEL="WARNING", LOG_FORMAT="text")
+    env.update(
+        DATABASE_URL=database_url,
+        SANDBOX_DB=str(tmp_path / "sandbox.db"),
+        SECRET_KEY="test-secret",
+        LOG_LEVEL="WARNING",
+        LOG_FORMAT="text",
+    )
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     processes = Processes(env, tmp_path)
     stalled: list[socket.socket] = []
     try:
-        processes.start("web", [sys.executable, "-m", "gunicorn", "webhook_app:create_app()",
-                                "--bind", f"127.0.0.1:{port}"])
+        processes.start(
+            "web", [sys.executable, "-m", "gunicorn", "webhook_app:create_app()", "--bind", f"127.0.0.1:{port}"]
+        )
         processes.wait_for_http(base_url + "/healthz", "gunicorn to answer /healthz")
         for _ in range(SLOW_CLIENTS):
             client = socket.create_connection(("127.0.0.1", port))
-            client.sendall(b"POST " + POST_EVENT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                           b"X-Twilio-Signature: c2lnbmF0dXJl\r\n"  # signed: the body is read to check it
-                           b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nAc")
+            client.sendall(
+                b"POST " + POST_EVENT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"X-Twilio-Signature: c2lnbmF0dXJl\r\n"  # signed: the body is read to check it
+                b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nAc"
+            )
             stalled.append(client)
 
         url = base_url + POST_EVENT
         for number in range(10):
-            params = load_fixture("onMessageAdded__text_only", account_sid=sandbox.account_sid,
-                                  conversation_sid="CH" + "0" * 31 + str(number), message_sid="IM" + "1" * 32,
-                                  chat_service_sid=sandbox.chat_service_sid, participant_sid="MB" + "2" * 32)
+            params = load_fixture(
+                "onMessageAdded__text_only",
+                account_sid=sandbox.account_sid,
+                conversation_sid="CH" + "0" * 31 + str(number),
+                message_sid="IM" + "1" * 32,
+                chat_service_sid=sandbox.chat_service_sid,
+                participant_sid="MB" + "2" * 32,
+            )
             # Twilio gives up after 5 s; before the fix every one of these waited behind the stalled bodies.
-            answer = requests.post(url, data=params, headers={"X-Twilio-Signature": sandbox.sign(url, params)},
-                                   timeout=5)
+            answer = requests.post(
+                url, data=params, headers={"X-Twilio-Signature": sandbox.sign(url, params)}, timeout=5
+            )
             assert answer.status_code == 200, answer.text
 
         stalled[0].settimeout(BODY_IDLE_TIMEOUT_S + 15)
@@ -187,8 +209,9 @@ def test_slow_clients_leave_webhooks_answered_on_the_one_machine_default(tmp_pat
         processes.stop()
 
 
-def test_a_decided_pre_event_rejection_stands_when_its_audit_cannot_be_written(client, app, sandbox, whatsapp,
-                                                                                 monkeypatch):
+def test_a_decided_pre_event_rejection_stands_when_its_audit_cannot_be_written(
+    client, app, sandbox, whatsapp, monkeypatch
+):
     from webhook_app.webhooks import conversations
 
     def broken_audit(event, rejection):
@@ -206,8 +229,16 @@ def test_control_characters_are_cleaned_from_pre_event_fields(client, app, sandb
     conversation, agent = whatsapp
     set_settings(app, "whatsapp", sending_enabled=False)
     params = on_message_add(sandbox, conversation, participant_sid=agent)
-    params["Media"] = json.dumps([{"Sid": "ME" + "1" * 32, "ContentType": "audio/mpeg\u0000\u0007",
-                                   "Filename": "vo\u0000ice\n.mp3", "Size": 1000}])
+    params["Media"] = json.dumps(
+        [
+            {
+                "Sid": "ME" + "1" * 32,
+                "ContentType": "audio/mpeg\u0000\u0007",
+                "Filename": "vo\u0000ice\n.mp3",
+                "Size": 1000,
+            }
+        ]
+    )
     response = post_webhook(client, sandbox, params, PRE_EVENT)
     assert response.status_code == 403
     (row,) = audio_rows(app)  # PostgreSQL refused the NUL: no row was stored
@@ -218,18 +249,22 @@ def test_control_characters_are_cleaned_from_upload_names_and_types(client, app,
     conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
     sandbox.add_participant(conversation, identity="agent_40example_2Ecom", attributes='{"member_type": "agent"}')
     take = make_audio(tmp_path / "take.webm", "webm", seconds=1.0)
-    response = post_audio(client, agent_token, conversation, take, content_type="audio/webm\x00\x1b",
-                          filename="my\x00take\x1b.webm")
+    response = post_audio(
+        client, agent_token, conversation, take, content_type="audio/webm\x00\x1b", filename="my\x00take\x1b.webm"
+    )
     assert response.status_code == 201, response.get_json()  # a 500 with no audit row on PostgreSQL before
     (row,) = audio_rows(app)
     assert row.filename == "mytake.webm" and "\x00" not in (row.content_type or "")
 
 
-@pytest.mark.parametrize("path,expected", [
-    ("/api/v1/conversations/CH" + "a" * 32 + "%0A/audio", 400),  # a 201 with a 35-character SID before
-    ("/api/v1/conversations/CH" + "a" * 32 + "%0A/audio-settings", 400),
-    ("/agent/conversations/CH" + "a" * 32 + "%0A", 404),
-])
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ("/api/v1/conversations/CH" + "a" * 32 + "%0A/audio", 400),  # a 201 with a 35-character SID before
+        ("/api/v1/conversations/CH" + "a" * 32 + "%0A/audio-settings", 400),
+        ("/agent/conversations/CH" + "a" * 32 + "%0A", 404),
+    ],
+)
 def test_sids_with_a_trailing_newline_are_refused(client, agent_token, path, expected):
     response = client.get(path, headers={"Authorization": f"Bearer {agent_token}"})
     assert response.status_code == expected
@@ -242,8 +277,9 @@ def test_an_audit_id_past_32_bits_is_not_found(client, app):
 
 
 def test_decode_errors_do_not_name_our_temporary_files():
-    reason = _reason("[in#0 @ 0x5] Error opening input: Invalid argument\n"
-                     "Error opening input file /tmp/inbound-k2j4h1/source.")
+    reason = _reason(
+        "[in#0 @ 0x5] Error opening input: Invalid argument\nError opening input file /tmp/inbound-k2j4h1/source."
+    )
     assert "/tmp" not in reason and "inbound-" not in reason and "source" in reason
 
 
@@ -269,16 +305,18 @@ def test_a_client_guessing_tokens_is_told_to_wait_and_costs_no_more_iam_calls(cl
     conversation_url = "/api/v1/conversations/CH" + "a" * 32 + "/audio"
     guesser = {"REMOTE_ADDR": "203.0.113.7"}
     for number in range(REFUSALS_PER_CLIENT):
-        response = client.get(conversation_url, headers={"Authorization": f"Bearer guess-{number}"},
-                              environ_base=guesser)
+        response = client.get(
+            conversation_url, headers={"Authorization": f"Bearer guess-{number}"}, environ_base=guesser
+        )
         assert response.status_code == 401
     response = client.get(conversation_url, headers={"Authorization": "Bearer guess-next"}, environ_base=guesser)
     assert response.status_code == 429 and response.get_json()["error"]["code"] == "too_many_invalid_tokens"
     assert 0 < int(response.headers["Retry-After"]) <= REFUSAL_WINDOW_S
     assert len(iam_calls) == REFUSALS_PER_CLIENT  # 300 guesses were 300 IAM calls before
 
-    other = client.get(conversation_url, headers={"Authorization": "Bearer another"},
-                       environ_base={"REMOTE_ADDR": "198.51.100.1"})
+    other = client.get(
+        conversation_url, headers={"Authorization": "Bearer another"}, environ_base={"REMOTE_ADDR": "198.51.100.1"}
+    )
     assert other.status_code == 401  # one client's guessing does not lock out the others
 
 
@@ -309,12 +347,16 @@ def test_a_signature_made_for_another_host_is_refused_whatever_host_the_request_
         params = {"EventType": "onConversationUpdated", "AccountSid": remote.account_sid}
         forged_url = "https://attacker.example/twilio/conversations/post-event"
         response = service.test_client().post(
-            "/twilio/conversations/post-event", data=params, base_url="https://attacker.example",
-            headers={"X-Twilio-Signature": remote.sign(forged_url, params), "X-Forwarded-Host": "attacker.example"})
+            "/twilio/conversations/post-event",
+            data=params,
+            base_url="https://attacker.example",
+            headers={"X-Twilio-Signature": remote.sign(forged_url, params), "X-Forwarded-Host": "attacker.example"},
+        )
         assert response.status_code == 403
         ours = "https://audio.example.com/twilio/conversations/post-event"
-        response = service.test_client().post("/twilio/conversations/post-event", data=params,
-                                              headers={"X-Twilio-Signature": remote.sign(ours, params)})
+        response = service.test_client().post(
+            "/twilio/conversations/post-event", data=params, headers={"X-Twilio-Signature": remote.sign(ours, params)}
+        )
         assert response.status_code == 200
 
 
@@ -336,9 +378,15 @@ def test_the_sandbox_listens_on_this_machine_only_unless_told(monkeypatch):
 def test_an_open_metrics_endpoint_is_announced_at_start_up_with_twilio_credentials(database_url, caplog):
     from webhook_app import create_app
 
-    config = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "k",
-              "TWILIO_SANDBOX": False, "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "t",
-              "PUBLIC_BASE_URL": "https://audio.example.com"}
+    config = {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SECRET_KEY": "k",
+        "TWILIO_SANDBOX": False,
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": "t",
+        "PUBLIC_BASE_URL": "https://audio.example.com",
+    }
     with caplog.at_level("WARNING", logger="webhook_app.observability"):
         create_app(config)
     assert any("METRICS_TOKEN is not set" in record.getMessage() for record in caplog.records)
@@ -427,8 +475,9 @@ def test_a_killed_job_takes_its_ffmpeg_along_and_its_scratch_folder_is_removed_l
         ffmpeg_pid = wait_until(lambda: next(iter(descendants(job.pid)), None), 10, "the job's ffmpeg to start")
         job.kill()  # SIGKILL: no finally, no cleanup
         job.wait(10)
-        wait_until(lambda: not os.path.exists(f"/proc/{ffmpeg_pid}") or _zombie(ffmpeg_pid), 10,
-                   "ffmpeg to die with its job")  # it ran on to the end, orphaned, before
+        wait_until(
+            lambda: not os.path.exists(f"/proc/{ffmpeg_pid}") or _zombie(ffmpeg_pid), 10, "ffmpeg to die with its job"
+        )  # it ran on to the end, orphaned, before
         assert os.path.isdir(workdir)  # nothing removed it: the job was killed
     finally:
         job.kill()
@@ -445,6 +494,7 @@ def _zombie(pid: int) -> bool:
 
 
 # -- conversation access: agents reach the conversations they are in ------------------------------------------------
+
 
 def another_agents_conversation(sandbox) -> str:
     """A customer's conversation whose task another agent accepted: the agent of `agent_token` is not in it."""
@@ -469,11 +519,13 @@ def test_an_agent_reaches_no_conversation_they_are_not_a_participant_of(client, 
     # Every one of these answered 200/201 to any valid token of the account before.
     assert_not_a_participant(client.get(f"/api/v1/conversations/{conversation}/audio", headers=bearer), conversation)
     assert_not_a_participant(post_audio(client, agent_token, conversation, take), conversation)
-    assert_not_a_participant(client.get(f"/api/v1/conversations/{conversation}/audio-settings", headers=bearer),
-                             conversation)
+    assert_not_a_participant(
+        client.get(f"/api/v1/conversations/{conversation}/audio-settings", headers=bearer), conversation
+    )
     assert_not_a_participant(client.get(f"/agent/api/conversations/{conversation}", headers=bearer), conversation)
-    assert_not_a_participant(client.post(f"/agent/api/conversations/{conversation}/simulate-voice-note",
-                                         headers=bearer), conversation)
+    assert_not_a_participant(
+        client.post(f"/agent/api/conversations/{conversation}/simulate-voice-note", headers=bearer), conversation
+    )
     assert audio_rows(app) == []  # refused before anything was sent or audited
     missing = "CH" + "0" * 32
     response = client.get(f"/api/v1/conversations/{missing}/audio", headers=bearer)
@@ -498,9 +550,9 @@ def test_supervisors_and_admins_reach_every_conversation(client, app, sandbox, a
     assert details.status_code == 200 and details.get_json()["sid"] == conversation
 
 
-def test_an_agent_who_just_accepted_the_task_is_let_in_at_once_and_then_served_from_the_cache(client, app, sandbox,
-                                                                                               agent_token,
-                                                                                               monkeypatch):
+def test_an_agent_who_just_accepted_the_task_is_let_in_at_once_and_then_served_from_the_cache(
+    client, app, sandbox, agent_token, monkeypatch
+):
     conversation = another_agents_conversation(sandbox)
     url, bearer = f"/api/v1/conversations/{conversation}/audio", {"Authorization": f"Bearer {agent_token}"}
     assert_not_a_participant(client.get(url, headers=bearer), conversation)  # its participants are cached now
@@ -529,4 +581,3 @@ def test_the_console_lists_an_agent_only_their_conversations_and_a_supervisor_al
 
     assert listed(agent_token) == [mine]  # the account's every conversation before
     assert listed(supervisor) == [mine, *reversed(others)]
-

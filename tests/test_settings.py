@@ -5,24 +5,27 @@ import json
 import pytest
 
 from webhook_app import create_app
-from webhook_app.settings import cache as settings_module
 from webhook_app.errors import ApiError
 from webhook_app.extensions import db
 from webhook_app.models import SettingsChange
+from webhook_app.settings import cache as settings_module
 from webhook_app.settings.cache import settings_for
 from webhook_app.settings.rules import update_settings, validate_changes
 
 
-@pytest.mark.parametrize("channel,changes,message", [
-    ("sms", {"max_bytes": 2_097_153}, "between 1 and 2,097,152"),
-    ("whatsapp", {"max_bytes": 0}, "between 1 and 16,777,216"),
-    ("whatsapp", {"bitrate_kbps": 80}, "one of 32, 48, 64, 96, 128"),
-    ("whatsapp", {"max_duration_s": -5}, "max_duration_s must be between 1"),
-    ("whatsapp", {"max_duration_s": "60"}, "whole number"),
-    ("whatsapp", {"sending_enabled": "no"}, "true or false"),
-    ("whatsapp", {"channel": "sms"}, "not writable: channel"),
-    ("whatsapp", [], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "channel,changes,message",
+    [
+        ("sms", {"max_bytes": 2_097_153}, "between 1 and 2,097,152"),
+        ("whatsapp", {"max_bytes": 0}, "between 1 and 16,777,216"),
+        ("whatsapp", {"bitrate_kbps": 80}, "one of 32, 48, 64, 96, 128"),
+        ("whatsapp", {"max_duration_s": -5}, "max_duration_s must be between 1"),
+        ("whatsapp", {"max_duration_s": "60"}, "whole number"),
+        ("whatsapp", {"sending_enabled": "no"}, "true or false"),
+        ("whatsapp", {"channel": "sms"}, "not writable: channel"),
+        ("whatsapp", [], "JSON object"),
+    ],
+)
 def test_invalid_settings_are_refused_with_a_reason(app, channel, changes, message):
     with app.app_context(), pytest.raises(ApiError) as caught:
         validate_changes(channel, changes)
@@ -41,8 +44,14 @@ def test_changes_are_audited_with_old_and_new_values(app):
         db.session.commit()
         (change,) = db.session.scalars(db.select(SettingsChange)).all()
         assert change.to_dict() | {"id": 0, "changed_at": None} == {
-            "id": 0, "channel": "sms", "key": "bitrate_kbps", "old_value": 64, "new_value": 32,
-            "changed_by": "alice", "changed_at": None}
+            "id": 0,
+            "channel": "sms",
+            "key": "bitrate_kbps",
+            "old_value": 64,
+            "new_value": 32,
+            "changed_by": "alice",
+            "changed_at": None,
+        }
         assert settings_for("sms").bitrate_kbps == 32 and settings_for("sms").updated_by == "alice"
 
 
@@ -61,8 +70,14 @@ def test_a_change_reaches_another_process_within_the_check_interval(app, databas
     clock = FakeClock()
     # Only the settings module's clock: SettingsCache reads time.monotonic() there and nowhere else.
     monkeypatch.setattr(settings_module, "time", clock)
-    other = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SANDBOX_DB": str(tmp_path / "sb.db"),
-                        "SETTINGS_CHECK_INTERVAL_S": 0.5, "REDIS_URL": None})
+    other = create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "SANDBOX_DB": str(tmp_path / "sb.db"),
+            "SETTINGS_CHECK_INTERVAL_S": 0.5,
+            "REDIS_URL": None,
+        }
+    )
     try:
         with other.app_context():
             assert settings_for("whatsapp").sending_enabled is True  # read from the database and cached at t=0

@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from tests.audio_samples import make_audio
 from tests.conftest import audio_rows, run_jobs
 from webhook_app.extensions import db
-from webhook_app.models import StoredMedia, utcnow
 from webhook_app.media.retention import delete_expired_media
 from webhook_app.media.storage import DatabaseStore, MediaStore, S3Store, build_store
+from webhook_app.models import StoredMedia, utcnow
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +40,14 @@ def s3_endpoint():
 @pytest.fixture
 def aws_env(monkeypatch):
     """Dummy credentials from the standard variables (boto3 reads them itself), nothing from the machine."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-                 "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -62,8 +68,13 @@ def bucket(s3):
     return name
 
 
-S3_CONFIG = {"MEDIA_STORE": "s3", "S3_REGION": "us-east-1", "S3_PREFIX": "", "S3_PRESIGN": True,
-             "S3_PRESIGN_TTL_S": 900}
+S3_CONFIG = {
+    "MEDIA_STORE": "s3",
+    "S3_REGION": "us-east-1",
+    "S3_PREFIX": "",
+    "S3_PRESIGN": True,
+    "S3_PRESIGN_TTL_S": 900,
+}
 
 
 @pytest.fixture
@@ -79,8 +90,9 @@ def use_store(app) -> None:
 
 
 def listing(client, token, conversation_sid):
-    response = client.get(f"/api/v1/conversations/{conversation_sid}/audio",
-                          headers={"Authorization": f"Bearer {token}"})
+    response = client.get(
+        f"/api/v1/conversations/{conversation_sid}/audio", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()["audio_messages"]
 
@@ -127,8 +139,12 @@ def test_config_reads_the_s3_environment(monkeypatch):
     monkeypatch.setenv("S3_PRESIGN", "false")
     monkeypatch.setenv("RETENTION_DAYS", "30")
     config = Config()
-    assert (config.MEDIA_STORE, config.S3_BUCKET, config.S3_ENDPOINT_URL, config.S3_PREFIX) == \
-        ("s3", "voice", "http://minio:9000", "")
+    assert (config.MEDIA_STORE, config.S3_BUCKET, config.S3_ENDPOINT_URL, config.S3_PREFIX) == (
+        "s3",
+        "voice",
+        "http://minio:9000",
+        "",
+    )
     assert config.S3_PRESIGN is False and config.S3_PRESIGN_TTL_S == 900 and config.RETENTION_DAYS == 30
     monkeypatch.setenv("S3_PRESIGN", "nope")
     with pytest.raises(ValueError, match="S3_PRESIGN"):
@@ -204,8 +220,9 @@ def test_streaming_fallback_passes_ranges_through(app, client, voice_note):
     assert stale_past_the_end.status_code == 200 and stale_past_the_end.data == whole.data
     current_past_the_end = client.get(path, headers={"Range": f"bytes={size + 10}-", "If-Range": whole.headers["ETag"]})
     assert current_past_the_end.status_code == 416
-    cached = client.get(path, headers={"Range": "bytes=0-9", "If-Range": '"not-the-etag"',
-                                       "If-None-Match": whole.headers["ETag"]})
+    cached = client.get(
+        path, headers={"Range": "bytes=0-9", "If-Range": '"not-the-etag"', "If-None-Match": whole.headers["ETag"]}
+    )
     assert cached.status_code == 304
     head = client.head(path)
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == size
@@ -224,9 +241,12 @@ def test_agent_recording_is_stored_in_the_bucket(app, client, sandbox, agent_tok
     conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
     sandbox.add_participant(conversation, identity="agent_40example_2Ecom", attributes='{"member_type": "agent"}')
     source = make_audio(tmp_path / "rec.webm", "webm", seconds=2.0)
-    response = client.post(f"/api/v1/conversations/{conversation}/audio",
-                           data={"audio": (io.BytesIO(open(source, "rb").read()), "rec.webm", "audio/webm")},
-                           headers={"Authorization": f"Bearer {agent_token}"}, content_type="multipart/form-data")
+    response = client.post(
+        f"/api/v1/conversations/{conversation}/audio",
+        data={"audio": (io.BytesIO(open(source, "rb").read()), "rec.webm", "audio/webm")},
+        headers={"Authorization": f"Bearer {agent_token}"},
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 201, response.get_json()
     (row,) = audio_rows(app)
     head = s3.head_object(Bucket=bucket, Key=row.media_key)

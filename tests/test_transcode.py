@@ -18,8 +18,12 @@ TARGET_LUFS = -16.0
 
 def integrated_loudness(path) -> float:
     """EBU R128 integrated loudness (LUFS), measured by ffmpeg's ebur128 filter over the whole file."""
-    done = subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", str(path), "-af", "ebur128",
-                           "-f", "null", "-"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", str(path), "-af", "ebur128", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(re.findall(r"I:\s+(-?[\d.]+) LUFS", done.stderr)[-1])  # the last one is the summary
 
 
@@ -83,8 +87,21 @@ def test_ffmpeg_run_time_is_capped(tmp_path):
 def test_id3_tagged_aac_is_decoded_not_copied_as_mp3(tmp_path):
     """An ID3 tag opens AAC (ADTS) files too: it looks like MP3, but the MP3 muxer refuses to copy its stream."""
     source = str(tmp_path / "voice.aac")
-    run_ffmpeg("-i", make_audio(tmp_path / "v.wav", "wav", seconds=2.0), "-c:a", "aac", "-b:a", "48k", "-f", "adts",
-               "-write_id3v2", "1", "-metadata", "title=voice", source)
+    run_ffmpeg(
+        "-i",
+        make_audio(tmp_path / "v.wav", "wav", seconds=2.0),
+        "-c:a",
+        "aac",
+        "-b:a",
+        "48k",
+        "-f",
+        "adts",
+        "-write_id3v2",
+        "1",
+        "-metadata",
+        "title=voice",
+        source,
+    )
     assert open(source, "rb").read(3) == b"ID3" and sniff_file(source) == "mp3"
     result = transcode_to_mp3(source, str(tmp_path / "out.mp3"))
     assert not result.copied and abs(result.duration_s - 2.0) < 0.15
@@ -128,20 +145,23 @@ def test_video_without_audio_has_no_audio_stream(tmp_path):
         transcode_to_mp3(str(video), str(tmp_path / "out.mp3"))
 
 
-@pytest.mark.parametrize("content_type,filename,expected", [
-    ("audio/ogg; codecs=opus", None, True),
-    ("audio/opus", None, True),
-    ("audio/amr", None, True),
-    ("video/3gpp", "voice.3gp", True),
-    ("audio/mp4", None, True),
-    ("audio/aac", None, True),
-    ("audio/mpeg", None, True),
-    ("audio/wav", None, True),
-    ("audio/webm", None, True),
-    ("application/octet-stream", "voice.opus", True),
-    ("application/octet-stream", "report.pdf", False),
-    ("image/jpeg", "photo.jpg", False),
-    ("video/mp4", "clip.mp4", False),
-])
+@pytest.mark.parametrize(
+    "content_type,filename,expected",
+    [
+        ("audio/ogg; codecs=opus", None, True),
+        ("audio/opus", None, True),
+        ("audio/amr", None, True),
+        ("video/3gpp", "voice.3gp", True),
+        ("audio/mp4", None, True),
+        ("audio/aac", None, True),
+        ("audio/mpeg", None, True),
+        ("audio/wav", None, True),
+        ("audio/webm", None, True),
+        ("application/octet-stream", "voice.opus", True),
+        ("application/octet-stream", "report.pdf", False),
+        ("image/jpeg", "photo.jpg", False),
+        ("video/mp4", "clip.mp4", False),
+    ],
+)
 def test_audio_detection(content_type, filename, expected):
     assert is_audio(content_type, filename) is expected

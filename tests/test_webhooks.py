@@ -2,17 +2,24 @@
 
 from sqlalchemy.exc import OperationalError
 
-from webhook_app.extensions import db
-
-from tests.conftest import POST_EVENT, audio_rows, count_rows, load_fixture, post_webhook, run_jobs
 from tests.audio_samples import make_audio
+from tests.conftest import POST_EVENT, audio_rows, count_rows, load_fixture, post_webhook, run_jobs
+from webhook_app.extensions import db
 
 
 def sids(sandbox, **extra):
-    values = dict(account_sid=sandbox.account_sid, chat_service_sid=sandbox.chat_service_sid,
-                  conversation_sid="CH" + "a" * 32, message_sid="IM" + "b" * 32, participant_sid="MB" + "c" * 32,
-                  media_sid="ME" + "d" * 32, filename="voice.ogg", size="1234", author="guest-1",
-                  content_type="audio/webm")
+    values = dict(
+        account_sid=sandbox.account_sid,
+        chat_service_sid=sandbox.chat_service_sid,
+        conversation_sid="CH" + "a" * 32,
+        message_sid="IM" + "b" * 32,
+        participant_sid="MB" + "c" * 32,
+        media_sid="ME" + "d" * 32,
+        filename="voice.ogg",
+        size="1234",
+        author="guest-1",
+        content_type="audio/webm",
+    )
     values.update(extra)
     return values
 
@@ -36,8 +43,7 @@ def test_rest_style_lowercase_media_keys(check_webhook, sandbox, app):
 
 
 def test_event_streams_media_sid_spelling(check_webhook, sandbox):
-    check_webhook("onMessageAdded__event_streams_media_sid", expected_rows=1,
-                  **sids(sandbox, content_type="audio/mp4"))
+    check_webhook("onMessageAdded__event_streams_media_sid", expected_rows=1, **sids(sandbox, content_type="audio/mp4"))
 
 
 def test_generic_content_type_with_audio_file_name(check_webhook, sandbox):

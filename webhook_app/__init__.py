@@ -85,8 +85,15 @@ def _register_blueprints(app: Flask) -> None:
     from .media import playback
     from .webhooks import conversations
 
-    for blueprint in (conversations.bp, agent_api.bp, playback.bp, health.bp, admin_api.bp, admin_views.bp,
-                      agent_console.bp):
+    for blueprint in (
+        conversations.bp,
+        agent_api.bp,
+        playback.bp,
+        health.bp,
+        admin_api.bp,
+        admin_views.bp,
+        agent_console.bp,
+    ):
         app.register_blueprint(blueprint)
     security.init_app(app)
     cors.init_app(app)
@@ -105,7 +112,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 
 # Engines of the apps built in this process; a forked child must not touch their connections (see below).
-_engines: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def _forget_inherited_connections() -> None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Select, func, select
 
 from .errors import ApiError
 from .extensions import db
-from .models import CHANNELS, AudioMessage, Status, Transcript, iso_time
 from .media.playback import playback_url
-from .transcripts.search import add_transcripts, match_of, matching, transcript_dict, transcribing_channels
+from .models import CHANNELS, AudioMessage, Status, Transcript, iso_time
+from .transcripts.search import add_transcripts, match_of, matching, transcribing_channels, transcript_dict
 from .twilio.sids import is_sid
 
 DIRECTIONS = ("inbound", "outbound")
@@ -25,9 +25,28 @@ MAX_PAGE = 1_000_000
 # A cell a spreadsheet would run as a formula: authors and error texts come from outside (an SMS author starts
 # with "+", a web chat identity can be "=HYPERLINK(...)").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CSV_COLUMNS = ("audit_id", "created_at", "updated_at", "direction", "channel", "status", "conversation_sid",
-               "message_sid", "media_sid", "author", "content_type", "size_bytes", "mp3_size_bytes", "duration_s",
-               "transcode_ms", "processing_ms", "error_code", "error", "transcript_status", "transcript_text")
+CSV_COLUMNS = (
+    "audit_id",
+    "created_at",
+    "updated_at",
+    "direction",
+    "channel",
+    "status",
+    "conversation_sid",
+    "message_sid",
+    "media_sid",
+    "author",
+    "content_type",
+    "size_bytes",
+    "mp3_size_bytes",
+    "duration_s",
+    "transcode_ms",
+    "processing_ms",
+    "error_code",
+    "error",
+    "transcript_status",
+    "transcript_text",
+)
 
 
 def parse_time(value: str, name: str) -> datetime:
@@ -36,20 +55,23 @@ def parse_time(value: str, name: str) -> datetime:
     try:
         match = RELATIVE.fullmatch(value)
         if match:
-            return datetime.now(timezone.utc) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+            return datetime.now(UTC) - timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         # In UTC: SQLite compares the stored UTC text, so another offset would shift the window by that much.
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except (ValueError, OverflowError):  # OverflowError: "99999999d", or year 9999 moved past UTC
-        raise ApiError(400, "bad_filter", f"{name}={value!r}: use ISO 8601 (2026-11-25T08:00:00Z) or 2h/30m/7d "
-                                          "within years 1-9999") from None
+        raise ApiError(
+            400, "bad_filter", f"{name}={value!r}: use ISO 8601 (2026-11-25T08:00:00Z) or 2h/30m/7d within years 1-9999"
+        ) from None
 
 
 def filtered_query(args) -> Select:
     query = select(AudioMessage)
-    for name, allowed, column in (("direction", DIRECTIONS, AudioMessage.direction),
-                                  ("channel", CHANNELS, AudioMessage.channel),
-                                  ("status", STATUSES, AudioMessage.status)):
+    for name, allowed, column in (
+        ("direction", DIRECTIONS, AudioMessage.direction),
+        ("channel", CHANNELS, AudioMessage.channel),
+        ("status", STATUSES, AudioMessage.status),
+    ):
         value = (args.get(name) or "").strip()
         if value:
             if value not in allowed:
@@ -82,10 +104,21 @@ def spreadsheet_safe(value) -> object:
 def audit_dict(row: AudioMessage, with_playback: bool = True) -> dict:
     """The contract's audio-message shape, plus the details an admin needs to explain a row."""
     out = row.to_dict(playback_url(row) if with_playback else None)
-    out.update({"author": row.author, "source": row.source, "filename": row.filename, "error_code": row.error_code,
-                "sha256": row.sha256, "truncated": row.truncated, "attempts": row.attempts,
-                "started_at": iso_time(row.started_at), "finished_at": iso_time(row.finished_at),
-                "processing_ms": row.processing_ms, "transcode_ms": row.transcode_ms})
+    out.update(
+        {
+            "author": row.author,
+            "source": row.source,
+            "filename": row.filename,
+            "error_code": row.error_code,
+            "sha256": row.sha256,
+            "truncated": row.truncated,
+            "attempts": row.attempts,
+            "started_at": iso_time(row.started_at),
+            "finished_at": iso_time(row.finished_at),
+            "processing_ms": row.processing_ms,
+            "transcode_ms": row.transcode_ms,
+        }
+    )
     return out
 
 
@@ -99,8 +132,13 @@ def audit_page(args) -> dict:
         raise ApiError(400, "bad_filter", f"page must be at most {MAX_PAGE}")
     query = filtered_query(args)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = list(db.session.scalars(query.order_by(AudioMessage.created_at.desc(), AudioMessage.id.desc())
-                                   .limit(per_page).offset((page - 1) * per_page)))
+    rows = list(
+        db.session.scalars(
+            query.order_by(AudioMessage.created_at.desc(), AudioMessage.id.desc())
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
+    )
     found = add_transcripts(rows, [audit_dict(row) for row in rows])
     q = (args.get("q") or "").strip()
     if q:
@@ -113,9 +151,12 @@ def audit_page(args) -> dict:
 
 def audit_csv(args) -> Iterator[str]:
     """Streamed, so an export of a busy month does not sit in memory."""
-    query = (filtered_query(args).add_columns(Transcript)
-             .outerjoin(Transcript, Transcript.audio_message_id == AudioMessage.id)
-             .order_by(AudioMessage.created_at.desc(), AudioMessage.id.desc()))
+    query = (
+        filtered_query(args)
+        .add_columns(Transcript)
+        .outerjoin(Transcript, Transcript.audio_message_id == AudioMessage.id)
+        .order_by(AudioMessage.created_at.desc(), AudioMessage.id.desc())
+    )
     transcribing = transcribing_channels()
     buffer = io.StringIO()
     writer = csv.writer(buffer)

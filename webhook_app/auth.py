@@ -10,7 +10,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import current_app, g, request
 
@@ -52,15 +52,14 @@ def _expiry(value) -> float:
     except ValueError:
         return time.time() + DEFAULT_CACHE_S
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
 class RefusalLimiter:
     """Refused tokens per client (its address, as ProxyFix reads it) within a sliding window, in this process."""
 
-    def __init__(self, limit: int = REFUSALS_PER_CLIENT, window_s: float = REFUSAL_WINDOW_S,
-                 max_clients: int = 10_000):
+    def __init__(self, limit: int = REFUSALS_PER_CLIENT, window_s: float = REFUSAL_WINDOW_S, max_clients: int = 10_000):
         self.limit, self.window_s, self.max_clients = limit, window_s, max_clients
         self._refusals: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -97,11 +96,19 @@ def authenticate(token: str) -> FlexUser:
     client = request.remote_addr or "unknown"
     wait_s = limiter.wait_s(client)
     if wait_s > 0:
-        log.warning("client %s presented %d refused tokens in %d s; not asking Twilio for another", client,
-                    limiter.limit, limiter.window_s)
-        raise ApiError(429, "too_many_invalid_tokens",
-                       f"{limiter.limit} invalid tokens in {limiter.window_s // 60:g} minutes from this client; "
-                       f"try again in {math.ceil(wait_s)} s", headers={"Retry-After": str(math.ceil(wait_s))})
+        log.warning(
+            "client %s presented %d refused tokens in %d s; not asking Twilio for another",
+            client,
+            limiter.limit,
+            limiter.window_s,
+        )
+        raise ApiError(
+            429,
+            "too_many_invalid_tokens",
+            f"{limiter.limit} invalid tokens in {limiter.window_s // 60:g} minutes from this client; "
+            f"try again in {math.ceil(wait_s)} s",
+            headers={"Retry-After": str(math.ceil(wait_s))},
+        )
     try:
         answer = twilio_api().validate_flex_token(token)
     except TwilioHttpError as exc:

@@ -34,9 +34,18 @@ from .transcripts.job import queue_missing_transcripts
 
 sandbox_cli = AppGroup("sandbox", help="Play Twilio's part locally (no Twilio account needed).")
 
-CONTENT_TYPES = {".ogg": "audio/ogg", ".opus": "audio/ogg", ".amr": "audio/amr", ".m4a": "audio/mp4",
-                 ".mp4": "audio/mp4", ".3gp": "video/3gpp", ".mp3": "audio/mpeg", ".wav": "audio/wav",
-                 ".webm": "audio/webm", ".aac": "audio/aac"}
+CONTENT_TYPES = {
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".amr": "audio/amr",
+    ".m4a": "audio/mp4",
+    ".mp4": "audio/mp4",
+    ".3gp": "video/3gpp",
+    ".mp3": "audio/mpeg",
+    ".wav": "audio/wav",
+    ".webm": "audio/webm",
+    ".aac": "audio/aac",
+}
 
 
 def _sandbox():
@@ -50,8 +59,12 @@ def _sandbox():
 @click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--channel", type=click.Choice(["whatsapp", "sms", "webchat", "messenger"]), default="whatsapp")
 @click.option("--conversation", "conversation_sid", help="An existing sandbox conversation (default: a new one).")
-@click.option("--server", default="http://127.0.0.1:5000", show_default=True,
-              help="Where the service runs; the signed webhook goes to its /twilio/conversations/post-event.")
+@click.option(
+    "--server",
+    default="http://127.0.0.1:5000",
+    show_default=True,
+    help="Where the service runs; the signed webhook goes to its /twilio/conversations/post-event.",
+)
 @click.option("--content-type", help="Label the media with this type (default: from the file name).")
 @click.option("--wait/--no-wait", default=True, help="Wait until the MP3 is ready and print its playback URL.")
 def send_audio(file, channel, conversation_sid, server, content_type, wait):
@@ -81,8 +94,10 @@ def send_audio(file, channel, conversation_sid, server, content_type, wait):
     # The webhook answers with the audit rows it made: none means the service took the file for something
     # other than audio and will never convert it (the same file as a customer's would be ignored).
     if not response.json().get("audit_ids"):
-        raise click.ClickException(f"the service ignored {os.path.basename(file)} as not audio ({content_type}); "
-                                   "send a voice note such as .ogg, .amr, .m4a, .mp3 or .wav")
+        raise click.ClickException(
+            f"the service ignored {os.path.basename(file)} as not audio ({content_type}); "
+            "send a voice note such as .ogg, .amr, .m4a, .mp3 or .wav"
+        )
     if not wait:
         return
     # A supervisor reaches every conversation, --conversation's too, whoever is in it.
@@ -98,8 +113,10 @@ def send_audio(file, channel, conversation_sid, server, content_type, wait):
         if row and row["status"] in ("ready", "failed"):
             if row["status"] == "failed":
                 raise click.ClickException(f"audit {row['audit_id']} failed: {row.get('error')}")
-            click.echo(f"ready: {row['duration_s']} s, {format_bytes(row['size_bytes'])} -> "
-                       f"{format_bytes(row['mp3_size_bytes'])} MP3")
+            click.echo(
+                f"ready: {row['duration_s']} s, {format_bytes(row['size_bytes'])} -> "
+                f"{format_bytes(row['mp3_size_bytes'])} MP3"
+            )
             click.echo(f"play:  {row['playback_url']}")
             return
         time.sleep(0.3)
@@ -111,8 +128,9 @@ def _call_service(method: str, url: str, **kwargs) -> requests.Response:
     try:
         return requests.request(method, url, timeout=10, **kwargs)
     except requests.ConnectionError:
-        raise click.ClickException(f"no service answers at {url}: start it with `make run` in another terminal "
-                                   "(or point --server at it)") from None
+        raise click.ClickException(
+            f"no service answers at {url}: start it with `make run` in another terminal (or point --server at it)"
+        ) from None
     except requests.Timeout:
         raise click.ClickException(f"the service at {url} did not answer within 10 s") from None
 
@@ -139,8 +157,10 @@ def token(identity, roles, ttl):
 def credentials():
     """Show the sandbox account (its auth token signs the sandbox's webhooks)."""
     sandbox = _sandbox()
-    click.echo(f"account_sid={sandbox.account_sid}\nauth_token={sandbox.auth_token}\n"
-               f"chat_service_sid={sandbox.chat_service_sid}")
+    click.echo(
+        f"account_sid={sandbox.account_sid}\nauth_token={sandbox.auth_token}\n"
+        f"chat_service_sid={sandbox.chat_service_sid}"
+    )
 
 
 @click.command("serve")
@@ -157,18 +177,23 @@ def serve_command(ctx, host, port):
                 turn_on_in_sandbox()  # a newcomer sees transcripts (transcripts/defaults.py)
             except SQLAlchemyError as exc:  # not migrated yet: `make run` migrates first; say what to do
                 db.session.rollback()
-                click.echo(f"transcription left as it is: the database is not ready ({type(exc).__name__}); "
-                           "run `alembic upgrade head`", err=True)
+                click.echo(
+                    f"transcription left as it is: the database is not ready ({type(exc).__name__}); "
+                    "run `alembic upgrade head`",
+                    err=True,
+                )
     if not is_running_from_reloader():  # FLASK_DEBUG's reloader runs this command again in a child: say it once
         click.echo(serving_banner(f"http://{host}:{port}", sandbox=sandbox))
     ctx.invoke(run_command, host=host, port=port)
 
 
 def serving_banner(base_url: str, sandbox: bool) -> str:
-    admin_hint = ('(sandbox: press "Sign in to the sandbox")' if sandbox
-                  else "(sign in with ADMIN_TOKEN or an admin or supervisor Flex token)")
-    return (f"\nAgent console: {base_url}/agent\n"
-            f"Admin:         {base_url}/admin   {admin_hint}\n")
+    admin_hint = (
+        '(sandbox: press "Sign in to the sandbox")'
+        if sandbox
+        else "(sign in with ADMIN_TOKEN or an admin or supervisor Flex token)"
+    )
+    return f"\nAgent console: {base_url}/agent\nAdmin:         {base_url}/admin   {admin_hint}\n"
 
 
 @click.command("worker")
@@ -202,12 +227,13 @@ def backfill_command(since):
     except ApiError as exc:
         raise click.BadParameter(exc.message, param_hint="--since") from None
     counts = backfill(cutoff)
-    click.echo(f"scanned {counts['conversations']} conversation(s), {counts['messages']} message(s) with media; "
-               f"recorded {counts['new_rows']} missed audio message(s)")
+    click.echo(
+        f"scanned {counts['conversations']} conversation(s), {counts['messages']} message(s) with media; "
+        f"recorded {counts['new_rows']} missed audio message(s)"
+    )
     # Recorded audio gets its transcript when it is ready, as any; this is ready audio made before a channel's
     # transcribe was turned on.
-    click.echo(f"queued {queue_missing_transcripts(cutoff)} transcript(s) of earlier audio on channels that "
-               "transcribe")
+    click.echo(f"queued {queue_missing_transcripts(cutoff)} transcript(s) of earlier audio on channels that transcribe")
 
 
 settings_cli = AppGroup("settings", help="Show or change per-channel audio settings.")
@@ -262,8 +288,18 @@ audit_cli = AppGroup("audit", help="Export the audio audit trail.")
 @click.option("--output", "-o", type=click.File("w"), default="-", help="CSV file (default: standard output).")
 def audit_export(since, until, direction, channel, status, conversation_sid, output):
     """Write audit rows as CSV, newest first."""
-    args = {k: v for k, v in dict(since=since, until=until, direction=direction, channel=channel, status=status,
-                                   conversation_sid=conversation_sid).items() if v}
+    args = {
+        k: v
+        for k, v in dict(
+            since=since,
+            until=until,
+            direction=direction,
+            channel=channel,
+            status=status,
+            conversation_sid=conversation_sid,
+        ).items()
+        if v
+    }
     try:
         filtered_query(args)
     except ApiError as exc:

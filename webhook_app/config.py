@@ -65,9 +65,9 @@ def env_choice(name: str, default: str, choices: tuple[str, ...], *, upper: bool
 def normalize_database_url(url: str) -> str:
     """Heroku hands out postgres:// URLs, which SQLAlchemy 2 refuses; we use psycopg 3."""
     if url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url[len("postgres://"):]
+        url = "postgresql+psycopg://" + url[len("postgres://") :]
     elif url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
@@ -147,8 +147,10 @@ class Config:
         if not self.PUBLIC_BASE_URL and not self.TWILIO_SANDBOX:
             # Without it the signed URL is rebuilt from Host / X-Forwarded-Host, which the sender chooses: a
             # signature made for any other host of the same account would pass.
-            raise RuntimeError("PUBLIC_BASE_URL must be set when Twilio credentials are configured (the https URL "
-                               "Twilio's webhooks are configured with, e.g. https://audio.example.com)")
+            raise RuntimeError(
+                "PUBLIC_BASE_URL must be set when Twilio credentials are configured (the https URL "
+                "Twilio's webhooks are configured with, e.g. https://audio.example.com)"
+            )
         if self.PUBLIC_BASE_URL and not self.PUBLIC_BASE_URL.startswith(("https://", "http://")):
             raise RuntimeError(f"PUBLIC_BASE_URL={self.PUBLIC_BASE_URL!r} is not an http(s) URL")
         # The admin page's session cookie: never over plain http once the service is public over https (Heroku
@@ -209,8 +211,13 @@ class Config:
         # Unset: a transcript's text is deleted with its audio (RETENTION_DAYS). A number of days (at least the
         # audio's) keeps the text that long instead.
         self.TRANSCRIPT_RETENTION_DAYS = env_int("TRANSCRIPT_RETENTION_DAYS", 0) or None
-        if self.TRANSCRIPT_RETENTION_DAYS and self.RETENTION_DAYS and \
-                self.TRANSCRIPT_RETENTION_DAYS < self.RETENTION_DAYS:
-            raise ValueError(f"TRANSCRIPT_RETENTION_DAYS={self.TRANSCRIPT_RETENTION_DAYS} is shorter than "
-                             f"RETENTION_DAYS={self.RETENTION_DAYS}: a transcript is kept at least as long as its "
-                             "audio (unset it to delete both together)")
+        if (
+            self.TRANSCRIPT_RETENTION_DAYS
+            and self.RETENTION_DAYS
+            and self.TRANSCRIPT_RETENTION_DAYS < self.RETENTION_DAYS
+        ):
+            raise ValueError(
+                f"TRANSCRIPT_RETENTION_DAYS={self.TRANSCRIPT_RETENTION_DAYS} is shorter than "
+                f"RETENTION_DAYS={self.RETENTION_DAYS}: a transcript is kept at least as long as its "
+                "audio (unset it to delete both together)"
+            )

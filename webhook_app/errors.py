@@ -21,10 +21,18 @@ def conversation_error(exc, conversation_sid: str | None = None) -> ApiError:
     """A Twilio failure (twilio.http.TwilioHttpError) met reading conversations, as the API answers it: 404 when
     Twilio has no such conversation, else 502."""
     if exc.status == 404:
-        return ApiError(404, "conversation_not_found", f"conversation {conversation_sid} does not exist"
-                        if conversation_sid else "Twilio has no such conversation")
-    return ApiError(502, "twilio_error", f"could not read {'the conversation' if conversation_sid else 'conversations'} "
-                                         f"from Twilio: {exc}")
+        return ApiError(
+            404,
+            "conversation_not_found",
+            f"conversation {conversation_sid} does not exist"
+            if conversation_sid
+            else "Twilio has no such conversation",
+        )
+    return ApiError(
+        502,
+        "twilio_error",
+        f"could not read {'the conversation' if conversation_sid else 'conversations'} from Twilio: {exc}",
+    )
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None):

@@ -5,8 +5,8 @@ answers, sets an Event, and the Event wakes the waiting greenlet through the hub
 greenlet already queued there. On a loaded web process that queue is a few milliseconds of other requests' work,
 and the waiting greenlet is usually the group commit's leader, whose commit every webhook in the batch (and the
 next batch) waits for: the p99 of the webhook acknowledgement went from 60 to 46 ms when the leader was switched
-to directly (docs/benchmarks.md, "Load"). So the wait here starts a top-priority watcher on the connection's socket whose
-callback switches straight back to the waiting greenlet.
+to directly (docs/benchmarks.md, "Load"). So the wait here starts a top-priority watcher on the connection's socket
+whose callback switches straight back to the waiting greenlet.
 
 Installed by create_app() when gevent has patched the process (`is_gevent_process`); without gevent, psycopg
 keeps its own wait, which blocks the thread as it should.

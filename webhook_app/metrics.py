@@ -44,15 +44,26 @@ if MULTIPROC_DIR:
 # multi-process mode would describe only the process that answers the scrape.
 REGISTRY = CollectorRegistry()
 
-HTTP_REQUESTS = Counter("http_requests", "HTTP requests answered, by method, Flask endpoint and status code.",
-                        ["method", "endpoint", "status"], registry=REGISTRY)
-HTTP_SECONDS = Histogram("http_request_duration_seconds", "Time from request start to response, by Flask endpoint.",
-                         ["endpoint"], registry=REGISTRY,
-                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-TRANSCODE_SECONDS = Histogram("audio_transcode_seconds",
-                              "Wall time per transcode to MP3, by outcome (ok, not_audio, timeout, error).",
-                              ["outcome"], registry=REGISTRY,
-                              buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300))
+HTTP_REQUESTS = Counter(
+    "http_requests",
+    "HTTP requests answered, by method, Flask endpoint and status code.",
+    ["method", "endpoint", "status"],
+    registry=REGISTRY,
+)
+HTTP_SECONDS = Histogram(
+    "http_request_duration_seconds",
+    "Time from request start to response, by Flask endpoint.",
+    ["endpoint"],
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TRANSCODE_SECONDS = Histogram(
+    "audio_transcode_seconds",
+    "Wall time per transcode to MP3, by outcome (ok, not_audio, timeout, error).",
+    ["outcome"],
+    registry=REGISTRY,
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
 
 
 def process_metrics(path: str | None = MULTIPROC_DIR):
@@ -74,4 +85,3 @@ def prepare_directory(path: str) -> None:
         if match and not process_running(int(match.group(1))):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(name)
-

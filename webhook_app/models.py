@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import enum
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
     Float,
-    Index,
     ForeignKey,
+    Index,
     Integer,
-    JSON,
     LargeBinary,
     String,
     Text,
@@ -27,7 +27,7 @@ from .extensions import db
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Status(str, enum.Enum):
@@ -55,8 +55,9 @@ class AudioMessage(db.Model):
     __table_args__ = (
         UniqueConstraint("message_sid", "media_sid", name="uq_audio_messages_message_media"),
         # The relay's claim query: only rows waiting for it, so the index stays tiny however large the table grows.
-        Index("ix_audio_messages_undispatched", "id", postgresql_where=text(UNDISPATCHED),
-              sqlite_where=text(UNDISPATCHED)),
+        Index(
+            "ix_audio_messages_undispatched", "id", postgresql_where=text(UNDISPATCHED), sqlite_where=text(UNDISPATCHED)
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -152,7 +153,8 @@ class Transcript(db.Model):
     __tablename__ = "transcripts"
 
     audio_message_id: Mapped[int] = mapped_column(
-        Integer, ForeignKey("audio_messages.id", ondelete="CASCADE"), primary_key=True)
+        Integer, ForeignKey("audio_messages.id", ondelete="CASCADE"), primary_key=True
+    )
     status: Mapped[str] = mapped_column(String(16), index=True)
     text: Mapped[str | None] = mapped_column(Text)
     language: Mapped[str | None] = mapped_column(String(8))
@@ -169,8 +171,13 @@ class Transcript(db.Model):
 
     def to_dict(self) -> dict:
         """The contract's `transcript`: {status, text, language, segments, model}, `error` when failed."""
-        out = {"status": self.status, "text": self.text or "", "language": self.language,
-               "segments": self.segments or [], "model": self.model}
+        out = {
+            "status": self.status,
+            "text": self.text or "",
+            "language": self.language,
+            "segments": self.segments or [],
+            "model": self.model,
+        }
         if self.status == TranscriptStatus.FAILED.value:
             out["error"] = self.error or "unknown error"
         if self.deleted_at is not None:
@@ -237,10 +244,15 @@ class SettingsChange(db.Model):
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "channel": self.channel, "key": self.key,
-                "old_value": json.loads(self.old_value) if self.old_value is not None else None,
-                "new_value": json.loads(self.new_value) if self.new_value is not None else None,
-                "changed_by": self.changed_by, "changed_at": iso_time(self.changed_at)}
+        return {
+            "id": self.id,
+            "channel": self.channel,
+            "key": self.key,
+            "old_value": json.loads(self.old_value) if self.old_value is not None else None,
+            "new_value": json.loads(self.new_value) if self.new_value is not None else None,
+            "changed_by": self.changed_by,
+            "changed_at": iso_time(self.changed_at),
+        }
 
 
 class AdminSession(db.Model):
@@ -269,7 +281,7 @@ class SettingsVersion(db.Model):
 
 def _aware(value: datetime) -> datetime:
     # SQLite hands back naive datetimes even for timezone=True columns.
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def iso_time(value: datetime | None) -> str | None:

@@ -85,8 +85,11 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        tags = [f"{key}={getattr(record, key)}" for key in ("request_id", "audit_id")
-                if getattr(record, key, None) is not None]
+        tags = [
+            f"{key}={getattr(record, key)}"
+            for key in ("request_id", "audit_id")
+            if getattr(record, key, None) is not None
+        ]
         if _process_role:
             tags.append(f"process={_process_role}")
         return f"{line} [{' '.join(tags)}]" if tags else line
@@ -102,8 +105,9 @@ def configure_logging(level_name: str, log_format: str) -> None:
         handler._webhook_app = True  # type: ignore[attr-defined]
         handler.addFilter(ContextFilter())
         root.addHandler(handler)
-    handler.setFormatter(JsonFormatter() if log_format == "json"
-                         else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root.setLevel(level)
     logging.getLogger("webhook_app").setLevel(level)
 
@@ -123,8 +127,9 @@ def init_app(app: Flask) -> None:
     def echo_request_id(response):
         if "request_id" in g:
             response.headers["X-Request-Id"] = g.request_id
-            count_request(request.method, request.endpoint, response.status_code,
-                          time.perf_counter() - g.request_started)
+            count_request(
+                request.method, request.endpoint, response.status_code, time.perf_counter() - g.request_started
+            )
         return response
 
     @app.teardown_request
@@ -138,7 +143,8 @@ def init_app(app: Flask) -> None:
     if not app.config.get("TWILIO_SANDBOX") and not app.config.get("METRICS_TOKEN"):
         logging.getLogger(__name__).warning(
             "METRICS_TOKEN is not set: /metrics (queue depth, audio counts by status and channel) is open to anyone "
-            "who reaches this service; set METRICS_TOKEN to require 'Authorization: Bearer <token>'")
+            "who reaches this service; set METRICS_TOKEN to require 'Authorization: Bearer <token>'"
+        )
 
 
 # The labelled children, looked up once: the webhook's hot path pays a dict lookup, not prometheus_client's
@@ -152,8 +158,9 @@ def count_request(method: str, endpoint: str | None, status: int, seconds: float
     key = (method if method in HTTP_METHODS else "other", endpoint or "unrouted", status)
     children = _request_counters.get(key)
     if children is None:
-        children = _request_counters.setdefault(key, (HTTP_REQUESTS.labels(key[0], key[1], str(status)),
-                                                      HTTP_SECONDS.labels(key[1])))
+        children = _request_counters.setdefault(
+            key, (HTTP_REQUESTS.labels(key[0], key[1], str(status)), HTTP_SECONDS.labels(key[1]))
+        )
     children[0].inc()
     children[1].observe(seconds)
 
@@ -197,22 +204,37 @@ class StateCollector:
         self.jobs = jobs
 
     def collect(self) -> Iterator[Metric]:
-        messages = GaugeMetricFamily("audio_messages", "Audio messages by direction, channel and status (all "
-                                     "processes, from the database).", labels=["direction", "channel", "status"])
+        messages = GaugeMetricFamily(
+            "audio_messages",
+            "Audio messages by direction, channel and status (all processes, from the database).",
+            labels=["direction", "channel", "status"],
+        )
         counts = db.session.execute(
-            select(AudioMessage.direction, AudioMessage.channel, AudioMessage.status, func.count())
-            .group_by(AudioMessage.direction, AudioMessage.channel, AudioMessage.status))
+            select(AudioMessage.direction, AudioMessage.channel, AudioMessage.status, func.count()).group_by(
+                AudioMessage.direction, AudioMessage.channel, AudioMessage.status
+            )
+        )
         for direction, channel, status, count in counts:
             messages.add_metric([direction, channel, status], count)
         yield messages
-        retried, processed_ms, processed = db.session.execute(select(
-            func.coalesce(func.sum(AudioMessage.attempts - 1).filter(AudioMessage.attempts > 1), 0),
-            func.coalesce(func.sum(AudioMessage.processing_ms), 0),
-            func.count(AudioMessage.processing_ms))).one()
-        yield CounterMetricFamily("audio_job_retries", "Job attempts beyond the first (transient Twilio errors, "
-                                  "revived crashes).", value=retried)
-        yield SummaryMetricFamily("audio_processing_seconds", "Time from start to ready/failed of finished audio "
-                                  "messages.", count_value=processed, sum_value=processed_ms / 1000)
+        retried, processed_ms, processed = db.session.execute(
+            select(
+                func.coalesce(func.sum(AudioMessage.attempts - 1).filter(AudioMessage.attempts > 1), 0),
+                func.coalesce(func.sum(AudioMessage.processing_ms), 0),
+                func.count(AudioMessage.processing_ms),
+            )
+        ).one()
+        yield CounterMetricFamily(
+            "audio_job_retries",
+            "Job attempts beyond the first (transient Twilio errors, revived crashes).",
+            value=retried,
+        )
+        yield SummaryMetricFamily(
+            "audio_processing_seconds",
+            "Time from start to ready/failed of finished audio messages.",
+            count_value=processed,
+            sum_value=processed_ms / 1000,
+        )
         try:
             depth = self.jobs.depth()
             transcripts_depth = self.jobs.transcripts_depth()
@@ -221,5 +243,8 @@ class StateCollector:
             return
         yield GaugeMetricFamily("audio_queue_up", "Whether the job queue answers.", value=1)
         yield GaugeMetricFamily("audio_queue_depth", "Jobs waiting in the queue.", value=depth)
-        yield GaugeMetricFamily("audio_transcripts_queue_depth", "Transcription jobs waiting in their queue (in "
-                                "process: waiting or running).", value=transcripts_depth)
+        yield GaugeMetricFamily(
+            "audio_transcripts_queue_depth",
+            "Transcription jobs waiting in their queue (in process: waiting or running).",
+            value=transcripts_depth,
+        )

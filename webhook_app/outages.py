@@ -46,8 +46,12 @@ class Dependency:
             if self._down_since is not None:
                 return
             self._down_since = time.monotonic()
-        log.error("%s is unreachable (%s: %s); waiting for it with backoff (logged again when it is back)",
-                  self.name, noticed_by, describe(exc))
+        log.error(
+            "%s is unreachable (%s: %s); waiting for it with backoff (logged again when it is back)",
+            self.name,
+            noticed_by,
+            describe(exc),
+        )
 
     def reachable(self) -> None:
         if self._down_since is None:  # the common case, without the lock: loops call this after every success
@@ -79,8 +83,15 @@ def is_redis_unreachable(exc: BaseException) -> bool:
 def is_database_unreachable(exc: BaseException) -> bool:
     """The database refused or dropped the connection (a restart, a failover, a terminated backend), as opposed
     to refusing a statement."""
-    if isinstance(exc, (sqlalchemy_errors.OperationalError, sqlalchemy_errors.InterfaceError,
-                        psycopg.OperationalError, psycopg.InterfaceError)):
+    if isinstance(
+        exc,
+        (
+            sqlalchemy_errors.OperationalError,
+            sqlalchemy_errors.InterfaceError,
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+        ),
+    ):
         return True
     return isinstance(exc, sqlalchemy_errors.DBAPIError) and exc.connection_invalidated
 

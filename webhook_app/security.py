@@ -17,8 +17,16 @@ from .audio.detect import sniff, sniff_file
 
 # Containers a browser's <audio> may play, by what their bytes are (audio/detect.py's sniff) -> the type we serve.
 PLAYABLE_TYPES = {
-    "mp3": "audio/mpeg", "ogg": "audio/ogg", "webm": "audio/webm", "mp4": "audio/mp4", "3gp": "audio/3gpp",
-    "amr": "audio/amr", "amr-wb": "audio/amr-wb", "wav": "audio/wav", "flac": "audio/flac", "aac": "audio/aac",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "webm": "audio/webm",
+    "mp4": "audio/mp4",
+    "3gp": "audio/3gpp",
+    "amr": "audio/amr",
+    "amr-wb": "audio/amr-wb",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "aac": "audio/aac",
     "caf": "audio/x-caf",
 }
 DOWNLOAD_TYPE = "application/octet-stream"
@@ -66,9 +74,11 @@ def _page_policy() -> str:
         media_sources.append(f"{parts.scheme}://{parts.netloc}")
     elif current_app.config.get("MEDIA_STORE") == "s3":
         media_sources.append("https://*.amazonaws.com")  # playback redirects to presigned AWS URLs
-    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            f"media-src {' '.join(media_sources)}; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-            "form-action 'self'; frame-ancestors 'none'")
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"media-src {' '.join(media_sources)}; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    )
 
 
 def _page_headers(response: Response) -> Response:

@@ -17,8 +17,10 @@ class Request(flask.Request):
         """A form-encoded POST, the shape of every Twilio webhook (read off the header: werkzeug's `mimetype`
         parses every parameter of it)."""
         content_type = self.environ.get("CONTENT_TYPE", "")
-        return (self.environ.get("REQUEST_METHOD") == "POST"
-                and content_type.partition(";")[0].strip().lower() == "application/x-www-form-urlencoded")
+        return (
+            self.environ.get("REQUEST_METHOD") == "POST"
+            and content_type.partition(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+        )
 
     @cached_property
     def requested_url(self) -> str:

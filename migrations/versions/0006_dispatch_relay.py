@@ -9,14 +9,14 @@ of polling. Rows that exist before this migration count as dispatched: the sweep
 Revision ID: 0006
 Revises: 0005
 """
+
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
-
-revision: str = '0006'
-down_revision: Union[str, None] = '0005'
+revision: str = "0006"
+down_revision: Union[str, None] = "0005"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
@@ -24,12 +24,18 @@ UNDISPATCHED = sa.text("status = 'queued' AND dispatched_at IS NULL")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('audio_messages', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("audio_messages", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True))
     op.execute("UPDATE audio_messages SET dispatched_at = updated_at")
-    op.create_index('ix_audio_messages_undispatched', 'audio_messages', ['id'], unique=False,
-                    postgresql_where=UNDISPATCHED, sqlite_where=UNDISPATCHED)
-    if op.get_bind().dialect.name == 'postgresql':
+    op.create_index(
+        "ix_audio_messages_undispatched",
+        "audio_messages",
+        ["id"],
+        unique=False,
+        postgresql_where=UNDISPATCHED,
+        sqlite_where=UNDISPATCHED,
+    )
+    if op.get_bind().dialect.name == "postgresql":
         op.execute("""
             CREATE FUNCTION audio_messages_notify_queued() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
@@ -45,9 +51,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == 'postgresql':
+    if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER audio_messages_notify_queued ON audio_messages")
         op.execute("DROP FUNCTION audio_messages_notify_queued()")
-    op.drop_index('ix_audio_messages_undispatched', table_name='audio_messages')
-    with op.batch_alter_table('audio_messages', schema=None) as batch_op:
-        batch_op.drop_column('dispatched_at')
+    op.drop_index("ix_audio_messages_undispatched", table_name="audio_messages")
+    with op.batch_alter_table("audio_messages", schema=None) as batch_op:
+        batch_op.drop_column("dispatched_at")

@@ -10,14 +10,14 @@ SQLite: an FTS5 external-content table (`transcripts_fts`, the unicode61 tokeniz
 transcripts.text, kept in step by triggers. migrations/env.py leaves these objects out of autogenerate's comparison
 (the models do not describe them).
 """
+
 from typing import Sequence, Union
 
 import sqlalchemy as sa
 from alembic import op
 
-
-revision: str = '0010'
-down_revision: Union[str, None] = '0009'
+revision: str = "0010"
+down_revision: Union[str, None] = "0009"
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
@@ -36,31 +36,36 @@ SQLITE_FTS = (
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('channel_settings', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('transcribe', sa.Boolean(), server_default=sa.text('false'), nullable=False))
-        batch_op.add_column(sa.Column('transcribe_language', sa.String(length=8), server_default='auto',
-                                      nullable=False))
+    with op.batch_alter_table("channel_settings", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("transcribe", sa.Boolean(), server_default=sa.text("false"), nullable=False))
+        batch_op.add_column(
+            sa.Column("transcribe_language", sa.String(length=8), server_default="auto", nullable=False)
+        )
     op.create_table(
-        'transcripts',
-        sa.Column('audio_message_id', sa.Integer(), nullable=False),
-        sa.Column('status', sa.String(length=16), nullable=False),
-        sa.Column('text', sa.Text(), nullable=True),
-        sa.Column('language', sa.String(length=8), nullable=True),
-        sa.Column('segments', sa.JSON(), nullable=True),
-        sa.Column('model', sa.String(length=128), nullable=True),
-        sa.Column('error', sa.Text(), nullable=True),
-        sa.Column('attempts', sa.Integer(), nullable=False),
-        sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
-        sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
-        sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True),
-        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-        sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(['audio_message_id'], ['audio_messages.id'],
-                                name=op.f('fk_transcripts_audio_message_id_audio_messages'), ondelete='CASCADE'),
-        sa.PrimaryKeyConstraint('audio_message_id', name=op.f('pk_transcripts')),
+        "transcripts",
+        sa.Column("audio_message_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("text", sa.Text(), nullable=True),
+        sa.Column("language", sa.String(length=8), nullable=True),
+        sa.Column("segments", sa.JSON(), nullable=True),
+        sa.Column("model", sa.String(length=128), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["audio_message_id"],
+            ["audio_messages.id"],
+            name=op.f("fk_transcripts_audio_message_id_audio_messages"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("audio_message_id", name=op.f("pk_transcripts")),
     )
-    op.create_index(op.f('ix_transcripts_status'), 'transcripts', ['status'], unique=False)
-    if op.get_bind().dialect.name == 'postgresql':
+    op.create_index(op.f("ix_transcripts_status"), "transcripts", ["status"], unique=False)
+    if op.get_bind().dialect.name == "postgresql":
         op.execute(f"CREATE INDEX ix_transcripts_fts ON transcripts USING gin ({FTS_EXPRESSION})")
     else:
         for statement in SQLITE_FTS:
@@ -68,14 +73,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == 'postgresql':
+    if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_transcripts_fts")
     else:
-        for trigger in ('insert', 'delete', 'update'):
+        for trigger in ("insert", "delete", "update"):
             op.execute(f"DROP TRIGGER IF EXISTS transcripts_fts_{trigger}")
         op.execute("DROP TABLE IF EXISTS transcripts_fts")
-    op.drop_index(op.f('ix_transcripts_status'), table_name='transcripts')
-    op.drop_table('transcripts')
-    with op.batch_alter_table('channel_settings', schema=None) as batch_op:
-        batch_op.drop_column('transcribe_language')
-        batch_op.drop_column('transcribe')
+    op.drop_index(op.f("ix_transcripts_status"), table_name="transcripts")
+    op.drop_table("transcripts")
+    with op.batch_alter_table("channel_settings", schema=None) as batch_op:
+        batch_op.drop_column("transcribe_language")
+        batch_op.drop_column("transcribe")

@@ -14,8 +14,14 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = os.environ.get("CHROMIUM_EXECUTABLE", "/usr/bin/chromium")
-QUIET_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-              "--disable-sync", "--no-first-run"]
+QUIET_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 FAKE_MICROPHONE = ["--use-fake-device-for-media-stream"]
 ALLOW_MICROPHONE = ["--use-fake-ui-for-media-stream"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -24,8 +30,10 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 @pytest.fixture(scope="session")
 def playwright_driver():
     if not os.access(CHROMIUM, os.X_OK):
-        message = (f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium chromium-driver; "
-                   ".ci/run does) or set CHROMIUM_EXECUTABLE")
+        message = (
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium chromium-driver; "
+            ".ci/run does) or set CHROMIUM_EXECUTABLE"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)  # CI installs it: a missing browser there is a broken pipeline, never a skip
         pytest.skip(message)

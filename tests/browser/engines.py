@@ -73,7 +73,8 @@ class EnginePage:
 
     def wait_for(self, condition: str, *args, timeout_s: float = 15, message: str = ""):
         """Poll `condition` (a function of args) inside the page every animation frame until it is truthy."""
-        found = self.call(f"""async (...args) => {{
+        found = self.call(
+            f"""async (...args) => {{
           const condition = {condition};
           const deadline = performance.now() + {timeout_s * 1000};
           while (performance.now() < deadline) {{
@@ -82,7 +83,10 @@ class EnginePage:
             await new Promise((resolve) => setTimeout(resolve, 16));
           }}
           return null;
-        }}""", *args, timeout_s=timeout_s + 30)
+        }}""",
+            *args,
+            timeout_s=timeout_s + 30,
+        )
         if not found:
             raise AssertionError(f"{self.engine}: timed out after {timeout_s} s waiting for {message or condition}")
         return found
@@ -92,22 +96,33 @@ class EnginePage:
 
     def wait_for_text(self, selector: str, pattern: str, timeout_s: float = 15) -> str:
         """Wait until the element's text matches the regular expression `pattern`; the text."""
-        return self.wait_for("""(selector, pattern) => {
+        return self.wait_for(
+            """(selector, pattern) => {
           const text = document.querySelector(selector)?.textContent;
           return text != null && new RegExp(pattern).test(text) ? text : null;
-        }""", selector, pattern, timeout_s=timeout_s,
-            message=f"{selector} to match {pattern!r} (it reads {self.text(selector)!r})")
+        }""",
+            selector,
+            pattern,
+            timeout_s=timeout_s,
+            message=f"{selector} to match {pattern!r} (it reads {self.text(selector)!r})",
+        )
 
     def click(self, name: str, within: str = "body", timeout_s: float = 15) -> None:
         """Click the enabled button named `name` (its aria-label, else its text) once it is there."""
-        self.wait_for("""(within, label) => {
+        self.wait_for(
+            """(within, label) => {
           const buttons = [...(document.querySelector(within)?.querySelectorAll("button") || [])];
           const button = buttons.find((b) => b.getAttribute("aria-label") === label)
             || buttons.find((b) => !b.hasAttribute("aria-label") && b.textContent.trim() === label);
           if (!button || button.disabled) return false;
           button.click();
           return true;
-        }""", within, name, timeout_s=timeout_s, message=f"a button named {name!r}")
+        }""",
+            within,
+            name,
+            timeout_s=timeout_s,
+            message=f"a button named {name!r}",
+        )
 
     def count(self, selector: str) -> int:
         return self.call("(selector) => document.querySelectorAll(selector).length", selector)
@@ -132,11 +147,24 @@ class FirefoxBidi:
         self.profile = Path(tempfile.mkdtemp(prefix="firefox-profile-"))
         all_prefs = {**FIREFOX_PREFS, **(prefs or {})}
         (self.profile / "user.js").write_text(
-            "".join(f"user_pref({json.dumps(name)}, {json.dumps(value)});\n" for name, value in all_prefs.items()))
+            "".join(f"user_pref({json.dumps(name)}, {json.dumps(value)});\n" for name, value in all_prefs.items())
+        )
         self.process = subprocess.Popen(
-            [FIREFOX, "--headless", "--no-remote", "--profile", str(self.profile), "--remote-debugging-port", "0",
-             "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "MOZ_CRASHREPORTER_DISABLE": "1"})
+            [
+                FIREFOX,
+                "--headless",
+                "--no-remote",
+                "--profile",
+                str(self.profile),
+                "--remote-debugging-port",
+                "0",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "MOZ_CRASHREPORTER_DISABLE": "1"},
+        )
         address = self._read_address()
         self.socket = websocket.create_connection(f"{address}/session", timeout=STARTUP_TIMEOUT_S, suppress_origin=True)
         self.next_id = 0
@@ -176,7 +204,7 @@ class FirefoxBidi:
                         raise RuntimeError(f"BiDi {method}: {message.get('error')}: {message.get('message')}")
                     return message["result"]
 
-    def new_page(self) -> "FirefoxPage":
+    def new_page(self) -> FirefoxPage:
         context = self.send("browsingContext.create", {"type": "tab"})["context"]
         return FirefoxPage(self, context)
 
@@ -205,27 +233,38 @@ class FirefoxPage(EnginePage):
 
     def add_init_script(self, source: str) -> None:
         """Run `source` in every document this tab loads, before the page's own scripts."""
-        result = self.browser.send("script.addPreloadScript", {
-            "functionDeclaration": f"() => {{ {source} }}", "contexts": [self.context]})
+        result = self.browser.send(
+            "script.addPreloadScript", {"functionDeclaration": f"() => {{ {source} }}", "contexts": [self.context]}
+        )
         self.preload_scripts.append(result["script"])
 
     def goto(self, url: str) -> None:
         self.browser.send("browsingContext.navigate", {"context": self.context, "url": url, "wait": "complete"})
 
     def _call(self, wrapped: str, timeout_s: float) -> str:
-        result = self.browser.send("script.callFunction", {
-            "functionDeclaration": wrapped, "awaitPromise": True, "target": {"context": self.context},
-            # As if the agent had clicked: media may play, and the page acts as after a gesture.
-            "userActivation": True,
-        }, timeout_s=timeout_s)
+        result = self.browser.send(
+            "script.callFunction",
+            {
+                "functionDeclaration": wrapped,
+                "awaitPromise": True,
+                "target": {"context": self.context},
+                # As if the agent had clicked: media may play, and the page acts as after a gesture.
+                "userActivation": True,
+            },
+            timeout_s=timeout_s,
+        )
         if result.get("type") == "exception":
             raise PageScriptError(f"firefox: {result['exceptionDetails'].get('text')}")
         return result["result"]["value"]
 
     def errors(self) -> list[str]:
-        return [event["params"].get("text", "") for event in self.browser.events
-                if event.get("method") == "log.entryAdded" and event["params"].get("type") == "javascript"
-                and event["params"].get("source", {}).get("context") == self.context]
+        return [
+            event["params"].get("text", "")
+            for event in self.browser.events
+            if event.get("method") == "log.entryAdded"
+            and event["params"].get("type") == "javascript"
+            and event["params"].get("source", {}).get("context") == self.context
+        ]
 
     def close(self) -> None:
         for script in self.preload_scripts:
@@ -242,8 +281,12 @@ class VirtualDisplay:
 
     def __init__(self):
         read_end, write_end = os.pipe()
-        self.process = subprocess.Popen([XVFB, "-displayfd", str(write_end), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                                        pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [XVFB, "-displayfd", str(write_end), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+            pass_fds=(write_end,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(write_end)
         with os.fdopen(read_end) as pipe:
             number = pipe.readline().strip()
@@ -281,7 +324,7 @@ class WebKitBrowser:
             raise
         self.driver.set_script_timeout(120)
 
-    def new_page(self) -> "WebKitPage":
+    def new_page(self) -> WebKitPage:
         return WebKitPage(self.driver)
 
     def close(self) -> None:
@@ -305,7 +348,8 @@ class WebKitPage(EnginePage):
     def _call(self, wrapped: str, timeout_s: float) -> str:
         self.driver.set_script_timeout(timeout_s)
         return self.driver.execute_async_script(
-            f"const done = arguments[arguments.length - 1]; ({wrapped})().then(done);")
+            f"const done = arguments[arguments.length - 1]; ({wrapped})().then(done);"
+        )
 
     def close(self) -> None:
         self.driver.get("about:blank")

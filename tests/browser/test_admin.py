@@ -56,13 +56,18 @@ def save(card, expected: str | re.Pattern = "Saved") -> None:
 
 def upload(live_server: str, token: str, conversation: str, path, content_type: str = "audio/webm"):
     with open(path, "rb") as handle:
-        return requests.post(f"{live_server}/api/v1/conversations/{conversation}/audio", headers=bearer(token),
-                             files={"audio": (Path(path).name, handle, content_type)}, timeout=60)
+        return requests.post(
+            f"{live_server}/api/v1/conversations/{conversation}/audio",
+            headers=bearer(token),
+            files={"audio": (Path(path).name, handle, content_type)},
+            timeout=60,
+        )
 
 
 def audio_settings(live_server: str, token: str, conversation: str) -> dict:
-    response = requests.get(f"{live_server}/api/v1/conversations/{conversation}/audio-settings",
-                            headers=bearer(token), timeout=10)
+    response = requests.get(
+        f"{live_server}/api/v1/conversations/{conversation}/audio-settings", headers=bearer(token), timeout=10
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -91,8 +96,9 @@ def agent_audio_pre_event(live_server: str, sandbox, conversation: str, particip
         "ParticipantSid": participant_sid,
         "Attributes": "{}",
         "RetryCount": "0",
-        "Media": json.dumps([{"Sid": "ME" + "0" * 31 + "1", "ContentType": "audio/mpeg", "Filename": "a.mp3",
-                              "Size": 1000}]),
+        "Media": json.dumps(
+            [{"Sid": "ME" + "0" * 31 + "1", "ContentType": "audio/mpeg", "Filename": "a.mp3", "Size": 1000}]
+        ),
     }
     return requests.post(url, data=params, headers={"X-Twilio-Signature": sandbox.sign(url, params)}, timeout=10)
 
@@ -110,14 +116,17 @@ def audit_api(live_server: str, **params) -> dict:
 
 
 def table_ids(page) -> list[int]:
-    return [int(value) for value in page.locator("#audit-rows tr").evaluate_all(
-        "rows => rows.map(r => r.dataset.auditId)")]
+    return [
+        int(value) for value in page.locator("#audit-rows tr").evaluate_all("rows => rows.map(r => r.dataset.auditId)")
+    ]
 
 
 # -- Test 1 --------------------------------------------------------------------------------------------------
 
+
 def test_disabling_whatsapp_in_the_page_blocks_agent_audio_everywhere_and_reenabling_restores_it(
-        page, live_server, sandbox, agent_token, tmp_path):
+    page, live_server, sandbox, agent_token, tmp_path
+):
     conversation = sandbox.create_conversation("WhatsApp customer", "whatsapp")["sid"]
     participant = sandbox.add_participant(conversation, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
     recording = make_audio(tmp_path / "rec.webm", "webm", 1.0)
@@ -201,8 +210,13 @@ def test_settings_card_converts_units_and_enforces_the_channel_hard_max(page, li
     sms.get_by_label("Loudness normalization (EBU R128)").check()
     with page.expect_request(lambda r: r.method == "PUT") as put:
         save(sms)
-    assert put.value.post_data_json == {"max_bytes": 1_572_864, "max_duration_s": 150, "bitrate_kbps": 32,
-                                        "normalize_inbound": False, "loudness_normalize": True}
+    assert put.value.post_data_json == {
+        "max_bytes": 1_572_864,
+        "max_duration_s": 150,
+        "bitrate_kbps": 32,
+        "normalize_inbound": False,
+        "loudness_normalize": True,
+    }
     stored = requests.get(f"{live_server}/api/v1/admin/settings/sms", headers=bearer(ADMIN), timeout=10).json()
     assert (stored["max_bytes"], stored["max_duration_s"], stored["bitrate_kbps"]) == (1_572_864, 150, 32)
     assert stored["normalize_inbound"] is False and stored["loudness_normalize"] is True
@@ -220,9 +234,14 @@ def test_settings_card_converts_units_and_enforces_the_channel_hard_max(page, li
     expect(page.locator("#changes-rows tr")).to_have_count(5)
 
     # The server's own error message is shown next to the card.
-    page.route("**/api/v1/admin/settings/sms", lambda route: route.fulfill(
-        status=400, content_type="application/json",
-        body=json.dumps({"error": {"code": "bad_settings", "message": "bitrate_kbps must be one of 32, 64"}})))
+    page.route(
+        "**/api/v1/admin/settings/sms",
+        lambda route: route.fulfill(
+            status=400,
+            content_type="application/json",
+            body=json.dumps({"error": {"code": "bad_settings", "message": "bitrate_kbps must be one of 32, 64"}}),
+        ),
+    )
     sms.get_by_label("MP3 bitrate").select_option("96")
     save(sms, "bitrate_kbps must be one of 32, 64")
     expect(sms.locator("[data-feedback]")).to_have_class(re.compile("feedback--error"))
@@ -230,8 +249,8 @@ def test_settings_card_converts_units_and_enforces_the_channel_hard_max(page, li
 
 # -- Test 2 --------------------------------------------------------------------------------------------------
 
-def test_audit_browser_filters_details_pagination_and_csv(page, live_server, sandbox, agent_token, tmp_path,
-                                                          artifacts):
+
+def test_audit_browser_filters_details_pagination_and_csv(page, live_server, sandbox, agent_token, tmp_path, artifacts):
     whatsapp = conversation_with_agent(sandbox, "WhatsApp customer", "whatsapp")
     sms = conversation_with_agent(sandbox, "SMS customer", "sms")
     recording = make_audio(tmp_path / "rec.webm", "webm", 2.0)
@@ -245,15 +264,20 @@ def test_audit_browser_filters_details_pagination_and_csv(page, live_server, san
     note = make_audio(tmp_path / "note.ogg", "whatsapp_ogg", 3.0)
     params = sandbox.customer_sends_media(whatsapp, Path(note).read_bytes(), "audio/ogg", "note.ogg")
     url = live_server + POST_EVENT
-    assert requests.post(url, data=params, headers={"X-Twilio-Signature": sandbox.sign(url, params)},
-                         timeout=10).status_code == 200
+    assert (
+        requests.post(
+            url, data=params, headers={"X-Twilio-Signature": sandbox.sign(url, params)}, timeout=10
+        ).status_code
+        == 200
+    )
     assert wait_for(lambda: audit_api(live_server, direction="inbound", status="ready")["total"] == 1, timeout=60)
 
     everything = audit_api(live_server)["audio_messages"]
     assert len(everything) == 4
     all_ids = [row["audit_id"] for row in everything]  # newest first
-    whatsapp_ready = [row["audit_id"] for row in everything if row["channel"] == "whatsapp"
-                      and row["status"] == "ready"]
+    whatsapp_ready = [
+        row["audit_id"] for row in everything if row["channel"] == "whatsapp" and row["status"] == "ready"
+    ]
     (failed_id,) = [row["audit_id"] for row in everything if row["status"] == "failed"]
     (inbound_id,) = [row["audit_id"] for row in everything if row["direction"] == "inbound"]
 
@@ -350,6 +374,7 @@ def test_audit_browser_filters_details_pagination_and_csv(page, live_server, san
 
 # -- Test 3 --------------------------------------------------------------------------------------------------
 
+
 def test_only_admins_and_supervisors_sign_in_and_the_session_needs_the_csrf_header(page, live_server, sandbox):
     agent = sandbox.issue_token(AGENT_IDENTITY, roles=["agent"])
     with page.expect_response(lambda r: r.url.endswith("/admin/login")) as answer:
@@ -389,6 +414,7 @@ def test_only_admins_and_supervisors_sign_in_and_the_session_needs_the_csrf_head
 
 # -- the sandbox's way in, and what the page shows ---------------------------------------------------------------
 
+
 def test_the_sandbox_signs_in_with_one_button(page, live_server):
     page.goto(f"{live_server}/admin")
     with page.expect_response(lambda r: r.url.endswith("/admin/sandbox-login")) as answer:
@@ -401,8 +427,9 @@ def test_the_sandbox_signs_in_with_one_button(page, live_server):
     assert status == 200
 
 
-def test_times_carry_their_zone_and_durations_round_as_in_the_agent_console(browser, live_server, sandbox,
-                                                                             agent_token, tmp_path):
+def test_times_carry_their_zone_and_durations_round_as_in_the_agent_console(
+    browser, live_server, sandbox, agent_token, tmp_path
+):
     """A 3.9 s reply reads 0:04 on the admin page and in the agent console alike (it read 0:03 in the console)."""
     conversation = sandbox.create_conversation("WhatsApp customer", "whatsapp")["sid"]
     sandbox.add_participant(conversation, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
@@ -445,12 +472,27 @@ def test_transcription_switch_and_language_and_a_search_marked_in_the_audit(page
 
     conversation = sandbox.create_conversation("Customer", "sms")["sid"]
     with app.app_context():
-        row = AudioMessage(direction="inbound", channel="sms", status="ready", conversation_sid=conversation,
-                           message_sid="IM" + "1" * 32, media_sid="ME" + "1" * 32, source="SMS")
+        row = AudioMessage(
+            direction="inbound",
+            channel="sms",
+            status="ready",
+            conversation_sid=conversation,
+            message_sid="IM" + "1" * 32,
+            media_sid="ME" + "1" * 32,
+            source="SMS",
+        )
         db.session.add(row)
         db.session.flush()
-        db.session.add(Transcript(audio_message_id=row.id, status="done", attempts=1, language="es",
-                                  text="Hola, <b>llámame</b> mañana por la tarde, gracias", segments=[]))
+        db.session.add(
+            Transcript(
+                audio_message_id=row.id,
+                status="done",
+                attempts=1,
+                language="es",
+                text="Hola, <b>llámame</b> mañana por la tarde, gracias",
+                segments=[],
+            )
+        )
         db.session.commit()
     page.get_by_label("Said in the note").fill("mañana")
     page.get_by_label("Said in the note").press("Enter")
@@ -460,5 +502,6 @@ def test_transcription_switch_and_language_and_a_search_marked_in_the_audit(page
     assert "q=ma%C3%B1ana" in page.url
     page.locator("#audit-rows tr button").first.click()  # the row's detail: the whole transcript, as text
     expect(page.locator(".detail-transcript .transcript-text")).to_have_text(
-        "Hola, <b>llámame</b> mañana por la tarde, gracias")
+        "Hola, <b>llámame</b> mañana por la tarde, gracias"
+    )
     expect(page.locator(".detail-transcript")).to_contain_text("done · es")

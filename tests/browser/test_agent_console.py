@@ -11,11 +11,10 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.audio_samples import decoded_duration
-from webhook_app.extensions import db
-from webhook_app.settings.rules import update_settings
-from webhook_app.sandbox import Sandbox
-
 from tests.conftest import deployed_service, hold_outbound_conversions, serving
+from webhook_app.extensions import db
+from webhook_app.sandbox import Sandbox
+from webhook_app.settings.rules import update_settings
 
 AUDIO_POST = re.compile(r"/api/v1/conversations/CH[0-9a-f]{32}/audio$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -51,8 +50,11 @@ def record(page, seconds: int, within=None) -> None:
     panel.get_by_role("button", name="Start recording a voice note").click()
     expect(panel.get_by_role("button", name="Stop recording")).to_be_visible()
     # Polled every frame in the page (not by expect's back-off) so Stop follows the timer within milliseconds.
-    page.wait_for_function(f"() => document.querySelector('.rp-timer')?.textContent === '0:{seconds:02d}'",
-                           polling="raf", timeout=(seconds + 10) * 1000)
+    page.wait_for_function(
+        f"() => document.querySelector('.rp-timer')?.textContent === '0:{seconds:02d}'",
+        polling="raf",
+        timeout=(seconds + 10) * 1000,
+    )
     page.wait_for_timeout(500)  # the timer rounds to the nearest second: it reads 0:03 from 2.5 s on
     panel.get_by_role("button", name="Stop recording").click()
     expect(panel.locator(".rp-preview")).to_be_visible()
@@ -95,8 +97,12 @@ def test_agent_records_previews_and_sends_a_voice_note(page, live_server, sandbo
     expect(outbound.locator("audio")).to_be_visible(timeout=30_000)
     expect(outbound.locator(".al-who")).to_have_text("Agent")
 
-    sent_media = [item for message in sandbox.list_messages(conversation_sid) for item in (message["media"] or [])
-                  if item["content_type"] == "audio/mpeg"]
+    sent_media = [
+        item
+        for message in sandbox.list_messages(conversation_sid)
+        for item in (message["media"] or [])
+        if item["content_type"] == "audio/mpeg"
+    ]
     assert len(sent_media) == 1, sandbox.list_messages(conversation_sid)
     media_sid = sent_media[0]["sid"]
     assert sandbox.media_info(media_sid)["content_type"] == "audio/mpeg"
@@ -125,7 +131,8 @@ def test_the_preview_shows_the_recorded_length_and_plays_it(page, live_server, a
     expect(preview.get_by_role("button", name="Play the recording")).to_be_visible(timeout=10_000)  # it ended
     expect(clock).to_have_text("0:03 / 0:03")
     expect(preview.get_by_role("slider", name="Position in the recording")).to_have_attribute(
-        "aria-valuetext", "0:03 / 0:03")
+        "aria-valuetext", "0:03 / 0:03"
+    )
     page.screenshot(path=str(artifacts / "record-panel-preview.png"))
 
 
@@ -142,13 +149,16 @@ def test_blocked_microphone_is_explained(browser_without_microphone_permission, 
 
 def test_missing_microphone_is_explained(page, live_server):
     # Chromium's fake device always exists, so the page is told what a machine without a microphone says.
-    page.add_init_script("navigator.mediaDevices.getUserMedia = async () => {"
-                         " throw new DOMException('Requested device not found', 'NotFoundError'); };")
+    page.add_init_script(
+        "navigator.mediaDevices.getUserMedia = async () => {"
+        " throw new DOMException('Requested device not found', 'NotFoundError'); };"
+    )
     open_conversation(page, live_server, "WhatsApp")
     expand_panel(page)
     page.get_by_role("button", name="Start recording a voice note").click()
     expect(page.get_by_role("alert")).to_have_text(
-        "No microphone was found. Connect a microphone or headset and try again.")
+        "No microphone was found. Connect a microphone or headset and try again."
+    )
 
 
 def test_customer_voice_note_appears_and_plays_at_three_speeds(page, live_server):
@@ -193,8 +203,11 @@ def test_server_error_message_is_shown_and_the_clip_kept(page, live_server):
 
     def refuse(route):
         if route.request.method == "POST":
-            route.fulfill(status=413, content_type="application/json",
-                          body=json.dumps({"error": {"code": "too_large", "message": message}}))
+            route.fulfill(
+                status=413,
+                content_type="application/json",
+                body=json.dumps({"error": {"code": "too_large", "message": message}}),
+            )
         else:
             route.continue_()
 
@@ -348,8 +361,12 @@ async (sid) => {
 
 def test_cancel_while_the_host_app_fetches_the_token_sends_nothing(page, live_server):
     posts: list[str] = []
-    page.on("request", lambda request: posts.append(request.url)
-            if request.method == "POST" and AUDIO_POST.search(request.url) else None)
+    page.on(
+        "request",
+        lambda request: (
+            posts.append(request.url) if request.method == "POST" and AUDIO_POST.search(request.url) else None
+        ),
+    )
     conversation_sid = open_conversation(page, live_server, "WhatsApp")
     page.evaluate(MOUNT_PLUGIN_PANEL, conversation_sid)
     plugin = page.locator("#plugin-panel")
@@ -362,7 +379,8 @@ def test_cancel_while_the_host_app_fetches_the_token_sends_nothing(page, live_se
     page.evaluate("() => window.__releaseToken()")  # the token arrives after the agent cancelled
 
     expect(plugin.locator(".rp-status")).to_have_text(
-        "Sending cancelled. The recording is kept; send it again or discard it.")
+        "Sending cancelled. The recording is kept; send it again or discard it."
+    )
     expect(plugin.get_by_role("button", name="Send the voice note")).to_be_visible()
     page.wait_for_timeout(500)  # long enough for an XHR the panel should not have opened
     assert posts == []

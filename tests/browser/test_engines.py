@@ -12,15 +12,23 @@ import pytest
 
 from tests.audio_samples import decoded_duration
 from tests.browser.engines import (  # noqa: F401 - fixtures
-    engine_page, firefox_browser, firefox_page, firefox_without_microphone_permission, webkit_browser)
+    engine_page,
+    firefox_browser,
+    firefox_page,
+    firefox_without_microphone_permission,
+    webkit_browser,
+)
 from tests.browser.test_agent_console import LIVE_TRACKS, set_channel
+from tests.browser.test_agent_console import TRACK_STREAMS as CHROMIUM_TRACK_STREAMS
 from tests.browser.test_agent_console import expand_panel as chromium_expand_panel
 from tests.browser.test_agent_console import open_conversation as chromium_open_conversation
-from tests.browser.test_agent_console import TRACK_STREAMS as CHROMIUM_TRACK_STREAMS
 
 # Installed after the page loaded (WebKitWebDriver has no init scripts): the panel asks for the microphone only on
 # Record. Keeps every microphone stream (as in Chromium's tests), when the recorder started, and the recording.
-TRACK_STREAMS = "() => {" + CHROMIUM_TRACK_STREAMS + """
+TRACK_STREAMS = (
+    "() => {"
+    + CHROMIUM_TRACK_STREAMS
+    + """
   // When the recorder really started: a take's length counts from its start event, not from the click.
   const start = MediaRecorder.prototype.start;
   MediaRecorder.prototype.start = function (...args) {
@@ -32,6 +40,7 @@ TRACK_STREAMS = "() => {" + CHROMIUM_TRACK_STREAMS + """
   const createObjectURL = URL.createObjectURL;
   URL.createObjectURL = (blob) => { window.__recorded = blob; return createObjectURL(blob); };
 }"""
+)
 
 # Record exactly `seconds` from the recorder's start, timed inside the page: a driver round trip per poll (tens of
 # milliseconds, more in WebKit) would make the take's length a matter of luck.
@@ -52,8 +61,12 @@ EXPECTED_CONTAINER = {"firefox": r"^audio/(webm|ogg)", "webkit": r"^audio/mp4"}
 def open_conversation(page, live_server: str, channel_label: str) -> str:
     page.goto(f"{live_server}/agent")
     # Followed with goto rather than a click: a script waiting in a page that navigates away never returns.
-    href = page.wait_for("""(label) => [...document.querySelectorAll('.conversation-link')]
-      .find((a) => a.textContent.includes(label))?.href""", channel_label, message=f"a link to the {channel_label} conversation")
+    href = page.wait_for(
+        """(label) => [...document.querySelectorAll('.conversation-link')]
+      .find((a) => a.textContent.includes(label))?.href""",
+        channel_label,
+        message=f"a link to the {channel_label} conversation",
+    )
     page.goto(href)
     page.wait_for_text("#conversation-title", re.escape(channel_label))
     page.call(TRACK_STREAMS)
@@ -62,10 +75,13 @@ def open_conversation(page, live_server: str, channel_label: str) -> str:
 
 def expand_panel(page) -> None:
     page.click("Voice note: show the recorder")
-    page.wait_for("() => document.querySelector('.rp-body') && !document.querySelector('.rp-body').hidden",
-                  message="the panel's body")
-    page.wait_for("() => document.querySelector('[aria-label=\"Start recording a voice note\"]')",
-                  message="the Record button")
+    page.wait_for(
+        "() => document.querySelector('.rp-body') && !document.querySelector('.rp-body').hidden",
+        message="the panel's body",
+    )
+    page.wait_for(
+        "() => document.querySelector('[aria-label=\"Start recording a voice note\"]')", message="the Record button"
+    )
 
 
 def record(page, seconds: float) -> float:
@@ -75,8 +91,12 @@ def record(page, seconds: float) -> float:
 
 
 def sent_mp3_duration(sandbox, conversation_sid: str, tmp_path) -> float:
-    media = [item for message in sandbox.list_messages(conversation_sid) for item in (message["media"] or [])
-             if item["content_type"] == "audio/mpeg"]
+    media = [
+        item
+        for message in sandbox.list_messages(conversation_sid)
+        for item in (message["media"] or [])
+        if item["content_type"] == "audio/mpeg"
+    ]
     assert len(media) == 1, sandbox.list_messages(conversation_sid)
     mp3 = tmp_path / "sent.mp3"
     mp3.write_bytes(sandbox.media_bytes(media[0]["sid"]))
@@ -84,6 +104,7 @@ def sent_mp3_duration(sandbox, conversation_sid: str, tmp_path) -> float:
 
 
 # -- the smoke set: Firefox and WebKit ------------------------------------------------------------------------------
+
 
 def test_a_five_second_take_is_sent_whole(engine_page, live_server, sandbox, tmp_path):
     """Record → preview → send → the MP3 in the conversation, as long as the take. WebKit used to lose up to a
@@ -104,12 +125,17 @@ def test_a_five_second_take_is_sent_whole(engine_page, live_server, sandbox, tmp
 
     page.click("Send the voice note")
     page.wait_for_text(".rp-status", "Voice note sent", timeout_s=60)
-    page.wait_for("() => document.querySelector('.al-row--outbound audio')", timeout_s=30,
-                  message="the sent note in the audio list")
+    page.wait_for(
+        "() => document.querySelector('.al-row--outbound audio')",
+        timeout_s=30,
+        message="the sent note in the audio list",
+    )
     assert page.text(".al-row--outbound .al-who") == "Agent"
     duration = sent_mp3_duration(sandbox, conversation_sid, tmp_path)
-    print(f"{page.engine}: a {took:.2f} s take as {recorded['type']}, {recorded['size']} bytes, "
-          f"arrived as a {duration:.2f} s MP3")
+    print(
+        f"{page.engine}: a {took:.2f} s take as {recorded['type']}, {recorded['size']} bytes, "
+        f"arrived as a {duration:.2f} s MP3"
+    )
     assert duration == pytest.approx(5.0, abs=0.2)
 
 
@@ -146,14 +172,20 @@ def test_the_preview_shows_the_recorded_length_and_plays_it_whole(engine_page, l
     assert page.text(".rp-duration") == "0:00 / 0:03"
 
     page.click("Play the recording", within=".rp-preview")
-    page.wait_for("() => document.querySelector('.rp-preview audio').currentTime > 0.5", timeout_s=15,
-                  message="the preview to play")
-    page.wait_for("() => document.querySelector('.rp-preview audio').ended", timeout_s=15,
-                  message="the preview to end")
-    page.wait_for("() => document.querySelector('[aria-label=\"Play the recording\"]')", timeout_s=15,
-                  message="the Play button back")
-    played, duration = page.call("() => { const a = document.querySelector('.rp-preview audio');"
-                                 " return [a.currentTime, a.duration]; }")
+    page.wait_for(
+        "() => document.querySelector('.rp-preview audio').currentTime > 0.5",
+        timeout_s=15,
+        message="the preview to play",
+    )
+    page.wait_for("() => document.querySelector('.rp-preview audio').ended", timeout_s=15, message="the preview to end")
+    page.wait_for(
+        "() => document.querySelector('[aria-label=\"Play the recording\"]')",
+        timeout_s=15,
+        message="the Play button back",
+    )
+    played, duration = page.call(
+        "() => { const a = document.querySelector('.rp-preview audio'); return [a.currentTime, a.duration]; }"
+    )
     print(f"{page.engine}: the 3 s preview's duration at load {at_load}, played to {played:.2f} s, then {duration} s")
     assert played == pytest.approx(3.0, abs=0.3)  # the whole take, not the fragments read at load
     assert duration == pytest.approx(3.0, abs=0.3)  # Firefox learns it by playing to the end
@@ -166,25 +198,34 @@ def test_customer_voice_note_plays_at_three_speeds(engine_page, live_server):
     open_conversation(page, live_server, "Web chat")
     page.wait_for_text(".al-empty", "^No audio messages yet.$")
     page.click("Simulate customer voice note")
-    page.wait_for("() => document.querySelector('.al-row--inbound')?.dataset.status === 'ready'", timeout_s=60,
-                  message="the customer's note to be ready")
+    page.wait_for(
+        "() => document.querySelector('.al-row--inbound')?.dataset.status === 'ready'",
+        timeout_s=60,
+        message="the customer's note to be ready",
+    )
     assert page.text(".al-row--inbound .al-duration") == "0:05"
-    duration = page.call("""() => {
+    duration = page.call(
+        """() => {
       const audio = document.querySelector('.al-row--inbound audio');
       return audio.readyState >= 1 ? audio.duration : new Promise((resolve) =>
         audio.addEventListener('loadedmetadata', () => resolve(audio.duration), { once: true }));
-    }""", timeout_s=30)
+    }""",
+        timeout_s=30,
+    )
     assert duration == pytest.approx(5.0, abs=0.3)
     # Muted, so no autoplay policy stands in the way; the clock moving proves the MP3 decodes.
-    page.call("() => { const audio = document.querySelector('.al-row--inbound audio'); audio.muted = true;"
-              " return audio.play(); }")
-    page.wait_for("() => document.querySelector('.al-row--inbound audio').currentTime > 0.2",
-                  message="the MP3 to play")
+    page.call(
+        "() => { const audio = document.querySelector('.al-row--inbound audio'); audio.muted = true;"
+        " return audio.play(); }"
+    )
+    page.wait_for("() => document.querySelector('.al-row--inbound audio').currentTime > 0.2", message="the MP3 to play")
     page.call("() => document.querySelector('.al-row--inbound audio').pause()")
     for label, rate in (("1.5", 1.5), ("2", 2.0), ("1", 1.0)):
         page.click(f"Play at {label}× speed", within=".al-row--inbound")
-        pressed = page.call("(label) => document.querySelector(`[aria-label='Play at ${label}× speed']`)"
-                            ".getAttribute('aria-pressed')", label)
+        pressed = page.call(
+            "(label) => document.querySelector(`[aria-label='Play at ${label}× speed']`).getAttribute('aria-pressed')",
+            label,
+        )
         assert pressed == "true"
         assert page.call("() => document.querySelector('.al-row--inbound audio').playbackRate") == rate
     assert page.count(".al-row--inbound .al-speed[aria-pressed='true']") == 1
@@ -192,8 +233,8 @@ def test_customer_voice_note_plays_at_three_speeds(engine_page, live_server):
 
 # -- the rest of Chromium's flows, in Firefox -----------------------------------------------------------------------
 
-def test_recording_stops_itself_at_the_channel_limit_after_a_warning(firefox_page, live_server, app, sandbox,
-                                                                     tmp_path):
+
+def test_recording_stops_itself_at_the_channel_limit_after_a_warning(firefox_page, live_server, app, sandbox, tmp_path):
     page = firefox_page
     set_channel(app, "whatsapp", max_duration_s=12)
     conversation_sid = open_conversation(page, live_server, "WhatsApp")
@@ -246,8 +287,10 @@ def test_missing_microphone_is_explained(firefox_page, live_server):
     # Firefox's fake stream always exists, so the page is told what a machine without a microphone says.
     page = firefox_page
     # (Guarded: the preload script also runs in about:blank, which has no mediaDevices.)
-    page.add_init_script("if (navigator.mediaDevices) navigator.mediaDevices.getUserMedia = async () => {"
-                         " throw new DOMException('The object can not be found here.', 'NotFoundError'); };")
+    page.add_init_script(
+        "if (navigator.mediaDevices) navigator.mediaDevices.getUserMedia = async () => {"
+        " throw new DOMException('The object can not be found here.', 'NotFoundError'); };"
+    )
     open_conversation(page, live_server, "WhatsApp")
     expand_panel(page)
     page.click("Start recording a voice note")
@@ -262,11 +305,14 @@ def test_blocked_microphone_is_explained(firefox_without_microphone_permission, 
     page.click("Start recording a voice note")
     page.wait_for_text(".rp-error", "Microphone access is blocked", timeout_s=15)
     # Nothing is stuck: the agent can fix the permission and press Record again.
-    page.wait_for("() => !document.querySelector('[aria-label=\"Start recording a voice note\"]')?.disabled",
-                  message="Record to be enabled again")
+    page.wait_for(
+        "() => !document.querySelector('[aria-label=\"Start recording a voice note\"]')?.disabled",
+        message="Record to be enabled again",
+    )
 
 
 # -- the same 5 s take in Chromium (Playwright's page, conftest.py), for the measured length in every engine ---------
+
 
 def test_a_five_second_take_is_sent_whole_in_chromium(page, live_server, sandbox, tmp_path):
     """Chromium's WebM takes record on after Stop and are cut back in whole Opus blocks too (the panel cannot tell
@@ -281,7 +327,9 @@ def test_a_five_second_take_is_sent_whole_in_chromium(page, live_server, sandbox
     page.get_by_role("button", name="Send the voice note").click()
     page.locator(".rp-status").filter(has_text="Voice note sent").wait_for(timeout=60_000)
     duration = sent_mp3_duration(sandbox, conversation_sid, tmp_path)
-    print(f"chromium: a {took:.2f} s take as {recorded['type']}, {recorded['size']} bytes, "
-          f"arrived as a {duration:.2f} s MP3")
+    print(
+        f"chromium: a {took:.2f} s take as {recorded['type']}, {recorded['size']} bytes, "
+        f"arrived as a {duration:.2f} s MP3"
+    )
     assert took == pytest.approx(5.0, abs=0.1)
     assert duration == pytest.approx(5.0, abs=0.2)

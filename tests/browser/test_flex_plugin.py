@@ -15,8 +15,8 @@ import contextlib
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from playwright.sync_api import expect
@@ -63,8 +63,10 @@ PAGE = """<!doctype html>
 def plugin_bundle() -> Path:
     missing = [path for path in (BUNDLE, REACT, REACT_DOM) if not path.is_file()]
     if missing:
-        message = (f"{', '.join(str(p.relative_to(ROOT)) for p in missing)} missing: build the Flex plugin first "
-                   "(flex-plugin/ci.sh, or cd flex-plugin && npm ci && npm run build)")
+        message = (
+            f"{', '.join(str(p.relative_to(ROOT)) for p in missing)} missing: build the Flex plugin first "
+            "(flex-plugin/ci.sh, or cd flex-plugin && npm ci && npm run build)"
+        )
         if os.environ.get("CI"):
             pytest.fail(message)  # CI builds it: a missing bundle there is a broken pipeline, never a skip
         pytest.skip(message)
@@ -85,8 +87,12 @@ def conversations(sandbox):
 def stand_in_app(config: dict, bundle: Path, sandbox):
     """The stand-in agent desktop as a WSGI app: the page, its scripts, and the messages Flex would get from the
     Conversations SDK (here, from the sandbox)."""
-    files = {"/stand-in/react.js": REACT, "/stand-in/react-dom.js": REACT_DOM, "/stand-in/flex.js": STAND_IN,
-             "/stand-in/plugin-audio-messages.js": bundle}
+    files = {
+        "/stand-in/react.js": REACT,
+        "/stand-in/react-dom.js": REACT_DOM,
+        "/stand-in/flex.js": STAND_IN,
+        "/stand-in/plugin-audio-messages.js": bundle,
+    }
 
     def app(environ, start_response):
         path = environ["PATH_INFO"]
@@ -99,7 +105,9 @@ def stand_in_app(config: dict, bundle: Path, sandbox):
             status, kind, body = "200 OK", "application/json", json.dumps(messages).encode()
         else:
             status, kind, body = "404 Not Found", "text/plain", b"not in the stand-in"
-        start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
+        start_response(
+            status, [("Content-Type", kind), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
+        )
         return [body]
 
     return app
@@ -115,9 +123,11 @@ def flex_page(page, app, live_server, sandbox, conversations, plugin_bundle):
     calling the service on 127.0.0.1. A deployed service is public, so Flex does not meet that.)
     """
     with contextlib.ExitStack() as opened:
+
         def open_desktop(**overrides):
             origin = opened.enter_context(
-                stand_in_desktop(app, live_server, sandbox, conversations, plugin_bundle, **overrides))
+                stand_in_desktop(app, live_server, sandbox, conversations, plugin_bundle, **overrides)
+            )
             page.goto(f"{origin}/agent-desktop/")
             expect(page.locator(".Twilio-MessageInputActions")).to_be_visible()
             assert page.evaluate("window.__pluginName") == "AudioMessagesPlugin"
@@ -135,8 +145,10 @@ def stand_in_desktop(app, live_server: str, sandbox, conversations: dict, bundle
         "serviceUrl": live_server,
         "identity": AGENT_IDENTITY,
         "token": sandbox.issue_token(AGENT_IDENTITY, roles=["agent"]),
-        "tasks": [{"sid": f"WT{channel}", "label": f"{channel} chat",
-                   "attributes": {"conversationSid": sid}} for channel, sid in conversations.items()],
+        "tasks": [
+            {"sid": f"WT{channel}", "label": f"{channel} chat", "attributes": {"conversationSid": sid}}
+            for channel, sid in conversations.items()
+        ],
         **overrides,
     }
     with serving(stand_in_app(config, bundle, sandbox)) as origin:
@@ -147,16 +159,20 @@ def stand_in_desktop(app, live_server: str, sandbox, conversations: dict, bundle
 def customer_voice_note(app, conversation_sid: str) -> None:
     """The sandbox customer sends a 5-second Ogg/Opus voice note and its signed webhook reaches the service."""
     token = app.extensions["twilio"].sandbox.issue_token(AGENT_IDENTITY, roles=["agent"])
-    response = app.test_client().post(f"/agent/api/conversations/{conversation_sid}/simulate-voice-note",
-                                      headers={"Authorization": f"Bearer {token}"})
+    response = app.test_client().post(
+        f"/agent/api/conversations/{conversation_sid}/simulate-voice-note", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 201, response.get_data(as_text=True)
 
 
 def record(page, seconds: int) -> None:
     page.get_by_role("button", name="Start recording a voice note").click()
     expect(page.get_by_role("button", name="Stop recording")).to_be_visible()
-    page.wait_for_function(f"() => document.querySelector('[role=timer]')?.textContent === '0:{seconds:02d}'",
-                           polling="raf", timeout=(seconds + 10) * 1000)
+    page.wait_for_function(
+        f"() => document.querySelector('[role=timer]')?.textContent === '0:{seconds:02d}'",
+        polling="raf",
+        timeout=(seconds + 10) * 1000,
+    )
     page.get_by_role("button", name="Stop recording").click()
     expect(page.get_by_label("Preview of your recording")).to_be_visible()
 
@@ -201,15 +217,20 @@ def test_agent_hears_the_customer_and_records_and_sends_a_reply(flex_page, app, 
     assert headers["authorization"].startswith("Bearer ")
     expect(page.get_by_role("status")).to_contain_text("Voice note sent", timeout=30_000)
 
-    mp3s = [item for message in sandbox.list_messages(conversation) for item in (message["media"] or [])
-            if item["content_type"] == "audio/mpeg"]
+    mp3s = [
+        item
+        for message in sandbox.list_messages(conversation)
+        for item in (message["media"] or [])
+        if item["content_type"] == "audio/mpeg"
+    ]
     assert len(mp3s) == 1, sandbox.list_messages(conversation)
     path = tmp_path / "sent.mp3"
     path.write_bytes(sandbox.media_bytes(mp3s[0]["sid"]))
     assert decoded_duration(path) == pytest.approx(2.0, abs=0.5)
     # The agent's own note plays in the message list too.
-    expect(page.locator(".Twilio-MessageBubble.from-me").get_by_label(re.compile(r"^Agent voice note, 0:0[23]$"))
-           ).to_be_visible(timeout=30_000)
+    expect(
+        page.locator(".Twilio-MessageBubble.from-me").get_by_label(re.compile(r"^Agent voice note, 0:0[23]$"))
+    ).to_be_visible(timeout=30_000)
 
 
 def test_button_is_disabled_with_the_reason_where_sending_is_off(flex_page, app):
@@ -219,9 +240,14 @@ def test_button_is_disabled_with_the_reason_where_sending_is_off(flex_page, app)
     button = page.get_by_role("button", name="Voice note")
     expect(button).to_be_disabled()
     expect(button).to_have_attribute("title", "Audio sending is disabled for this channel")
-    assert page.evaluate("b => b.getAttribute('aria-describedby') && document.getElementById("
-                         "b.getAttribute('aria-describedby')).textContent", button.element_handle()) \
+    assert (
+        page.evaluate(
+            "b => b.getAttribute('aria-describedby') && document.getElementById("
+            "b.getAttribute('aria-describedby')).textContent",
+            button.element_handle(),
+        )
         == "Audio sending is disabled for this channel"
+    )
     # Another channel of the same agent is unaffected.
     page.get_by_role("button", name="whatsapp chat").click()
     expect(page.get_by_role("button", name="Voice note: show the recorder")).to_be_enabled()
@@ -248,7 +274,8 @@ def test_missing_service_url_is_explained_in_the_panel(flex_page):
     page = flex_page(serviceUrl=None)
     page.get_by_role("button", name="Voice note: show the recorder").click()
     expect(page.get_by_role("alert")).to_contain_text(
-        "Voice notes are not set up: Flex's configuration has no ui_attributes.audio_messages.service_url")
+        "Voice notes are not set up: Flex's configuration has no ui_attributes.audio_messages.service_url"
+    )
 
 
 def test_unreachable_service_is_explained_in_the_panel(flex_page):

@@ -17,11 +17,20 @@ import re
 import pytest
 
 from tests.browser.engines import (  # noqa: F401 - fixtures
-    engine_page, firefox_browser, firefox_page, firefox_without_microphone_permission, webkit_browser)
+    engine_page,
+    firefox_browser,
+    firefox_page,
+    firefox_without_microphone_permission,
+    webkit_browser,
+)
 from tests.browser.test_agent_console import LIVE_TRACKS, set_channel
 from tests.browser.test_engines import EXPECTED_CONTAINER, RECORD_FOR, RECORDED_FILE, TRACK_STREAMS, sent_mp3_duration
 from tests.browser.test_flex_plugin import (  # noqa: F401 - fixtures
-    conversations, customer_voice_note, plugin_bundle, stand_in_desktop)
+    conversations,
+    customer_voice_note,
+    plugin_bundle,
+    stand_in_desktop,
+)
 
 PANEL = "[data-testid='voice-note-panel']"
 STATUS = "[data-testid='voice-note-status']"
@@ -44,12 +53,17 @@ WATCH_STATUS = """() => {
 def desktop(app, live_server, sandbox, conversations, plugin_bundle):
     """Open the stand-in agent desktop with the plugin in an engine's page; `overrides` change Flex's config."""
     with contextlib.ExitStack() as opened:
+
         def open_desktop(page, **overrides) -> str:
             origin = opened.enter_context(
-                stand_in_desktop(app, live_server, sandbox, conversations, plugin_bundle, **overrides))
+                stand_in_desktop(app, live_server, sandbox, conversations, plugin_bundle, **overrides)
+            )
             page.goto(f"{origin}/agent-desktop/")
-            page.wait_for("() => document.querySelector('.Twilio-MessageInputActions') && window.__pluginName",
-                          timeout_s=30, message="the stand-in desktop with the plugin")
+            page.wait_for(
+                "() => document.querySelector('.Twilio-MessageInputActions') && window.__pluginName",
+                timeout_s=30,
+                message="the stand-in desktop with the plugin",
+            )
             assert page.call("() => window.__pluginName") == "AudioMessagesPlugin"
             page.call(TRACK_STREAMS)
             page.call(WATCH_STATUS)
@@ -60,14 +74,17 @@ def desktop(app, live_server, sandbox, conversations, plugin_bundle):
 
 def open_recorder(page) -> None:
     page.click("Voice note: show the recorder")
-    page.wait_for("() => document.querySelector('[aria-label=\"Start recording a voice note\"]')",
-                  timeout_s=20, message="the Record button")
+    page.wait_for(
+        "() => document.querySelector('[aria-label=\"Start recording a voice note\"]')",
+        timeout_s=20,
+        message="the Record button",
+    )
 
 
 def record(page, seconds: float) -> float:
     """Record `seconds` from the recorder's start (timed inside the page); the take's length as the page saw it."""
     took = page.call(RECORD_FOR, seconds, timeout_s=seconds + 60)
-    page.wait_for(f"() => document.querySelector(\"{PREVIEW}\")", timeout_s=30, message="the preview")
+    page.wait_for(f'() => document.querySelector("{PREVIEW}")', timeout_s=30, message="the preview")
     return took
 
 
@@ -86,6 +103,7 @@ def send(page) -> None:
 
 
 # -- the smoke set: Firefox and WebKit ------------------------------------------------------------------------------
+
 
 def test_a_five_second_take_is_sent_whole(engine_page, desktop, sandbox, conversations, tmp_path):
     """Record → preview → send → the MP3 in the conversation, as long as the take (5 s ± 0.2). In WebKit the panel
@@ -108,12 +126,17 @@ def test_a_five_second_take_is_sent_whole(engine_page, desktop, sandbox, convers
 
     send(page)
     duration = sent_mp3_duration(sandbox, conversations["whatsapp"], tmp_path)
-    print(f"flex plugin, {page.engine}: a {took:.2f} s take as {recorded['type']}, {recorded['size']} bytes, "
-          f"finishing {finishing:.2f} s, arrived as a {duration:.2f} s MP3 ({page.text(STATUS)})")
+    print(
+        f"flex plugin, {page.engine}: a {took:.2f} s take as {recorded['type']}, {recorded['size']} bytes, "
+        f"finishing {finishing:.2f} s, arrived as a {duration:.2f} s MP3 ({page.text(STATUS)})"
+    )
     assert duration == pytest.approx(5.0, abs=0.2)
     # The agent's own note plays in the message list too, labelled with the length the service measured.
-    label = page.wait_for("() => document.querySelector('.Twilio-MessageBubble.from-me audio')?.getAttribute('aria-label')",
-                          timeout_s=30, message="the sent note's player in the agent's bubble")
+    label = page.wait_for(
+        "() => document.querySelector('.Twilio-MessageBubble.from-me audio')?.getAttribute('aria-label')",
+        timeout_s=30,
+        message="the sent note's player in the agent's bubble",
+    )
     assert label == "Agent voice note, 0:05", label
 
 
@@ -138,15 +161,21 @@ def test_the_preview_shows_the_recorded_length_and_plays_it_whole(engine_page, d
     open_recorder(page)
     record(page, 3)
     assert page.text("[data-testid='voice-note-duration']") == "0:03"
-    page.wait_for(f"() => document.querySelector(\"{PREVIEW}\").readyState >= 1", message="the preview's metadata")
-    at_load = page.call(f"() => document.querySelector(\"{PREVIEW}\").duration")
+    page.wait_for(f'() => document.querySelector("{PREVIEW}").readyState >= 1', message="the preview's metadata")
+    at_load = page.call(f'() => document.querySelector("{PREVIEW}").duration')
     if page.engine == "webkit":
         assert at_load == pytest.approx(3.0, abs=0.1)  # from the header the plugin wrote
-    page.call(f"() => {{ const audio = document.querySelector(\"{PREVIEW}\"); audio.muted = true; return audio.play(); }}")
-    page.wait_for(f"() => document.querySelector(\"{PREVIEW}\").ended", timeout_s=15, message="the preview to end")
-    played, duration = page.call(f"() => {{ const a = document.querySelector(\"{PREVIEW}\"); return [a.currentTime, a.duration]; }}")
-    print(f"flex plugin, {page.engine}: the 3 s preview's duration at load {at_load}, played to {played:.2f} s, "
-          f"then {duration} s")
+    page.call(
+        f'() => {{ const audio = document.querySelector("{PREVIEW}"); audio.muted = true; return audio.play(); }}'
+    )
+    page.wait_for(f'() => document.querySelector("{PREVIEW}").ended', timeout_s=15, message="the preview to end")
+    played, duration = page.call(
+        f'() => {{ const a = document.querySelector("{PREVIEW}"); return [a.currentTime, a.duration]; }}'
+    )
+    print(
+        f"flex plugin, {page.engine}: the 3 s preview's duration at load {at_load}, played to {played:.2f} s, "
+        f"then {duration} s"
+    )
     assert played == pytest.approx(3.0, abs=0.3)
     assert duration == pytest.approx(3.0, abs=0.3)  # Firefox learns it by playing to the end
     assert page.text("[data-testid='voice-note-duration']") == "0:03"
@@ -157,27 +186,36 @@ def test_customer_voice_note_plays_at_three_speeds(engine_page, desktop, app, co
     desktop(page)
     customer_voice_note(app, conversations["whatsapp"])
     player = "audio[aria-label='Customer voice note, 0:05']"
-    page.wait_for(f"() => document.querySelector(\"{player}\")", timeout_s=60, message="the customer's MP3 player")
+    page.wait_for(f'() => document.querySelector("{player}")', timeout_s=60, message="the customer's MP3 player")
     # The service's MP3 takes the place of Flex's raw attachment link.
     assert page.call("() => document.querySelector('.raw-attachment').closest('.Twilio-MessageBubble-Body').hidden")
-    duration = page.call(f"""() => {{
+    duration = page.call(
+        f"""() => {{
       const audio = document.querySelector("{player}");
       return audio.readyState >= 1 ? audio.duration : new Promise((resolve) =>
         audio.addEventListener('loadedmetadata', () => resolve(audio.duration), {{ once: true }}));
-    }}""", timeout_s=30)
+    }}""",
+        timeout_s=30,
+    )
     assert duration == pytest.approx(5.0, abs=0.3)
-    page.call(f"() => {{ const audio = document.querySelector(\"{player}\"); audio.muted = true; return audio.play(); }}")
-    page.wait_for(f"() => document.querySelector(\"{player}\").currentTime > 0.2", message="the MP3 to play")
+    page.call(f'() => {{ const audio = document.querySelector("{player}"); audio.muted = true; return audio.play(); }}')
+    page.wait_for(f'() => document.querySelector("{player}").currentTime > 0.2', message="the MP3 to play")
     for label, rate in (("1.5", 1.5), ("2", 2.0), ("1", 1.0)):
         page.click(f"Play at {label}× speed", within=".Twilio-MessageBubble")
-        page.wait_for(f"() => document.querySelector(\"{player}\").playbackRate === {rate}",
-                      message=f"playback at {rate}x")
-        assert page.call(f"() => document.querySelector(\"[aria-label='Play at {label}× speed']\")"
-                         ".getAttribute('aria-pressed')") == "true"
-    page.call(f"() => document.querySelector(\"{player}\").pause()")
+        page.wait_for(
+            f'() => document.querySelector("{player}").playbackRate === {rate}', message=f"playback at {rate}x"
+        )
+        assert (
+            page.call(
+                f"() => document.querySelector(\"[aria-label='Play at {label}× speed']\").getAttribute('aria-pressed')"
+            )
+            == "true"
+        )
+    page.call(f'() => document.querySelector("{player}").pause()')
 
 
 # -- the rest of Chromium's flows, in Firefox -----------------------------------------------------------------------
+
 
 def recording_for_a_second(page) -> None:
     open_recorder(page)
@@ -213,8 +251,9 @@ def test_cancel_right_after_stop_discards_the_take(firefox_page, desktop):
     assert page.text(ALERT) == ""
 
 
-def test_recording_stops_itself_at_the_channel_limit_after_a_warning(firefox_page, desktop, app, sandbox,
-                                                                     conversations, tmp_path):
+def test_recording_stops_itself_at_the_channel_limit_after_a_warning(
+    firefox_page, desktop, app, sandbox, conversations, tmp_path
+):
     page = firefox_page
     set_channel(app, "whatsapp", max_duration_s=12)
     desktop(page)
@@ -222,8 +261,8 @@ def test_recording_stops_itself_at_the_channel_limit_after_a_warning(firefox_pag
     page.wait_for_text("body", "WhatsApp: Up to 0:12")
     page.click("Start recording a voice note")
     page.wait_for_text(ALERT, "Recording stops in", timeout_s=10)
-    assert page.call(f"() => document.querySelector(\"{PANEL}\").dataset.ending") == "true"
-    page.wait_for(f"() => document.querySelector(\"{PREVIEW}\")", timeout_s=20, message="the automatic stop")
+    assert page.call(f'() => document.querySelector("{PANEL}").dataset.ending') == "true"
+    page.wait_for(f'() => document.querySelector("{PREVIEW}")', timeout_s=20, message="the automatic stop")
     page.wait_for_text(ALERT, "Stopped at the 0:12 limit")
     page.wait_for(f"() => ({LIVE_TRACKS})() === 0", message="the microphone released")
     send(page)
@@ -234,8 +273,10 @@ def test_missing_microphone_is_explained(firefox_page, desktop):
     # Firefox's fake stream always exists, so the page is told what a machine without a microphone says.
     page = firefox_page
     # (Guarded: the preload script also runs in about:blank, which has no mediaDevices.)
-    page.add_init_script("if (navigator.mediaDevices) navigator.mediaDevices.getUserMedia = async () => {"
-                         " throw new DOMException('The object can not be found here.', 'NotFoundError'); };")
+    page.add_init_script(
+        "if (navigator.mediaDevices) navigator.mediaDevices.getUserMedia = async () => {"
+        " throw new DOMException('The object can not be found here.', 'NotFoundError'); };"
+    )
     desktop(page)
     open_recorder(page)
     page.click("Start recording a voice note")
@@ -250,14 +291,18 @@ def test_blocked_microphone_is_explained(firefox_without_microphone_permission, 
     page.click("Start recording a voice note")
     page.wait_for_text(ALERT, "Microphone access is blocked", timeout_s=15)
     # Nothing is stuck: the agent can fix the permission and press Record again.
-    page.wait_for("() => !document.querySelector('[aria-label=\"Start recording a voice note\"]')?.disabled",
-                  message="Record to be enabled again")
+    page.wait_for(
+        "() => !document.querySelector('[aria-label=\"Start recording a voice note\"]')?.disabled",
+        message="Record to be enabled again",
+    )
 
 
 # -- the same 5 s take in Chromium (Playwright's page, conftest.py), for the measured length in every engine ---------
 
-def test_a_five_second_take_is_sent_whole_in_chromium(page, app, live_server, sandbox, conversations, plugin_bundle,
-                                                       tmp_path):
+
+def test_a_five_second_take_is_sent_whole_in_chromium(
+    page, app, live_server, sandbox, conversations, plugin_bundle, tmp_path
+):
     with stand_in_desktop(app, live_server, sandbox, conversations, plugin_bundle) as origin:
         page.goto(f"{origin}/agent-desktop/")
         page.wait_for_function("() => document.querySelector('.Twilio-MessageInputActions') && window.__pluginName")
@@ -271,7 +316,9 @@ def test_a_five_second_take_is_sent_whole_in_chromium(page, app, live_server, sa
         page.get_by_role("button", name="Send the voice note").click()
         page.locator(STATUS).filter(has_text="Voice note sent").wait_for(timeout=60_000)
         duration = sent_mp3_duration(sandbox, conversations["whatsapp"], tmp_path)
-    print(f"flex plugin, chromium: a {took:.2f} s take as {recorded['type']}, {recorded['size']} bytes, "
-          f"arrived as a {duration:.2f} s MP3")
+    print(
+        f"flex plugin, chromium: a {took:.2f} s take as {recorded['type']}, {recorded['size']} bytes, "
+        f"arrived as a {duration:.2f} s MP3"
+    )
     assert took == pytest.approx(5.0, abs=0.1)
     assert duration == pytest.approx(5.0, abs=0.2)

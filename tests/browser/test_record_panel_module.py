@@ -34,8 +34,14 @@ def test_another_origin_imports_the_record_panel_and_its_modules(page, app, live
         return [body]
 
     modules = []
-    page.on("response", lambda response: modules.append(response)
-            if response.url.startswith(f"{live_server}/static/") and response.url.endswith(".js") else None)
+    page.on(
+        "response",
+        lambda response: (
+            modules.append(response)
+            if response.url.startswith(f"{live_server}/static/") and response.url.endswith(".js")
+            else None
+        ),
+    )
     with serving(host) as origin:
         app.config["FLEX_ALLOWED_ORIGINS"] = [*app.config["FLEX_ALLOWED_ORIGINS"], origin]
         page.goto(f"{origin}/")
@@ -46,4 +52,5 @@ def test_another_origin_imports_the_record_panel_and_its_modules(page, app, live
     # The entry and its siblings (record-panel/, shared/), each shared with any origin.
     assert len(modules) > 1
     assert {response.url: response.headers.get("access-control-allow-origin") for response in modules} == {
-        response.url: "*" for response in modules}
+        response.url: "*" for response in modules
+    }

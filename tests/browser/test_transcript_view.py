@@ -37,8 +37,7 @@ def spoken_note(tmp_path_factory) -> str:
     require_espeak()
     require_transcribe_extra()
     folder = tmp_path_factory.mktemp("spoken")
-    parts = [speak(folder / "first", FIRST, kind="mp3", pad_s=0.5),
-             speak(folder / "second", SECOND, kind="mp3")]
+    parts = [speak(folder / "first", FIRST, kind="mp3", pad_s=0.5), speak(folder / "second", SECOND, kind="mp3")]
     return concatenate(folder / "note", parts, kind="whatsapp_ogg", gap_s=1.5)
 
 
@@ -101,8 +100,9 @@ def check_transcript_seeks_and_selects(page, scope, audio, text, segments, scree
     assert whole == " ".join(segments.all_inner_texts()), whole
 
 
-def test_console_shows_the_transcript_seeks_and_lets_the_text_be_copied(page, app, live_server, sandbox,
-                                                                         spoken_note, artifacts):
+def test_console_shows_the_transcript_seeks_and_lets_the_text_be_copied(
+    page, app, live_server, sandbox, spoken_note, artifacts
+):
     set_channel(app, "whatsapp", transcribe=True)
     conversation_sid = open_conversation(page, live_server, "WhatsApp")
     customer_sends(app, sandbox, conversation_sid, spoken_note)
@@ -110,8 +110,14 @@ def test_console_shows_the_transcript_seeks_and_lets_the_text_be_copied(page, ap
     expect(row.locator("audio")).to_be_visible(timeout=60_000)
     transcript = row.locator(".al-transcript")
     expect(transcript).to_have_attribute("data-transcript-status", "done", timeout=TRANSCRIBED_S)
-    check_transcript_seeks_and_selects(page, row, row.locator("audio"), transcript.locator(".al-transcript-text"),
-                                       transcript.get_by_role("button"), artifacts / "console-transcript.png")
+    check_transcript_seeks_and_selects(
+        page,
+        row,
+        row.locator("audio"),
+        transcript.locator(".al-transcript-text"),
+        transcript.get_by_role("button"),
+        artifacts / "console-transcript.png",
+    )
 
 
 def test_console_transcript_states_follow_the_service_and_keep_the_player(page, live_server, app, sandbox):
@@ -134,8 +140,16 @@ def test_console_transcript_states_follow_the_service_and_keep_the_player(page, 
     expect(row.locator(".al-transcript")).to_have_text("Transcribing…", timeout=30_000)
     page.evaluate("() => { window.__player = document.querySelector('.al-row--inbound audio'); }")
 
-    states.append({"status": "failed", "text": "", "language": None, "segments": [], "model": "tiny.en",
-                   "error": "the model has no Welsh"})
+    states.append(
+        {
+            "status": "failed",
+            "text": "",
+            "language": None,
+            "segments": [],
+            "model": "tiny.en",
+            "error": "the model has no Welsh",
+        }
+    )
     # Still polling quickly (every 1.5 s) while the transcript was queued: the change shows within seconds.
     expect(row.locator(".al-transcript")).to_have_text("No transcript: the model has no Welsh", timeout=10_000)
     assert page.evaluate("() => window.__player === document.querySelector('.al-row--inbound audio')")
@@ -145,8 +159,9 @@ def test_console_transcript_states_follow_the_service_and_keep_the_player(page, 
     expect(row.locator(".al-transcript")).to_have_text("No speech in this note.", timeout=30_000)
 
 
-def test_flex_plugin_shows_the_transcript_seeks_and_lets_the_text_be_copied(flex_page, app, sandbox, conversations,
-                                                                            spoken_note, artifacts):
+def test_flex_plugin_shows_the_transcript_seeks_and_lets_the_text_be_copied(
+    flex_page, app, sandbox, conversations, spoken_note, artifacts
+):
     set_channel(app, "whatsapp", transcribe=True)
     page = flex_page()
     customer_sends(app, sandbox, conversations["whatsapp"], spoken_note)
@@ -155,5 +170,11 @@ def test_flex_plugin_shows_the_transcript_seeks_and_lets_the_text_be_copied(flex
     expect(audio).to_be_visible(timeout=60_000)
     transcript = bubble.get_by_test_id("transcript")
     expect(transcript).to_have_attribute("data-transcript-status", "done", timeout=TRANSCRIBED_S)
-    check_transcript_seeks_and_selects(page, bubble, audio, transcript.get_by_test_id("transcript-text"),
-                                       transcript.get_by_role("button"), artifacts / "flex-plugin-transcript.png")
+    check_transcript_seeks_and_selects(
+        page,
+        bubble,
+        audio,
+        transcript.get_by_test_id("transcript-text"),
+        transcript.get_by_role("button"),
+        artifacts / "flex-plugin-transcript.png",
+    )

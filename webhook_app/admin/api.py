@@ -90,8 +90,11 @@ def settings_changes():
 def audit():
     if request.args.get("format") == "csv":
         filtered_query(request.args)  # bad filters answer 400 before a streamed 200 starts
-        return Response(stream_with_context(audit_csv(request.args)), mimetype="text/csv",
-                        headers={"Content-Disposition": "attachment; filename=audio-audit.csv"})
+        return Response(
+            stream_with_context(audit_csv(request.args)),
+            mimetype="text/csv",
+            headers={"Content-Disposition": "attachment; filename=audio-audit.csv"},
+        )
     return jsonify(audit_page(request.args))
 
 

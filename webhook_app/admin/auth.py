@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
@@ -55,8 +55,11 @@ def admin_login_for(token: str) -> tuple[str, float]:
         return "admin-token", time.time() + ADMIN_SESSION_MAX_S
     user = authenticate(token)
     if not ADMIN_ROLES & set(user.roles):
-        raise ApiError(403, "not_an_admin", f"{user.identity} has roles {list(user.roles) or 'none'}; "
-                                            "admin or supervisor is required")
+        raise ApiError(
+            403,
+            "not_an_admin",
+            f"{user.identity} has roles {list(user.roles) or 'none'}; admin or supervisor is required",
+        )
     return user.identity, min(user.expires_at, time.time() + ADMIN_SESSION_MAX_S)
 
 
@@ -65,8 +68,14 @@ def open_admin_session(identity: str, until: float) -> None:
     now = utcnow()
     # Sessions ended more than a day ago are only history; a sign-in is rare enough to sweep them.
     db.session.execute(delete(AdminSession).where(AdminSession.expires_at < now - timedelta(days=1)))
-    db.session.add(AdminSession(secret_sha256=_digest(secret), identity=identity, created_at=now,
-                                expires_at=datetime.fromtimestamp(until, timezone.utc)))
+    db.session.add(
+        AdminSession(
+            secret_sha256=_digest(secret),
+            identity=identity,
+            created_at=now,
+            expires_at=datetime.fromtimestamp(until, UTC),
+        )
+    )
     db.session.commit()
     session.clear()
     session["admin"] = identity
@@ -99,10 +108,14 @@ def close_admin_sessions(everywhere: bool) -> None:
     """Sign out: this session, or every open session of its admin (the caller has checked CSRF)."""
     identity = session.get("admin")
     if identity:
-        which = AdminSession.identity == identity if everywhere else \
-            AdminSession.secret_sha256 == _digest(session.get("admin_secret") or "")
-        db.session.execute(update(AdminSession).where(which, AdminSession.revoked_at.is_(None))
-                           .values(revoked_at=utcnow()))
+        which = (
+            AdminSession.identity == identity
+            if everywhere
+            else AdminSession.secret_sha256 == _digest(session.get("admin_secret") or "")
+        )
+        db.session.execute(
+            update(AdminSession).where(which, AdminSession.revoked_at.is_(None)).values(revoked_at=utcnow())
+        )
         db.session.commit()
     session.clear()
 
@@ -125,8 +138,7 @@ def csrf_token() -> str:
 def check_csrf(sent: str | None) -> None:
     expected = session.get("csrf")
     # As bytes: compare_digest refuses non-ASCII str, and a forged value must be a 403, not a 500.
-    if not expected or not sent or not hmac.compare_digest(sent.encode("utf-8", "surrogateescape"),
-                                                           expected.encode()):
+    if not expected or not sent or not hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), expected.encode()):
         raise ApiError(403, "csrf_failed", "the form is stale or forged: reload the page and try again")
 
 

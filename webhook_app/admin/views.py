@@ -30,9 +30,16 @@ def index():
     admin = session_admin()
     if not admin:
         return login_page()
-    return render_template("admin/index.html", csrf_token=csrf_token(), admin=admin, channels=CHANNELS,
-                           bitrates=BITRATES_KBPS, hard_max_bytes=HARD_MAX_BYTES, languages=LANGUAGE_CHOICES,
-                           hard_max_duration_s=HARD_MAX_DURATION_S)
+    return render_template(
+        "admin/index.html",
+        csrf_token=csrf_token(),
+        admin=admin,
+        channels=CHANNELS,
+        bitrates=BITRATES_KBPS,
+        hard_max_bytes=HARD_MAX_BYTES,
+        languages=LANGUAGE_CHOICES,
+        hard_max_duration_s=HARD_MAX_DURATION_S,
+    )
 
 
 @bp.post("/login")
@@ -64,8 +71,9 @@ def sign_in(form_token):
 
 
 def login_page(error: str | None = None) -> str:
-    return render_template("admin/login.html", csrf_token=csrf_token(), error=error,
-                           sandbox=twilio_api().sandbox is not None)
+    return render_template(
+        "admin/login.html", csrf_token=csrf_token(), error=error, sandbox=twilio_api().sandbox is not None
+    )
 
 
 @bp.post("/logout")

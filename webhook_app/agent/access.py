@@ -42,9 +42,12 @@ def authorize_conversation(user: FlexUser, conversation_sid: str) -> None:
     # its answer, rather than refuse a new participant until the cached list expires.
     if _is_participant(user, conversation_participants(conversation_sid, refresh=True)):
         return
-    raise ApiError(403, "not_a_participant",
-                   f"{user.identity} is not a participant of conversation {conversation_sid}: agents reach the "
-                   "conversations they are a participant of; supervisors and admins reach all")
+    raise ApiError(
+        403,
+        "not_a_participant",
+        f"{user.identity} is not a participant of conversation {conversation_sid}: agents reach the "
+        "conversations they are a participant of; supervisors and admins reach all",
+    )
 
 
 def _is_participant(user: FlexUser, participants: list[dict]) -> bool:

@@ -25,10 +25,13 @@ bp = Blueprint("agent_api", __name__, url_prefix="/api/v1")
 @bp.get("/conversations/<conversation_sid>/audio")
 @conversation_access_required
 def list_audio(conversation_sid: str):
-    rows = list(db.session.scalars(
-        select(AudioMessage).where(AudioMessage.conversation_sid == conversation_sid)
-        .order_by(AudioMessage.created_at, AudioMessage.id)
-    ))
+    rows = list(
+        db.session.scalars(
+            select(AudioMessage)
+            .where(AudioMessage.conversation_sid == conversation_sid)
+            .order_by(AudioMessage.created_at, AudioMessage.id)
+        )
+    )
     return jsonify({"audio_messages": add_transcripts(rows, [row.to_dict(playback_url(row)) for row in rows])})
 
 
@@ -56,5 +59,9 @@ def send_audio(conversation_sid: str):
 def audio_settings(conversation_sid: str):
     """What the record panel needs: may this agent send audio here, and within which caps."""
     settings = conversation_settings(conversation_sid)
-    return jsonify({key: settings.to_dict()[key]
-                    for key in ("channel", "sending_enabled", "max_bytes", "max_duration_s", "bitrate_kbps")})
+    return jsonify(
+        {
+            key: settings.to_dict()[key]
+            for key in ("channel", "sending_enabled", "max_bytes", "max_duration_s", "bitrate_kbps")
+        }
+    )

@@ -10,7 +10,7 @@ import collections
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for
 
@@ -32,6 +32,7 @@ PARTICIPANT_CONVERSATIONS_PAGE_SIZE = 50  # that resource's maximum (100 elsewhe
 POST_EVENT_PATH = "/twilio/conversations/post-event"
 
 # -- pages --------------------------------------------------------------------------------------------------
+
 
 @bp.get("/")
 def index():
@@ -72,6 +73,7 @@ def _page_config(**extra) -> dict:
 
 # -- the console's JSON (same Flex-token auth as the agent API) ----------------------------------------------
 
+
 @bp.get("/agent/api/conversations")
 @flex_token_required
 def api_conversations():
@@ -85,12 +87,14 @@ def api_conversations():
 def api_conversation(conversation_sid: str):
     details = _twilio(lambda: twilio_api().fetch_conversation(conversation_sid), conversation_sid)
     participants = conversation_participants(conversation_sid)
-    return jsonify({
-        "sid": details["sid"],
-        "friendly_name": details["friendly_name"],
-        "channel": channel_from_participants(participants),
-        "customer": _customer_label(participants),
-    })
+    return jsonify(
+        {
+            "sid": details["sid"],
+            "friendly_name": details["friendly_name"],
+            "channel": channel_from_participants(participants),
+            "customer": _customer_label(participants),
+        }
+    )
 
 
 @bp.post("/agent/api/conversations/<conversation_sid>/simulate-voice-note")
@@ -126,12 +130,14 @@ def _deliver_in_process(sandbox, params: dict) -> int:
     """
     base = current_app.config.get("PUBLIC_BASE_URL") or "http://localhost"
     signature = sandbox.sign(base + POST_EVENT_PATH, params)
-    response = current_app.test_client().post(POST_EVENT_PATH, base_url=base, data=params,
-                                              headers={"X-Twilio-Signature": signature})
+    response = current_app.test_client().post(
+        POST_EVENT_PATH, base_url=base, data=params, headers={"X-Twilio-Signature": signature}
+    )
     return response.status_code
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
 
 def _every_conversation() -> list[dict]:
     """The account's newest LIST_LIMIT conversations (of the first SCAN_LIMIT), newest first."""
@@ -144,19 +150,28 @@ def _every_conversation() -> list[dict]:
 def _conversations_of(identity: str) -> list[dict]:
     """The conversations `identity` is a participant of, newest first, from Twilio's Participant Conversations
     resource: one listing of that participant's conversations instead of every conversation's participants."""
-    found = _twilio(lambda: list(twilio_api().participant_conversations(
-        identity, limit=SCAN_LIMIT, page_size=PARTICIPANT_CONVERSATIONS_PAGE_SIZE)))
+    found = _twilio(
+        lambda: list(
+            twilio_api().participant_conversations(
+                identity, limit=SCAN_LIMIT, page_size=PARTICIPANT_CONVERSATIONS_PAGE_SIZE
+            )
+        )
+    )
     # Twilio does not document this list's order: sort by creation, newest first (ties keep the listed order,
     # reversed, as for the account's list).
     found.reverse()
-    found.sort(key=lambda c: c["date_created"] or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
+    found.sort(key=lambda c: c["date_created"] or datetime.min.replace(tzinfo=UTC), reverse=True)
     return [_listed(c) for c in found[:LIST_LIMIT]]
 
 
 def _listed(conversation: dict) -> dict:
     date_created = conversation["date_created"]
-    return {"sid": conversation["sid"], "friendly_name": conversation["friendly_name"], "state": conversation["state"],
-            "date_created": date_created.isoformat() if date_created else None}
+    return {
+        "sid": conversation["sid"],
+        "friendly_name": conversation["friendly_name"],
+        "state": conversation["state"],
+        "date_created": date_created.isoformat() if date_created else None,
+    }
 
 
 def _customer_label(participants: list[dict]) -> str | None:

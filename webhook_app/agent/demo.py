@@ -42,10 +42,29 @@ def demo_voice_note(path: str, seconds: float | None = None) -> None:
     if seconds is None:
         shutil.copyfile(DEMO_VOICE_NOTE, path)
         return
-    tones = "sine=f=330:d={0},volume=0.4[a];sine=f=440:d={0},volume=0.4[b];[a][b]concat=n=2:v=0:a=1".format(
-        seconds / 2)
-    subprocess.run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex",
-                    tones, "-ar", "16000", "-ac", "1", "-c:a", "libopus", "-b:a", "24k", path], check=True)
+    tones = "sine=f=330:d={0},volume=0.4[a];sine=f=440:d={0},volume=0.4[b];[a][b]concat=n=2:v=0:a=1".format(seconds / 2)
+    subprocess.run(
+        [
+            ffmpeg_binary(),
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-filter_complex",
+            tones,
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "24k",
+            path,
+        ],
+        check=True,
+    )
 
 
 def ensure_demo_conversations() -> None:

@@ -7,13 +7,51 @@ import os
 # What channels and browsers label voice notes with. WhatsApp says `audio/ogg; codecs=opus`, MMS often
 # `audio/amr` or `video/3gpp` (voice clips recorded by phone apps), iOS `audio/mp4` or `audio/x-m4a`.
 AUDIO_CONTENT_TYPES = {
-    "audio/ogg", "audio/opus", "audio/amr", "audio/amr-wb", "audio/3gpp", "audio/3gpp2", "video/3gpp",
-    "video/3gpp2", "audio/mp4", "audio/x-m4a", "audio/m4a", "audio/aac", "audio/x-aac", "audio/aacp",
-    "audio/mpeg", "audio/mp3", "audio/mpeg3", "audio/x-mpeg", "audio/wav", "audio/x-wav", "audio/wave",
-    "audio/vnd.wave", "audio/webm", "audio/flac", "audio/x-flac", "audio/basic", "audio/x-caf",
+    "audio/ogg",
+    "audio/opus",
+    "audio/amr",
+    "audio/amr-wb",
+    "audio/3gpp",
+    "audio/3gpp2",
+    "video/3gpp",
+    "video/3gpp2",
+    "audio/mp4",
+    "audio/x-m4a",
+    "audio/m4a",
+    "audio/aac",
+    "audio/x-aac",
+    "audio/aacp",
+    "audio/mpeg",
+    "audio/mp3",
+    "audio/mpeg3",
+    "audio/x-mpeg",
+    "audio/wav",
+    "audio/x-wav",
+    "audio/wave",
+    "audio/vnd.wave",
+    "audio/webm",
+    "audio/flac",
+    "audio/x-flac",
+    "audio/basic",
+    "audio/x-caf",
 }
-AUDIO_EXTENSIONS = {".ogg", ".oga", ".opus", ".amr", ".awb", ".3gp", ".3ga", ".m4a", ".aac", ".mp3", ".wav",
-                    ".webm", ".weba", ".flac", ".caf"}
+AUDIO_EXTENSIONS = {
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".amr",
+    ".awb",
+    ".3gp",
+    ".3ga",
+    ".m4a",
+    ".aac",
+    ".mp3",
+    ".wav",
+    ".webm",
+    ".weba",
+    ".flac",
+    ".caf",
+}
 # A generic label says nothing; then the file name decides.
 GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 

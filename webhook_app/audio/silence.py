@@ -22,8 +22,9 @@ SAMPLE_WIDTH = 2
 def load_pcm(path: str) -> AudioSegment:
     with open(path, "rb") as handle:
         data = handle.read()
-    return AudioSegment(data=data[:len(data) - len(data) % SAMPLE_WIDTH], sample_width=SAMPLE_WIDTH,
-                        frame_rate=PCM_RATE, channels=1)
+    return AudioSegment(
+        data=data[: len(data) - len(data) % SAMPLE_WIDTH], sample_width=SAMPLE_WIDTH, frame_rate=PCM_RATE, channels=1
+    )
 
 
 def is_digital_silence(result: TranscodeResult, max_s: float) -> bool:

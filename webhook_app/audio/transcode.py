@@ -16,8 +16,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..metrics import TRANSCODE_SECONDS
 from .detect import sniff_file
@@ -58,11 +58,36 @@ class TranscodeResult:
     pcm_path: str | None = None  # the PCM written beside the MP3, when asked for
 
 
-def build_command(src: str, dst: str, *, bitrate_kbps: int = 64, mono: bool = False, loudness: bool = False,
-                  max_duration_s: float | None = None, copy: bool = False, ffmpeg: str | None = None,
-                  pcm: str | None = None, pcm_max_s: float | None = None) -> list[str]:
-    cmd = [ffmpeg or ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-           "-i", src, "-map", "0:a:0", "-vn", "-sn", "-dn", "-map_metadata", "-1"]
+def build_command(
+    src: str,
+    dst: str,
+    *,
+    bitrate_kbps: int = 64,
+    mono: bool = False,
+    loudness: bool = False,
+    max_duration_s: float | None = None,
+    copy: bool = False,
+    ffmpeg: str | None = None,
+    pcm: str | None = None,
+    pcm_max_s: float | None = None,
+) -> list[str]:
+    cmd = [
+        ffmpeg or ffmpeg_binary(),
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        src,
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
+        "-map_metadata",
+        "-1",
+    ]
     if max_duration_s:
         cmd += ["-t", f"{max_duration_s:.3f}"]
     if copy:
@@ -91,8 +116,11 @@ def _pcm_output(pcm: str, max_s: float | None) -> list[str]:
 
 def decode_to_pcm(src: str, pcm: str, *, max_s: float | None = None, timeout_s: float = 60) -> float:
     """`src`'s first `max_s` seconds as PCM_RATE mono s16le in the file `pcm`; answers the seconds decoded."""
-    return _run([ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", src,
-                 *_pcm_output(pcm, max_s)], timeout_s, None)
+    return _run(
+        [ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", src, *_pcm_output(pcm, max_s)],
+        timeout_s,
+        None,
+    )
 
 
 def transcode_to_mp3(
@@ -114,9 +142,19 @@ def transcode_to_mp3(
     started = time.monotonic()
     outcome = "error"
     try:
-        result = _transcode(src, dst, bitrate_kbps=bitrate_kbps, mono=mono, loudness=loudness,
-                            max_duration_s=max_duration_s, timeout_s=timeout_s, keep_mp3=keep_mp3,
-                            on_progress=on_progress, pcm=pcm_path, pcm_max_s=pcm_max_s)
+        result = _transcode(
+            src,
+            dst,
+            bitrate_kbps=bitrate_kbps,
+            mono=mono,
+            loudness=loudness,
+            max_duration_s=max_duration_s,
+            timeout_s=timeout_s,
+            keep_mp3=keep_mp3,
+            on_progress=on_progress,
+            pcm=pcm_path,
+            pcm_max_s=pcm_max_s,
+        )
         outcome = "ok"
         return result
     except AudioTimeout:
@@ -129,21 +167,39 @@ def transcode_to_mp3(
         TRANSCODE_SECONDS.labels(outcome).observe(time.monotonic() - started)
 
 
-def _transcode(src: str, dst: str, *, bitrate_kbps: int, mono: bool, loudness: bool, max_duration_s: float | None,
-               timeout_s: float, keep_mp3: bool, on_progress: Callable[[float], None] | None, pcm: str | None,
-               pcm_max_s: float | None) -> TranscodeResult:
-    if bitrate_kbps not in BITRATES_KBPS:
-        raise ValueError(f"bitrate {bitrate_kbps} kbps is not one of {BITRATES_KBPS}")
-    size = os.path.getsize(src)
-    if size == 0:
-        raise AudioError("the file is empty (0 bytes)")
-    source_format = sniff_file(src)
+def _transcode(
+    src: str,
+    dst: str,
+    *,
+    bitrate_kbps: int,
+    mono: bool,
+    loudness: bool,
+    max_duration_s: float | None,
+    timeout_s: float,
+    keep_mp3: bool,
+    on_progress: Callable[[float], None] | None,
+    pcm: str | None,
+    pcm_max_s: float | None,
+) -> TranscodeResult:
+    source_format = _checked_source(src, bitrate_kbps)
     copy = keep_mp3 and source_format == "mp3" and not loudness and not mono
     started = time.monotonic()
     try:
-        duration = _run(build_command(src, dst, bitrate_kbps=bitrate_kbps, mono=mono, loudness=loudness,
-                                      max_duration_s=max_duration_s, copy=copy, pcm=pcm, pcm_max_s=pcm_max_s),
-                        timeout_s, on_progress)
+        duration = _run(
+            build_command(
+                src,
+                dst,
+                bitrate_kbps=bitrate_kbps,
+                mono=mono,
+                loudness=loudness,
+                max_duration_s=max_duration_s,
+                copy=copy,
+                pcm=pcm,
+                pcm_max_s=pcm_max_s,
+            ),
+            timeout_s,
+            on_progress,
+        )
     except AudioTimeout:
         raise
     except AudioError:
@@ -158,26 +214,43 @@ def _transcode(src: str, dst: str, *, bitrate_kbps: int, mono: bool, loudness: b
         remaining = timeout_s - (time.monotonic() - started)
         if remaining <= 0:
             raise AudioTimeout(f"ffmpeg ran longer than {timeout_s:g} s and was stopped")
-        duration = _run(build_command(src, dst, bitrate_kbps=bitrate_kbps, max_duration_s=max_duration_s, pcm=pcm,
-                                      pcm_max_s=pcm_max_s), remaining, on_progress)
+        command = build_command(
+            src, dst, bitrate_kbps=bitrate_kbps, max_duration_s=max_duration_s, pcm=pcm, pcm_max_s=pcm_max_s
+        )
+        duration = _run(command, remaining, on_progress)
     out_size = os.path.getsize(dst) if os.path.exists(dst) else 0
     if duration <= 0 or out_size == 0:
         raise AudioError("no audio could be decoded (zero-length result)")
+    truncated = bool(max_duration_s) and duration >= max_duration_s - 0.05
+    return TranscodeResult(
+        dst, duration, out_size, _sha256_of(dst), source_format, copy, truncated, time.monotonic() - started, pcm
+    )
+
+
+def _checked_source(src: str, bitrate_kbps: int) -> str:
+    """The source's format, once the request is one ffmpeg can be asked for."""
+    if bitrate_kbps not in BITRATES_KBPS:
+        raise ValueError(f"bitrate {bitrate_kbps} kbps is not one of {BITRATES_KBPS}")
+    if os.path.getsize(src) == 0:
+        raise AudioError("the file is empty (0 bytes)")
+    return sniff_file(src)
+
+
+def _sha256_of(path: str) -> str:
     digest = hashlib.sha256()
-    with open(dst, "rb") as handle:
+    with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    truncated = bool(max_duration_s) and duration >= max_duration_s - 0.05
-    return TranscodeResult(dst, duration, out_size, digest.hexdigest(), source_format, copy, truncated,
-                           time.monotonic() - started, pcm)
+    return digest.hexdigest()
 
 
 def _run(cmd: list[str], timeout_s: float, on_progress: Callable[[float], None] | None) -> float:
     """Run ffmpeg with a hard wall-clock limit; answer the output duration in seconds."""
     cmd = [cmd[0], "-progress", "pipe:1", "-nostats", *cmd[1:]]
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-                                preexec_fn=die_with_parent)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, preexec_fn=die_with_parent
+        )
         timed_out = threading.Event()
 
         def kill() -> None:

@@ -5,7 +5,7 @@ inbound or our own outbound, are left alone by the (message, media) unique key."
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..extensions import db
 from ..jobs import queue
@@ -36,9 +36,14 @@ def backfill(since: datetime) -> dict:
                 continue
             counts["messages"] += 1
             channel = channel_from_address(message["author"])
-            event = {"AccountSid": message["account_sid"], "ChatServiceSid": conversation["chat_service_sid"],
-                     "ConversationSid": conversation["sid"], "MessageSid": message["sid"],
-                     "Author": message["author"], "Source": SOURCE_BY_CHANNEL.get(channel, "SDK")}
+            event = {
+                "AccountSid": message["account_sid"],
+                "ChatServiceSid": conversation["chat_service_sid"],
+                "ConversationSid": conversation["sid"],
+                "MessageSid": message["sid"],
+                "Author": message["author"],
+                "Source": SOURCE_BY_CHANNEL.get(channel, "SDK"),
+            }
             new_ids = record_message_media(event, parse_media(message["media"]))
             db.session.commit()
             counts["new_rows"] += len(new_ids)
@@ -49,5 +54,5 @@ def backfill(since: datetime) -> dict:
 
 def _aware(value: datetime | None) -> datetime:
     if value is None:
-        return datetime.now(timezone.utc)
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return datetime.now(UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

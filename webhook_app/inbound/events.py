@@ -21,7 +21,8 @@ class MediaItem:
 
 
 def parse_media(raw) -> list[MediaItem]:
-    """Media as Twilio spells it: `Sid`/`ContentType` in webhooks, `MediaSid` in Event Streams, `sid`/`content_type` in REST."""
+    """Media as Twilio spells it: `Sid`/`ContentType` in webhooks, `MediaSid` in Event Streams, `sid`/`content_type`
+    in REST."""
     if isinstance(raw, str):
         if not raw.strip():
             return []
@@ -43,12 +44,14 @@ def parse_media(raw) -> list[MediaItem]:
             if sid is not None:
                 log.warning("webhook Media entry with a malformed media SID: %.100r", sid)
             continue
-        items.append(MediaItem(
-            sid=sid,
-            content_type=_text(_first(entry, "ContentType", "content_type", "contentType", "Content-Type")),
-            filename=_text(_first(entry, "Filename", "filename", "FileName")),
-            size=_declared_size(_first(entry, "Size", "size")),
-        ))
+        items.append(
+            MediaItem(
+                sid=sid,
+                content_type=_text(_first(entry, "ContentType", "content_type", "contentType", "Content-Type")),
+                filename=_text(_first(entry, "Filename", "filename", "FileName")),
+                size=_declared_size(_first(entry, "Size", "size")),
+            )
+        )
     return items
 
 

@@ -53,14 +53,23 @@ def _retry_expand_later(event: dict, exc: Exception) -> None:
     rather than fail and lose the attachments."""
     attempt = int(event.get("_attempt", 1))
     if attempt >= current_app.config["JOB_MAX_ATTEMPTS"]:
-        log.error("could not read message %s to expand its media after %d attempts (%s); %s", event["MessageSid"],
-                  attempt, exc, RECOVER_WITH_BACKFILL)
+        log.error(
+            "could not read message %s to expand its media after %d attempts (%s); %s",
+            event["MessageSid"],
+            attempt,
+            exc,
+            RECOVER_WITH_BACKFILL,
+        )
         return
     delay = queue.retry_delay(exc, attempt)
-    log.warning("could not read message %s to expand its media (attempt %d): %s; retrying in %g s",
-                event["MessageSid"], attempt, exc, delay)
+    log.warning(
+        "could not read message %s to expand its media (attempt %d): %s; retrying in %g s",
+        event["MessageSid"],
+        attempt,
+        exc,
+        delay,
+    )
     try:
         queue.enqueue_in(delay, expand_message, {**event, "_attempt": attempt + 1})
     except Exception:  # noqa: BLE001 - Redis down too: say what is missing and how to recover it
-        log.exception("could not schedule the next read of message %s; %s", event["MessageSid"],
-                      RECOVER_WITH_BACKFILL)
+        log.exception("could not schedule the next read of message %s; %s", event["MessageSid"], RECOVER_WITH_BACKFILL)

@@ -18,8 +18,8 @@ from sqlalchemy import update
 from ..audio.transcode import AudioError, transcode_to_mp3
 from ..extensions import db
 from ..jobs import queue
-from ..media.storage import media_store
 from ..jobs.sweeper import WORKING
+from ..media.storage import media_store
 from ..models import AudioMessage, Status, utcnow
 from ..observability import bind_audit_id
 from ..outages import describe, is_database_unreachable
@@ -79,7 +79,8 @@ def _claim(audit_id: int, interrupted: dict | None) -> int | None:
         update(AudioMessage)
         .where(AudioMessage.id == audit_id, AudioMessage.status == Status.QUEUED.value)
         .values(status=Status.DOWNLOADING.value, attempts=AudioMessage.attempts + 1, started_at=now, updated_at=now)
-        .returning(AudioMessage.attempts)).scalar()
+        .returning(AudioMessage.attempts)
+    ).scalar()
     db.session.commit()
     return attempt
 
@@ -92,14 +93,16 @@ def _take_over_from_interrupted_attempt(audit_id: int, interrupted: dict, now: d
     attempt = interrupted["attempt"]
     reason = f"attempt {attempt} was cut off by a database outage ({interrupted['error']})"
     if attempt >= current_app.config["JOB_MAX_ATTEMPTS"]:
-        outcome = dict(status=Status.FAILED.value, finished_at=now,
-                       error=f"{reason}; giving up after {attempt} attempt(s)")
+        outcome = dict(
+            status=Status.FAILED.value, finished_at=now, error=f"{reason}; giving up after {attempt} attempt(s)"
+        )
     else:
         outcome = dict(status=Status.QUEUED.value, error=f"{reason}; retried")
     db.session.execute(
         update(AudioMessage)
         .where(AudioMessage.id == audit_id, AudioMessage.status.in_(WORKING), AudioMessage.attempts == attempt)
-        .values(updated_at=now, **outcome))
+        .values(updated_at=now, **outcome)
+    )
 
 
 def _process_and_record_outcome(row: AudioMessage, attempt: int) -> str:
@@ -167,7 +170,8 @@ def _process(row: AudioMessage) -> None:
             _commit_ready(row, settings.transcribe)
             return
         result = transcode_to_mp3(
-            source_path, os.path.join(workdir, "out.mp3"),
+            source_path,
+            os.path.join(workdir, "out.mp3"),
             bitrate_kbps=settings.bitrate_kbps,
             loudness=settings.loudness_normalize,
             # The channel's own duration cap binds customers too: a tiny file of silence must not become hours.
@@ -185,8 +189,15 @@ def _process(row: AudioMessage) -> None:
     row.error = None
     row.mark(Status.READY)
     _commit_ready(row, settings.transcribe)
-    log.info("inbound audit %s ready: %s %.2f s, %d -> %d bytes in %d ms", row.id, row.channel, result.duration_s,
-             row.size_bytes or 0, result.size_bytes, row.processing_ms or 0)
+    log.info(
+        "inbound audit %s ready: %s %.2f s, %d -> %d bytes in %d ms",
+        row.id,
+        row.channel,
+        result.duration_s,
+        row.size_bytes or 0,
+        result.size_bytes,
+        row.processing_ms or 0,
+    )
 
 
 def _commit_ready(row: AudioMessage, transcribes: bool) -> None:
@@ -213,8 +224,9 @@ def _retry_later(row: AudioMessage, exc: Exception) -> None:
         log.exception("could not schedule the retry of audit %s; the sweeper will", row.id)
 
 
-def _retry_when_the_database_returns(audit_id: int, attempt: int | None, exc: Exception,
-                                     interrupted: dict | None) -> None:
+def _retry_when_the_database_returns(
+    audit_id: int, attempt: int | None, exc: Exception, interrupted: dict | None
+) -> None:
     """The database went away (a restart, a failover) and the row cannot say so now: schedule the retry where it
     survives the outage (RQ's scheduler on Redis, the in-process runner's timer), with the attempt's number so that
     the retry can take the row over (_take_over_from_interrupted_attempt). A retry that finds the database still
@@ -222,8 +234,13 @@ def _retry_when_the_database_returns(audit_id: int, attempt: int | None, exc: Ex
     sweeper picks the row up once the database is back (SWEEP_STUCK_AFTER_S, SWEEP_REQUEUE_AFTER_S)."""
     waits = (interrupted["waits"] if interrupted else 0) + 1
     if waits > current_app.config["JOB_MAX_ATTEMPTS"]:
-        log.error("inbound audit %s: the database is still unreachable after %d retries (%s); the sweeper takes the "
-                  "row up once it is back", audit_id, waits - 1, describe(exc))
+        log.error(
+            "inbound audit %s: the database is still unreachable after %d retries (%s); the sweeper takes the "
+            "row up once it is back",
+            audit_id,
+            waits - 1,
+            describe(exc),
+        )
         return
     delay = queue.retry_delay(exc, waits)
     log.warning("inbound audit %s: the database is unreachable (%s); retrying in %g s", audit_id, describe(exc), delay)
@@ -231,8 +248,10 @@ def _retry_when_the_database_returns(audit_id: int, attempt: int | None, exc: Ex
     try:
         queue.enqueue_in(delay, process_inbound, audit_id, retry)
     except Exception:  # noqa: BLE001 - Redis gone too: the sweeper is the net
-        log.exception("could not schedule the retry of audit %s either; the sweeper takes the row up once the "
-                      "database is back", audit_id)
+        log.exception(
+            "could not schedule the retry of audit %s either; the sweeper takes the row up once the database is back",
+            audit_id,
+        )
 
 
 def _fail(row: AudioMessage, reason: str) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..jobs import queue
 from ..audio.detect import is_audio
 from ..extensions import db
+from ..jobs import queue
 from ..models import Status, utcnow
 from ..settings.channels import channel_from_webhook
 from ..twilio.sids import sid_or_none
@@ -23,26 +23,28 @@ def audio_rows(event: dict, media: list[MediaItem]) -> list[dict]:
     for item in media:
         if not is_audio(item.content_type, item.filename):
             continue
-        rows.append(dict(
-            direction="inbound",
-            channel=channel_from_webhook(source, author),
-            status=Status.QUEUED.value,
-            account_sid=sid_or_none(event.get("AccountSid"), "AC"),
-            chat_service_sid=sid_or_none(event.get("ChatServiceSid"), "IS"),
-            conversation_sid=event["ConversationSid"],
-            message_sid=event["MessageSid"],
-            media_sid=item.sid,
-            author=column_text(author, 256),
-            source=column_text(source, 32),
-            content_type=column_text(item.content_type, 128),
-            filename=column_text(item.filename, 256),
-            size_bytes=item.size,
-            truncated=False,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-            dispatched_at=dispatched_at,
-        ))
+        rows.append(
+            dict(
+                direction="inbound",
+                channel=channel_from_webhook(source, author),
+                status=Status.QUEUED.value,
+                account_sid=sid_or_none(event.get("AccountSid"), "AC"),
+                chat_service_sid=sid_or_none(event.get("ChatServiceSid"), "IS"),
+                conversation_sid=event["ConversationSid"],
+                message_sid=event["MessageSid"],
+                media_sid=item.sid,
+                author=column_text(author, 256),
+                source=column_text(source, 32),
+                content_type=column_text(item.content_type, 128),
+                filename=column_text(item.filename, 256),
+                size_bytes=item.size,
+                truncated=False,
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+                dispatched_at=dispatched_at,
+            )
+        )
     return rows
 
 

@@ -14,10 +14,10 @@ import importlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Callable, Union
 
 from flask import Flask, current_app, has_app_context
 from redis import Redis
@@ -38,7 +38,7 @@ ONCE_KEYS_MAX = 100_000
 ONCE_KEY_PREFIX = "webhook_app:once:"
 RQ_OPTIONS = dict(job_timeout=JOB_TIMEOUT_S, result_ttl=3600, failure_ttl=7 * 24 * 3600)
 
-Job = Union[Callable, str]  # a function marked @job, or its dotted path
+Job = Callable | str  # a function marked @job, or its dotted path
 # Transcription runs on a lane of its own (an RQ queue `<RQ_QUEUE>-transcripts`, or one in-process thread), so a
 # minute of speech to text never stands between a voice note and its playback.
 TRANSCRIPTS = "transcripts"
@@ -183,8 +183,16 @@ class RqRunner:
 
     def enqueue_many(self, calls: list[tuple[str, tuple]]) -> None:
         """Several jobs in one Redis round trip (the relay hands out hundreds at a time under load)."""
-        prepared = [Queue.prepare_data(path, args=args, timeout=JOB_TIMEOUT_S, result_ttl=RQ_OPTIONS["result_ttl"],
-                                       failure_ttl=RQ_OPTIONS["failure_ttl"]) for path, args in calls]
+        prepared = [
+            Queue.prepare_data(
+                path,
+                args=args,
+                timeout=JOB_TIMEOUT_S,
+                result_ttl=RQ_OPTIONS["result_ttl"],
+                failure_ttl=RQ_OPTIONS["failure_ttl"],
+            )
+            for path, args in calls
+        ]
         self.queue.enqueue_many(prepared)
 
     def claim_once(self, key: str, ttl_s: int) -> bool:
@@ -223,8 +231,12 @@ class RqRunner:
 def init_app(app: Flask) -> None:
     if app.config.get("REDIS_URL"):
         on_postgres = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name() == "postgresql"
-        runner = RqRunner(app.config["REDIS_URL"], app.config["RQ_QUEUE"], relays_new_rows=on_postgres,
-                          tls_verify=app.config["REDIS_TLS_VERIFY"])
+        runner = RqRunner(
+            app.config["REDIS_URL"],
+            app.config["RQ_QUEUE"],
+            relays_new_rows=on_postgres,
+            tls_verify=app.config["REDIS_TLS_VERIFY"],
+        )
     else:
         runner = InProcessRunner(app, app.config["JOB_WORKERS"])
     app.extensions["jobs"] = runner
@@ -270,8 +282,9 @@ def _lane(lane: str | None) -> dict:
 def retry_delay(exc: Exception, attempt: int) -> float:
     """Seconds before a job's attempt `attempt` + 1: Twilio's Retry-After when it sent one, else exponential
     backoff from JOB_RETRY_BASE_S, at most five minutes (the job is not holding anything while it waits)."""
-    policy = RetryPolicy(base_s=current_app.config["JOB_RETRY_BASE_S"], max_delay_s=300, max_retry_after_s=None,
-                         jitter=False)
+    policy = RetryPolicy(
+        base_s=current_app.config["JOB_RETRY_BASE_S"], max_delay_s=300, max_retry_after_s=None, jitter=False
+    )
     return policy.delay(attempt, getattr(exc, "retry_after", None))
 
 

@@ -51,14 +51,19 @@ def processed_by_jobs():
 def relay_waiting_rows(limit: int = BATCH_ROWS) -> int:
     """Claim up to `limit` queued rows no job was enqueued for, enqueue their jobs; answer how many."""
     now = utcnow()
-    waiting = (select(AudioMessage.id)
-               .where(AudioMessage.status == Status.QUEUED.value, AudioMessage.dispatched_at.is_(None),
-                      processed_by_jobs())
-               .order_by(AudioMessage.id).limit(limit)
-               .with_for_update(skip_locked=True))
+    waiting = (
+        select(AudioMessage.id)
+        .where(AudioMessage.status == Status.QUEUED.value, AudioMessage.dispatched_at.is_(None), processed_by_jobs())
+        .order_by(AudioMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     claimed = db.session.execute(
-        update(AudioMessage).where(AudioMessage.id.in_(waiting)).values(dispatched_at=now)
-        .returning(*DISPATCHED_COLUMNS)).all()
+        update(AudioMessage)
+        .where(AudioMessage.id.in_(waiting))
+        .values(dispatched_at=now)
+        .returning(*DISPATCHED_COLUMNS)
+    ).all()
     db.session.commit()
     if not claimed:
         return 0
@@ -71,18 +76,26 @@ def relay_waiting_rows(limit: int = BATCH_ROWS) -> int:
         current_app.extensions["jobs"].enqueue_many([(NORMALIZE_INBOUND, (row.id,)) for row in claimed])
     except Exception:
         # Give them back: the next round (here or on another worker) tries again; nothing waits for the sweeper.
-        db.session.execute(update(AudioMessage)
-                           .where(AudioMessage.id.in_([row.id for row in claimed]),
-                                  AudioMessage.dispatched_at == now)
-                           .values(dispatched_at=None))
+        db.session.execute(
+            update(AudioMessage)
+            .where(AudioMessage.id.in_([row.id for row in claimed]), AudioMessage.dispatched_at == now)
+            .values(dispatched_at=None)
+        )
         db.session.commit()
         raise
     return len(claimed)
 
 
 # What a row handed to the jobs must say for its SDK message to be expanded too (expand_sdk_messages).
-DISPATCHED_COLUMNS = (AudioMessage.id, AudioMessage.source, AudioMessage.account_sid, AudioMessage.chat_service_sid,
-                      AudioMessage.conversation_sid, AudioMessage.message_sid, AudioMessage.author)
+DISPATCHED_COLUMNS = (
+    AudioMessage.id,
+    AudioMessage.source,
+    AudioMessage.account_sid,
+    AudioMessage.chat_service_sid,
+    AudioMessage.conversation_sid,
+    AudioMessage.message_sid,
+    AudioMessage.author,
+)
 
 
 def expand_sdk_messages(rows) -> None:
@@ -92,9 +105,16 @@ def expand_sdk_messages(rows) -> None:
     already expanded keeps its once-key, so the next try skips it."""
     sdk_messages = {row.message_sid: row for row in rows if (row.source or "").upper() == "SDK"}
     for message_sid, row in sdk_messages.items():
-        enqueue_expand_once({"AccountSid": row.account_sid, "ChatServiceSid": row.chat_service_sid,
-                             "ConversationSid": row.conversation_sid, "MessageSid": message_sid,
-                             "Author": row.author, "Source": row.source})
+        enqueue_expand_once(
+            {
+                "AccountSid": row.account_sid,
+                "ChatServiceSid": row.chat_service_sid,
+                "ConversationSid": row.conversation_sid,
+                "MessageSid": message_sid,
+                "Author": row.author,
+                "Source": row.source,
+            }
+        )
 
 
 def enqueue_expand_once(event: dict) -> None:
@@ -140,8 +160,9 @@ def start_relay_thread(app: Flask) -> threading.Thread:
         failures = 0
         while not stop.is_set():
             try:
-                with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True,
-                                     connect_timeout=5) as listener:
+                with psycopg.connect(
+                    url.render_as_string(hide_password=False), autocommit=True, connect_timeout=5
+                ) as listener:
                     listener.execute(f"LISTEN {CHANNEL}")
                     outages.DATABASE.reachable()
                     while not stop.is_set():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app
 from sqlalchemy import update
@@ -33,7 +33,7 @@ TRANSCRIBE = "webhook_app.transcripts.job.transcribe_audio"
 
 def sweep(now: datetime | None = None) -> dict:
     config = current_app.config
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     stuck_before = now - timedelta(seconds=config["SWEEP_STUCK_AFTER_S"])
     gave_up, revived, requeued = _take_back_orphans(now, stuck_before)
     abandoned, abandoned_after_sending = _close_abandoned_uploads(now, stuck_before)
@@ -41,14 +41,19 @@ def sweep(now: datetime | None = None) -> dict:
     db.session.commit()
     _hand_out([*revived, *requeued])
     _hand_out_transcripts([*transcripts["revived"], *transcripts["requeued"]])
-    counts = {"revived": len(revived), "requeued": len(requeued), "gave_up": len(gave_up),
-              "abandoned": len(abandoned) + len(abandoned_after_sending),
-              **{f"transcripts_{name}": len(ids) for name, ids in transcripts.items()}}
+    counts = {
+        "revived": len(revived),
+        "requeued": len(requeued),
+        "gave_up": len(gave_up),
+        "abandoned": len(abandoned) + len(abandoned_after_sending),
+        **{f"transcripts_{name}": len(ids) for name, ids in transcripts.items()},
+    }
     if any(counts.values()):
         log.warning("sweeper: %s", counts)
     if abandoned_after_sending:
-        log.warning("sweeper: agent sends %s were posted before their request ended; recorded ready",
-                    abandoned_after_sending)
+        log.warning(
+            "sweeper: agent sends %s were posted before their request ended; recorded ready", abandoned_after_sending
+        )
     return counts
 
 
@@ -59,19 +64,37 @@ def _take_back_orphans(now: datetime, stuck_before: datetime) -> tuple[list, lis
     requeue_before = now - timedelta(seconds=config["SWEEP_REQUEUE_AFTER_S"])
     max_attempts = config["JOB_MAX_ATTEMPTS"]
     from_webhook = processed_by_jobs()
-    gave_up = db.session.execute(
-        update(AudioMessage)
-        .where(from_webhook, AudioMessage.status.in_(WORKING), AudioMessage.updated_at < stuck_before,
-               AudioMessage.attempts >= max_attempts)
-        .values(status=Status.FAILED.value, finished_at=now, updated_at=now,
-                error=f"the worker stopped mid-job {max_attempts} times; giving up")
-        .returning(AudioMessage.id)).scalars().all()
+    gave_up = (
+        db.session.execute(
+            update(AudioMessage)
+            .where(
+                from_webhook,
+                AudioMessage.status.in_(WORKING),
+                AudioMessage.updated_at < stuck_before,
+                AudioMessage.attempts >= max_attempts,
+            )
+            .values(
+                status=Status.FAILED.value,
+                finished_at=now,
+                updated_at=now,
+                error=f"the worker stopped mid-job {max_attempts} times; giving up",
+            )
+            .returning(AudioMessage.id)
+        )
+        .scalars()
+        .all()
+    )
     revived = db.session.execute(
         update(AudioMessage)
         .where(from_webhook, AudioMessage.status.in_(WORKING), AudioMessage.updated_at < stuck_before)
-        .values(status=Status.QUEUED.value, updated_at=now, dispatched_at=now,
-                error="the worker stopped mid-job (crash or restart); retrying")
-        .returning(*DISPATCHED_COLUMNS)).all()
+        .values(
+            status=Status.QUEUED.value,
+            updated_at=now,
+            dispatched_at=now,
+            error="the worker stopped mid-job (crash or restart); retrying",
+        )
+        .returning(*DISPATCHED_COLUMNS)
+    ).all()
     # Queued long ago and still queued: its job was lost (Redis down at enqueue time, a flushed queue, no relay
     # running). Enqueued here, so marked dispatched: a relay must not enqueue it a second time, nor expand its
     # SDK message, which the sweeper does instead.
@@ -79,7 +102,8 @@ def _take_back_orphans(now: datetime, stuck_before: datetime) -> tuple[list, lis
         update(AudioMessage)
         .where(from_webhook, AudioMessage.status == Status.QUEUED.value, AudioMessage.updated_at < requeue_before)
         .values(updated_at=now, dispatched_at=now)
-        .returning(*DISPATCHED_COLUMNS)).all()
+        .returning(*DISPATCHED_COLUMNS)
+    ).all()
     return gave_up, revived, requeued
 
 
@@ -89,23 +113,49 @@ def _take_back_transcripts(now: datetime, stuck_before: datetime) -> dict[str, l
     config = current_app.config
     max_attempts = config["JOB_MAX_ATTEMPTS"]
     running = (Transcript.status == TranscriptStatus.RUNNING.value, Transcript.updated_at < stuck_before)
-    gave_up = db.session.execute(
-        update(Transcript).where(*running, Transcript.attempts >= max_attempts)
-        .values(status=TranscriptStatus.FAILED.value, finished_at=now, updated_at=now,
-                error=f"the worker stopped mid-transcription {max_attempts} times; giving up")
-        .returning(Transcript.audio_message_id)).scalars().all()
-    revived = db.session.execute(
-        update(Transcript).where(*running)
-        .values(status=TranscriptStatus.QUEUED.value, updated_at=now,
-                error="the worker stopped mid-transcription (crash or restart); retrying")
-        .returning(Transcript.audio_message_id)).scalars().all()
-    requeued = db.session.execute(
-        update(Transcript)
-        .where(Transcript.status == TranscriptStatus.QUEUED.value,
-               Transcript.updated_at < now - timedelta(seconds=config["SWEEP_REQUEUE_AFTER_S"]),
-               Transcript.audio_message_id.not_in(revived or [0]))
-        .values(updated_at=now)
-        .returning(Transcript.audio_message_id)).scalars().all()
+    gave_up = (
+        db.session.execute(
+            update(Transcript)
+            .where(*running, Transcript.attempts >= max_attempts)
+            .values(
+                status=TranscriptStatus.FAILED.value,
+                finished_at=now,
+                updated_at=now,
+                error=f"the worker stopped mid-transcription {max_attempts} times; giving up",
+            )
+            .returning(Transcript.audio_message_id)
+        )
+        .scalars()
+        .all()
+    )
+    revived = (
+        db.session.execute(
+            update(Transcript)
+            .where(*running)
+            .values(
+                status=TranscriptStatus.QUEUED.value,
+                updated_at=now,
+                error="the worker stopped mid-transcription (crash or restart); retrying",
+            )
+            .returning(Transcript.audio_message_id)
+        )
+        .scalars()
+        .all()
+    )
+    requeued = (
+        db.session.execute(
+            update(Transcript)
+            .where(
+                Transcript.status == TranscriptStatus.QUEUED.value,
+                Transcript.updated_at < now - timedelta(seconds=config["SWEEP_REQUEUE_AFTER_S"]),
+                Transcript.audio_message_id.not_in(revived or [0]),
+            )
+            .values(updated_at=now)
+            .returning(Transcript.audio_message_id)
+        )
+        .scalars()
+        .all()
+    )
     return {"revived": list(revived), "requeued": list(requeued), "gave_up": list(gave_up)}
 
 
@@ -121,19 +171,37 @@ def _hand_out_transcripts(audit_ids: list[int]) -> None:
 def _close_abandoned_uploads(now: datetime, stuck_before: datetime) -> tuple[list, list]:
     """An agent upload runs inside its request: if that died, nobody will finish it. Say so, and say it right: one
     whose message Twilio had already created (its SID is committed at once) was sent. Answers both lists of ids."""
-    unfinished = (AudioMessage.source == "agent-api", AudioMessage.status.in_(OUTBOUND_UNFINISHED),
-                  AudioMessage.updated_at < stuck_before)
-    abandoned = db.session.execute(
-        update(AudioMessage)
-        .where(*unfinished, AudioMessage.message_sid.is_(None))
-        .values(status=Status.FAILED.value, finished_at=now, updated_at=now, error_code="interrupted",
-                error="the upload request ended before the message was sent")
-        .returning(AudioMessage.id)).scalars().all()
-    sent = db.session.execute(
-        update(AudioMessage)
-        .where(*unfinished, AudioMessage.message_sid.is_not(None))
-        .values(status=Status.READY.value, finished_at=now, updated_at=now)
-        .returning(AudioMessage.id)).scalars().all()
+    unfinished = (
+        AudioMessage.source == "agent-api",
+        AudioMessage.status.in_(OUTBOUND_UNFINISHED),
+        AudioMessage.updated_at < stuck_before,
+    )
+    abandoned = (
+        db.session.execute(
+            update(AudioMessage)
+            .where(*unfinished, AudioMessage.message_sid.is_(None))
+            .values(
+                status=Status.FAILED.value,
+                finished_at=now,
+                updated_at=now,
+                error_code="interrupted",
+                error="the upload request ended before the message was sent",
+            )
+            .returning(AudioMessage.id)
+        )
+        .scalars()
+        .all()
+    )
+    sent = (
+        db.session.execute(
+            update(AudioMessage)
+            .where(*unfinished, AudioMessage.message_sid.is_not(None))
+            .values(status=Status.READY.value, finished_at=now, updated_at=now)
+            .returning(AudioMessage.id)
+        )
+        .scalars()
+        .all()
+    )
     return abandoned, sent
 
 

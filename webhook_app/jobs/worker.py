@@ -87,8 +87,10 @@ def run_worker(app: Flask, burst: bool = False, transcripts_only: bool = False) 
     if app.config["MAINTENANCE_INTERVAL_S"] > 0:
         start_maintenance_thread(app)
     else:
-        log.warning("MAINTENANCE_INTERVAL_S=0: this worker neither sweeps nor applies retention; run `flask --app "
-                    "webhook_app sweep` and `flask --app webhook_app retention run` from a scheduler instead")
+        log.warning(
+            "MAINTENANCE_INTERVAL_S=0: this worker neither sweeps nor applies retention; run `flask --app "
+            "webhook_app sweep` and `flask --app webhook_app retention run` from a scheduler instead"
+        )
     stopping = threading.Event()
     scheduler = start_scheduler_thread(runner, stopping)  # for both queues (a transcript's retries too)
     transcriber = start_transcriber_thread(stopping) if transcribes_here() else None
@@ -141,14 +143,18 @@ def _stop_child(child: subprocess.Popen) -> None:
     try:
         child.wait(TRANSCRIBER_STOP_S)
     except subprocess.TimeoutExpired:
-        log.warning("transcription process %s still busy after %s s; killing it (its note is handed out again)",
-                    child.pid, TRANSCRIBER_STOP_S)
+        log.warning(
+            "transcription process %s still busy after %s s; killing it (its note is handed out again)",
+            child.pid,
+            TRANSCRIBER_STOP_S,
+        )
         child.kill()
         child.wait()
 
 
-def supervise(runner: queue.RqRunner, stopping: threading.Event, queues: list | None = None,
-              worker_class: type | None = None) -> None:
+def supervise(
+    runner: queue.RqRunner, stopping: threading.Event, queues: list | None = None, worker_class: type | None = None
+) -> None:
     """Run RQ workers (`worker_class`, by default the forking OutageTolerantWorker) on `queues` (by default all
     the runner's), one after the other, each once Redis answers, until the process is asked to stop. The process
     keeps the app context: jobs reuse it instead of building their own app."""

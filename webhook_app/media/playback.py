@@ -7,7 +7,7 @@ service instead, the Range header passed on to S3. Any origin may read the audio
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, redirect, request, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -56,7 +56,7 @@ def media(token: str):
 
     store = media_store()
     # A presigned URL never outlives the playback link that led to it.
-    link_left_s = link_ttl_s - (datetime.now(timezone.utc) - signed_at).total_seconds()
+    link_left_s = link_ttl_s - (datetime.now(UTC) - signed_at).total_seconds()
     ttl_s = max(1, int(min(current_app.config.get("S3_PRESIGN_TTL_S") or DEFAULT_PRESIGN_TTL_S, link_left_s)))
     url = store.presigned_url(row.media_key, ttl_s)
     if url:
@@ -122,8 +122,12 @@ def _stream_from_s3(store: S3Store, row: AudioMessage) -> Response:
     if obj is None:
         raise ApiError(410, "gone", "this audio is no longer available")
     if obj.status == 416:
-        raise ApiError(416, "range_not_satisfiable", "the requested range is outside the audio",
-                       headers={"Content-Range": obj.content_range} if obj.content_range else None)
+        raise ApiError(
+            416,
+            "range_not_satisfiable",
+            "the requested range is outside the audio",
+            headers={"Content-Range": obj.content_range} if obj.content_range else None,
+        )
 
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
     if obj.etag:
@@ -149,5 +153,8 @@ def _if_range_holds(obj) -> bool:
     if condition.startswith(('"', "W/")):
         return condition == obj.etag  # If-Range needs a strong match
     when = parse_date(condition)
-    return when is not None and obj.last_modified is not None and \
-        int(when.timestamp()) == int(obj.last_modified.timestamp())
+    return (
+        when is not None
+        and obj.last_modified is not None
+        and int(when.timestamp()) == int(obj.last_modified.timestamp())
+    )

@@ -12,7 +12,7 @@ TRANSCRIPT_RETENTION_DAYS keeps the text longer; then it goes once the note is t
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask import current_app
@@ -44,13 +44,17 @@ def retention_cutoff(now: datetime | None = None, days: int | None = None) -> da
         return None
     now = now or utcnow()
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     return now - timedelta(days=days)
 
 
 def _expired(cutoff: datetime):
-    return (AudioMessage.status.in_(FINISHED), AudioMessage.media_key.is_not(None),
-            AudioMessage.media_deleted_at.is_(None), AudioMessage.created_at < cutoff)
+    return (
+        AudioMessage.status.in_(FINISHED),
+        AudioMessage.media_key.is_not(None),
+        AudioMessage.media_deleted_at.is_(None),
+        AudioMessage.created_at < cutoff,
+    )
 
 
 def count_expired_media(now: datetime | None = None, days: int | None = None) -> int:
@@ -60,8 +64,13 @@ def count_expired_media(now: datetime | None = None, days: int | None = None) ->
     return db.session.scalar(select(func.count()).select_from(AudioMessage).where(*_expired(cutoff))) or 0
 
 
-def delete_expired_media(now: datetime | None = None, *, days: int | None = None, batch_size: int = BATCH_SIZE,
-                         limit: int | None = MAX_PER_RUN) -> int:
+def delete_expired_media(
+    now: datetime | None = None,
+    *,
+    days: int | None = None,
+    batch_size: int = BATCH_SIZE,
+    limit: int | None = MAX_PER_RUN,
+) -> int:
     """Delete the stored media of audio messages older than RETENTION_DAYS; answer how many were deleted.
 
     Each batch commits on its own. `limit` caps one call (None: until nothing is left).
@@ -79,8 +88,10 @@ def _delete_expired(now: datetime | None, days: int | None, batch_size: int, lim
     while (limit is None or deleted < limit) and failures_in_a_row < MAX_FAILURES_IN_A_ROW:
         size = batch_size if limit is None else min(batch_size, limit - deleted)
         rows = db.session.scalars(
-            select(AudioMessage).where(AudioMessage.id > last_id, *_expired(cutoff))
-            .order_by(AudioMessage.id).limit(size)
+            select(AudioMessage)
+            .where(AudioMessage.id > last_id, *_expired(cutoff))
+            .order_by(AudioMessage.id)
+            .limit(size)
             .with_for_update(skip_locked=True)  # PostgreSQL: two sweepers split the work; SQLite ignores it
         ).all()
         if not rows:
@@ -109,8 +120,12 @@ def _delete_expired(now: datetime | None, days: int | None, batch_size: int, lim
     if deleted_text:
         log.info("retention: %d transcript(s) kept longer deleted", deleted_text)
     if deleted or failed:
-        log.info("retention: deleted the media of %d audio message(s) created before %s (%d failed)",
-                 deleted, cutoff.isoformat(), failed)
+        log.info(
+            "retention: deleted the media of %d audio message(s) created before %s (%d failed)",
+            deleted,
+            cutoff.isoformat(),
+            failed,
+        )
     return deleted, failed
 
 
@@ -121,8 +136,10 @@ def delete_transcripts(audit_ids: list[int]) -> int:
         return 0
     now = utcnow()
     return db.session.execute(
-        update(Transcript).where(Transcript.audio_message_id.in_(audit_ids), Transcript.deleted_at.is_(None))
-        .values(text=None, segments=None, deleted_at=now, updated_at=now)).rowcount
+        update(Transcript)
+        .where(Transcript.audio_message_id.in_(audit_ids), Transcript.deleted_at.is_(None))
+        .values(text=None, segments=None, deleted_at=now, updated_at=now)
+    ).rowcount
 
 
 def _delete_expired_transcripts(now: datetime | None) -> int:
@@ -132,9 +149,15 @@ def _delete_expired_transcripts(now: datetime | None) -> int:
         return 0
     cutoff = (now or utcnow()) - timedelta(days=days)
     ids = db.session.scalars(
-        select(Transcript.audio_message_id).join(AudioMessage, AudioMessage.id == Transcript.audio_message_id)
-        .where(Transcript.deleted_at.is_(None), AudioMessage.media_deleted_at.is_not(None),
-               AudioMessage.created_at < cutoff).limit(MAX_PER_RUN)).all()
+        select(Transcript.audio_message_id)
+        .join(AudioMessage, AudioMessage.id == Transcript.audio_message_id)
+        .where(
+            Transcript.deleted_at.is_(None),
+            AudioMessage.media_deleted_at.is_not(None),
+            AudioMessage.created_at < cutoff,
+        )
+        .limit(MAX_PER_RUN)
+    ).all()
     count = delete_transcripts(list(ids))
     db.session.commit()
     return count
@@ -154,8 +177,10 @@ def retention_run(days, dry_run, batch_size):
         click.echo("RETENTION_DAYS is 0: media is kept forever; nothing deleted (use --days to run once).")
         return
     if dry_run:
-        click.echo(f"would delete the media of {count_expired_media(days=days)} audio message(s) "
-                   f"created before {cutoff.isoformat()}")
+        click.echo(
+            f"would delete the media of {count_expired_media(days=days)} audio message(s) "
+            f"created before {cutoff.isoformat()}"
+        )
         return
     deleted, failed = _delete_expired(None, days, batch_size, None)
     click.echo(f"deleted the media of {deleted} audio message(s) created before {cutoff.isoformat()}")

@@ -11,9 +11,10 @@ import io
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from flask import Flask, current_app
 from sqlalchemy import delete, func, select
@@ -61,8 +62,9 @@ class DatabaseStore:
     def put(self, key: str, path: str, content_type: str, sha256: str) -> None:
         with open(path, "rb") as handle:
             data = handle.read()
-        db.session.merge(StoredMedia(key=key, content_type=content_type, size_bytes=len(data), sha256=sha256,
-                                     data=data))
+        db.session.merge(
+            StoredMedia(key=key, content_type=content_type, size_bytes=len(data), sha256=sha256, data=data)
+        )
 
     def get(self, key: str) -> StoredObject | None:
         row = db.session.scalar(select(StoredMedia).where(StoredMedia.key == key))
@@ -78,8 +80,11 @@ class DatabaseStore:
 
     def stat(self, key: str) -> StoredInfo | None:
         """What is stored under `key`, without its bytes."""
-        row = db.session.execute(select(StoredMedia.key, StoredMedia.content_type, StoredMedia.size_bytes,
-                                        StoredMedia.sha256).where(StoredMedia.key == key)).first()
+        row = db.session.execute(
+            select(StoredMedia.key, StoredMedia.content_type, StoredMedia.size_bytes, StoredMedia.sha256).where(
+                StoredMedia.key == key
+            )
+        ).first()
         return StoredInfo(*row) if row else None
 
     def open(self, info: StoredInfo) -> DatabaseReader:
@@ -101,12 +106,12 @@ def read_stored_slice(engine, key: str, offset: int, length: int) -> bytes:
             rowid = connection.exec_driver_sql("SELECT rowid FROM stored_media WHERE key = ?", (key,)).scalar()
             if rowid is None:
                 return b""
-            with connection.connection.driver_connection.blobopen("stored_media", "data", rowid,
-                                                                   readonly=True) as blob:
+            with connection.connection.driver_connection.blobopen("stored_media", "data", rowid, readonly=True) as blob:
                 blob.seek(offset)
                 return blob.read(length)
-        data = connection.scalar(select(func.substr(StoredMedia.data, offset + 1, length))
-                                 .where(StoredMedia.key == key))
+        data = connection.scalar(
+            select(func.substr(StoredMedia.data, offset + 1, length)).where(StoredMedia.key == key)
+        )
         return bytes(data or b"")
 
 
@@ -152,7 +157,7 @@ class DatabaseReader(io.RawIOBase):
             if not self._buffer:
                 return 0
         count = min(len(target), len(self._buffer) - offset)
-        target[:count] = self._buffer[offset:offset + count]
+        target[:count] = self._buffer[offset : offset + count]
         self._position += count
         return count
 
@@ -191,8 +196,16 @@ class S3Store:
     role). Object names are `prefix + key`.
     """
 
-    def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None,
-                 public_endpoint_url: str | None = None, region: str | None = None, presign: bool = True):
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
+        region: str | None = None,
+        presign: bool = True,
+    ):
         self.bucket = bucket
         self.prefix = prefix
         self.endpoint_url = endpoint_url
@@ -217,11 +230,16 @@ class S3Store:
 
                     # MinIO and most S3 look-alikes want path-style addressing; AWS picks for itself.
                     style = "path" if endpoint_url else "auto"
-                    config = BotoConfig(signature_version="s3v4", s3={"addressing_style": style},
-                                        retries={"max_attempts": 4, "mode": "standard"},
-                                        connect_timeout=5, read_timeout=30)
-                    client = boto3.session.Session().client("s3", endpoint_url=endpoint_url,
-                                                            region_name=self.region, config=config)
+                    config = BotoConfig(
+                        signature_version="s3v4",
+                        s3={"addressing_style": style},
+                        retries={"max_attempts": 4, "mode": "standard"},
+                        connect_timeout=5,
+                        read_timeout=30,
+                    )
+                    client = boto3.session.Session().client(
+                        "s3", endpoint_url=endpoint_url, region_name=self.region, config=config
+                    )
                     self._clients[cache_key] = client
         return client
 
@@ -233,10 +251,16 @@ class S3Store:
         from boto3.s3.transfer import TransferConfig  # as boto3 above
 
         # upload_file switches to a multipart upload (parts in parallel) above the threshold.
-        transfer = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD_BYTES,
-                                  multipart_chunksize=MULTIPART_THRESHOLD_BYTES)
-        self._client().upload_file(path, self.bucket, self.object_name(key), Config=transfer,
-                                   ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha256}})
+        transfer = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD_BYTES, multipart_chunksize=MULTIPART_THRESHOLD_BYTES
+        )
+        self._client().upload_file(
+            path,
+            self.bucket,
+            self.object_name(key),
+            Config=transfer,
+            ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha256}},
+        )
 
     def get(self, key: str) -> StoredObject | None:
         obj = self.open(key)
@@ -260,13 +284,14 @@ class S3Store:
             return None
         ttl_s = max(1, min(int(ttl_s), S3_PRESIGN_MAX_TTL_S))
         client = self._client(self.public_endpoint_url)
-        return client.generate_presigned_url("get_object", Params={"Bucket": self.bucket,
-                                                                   "Key": self.object_name(key)},
-                                             ExpiresIn=ttl_s)
+        return client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self.object_name(key)}, ExpiresIn=ttl_s
+        )
 
     # -- streaming fallback -----------------------------------------------------------------------------
-    def open(self, key: str, range_header: str | None = None, if_none_match: str | None = None
-             ) -> StreamedObject | None:
+    def open(
+        self, key: str, range_header: str | None = None, if_none_match: str | None = None
+    ) -> StreamedObject | None:
         """GET the object, passing a single `Range` through to S3; None when the object does not exist.
 
         The ETag is the object's sha256 (from its metadata) so it matches the database store's; S3's own ETag
@@ -323,12 +348,14 @@ def build_store(config) -> MediaStore:
     if not config.get("S3_BUCKET"):
         raise RuntimeError("MEDIA_STORE=s3 needs S3_BUCKET")
     prefix = config.get("S3_PREFIX")
-    return S3Store(config["S3_BUCKET"],
-                   prefix=prefix or "",
-                   endpoint_url=config.get("S3_ENDPOINT_URL") or None,
-                   public_endpoint_url=config.get("S3_PUBLIC_ENDPOINT_URL") or None,
-                   region=config.get("S3_REGION") or None,
-                   presign=bool(config.get("S3_PRESIGN", True)))
+    return S3Store(
+        config["S3_BUCKET"],
+        prefix=prefix or "",
+        endpoint_url=config.get("S3_ENDPOINT_URL") or None,
+        public_endpoint_url=config.get("S3_PUBLIC_ENDPOINT_URL") or None,
+        region=config.get("S3_REGION") or None,
+        presign=bool(config.get("S3_PRESIGN", True)),
+    )
 
 
 def init_app(app: Flask) -> None:

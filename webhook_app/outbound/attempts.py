@@ -19,8 +19,15 @@ from ..models import AudioMessage, Status, utcnow
 IDEMPOTENCY_KEY_MAX = 300
 
 ERROR_STATUS = {
-    "empty_audio": 400, "not_audio": 400, "silent_audio": 400, "sending_disabled": 403,
-    "conversation_not_found": 404, "too_large": 413, "too_long": 413, "twilio_error": 502, "internal_error": 500,
+    "empty_audio": 400,
+    "not_audio": 400,
+    "silent_audio": 400,
+    "sending_disabled": 403,
+    "conversation_not_found": 404,
+    "too_large": 413,
+    "too_long": 413,
+    "twilio_error": 502,
+    "internal_error": 500,
     "conversion_timeout": 413,
 }
 
@@ -39,29 +46,47 @@ def replay(row: AudioMessage) -> tuple[dict, int]:
     if row.status == Status.FAILED.value:
         code = row.error_code or "internal_error"
         raise ApiError(ERROR_STATUS.get(code, 500), code, row.error or "failed")
-    raise ApiError(409, "idempotency_key_in_flight",
-                   "a recording with this Idempotency-Key is still being sent; retry shortly",
-                   headers={"Retry-After": "2"})
+    raise ApiError(
+        409,
+        "idempotency_key_in_flight",
+        "a recording with this Idempotency-Key is still being sent; retry shortly",
+        headers={"Retry-After": "2"},
+    )
 
 
 def sent_body(row: AudioMessage) -> dict:
-    return {"audit_id": row.id, "message_sid": row.message_sid, "media_sid": row.media_sid,
-            "duration_s": round(row.duration_s or 0.0, 3), "size_bytes": row.mp3_size_bytes,
-            "content_type": "audio/mpeg"}
+    return {
+        "audit_id": row.id,
+        "message_sid": row.message_sid,
+        "media_sid": row.media_sid,
+        "duration_s": round(row.duration_s or 0.0, 3),
+        "size_bytes": row.mp3_size_bytes,
+        "content_type": "audio/mpeg",
+    }
 
 
-def start_attempt(conversation_sid: str, identity: str, upload: Upload,
-                  idempotency_key: str | None) -> tuple[AudioMessage, bool]:
+def start_attempt(
+    conversation_sid: str, identity: str, upload: Upload, idempotency_key: str | None
+) -> tuple[AudioMessage, bool]:
     """The audit row of this attempt, and whether it is new (False: the Idempotency-Key was seen before).
 
     The unique key column decides races: of two requests with one key, exactly one insert succeeds.
     """
     key = scoped_idempotency_key(identity, idempotency_key)
     row = AudioMessage(
-        direction="outbound", channel="other", status=Status.QUEUED.value, conversation_sid=conversation_sid,
-        author=column_text(identity, 256), source="agent-api", content_type=column_text(upload.content_type, 128),
-        filename=column_text(upload.filename, 256), size_bytes=os.path.getsize(upload.path),
-        idempotency_key=key, truncated=False, attempts=1, started_at=utcnow(),
+        direction="outbound",
+        channel="other",
+        status=Status.QUEUED.value,
+        conversation_sid=conversation_sid,
+        author=column_text(identity, 256),
+        source="agent-api",
+        content_type=column_text(upload.content_type, 128),
+        filename=column_text(upload.filename, 256),
+        size_bytes=os.path.getsize(upload.path),
+        idempotency_key=key,
+        truncated=False,
+        attempts=1,
+        started_at=utcnow(),
     )
     for _ in range(2):
         db.session.add(row)
@@ -99,14 +124,32 @@ def _release_failed_key(existing: AudioMessage) -> bool:
         return False
     released = db.session.execute(
         update(AudioMessage)
-        .where(AudioMessage.id == existing.id, AudioMessage.status == Status.FAILED.value,
-               AudioMessage.message_sid.is_(None), AudioMessage.idempotency_key == existing.idempotency_key)
-        .values(idempotency_key=f"retried:{existing.id}")).rowcount
+        .where(
+            AudioMessage.id == existing.id,
+            AudioMessage.status == Status.FAILED.value,
+            AudioMessage.message_sid.is_(None),
+            AudioMessage.idempotency_key == existing.idempotency_key,
+        )
+        .values(idempotency_key=f"retried:{existing.id}")
+    ).rowcount
     db.session.commit()
     return released == 1
 
 
 def _copy_of(row: AudioMessage) -> AudioMessage:
-    columns = ("direction", "channel", "status", "conversation_sid", "author", "source", "content_type", "filename",
-               "size_bytes", "idempotency_key", "truncated", "attempts", "started_at")
+    columns = (
+        "direction",
+        "channel",
+        "status",
+        "conversation_sid",
+        "author",
+        "source",
+        "content_type",
+        "filename",
+        "size_bytes",
+        "idempotency_key",
+        "truncated",
+        "attempts",
+        "started_at",
+    )
     return AudioMessage(**{name: getattr(row, name) for name in columns})

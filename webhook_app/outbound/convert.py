@@ -31,16 +31,27 @@ def convert(upload_path: str, mp3_path: str, settings: Settings, audit_id: int) 
         # Decode one second past the cap: enough to know the recording is too long, no more.
         # The first seconds for the silence check come out of the same ffmpeg run as PCM: the MP3 of a clip that
         # is not silent from the start is never decoded again.
-        return transcode_to_mp3(upload_path, mp3_path, bitrate_kbps=settings.bitrate_kbps, mono=True,
-                                max_duration_s=settings.max_duration_s + 1, timeout_s=timeout_s,
-                                pcm_path=os.path.splitext(mp3_path)[0] + ".pcm", pcm_max_s=SILENCE_PROBE_S)
+        return transcode_to_mp3(
+            upload_path,
+            mp3_path,
+            bitrate_kbps=settings.bitrate_kbps,
+            mono=True,
+            max_duration_s=settings.max_duration_s + 1,
+            timeout_s=timeout_s,
+            pcm_path=os.path.splitext(mp3_path)[0] + ".pcm",
+            pcm_max_s=SILENCE_PROBE_S,
+        )
     except AudioTimeout as exc:
         # Not undecodable (400): valid audio too long to convert within FFMPEG_TIMEOUT_S, which a duration cap
         # of hours allows. Too large to take, then; and an error line, since the operator may need to act.
         log.error("outbound audit %s: conversion timed out: %s", audit_id, exc)
-        raise ApiError(413, "conversion_timeout", f"converting the recording took longer than {timeout_s:g} s; "
-                                                  "send a shorter one or ask an admin to lower the duration "
-                                                  "cap") from exc
+        raise ApiError(
+            413,
+            "conversion_timeout",
+            f"converting the recording took longer than {timeout_s:g} s; "
+            "send a shorter one or ask an admin to lower the duration "
+            "cap",
+        ) from exc
     except AudioError as exc:
         code = "empty_audio" if "zero-length" in str(exc) or "empty" in str(exc) else "not_audio"
         raise ApiError(400, code, str(exc)) from exc
@@ -49,12 +60,19 @@ def convert(upload_path: str, mp3_path: str, settings: Settings, audit_id: int) 
 def check_caps(result: TranscodeResult, settings: Settings) -> None:
     """ApiError when the MP3 is longer or larger than the channel takes, or silent."""
     if result.duration_s > settings.max_duration_s + DURATION_TOLERANCE_S:
-        raise ApiError(413, "too_long", f"the recording is longer than the {settings.channel} limit of "
-                                        f"{_duration_text(settings.max_duration_s)}")
+        raise ApiError(
+            413,
+            "too_long",
+            f"the recording is longer than the {settings.channel} limit of {_duration_text(settings.max_duration_s)}",
+        )
     if result.size_bytes > settings.max_bytes:
-        raise ApiError(413, "too_large", f"the recording is {format_bytes(result.size_bytes)} as MP3; "
-                                         f"{settings.channel} allows at most {format_bytes(settings.max_bytes)} "
-                                         "per file")
+        raise ApiError(
+            413,
+            "too_large",
+            f"the recording is {format_bytes(result.size_bytes)} as MP3; "
+            f"{settings.channel} allows at most {format_bytes(settings.max_bytes)} "
+            "per file",
+        )
     if result.duration_s <= SILENCE_CHECK_MAX_S and is_digital_silence(result, SILENCE_CHECK_MAX_S):
         raise ApiError(400, "silent_audio", "the recording is silent: is the microphone muted?")
 

@@ -47,8 +47,9 @@ def _create_message_within_window(row: AudioMessage) -> str:
     retry = 0
     while True:
         try:
-            message = api.create_message(row.conversation_sid, author=row.author or "agent", media_sid=row.media_sid,
-                                         attributes=attributes)
+            message = api.create_message(
+                row.conversation_sid, author=row.author or "agent", media_sid=row.media_sid, attributes=attributes
+            )
             return message["sid"]
         except TwilioHttpError as exc:
             if exc.transient and exc.status not in REJECTED_BEFORE_PROCESSING:

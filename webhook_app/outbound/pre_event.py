@@ -43,31 +43,53 @@ def pre_event_verdict(event: dict) -> Rejection | None:
         return None
     participants = twilio_api().participants(conversation_sid)
     author = event.get("ClientIdentity") or event.get("Author")
-    if not is_agent_author(participants, author=author, participant_sid=event.get("ParticipantSid"),
-                           source=event.get("Source")):
+    if not is_agent_author(
+        participants, author=author, participant_sid=event.get("ParticipantSid"), source=event.get("Source")
+    ):
         return None  # customers are never blocked
     settings = settings_for(channel_from_participants(participants, event.get("Source"), author))
     if not settings.sending_enabled:
-        return Rejection(f"audio sending is disabled for the {settings.channel} channel", "sending_disabled",
-                         settings.channel, audio, author)
+        return Rejection(
+            f"audio sending is disabled for the {settings.channel} channel",
+            "sending_disabled",
+            settings.channel,
+            audio,
+            author,
+        )
     too_big = [m for m in audio if m.size is not None and m.size > settings.max_bytes]
     if not too_big:
         return None
-    return Rejection(f"the audio file is {format_bytes(too_big[0].size)}; {settings.channel} allows at most "
-                     f"{format_bytes(settings.max_bytes)} per file", "too_large", settings.channel, audio, author)
+    return Rejection(
+        f"the audio file is {format_bytes(too_big[0].size)}; {settings.channel} allows at most "
+        f"{format_bytes(settings.max_bytes)} per file",
+        "too_large",
+        settings.channel,
+        audio,
+        author,
+    )
 
 
 def audit_rejection(event: dict, rejection: Rejection) -> None:
     """One failed outbound row per rejected file (the caller commits)."""
     for item in rejection.audio:
-        row = AudioMessage(direction="outbound", channel=rejection.channel, conversation_sid=event["ConversationSid"],
-                           media_sid=item.sid, author=column_text(rejection.author, 256), source="pre-event",
-                           content_type=column_text(item.content_type, 128), size_bytes=item.size,
-                           filename=column_text(item.filename, 256), truncated=False, attempts=0,
-                           status=Status.QUEUED.value,
-                           chat_service_sid=sid_or_none(event.get("ChatServiceSid"), "IS"),
-                           account_sid=sid_or_none(event.get("AccountSid"), "AC"))
+        row = AudioMessage(
+            direction="outbound",
+            channel=rejection.channel,
+            conversation_sid=event["ConversationSid"],
+            media_sid=item.sid,
+            author=column_text(rejection.author, 256),
+            source="pre-event",
+            content_type=column_text(item.content_type, 128),
+            size_bytes=item.size,
+            filename=column_text(item.filename, 256),
+            truncated=False,
+            attempts=0,
+            status=Status.QUEUED.value,
+            chat_service_sid=sid_or_none(event.get("ChatServiceSid"), "IS"),
+            account_sid=sid_or_none(event.get("AccountSid"), "AC"),
+        )
         row.mark(Status.FAILED, error=f"rejected before publishing: {rejection.reason}", error_code=rejection.code)
         db.session.add(row)
-    log.info("pre-event rejected agent audio in %s by %s: %s", event["ConversationSid"], rejection.author,
-             rejection.reason)
+    log.info(
+        "pre-event rejected agent audio in %s by %s: %s", event["ConversationSid"], rejection.author, rejection.reason
+    )

@@ -25,8 +25,9 @@ from .post import upload_and_post
 log = logging.getLogger(__name__)
 
 
-def send_agent_audio(conversation_sid: str, identity: str, upload: Upload,
-                     idempotency_key: str | None = None) -> tuple[dict, int]:
+def send_agent_audio(
+    conversation_sid: str, identity: str, upload: Upload, idempotency_key: str | None = None
+) -> tuple[dict, int]:
     row, created = start_attempt(conversation_sid, identity, upload, idempotency_key)
     bind_audit_id(row.id)
     if not created:
@@ -89,5 +90,12 @@ def _send(row: AudioMessage, upload: Upload) -> None:
     db.session.commit()
     if transcribe:
         enqueue_transcript(row.id)
-    log.info("outbound audit %s sent by %s on %s: %.1f s, %d bytes, message %s", row.id, row.author, row.channel,
-             row.duration_s or 0, row.mp3_size_bytes or 0, row.message_sid)
+    log.info(
+        "outbound audit %s sent by %s on %s: %.1f s, %d bytes, message %s",
+        row.id,
+        row.author,
+        row.channel,
+        row.duration_s or 0,
+        row.mp3_size_bytes or 0,
+        row.message_sid,
+    )

@@ -22,8 +22,11 @@ def serve(argv: list[str] | None = None) -> None:
     sandbox = Sandbox(args.db)
     if args.post_webhook_url or args.pre_webhook_url:
         sandbox.set_webhook(args.post_webhook_url, args.pre_webhook_url)
-    print(f"TWILIO_ACCOUNT_SID={sandbox.account_sid}\nTWILIO_AUTH_TOKEN={sandbox.auth_token}\n"
-          f"TWILIO_API_BASE_URL=http://{args.host}:{args.port}", flush=True)
+    print(
+        f"TWILIO_ACCOUNT_SID={sandbox.account_sid}\nTWILIO_AUTH_TOKEN={sandbox.auth_token}\n"
+        f"TWILIO_API_BASE_URL=http://{args.host}:{args.port}",
+        flush=True,
+    )
     run_simple(args.host, args.port, sandbox.wsgi_app(), threaded=True)
 
 

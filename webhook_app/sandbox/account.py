@@ -62,27 +62,44 @@ class Sandbox:
         identity, binding = _customer_on(channel, customer_address)
         with self.store.tx() as conn:
             conversation = records.insert_conversation(self.store, conn, friendly_name=friendly_name)
-            records.insert_participant(self.store, conn, conversation["sid"], identity=identity, binding=binding,
-                                       is_customer=True)
+            records.insert_participant(
+                self.store, conn, conversation["sid"], identity=identity, binding=binding, is_customer=True
+            )
         return render_conversation(self.store, conversation)
 
-    def add_participant(self, conversation_sid: str, *, identity: str | None = None,
-                        messaging_binding: dict | None = None, attributes: str = "{}") -> dict:
+    def add_participant(
+        self,
+        conversation_sid: str,
+        *,
+        identity: str | None = None,
+        messaging_binding: dict | None = None,
+        attributes: str = "{}",
+    ) -> dict:
         """`messaging_binding`: {"address", "proxy_address"} (type is inferred from the address if absent)."""
         binding = None
         if messaging_binding:
-            binding = {"type": messaging_binding.get("type") or records.binding_type(messaging_binding["address"]),
-                       "address": messaging_binding["address"],
-                       "proxy_address": messaging_binding.get("proxy_address")}
+            binding = {
+                "type": messaging_binding.get("type") or records.binding_type(messaging_binding["address"]),
+                "address": messaging_binding["address"],
+                "proxy_address": messaging_binding.get("proxy_address"),
+            }
         with self.store.tx() as conn:
             if records.get_conversation(conn, conversation_sid) is None:
                 raise KeyError(conversation_sid)
-            row = records.insert_participant(self.store, conn, conversation_sid, identity=identity, binding=binding,
-                                             attributes=attributes)
+            row = records.insert_participant(
+                self.store, conn, conversation_sid, identity=identity, binding=binding, attributes=attributes
+            )
         return render_participant(self.store, row)
 
-    def customer_sends_media(self, conversation_sid: str, data: bytes, content_type: str, filename: str,
-                             body: str | None = None, deliver: bool = False) -> dict[str, str]:
+    def customer_sends_media(
+        self,
+        conversation_sid: str,
+        data: bytes,
+        content_type: str,
+        filename: str,
+        body: str | None = None,
+        deliver: bool = False,
+    ) -> dict[str, str]:
         """The customer sends a file (a voice note, say): MCS media + message; returns onMessageAdded params.
 
         With `deliver=True` the params are also posted, signed, to the configured post-event webhook.
@@ -98,15 +115,24 @@ class Sandbox:
             else:
                 author, source = customer["identity"], "SDK"
             media = records.insert_media(self.store, conn, data, content_type, filename, author=author)
-            message = records.insert_message(self.store, conn, conversation["sid"], author=author, body=body,
-                                             media_sid=media["sid"], source=source)
+            message = records.insert_message(
+                self.store, conn, conversation["sid"], author=author, body=body, media_sid=media["sid"], source=source
+            )
             params = webhook_params(self.store, conn, message)
         if deliver:
             self.deliver_webhook(params)
         return params
 
-    def agent_sends_media(self, conversation_sid: str, identity: str, data: bytes, content_type: str,
-                          filename: str, body: str | None = None, deliver: bool = True) -> dict:
+    def agent_sends_media(
+        self,
+        conversation_sid: str,
+        identity: str,
+        data: bytes,
+        content_type: str,
+        filename: str,
+        body: str | None = None,
+        deliver: bool = True,
+    ) -> dict:
         """An agent sends a file from the Conversations SDK (Flex's own attach button), as Twilio handles it.
 
         The media goes to MCS first. With a pre-event hook configured, Twilio then posts `onMessageAdd` (the
@@ -115,39 +141,61 @@ class Sandbox:
         `body`, `author` and `attributes`; no answer in time publishes it unchanged. Returns {"published",
         "pre_status", "message_sid", "params"} (`params`: the onMessageAdded that followed, or None).
         """
-        with self.store.tx() as conn:
-            conversation = records.get_conversation(conn, conversation_sid)
-            if conversation is None:
-                raise KeyError(conversation_sid)
-            participant = conn.execute("SELECT sid FROM participants WHERE conversation_sid = ? AND identity = ?",
-                                       (conversation["sid"], identity)).fetchone()
-            if participant is None:
-                raise LookupError(f"{identity} is not a participant of {conversation_sid}")
-            media = records.insert_media(self.store, conn, data, content_type, filename, author=identity)
+        conversation, participant, media = self._agent_uploads(conversation_sid, identity, data, content_type, filename)
         message = {"author": identity, "body": body, "attributes": "{}"}
         pre_url, pre_status = self.store.meta("pre_webhook_url"), None
         if pre_url:
-            draft = {"source": "SDK", "conversation_sid": conversation["sid"], "date_created": iso(),
-                     "author": identity, "attributes": "{}", "body": body, "participant_sid": participant["sid"],
-                     "media": json.dumps([records.media_item(media)])}
+            draft = {
+                "source": "SDK",
+                "conversation_sid": conversation["sid"],
+                "date_created": iso(),
+                "author": identity,
+                "attributes": "{}",
+                "body": body,
+                "participant_sid": participant["sid"],
+                "media": json.dumps([records.media_item(media)]),
+            }
             pre_status, answer, _ = self.webhooks.post_signed(pre_url, pre_event_params(self.store, draft))
             if pre_status is not None and pre_status >= 400:
                 return {"published": False, "pre_status": pre_status, "message_sid": None, "params": None}
             message.update(pre_event_changes(answer) if pre_status == 200 else {})
         with self.store.tx() as conn:
-            row = records.insert_message(self.store, conn, conversation["sid"], author=message["author"],
-                                         body=message["body"], attributes=message["attributes"],
-                                         media_sid=media["sid"], source="SDK")
+            row = records.insert_message(
+                self.store,
+                conn,
+                conversation["sid"],
+                author=message["author"],
+                body=message["body"],
+                attributes=message["attributes"],
+                media_sid=media["sid"],
+                source="SDK",
+            )
             params = webhook_params(self.store, conn, row)
         if deliver:
             self.deliver_webhook(params)
         return {"published": True, "pre_status": pre_status, "message_sid": row["sid"], "params": params}
 
+    def _agent_uploads(self, conversation_sid: str, identity: str, data: bytes, content_type: str, filename: str):
+        """The SDK's first step: the file goes to MCS, from a participant of the conversation."""
+        with self.store.tx() as conn:
+            conversation = records.get_conversation(conn, conversation_sid)
+            if conversation is None:
+                raise KeyError(conversation_sid)
+            participant = conn.execute(
+                "SELECT sid FROM participants WHERE conversation_sid = ? AND identity = ?",
+                (conversation["sid"], identity),
+            ).fetchone()
+            if participant is None:
+                raise LookupError(f"{identity} is not a participant of {conversation_sid}")
+            media = records.insert_media(self.store, conn, data, content_type, filename, author=identity)
+        return conversation, participant, media
+
     def attach_media(self, conversation_sid: str, message_sid: str, media_sid: str) -> None:
         """Add one more attachment to a message, as the Conversations SDK can send several in one message."""
         with self.store.tx() as conn:
-            message = conn.execute("SELECT media FROM messages WHERE sid = ? AND conversation_sid = ?",
-                                   (message_sid, conversation_sid)).fetchone()
+            message = conn.execute(
+                "SELECT media FROM messages WHERE sid = ? AND conversation_sid = ?", (message_sid, conversation_sid)
+            ).fetchone()
             media_row = conn.execute("SELECT * FROM media WHERE sid = ?", (media_sid,)).fetchone()
             if message is None or media_row is None:
                 raise KeyError(message_sid if message is None else media_sid)
@@ -158,8 +206,9 @@ class Sandbox:
     # -- what the account holds --------------------------------------------------------------------------
     def webhook_params_for(self, conversation_sid: str, message_sid: str) -> dict[str, str]:
         with self.store.connect() as conn:
-            message = conn.execute("SELECT * FROM messages WHERE sid = ? AND conversation_sid = ?",
-                                   (message_sid, conversation_sid)).fetchone()
+            message = conn.execute(
+                "SELECT * FROM messages WHERE sid = ? AND conversation_sid = ?", (message_sid, conversation_sid)
+            ).fetchone()
             if message is None:
                 raise KeyError(message_sid)
             return webhook_params(self.store, conn, message)
@@ -181,20 +230,21 @@ class Sandbox:
 
     def list_messages(self, conversation_sid: str) -> list[dict]:
         with self.store.connect() as conn:
-            rows = conn.execute("SELECT * FROM messages WHERE conversation_sid = ? ORDER BY idx",
-                                (conversation_sid,)).fetchall()
+            rows = conn.execute(
+                "SELECT * FROM messages WHERE conversation_sid = ? ORDER BY idx", (conversation_sid,)
+            ).fetchall()
             delivery = records.delivery(conn, conversation_sid)
         return [render_message(self.store, row, delivery) for row in rows]
 
     def list_participants(self, conversation_sid: str) -> list[dict]:
         with self.store.connect() as conn:
-            rows = conn.execute("SELECT * FROM participants WHERE conversation_sid = ? ORDER BY seq",
-                                (conversation_sid,)).fetchall()
+            rows = conn.execute(
+                "SELECT * FROM participants WHERE conversation_sid = ? ORDER BY seq", (conversation_sid,)
+            ).fetchall()
         return [render_participant(self.store, row) for row in rows]
 
     # -- Flex tokens and API keys ------------------------------------------------------------------------
-    def issue_token(self, identity: str, roles=("agent",), ttl_s: int = 3600,
-                    realm_user_id: str | None = None) -> str:
+    def issue_token(self, identity: str, roles=("agent",), ttl_s: int = 3600, realm_user_id: str | None = None) -> str:
         """An opaque Flex-like token (JWE-shaped: five base64url parts), valid for `ttl_s` (negative = expired)."""
         return iam.issue_token(self.store, identity, roles, ttl_s, realm_user_id)
 
@@ -245,4 +295,3 @@ class Sandbox:
 
     def webhook_deliveries(self) -> list[dict]:
         return self.webhooks.deliveries()
-

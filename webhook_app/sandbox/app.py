@@ -21,9 +21,11 @@ from .wire import (
 )
 
 # The real temporary link is pre-signed object storage, which refuses a request that also carries basic auth.
-_ONE_AUTH_MECHANISM = ("<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed;"
-                       " only the X-Amz-Algorithm query parameter, Signature query string parameter"
-                       " or the Authorization header should be specified</Message></Error>")
+_ONE_AUTH_MECHANISM = (
+    "<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed;"
+    " only the X-Amz-Algorithm query parameter, Signature query string parameter"
+    " or the Authorization header should be specified</Message></Error>"
+)
 
 
 def create_sandbox_app(sandbox) -> Flask:

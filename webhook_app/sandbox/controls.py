@@ -14,16 +14,20 @@ from .wire import TwilioError, http_error, new_sid
 def fail_next(store: Store, path_regex: str, status: int, count: int = 1, retry_after: int | None = None) -> None:
     re.compile(path_regex)  # fail here, not inside a request
     with store.tx() as conn:
-        conn.execute("INSERT INTO faults (path_regex, status, remaining, retry_after) VALUES (?, ?, ?, ?)",
-                     (path_regex, status, count, retry_after))
+        conn.execute(
+            "INSERT INTO faults (path_regex, status, remaining, retry_after) VALUES (?, ?, ?, ?)",
+            (path_regex, status, count, retry_after),
+        )
 
 
 def stall_next(store: Store, path_regex: str, seconds: float, count: int = 1) -> None:
     # A stall is stored as a fault with status 0, its seconds in retry_after.
     re.compile(path_regex)
     with store.tx() as conn:
-        conn.execute("INSERT INTO faults (path_regex, status, remaining, retry_after) VALUES (?, 0, ?, ?)",
-                     (path_regex, count, seconds))
+        conn.execute(
+            "INSERT INTO faults (path_regex, status, remaining, retry_after) VALUES (?, 0, ?, ?)",
+            (path_regex, count, seconds),
+        )
 
 
 def pending_faults(store: Store) -> int:
@@ -55,8 +59,11 @@ def take_fault(store: Store, path: str) -> TwilioError | None:
 
 def set_webhook(store: Store, post_url: str | None, pre_url: str | None = None, post_retry_count: int = 0) -> None:
     with store.tx() as conn:
-        for key, value in (("post_webhook_url", post_url), ("pre_webhook_url", pre_url),
-                           ("post_webhook_retry_count", str(post_retry_count) if post_retry_count else None)):
+        for key, value in (
+            ("post_webhook_url", post_url),
+            ("pre_webhook_url", pre_url),
+            ("post_webhook_retry_count", str(post_retry_count) if post_retry_count else None),
+        ):
             conn.execute("DELETE FROM meta WHERE key = ?", (key,))
             if value:
                 conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))

@@ -67,7 +67,7 @@ def _page(key: str, rows: list, render, path: str, extra_query: str = "", max_pa
 
     has_next = offset + page_size < len(rows)
     return {
-        key: [render(row) for row in rows[offset:offset + page_size]],
+        key: [render(row) for row in rows[offset : offset + page_size]],
         "meta": {
             "page": page,
             "page_size": page_size,
@@ -85,9 +85,15 @@ def create_conversation(chat_service_sid=None):
     store, f = _store(), request.form
     with store.tx() as conn:
         row = insert_conversation(
-            store, conn, friendly_name=f.get("FriendlyName"), unique_name=f.get("UniqueName"),
-            attributes=f.get("Attributes"), state=f.get("State"),
-            messaging_service_sid=f.get("MessagingServiceSid"), date_created=f.get("DateCreated"))
+            store,
+            conn,
+            friendly_name=f.get("FriendlyName"),
+            unique_name=f.get("UniqueName"),
+            attributes=f.get("Attributes"),
+            state=f.get("State"),
+            messaging_service_sid=f.get("MessagingServiceSid"),
+            date_created=f.get("DateCreated"),
+        )
     return jsonify(render_conversation(store, row, chat_service_sid is not None)), 201
 
 
@@ -102,8 +108,15 @@ def list_conversations(chat_service_sid=None):
         rows = [r for r in rows if r["state"] == state]
     path = f"/v1/Services/{store.chat_service_sid}/Conversations" if scoped else "/v1/Conversations"
     # The page links keep the filter, or following next_page_url would list every state.
-    return jsonify(_page("conversations", rows, lambda r: render_conversation(store, r, scoped), path,
-                         extra_query=f"State={state}&" if state else ""))
+    return jsonify(
+        _page(
+            "conversations",
+            rows,
+            lambda r: render_conversation(store, r, scoped),
+            path,
+            extra_query=f"State={state}&" if state else "",
+        )
+    )
 
 
 def fetch_conversation(sid, chat_service_sid=None):
@@ -120,12 +133,16 @@ def create_participant(conversation_sid, chat_service_sid=None):
     address = f.get("MessagingBinding.Address")
     binding = None
     if address:
-        binding = {"type": binding_type(address), "address": address,
-                   "proxy_address": f.get("MessagingBinding.ProxyAddress")}
+        binding = {
+            "type": binding_type(address),
+            "address": address,
+            "proxy_address": f.get("MessagingBinding.ProxyAddress"),
+        }
     with store.tx() as conn:
         conv = _conversation_or_404(conn, conversation_sid)
-        row = insert_participant(store, conn, conv["sid"], identity=f.get("Identity"), binding=binding,
-                                 attributes=f.get("Attributes"))
+        row = insert_participant(
+            store, conn, conv["sid"], identity=f.get("Identity"), binding=binding, attributes=f.get("Attributes")
+        )
     return jsonify(render_participant(store, row, chat_service_sid is not None)), 201
 
 
@@ -134,8 +151,9 @@ def list_participants(conversation_sid, chat_service_sid=None):
     store, scoped = _store(), chat_service_sid is not None
     with store.connect() as conn:
         conv = _conversation_or_404(conn, conversation_sid)
-        rows = conn.execute("SELECT * FROM participants WHERE conversation_sid = ? ORDER BY seq",
-                            (conv["sid"],)).fetchall()
+        rows = conn.execute(
+            "SELECT * FROM participants WHERE conversation_sid = ? ORDER BY seq", (conv["sid"],)
+        ).fetchall()
     path = conversation_path(store, conv["sid"], scoped) + "/Participants"
     return jsonify(_page("participants", rows, lambda r: render_participant(store, r, scoped), path))
 
@@ -146,8 +164,10 @@ def fetch_participant(conversation_sid, sid, chat_service_sid=None):
     with store.connect() as conn:
         conv = _conversation_or_404(conn, conversation_sid)
         # Twilio also accepts the participant's identity in place of its MB sid.
-        row = conn.execute("SELECT * FROM participants WHERE conversation_sid = ? AND (sid = ? OR identity = ?)",
-                           (conv["sid"], sid, sid)).fetchone()
+        row = conn.execute(
+            "SELECT * FROM participants WHERE conversation_sid = ? AND (sid = ? OR identity = ?)",
+            (conv["sid"], sid, sid),
+        ).fetchone()
     if row is None:
         raise not_found(request.path)
     return jsonify(render_participant(store, row, chat_service_sid is not None))
@@ -158,9 +178,16 @@ def create_message(conversation_sid, chat_service_sid=None):
     store, f = _store(), request.form
     with store.tx() as conn:
         conv = _conversation_or_404(conn, conversation_sid)
-        row = insert_message(store, conn, conv["sid"], author=f.get("Author"), body=f.get("Body"),
-                             attributes=f.get("Attributes"), media_sid=f.get("MediaSid"),
-                             date_created=f.get("DateCreated"))
+        row = insert_message(
+            store,
+            conn,
+            conv["sid"],
+            author=f.get("Author"),
+            body=f.get("Body"),
+            attributes=f.get("Attributes"),
+            media_sid=f.get("MediaSid"),
+            date_created=f.get("DateCreated"),
+        )
         resource = render_message(store, row, delivery(conn, conv["sid"]), chat_service_sid is not None)
         params = webhook_params(store, conn, row)
     # REST-made messages stay silent unless the caller opts in (no echo of our own sends).
@@ -177,8 +204,9 @@ def list_messages(conversation_sid, chat_service_sid=None):
         raise TwilioError(400, ERR_INVALID_PARAMETER, f"Invalid Order: {order}")
     with store.connect() as conn:
         conv = _conversation_or_404(conn, conversation_sid)
-        rows = conn.execute(f"SELECT * FROM messages WHERE conversation_sid = ? ORDER BY idx {order}",
-                            (conv["sid"],)).fetchall()
+        rows = conn.execute(
+            f"SELECT * FROM messages WHERE conversation_sid = ? ORDER BY idx {order}", (conv["sid"],)
+        ).fetchall()
         summary = delivery(conn, conv["sid"])
     path = conversation_path(store, conv["sid"], scoped) + "/Messages"
     extra = f"Order={order}&" if "Order" in request.args else ""
@@ -190,8 +218,9 @@ def fetch_message(conversation_sid, sid, chat_service_sid=None):
     store = _store()
     with store.connect() as conn:
         conv = _conversation_or_404(conn, conversation_sid)
-        row = conn.execute("SELECT * FROM messages WHERE conversation_sid = ? AND sid = ?",
-                           (conv["sid"], sid)).fetchone()
+        row = conn.execute(
+            "SELECT * FROM messages WHERE conversation_sid = ? AND sid = ?", (conv["sid"], sid)
+        ).fetchone()
         if row is None:
             raise not_found(request.path)
         summary = delivery(conn, conv["sid"])
@@ -208,13 +237,29 @@ def list_participant_conversations(chat_service_sid=None):
         rows = conn.execute(
             "SELECT c.*, p.sid AS participant_sid, p.identity AS participant_identity,"
             " p.messaging_binding AS participant_messaging_binding FROM participants p"
-            " JOIN conversations c ON c.sid = p.conversation_sid ORDER BY c.seq").fetchall()
-    rows = [r for r in rows if (r["participant_identity"] == identity if identity else
-                                json.loads(r["participant_messaging_binding"] or "{}").get("address") == address)]
+            " JOIN conversations c ON c.sid = p.conversation_sid ORDER BY c.seq"
+        ).fetchall()
+    rows = [
+        r
+        for r in rows
+        if (
+            r["participant_identity"] == identity
+            if identity
+            else json.loads(r["participant_messaging_binding"] or "{}").get("address") == address
+        )
+    ]
     path = (f"/v1/Services/{store.chat_service_sid}" if scoped else "/v1") + "/ParticipantConversations"
     query = urlencode({"Identity": identity} if identity else {"Address": address}) + "&"
-    return jsonify(_page("conversations", rows, lambda r: render_participant_conversation(store, r, scoped), path,
-                         extra_query=query, max_page_size=MAX_PARTICIPANT_CONVERSATIONS_PAGE_SIZE))
+    return jsonify(
+        _page(
+            "conversations",
+            rows,
+            lambda r: render_participant_conversation(store, r, scoped),
+            path,
+            extra_query=query,
+            max_page_size=MAX_PARTICIPANT_CONVERSATIONS_PAGE_SIZE,
+        )
+    )
 
 
 _ROUTES = [
@@ -235,8 +280,7 @@ def _add_routes() -> None:
     # Twilio serves every Conversations resource both account-wide and under its default service's path.
     for suffix, method, view in _ROUTES:
         bp.add_url_rule("/v1" + suffix, view.__name__, view, methods=[method])
-        bp.add_url_rule("/v1/Services/<chat_service_sid>" + suffix, "service_" + view.__name__, view,
-                        methods=[method])
+        bp.add_url_rule("/v1/Services/<chat_service_sid>" + suffix, "service_" + view.__name__, view, methods=[method])
 
 
 _add_routes()

@@ -32,21 +32,31 @@ def flex_realm_user_id(identity: str) -> str:
     return re.sub(r"_([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), identity)
 
 
-def issue_token(store: Store, identity: str, roles=("agent",), ttl_s: int = 3600,
-                realm_user_id: str | None = None) -> str:
-    token = ".".join(base64.urlsafe_b64encode(secrets.token_bytes(n)).decode().rstrip("=")
-                     for n in (48, 0, 12, 96, 16))
+def issue_token(
+    store: Store, identity: str, roles=("agent",), ttl_s: int = 3600, realm_user_id: str | None = None
+) -> str:
+    token = ".".join(base64.urlsafe_b64encode(secrets.token_bytes(n)).decode().rstrip("=") for n in (48, 0, 12, 96, 16))
     with store.tx() as conn:
         # A Flex user keeps one TaskRouter worker across logins.
-        known = conn.execute("SELECT worker_sid, flex_user_sid FROM tokens WHERE identity = ? LIMIT 1",
-                             (identity,)).fetchone()
-        worker_sid, flex_user_sid = (known["worker_sid"], known["flex_user_sid"]) if known else (
-            new_sid("WK"), new_sid("FU"))
+        known = conn.execute(
+            "SELECT worker_sid, flex_user_sid FROM tokens WHERE identity = ? LIMIT 1", (identity,)
+        ).fetchone()
+        worker_sid, flex_user_sid = (
+            (known["worker_sid"], known["flex_user_sid"]) if known else (new_sid("WK"), new_sid("FU"))
+        )
         conn.execute(
             "INSERT INTO tokens (token, identity, realm_user_id, roles, worker_sid, flex_user_sid, expires_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (token, identity, realm_user_id or flex_realm_user_id(identity), json.dumps(list(roles)), worker_sid,
-             flex_user_sid, time.time() + ttl_s))
+            (
+                token,
+                identity,
+                realm_user_id or flex_realm_user_id(identity),
+                json.dumps(list(roles)),
+                worker_sid,
+                flex_user_sid,
+                time.time() + ttl_s,
+            ),
+        )
     return token
 
 
@@ -54,19 +64,36 @@ def validate_token(store: Store, token: str) -> dict:
     with store.connect() as conn:
         row = conn.execute("SELECT * FROM tokens WHERE token = ?", (token,)).fetchone()
     # Keys are always present; failures null them out (the shape public validator clients parse).
-    result = {"valid": False, "code": ERR_TOKEN_INVALID, "message": "Invalid Access Token", "expiration": None,
-              "realm_user_id": None, "identity": None, "roles": None, "worker_sid": None,
-              "flex_instance_sid": None, "flex_user_sid": None}
+    result = {
+        "valid": False,
+        "code": ERR_TOKEN_INVALID,
+        "message": "Invalid Access Token",
+        "expiration": None,
+        "realm_user_id": None,
+        "identity": None,
+        "roles": None,
+        "worker_sid": None,
+        "flex_instance_sid": None,
+        "flex_user_sid": None,
+    }
     if row is None:
         return result
     if row["expires_at"] <= time.time():
         result.update(code=ERR_TOKEN_EXPIRED, message="Access Token expired or expiration date invalid")
         return result
     # Success carries code 0, not null (twilio-flex-token-validator's README).
-    return {"valid": True, "code": 0, "message": None, "expiration": iso_ms(row["expires_at"]),
-            "realm_user_id": row["realm_user_id"], "identity": row["identity"],
-            "roles": json.loads(row["roles"]), "worker_sid": row["worker_sid"],
-            "flex_instance_sid": store.flex_instance_sid, "flex_user_sid": row["flex_user_sid"]}
+    return {
+        "valid": True,
+        "code": 0,
+        "message": None,
+        "expiration": iso_ms(row["expires_at"]),
+        "realm_user_id": row["realm_user_id"],
+        "identity": row["identity"],
+        "roles": json.loads(row["roles"]),
+        "worker_sid": row["worker_sid"],
+        "flex_instance_sid": store.flex_instance_sid,
+        "flex_user_sid": row["flex_user_sid"],
+    }
 
 
 @bp.post("/v1/Accounts/<account_sid>/Tokens/validate")

@@ -110,8 +110,9 @@ def media_content(chat_service_sid, media_sid):
 def _media_or_404(chat_service_sid: str, media_sid: str) -> sqlite3.Row:
     check_service(chat_service_sid)
     with current_sandbox().store.connect() as conn:
-        row = conn.execute("SELECT * FROM media WHERE sid = ? AND service_sid = ?",
-                           (media_sid, chat_service_sid)).fetchone()
+        row = conn.execute(
+            "SELECT * FROM media WHERE sid = ? AND service_sid = ?", (media_sid, chat_service_sid)
+        ).fetchone()
     if row is None or garbage_collected(row):
         raise not_found(request.path)
     return row

@@ -51,8 +51,11 @@ def render_participant(store: Store, row: sqlite3.Row, scoped: bool = False) -> 
         "role_sid": row["role_sid"],
         "date_created": row["date_created"],
         "date_updated": row["date_updated"],
-        "url": (CONVERSATIONS_BASE + conversation_path(store, row["conversation_sid"], scoped)
-                + f"/Participants/{row['sid']}"),
+        "url": (
+            CONVERSATIONS_BASE
+            + conversation_path(store, row["conversation_sid"], scoped)
+            + f"/Participants/{row['sid']}"
+        ),
         "last_read_message_index": None,
         "last_read_timestamp": None,
     }
@@ -73,7 +76,8 @@ def render_participant_conversation(store: Store, row: sqlite3.Row, scoped: bool
         # Twilio makes a Conversation User for each chat identity; the sandbox has no Users, so one stable
         # made-up SID per identity stands in for it.
         "participant_user_sid": "US" + hashlib.sha256(f"{store.account_sid}:{identity}".encode()).hexdigest()[:32]
-        if identity else None,
+        if identity
+        else None,
         "participant_identity": identity,
         "participant_messaging_binding": json.loads(binding) if binding else None,
         "conversation_sid": row["sid"],

@@ -8,7 +8,7 @@ import random
 import secrets
 import sqlite3
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from .wire import new_sid
 

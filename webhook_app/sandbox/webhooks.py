@@ -42,9 +42,12 @@ def webhook_params(store: Store, conn, message: sqlite3.Row | dict) -> dict[str,
     }
     if source != "SDK":
         # The conversation's own messaging service (one created over REST may name another).
-        params["MessagingServiceSid"] = conn.execute(
-            "SELECT messaging_service_sid FROM conversations WHERE sid = ?",
-            (message["conversation_sid"],)).fetchone()[0] or store.messaging_service_sid
+        params["MessagingServiceSid"] = (
+            conn.execute(
+                "SELECT messaging_service_sid FROM conversations WHERE sid = ?", (message["conversation_sid"],)
+            ).fetchone()[0]
+            or store.messaging_service_sid
+        )
     else:
         params["ClientIdentity"] = message["author"]
     if message["participant_sid"]:
@@ -63,10 +66,18 @@ def _webhook_media(items: list[dict], source: str) -> str:
         # Twilio quirk (support article 50592895951387): an SDK message with several attachments
         # shows only one of them in the webhook; REST shows them all.
         items = items[:1]
-    return json.dumps([
-        {"Sid": m["sid"], "ContentType": m["content_type"], "Filename": m["filename"],
-         "Size": m["size"], "Category": m.get("category", "media")}
-        for m in items])
+    return json.dumps(
+        [
+            {
+                "Sid": m["sid"],
+                "ContentType": m["content_type"],
+                "Filename": m["filename"],
+                "Size": m["size"],
+                "Category": m.get("category", "media"),
+            }
+            for m in items
+        ]
+    )
 
 
 def pre_event_params(store: Store, draft: dict) -> dict[str, str]:
@@ -86,8 +97,11 @@ def pre_event_changes(answer: str) -> dict:
         return {}
     if not isinstance(changes, dict):
         return {}
-    return {key: (json.dumps(value) if key == "attributes" and not isinstance(value, str) else value)
-            for key, value in changes.items() if key in ("body", "author", "attributes")}
+    return {
+        key: (json.dumps(value) if key == "attributes" and not isinstance(value, str) else value)
+        for key, value in changes.items()
+        if key in ("body", "author", "attributes")
+    }
 
 
 class WebhookSender:
@@ -144,8 +158,10 @@ class WebhookSender:
     def _record(self, url: str, params: dict[str, str], status: int | None, error: str | None) -> None:
         try:
             with self.store.tx() as conn:
-                conn.execute("INSERT INTO webhook_deliveries (url, params, status, error, delivered_at)"
-                             " VALUES (?, ?, ?, ?, ?)", (url, json.dumps(params), status, error, iso()))
+                conn.execute(
+                    "INSERT INTO webhook_deliveries (url, params, status, error, delivered_at) VALUES (?, ?, ?, ?, ?)",
+                    (url, json.dumps(params), status, error, iso()),
+                )
         except sqlite3.Error:
             log.exception("sandbox could not record a webhook delivery")
 
@@ -164,5 +180,7 @@ class WebhookSender:
     def deliveries(self) -> list[dict]:
         with self.store.connect() as conn:
             rows = conn.execute("SELECT * FROM webhook_deliveries ORDER BY id").fetchall()
-        return [{"url": r["url"], "params": json.loads(r["params"]), "status": r["status"], "error": r["error"]}
-                for r in rows]
+        return [
+            {"url": r["url"], "params": json.loads(r["params"]), "status": r["status"], "error": r["error"]}
+            for r in rows
+        ]

@@ -36,8 +36,12 @@ class TwilioError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
     def response(self) -> Response:
-        body = {"code": self.code, "message": self.message,
-                "more_info": f"https://www.twilio.com/docs/errors/{self.code}", "status": self.status}
+        body = {
+            "code": self.code,
+            "message": self.message,
+            "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
+            "status": self.status,
+        }
         resp = jsonify(body)
         resp.status_code = self.status
         resp.headers.update(self.headers)

@@ -42,10 +42,20 @@ class Settings:
         return out
 
     @classmethod
-    def from_row(cls, row: ChannelSettings) -> "Settings":
-        return cls(row.channel, row.sending_enabled, row.max_bytes, row.max_duration_s, row.bitrate_kbps,
-                   row.normalize_inbound, row.loudness_normalize, row.transcribe, row.transcribe_language,
-                   row.updated_at, row.updated_by)
+    def from_row(cls, row: ChannelSettings) -> Settings:
+        return cls(
+            row.channel,
+            row.sending_enabled,
+            row.max_bytes,
+            row.max_duration_s,
+            row.bitrate_kbps,
+            row.normalize_inbound,
+            row.loudness_normalize,
+            row.transcribe,
+            row.transcribe_language,
+            row.updated_at,
+            row.updated_by,
+        )
 
 
 class SettingsCache:

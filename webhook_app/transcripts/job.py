@@ -11,11 +11,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from datetime import datetime
 
 from flask import current_app
 from rq.timeouts import JobTimeoutException
-from datetime import datetime
-
 from sqlalchemy import select, update
 
 from ..extensions import db
@@ -44,8 +43,11 @@ def queue_transcript(row: AudioMessage, transcribes: bool) -> bool:
     if not transcribes or db.session.get(Transcript, row.id) is not None:
         return False
     now = utcnow()
-    db.session.add(Transcript(audio_message_id=row.id, status=TranscriptStatus.QUEUED.value, attempts=0,
-                              created_at=now, updated_at=now))
+    db.session.add(
+        Transcript(
+            audio_message_id=row.id, status=TranscriptStatus.QUEUED.value, attempts=0, created_at=now, updated_at=now
+        )
+    )
     return True
 
 
@@ -65,13 +67,24 @@ def queue_missing_transcripts(since: datetime) -> int:
     if not channels:
         return 0
     ids = db.session.scalars(
-        select(AudioMessage.id).outerjoin(Transcript, Transcript.audio_message_id == AudioMessage.id)
-        .where(Transcript.audio_message_id.is_(None), AudioMessage.status == Status.READY.value,
-               AudioMessage.channel.in_(channels), AudioMessage.media_key.is_not(None),
-               AudioMessage.media_deleted_at.is_(None), AudioMessage.created_at >= since)).all()
+        select(AudioMessage.id)
+        .outerjoin(Transcript, Transcript.audio_message_id == AudioMessage.id)
+        .where(
+            Transcript.audio_message_id.is_(None),
+            AudioMessage.status == Status.READY.value,
+            AudioMessage.channel.in_(channels),
+            AudioMessage.media_key.is_not(None),
+            AudioMessage.media_deleted_at.is_(None),
+            AudioMessage.created_at >= since,
+        )
+    ).all()
     now = utcnow()
-    db.session.add_all(Transcript(audio_message_id=audit_id, status=TranscriptStatus.QUEUED.value, attempts=0,
-                                  created_at=now, updated_at=now) for audit_id in ids)
+    db.session.add_all(
+        Transcript(
+            audio_message_id=audit_id, status=TranscriptStatus.QUEUED.value, attempts=0, created_at=now, updated_at=now
+        )
+        for audit_id in ids
+    )
     db.session.commit()
     for audit_id in ids:
         enqueue_transcript(audit_id)
@@ -87,9 +100,9 @@ def transcribe_audio(audit_id: int) -> str:
     attempt = db.session.execute(
         update(Transcript)
         .where(Transcript.audio_message_id == audit_id, Transcript.status == TranscriptStatus.QUEUED.value)
-        .values(status=TranscriptStatus.RUNNING.value, attempts=Transcript.attempts + 1, started_at=now,
-                updated_at=now)
-        .returning(Transcript.attempts)).scalar()
+        .values(status=TranscriptStatus.RUNNING.value, attempts=Transcript.attempts + 1, started_at=now, updated_at=now)
+        .returning(Transcript.attempts)
+    ).scalar()
     db.session.commit()
     if attempt is None:
         log.info("transcript of audit %s is not queued: skipping (a duplicate job)", audit_id)
@@ -122,9 +135,14 @@ def _transcribe_and_record(transcript: Transcript) -> str:
         del stored
         try:
             result = off_the_event_loop(
-                transcribe, path, language=language, model=config["TRANSCRIBE_MODEL"],
-                threads=config["TRANSCRIBE_THREADS"], compute_type=config["TRANSCRIBE_COMPUTE_TYPE"],
-                beam_size=config["TRANSCRIBE_BEAM_SIZE"])
+                transcribe,
+                path,
+                language=language,
+                model=config["TRANSCRIBE_MODEL"],
+                threads=config["TRANSCRIBE_THREADS"],
+                compute_type=config["TRANSCRIBE_COMPUTE_TYPE"],
+                beam_size=config["TRANSCRIBE_BEAM_SIZE"],
+            )
         except TranscriptionUnavailable as exc:
             return _finish_failed(transcript, NOT_INSTALLED if not installed() else str(exc))
         except TranscriptionError as exc:  # undecodable, a language the model lacks
@@ -137,9 +155,16 @@ def _transcribe_and_record(transcript: Transcript) -> str:
     transcript.error = None
     transcript.finished_at = transcript.updated_at = utcnow()
     db.session.commit()
-    log.info("transcript of audit %s %s: %.1f s of audio, %.1f s of speech, %d characters (process %d, model "
-             "loads %d)", row.id, result.status, result.duration_s, result.speech_s, len(result.text), os.getpid(),
-             load_count())
+    log.info(
+        "transcript of audit %s %s: %.1f s of audio, %.1f s of speech, %d characters (process %d, model loads %d)",
+        row.id,
+        result.status,
+        result.duration_s,
+        result.speech_s,
+        len(result.text),
+        os.getpid(),
+        load_count(),
+    )
     return result.status
 
 
@@ -170,14 +195,24 @@ def _retry_or_fail(audit_id: int, attempt: int, exc: Exception) -> str:
     detail = f"{type(exc).__name__}: {exc}"
     # A job that ran out of time (RQ's job timeout) would only run out again.
     give_up = attempt >= current_app.config["JOB_MAX_ATTEMPTS"] or isinstance(exc, JobTimeoutException)
-    outcome = (dict(status=TranscriptStatus.FAILED.value, finished_at=now,
-                    error=f"internal error after {attempt} attempt(s): {detail}"[:2000]) if give_up else
-               dict(status=TranscriptStatus.QUEUED.value, error=f"attempt {attempt} failed, retrying: {detail}"[:2000]))
+    outcome = (
+        dict(
+            status=TranscriptStatus.FAILED.value,
+            finished_at=now,
+            error=f"internal error after {attempt} attempt(s): {detail}"[:2000],
+        )
+        if give_up
+        else dict(status=TranscriptStatus.QUEUED.value, error=f"attempt {attempt} failed, retrying: {detail}"[:2000])
+    )
     taken = db.session.execute(
         update(Transcript)
-        .where(Transcript.audio_message_id == audit_id, Transcript.status == TranscriptStatus.RUNNING.value,
-               Transcript.attempts == attempt)
-        .values(updated_at=now, **outcome)).rowcount
+        .where(
+            Transcript.audio_message_id == audit_id,
+            Transcript.status == TranscriptStatus.RUNNING.value,
+            Transcript.attempts == attempt,
+        )
+        .values(updated_at=now, **outcome)
+    ).rowcount
     db.session.commit()
     if taken and not give_up:
         try:

@@ -72,9 +72,14 @@ def match_of(transcript_text: str | None, q: str) -> dict | None:
     prefix = ELLIPSIS if start else ""
     snippet = prefix + transcript_text[start:end] + (ELLIPSIS if end < len(transcript_text) else "")
     shift = len(prefix) - start
-    return {"snippet": snippet,
-            "highlights": [[utf16_offset(snippet, s + shift), utf16_offset(snippet, e + shift)]
-                           for s, e in spans if s >= start and e <= end]}
+    return {
+        "snippet": snippet,
+        "highlights": [
+            [utf16_offset(snippet, s + shift), utf16_offset(snippet, e + shift)]
+            for s, e in spans
+            if s >= start and e <= end
+        ],
+    }
 
 
 def utf16_offset(value: str, index: int) -> int:
@@ -86,8 +91,10 @@ def transcripts_of(rows: list[AudioMessage]) -> dict[int, Transcript]:
     ids = [row.id for row in rows]
     if not ids:
         return {}
-    return {t.audio_message_id: t for t in db.session.scalars(select(Transcript)
-                                                             .where(Transcript.audio_message_id.in_(ids)))}
+    return {
+        t.audio_message_id: t
+        for t in db.session.scalars(select(Transcript).where(Transcript.audio_message_id.in_(ids)))
+    }
 
 
 def transcript_dict(row: AudioMessage, transcript: Transcript | None, transcribing: set[str]) -> dict | None:

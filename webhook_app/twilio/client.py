@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from flask import Flask, current_app
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -53,8 +54,9 @@ class TwilioApi:
 
     # -- Conversations ---------------------------------------------------------------------------
     def fetch_message(self, conversation_sid: str, message_sid: str) -> dict:
-        message = self._call(lambda: self.client.conversations.v1.conversations(conversation_sid)
-                             .messages(message_sid).fetch())
+        message = self._call(
+            lambda: self.client.conversations.v1.conversations(conversation_sid).messages(message_sid).fetch()
+        )
         return {
             "sid": message.sid,
             "author": message.author,
@@ -65,11 +67,11 @@ class TwilioApi:
         }
 
     def list_participants(self, conversation_sid: str) -> list[dict]:
-        participants = self._call(lambda: self.client.conversations.v1.conversations(conversation_sid)
-                                  .participants.list(page_size=100))
+        participants = self._call(
+            lambda: self.client.conversations.v1.conversations(conversation_sid).participants.list(page_size=100)
+        )
         return [
-            {"sid": p.sid, "identity": p.identity, "messaging_binding": p.messaging_binding,
-             "attributes": p.attributes}
+            {"sid": p.sid, "identity": p.identity, "messaging_binding": p.messaging_binding, "attributes": p.attributes}
             for p in participants
         ]
 
@@ -77,8 +79,9 @@ class TwilioApi:
         """list_participants, cached per conversation (`refresh`: ask Twilio now and cache its answer)."""
         cache = self._participants
         # Through the attribute, looked up per call, so that a test can count the calls behind the cache.
-        return (cache.refresh if refresh else cache.get_or_fetch)(conversation_sid,
-                                                                  lambda sid: self.list_participants(sid))
+        return (cache.refresh if refresh else cache.get_or_fetch)(
+            conversation_sid, lambda sid: self.list_participants(sid)
+        )
 
     def cached_participants(self, conversation_sid: str) -> list[dict] | None:
         """The cached participants, or None when none are cached (nothing is fetched)."""
@@ -86,46 +89,79 @@ class TwilioApi:
 
     def conversation_service_sid(self, conversation_sid: str) -> str:
         return self._service_sids.get_or_fetch(
-            conversation_sid, lambda sid: self.fetch_conversation(sid)["chat_service_sid"])
+            conversation_sid, lambda sid: self.fetch_conversation(sid)["chat_service_sid"]
+        )
 
     def conversations(self, limit: int | None = None) -> Iterator[dict]:
         """The account's conversations, oldest first (Twilio's order), page by page."""
-        for c in self._stream(lambda: self.client.conversations.v1.conversations.stream(limit=limit,
-                                                                                         page_size=PAGE_SIZE)):
-            yield {"sid": c.sid, "friendly_name": c.friendly_name, "state": c.state,
-                   "date_created": c.date_created, "chat_service_sid": c.chat_service_sid}
+        for c in self._stream(
+            lambda: self.client.conversations.v1.conversations.stream(limit=limit, page_size=PAGE_SIZE)
+        ):
+            yield {
+                "sid": c.sid,
+                "friendly_name": c.friendly_name,
+                "state": c.state,
+                "date_created": c.date_created,
+                "chat_service_sid": c.chat_service_sid,
+            }
 
-    def participant_conversations(self, identity: str, limit: int | None = None,
-                                  page_size: int = 50) -> Iterator[dict]:
+    def participant_conversations(self, identity: str, limit: int | None = None, page_size: int = 50) -> Iterator[dict]:
         """The conversations `identity` is a participant of (50: that resource's maximum page)."""
-        for c in self._stream(lambda: self.client.conversations.v1.participant_conversations.stream(
-                identity=identity, limit=limit, page_size=page_size)):
-            yield {"sid": c.conversation_sid, "friendly_name": c.conversation_friendly_name,
-                   "state": c.conversation_state, "date_created": c.conversation_date_created}
+        for c in self._stream(
+            lambda: self.client.conversations.v1.participant_conversations.stream(
+                identity=identity, limit=limit, page_size=page_size
+            )
+        ):
+            yield {
+                "sid": c.conversation_sid,
+                "friendly_name": c.conversation_friendly_name,
+                "state": c.conversation_state,
+                "date_created": c.conversation_date_created,
+            }
 
-    def messages(self, conversation_sid: str, *, newest_first: bool = True,
-                 limit: int | None = None) -> Iterator[dict]:
+    def messages(self, conversation_sid: str, *, newest_first: bool = True, limit: int | None = None) -> Iterator[dict]:
         order = "desc" if newest_first else "asc"
-        for m in self._stream(lambda: self.client.conversations.v1.conversations(conversation_sid).messages.stream(
-                order=order, limit=limit, page_size=min(limit or PAGE_SIZE, PAGE_SIZE))):
-            yield {"sid": m.sid, "account_sid": m.account_sid, "author": m.author, "media": m.media or [],
-                   "attributes": m.attributes, "date_created": m.date_created}
+        for m in self._stream(
+            lambda: self.client.conversations.v1.conversations(conversation_sid).messages.stream(
+                order=order, limit=limit, page_size=min(limit or PAGE_SIZE, PAGE_SIZE)
+            )
+        ):
+            yield {
+                "sid": m.sid,
+                "account_sid": m.account_sid,
+                "author": m.author,
+                "media": m.media or [],
+                "attributes": m.attributes,
+                "date_created": m.date_created,
+            }
 
-    def create_message(self, conversation_sid: str, *, author: str, media_sid: str, body: str | None = None,
-                       attributes: dict | None = None) -> dict:
+    def create_message(
+        self,
+        conversation_sid: str,
+        *,
+        author: str,
+        media_sid: str,
+        body: str | None = None,
+        attributes: dict | None = None,
+    ) -> dict:
         kwargs = {"author": author, "media_sid": media_sid}
         if body:
             kwargs["body"] = body
         if attributes:
             kwargs["attributes"] = json.dumps(attributes)
-        message = self._call(lambda: self.client.conversations.v1.conversations(conversation_sid)
-                             .messages.create(**kwargs))
+        message = self._call(
+            lambda: self.client.conversations.v1.conversations(conversation_sid).messages.create(**kwargs)
+        )
         return {"sid": message.sid, "media": message.media or [], "index": message.index}
 
     def fetch_conversation(self, conversation_sid: str) -> dict:
         conversation = self._call(lambda: self.client.conversations.v1.conversations(conversation_sid).fetch())
-        return {"sid": conversation.sid, "chat_service_sid": conversation.chat_service_sid,
-                "friendly_name": conversation.friendly_name, "attributes": conversation.attributes}
+        return {
+            "sid": conversation.sid,
+            "chat_service_sid": conversation.chat_service_sid,
+            "friendly_name": conversation.friendly_name,
+            "attributes": conversation.attributes,
+        }
 
     def _stream(self, start) -> Iterator:
         """A twilio-python stream whose every page request raises TwilioHttpError, as _call does."""
@@ -141,14 +177,17 @@ class TwilioApi:
         try:
             return fn()
         except TwilioRestException as exc:
-            raise TwilioHttpError(f"{exc.method} {exc.uri} -> {exc.status}: {exc.msg}", exc.status,
-                                  transient=exc.status in TRANSIENT_STATUSES, code=exc.code) from exc
+            raise TwilioHttpError(
+                f"{exc.method} {exc.uri} -> {exc.status}: {exc.msg}",
+                exc.status,
+                transient=exc.status in TRANSIENT_STATUSES,
+                code=exc.code,
+            ) from exc
         except TwilioException as exc:
             # List pages fail with a bare TwilioException carrying the response as its second argument.
             response = exc.args[1] if len(exc.args) > 1 else None
             status = getattr(response, "status_code", None)
-            raise TwilioHttpError(f"{exc.args[0]}: {response}", status,
-                                  transient=status in TRANSIENT_STATUSES) from exc
+            raise TwilioHttpError(f"{exc.args[0]}: {response}", status, transient=status in TRANSIENT_STATUSES) from exc
 
     # -- Media Content Service (twilio-python has no MCS code) -------------------------------------
     def media_url(self, chat_service_sid: str, media_sid: str) -> str:
@@ -181,7 +220,10 @@ class TwilioApi:
         url = f"{MCS_HOST}/v1/Services/{chat_service_sid}/Media"
         body = data if isinstance(data, bytes) else data.read()
         response = self.http.request(
-            "POST", url, data=body, retry=True,  # an unattached upload is garbage-collected: retrying is harmless
+            "POST",
+            url,
+            data=body,
+            retry=True,  # an unattached upload is garbage-collected: retrying is harmless
             headers={"Content-Type": content_type, "Content-Disposition": f'attachment; filename="{filename}"'},
             params={"filename": filename},
         )
@@ -191,8 +233,9 @@ class TwilioApi:
     def validate_flex_token(self, token: str) -> dict:
         url = f"{IAM_HOST}/v1/Accounts/{self.account_sid}/Tokens/validate"
         # IAM wants the account's own credentials, not an API key.
-        response = self.http.request("POST", url, json_body={"token": token},
-                                     auth=(self.account_sid, self.auth_token), retry=True)
+        response = self.http.request(
+            "POST", url, json_body={"token": token}, auth=(self.account_sid, self.auth_token), retry=True
+        )
         if 400 <= response.status < 500 and response.status not in (401, 403, 429):
             # A verdict on the token, not on us: twilio-flex-token-validator reads `valid` whatever the status,
             # and a 400 answers a token IAM cannot even parse. 401/403 mean our own credentials were refused,

@@ -10,8 +10,9 @@ import base64
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Callable
+from typing import IO
 from urllib.parse import urlsplit
 
 import requests
@@ -114,12 +115,17 @@ class TwilioHttp:
                 stream_to.truncate()
             try:
                 send_auth = None if auth == NO_AUTH else (auth or self.auth)
-                response = self._send(method, self.resolve(url), params, data, json_body, headers, send_auth,
-                                      stream_to, max_bytes)
+                response = self._send(
+                    method, self.resolve(url), params, data, json_body, headers, send_auth, stream_to, max_bytes
+                )
             except TooLarge:
                 raise
-            except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                    requests.exceptions.ContentDecodingError) as exc:
+            except (
+                requests.Timeout,
+                requests.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+            ) as exc:
                 # ChunkedEncodingError is also what a connection reset in the middle of a body becomes (urllib3's
                 # ProtocolError, "Connection broken"): transient, though requests does not call it a ConnectionError.
                 last_error = TwilioHttpError(f"{method} {url}: {type(exc).__name__}: {exc}", transient=True)
@@ -141,8 +147,16 @@ class TwilioHttp:
         if self.wsgi_app is not None:
             return self._send_in_process(method, url, params, data, json_body, headers, auth, stream_to, max_bytes)
         with self._session.request(
-            method, url, params=params, data=data, json=json_body, headers=headers, auth=auth,
-            timeout=self.timeout_s, stream=stream_to is not None, allow_redirects=True,
+            method,
+            url,
+            params=params,
+            data=data,
+            json=json_body,
+            headers=headers,
+            auth=auth,
+            timeout=self.timeout_s,
+            stream=stream_to is not None,
+            allow_redirects=True,
         ) as raw:
             headers_out = dict(raw.headers)
             if stream_to is None or not (200 <= raw.status_code < 300):
@@ -213,8 +227,9 @@ class TwilioPythonBridge(HttpClient):
         super().__init__(logger=log, is_async=False, timeout=http.timeout_s)
         self.http = http
 
-    def request(self, method, url, params=None, data=None, headers=None, auth=None, timeout=None,
-                allow_redirects=False):
+    def request(
+        self, method, url, params=None, data=None, headers=None, auth=None, timeout=None, allow_redirects=False
+    ):
         retry = method.upper() == "GET"
         response = self.http.request(method, url, params=params, data=data, headers=headers, auth=auth, retry=retry)
         self.last_response = TwilioResponse(response.status, response.text, response.headers)

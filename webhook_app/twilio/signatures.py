@@ -40,13 +40,21 @@ def is_valid_twilio_request(request: Request, auth_token: str) -> bool:
         return False
     algorithm = get_signature_algorithm(request.environ.get("HTTP_X_TWILIO_WEBHOOKS_SIGNATURE_SETTINGS"))
     url = signed_url(request)
-    if (request.is_form_post and algorithm.upper() in _DIGESTS
-            and "bodySHA256" not in request.environ.get("QUERY_STRING", "")):
+    if (
+        request.is_form_post
+        and algorithm.upper() in _DIGESTS
+        and "bodySHA256" not in request.environ.get("QUERY_STRING", "")
+    ):
         valid = is_valid_form_signature(auth_token, url, request.form_fields, signature, algorithm)
     else:
         # The rarer shapes (JSON bodies signed through bodySHA256, GETs, unknown algorithms): Twilio's validator.
-        params = request.get_data(as_text=True) if request.mimetype == "application/json" else \
-            {} if request.method == "GET" else MultiDict(request.form_fields)
+        params = (
+            request.get_data(as_text=True)
+            if request.mimetype == "application/json"
+            else {}
+            if request.method == "GET"
+            else MultiDict(request.form_fields)
+        )
         try:
             valid = RequestValidator(auth_token).validate(url, params, signature, algorithm=algorithm)
         except (TypeError, ValueError, KeyError):

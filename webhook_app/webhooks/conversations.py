@@ -63,8 +63,11 @@ def handle_message_added(event: dict):
             if not rows:
                 # Nothing of this message is stored, so nothing would lead the sweeper to it: a 200 would lose
                 # the audio among the attachments the webhook did not show. A configured retry redelivers it.
-                return error_response(503, "queue_unavailable",
-                                      "the message's other attachments could not be queued for reading; retry later")
+                return error_response(
+                    503,
+                    "queue_unavailable",
+                    "the message's other attachments could not be queued for reading; retry later",
+                )
     # The audit rows are the record of what arrived, and the access log has the request: at the rate Twilio
     # sends webhooks a success line each is noise, and a twentieth of a webhook's CPU. Failures log above.
     log.debug("onMessageAdded %s: %d media, %d new audio rows", event["MessageSid"], len(media), len(new_ids))
@@ -95,8 +98,9 @@ def handle_message_add(event: dict):
         db.session.commit()
     except Exception:  # noqa: BLE001 - the decision stands: a lost audit row must not publish forbidden audio
         db.session.rollback()
-        log.exception("could not audit the pre-event rejection in %s: %s", event.get("ConversationSid"),
-                      rejection.reason)
+        log.exception(
+            "could not audit the pre-event rejection in %s: %s", event.get("ConversationSid"), rejection.reason
+        )
     # Any 4xx rejects the message: Twilio does not publish it.
     return error_response(403, "audio_not_allowed", rejection.reason)
 

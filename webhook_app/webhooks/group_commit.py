@@ -117,8 +117,11 @@ class GroupCommitWriter:
             return
         ids = {(message_sid, media_sid): id_ for id_, message_sid, media_sid in self._insert(rows)}
         for pending in batch:
-            pending.new_ids = [ids[key] for key in ((r["message_sid"], r["media_sid"]) for r in pending.rows)
-                               if key in ids and owner[key] is pending]
+            pending.new_ids = [
+                ids[key]
+                for key in ((r["message_sid"], r["media_sid"]) for r in pending.rows)
+                if key in ids and owner[key] is pending
+            ]
 
     def _insert(self, rows: list[dict]) -> list[tuple[int, str, str]]:
         """(id, message_sid, media_sid) of the rows that were new."""
@@ -154,8 +157,9 @@ class GroupCommitWriter:
         connection = self._connection = self._connection or db.engine.connect()
         try:
             with connection.begin():
-                return [tuple(row) for row in
-                        connection.execute(insert_ignoring_duplicates(connection.dialect.name), rows)]
+                return [
+                    tuple(row) for row in connection.execute(insert_ignoring_duplicates(connection.dialect.name), rows)
+                ]
         except DBAPIError:
             self._connection = None
             connection.close()
@@ -163,9 +167,26 @@ class GroupCommitWriter:
 
 
 # The columns a webhook's rows carry (inbound.audio_rows); the others keep their defaults (NULL).
-WEBHOOK_COLUMNS = ("direction", "channel", "status", "account_sid", "chat_service_sid", "conversation_sid",
-                   "message_sid", "media_sid", "author", "source", "content_type", "filename", "size_bytes",
-                   "truncated", "attempts", "created_at", "updated_at", "dispatched_at")
+WEBHOOK_COLUMNS = (
+    "direction",
+    "channel",
+    "status",
+    "account_sid",
+    "chat_service_sid",
+    "conversation_sid",
+    "message_sid",
+    "media_sid",
+    "author",
+    "source",
+    "content_type",
+    "filename",
+    "size_bytes",
+    "truncated",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "dispatched_at",
+)
 
 # The batch travels as one JSON array of row objects, turned back into rows of the table's own type by
 # PostgreSQL. Its text never changes, whatever the batch size, so psycopg prepares it once per connection (a
@@ -176,11 +197,13 @@ WEBHOOK_COLUMNS = ("direction", "channel", "status", "account_sid", "chat_servic
 # for the other's: a deadlock, which PostgreSQL breaks after deadlock_timeout (1 s) by failing one whole batch, a
 # 503 for every webhook in it. In one order, the later batch waits for the earlier and skips its rows. A message's
 # media keep the order they came in (their ids are the order agents see them), the same in every delivery.
-JSON_INSERT = (f"INSERT INTO audio_messages ({', '.join(WEBHOOK_COLUMNS)})"
-               f" SELECT {', '.join(WEBHOOK_COLUMNS)}"
-               " FROM json_populate_recordset(NULL::audio_messages, %s::json) WITH ORDINALITY AS batch"
-               " ORDER BY batch.message_sid, batch.ordinality"
-               " ON CONFLICT (message_sid, media_sid) DO NOTHING RETURNING id, message_sid, media_sid")
+JSON_INSERT = (
+    f"INSERT INTO audio_messages ({', '.join(WEBHOOK_COLUMNS)})"
+    f" SELECT {', '.join(WEBHOOK_COLUMNS)}"
+    " FROM json_populate_recordset(NULL::audio_messages, %s::json) WITH ORDINALITY AS batch"
+    " ORDER BY batch.message_sid, batch.ordinality"
+    " ON CONFLICT (message_sid, media_sid) DO NOTHING RETURNING id, message_sid, media_sid"
+)
 
 
 def json_rows(rows: list[dict]) -> str:
@@ -200,9 +223,11 @@ def insert_ignoring_duplicates(dialect: str):
     Executed with a list of rows, SQLAlchemy sends them as one multi-row INSERT ("insertmanyvalues")."""
     table = AudioMessage.__table__
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    return (insert(table)
-            .on_conflict_do_nothing(index_elements=["message_sid", "media_sid"])
-            .returning(table.c.id, table.c.message_sid, table.c.media_sid))
+    return (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["message_sid", "media_sid"])
+        .returning(table.c.id, table.c.message_sid, table.c.media_sid)
+    )
 
 
 def init_app(app) -> None:
