@@ -16,7 +16,6 @@ import re
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
-from rq import get_current_job
 
 from .scratch import process_running
 
@@ -30,7 +29,13 @@ def writer_id() -> int | str:
     thousand (and /metrics reads every one). A worker runs one job at a time, and the one that lost Redis waits for
     its horse (jobs/worker.py), so all the horses of one worker can take turns on one set of files."""
     pid = os.getpid()
-    if pid != _IMPORTED_BY and get_current_job() is not None:
+    if pid == _IMPORTED_BY:
+        return pid
+    # Only a forked process gets here: the transcode module (imported by scripts and web processes) need not load
+    # RQ and redis-py for the rare case.
+    from rq import get_current_job
+
+    if get_current_job() is not None:
         return f"{os.getppid()}-horses"
     return pid
 
