@@ -20,34 +20,17 @@ HOST = "127.0.0.1"
 PATH = "/twilio/conversations/post-event"
 
 
-def make_voice_note(path: str, seconds: int) -> None:
-    """A voice-like Ogg/Opus note (16 kHz mono, 24 kb/s, as WhatsApp sends): a tone in pink noise."""
+def make_voice_note(
+    path: str, seconds: int, sample_rate: int = 16000, bitrate: str = "24k", container: str = "ogg"
+) -> None:
+    """A voice-like Opus note, by default as WhatsApp sends one (Ogg, 16 kHz mono, 24 kb/s): a tone in pink noise."""
     graph = (
-        f"sine=f=220:d={seconds}:sample_rate=16000,volume=0.4[t];"
-        f"anoisesrc=d={seconds}:c=pink:a=0.08:r=16000[n];[t][n]amix=inputs=2"
+        f"sine=f=220:d={seconds}:sample_rate={sample_rate},volume=0.4[t];"
+        f"anoisesrc=d={seconds}:c=pink:a=0.08:r={sample_rate}[n];[t][n]amix=inputs=2"
     )
     subprocess.run(
-        [
-            ffmpeg_binary(),
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-filter_complex",
-            graph,
-            "-ac",
-            "1",
-            "-ar",
-            "16000",
-            "-c:a",
-            "libopus",
-            "-b:a",
-            "24k",
-            "-f",
-            "ogg",
-            path,
-        ],
+        [ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-filter_complex", graph]
+        + ["-ac", "1", "-ar", str(sample_rate), "-c:a", "libopus", "-b:a", bitrate, "-f", container, path],
         check=True,
     )
 

@@ -17,6 +17,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from _webhooks import make_voice_note  # noqa: E402
+
 from webhook_app.audio.ffmpeg import ffmpeg_binary  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
@@ -27,37 +29,6 @@ INPUTS = [
     ("recording 17 min, WebM/Opus 48 kHz (~16 MB)", 1020, 48000, "128k", "webm"),
 ]
 VARIANTS = ["service", "bare", "pydub"]
-
-
-def make_input(path: str, seconds: int, sample_rate: int, bitrate: str, container: str) -> None:
-    graph = (
-        f"sine=f=220:d={seconds}:sample_rate={sample_rate},volume=0.4[t];"
-        f"anoisesrc=d={seconds}:c=pink:a=0.08:r={sample_rate}[n];[t][n]amix=inputs=2"
-    )
-    subprocess.run(
-        [
-            ffmpeg_binary(),
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-filter_complex",
-            graph,
-            "-ac",
-            "1",
-            "-ar",
-            str(sample_rate),
-            "-c:a",
-            "libopus",
-            "-b:a",
-            bitrate,
-            "-f",
-            container,
-            path,
-        ],
-        check=True,
-    )
 
 
 def measure(variant: str, source: str, dest: str) -> dict:
@@ -87,7 +58,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         for name, seconds, sample_rate, bitrate, container in INPUTS:
             source = os.path.join(workdir, f"in-{seconds}.{container}")
-            make_input(source, seconds, sample_rate, bitrate, container)
+            make_voice_note(source, seconds, sample_rate, bitrate, container)
             results = {}
             # Variants take turns, run by run: this machine's speed drifts from minute to minute, and a block of
             # one variant's runs followed by a block of another's would compare two different machines.
