@@ -23,7 +23,8 @@ if variant == "service":
     transcode_to_mp3(source, dest, bitrate_kbps=64, timeout_s=600)
 elif variant == "bare":
     # The same encoder settings as the service, as one plain command line.
-    subprocess.run(build_command(source, dest, bitrate_kbps=64), check=True)
+    command = build_command(source, dest, bitrate_kbps=64)
+    subprocess.run([command[0], "-loglevel", "error", *command[1:]], check=True)
 elif variant == "pydub":
     # The codec named, so pydub needs no ffprobe to read the file (the imageio-ffmpeg wheel ships none).
     AudioSegment.from_file(source, codec="opus").export(dest, format="mp3", bitrate="64k")

@@ -228,6 +228,34 @@ def test_same_key_while_the_first_is_running_is_409(
     assert len(sandbox.list_messages(conversation)) == 1
 
 
+def test_uploads_beyond_the_processs_conversion_slots_are_503_busy_and_can_be_sent_again(
+    client, app, sandbox, agent_token, conversation, tmp_path, monkeypatch
+):
+    """One token holder cannot run more ffmpegs in a web process than CONVERSIONS_PER_PROCESS."""
+    from webhook_app.outbound import convert
+
+    app.config["CONVERSIONS_PER_PROCESS"] = 1
+    monkeypatch.setattr(convert, "SLOT_WAIT_S", 0.2)
+    release = threading.Event()
+    entered = hold_outbound_conversions(monkeypatch, release)
+    source = make_audio(tmp_path / "rec.webm", "webm", seconds=1.0)
+    results = {}
+    first = threading.Thread(
+        target=lambda: results.setdefault("first", post_audio(app.test_client(), agent_token, conversation, source))
+    )
+    first.start()
+    assert entered.wait(30)
+    busy = post_audio(client, agent_token, conversation, source, key="second")
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "2"
+    assert busy.get_json()["error"]["code"] == "busy"
+    assert audio_rows(app)[-1].error_code == "busy"  # the refusal is audited
+    release.set()
+    first.join(30)
+    assert results["first"].status_code == 201
+    assert post_audio(client, agent_token, conversation, source, key="second").status_code == 201
+    assert len(sandbox.list_messages(conversation)) == 2
+
+
 def test_transient_twilio_errors_on_message_create_are_retried_once_sent(
     client, app, sandbox, agent_token, conversation, tmp_path
 ):

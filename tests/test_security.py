@@ -30,7 +30,8 @@ from tests.processes import ROOT, SERVICE_VARIABLES, Processes, descendants, fre
 from tests.test_inbound import listing
 from tests.test_outbound import post_audio, set_settings
 from tests.test_pre_event import PRE_EVENT, on_message_add, whatsapp  # noqa: F401 - whatsapp is a fixture
-from webhook_app.audio.transcode import _reason, transcode_to_mp3
+from webhook_app.audio.bounded import reason
+from webhook_app.audio.transcode import transcode_to_mp3
 from webhook_app.auth import REFUSAL_WINDOW_S, REFUSALS_PER_CLIENT
 from webhook_app.config import Config
 from webhook_app.media import storage
@@ -277,10 +278,10 @@ def test_an_audit_id_past_32_bits_is_not_found(client, app):
 
 
 def test_decode_errors_do_not_name_our_temporary_files():
-    reason = _reason(
-        "[in#0 @ 0x5] Error opening input: Invalid argument\nError opening input file /tmp/inbound-k2j4h1/source."
+    said = reason(
+        ["[in#0 @ 0x5] Error opening input: Invalid argument", "Error opening input file /tmp/inbound-k2j4h1/source."]
     )
-    assert "/tmp" not in reason and "inbound-" not in reason and "source" in reason
+    assert "/tmp" not in said and "inbound-" not in said and "source" in said
 
 
 @pytest.fixture
@@ -456,15 +457,15 @@ def test_sign_out_everywhere_ends_every_session_of_that_admin(app, sandbox):
 KILLED_JOB = """
 import sys
 from webhook_app.audio.ffmpeg import ffmpeg_binary
-from webhook_app.audio.transcode import _run
+from webhook_app.audio.bounded import Bounds, run_ffmpeg
 from webhook_app.scratch import scratch_dir
 
 with scratch_dir("inbound") as workdir:
     open(workdir + "/source", "wb").write(b"a customer's original")
     print(workdir, flush=True)
     # -re: ffmpeg reads at the audio's own pace, so this one would run for ten minutes
-    _run([ffmpeg_binary(), "-nostdin", "-re", "-f", "lavfi", "-i", "anullsrc=r=8000", "-t", "600", "-y",
-          workdir + "/out.mp3"], 900, None)
+    run_ffmpeg([ffmpeg_binary(), "-nostdin", "-re", "-f", "lavfi", "-i", "anullsrc=r=8000", "-t", "600", "-y",
+                workdir + "/out.mp3"], Bounds(900))
 """
 
 

@@ -85,7 +85,8 @@ def test_ffmpeg_run_time_is_capped(tmp_path):
 
 
 def test_id3_tagged_aac_is_decoded_not_copied_as_mp3(tmp_path):
-    """An ID3 tag opens AAC (ADTS) files too: it looks like MP3, but the MP3 muxer refuses to copy its stream."""
+    """An ID3 tag opens AAC (ADTS) files too: the sniff looks behind it, so ffmpeg reads AAC (the MP3 muxer would
+    refuse to copy its stream)."""
     source = str(tmp_path / "voice.aac")
     run_ffmpeg(
         "-i",
@@ -102,7 +103,7 @@ def test_id3_tagged_aac_is_decoded_not_copied_as_mp3(tmp_path):
         "title=voice",
         source,
     )
-    assert open(source, "rb").read(3) == b"ID3" and sniff_file(source) == "mp3"
+    assert open(source, "rb").read(3) == b"ID3" and sniff_file(source) == "aac"
     result = transcode_to_mp3(source, str(tmp_path / "out.mp3"))
     assert not result.copied and abs(result.duration_s - 2.0) < 0.15
     assert "Audio: mp3" in stream_info(tmp_path / "out.mp3")

@@ -170,6 +170,10 @@ class Config:
         self.TWILIO_HTTP_RETRIES = env_int("TWILIO_HTTP_RETRIES", 4)
         self.UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
         self.FFMPEG_TIMEOUT_S = env_int("FFMPEG_TIMEOUT_S", 120, minimum=1)
+        # One ffmpeg's memory (audio/bounded.py: RLIMIT_DATA); a legitimate voice note peaks at 135-230 MB.
+        self.FFMPEG_MAX_MEMORY_MB = env_int("FFMPEG_MAX_MEMORY_MB", 512, minimum=64)
+        # Agent uploads converted at once by one web process (outbound/convert.py); more wait briefly, then 503.
+        self.CONVERSIONS_PER_PROCESS = env_int("CONVERSIONS_PER_PROCESS", 2, minimum=1)
         self.INBOUND_MAX_DURATION_S = env_int("INBOUND_MAX_DURATION_S", 3600, minimum=1)
         self.SETTINGS_CHECK_INTERVAL_S = env_float("SETTINGS_CHECK_INTERVAL_S", 2.0)
         self.JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 5, minimum=1)

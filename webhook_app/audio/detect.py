@@ -52,6 +52,9 @@ AUDIO_EXTENSIONS = {
     ".flac",
     ".caf",
 }
+# Bytes read to tell a container; tags stacked at a file's start, at most (one is usual, two seen in the wild).
+SNIFF_BYTES = 64
+MAX_ID3_TAGS = 4
 # A generic label says nothing; then the file name decides.
 GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
 
@@ -100,5 +103,29 @@ def sniff(head: bytes) -> str | None:
 
 
 def sniff_file(path: str) -> str | None:
+    """The container of the file at `path`: what its first bytes say, looking behind ID3 tags.
+
+    An ID3v2 tag opens MP3 files, and sometimes AAC or FLAC ones; what follows it decides the demuxer ffmpeg is
+    told to use (audio/bounded.py). Behind a tag, bytes we do not know are read as MP3: the MP3 demuxer turns
+    anything that is not MPEG audio (a playlist, say) into an error, never into a file it opens."""
     with open(path, "rb") as handle:
-        return sniff(handle.read(64))
+        head = handle.read(SNIFF_BYTES)
+        offset = 0
+        for _ in range(MAX_ID3_TAGS):
+            size = id3_tag_size(head)
+            if size is None:
+                break
+            offset += size
+            handle.seek(offset)
+            head = handle.read(SNIFF_BYTES)
+        found = sniff(head)
+        return "mp3" if offset and found is None else found
+
+
+def id3_tag_size(head: bytes) -> int | None:
+    """The length of the ID3v2 tag that `head` starts with (header, body and footer), or None."""
+    if len(head) < 10 or not head.startswith(b"ID3") or any(byte & 0x80 for byte in head[6:10]):
+        return None
+    body = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]  # "syncsafe": 7 bits a byte
+    has_footer = head[5] & 0x10
+    return 10 + body + (10 if has_footer else 0)

@@ -8,20 +8,21 @@ and trim the duration exactly.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import logging
 import os
-import re
-import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..metrics import TRANSCODE_SECONDS
+from .bounded import DEFAULT_MEMORY_MB, AudioError, AudioTimeout, Bounds, demuxer_for, input_args, run_ffmpeg
 from .detect import sniff_file
-from .ffmpeg import die_with_parent, ffmpeg_binary
+from .ffmpeg import ffmpeg_binary
+
+__all__ = ["AudioError", "AudioTimeout", "TranscodeResult", "build_command", "decode_to_pcm", "transcode_to_mp3"]
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +31,14 @@ log = logging.getLogger(__name__)
 MP3_SAMPLE_RATES = "16000|22050|24000|32000|44100|48000"
 # EBU R128 target for speech played back in a browser.
 LOUDNORM = "loudnorm=I=-16:TP=-1.5:LRA=11"
+# Down to stereo before anything else: MP3 carries no more, and loudnorm's cost grows with every channel it is
+# handed (a 7.1 WAV at 192 kHz: 450 MB before the downmix, 150 MB after).
+AT_MOST_STEREO = "aformat=channel_layouts=mono|stereo"
 BITRATES_KBPS = (32, 48, 64, 96, 128)
 # The PCM that Python may inspect (audio/silence.py), written by the same ffmpeg process beside the MP3, so nothing
 # is decoded twice: mono, 16-bit, at a rate that keeps speech and costs 16 KB a second. Resampling is most of its
 # cost (a 60 s clip whole: +10-20% CPU on the transcode), so callers ask for the seconds they need.
 PCM_RATE = 8000
-
-
-class AudioError(Exception):
-    """The input is not audio we can decode (a permanent failure: retrying will not help)."""
-
-
-class AudioTimeout(AudioError):
-    pass
 
 
 @dataclass
@@ -70,16 +66,16 @@ def build_command(
     ffmpeg: str | None = None,
     pcm: str | None = None,
     pcm_max_s: float | None = None,
+    container: str | None = None,
 ) -> list[str]:
+    """ffmpeg's command line (without its log options: audio/bounded.py adds those) that writes `src`, read as
+    `container` (default: what its bytes are), as MP3 to `dst`."""
     cmd = [
         ffmpeg or ffmpeg_binary(),
         "-nostdin",
         "-hide_banner",
-        "-loglevel",
-        "error",
         "-y",
-        "-i",
-        src,
+        *input_args(src, container or sniff_file(src)),
         "-map",
         "0:a:0",
         "-vn",
@@ -93,7 +89,7 @@ def build_command(
     if copy:
         cmd += ["-c:a", "copy"]
     else:
-        filters = ([LOUDNORM] if loudness else []) + [f"aformat=sample_rates={MP3_SAMPLE_RATES}"]
+        filters = [AT_MOST_STEREO] + ([LOUDNORM] if loudness else []) + [f"aformat=sample_rates={MP3_SAMPLE_RATES}"]
         cmd += ["-af", ",".join(filters)]
         if mono:
             cmd += ["-ac", "1"]
@@ -115,11 +111,11 @@ def _pcm_output(pcm: str, max_s: float | None) -> list[str]:
 
 
 def decode_to_pcm(src: str, pcm: str, *, max_s: float | None = None, timeout_s: float = 60) -> float:
-    """`src`'s first `max_s` seconds as PCM_RATE mono s16le in the file `pcm`; answers the seconds decoded."""
-    return _run(
-        [ffmpeg_binary(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", src, *_pcm_output(pcm, max_s)],
-        timeout_s,
-        None,
+    """The first `max_s` seconds of the MP3 `src` (one of ours) as PCM_RATE mono s16le in the file `pcm`; answers
+    the seconds decoded."""
+    return run_ffmpeg(
+        [ffmpeg_binary(), "-nostdin", "-hide_banner", "-y", *input_args(src, "mp3"), *_pcm_output(pcm, max_s)],
+        Bounds(timeout_s),
     )
 
 
@@ -132,6 +128,7 @@ def transcode_to_mp3(
     loudness: bool = False,
     max_duration_s: float | None = None,
     timeout_s: float = 120,
+    memory_mb: int = DEFAULT_MEMORY_MB,
     keep_mp3: bool = True,
     on_progress: Callable[[float], None] | None = None,
     pcm_path: str | None = None,
@@ -149,7 +146,7 @@ def transcode_to_mp3(
             mono=mono,
             loudness=loudness,
             max_duration_s=max_duration_s,
-            timeout_s=timeout_s,
+            bounds=Bounds(timeout_s, memory_mb),
             keep_mp3=keep_mp3,
             on_progress=on_progress,
             pcm=pcm_path,
@@ -175,7 +172,7 @@ def _transcode(
     mono: bool,
     loudness: bool,
     max_duration_s: float | None,
-    timeout_s: float,
+    bounds: Bounds,
     keep_mp3: bool,
     on_progress: Callable[[float], None] | None,
     pcm: str | None,
@@ -184,40 +181,33 @@ def _transcode(
     source_format = _checked_source(src, bitrate_kbps)
     copy = keep_mp3 and source_format == "mp3" and not loudness and not mono
     started = time.monotonic()
+    command = functools.partial(
+        build_command,
+        src,
+        dst,
+        bitrate_kbps=bitrate_kbps,
+        max_duration_s=max_duration_s,
+        pcm=pcm,
+        pcm_max_s=pcm_max_s,
+        container=source_format,
+    )
     try:
-        duration = _run(
-            build_command(
-                src,
-                dst,
-                bitrate_kbps=bitrate_kbps,
-                mono=mono,
-                loudness=loudness,
-                max_duration_s=max_duration_s,
-                copy=copy,
-                pcm=pcm,
-                pcm_max_s=pcm_max_s,
-            ),
-            timeout_s,
-            on_progress,
-        )
+        duration = run_ffmpeg(command(mono=mono, loudness=loudness, copy=copy), bounds, on_progress)
     except AudioTimeout:
         raise
     except AudioError:
         if not copy:
             raise
-        # ID3 tags open AAC and FLAC files too, whose streams the MP3 muxer refuses to copy: decode instead.
+        # MPEG audio the MP3 muxer refuses to copy (MPEG-2.5 layer III oddities, a broken first frame): decode.
         duration = 0.0
     if copy and duration <= 0:
-        # A file that only looks like MP3 (a stray sync word or an ID3 tag): decode it properly instead, within
-        # what is left of the one time limit.
+        # A file that only looks like MP3 (a stray sync word): decode it properly instead, within what is left of
+        # the one time limit.
         copy = False
-        remaining = timeout_s - (time.monotonic() - started)
+        remaining = bounds.timeout_s - (time.monotonic() - started)
         if remaining <= 0:
-            raise AudioTimeout(f"ffmpeg ran longer than {timeout_s:g} s and was stopped")
-        command = build_command(
-            src, dst, bitrate_kbps=bitrate_kbps, max_duration_s=max_duration_s, pcm=pcm, pcm_max_s=pcm_max_s
-        )
-        duration = _run(command, remaining, on_progress)
+            raise AudioTimeout(f"ffmpeg ran longer than {bounds.timeout_s:g} s and was stopped")
+        duration = run_ffmpeg(command(), dataclasses.replace(bounds, timeout_s=remaining), on_progress)
     out_size = os.path.getsize(dst) if os.path.exists(dst) else 0
     if duration <= 0 or out_size == 0:
         raise AudioError("no audio could be decoded (zero-length result)")
@@ -227,13 +217,15 @@ def _transcode(
     )
 
 
-def _checked_source(src: str, bitrate_kbps: int) -> str:
+def _checked_source(src: str, bitrate_kbps: int) -> str | None:
     """The source's format, once the request is one ffmpeg can be asked for."""
     if bitrate_kbps not in BITRATES_KBPS:
         raise ValueError(f"bitrate {bitrate_kbps} kbps is not one of {BITRATES_KBPS}")
     if os.path.getsize(src) == 0:
         raise AudioError("the file is empty (0 bytes)")
-    return sniff_file(src)
+    container = sniff_file(src)
+    demuxer_for(container)  # AudioError now, with the reason, for anything that is no audio container we read
+    return container
 
 
 def _sha256_of(path: str) -> str:
@@ -242,58 +234,3 @@ def _sha256_of(path: str) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _run(cmd: list[str], timeout_s: float, on_progress: Callable[[float], None] | None) -> float:
-    """Run ffmpeg with a hard wall-clock limit; answer the output duration in seconds."""
-    cmd = [cmd[0], "-progress", "pipe:1", "-nostats", *cmd[1:]]
-    with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, preexec_fn=die_with_parent
-        )
-        timed_out = threading.Event()
-
-        def kill() -> None:
-            timed_out.set()
-            proc.kill()
-
-        watchdog = threading.Timer(timeout_s, kill)
-        watchdog.daemon = True
-        watchdog.start()
-        out_time_us = 0
-        try:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                key, _, value = raw.decode("ascii", "replace").strip().partition("=")
-                if key == "out_time_us" and value.lstrip("-").isdigit():
-                    out_time_us = max(out_time_us, int(value))
-                    if on_progress is not None:
-                        on_progress(out_time_us / 1e6)
-            returncode = proc.wait()
-        finally:
-            watchdog.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if timed_out.is_set():
-            raise AudioTimeout(f"ffmpeg ran longer than {timeout_s:g} s and was stopped")
-        if returncode != 0:
-            stderr.seek(0)
-            raise AudioError(_reason(stderr.read().decode("utf-8", "replace")))
-    return out_time_us / 1e6
-
-
-DIRECTORY_PART = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s\\/:'\"]+)+[\\/]")
-
-
-def _reason(stderr: str) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    text = " ".join(lines)
-    if "matches no streams" in text or "does not contain any stream" in text:
-        return "the file has no audio stream"
-    if "Invalid data found when processing input" in text or "could not find codec parameters" in text.lower():
-        return "not decodable audio (ffmpeg: invalid data found when processing input)"
-    detail = lines[-1] if lines else "ffmpeg failed without a message"
-    # ffmpeg names its files by path: the reason reaches agents, admins and CSV exports, our temp folders must not.
-    detail = DIRECTORY_PART.sub("", detail)
-    return f"not decodable audio (ffmpeg: {detail[:300]})"

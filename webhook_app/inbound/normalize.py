@@ -177,6 +177,7 @@ def _process(row: AudioMessage) -> None:
             # The channel's own duration cap binds customers too: a tiny file of silence must not become hours.
             max_duration_s=min(config["INBOUND_MAX_DURATION_S"], settings.max_duration_s),
             timeout_s=config["FFMPEG_TIMEOUT_S"],
+            memory_mb=config["FFMPEG_MAX_MEMORY_MB"],
         )
         key = f"audio/{row.id}/{result.sha256[:16]}.mp3"
         media_store().put(key, result.path, "audio/mpeg", result.sha256)

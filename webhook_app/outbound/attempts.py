@@ -29,6 +29,7 @@ ERROR_STATUS = {
     "twilio_error": 502,
     "internal_error": 500,
     "conversion_timeout": 413,
+    "busy": 503,
 }
 
 

@@ -3,8 +3,11 @@ size held to the channel's caps, and a muted microphone refused."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
+from collections.abc import Iterator
 
 from flask import current_app
 
@@ -22,25 +25,57 @@ SILENCE_PROBE_S = 5
 # The record panel stops a take just before the cap, but MediaRecorder delivers its last chunk a little after
 # the stop: a clip stopped at the cap must not be refused for a fraction of a second.
 DURATION_TOLERANCE_S = 0.5
+# How long an upload waits for one of its process's conversion slots before the agent is told to retry: long enough
+# to ride out a burst of sends, short enough that a flood does not pile up web threads.
+SLOT_WAIT_S = 5.0
+RETRY_AFTER_S = 2
+
+
+@contextlib.contextmanager
+def conversion_slot() -> Iterator[None]:
+    """One of this process's CONVERSIONS_PER_PROCESS conversions, or ApiError 503 `busy` (with Retry-After).
+
+    Conversion runs inside the agent's request: without a bound, a burst of uploads (or one token holder) would run
+    as many ffmpegs as the web process has threads, each allowed FFMPEG_MAX_MEMORY_MB."""
+    config = current_app.config
+    slots = current_app.extensions.setdefault(
+        "conversion_slots", threading.BoundedSemaphore(config["CONVERSIONS_PER_PROCESS"])
+    )
+    if not slots.acquire(timeout=SLOT_WAIT_S):
+        log.warning("all %d conversion slots of this process are busy", config["CONVERSIONS_PER_PROCESS"])
+        raise ApiError(
+            503,
+            "busy",
+            f"this server is converting {config['CONVERSIONS_PER_PROCESS']} recordings already; "
+            f"send again in {RETRY_AFTER_S} s",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def convert(upload_path: str, mp3_path: str, settings: Settings, audit_id: int) -> TranscodeResult:
     """The recording as MP3 at `mp3_path`; ApiError when it cannot be converted."""
-    timeout_s = current_app.config["FFMPEG_TIMEOUT_S"]
+    config = current_app.config
+    timeout_s = config["FFMPEG_TIMEOUT_S"]
     try:
         # Decode one second past the cap: enough to know the recording is too long, no more.
         # The first seconds for the silence check come out of the same ffmpeg run as PCM: the MP3 of a clip that
         # is not silent from the start is never decoded again.
-        return transcode_to_mp3(
-            upload_path,
-            mp3_path,
-            bitrate_kbps=settings.bitrate_kbps,
-            mono=True,
-            max_duration_s=settings.max_duration_s + 1,
-            timeout_s=timeout_s,
-            pcm_path=os.path.splitext(mp3_path)[0] + ".pcm",
-            pcm_max_s=SILENCE_PROBE_S,
-        )
+        with conversion_slot():
+            return transcode_to_mp3(
+                upload_path,
+                mp3_path,
+                bitrate_kbps=settings.bitrate_kbps,
+                mono=True,
+                max_duration_s=settings.max_duration_s + 1,
+                timeout_s=timeout_s,
+                memory_mb=config["FFMPEG_MAX_MEMORY_MB"],
+                pcm_path=os.path.splitext(mp3_path)[0] + ".pcm",
+                pcm_max_s=SILENCE_PROBE_S,
+            )
     except AudioTimeout as exc:
         # Not undecodable (400): valid audio too long to convert within FFMPEG_TIMEOUT_S, which a duration cap
         # of hours allows. Too large to take, then; and an error line, since the operator may need to act.

@@ -45,6 +45,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..audio.bounded import AudioError, demuxer_options, stream_problem
+from ..audio.detect import sniff_file
+
 SAMPLE_RATE = 16000  # what Whisper's feature extractor takes
 CHUNK_S = 30.0  # longest piece transcribed at once (memory; see the module's docstring)
 CUT_SEARCH_S = 10.0  # a piece ends at the quietest moment of its last CUT_SEARCH_S seconds
@@ -229,6 +232,7 @@ def transcribe(
     compute_type: str = "int8",
     beam_size: int = 5,
     chunk_s: float = CHUNK_S,
+    max_s: float | None = None,
 ) -> Transcript:
     """Transcribe one audio file (any container and codec PyAV decodes: our MP3s, Ogg/Opus, WAV, …).
 
@@ -236,8 +240,8 @@ def transcribe(
     loaded = load_model(model, threads=threads, compute_type=compute_type)
     code = _language_code(loaded, language)
     try:
-        audio = decode(path)
-    except Exception as error:  # PyAV's errors: no audio stream, invalid data, missing file
+        audio = decode(path, max_s)
+    except Exception as error:  # AudioError (no container we read, no voice note's stream); PyAV's: invalid data
         raise TranscriptionError(
             f"could not decode {os.path.basename(str(path))}: {type(error).__name__}: {error}"
         ) from error
@@ -274,28 +278,41 @@ def transcribe(
     )
 
 
-def decode(path: str | os.PathLike):
+def decode(path: str | os.PathLike, max_s: float | None = None):
     """The file's first audio stream as 16 kHz mono 16-bit samples (a numpy int16 array), decoded by PyAV (the
     FFmpeg inside its wheel, as faster-whisper does), frame by frame: 2 bytes a sample where faster-whisper's own
-    decode_audio holds a buffer of the whole file and then 4-byte floats of it (57.6 MB for 900 s)."""
+    decode_audio holds a buffer of the whole file and then 4-byte floats of it (57.6 MB for 900 s). At most the
+    first `max_s` seconds.
+
+    The file is stored media: our MP3, or a customer's original where the channel keeps audio as sent. PyAV's FFmpeg
+    is held to what audio/bounded.py holds ours to: the container we sniffed and no other, one file, a stream a voice
+    note can have (AudioError otherwise)."""
     _faster_whisper()  # PyAV comes with it
     import av
     import numpy
 
+    demuxer, options = demuxer_options(sniff_file(str(path)))
     resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    parts = []
-    with av.open(str(path), mode="r", metadata_errors="ignore") as container:
-        frames = container.decode(audio=0)
-        while True:
+    parts, samples, limit = [], 0, int(max_s * SAMPLE_RATE) if max_s else None
+    with av.open(f"file:{path}", mode="r", format=demuxer, options=options, metadata_errors="ignore") as container:
+        stream = container.streams.audio[0]
+        problem = stream_problem(stream.sample_rate or 0, stream.channels)
+        if problem:
+            raise AudioError(problem)
+        frames = container.decode(stream)
+        while limit is None or samples < limit:
             try:
                 frame = next(frames)
             except StopIteration:
                 break
             except av.error.InvalidDataError:  # a damaged frame: skip it, as faster-whisper does
                 continue
-            parts += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+            decoded = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+            parts += decoded
+            samples += sum(len(part) for part in decoded)
         parts += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    return numpy.concatenate(parts) if parts else numpy.zeros(0, dtype=numpy.int16)
+    audio = numpy.concatenate(parts) if parts else numpy.zeros(0, dtype=numpy.int16)
+    return audio[:limit] if limit is not None else audio
 
 
 def pieces(audio, chunk_s: float = CHUNK_S) -> list[tuple[int, int]]:

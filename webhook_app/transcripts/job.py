@@ -123,7 +123,7 @@ def _transcribe_and_record(transcript: Transcript) -> str:
     if not installed():
         return _finish_failed(transcript, NOT_INSTALLED)
     config = current_app.config
-    language = settings_for(row.channel).transcribe_language
+    settings = settings_for(row.channel)
     stored = media_store().get(row.media_key)
     if stored is None:
         return _finish_failed(transcript, "the audio is gone from the media store")
@@ -137,11 +137,13 @@ def _transcribe_and_record(transcript: Transcript) -> str:
             result = off_the_event_loop(
                 transcribe,
                 path,
-                language=language,
+                language=settings.transcribe_language,
                 model=config["TRANSCRIBE_MODEL"],
                 threads=config["TRANSCRIBE_THREADS"],
                 compute_type=config["TRANSCRIBE_COMPUTE_TYPE"],
                 beam_size=config["TRANSCRIBE_BEAM_SIZE"],
+                # Stored media is our MP3, already cut, or an original kept as sent, which is cut here the same way.
+                max_s=min(config["INBOUND_MAX_DURATION_S"], settings.max_duration_s),
             )
         except TranscriptionUnavailable as exc:
             return _finish_failed(transcript, NOT_INSTALLED if not installed() else str(exc))
