@@ -15,12 +15,23 @@ from webhook_app.audio.ffmpeg import ffmpeg_binary  # noqa: E402
 from webhook_app.audio.transcode import build_command, transcode_to_mp3  # noqa: E402
 
 variant, source, dest = sys.argv[1:4]
+outcome = "converted"
 # pydub's documented setting for an ffmpeg off PATH (the service itself never has pydub run ffmpeg).
 AudioSegment.converter = ffmpeg_binary()
 
 started = time.perf_counter()
 if variant == "service":
     transcode_to_mp3(source, dest, bitrate_kbps=64, timeout_s=600)
+elif variant.startswith("inbound"):
+    # As the inbound job runs it with the default settings (64 kb/s, the 900 s channel cap); "inbound+loudness"
+    # with loudness normalization on. A refusal is an outcome, not a failure.
+    from webhook_app.audio.transcode import AudioError
+
+    try:
+        made = transcode_to_mp3(source, dest, max_duration_s=900, loudness=variant.endswith("+loudness"))
+        outcome = f"{made.size_bytes} bytes"
+    except AudioError as error:
+        outcome = f"refused: {error}"
 elif variant == "bare":
     # The same encoder settings as the service, as one plain command line.
     command = build_command(source, dest, bitrate_kbps=64)
@@ -35,6 +46,7 @@ me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(reso
 print(
     json.dumps(
         {
+            "outcome": outcome,
             "wall_s": wall,
             # The whole process's CPU (imports included, the same for every variant) plus ffmpeg's: what the work costs,
             # whatever else the machine was doing meanwhile.

@@ -13,7 +13,9 @@ the MP3 bytes the service writes per byte a customer sends, at the worst.
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -23,11 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+from webhook_app.audio.bounded import DEFAULT_MEMORY_MB  # noqa: E402
 from webhook_app.audio.ffmpeg import ffmpeg_binary  # noqa: E402
-from webhook_app.audio.transcode import transcode_to_mp3  # noqa: E402
 from webhook_app.sandbox import Sandbox  # noqa: E402
 
 CONCURRENT = 40
@@ -42,6 +45,13 @@ def ffmpeg(*args: str) -> None:
 
     # The wheel's ffmpeg has every encoder the inputs need (a distribution's may lack AMR-NB's).
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", *args], check=True)
+
+
+def ffmpeg_builds() -> list[str]:
+    """The service's ffmpeg and the wheel's, when they differ (a distribution's and the wheel's)."""
+    import imageio_ffmpeg
+
+    return list(dict.fromkeys([ffmpeg_binary(), imageio_ffmpeg.get_ffmpeg_exe()]))
 
 
 def rss_mb(pid: int) -> float:
@@ -166,43 +176,48 @@ def memory_under_concurrent_reads(workdir: str, database_url: str) -> tuple[str,
         server.wait(15)
 
 
-def amplification(workdir: str) -> list[tuple[str, int, int]]:
+def wav_header(rate: int, channels: int, data_bytes: int) -> bytes:
+    """A PCM WAV header (8-bit) declaring `rate` and `channels` (and `data_bytes`), whatever follows it."""
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels, channels, 8)
+    riff = b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVEfmt " + struct.pack("<I", 16) + fmt
+    return riff + b"data" + struct.pack("<I", data_bytes)
+
+
+def hostile_corpus(workdir: str) -> dict[str, tuple[str, str]]:
+    """name -> (file, variant of _measure.py): what a customer could send cheaply, legitimate or not."""
     voice = (
         "sine=f=220:d=60:sample_rate=16000,volume=0.5[t];anoisesrc=d=60:c=pink:a=0.05:r=16000[n];[t][n]amix=inputs=2"
     )
-    inputs = {
-        f"FLAC silence {CHANNEL_CAP_S} s": (
-            "silence.flac",
-            ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", str(CHANNEL_CAP_S), "-c:a", "flac"],
+    cap = str(CHANNEL_CAP_S)
+    made = {
+        "FLAC silence 900 s": ("silence.flac", ["-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", cap]),
+        "FLAC silence 900 s, 192 kHz stereo": (
+            "silence-192k.flac",
+            ["-f", "lavfi", "-i", "anullsrc=r=192000:cl=stereo", "-t", cap],
         ),
-        f"Opus silence {CHANNEL_CAP_S} s (6 kb/s)": (
+        "Opus silence 900 s (6 kb/s)": (
             "silence.ogg",
-            [
-                "-f",
-                "lavfi",
-                "-i",
-                "anullsrc=r=48000:cl=mono",
-                "-t",
-                str(CHANNEL_CAP_S),
-                "-c:a",
-                "libopus",
-                "-b:a",
-                "6k",
-            ],
+            ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", cap, "-c:a", "libopus", "-b:a", "6k"],
         ),
-        f"AMR-NB silence {CHANNEL_CAP_S} s": (
+        "Opus silence 900 s, DTX": (
+            "silence-dtx.ogg",
+            ["-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", cap, "-c:a", "libopus", "-b:a", "6k", "-dtx", "1"],
+        ),
+        "AMR-NB silence 900 s": (
             "silence.amr",
+            ["-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", cap, "-c:a", "libopencore_amrnb", "-b:a", "4.75k"],
+        ),
+        "WAV 7.1 at 192 kHz, 20 s": (
+            "wide.wav",
             [
                 "-f",
                 "lavfi",
                 "-i",
-                "anullsrc=r=8000:cl=mono",
-                "-t",
-                str(CHANNEL_CAP_S),
+                "sine=d=20:sample_rate=192000",
+                "-af",
+                "aformat=channel_layouts=7.1",
                 "-c:a",
-                "libopencore_amrnb",
-                "-b:a",
-                "4.75k",
+                "pcm_s16le",
             ],
         ),
         "Opus voice-like 60 s (24 kb/s, WhatsApp)": (
@@ -214,15 +229,72 @@ def amplification(workdir: str) -> list[tuple[str, int, int]]:
             ["-filter_complex", voice, "-ar", "8000", "-ac", "1", "-c:a", "libopencore_amrnb", "-b:a", "12.2k"],
         ),
     }
+    corpus = {}
+    for name, (filename, args) in made.items():
+        ffmpeg(*args, os.path.join(workdir, filename))
+        corpus[name] = (filename, "inbound")
+    corpus["WAV 7.1 at 192 kHz, 20 s, loudness on"] = ("wide.wav", "inbound+loudness")
+    written = {
+        "WAV declaring 1 Hz (20 KB)": ("one-hertz.wav", wav_header(1, 1, 20_000) + bytes(range(256)) * 78),
+        "WAV declaring 4 kHz (20 KB)": ("four-khz.wav", wav_header(4000, 1, 20_000) + bytes(20_000)),
+        "WAV declaring 64 channels (20 KB)": ("many.wav", wav_header(8000, 64, 19_968) + bytes(19_968)),
+        "WAV declaring 4 GB of data (1 KB)": ("huge.wav", wav_header(8000, 1, 0xFFFFFF00) + bytes(1000)),
+        "HLS playlist behind an ID3 tag": (
+            "playlist.mp3",
+            b"ID3\x04\x00\x00\x00\x00\x00\x00#EXTM3U\n#EXTINF:2,\nfile:///etc/hostname\n",
+        ),
+    }
+    for name, (filename, data) in written.items():
+        with open(os.path.join(workdir, filename), "wb") as handle:
+            handle.write(data)
+        corpus[name] = (filename, "inbound")
+    return corpus
+
+
+def measure_corpus(workdir: str, corpus: dict[str, tuple[str, str]], binary: str) -> list[dict]:
+    """Each file through the inbound transcode in a fresh process (so its ffmpeg's peak RSS is its own)."""
     rows = []
-    for name, (filename, args) in inputs.items():
+    for name, (filename, variant) in corpus.items():
         source = os.path.join(workdir, filename)
-        ffmpeg(*args, source)
-        result = transcode_to_mp3(
-            source, os.path.join(workdir, "out.mp3"), bitrate_kbps=64, max_duration_s=CHANNEL_CAP_S, timeout_s=600
+        done = subprocess.run(
+            [sys.executable, os.path.join(HERE, "_measure.py"), variant, source, os.path.join(workdir, "out.mp3")],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "FFMPEG_BINARY": binary},
         )
-        rows.append((name, os.path.getsize(source), result.size_bytes))
+        measured = json.loads(done.stdout)
+        outcome = measured["outcome"]
+        mp3_bytes = int(outcome.split()[0]) if outcome.endswith(" bytes") else None
+        rows.append(
+            {
+                "name": name,
+                "sent": os.path.getsize(source),
+                "mp3": mp3_bytes,
+                "outcome": outcome,
+                "ffmpeg_peak_mb": measured["child_rss_kb"] / 1024,
+            }
+        )
     return rows
+
+
+def report_corpus(binary: str, rows: list[dict]) -> list[str]:
+    """Print the corpus's rows; answer the targets missed."""
+    for row in rows:
+        made = f"{row['mp3'] / 1e3:9.1f} KB  x{row['mp3'] / row['sent']:6.1f}" if row["mp3"] else row["outcome"]
+        peak = row["ffmpeg_peak_mb"]
+        print(f"  {row['name']:42} {row['sent'] / 1e3:9.1f} KB -> {made}; ffmpeg peak {peak:.0f} MB")
+    converted = [row for row in rows if row["mp3"]]
+    worst = max(converted, key=lambda row: row["mp3"] / row["sent"])
+    hungriest = max(rows, key=lambda row: row["ffmpeg_peak_mb"])
+    print(
+        f"  worst ratio x{worst['mp3'] / worst['sent']:.1f} ({worst['name']}); at most {CHANNEL_CAP_S} s x 64 kb/s = "
+        f"{CHANNEL_CAP_S * 64 / 8 / 1000:.1f} MB per inbound file; peak ffmpeg {hungriest['ffmpeg_peak_mb']:.0f} MB "
+        f"({hungriest['name']}; the cap is {DEFAULT_MEMORY_MB} MB)"
+    )
+    if hungriest["ffmpeg_peak_mb"] > DEFAULT_MEMORY_MB:
+        return [f"{binary}: ffmpeg peaked at {hungriest['ffmpeg_peak_mb']:.0f} MB"]
+    return []
 
 
 def free_port() -> int:
@@ -270,18 +342,11 @@ def main() -> int:
         if per_request >= PER_REQUEST_TARGET_MB:
             failures.append(f"{dialect}: RSS grew {per_request:.2f} MB per concurrent read")
 
-    print(f"\nMP3 bytes per byte sent (64 kb/s ABR, the {CHANNEL_CAP_S} s channel cap):")
     with tempfile.TemporaryDirectory(prefix="media-bench-") as workdir:
-        rows = amplification(workdir)
-    for name, source_bytes, mp3_bytes in rows:
-        print(
-            f"  {name:44} {source_bytes / 1e3:9.1f} KB -> {mp3_bytes / 1e3:9.1f} KB  x{mp3_bytes / source_bytes:6.1f}"
-        )
-    worst = max(rows, key=lambda row: row[2] / row[1])
-    print(
-        f"  worst case: x{worst[2] / worst[1]:.1f} ({worst[0]}); at most {CHANNEL_CAP_S} s x 64 kb/s = "
-        f"{CHANNEL_CAP_S * 64 / 8 / 1000:.1f} MB per inbound file"
-    )
+        corpus = hostile_corpus(workdir)
+        for binary in ffmpeg_builds():
+            print(f"\nThe hostile corpus through the inbound transcode (64 kb/s ABR, {CHANNEL_CAP_S} s cap), {binary}:")
+            failures += report_corpus(binary, measure_corpus(workdir, corpus, binary))
     for failure in failures:
         print("TARGET MISSED:", failure)
     print("all targets met" if not failures else f"{len(failures)} target(s) missed")

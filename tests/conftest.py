@@ -23,7 +23,15 @@ from webhook_app import create_app
 # The agent of `agent_token` is the console's: the escaped chat identity Flex gives both a token and a participant.
 from webhook_app.agent.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY
 from webhook_app.extensions import db
-from webhook_app.models import AudioMessage, ChannelSettings, SettingsChange, SettingsVersion, StoredMedia, Transcript
+from webhook_app.models import (
+    AudioMessage,
+    ChannelSettings,
+    RefusalHit,
+    SettingsChange,
+    SettingsVersion,
+    StoredMedia,
+    Transcript,
+)
 from webhook_app.settings.rules import HARD_MAX_BYTES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -77,25 +85,48 @@ def queue_name() -> str:
 
 
 @pytest.fixture
-def app(database_url, queue_name, tmp_path):
-    app = create_app(
-        {
-            "TESTING": True,
-            "SQLALCHEMY_DATABASE_URI": database_url,
-            "REDIS_URL": os.environ.get("TEST_REDIS_URL") or None,
-            "RQ_QUEUE": queue_name,
-            "SANDBOX_DB": str(tmp_path / "sandbox.db"),
-            "SECRET_KEY": "test-secret",
-            "SETTINGS_CHECK_INTERVAL_S": 0,  # tests change settings and expect them at once
-            "JOB_RETRY_BASE_S": 0,  # job-level retries at once, so tests need not wait out a backoff
-            "MAINTENANCE_INTERVAL_S": 0,  # tests sweep when they mean to, never a background thread
-        }
-    )
+def app_config(database_url, queue_name, tmp_path) -> dict:
+    return {
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": os.environ.get("TEST_REDIS_URL") or None,
+        "RQ_QUEUE": queue_name,
+        "SANDBOX_DB": str(tmp_path / "sandbox.db"),
+        "SECRET_KEY": "test-secret",
+        "SETTINGS_CHECK_INTERVAL_S": 0,  # tests change settings and expect them at once
+        "JOB_RETRY_BASE_S": 0,  # job-level retries at once, so tests need not wait out a backoff
+        "MAINTENANCE_INTERVAL_S": 0,  # tests sweep when they mean to, never a background thread
+    }
+
+
+@pytest.fixture
+def another_app(app, app_config):
+    """Builds more apps like `app`, on its database, Redis, queue and sandbox: another web process's worth (a
+    second gunicorn worker), or the same service with other settings."""
+    made = []
+
+    def make(**config):
+        made.append(create_app({**app_config, **config}))
+        return made[-1]
+
+    yield make
+    for other in made:
+        with other.app_context():
+            other.extensions["jobs"].wait(timeout=60)
+            db.session.remove()
+
+
+@pytest.fixture
+def app(app_config, queue_name):
+    app = create_app(app_config)
     with app.app_context():
         _reset_database()
         runner = app.extensions["jobs"]
         for queue in getattr(runner, "queues", ()):
             queue.empty()
+        # The limits on refusals: each test starts with none counted.
+        for key in runner.redis.scan_iter(f"{queue_name}:refusals:*") if app.config["REDIS_URL"] else ():
+            runner.redis.delete(key)
     yield app
     with app.app_context():
         app.extensions["jobs"].wait(timeout=60)
@@ -107,6 +138,7 @@ def _reset_database() -> None:
     db.session.execute(delete(AudioMessage))
     db.session.execute(delete(StoredMedia))
     db.session.execute(delete(SettingsChange))
+    db.session.execute(delete(RefusalHit))
     db.session.execute(update(SettingsVersion).values(version=SettingsVersion.version + 1))
     for row in db.session.scalars(select(ChannelSettings)):
         for key, value in DEFAULT_SETTINGS.items():
@@ -129,6 +161,15 @@ def runner(app):
 @pytest.fixture
 def sandbox(app):
     return app.extensions["twilio"].sandbox
+
+
+def record_calls(monkeypatch, target, name: str) -> list:
+    """The first argument of every call of `target.name` from now on (each call still goes through): what a test
+    counts of the service's calls to Twilio."""
+    calls = []
+    original = getattr(target, name)
+    monkeypatch.setattr(target, name, lambda first, *rest: calls.append(first) or original(first, *rest))
+    return calls
 
 
 def run_jobs(app) -> None:

@@ -10,6 +10,7 @@ from tests.audio_samples import make_audio
 from tests.conftest import conversation_with_agent
 from tests.test_inbound import MESSAGE_KEYS, assert_timestamps_are_iso_with_a_zone
 from tests.test_outbound import post_audio
+from webhook_app.auth import REFUSED_TOKENS
 from webhook_app.extensions import db
 
 ADMIN = "test-admin-token"
@@ -148,6 +149,18 @@ def test_rotating_admin_token_ends_the_page_sessions_it_opened(client, admin_app
 def test_a_csrf_value_that_is_not_ascii_is_refused_not_a_crash(client, admin_app):
     client.get("/admin")
     assert client.post("/admin/login", data={"token": ADMIN, "csrf_token": "é"}).status_code == 403
+
+
+def test_admin_token_guesses_are_limited_and_past_the_limit_the_right_one_is_refused_too(client, admin_app):
+    """Else one 200 among the 429s would still tell a guesser which guess was ADMIN_TOKEN."""
+    url = "/api/v1/admin/settings"
+    for number in range(REFUSED_TOKENS.limit):
+        assert client.get(url, headers=bearer(f"guess-{number}")).status_code == 401
+    response = client.get(url, headers=bearer(ADMIN))
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) > 0  # 200 before
+    assert login_page(client, ADMIN).status_code == 429  # the page's sign-in too
+    elsewhere = client.get(url, headers=bearer(ADMIN), environ_base={"REMOTE_ADDR": "198.51.100.1"})
+    assert elsewhere.status_code == 200  # other clients are not locked out
 
 
 def test_audit_filters_pagination_and_csv(client, admin_app, sandbox, agent_token, tmp_path):

@@ -119,11 +119,12 @@ def test_requested_url_is_the_request_target_as_sent_with_the_proxys_scheme_and_
         assert Request(environ).requested_url == Request(environ).url
 
 
-def test_webhook_behind_a_proxy_is_checked_against_the_public_url(app, sandbox):
+def test_webhook_behind_a_proxy_is_checked_against_the_public_url(app, sandbox, another_app):
     from tests.conftest import load_fixture
     from tests.test_webhooks import sids
 
-    assert app.config["PROXY_FIX_HOPS"] == 1  # the default: one router in front (Heroku's)
+    assert app.config["PROXY_FIX_HOPS"] == 0  # the default: no proxy trusted unless configured
+    app = another_app(PROXY_FIX_HOPS=1)  # one router in front (Heroku's)
     params = load_fixture("onMessageAdded__whatsapp_voice_note", **sids(sandbox))
     public = "https://audio.example.com/twilio/conversations/post-event"
     headers = {

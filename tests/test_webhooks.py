@@ -68,11 +68,14 @@ def test_forged_signature_is_rejected_and_nothing_stored(client, sandbox, app):
     assert count_rows(app) == 0
 
 
-def test_signature_validates_behind_a_tls_terminating_proxy(client, sandbox, app):
+def test_signature_validates_behind_a_tls_terminating_proxy(client, sandbox, another_app):
     """Heroku's router speaks http:// to the dyno while Twilio signed https://public-host/..."""
     params = load_fixture("onMessageAdded__whatsapp_voice_note", **sids(sandbox))
     signature = sandbox.sign("https://audio.example.com" + POST_EVENT, params)
     headers = {"X-Twilio-Signature": signature, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "audio.example.com"}
+    # By default no proxy is trusted: X-Forwarded-* is what the sender says.
+    assert client.post(POST_EVENT, data=params, headers=headers).status_code == 403
+    client = another_app(PROXY_FIX_HOPS=1).test_client()  # the one router in front, trusted as configured
     assert client.post(POST_EVENT, data=params, headers=headers).status_code == 200
     # Without the forwarded headers the dyno sees http://localhost and the signature cannot match.
     assert client.post(POST_EVENT, data=params, headers={"X-Twilio-Signature": signature}).status_code == 403

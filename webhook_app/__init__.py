@@ -51,7 +51,8 @@ def _configure(app: Flask, test_config: dict | None) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
-    from . import auth, errors, observability  # the factory's imports (see above)
+    from . import auth, errors, observability, ratelimit  # the factory's imports (see above)
+    from .agent import access
     from .extensions import db
     from .greenlets import install_gevent_wait, is_gevent_process
     from .jobs import queue, sweeper
@@ -71,7 +72,9 @@ def _init_extensions(app: Flask) -> None:
     queue.init_app(app)
     group_commit.init_app(app)
     storage.init_app(app)
+    ratelimit.init_app(app)
     auth.init_app(app)
+    access.init_app(app)
     settings_cache.init_app(app)
     sweeper.init_app(app)
 

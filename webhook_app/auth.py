@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
 import logging
-import math
-import threading
+import os
 import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,6 +15,7 @@ from flask import current_app, g, request
 
 from .cache import ExpiringCache
 from .errors import ApiError
+from .ratelimit import Limit, enforce, record
 from .twilio.client import twilio_api
 from .twilio.http import TwilioHttpError
 
@@ -26,8 +26,13 @@ DEFAULT_CACHE_S = 300  # when IAM gives no expiration
 REFUSED_CACHE_S = 300
 # Refused tokens a client may present in the window before it is told to wait (each one cost an IAM call):
 # generous for an agent whose token expired on several tabs, nothing for someone guessing.
-REFUSALS_PER_CLIENT = 10
-REFUSAL_WINDOW_S = 300
+REFUSED_TOKENS = Limit(
+    "refused-tokens",
+    limit=10,
+    window_s=300,
+    code="too_many_invalid_tokens",
+    what="{limit} invalid tokens in {minutes} minutes from this client",
+)
 
 
 @dataclass(frozen=True)
@@ -56,32 +61,22 @@ def _expiry(value) -> float:
     return parsed.timestamp()
 
 
-class RefusalLimiter:
-    """Refused tokens per client (its address, as ProxyFix reads it) within a sliding window, in this process."""
+def client_key() -> str:
+    """Whom refused tokens count against: the client's address as the server saw it, or as the trusted proxies
+    (PROXY_FIX_HOPS) report it; an IPv6 client by its /64, which one subscriber holds whole."""
+    address = request.remote_addr or "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
-    def __init__(self, limit: int = REFUSALS_PER_CLIENT, window_s: float = REFUSAL_WINDOW_S, max_clients: int = 10_000):
-        self.limit, self.window_s, self.max_clients = limit, window_s, max_clients
-        self._refusals: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def wait_s(self, client: str) -> float:
-        """How long `client` must wait before a new token is checked for it (0: go ahead)."""
-        now = time.monotonic()
-        with self._lock:
-            times = self._refusals.get(client)
-            while times and times[0] <= now - self.window_s:
-                times.popleft()
-            if not times or len(times) < self.limit:
-                return 0.0
-            return times[0] + self.window_s - now
-
-    def refused(self, client: str) -> None:
-        with self._lock:
-            times = self._refusals.setdefault(client, deque())
-            times.append(time.monotonic())
-            self._refusals.move_to_end(client)
-            while len(self._refusals) > self.max_clients:
-                self._refusals.popitem(last=False)
+def limit_token_guesses() -> None:
+    """429 `too_many_invalid_tokens` when this client presented too many refused tokens lately."""
+    enforce(REFUSED_TOKENS, client_key())
 
 
 def authenticate(token: str) -> FlexUser:
@@ -92,23 +87,7 @@ def authenticate(token: str) -> FlexUser:
         raise ApiError(401, "invalid_token", known.message)
     if known is not None:
         return known
-    limiter: RefusalLimiter = current_app.extensions["flex_token_refusals"]
-    client = request.remote_addr or "unknown"
-    wait_s = limiter.wait_s(client)
-    if wait_s > 0:
-        log.warning(
-            "client %s presented %d refused tokens in %d s; not asking Twilio for another",
-            client,
-            limiter.limit,
-            limiter.window_s,
-        )
-        raise ApiError(
-            429,
-            "too_many_invalid_tokens",
-            f"{limiter.limit} invalid tokens in {limiter.window_s // 60:g} minutes from this client; "
-            f"try again in {math.ceil(wait_s)} s",
-            headers={"Retry-After": str(math.ceil(wait_s))},
-        )
+    limit_token_guesses()
     try:
         answer = twilio_api().validate_flex_token(token)
     except TwilioHttpError as exc:
@@ -126,7 +105,7 @@ def authenticate(token: str) -> FlexUser:
     elif user.expires_at <= time.time():
         refusal = "the Flex token has expired"
     if refusal:
-        limiter.refused(client)
+        record(REFUSED_TOKENS, client_key(), key)
         refused = Refusal(refusal, time.time() + REFUSED_CACHE_S)
         cache.put(key, refused, refused.expires_at)
         raise ApiError(401, "invalid_token", refusal)
@@ -158,4 +137,11 @@ def init_app(app) -> None:
     # A page of players costs one IAM call, not one each, and a refused token is refused again without asking.
     # Wall-clock expiry: a token's expiration is an instant, not a duration.
     app.extensions["flex_token_cache"] = ExpiringCache(ttl_s=REFUSED_CACHE_S, max_entries=10_000, clock=time.time)
-    app.extensions["flex_token_refusals"] = RefusalLimiter()
+    if os.environ.get("DYNO") and not app.config["PROXY_FIX_HOPS"]:
+        # Heroku sets DYNO; its router is in front of every dyno, so without a trusted hop every client has the
+        # router's address: one client's refused tokens would make every agent wait.
+        log.warning(
+            "PROXY_FIX_HOPS is 0 on Heroku (DYNO=%s): every client looks like Heroku's router, so refused tokens "
+            "are counted for all clients together; set PROXY_FIX_HOPS=1",
+            os.environ["DYNO"],
+        )

@@ -157,7 +157,9 @@ class Config:
         # also answers http://), and not sent along with other sites' cross-site posts.
         self.SESSION_COOKIE_SECURE = (self.PUBLIC_BASE_URL or "").startswith("https://")
         self.SESSION_COOKIE_SAMESITE = "Lax"
-        self.PROXY_FIX_HOPS = env_int("PROXY_FIX_HOPS", 1)
+        # No proxy is trusted unless one is said to be in front: else any client names its own address in
+        # X-Forwarded-For, and with it escapes the limits on refused tokens. Heroku's router is one (set 1 there).
+        self.PROXY_FIX_HOPS = env_int("PROXY_FIX_HOPS", 0)
         self.FLEX_ALLOWED_ORIGINS = [
             o.strip() for o in env("FLEX_ALLOWED_ORIGINS", "https://flex.twilio.com").split(",") if o.strip()
         ]

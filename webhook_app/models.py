@@ -270,6 +270,17 @@ class AdminSession(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class RefusalHit(db.Model):
+    """One refused attempt counted against a limit, for every process of the deployment (without Redis; see
+    webhook_app/ratelimit.py). Keyed by digests: neither a client's address nor a token is stored."""
+
+    __tablename__ = "refusal_hits"
+
+    bucket: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[float] = mapped_column(Float, index=True)
+
+
 class SettingsVersion(db.Model):
     """One row, bumped on every settings change: processes compare it to reload their cached settings."""
 

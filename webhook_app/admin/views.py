@@ -65,7 +65,7 @@ def sign_in(form_token):
             raise ApiError(401, "missing_token", "enter the admin token or a Flex token")
         identity, until = admin_login_for(token)
     except ApiError as exc:
-        return login_page(error=exc.message), exc.status
+        return login_page(error=exc.message), exc.status, exc.headers  # a 429's Retry-After too
     open_admin_session(identity, until)
     return redirect(url_for("admin.index"))
 

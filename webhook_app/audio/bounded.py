@@ -200,8 +200,9 @@ def reason(lines: list[str]) -> str:
     if "Invalid data found when processing input" in text or "could not find codec parameters" in text.lower():
         return "not decodable audio (ffmpeg: invalid data found when processing input)"
     detail = lines[-1] if lines else "ffmpeg failed without a message"
-    # ffmpeg names its files by path: the reason reaches agents, admins and CSV exports, our temp folders must not.
-    detail = DIRECTORY_PART.sub("", detail)
+    # ffmpeg names its files by path (behind the "file:" we give it): the reason reaches agents, admins and CSV
+    # exports, our temp folders must not.
+    detail = DIRECTORY_PART.sub("", detail.replace("file:", ""))
     return f"not decodable audio (ffmpeg: {detail[:300]})"
 
 
