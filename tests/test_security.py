@@ -13,6 +13,8 @@ import sys
 
 import pytest
 import requests
+from redis import exceptions as redis_errors
+from sqlalchemy.exc import OperationalError
 
 from tests.audio_samples import make_audio, run_ffmpeg
 from tests.conftest import (
@@ -24,15 +26,17 @@ from tests.conftest import (
     load_fixture,
     migrate,
     post_webhook,
+    record_calls,
     run_jobs,
 )
 from tests.processes import ROOT, SERVICE_VARIABLES, Processes, descendants, free_port, wait_until
 from tests.test_inbound import listing
 from tests.test_outbound import post_audio, set_settings
 from tests.test_pre_event import PRE_EVENT, on_message_add, whatsapp  # noqa: F401 - whatsapp is a fixture
+from webhook_app import outages
 from webhook_app.audio.bounded import reason
 from webhook_app.audio.transcode import transcode_to_mp3
-from webhook_app.auth import REFUSAL_WINDOW_S, REFUSALS_PER_CLIENT
+from webhook_app.auth import REFUSED_TOKENS
 from webhook_app.config import Config
 from webhook_app.media import storage
 from webhook_app.media.storage import DATABASE_READ_BYTES
@@ -287,11 +291,7 @@ def test_decode_errors_do_not_name_our_temporary_files():
 @pytest.fixture
 def iam_calls(app, monkeypatch):
     """Every token the service asks Twilio IAM about."""
-    api = app.extensions["twilio"]
-    calls = []
-    original = api.validate_flex_token
-    monkeypatch.setattr(api, "validate_flex_token", lambda token: calls.append(token) or original(token))
-    return calls
+    return record_calls(monkeypatch, app.extensions["twilio"], "validate_flex_token")
 
 
 def test_a_refused_token_is_not_asked_about_twice(client, iam_calls):
@@ -305,15 +305,15 @@ def test_a_refused_token_is_not_asked_about_twice(client, iam_calls):
 def test_a_client_guessing_tokens_is_told_to_wait_and_costs_no_more_iam_calls(client, iam_calls):
     conversation_url = "/api/v1/conversations/CH" + "a" * 32 + "/audio"
     guesser = {"REMOTE_ADDR": "203.0.113.7"}
-    for number in range(REFUSALS_PER_CLIENT):
+    for number in range(REFUSED_TOKENS.limit):
         response = client.get(
             conversation_url, headers={"Authorization": f"Bearer guess-{number}"}, environ_base=guesser
         )
         assert response.status_code == 401
     response = client.get(conversation_url, headers={"Authorization": "Bearer guess-next"}, environ_base=guesser)
     assert response.status_code == 429 and response.get_json()["error"]["code"] == "too_many_invalid_tokens"
-    assert 0 < int(response.headers["Retry-After"]) <= REFUSAL_WINDOW_S
-    assert len(iam_calls) == REFUSALS_PER_CLIENT  # 300 guesses were 300 IAM calls before
+    assert 0 < int(response.headers["Retry-After"]) <= REFUSED_TOKENS.window_s
+    assert len(iam_calls) == REFUSED_TOKENS.limit  # 300 guesses were 300 IAM calls before
 
     other = client.get(
         conversation_url, headers={"Authorization": "Bearer another"}, environ_base={"REMOTE_ADDR": "198.51.100.1"}
@@ -322,10 +322,72 @@ def test_a_client_guessing_tokens_is_told_to_wait_and_costs_no_more_iam_calls(cl
 
 
 def test_admin_sign_in_guesses_are_limited_too(client, iam_calls):
-    for number in range(REFUSALS_PER_CLIENT + 1):
+    for number in range(REFUSED_TOKENS.limit + 1):
         response = client.get("/api/v1/admin/audit", headers={"Authorization": f"Bearer admin-guess-{number}"})
     assert response.status_code == 429
-    assert len(iam_calls) == REFUSALS_PER_CLIENT
+    assert len(iam_calls) == REFUSED_TOKENS.limit
+
+
+def guess(client, number: int, **headers):
+    headers["Authorization"] = f"Bearer guess-{number}"
+    return client.get("/api/v1/conversations/CH" + "a" * 32 + "/audio", headers=headers).status_code
+
+
+def test_forwarded_for_is_not_believed_without_a_proxy_in_front(client, iam_calls):
+    """The default trusts no proxy: 40 guesses, each from an address of its own in X-Forwarded-For, are one client."""
+    answers = [guess(client, n, **{"X-Forwarded-For": f"198.51.100.{n}"}) for n in range(40)]
+    limit = REFUSED_TOKENS.limit
+    assert answers == [401] * limit + [429] * (40 - limit)  # 40 × 401 before
+    assert len(iam_calls) == limit  # 40 IAM calls before
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(another_app):
+    client = another_app(PROXY_FIX_HOPS=1).test_client()
+    # The router appends the address it saw; what the client sent before it is the client's say.
+    guesser = {"X-Forwarded-For": "10.9.9.9, 203.0.113.7"}
+    assert {guess(client, n, **guesser) for n in range(REFUSED_TOKENS.limit)} == {401}
+    assert guess(client, 99, **guesser) == 429
+    assert guess(client, 100, **{"X-Forwarded-For": "10.9.9.9, 198.51.100.1"}) == 401
+
+
+def test_web_processes_share_the_count_of_refused_tokens(app, another_app):
+    """Two apps on one database (and Redis, when tests have it): two gunicorn workers' worth."""
+    clients = [app.test_client(), another_app().test_client()]
+    assert {guess(clients[n % 2], n) for n in range(REFUSED_TOKENS.limit)} == {401}
+    assert [guess(one, 99) for one in clients] == [429, 429]  # each process allowed 10 before
+
+
+def test_on_heroku_without_a_trusted_hop_start_up_says_to_set_one(another_app, monkeypatch, caplog):
+    monkeypatch.setenv("DYNO", "web.1")
+    another_app()
+    assert "set PROXY_FIX_HOPS=1" in caplog.text
+    caplog.clear()
+    another_app(PROXY_FIX_HOPS=1)
+    assert "PROXY_FIX_HOPS" not in caplog.text
+
+
+def test_valid_tokens_get_in_while_the_store_of_the_limits_is_down(client, app, sandbox, agent_token, monkeypatch):
+    """The limits fail open: an outage of Redis (or the database) must not stop agents whose tokens are valid."""
+    limiter = app.extensions["refusal_limits"]
+    outage = (
+        redis_errors.ConnectionError("connection refused")
+        if limiter.dependency is outages.REDIS
+        else OperationalError("SELECT", {}, Exception("connection refused"))
+    )
+
+    def down(*args):
+        raise outage
+
+    monkeypatch.setattr(limiter.hits, "times", down)
+    monkeypatch.setattr(limiter.hits, "add", down)
+    conversation = conversation_with_agent(sandbox, "Customer", "sms")
+    try:
+        assert guess(client, 1) == 401  # refused, not a 500
+        bearer = {"Authorization": f"Bearer {agent_token}"}
+        assert client.get(f"/api/v1/conversations/{conversation}/audio", headers=bearer).status_code == 200
+        assert limiter.dependency.down  # logged once, as an outage
+    finally:
+        limiter.dependency.reachable()  # the process-wide outage state, for the next tests
 
 
 def test_twilio_credentials_need_the_public_base_url(monkeypatch):
@@ -559,10 +621,7 @@ def test_an_agent_who_just_accepted_the_task_is_let_in_at_once_and_then_served_f
     assert_not_a_participant(client.get(url, headers=bearer), conversation)  # its participants are cached now
 
     sandbox.add_participant(conversation, identity=AGENT_IDENTITY, attributes='{"member_type": "agent"}')  # accepts
-    api = app.extensions["twilio"]
-    calls = []
-    original = api.list_participants
-    monkeypatch.setattr(api, "list_participants", lambda sid: calls.append(sid) or original(sid))
+    calls = record_calls(monkeypatch, app.extensions["twilio"], "list_participants")
     assert client.get(url, headers=bearer).status_code == 200  # not refused until the cached list expires
     assert calls == [conversation]  # the one fresh read, which also refreshed the cache
     for _ in range(3):
