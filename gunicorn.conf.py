@@ -35,10 +35,12 @@ if os.environ.get("DATABASE_URL", "").startswith("postgres"):
 
 else:
     # SQLite, the one-machine default, waits for a lock inside C without yielding: under gevent that would stop
-    # the very greenlet holding the lock. Threads there: enough that clients which send their body slowly (each
-    # holds a thread until the app's body timeout, webhook_app/security.py) leave threads for Twilio's webhooks.
-    # A thread waiting on a socket costs little memory; SQLAlchemy's pool still bounds the database connections.
-    worker_class = "gthread"
+    # the very greenlet holding the lock. Threads there, in gthread's worker made to hand a thread only whole
+    # requests: the main loop reads each head and body without blocking, against total deadlines, so clients that
+    # send slowly wait in the loop (a 408 at their deadline), never in a thread that Twilio's webhooks need
+    # (webhook_app/web_worker.py, webhook_app/slow_clients.py). SQLAlchemy's pool still bounds the database
+    # connections.
+    worker_class = "webhook_app.web_worker.BufferedRequestWorker"
     threads = int(os.environ.get("WEB_THREADS", "64"))
 
 # Concurrent connections per process. Webhooks share one database connection per process (the group commit);

@@ -35,6 +35,14 @@ SERVICE_VARIABLES = (
 )
 
 
+def service_env(**values: str) -> dict:
+    """This environment without the service's variables (the developer's shell must not leak into the processes
+    under test), plus `values`."""
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+    env.update(values)
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -137,7 +137,9 @@ def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(monkeypatch):
     assert callable(on_postgres["post_request"])  # the fairness yield after each request
     monkeypatch.delenv("DATABASE_URL")
     on_sqlite = runpy.run_path(GUNICORN_CONF)
-    assert on_sqlite["worker_class"] == "gthread" and on_sqlite["threads"] == 64 and "post_request" not in on_sqlite
+    # gthread's threads, handed only whole requests (webhook_app/web_worker.py)
+    assert on_sqlite["worker_class"] == "webhook_app.web_worker.BufferedRequestWorker"
+    assert on_sqlite["threads"] == 64 and "post_request" not in on_sqlite
 
 
 def test_gunicorn_workers_freeze_the_loaded_app_out_of_garbage_collection():

@@ -8,12 +8,15 @@ nothing; the pages get a policy that runs only our own scripts and that no other
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import RequestTimeout
 
 from .audio.detect import sniff, sniff_file
+from .greenlets import is_gevent_process
+from .slow_clients import due_by
 
 # Containers a browser's <audio> may play, by what their bytes are (audio/detect.py's sniff) -> the type we serve.
 PLAYABLE_TYPES = {
@@ -33,9 +36,8 @@ DOWNLOAD_TYPE = "application/octet-stream"
 # `sandbox` with no allowances: even a document rendered from these bytes gets a unique origin and no script.
 MEDIA_POLICY = "default-src 'none'; sandbox; frame-ancestors 'none'"
 PAGE_PATH_PREFIXES = ("/admin", "/agent")
-# A client that stops sending its body for this long loses the connection. Twilio's webhooks and browsers' uploads
-# stream without pauses; a slow-loris client that sends a few bytes and waits would otherwise hold a web thread
-# (gthread, the SQLite default) for as long as it likes.
+# A client that stops sending its body for this long loses the connection (besides the body's total deadline,
+# slow_clients.py). Twilio's webhooks and browsers' uploads stream without pauses.
 BODY_IDLE_TIMEOUT_S = 10.0
 
 
@@ -91,44 +93,74 @@ def _page_headers(response: Response) -> Response:
 
 
 class _TimedInput:
-    """The request body stream; a read that waited BODY_IDLE_TIMEOUT_S for the client becomes a 408."""
+    """The request body stream, against the body's deadlines (slow_clients.py): each read must finish by the time
+    the client's last byte of it is due, and, on a worker without greenlets, a single wait on the socket ends after
+    BODY_IDLE_TIMEOUT_S. Either way the app sees a 408."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, length: int | None, gevent_timeout):
         self._stream = stream
+        self._length = length
+        self._timeout = gevent_timeout
+        self._started = time.monotonic()
+        self._received = 0
 
-    def _guarded(self, method, *args):
+    def _guarded(self, method, size=-1):
+        # This read needs `size` bytes, never more than the announced body has left (all of them when no size).
+        left = None if self._length is None else max(self._length - self._received, 0)
+        if size is None or size < 0:
+            wanted = left or 0
+        else:
+            wanted = size if left is None else min(size, left)
+        remaining = due_by(self._started, self._received + wanted) - time.monotonic()
         try:
-            return method(*args)
+            if remaining <= 0:
+                raise TimeoutError
+            if self._timeout is None:
+                data = method(size)
+            else:
+                # A greenlet's read may take many recv()s, each quick: only a timer bounds their total.
+                with self._timeout(remaining, TimeoutError):
+                    data = method(size)
         except TimeoutError:
-            raise RequestTimeout(f"the request body stopped arriving for {BODY_IDLE_TIMEOUT_S:g} s") from None
+            raise RequestTimeout("the request body did not arrive in time") from None
+        self._received += len(data)
+        return data
 
-    def read(self, *args):
-        return self._guarded(self._stream.read, *args)
+    def read(self, size=-1):
+        return self._guarded(self._stream.read, size)
 
-    def readline(self, *args):
-        return self._guarded(self._stream.readline, *args)
+    def readline(self, size=-1):
+        return self._guarded(self._stream.readline, size)
 
-    def readlines(self, *args):
-        return self._guarded(self._stream.readlines, *args)
+    def readlines(self, hint=-1):
+        return list(iter(self.readline, b""))
 
     def __iter__(self):
         return iter(self.readline, b"")
 
 
 class SlowBodyGuard:
-    """WSGI middleware: under gunicorn, every read of the client's socket waits at most BODY_IDLE_TIMEOUT_S.
+    """WSGI middleware: under gunicorn, the request body must keep to its deadlines (_TimedInput).
 
-    gunicorn resets the socket to blocking (no timeout) when it takes the connection back after the response.
+    gunicorn resets the socket to blocking (no timeout) when it takes the connection back after the response. On the
+    one-machine default (web_worker.py) the body is whole before the app runs, so nothing here ever waits.
     """
 
     def __init__(self, wsgi_app):
         self.wsgi_app = wsgi_app
+        self.gevent_timeout = None
+        if is_gevent_process():  # gunicorn's gevent worker patches before it loads the app
+            from gevent import Timeout
+
+            self.gevent_timeout = Timeout
 
     def __call__(self, environ, start_response):
         client = environ.get("gunicorn.socket")
         if client is not None:
             client.settimeout(BODY_IDLE_TIMEOUT_S)
-            environ["wsgi.input"] = _TimedInput(environ["wsgi.input"])
+            length = environ.get("CONTENT_LENGTH")
+            length = int(length) if length and length.isdigit() else None
+            environ["wsgi.input"] = _TimedInput(environ["wsgi.input"], length, self.gevent_timeout)
         return self.wsgi_app(environ, start_response)
 
 
