@@ -15,12 +15,21 @@ import os
 import shutil
 import tempfile
 
+from webhook_app.config import env_int
+from webhook_app.startup import checked_settings, exit_on_config_error
+
+# Every setting checked before the master binds or forks: a bad one ends it with one line naming the variable
+# (webhook_app/startup.py), not a traceback per worker boot. Imports no prometheus_client (PROMETHEUS_MULTIPROC_DIR
+# below must be set first).
+service_config = checked_settings()
+
 # Sandbox mode (no Twilio credentials) hands an agent token to whoever opens /agent: it listens on this machine
 # only unless HOST says otherwise. With credentials, every interface (the platform's router connects from outside).
 host = os.environ.get("HOST") or ("0.0.0.0" if os.environ.get("TWILIO_ACCOUNT_SID") else "127.0.0.1")
 bind = f"{host}:{os.environ.get('PORT', '5000')}"
 # One process per core: a process runs Python on one core at a time, and the dyno's cores are what it has.
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+with exit_on_config_error():
+    workers = env_int("WEB_CONCURRENCY", 2, minimum=1)
 if os.environ.get("DATABASE_URL", "").startswith("postgres"):
     worker_class = "gevent"
 
@@ -74,6 +83,14 @@ if OWN_METRICS_DIR:
 
 
 def on_starting(server):
+    # Once, in the master, before any worker is forked: the ffmpeg checked and logged, a SQLite file migrated (two
+    # workers would otherwise race to). A bad ffmpeg ends the start-up with one line (webhook_app/startup.py).
+    from webhook_app.config import default_database_url
+    from webhook_app.startup import prepare_to_serve
+
+    with exit_on_config_error():
+        prepare_to_serve(server.log, service_config.SQLALCHEMY_DATABASE_URI or default_database_url())
+
     # Counts are per run: a folder left by an earlier master with this pid (a restarted container's pid 1) starts
     # empty; a shared one loses only the files of processes that are gone.
     from webhook_app.metrics import prepare_directory

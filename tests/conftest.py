@@ -13,11 +13,9 @@ from urllib.parse import parse_qsl
 
 import pytest
 from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, delete, func, select, text, update
 from werkzeug.serving import make_server
 
-from tests.processes import ROOT
 from webhook_app import create_app
 
 # The agent of `agent_token` is the console's: the escaped chat identity Flex gives both a token and a participant.
@@ -32,6 +30,7 @@ from webhook_app.models import (
     StoredMedia,
     Transcript,
 )
+from webhook_app.schema import alembic_config  # test_migrations imports it from here
 from webhook_app.settings.rules import HARD_MAX_BYTES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -46,14 +45,6 @@ DEFAULT_SETTINGS = {
     "transcribe": False,
     "transcribe_language": "auto",
 }
-
-
-def alembic_config(url: str) -> AlembicConfig:
-    config = AlembicConfig(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.attributes["database_url"] = url
-    config.attributes["skip_logging"] = True
-    return config
 
 
 def migrate(url: str) -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from webhook_app.audio import ffmpeg
-from webhook_app.config import Config, env_bool, normalize_database_url
+from webhook_app.config import Config, ConfigError, env_bool, normalize_database_url
 
 GUNICORN_CONF = str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py")
 
@@ -125,6 +125,16 @@ def test_ffmpeg_binary_takes_the_one_on_path_then_the_wheels(monkeypatch, tmp_pa
     assert choose_ffmpeg() == imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def test_ffmpeg_version_is_what_the_binary_says_or_why_it_is_no_ffmpeg(tmp_path):
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\necho 'ffmpeg version 9.9-test Copyright (c) the FFmpeg developers'\n")
+    fake.chmod(0o755)
+    assert ffmpeg.ffmpeg_version(str(fake)) == "9.9-test"
+    silent = executable(tmp_path / "silent" / "ffmpeg")
+    with pytest.raises(ConfigError, match=r"is not a working ffmpeg: `.*silent/ffmpeg -version` says 'exit status 0'"):
+        ffmpeg.ffmpeg_version(str(silent))
+
+
 def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(monkeypatch):
     import runpy
 
@@ -186,6 +196,58 @@ def test_nonsense_settings_stop_the_start_up(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name):
         Config()
+
+
+def test_a_number_that_is_not_one_is_refused_with_its_unit_and_an_example(monkeypatch):
+    monkeypatch.setenv("UPLOAD_MAX_BYTES", "100MB")
+    with pytest.raises(ConfigError) as refused:
+        Config()
+    assert str(refused.value) == "UPLOAD_MAX_BYTES='100MB' is not an integer (bytes, e.g. 104857600)"
+    assert isinstance(refused.value, ValueError) and isinstance(refused.value, RuntimeError)  # what callers caught
+
+
+@pytest.mark.parametrize(
+    "value", ["nonsense", "postgres//deploy:s3cret@db.example.com/audio", "mysql2://h/d", "postgresql://h:port/d"]
+)
+def test_a_malformed_database_url_names_the_variable_and_the_form_without_its_password(monkeypatch, value):
+    monkeypatch.setenv("DATABASE_URL", value)
+    with pytest.raises(
+        ConfigError, match=r"^DATABASE_URL='.*' is not a database URL \(expected postgres://"
+    ) as refused:
+        Config()
+    assert "s3cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["postgres://u:p@db.example.com:5432/d", "sqlite:////srv/audio.db", ""])
+def test_database_urls_of_both_kinds_are_taken(monkeypatch, value):
+    monkeypatch.setenv("DATABASE_URL", value)
+    assert Config().SQLALCHEMY_DATABASE_URI == normalize_database_url(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "redis://127.0.0.1:6379/9x",  # redis-py would quietly use database 0
+        "redis://127.0.0.1:6379?db=one",
+        "http://127.0.0.1:6379/0",
+        "redis://:s3cret@127.0.0.1:port/0",
+        "unix://",
+    ],
+)
+def test_a_malformed_redis_url_is_refused_not_read_as_database_0(monkeypatch, value):
+    monkeypatch.setenv("REDIS_URL", value)
+    with pytest.raises(ConfigError, match=r"^REDIS_URL='.*' is not a Redis URL \(expected redis://") as refused:
+        Config()
+    assert "s3cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["redis://127.0.0.1:6379/0", "redis://cache", "rediss://:p@kvs.example.com:6380", "unix:///run/r.sock?db=2"],
+)
+def test_redis_urls_redis_py_reads_as_written_are_taken(monkeypatch, value):
+    monkeypatch.setenv("REDIS_URL", value)
+    assert Config().REDIS_URL == value
 
 
 def test_an_empty_boolean_is_its_default(monkeypatch):

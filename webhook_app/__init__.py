@@ -11,6 +11,10 @@ from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Config, default_database_url
+from .startup import install_excepthook
+
+# A bad setting ends `flask …` and `alembic …` with one line naming it, not a traceback (startup.py).
+install_excepthook()
 
 # The factory's helpers below import the app's modules when an app is built, not at the top of this module:
 # `import webhook_app.<module>` (gunicorn's logger class in its master process, Alembic's env.py, scripts) must

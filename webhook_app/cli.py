@@ -29,6 +29,7 @@ from .media.retention import retention_cli
 from .models import CHANNELS
 from .settings.cache import Settings, all_settings, settings_for
 from .settings.rules import BOOLEAN_KEYS, TEXT_KEYS, update_settings
+from .startup import prepare_to_serve
 from .transcripts.defaults import turn_on_in_sandbox
 from .transcripts.job import queue_missing_transcripts
 
@@ -170,6 +171,7 @@ def credentials():
 def serve_command(ctx, host, port):
     """`flask run` that first says where the agent console and the admin page are (what `make run` runs)."""
     app = ctx.ensure_object(ScriptInfo).load_app()
+    prepare_to_serve(app.logger, app.config["SQLALCHEMY_DATABASE_URI"])  # ffmpeg checked, SQLite migrated
     sandbox = app.extensions["twilio"].sandbox is not None
     if sandbox:
         with app.app_context():
@@ -206,6 +208,8 @@ def worker(burst, transcripts_only):
     transcription extra installed it runs transcription in a long-lived process of its own."""
     if not isinstance(queue.runner(), queue.RqRunner):
         raise click.ClickException("REDIS_URL is not set: jobs run inside the web process, no worker needed.")
+    if not transcripts_only:  # its parent worker has checked
+        prepare_to_serve(current_app.logger, current_app.config["SQLALCHEMY_DATABASE_URI"])
     run_worker(current_app._get_current_object(), burst=burst, transcripts_only=transcripts_only)
     sys.exit(0)
 

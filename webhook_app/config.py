@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
@@ -14,6 +18,17 @@ LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # CTranslate2's compute types on CPU (int8 is the fastest and smallest; float32 the reference).
 COMPUTE_TYPES = ("int8", "int8_float32", "int16", "float32", "auto")
+# What a number's name says it counts, for the example in its error: UPLOAD_MAX_BYTES='100MB' wants bytes.
+UNITS = (("_BYTES", "bytes"), ("_DAYS", "days"), ("_S", "seconds"))
+DATABASE_URL_FORM = "postgres://user:password@host:5432/dbname or sqlite:////absolute/path.db; unset: instance/'s"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_URL_FORM = "redis://[:password@]host[:port][/db], rediss://… or unix:///path/to/socket[?db=N]; db is a number"
+
+
+class ConfigError(ValueError, RuntimeError):
+    """A setting the service cannot run with, in one line naming the variable and the form it wants. Every entry
+    point (gunicorn, flask, alembic) prints that line alone and exits non-zero (startup.py). Both a ValueError and a
+    RuntimeError: the checks raised one or the other before, and callers catch those."""
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -26,7 +41,7 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise ValueError(f"{name}={raw!r} is not a boolean (use true/false)")
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false)")
 
 
 def env_int(name: str, default: int, minimum: int = 0) -> int:
@@ -46,9 +61,12 @@ def _env_number(name: str, default, kind, minimum):
     try:
         value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+        unit = next((f"{unit}, " for suffix, unit in UNITS if name.endswith(suffix)), "")
+        example = default if kind is int else f"{default:g}"
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {what} ({unit}e.g. {example})") from None
     if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name}={raw!r} must be a finite number of at least {minimum:g}")
+        raise ConfigError(f"{name}={raw!r} must be a finite number of at least {minimum:g}")
     return value
 
 
@@ -58,7 +76,7 @@ def env_choice(name: str, default: str, choices: tuple[str, ...], *, upper: bool
         return default
     value = raw.strip().upper() if upper else raw.strip().lower()
     if value not in choices:
-        raise ValueError(f"{name}={raw!r} is not one of {', '.join(choices)}")
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(choices)}")
     return value
 
 
@@ -69,6 +87,45 @@ def normalize_database_url(url: str) -> str:
     elif url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+def checked_database_url(raw: str) -> str:
+    """DATABASE_URL for SQLAlchemy, or "" for the instance/ default. Refused here when malformed: SQLAlchemy's own
+    error, at the first query, names neither the variable nor the form it wants."""
+    if not raw:
+        return ""
+    url = normalize_database_url(raw)
+    try:
+        make_url(url).get_dialect()  # loads the dialect's module only, not its driver
+    except (ArgumentError, ValueError):  # unparsable, an unknown kind of database, a port that is no number
+        raise ConfigError(
+            f"DATABASE_URL={hide_password(raw)!r} is not a database URL (expected {DATABASE_URL_FORM})"
+        ) from None
+    return url
+
+
+def checked_redis_url(raw: str | None) -> str | None:
+    """REDIS_URL, refused unless redis-py would use exactly what it says: given `/9x` for the database, redis-py
+    quietly takes database 0, where another application's keys may live."""
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+        databases = parse_qs(parts.query).get("db", [])
+        if parts.scheme != "unix" and parts.path.replace("/", ""):
+            databases.append(parts.path.replace("/", ""))  # what redis-py reads as the database
+        well_formed = parts.scheme in REDIS_SCHEMES and all(d.isascii() and d.isdigit() for d in databases)
+    except ValueError:
+        well_formed = False
+    if not well_formed or (parts.scheme == "unix" and not parts.path):
+        raise ConfigError(f"REDIS_URL={hide_password(raw)!r} is not a Redis URL (expected {REDIS_URL_FORM})")
+    return raw
+
+
+def hide_password(url: str) -> str:
+    """The URL as an error may show it (logs keep errors): user and password, up to the last @, hidden."""
+    return re.sub(r"^([^/@]*//)?.*@", lambda match: (match.group(1) or "") + "***@", url)
 
 
 def instance_path() -> str:
@@ -117,8 +174,8 @@ class Config:
 
     def _read_services(self) -> None:
         env = os.environ.get
-        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(env("DATABASE_URL", ""))  # "" = instance/ default
-        self.REDIS_URL = env("REDIS_URL") or None
+        self.SQLALCHEMY_DATABASE_URI = checked_database_url(env("DATABASE_URL", ""))  # "" = instance/ default
+        self.REDIS_URL = checked_redis_url(env("REDIS_URL"))
         # Heroku Key-Value Store serves rediss:// with a self-signed certificate (Heroku's docs tell clients not
         # to verify it): false accepts it. TLS still encrypts; only the certificate check is off.
         self.REDIS_TLS_VERIFY = env_bool("REDIS_TLS_VERIFY", True)
@@ -140,19 +197,19 @@ class Config:
         secret = env("SECRET_KEY")
         if not secret and not self.TWILIO_SANDBOX:
             # Playback URLs are signed: with a random key per process, one dyno's links break on another.
-            raise RuntimeError("SECRET_KEY must be set when Twilio credentials are configured")
+            raise ConfigError("SECRET_KEY must be set when Twilio credentials are configured")
         self.SECRET_KEY = secret or instance_secret_key()
 
         self.PUBLIC_BASE_URL = (env("PUBLIC_BASE_URL") or "").rstrip("/") or None
         if not self.PUBLIC_BASE_URL and not self.TWILIO_SANDBOX:
             # Without it the signed URL is rebuilt from Host / X-Forwarded-Host, which the sender chooses: a
             # signature made for any other host of the same account would pass.
-            raise RuntimeError(
+            raise ConfigError(
                 "PUBLIC_BASE_URL must be set when Twilio credentials are configured (the https URL "
                 "Twilio's webhooks are configured with, e.g. https://audio.example.com)"
             )
         if self.PUBLIC_BASE_URL and not self.PUBLIC_BASE_URL.startswith(("https://", "http://")):
-            raise RuntimeError(f"PUBLIC_BASE_URL={self.PUBLIC_BASE_URL!r} is not an http(s) URL")
+            raise ConfigError(f"PUBLIC_BASE_URL={self.PUBLIC_BASE_URL!r} is not an http(s) URL")
         # The admin page's session cookie: never over plain http once the service is public over https (Heroku
         # also answers http://), and not sent along with other sites' cross-site posts.
         self.SESSION_COOKIE_SECURE = (self.PUBLIC_BASE_URL or "").startswith("https://")
@@ -222,7 +279,7 @@ class Config:
             and self.RETENTION_DAYS
             and self.TRANSCRIPT_RETENTION_DAYS < self.RETENTION_DAYS
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"TRANSCRIPT_RETENTION_DAYS={self.TRANSCRIPT_RETENTION_DAYS} is shorter than "
                 f"RETENTION_DAYS={self.RETENTION_DAYS}: a transcript is kept at least as long as its "
                 "audio (unset it to delete both together)"

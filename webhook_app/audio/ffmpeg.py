@@ -10,7 +10,13 @@ import functools
 import os
 import shutil
 import signal
+import subprocess
 import sys
+
+from ..config import ConfigError
+
+# `ffmpeg -version` answers in milliseconds; this only bounds a binary that hangs, even on a loaded machine.
+VERSION_TIMEOUT_S = 10
 
 
 @functools.lru_cache(maxsize=1)
@@ -19,7 +25,10 @@ def ffmpeg_binary() -> str:
     if configured:
         found = shutil.which(configured)
         if not found:
-            raise RuntimeError(f"FFMPEG_BINARY={configured!r} is not an executable")
+            raise ConfigError(
+                f"FFMPEG_BINARY={configured!r} is not an executable (the path of an ffmpeg, or unset: "
+                "the one on PATH, else the imageio-ffmpeg wheel's)"
+            )
         return found
     on_path = shutil.which("ffmpeg")
     if on_path:
@@ -27,6 +36,32 @@ def ffmpeg_binary() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ffmpeg_in_use() -> tuple[str, str]:
+    """The ffmpeg this process runs and its version, or a ConfigError saying why it cannot run: start-up refuses
+    to serve without it (startup.py), /healthz reports it. Cheap after the first call: a look at the file."""
+    binary = ffmpeg_binary()
+    if not os.access(binary, os.X_OK):  # removed or replaced since it was chosen
+        raise ConfigError(f"ffmpeg {binary} is no longer an executable")
+    return binary, ffmpeg_version(binary)
+
+
+@functools.lru_cache(maxsize=4)
+def ffmpeg_version(binary: str) -> str:
+    """The version `binary -version` reports (e.g. 5.1.6-0+deb12u1); a ConfigError when it does not run as an
+    ffmpeg. Run once per binary and process: the version does not change under a running process."""
+    try:
+        done = subprocess.run(
+            [binary, "-version"], capture_output=True, text=True, errors="replace", timeout=VERSION_TIMEOUT_S
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"ffmpeg {binary} does not run: {exc}") from None
+    words = done.stdout.split(maxsplit=3)
+    if done.returncode != 0 or words[:2] != ["ffmpeg", "version"] or len(words) < 3:
+        said = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise ConfigError(f"{binary} is not a working ffmpeg: `{binary} -version` says {said[0][:200]!r}")
+    return words[2]
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 from flask import Flask, current_app
 from sqlalchemy import delete, func, select
 
+from ..config import ConfigError
 from ..extensions import db
 from ..models import StoredMedia
 
@@ -342,11 +343,11 @@ def _etag_matches(header: str, etag: str) -> bool:
 def build_store(config) -> MediaStore:
     kind = str(config.get("MEDIA_STORE") or "database").strip().lower()
     if kind not in STORES:
-        raise RuntimeError(f"MEDIA_STORE={kind!r} is not one of {', '.join(STORES)}")
+        raise ConfigError(f"MEDIA_STORE={kind!r} is not one of {', '.join(STORES)}")
     if kind == "database":
         return DatabaseStore()
     if not config.get("S3_BUCKET"):
-        raise RuntimeError("MEDIA_STORE=s3 needs S3_BUCKET")
+        raise ConfigError("MEDIA_STORE=s3 needs S3_BUCKET")
     prefix = config.get("S3_PREFIX")
     return S3Store(
         config["S3_BUCKET"],
