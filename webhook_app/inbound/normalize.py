@@ -161,13 +161,7 @@ def _process(row: AudioMessage) -> None:
         db.session.commit()
 
         if not settings.normalize_inbound:
-            # The admin chose to keep customer audio as sent: store and serve the original bytes.
-            key = f"audio/{row.id}/original"
-            # Stored (and later served) as what the bytes are: the customer's label could say text/html.
-            media_store().put(key, source_path, media_type_of_file(source_path), row.sha256)
-            row.media_key = key
-            row.mark(Status.READY)
-            _commit_ready(row, settings.transcribe)
+            _keep_as_sent(row, source_path, settings.transcribe)
             return
         result = transcode_to_mp3(
             source_path,
@@ -199,6 +193,16 @@ def _process(row: AudioMessage) -> None:
         result.size_bytes,
         row.processing_ms or 0,
     )
+
+
+def _keep_as_sent(row: AudioMessage, source_path: str, transcribes: bool) -> None:
+    """The admin chose to keep customer audio as sent: store and serve the original bytes."""
+    key = f"audio/{row.id}/original"
+    # Stored (and later served) as what the bytes are: the customer's label could say text/html.
+    media_store().put(key, source_path, media_type_of_file(source_path), row.sha256)
+    row.media_key = key
+    row.mark(Status.READY)
+    _commit_ready(row, transcribes)
 
 
 def _commit_ready(row: AudioMessage, transcribes: bool) -> None:
