@@ -17,7 +17,7 @@ import re
 import struct
 import zlib
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import pytest
 
@@ -423,7 +423,123 @@ def test_hostile_label_on_an_upload_is_cleaned_and_decided_by_the_bytes(
 def test_sids_with_trailing_whitespace_or_controls_are_refused(client, agent_token, agent_conversation, path, suffix):
     url = path.format(sid=quote(agent_conversation + suffix))
     response = client.get(url, headers={"Authorization": f"Bearer {agent_token}"})
-    assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_conversation_sid"
+    # A control character is refused for the whole URL, before the view reads the SID.
+    expected = "bad_request" if CONTROL.search(suffix) else "bad_conversation_sid"
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == expected
+
+
+# -- every route, odd URLs and bodies: never a 5xx, and the one error shape wherever JSON answers -----------------
+ROUTES = [
+    ("GET", "/api/v1/admin/settings"),
+    ("PUT", "/api/v1/admin/settings"),
+    ("GET", "/api/v1/admin/settings/{channel}"),
+    ("PUT", "/api/v1/admin/settings/{channel}"),
+    ("GET", "/api/v1/admin/settings-changes"),
+    ("GET", "/api/v1/admin/audit"),
+    ("GET", "/api/v1/admin/audit/{id}"),
+    ("GET", "/api/v1/conversations/{sid}/audio"),
+    ("POST", "/api/v1/conversations/{sid}/audio"),
+    ("GET", "/api/v1/conversations/{sid}/audio-settings"),
+    ("GET", "/agent/api/conversations"),
+    ("GET", "/agent/api/conversations/{sid}"),
+    ("POST", "/agent/api/conversations/{sid}/simulate-voice-note"),
+    ("GET", "/media/{token}"),
+    ("GET", "/healthz"),
+    ("POST", "/twilio/conversations/pre-event"),
+    ("POST", "/twilio/conversations/post-event"),
+    ("GET", "/admin"),
+    ("GET", "/agent/conversations/{sid}"),
+    ("GET", "/metrics"),
+]
+# (what goes into the URL's variable part, what goes into its query, refused as a whole URL?)
+ODD_URLS = {
+    "nul_in_a_segment": ("x%00", "", True),
+    "nul_in_a_query_value": ("", "channel=%00&since=%00&q=%00", True),
+    "nul_in_a_query_name": ("", "%00=1", True),
+    "line_break_in_the_query": ("", "conversation_sid=CH%0Ax", True),
+    "c1_control_in_a_segment": ("x%C2%85", "", True),
+    "invalid_utf8_in_the_query": ("", "q=%FF%FE&channel=%C3", True),
+    "invalid_utf8_in_a_segment": ("%ED%A0%80", "", True),
+    "huge_numbers": ("", "limit=" + "9" * 400 + "&page=" + "9" * 30 + "&per_page=-1&since=999999999999d", False),
+    "not_numbers": ("", "limit=abc&page=1e3&per_page=%E2%85%A0&since=yesterday&until=2026-13-45", False),
+}
+API_PREFIXES = ("/api/", "/agent/api/", "/twilio/", "/media/", "/healthz")
+
+
+@pytest.mark.parametrize("method,route", ROUTES)
+def test_odd_urls_on_every_route_are_a_4xx_in_the_error_shape(
+    client, app, agent_token, agent_conversation, method, route
+):
+    app.config["ADMIN_TOKEN"] = "admin-secret"
+    headers = {"Authorization": "Bearer admin-secret" if "/admin" in route else f"Bearer {agent_token}"}
+    values = {"channel": "whatsapp", "id": "1", "sid": agent_conversation, "token": "abc"}
+    for odd, (segment, query, refused) in ODD_URLS.items():
+        if segment and "{" not in route:
+            continue  # nothing in this route's path to put it in
+        path = route.format(**{name: value + segment for name, value in values.items()})
+        # PATH_INFO as a WSGI server passes it: the path's bytes, percent-decoded, as latin-1 (werkzeug's test
+        # client would decode them as UTF-8 first, replacing what is not).
+        environ = {"PATH_INFO": unquote_to_bytes(path).decode("latin-1"), "QUERY_STRING": query}
+        response = client.open(path, method=method, headers=headers, environ_overrides=environ)
+        assert response.status_code < 500, (odd, response.get_data(as_text=True))
+        if refused:
+            assert response.status_code == 400, (odd, response.status_code)
+        if response.status_code >= 400 and path.startswith(API_PREFIXES):
+            assert_error_shape(response)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 5000,
+        "{" * 5000,
+        '{"a": ' * 2000 + "1" + "}" * 2000,
+        '"whatsapp"',
+        "[1, 2]",
+        "null",
+        "1e999999",
+        b"\xff\xfe",
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/v1/admin/settings", "/api/v1/admin/settings/whatsapp"])
+def test_odd_json_bodies_are_a_400_in_the_error_shape(client, app, path, body):
+    app.config["ADMIN_TOKEN"] = "admin-secret"
+    response = client.put(
+        path, data=body, content_type="application/json", headers={"Authorization": "Bearer admin-secret"}
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert_error_shape(response)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/admin/settings/whatsapp%00", "/api/v1/admin/settings-changes?channel=%00", "/api/v1/admin/audit?q=a%00"],
+)
+def test_nul_in_a_path_segment_or_a_query_value_is_400_not_a_database_error(client, app, path):
+    # PostgreSQL refuses NUL in text: compared with a column, it was a DataError (500) on every such route.
+    app.config["ADMIN_TOKEN"] = "admin-secret"
+    response = client.get(path, headers={"Authorization": "Bearer admin-secret"})
+    assert response.status_code == 400 and assert_error_shape(response)["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/admin/settings", "/api/v1/admin/settings/whatsapp"])
+@pytest.mark.parametrize("body", ["[" * 5000, '{"whatsapp": ' * 5000, "[" * 33 + "]" * 33])
+def test_json_nested_past_the_limit_is_400_not_a_recursion_error(client, app, path, body):
+    app.config["ADMIN_TOKEN"] = "admin-secret"
+    headers = {"Authorization": "Bearer admin-secret"}
+    response = client.put(path, data=body, content_type="application/json", headers=headers)
+    assert response.status_code == 400 and assert_error_shape(response)["code"] == "bad_settings"
+    shallow = client.put(path, json={"whatsapp": {}} if path.endswith("settings") else {}, headers=headers)
+    assert shallow.status_code == 200
+
+
+def test_an_idempotency_key_with_a_nul_is_400_not_a_database_error(client, agent_token, agent_conversation):
+    response = client.post(
+        f"/api/v1/conversations/{agent_conversation}/audio",
+        data={"audio": (io.BytesIO(b"OggS" + bytes(100)), "take.ogg")},
+        headers={"Authorization": f"Bearer {agent_token}", "Idempotency-Key": "take-1\x00"},
+    )
+    assert response.status_code == 400 and assert_error_shape(response)["code"] == "bad_idempotency_key"
 
 
 # -- sizes: declared vs real, and the download cap ------------------------------------------------------------------

@@ -538,6 +538,22 @@ def test_temporary_link_expires(client, auth, sandbox, monkeypatch):
     assert client.get(parts.path, query_string=parts.query).status_code == 401
 
 
+def test_mcs_content_answers_a_range_as_object_storage_does(client, auth, sandbox):
+    """MCS serves the bytes from object storage: one range is answered 206 (cut at the file's end), a range past
+    the end 416, several ranges or a malformed header with the whole file (S3's answers)."""
+    sid = upload(client, auth, sandbox, content_type="audio/ogg").json["sid"]
+    path = f"/v1/Services/{sandbox.chat_service_sid}/Media/{sid}"
+    head = client.get(f"{path}/Content", auth=auth, headers={"Range": "bytes=0-3"})
+    assert (head.status_code, head.data, head.headers["Content-Range"]) == (206, OGG[:4], f"bytes 0-3/{len(OGG)}")
+    whole = client.get(f"{path}/Content", auth=auth, headers={"Range": f"bytes=0-{len(OGG) + 100}"})
+    assert (whole.status_code, whole.data) == (206, OGG)
+    past = client.get(f"{path}/Content", auth=auth, headers={"Range": f"bytes={len(OGG)}-"})
+    assert past.status_code == 416
+    for ignored in ("bytes=0-1,4-5", "lines=1-2"):
+        answer = client.get(f"{path}/Content", auth=auth, headers={"Range": ignored})
+        assert (answer.status_code, answer.data) == (200, OGG)
+
+
 def test_mcs_accepts_filename_via_header_and_multipart(client, auth, sandbox):
     url = f"/v1/Services/{sandbox.chat_service_sid}/Media"
     by_header = client.post(

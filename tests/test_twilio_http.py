@@ -68,3 +68,20 @@ def test_the_base_url_takes_twilios_rest_calls_but_not_presigned_media_links():
     presigned = "https://media.us1.twilio.com/ME1?Expires=1764460800&Signature=abc&Key-Pair-Id=K1"
     assert http.resolve(presigned) == presigned
     assert TwilioHttp(auth=None).resolve(presigned) == presigned
+
+
+def test_first_bytes_asks_for_a_range_and_reads_no_further_when_the_server_sends_everything():
+    # The pre-event's read of what an attachment is: a server that ignores Range still costs 64 bytes, one request.
+    base, received = serve([media_answer(BODY, len(BODY))])
+    head = TwilioHttp(auth=("AC1", "secret")).first_bytes(f"{base}/Content", 64, timeout_s=2.0)
+    assert head == BODY[:64]
+    (request,) = received
+    assert b"\r\nRange: bytes=0-63\r\n" in request and b"\r\nAccept-Encoding: identity\r\n" in request
+
+
+def test_first_bytes_is_asked_once_and_an_error_status_raises():
+    busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    base, received = serve([busy, busy])
+    with pytest.raises(TwilioHttpError) as raised:
+        TwilioHttp(auth=None, sleep=lambda seconds: None).first_bytes(f"{base}/Content", 64, timeout_s=2.0)
+    assert raised.value.status == 503 and len(received) == 1

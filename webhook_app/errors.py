@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 from .humanize import format_bytes
 
@@ -44,13 +44,23 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
 
 
 def init_app(app: Flask) -> None:
+    from .wrappers import url_problem  # the factory's import: wrappers loads psycopg (compat)
+
+    @app.before_request
+    def refuse_odd_urls():
+        # Before every view (and before a webhook's signature check): one 400 instead of each view's own
+        # handling, or a database error, for a NUL in a path segment or a query value.
+        problem = url_problem(request.environ)
+        if problem is not None:
+            raise BadRequest(problem)
+
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException):
-        if request.path.startswith(("/api/", "/twilio/", "/media/", "/healthz")):
+        if request.path.startswith(("/api/", "/agent/api/", "/twilio/", "/media/", "/healthz")):
             code = (exc.name or "error").lower().replace(" ", "_")
             # What the exception says beyond its body (a 416's Content-Range, a 405's Allow) stays.
             headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}

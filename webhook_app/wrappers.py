@@ -1,17 +1,95 @@
-"""The app's request class (Flask's `app.request_class`)."""
+"""The app's request class (Flask's `app.request_class`), and what every request must be before a view reads it."""
 
 from __future__ import annotations
 
-from urllib.parse import unquote
+import re
+from urllib.parse import unquote, unquote_to_bytes
 
 import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import cached_property
 
 from .compat import URL_QUOTE_ERRORS, cache_body, has_cached_body
+from .inbound.events import CONTROL_CHARACTERS
+
+# The service's own JSON bodies nest two levels ({"whatsapp": {"max_bytes": ...}}). Python's parser recurses once
+# per level and raises RecursionError (not ValueError: a 500) near 1,000 levels, which a 5 kB body reaches.
+MAX_JSON_DEPTH = 32
+_JSON_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deep `text` nests arrays and objects, counted as the parser would meet them (brackets in strings
+    do not count)."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKETS.findall(_JSON_STRINGS.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+class BoundedJson:
+    """A request's JSON parser (the app's, which Flask hands every request as `json_module`), refusing bodies
+    nested deeper than MAX_JSON_DEPTH. Every failure is a ValueError, which `get_json` turns into None (silent)
+    or a 400, on every route that reads JSON."""
+
+    def __init__(self, parser):
+        self.parser = parser
+
+    def loads(self, data: str | bytes, **kwargs):
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        if json_depth(text) > MAX_JSON_DEPTH:
+            raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        try:
+            return self.parser.loads(data, **kwargs)
+        except RecursionError:  # not reachable past the count above, unless the parser and the count disagree
+            raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+
+    def __getattr__(self, name: str):
+        return getattr(self.parser, name)
+
+
+def url_problem(environ: dict) -> str | None:
+    """Why a request's path or query cannot be taken, or None.
+
+    Views compare path segments and query values with database columns, and PostgreSQL refuses NUL in any text
+    (a DataError: a 500 wherever a view forgot to check). Nothing the service serves has a control character or
+    a byte that is not UTF-8 in its URL, so such a URL is refused once, here, for every route.
+    """
+    path, query = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
+    # The common case, an ASCII path without controls and no query to decode, costs two string scans.
+    if _plain(path) and (not query or ("%" not in query and _plain(query))):
+        return None
+    try:
+        # PATH_INFO is already percent-decoded, as latin-1 (PEP 3333); the query is still percent-encoded.
+        text = path.encode("latin-1").decode("utf-8") + unquote_to_bytes(query).decode("utf-8")
+    except UnicodeError:
+        return "the URL is not UTF-8"
+    if CONTROL_CHARACTERS.search(text):
+        return "the URL's path or query holds a control character (NUL, a line break or another)"
+    return None
+
+
+def _plain(text: str) -> bool:
+    return text.isascii() and text.isprintable()  # for ASCII, "printable" is "no C0 control and no DEL"
 
 
 class Request(flask.Request):
+    _json_module = BoundedJson(flask.json)
+
+    @property
+    def json_module(self) -> BoundedJson:
+        return self._json_module
+
+    @json_module.setter
+    def json_module(self, parser) -> None:
+        # Flask's request context sets the app's JSON provider on every request: bound it.
+        self._json_module = BoundedJson(parser)
+
     @cached_property
     def is_form_post(self) -> bool:
         """A form-encoded POST, the shape of every Twilio webhook (read off the header: werkzeug's `mimetype`

@@ -46,6 +46,10 @@ def send_audio(conversation_sid: str):
     idempotency_key = request.headers.get("Idempotency-Key", "").strip() or None
     if idempotency_key and len(idempotency_key) > 200:
         raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be at most 200 characters")
+    if idempotency_key and not (idempotency_key.isascii() and idempotency_key.isprintable()):
+        # It is stored and compared in a column: PostgreSQL refuses NUL in text (a 500), and a header carries
+        # anything else but ASCII as latin-1 mojibake.
+        raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be printable ASCII")
     with scratch_dir("upload") as workdir:
         path = os.path.join(workdir, "upload")
         audio.save(path)

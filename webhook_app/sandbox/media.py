@@ -10,7 +10,7 @@ import sqlite3
 import time
 
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.http import parse_options_header
+from werkzeug.http import parse_options_header, parse_range_header
 
 from .records import garbage_collected, insert_media
 from .store import Store
@@ -104,7 +104,15 @@ def media_fetch(chat_service_sid, media_sid):
 @bp.get("/v1/Services/<chat_service_sid>/Media/<media_sid>/Content")
 def media_content(chat_service_sid, media_sid):
     row = _media_or_404(chat_service_sid, media_sid)
-    return Response(bytes(row["data"]), status=200, headers={"Content-Type": row["content_type"]})
+    data = bytes(row["data"])
+    response = Response(data, status=200, headers={"Content-Type": row["content_type"]})
+    # MCS hands the bytes out from object storage, which answers one `Range: bytes=a-b` with 206 (cut at the
+    # end of the file) and a range past the end with 416, and ignores a malformed header or several ranges
+    # (200, the whole file), as S3 does.
+    ranges = parse_range_header(request.headers.get("Range"))
+    if ranges is None or ranges.units != "bytes" or len(ranges.ranges) != 1:
+        return response
+    return response.make_conditional(request, accept_ranges=True, complete_length=len(data))
 
 
 def _media_or_404(chat_service_sid: str, media_sid: str) -> sqlite3.Row:
