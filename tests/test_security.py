@@ -267,7 +267,7 @@ def test_control_characters_are_cleaned_from_upload_names_and_types(client, app,
     [
         ("/api/v1/conversations/CH" + "a" * 32 + "%0A/audio", 400),  # a 201 with a 35-character SID before
         ("/api/v1/conversations/CH" + "a" * 32 + "%0A/audio-settings", 400),
-        ("/agent/conversations/CH" + "a" * 32 + "%0A", 404),
+        ("/agent/conversations/CH" + "a" * 32 + "%0A", 400),  # a control character: refused for any URL
     ],
 )
 def test_sids_with_a_trailing_newline_are_refused(client, agent_token, path, expected):
