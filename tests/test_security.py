@@ -283,7 +283,10 @@ def test_an_audit_id_past_32_bits_is_not_found(client, app):
 
 def test_decode_errors_do_not_name_our_temporary_files():
     said = reason(
-        ["[in#0 @ 0x5] Error opening input: Invalid argument", "Error opening input file file:/tmp/inbound-k2j4h1/source."]
+        [
+            "[in#0 @ 0x5] Error opening input: Invalid argument",
+            "Error opening input file file:/tmp/inbound-k2j4h1/source.",
+        ]
     )
     assert "/tmp" not in said and "inbound-" not in said and "source" in said
 
