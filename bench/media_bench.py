@@ -1,14 +1,16 @@
-"""What one inbound file may cost (make bench): web-process memory while 40 clients read a 30 MB stored file, and
-the MP3 bytes the service writes per byte a customer sends, at the worst.
+"""What one file may cost (make bench): web-process memory while 40 clients read a 30 MB stored file and while agents
+upload it at once, and what the hostile corpus costs the inbound transcode.
 
 1. Memory. gunicorn as the Procfile runs it (one process; gthread on SQLite, gevent with BENCH_DATABASE_URL or
    TEST_DATABASE_URL on PostgreSQL) serves a 30 MB original kept as sent (normalize_inbound off). 40 concurrent
    clients ask `Range: bytes=0-0` five times each, then 40 read the whole file; the process's RSS is sampled
    throughout. Target: under 2 MB of growth per concurrent request, whatever the file size (each request holds one
-   256 KB read; SQLite adds each pooled connection's page cache).
-2. Amplification. Files a customer could send cheaply (silence in FLAC, Opus and AMR, up to the default channel
-   cap of 900 s) and a spoken-like note, transcoded with the service's default settings (64 kb/s). The worst
-   output/input ratio is the figure README's Security section states.
+   256 KB read; SQLite adds each pooled connection's page cache). Then six agents upload the same file at once:
+   the web process and its ffmpegs stay under 600 MB (at most CONVERSIONS_PER_PROCESS conversions; the rest 503).
+2. The hostile corpus: files a customer could send cheaply or to hurt (silence in FLAC, Opus and AMR up to the
+   default channel cap of 900 s, absurd WAV headers, a playlist behind an ID3 tag, 7.1 audio at 192 kHz) and
+   voice-like notes, through the inbound transcode in a fresh process each, beside each ffmpeg build. The worst
+   output/input ratio and the peak ffmpeg RSS are the figures README's Security section states.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from webhook_app.sandbox import Sandbox  # noqa: E402
 CONCURRENT = 40
 STORED_MB = 30
 PER_REQUEST_TARGET_MB = 2.0
+# Agents sending at the same moment to one web process (conversion runs in the request).
+UPLOADS_AT_ONCE = 6
+UPLOADS_PEAK_TARGET_MB = 600  # the web process, its request buffers and CONVERSIONS_PER_PROCESS (2) ffmpegs
 CHANNEL_CAP_S = 900  # the default max_duration_s of every channel (migration 0001)
 ADMIN_TOKEN = "bench-admin"
 
@@ -67,14 +72,30 @@ def worker_pid(master_pid: int) -> int:
         return int(children.read().split()[0])
 
 
+def tree_rss_mb(pid: int) -> float:
+    """RSS of `pid` and the processes it started (a web process and its ffmpegs)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            kids = [int(child) for child in children.read().split()]
+    except OSError:
+        kids = []
+    total = rss_mb(pid)
+    for kid in kids:
+        try:
+            total += rss_mb(kid)
+        except OSError:
+            pass  # it ended meanwhile
+    return total
+
+
 class PeakSampler:
-    def __init__(self, pid: int):
-        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
+    def __init__(self, pid: int, measure=rss_mb):
+        self.pid, self.measure, self.peak, self._stop = pid, measure, 0.0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mb(self.pid))
+            self.peak = max(self.peak, self.measure(self.pid))
             time.sleep(0.01)
 
     def __enter__(self):
@@ -86,7 +107,23 @@ class PeakSampler:
         self._thread.join()
 
 
-def memory_under_concurrent_reads(workdir: str, database_url: str) -> tuple[str, float, float, float]:
+def uploads_at_once(url: str, token: str, recording: str, pid: int) -> tuple[dict[int, int], float]:
+    """UPLOADS_AT_ONCE agents send the long recording at the same moment: the answers (by status) and the peak RSS
+    of the web process with its ffmpegs (at most CONVERSIONS_PER_PROCESS at a time; the others are told 503)."""
+
+    def send(_):
+        with open(recording, "rb") as handle:
+            files = {"audio": ("long.wav", handle, "audio/wav")}
+            return requests.post(
+                url, files=files, headers={"Authorization": f"Bearer {token}"}, timeout=300
+            ).status_code
+
+    with PeakSampler(pid, tree_rss_mb) as sampled, ThreadPoolExecutor(UPLOADS_AT_ONCE) as pool:
+        statuses = list(pool.map(send, range(UPLOADS_AT_ONCE)))
+    return {status: statuses.count(status) for status in sorted(set(statuses))}, sampled.peak
+
+
+def memory_under_concurrent_reads(workdir: str, database_url: str) -> tuple:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -136,6 +173,8 @@ def memory_under_concurrent_reads(workdir: str, database_url: str) -> tuple[str,
         sandbox = Sandbox(env["SANDBOX_DB"])
         sandbox.set_webhook(f"{base}/twilio/conversations/post-event")
         conversation = sandbox.create_conversation("Bench customer", "webchat")["sid"]
+        # Agents reach only the conversations they are a participant of (as after accepting the task).
+        sandbox.add_participant(conversation, identity="bench-agent", attributes='{"member_type":"agent"}')
         with open(original, "rb") as handle:
             sandbox.customer_sends_media(conversation, handle.read(), "audio/wav", "long.wav", deliver=True)
         token = sandbox.issue_token("bench-agent")
@@ -170,7 +209,8 @@ def memory_under_concurrent_reads(workdir: str, database_url: str) -> tuple[str,
             sizes = list(pool.map(whole, range(CONCURRENT)))
         assert set(sizes) == {os.path.getsize(original)}, sizes
         dialect = database_url.split(":", 1)[0]
-        return dialect, before, ranges.peak, reads.peak
+        uploads = uploads_at_once(listing, token, original, pid)
+        return dialect, before, ranges.peak, reads.peak, uploads
     finally:
         server.terminate()
         server.wait(15)
@@ -329,7 +369,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="media-bench-") as workdir:
             if template.startswith("postgres"):
                 reset_schema(template)
-            dialect, before, ranges_peak, reads_peak = memory_under_concurrent_reads(
+            dialect, before, ranges_peak, reads_peak, (statuses, uploads_peak) = memory_under_concurrent_reads(
                 workdir, template.format(workdir=workdir)
             )
         growth = max(ranges_peak, reads_peak) - before
@@ -341,6 +381,12 @@ def main() -> int:
         )
         if per_request >= PER_REQUEST_TARGET_MB:
             failures.append(f"{dialect}: RSS grew {per_request:.2f} MB per concurrent read")
+        print(
+            f"  {dialect:10} {UPLOADS_AT_ONCE} uploads of that {STORED_MB} MB WAV at once: answers {statuses}; web "
+            f"process with its ffmpegs peaked at {uploads_peak:.0f} MB (target < {UPLOADS_PEAK_TARGET_MB} MB)"
+        )
+        if uploads_peak >= UPLOADS_PEAK_TARGET_MB:
+            failures.append(f"{dialect}: {UPLOADS_AT_ONCE} uploads took the web process to {uploads_peak:.0f} MB")
 
     with tempfile.TemporaryDirectory(prefix="media-bench-") as workdir:
         corpus = hostile_corpus(workdir)
