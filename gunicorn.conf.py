@@ -50,11 +50,13 @@ else:
     # (webhook_app/web_worker.py, webhook_app/slow_clients.py). SQLAlchemy's pool still bounds the database
     # connections.
     worker_class = "webhook_app.web_worker.BufferedRequestWorker"
-    threads = int(os.environ.get("WEB_THREADS", "64"))
+    with exit_on_config_error():
+        threads = env_int("WEB_THREADS", 64, minimum=1)
 
 # Concurrent connections per process. Webhooks share one database connection per process (the group commit);
 # other requests queue for Flask-SQLAlchemy's pool (5 + 10 overflow per process) rather than fail.
-worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
+with exit_on_config_error():
+    worker_connections = env_int("WEB_CONNECTIONS", 1000, minimum=1)
 timeout = 30
 accesslog = "-"
 # One JSON line per request with the request id (LOG_FORMAT=text: gunicorn's own line); webhook_app/access_log.py.

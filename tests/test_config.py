@@ -206,6 +206,13 @@ def test_a_number_that_is_not_one_is_refused_with_its_unit_and_an_example(monkey
     assert isinstance(refused.value, ValueError) and isinstance(refused.value, RuntimeError)  # what callers caught
 
 
+def test_an_account_sid_without_its_auth_token_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="^TWILIO_AUTH_TOKEN must be set together with TWILIO_ACCOUNT_SID$"):
+        Config()
+
+
 @pytest.mark.parametrize(
     "value", ["nonsense", "postgres//deploy:s3cret@db.example.com/audio", "mysql2://h/d", "postgresql://h:port/d"]
 )

@@ -71,6 +71,7 @@ def assert_refused_in_one_line(done: subprocess.CompletedProcess, name: str, exp
         ("gunicorn", "UPLOAD_MAX_BYTES", "100MB", "UPLOAD_MAX_BYTES='100MB' is not an integer (bytes, e.g. 104857600)"),
         ("alembic", "DATABASE_URL", "nonsense", "DATABASE_URL='nonsense' is not a database URL (expected postgres://"),
         ("flask worker", "REDIS_URL", "redis://127.0.0.1:6379/9x", "REDIS_URL='redis://127.0.0.1:6379/9x' is not a "),
+        ("gunicorn", "WEB_THREADS", "many", "WEB_THREADS='many' is not an integer"),  # read by gunicorn.conf.py
     ],
 )
 def test_a_bad_setting_stops_each_entry_point_with_one_line_naming_it(tmp_path, entry_point, name, value, expected):

@@ -188,6 +188,9 @@ class Config:
         self.TWILIO_API_KEY_SID = env("TWILIO_API_KEY_SID") or None
         self.TWILIO_API_KEY_SECRET = env("TWILIO_API_KEY_SECRET") or None
         self.TWILIO_API_BASE_URL = (env("TWILIO_API_BASE_URL") or "").rstrip("/") or None
+        if self.TWILIO_ACCOUNT_SID and not self.TWILIO_AUTH_TOKEN:
+            # The auth token checks Twilio's webhook signatures and validates Flex tokens: an API key cannot.
+            raise ConfigError("TWILIO_AUTH_TOKEN must be set together with TWILIO_ACCOUNT_SID")
         # Sandbox mode: no real credentials, every Twilio call goes to the built-in fake.
         self.TWILIO_SANDBOX = self.TWILIO_ACCOUNT_SID is None
         self.SANDBOX_DB = env("SANDBOX_DB") or None  # default: instance/twilio-sandbox.db
