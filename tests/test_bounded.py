@@ -211,3 +211,14 @@ def test_transcription_of_media_kept_as_sent_reads_only_what_the_sniff_found(tmp
     one_hertz.write_bytes(wav_header(1, 1, 20_000) + bytes(20_000))
     with pytest.raises(AudioError, match="sample rate of 1 Hz"):
         decode(one_hertz)
+
+
+def test_an_agents_1_hz_wav_is_a_400_with_the_reason_at_once(client, sandbox, agent_token, tmp_path):
+    """Three of these held 3.3 GB and three web threads for 55 s each."""
+    conversation = conversation_with_agent(sandbox, "Customer", "whatsapp")
+    upload = tmp_path / "rec.wav"
+    upload.write_bytes(wav_header(1, 1, 20_000) + bytes(range(256)) * 78 + bytes(32))
+    started = time.monotonic()
+    response = post_audio(client, agent_token, conversation, upload, content_type="audio/wav")
+    assert response.status_code == 400 and "sample rate of 1 Hz" in response.get_json()["error"]["message"]
+    assert time.monotonic() - started < 10
