@@ -437,7 +437,11 @@ def test_the_sandbox_listens_on_this_machine_only_unless_told(monkeypatch):
     monkeypatch.setenv("HOST", "0.0.0.0")
     assert runpy.run_path(GUNICORN_CONF)["bind"] == "0.0.0.0:5123"
     monkeypatch.delenv("HOST")
+    # With credentials (and what start-up then requires: the file checks every setting before gunicorn binds).
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "t")
+    monkeypatch.setenv("SECRET_KEY", "k")
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://audio.example.com")
     assert runpy.run_path(GUNICORN_CONF)["bind"] == "0.0.0.0:5123"
 
 

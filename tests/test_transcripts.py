@@ -245,7 +245,9 @@ def test_odd_search_text_never_fails_the_server(client, app, deliver, admin, cli
         response = client.get("/api/v1/admin/audit", headers=admin, query_string={"q": q})
         assert response.status_code in (200, 400), (q, response.status_code, response.get_data(as_text=True))
         if response.status_code == 400:
-            assert response.get_json()["error"]["code"] == "bad_filter"
+            # Control characters are refused for every URL before a view runs (bad_request); the rest by the search.
+            expected = "bad_request" if any(ord(c) < 32 or ord(c) == 127 for c in q) else "bad_filter"
+            assert response.get_json()["error"]["code"] == expected, q
         csv_response = client.get("/api/v1/admin/audit", headers=admin, query_string={"q": q, "format": "csv"})
         csv_response.get_data()  # the streamed body read to its end
         assert csv_response.status_code == response.status_code, q
