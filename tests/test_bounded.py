@@ -104,6 +104,51 @@ def test_a_stream_no_voice_note_has_is_refused_with_the_reason(tmp_path, rate, c
         transcode_to_mp3(str(wav), str(tmp_path / "out.mp3"), max_duration_s=900)
 
 
+def crc(data: bytes, poly: int, bits: int) -> int:
+    """FLAC's CRC-8 (poly 0x07) and CRC-16 (poly 0x8005): MSB first, no reflection, zero start."""
+    value, top, mask = 0, 1 << (bits - 1), (1 << bits) - 1
+    for byte in data:
+        value ^= byte << (bits - 8)
+        for _ in range(8):
+            value = ((value << 1) ^ poly) & mask if value & top else (value << 1) & mask
+    return value
+
+
+def flac_whose_frames_say_1_hz(tmp_path) -> str:
+    """A FLAC file whose STREAMINFO says 48 kHz while its frame headers say 1 Hz (decoders believe the frames),
+    written by hand: encoders refuse 1 Hz. Mono, 8-bit, verbatim subframes of 256 samples."""
+    streaminfo = struct.pack(">HH", 256, 256) + bytes(6)  # block sizes; frame sizes unknown
+    streaminfo += ((48000 << 44) | (0 << 41) | (7 << 36) | 0).to_bytes(8, "big") + bytes(16)  # rate, mono, 8 bits
+    frames = b""
+    for number in range(20):
+        # sync; block size "8 bits follow", rate "16 bits of Hz follow"; mono, 8-bit; frame number; 255; 1 Hz
+        header = bytes([0xFF, 0xF8, 0x6D, 0x02, number, 255]) + struct.pack(">H", 1)
+        header += bytes([crc(header, 0x07, 8)])
+        frame = header + b"\x02" + bytes((i * 7 + number) % 256 for i in range(256))  # a verbatim subframe
+        frames += frame + struct.pack(">H", crc(frame, 0x8005, 16))
+    path = tmp_path / "lying.flac"
+    path.write_bytes(b"fLaC" + bytes([0x80, 0, 0, 34]) + streaminfo + frames)
+    return str(path)
+
+
+def test_a_flac_whose_frames_say_1_hz_behind_a_48_khz_header_is_refused(tmp_path):
+    with pytest.raises(AudioError, match="sample rate of 1 Hz"):
+        transcode_to_mp3(flac_whose_frames_say_1_hz(tmp_path), str(tmp_path / "out.mp3"), max_duration_s=900)
+
+
+def test_audio_that_changes_its_rate_part_way_is_refused(tmp_path):
+    """The check reads the header and the first frames; ffmpeg takes no other rate after those."""
+    parts = []
+    for rate in (44100, 8000):
+        part = tmp_path / f"{rate}.mp3"
+        run_ffmpeg("-f", "lavfi", "-i", f"sine=duration=2:sample_rate={rate}", "-c:a", "libmp3lame", str(part))
+        parts.append(part.read_bytes())
+    joined = tmp_path / "joined.mp3"
+    joined.write_bytes(b"".join(parts))
+    with pytest.raises(AudioError, match="changes its sample rate or channels part-way"):
+        transcode_to_mp3(str(joined), str(tmp_path / "out.mp3"), bitrate_kbps=64, mono=True)
+
+
 ONE_HERTZ_IN_A_FRESH_PROCESS = """
 import json, resource, sys
 from webhook_app.audio.transcode import AudioError, transcode_to_mp3
@@ -164,7 +209,16 @@ def test_every_ffmpeg_runs_with_memory_cpu_and_core_limits():
 
 @pytest.mark.parametrize(
     "layout,count",
-    [("mono", 1), ("stereo", 2), ("5.1(side)", 6), ("7.1.4", 12), ("22.2", 24), ("12 channels", 12), ("FL+FR+LFE", 3)],
+    [
+        ("mono", 1),
+        ("stereo", 2),
+        ("5.1(side)", 6),
+        ("7.1.4", 12),
+        ("22.2", 24),
+        ("12 channels", 12),
+        ("FL+FR+LFE", 3),
+        ("0x3f", 6),
+    ],
 )
 def test_channel_counts_from_ffmpeg_layout_names(layout, count):
     assert channel_count(layout) == count
@@ -209,8 +263,9 @@ def test_transcription_of_media_kept_as_sent_reads_only_what_the_sniff_found(tmp
         decode(playlist)
     one_hertz = tmp_path / "one-hertz"
     one_hertz.write_bytes(wav_header(1, 1, 20_000) + bytes(20_000))
-    with pytest.raises(AudioError, match="sample rate of 1 Hz"):
-        decode(one_hertz)
+    for absurd in (one_hertz, flac_whose_frames_say_1_hz(tmp_path)):
+        with pytest.raises(AudioError, match="sample rate of 1 Hz"):
+            decode(absurd)
 
 
 def test_an_agents_1_hz_wav_is_a_400_with_the_reason_at_once(client, sandbox, agent_token, tmp_path):

@@ -58,6 +58,10 @@ LEVEL_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s)*\[(?P<level>[a-z]+)\] ?")
 # stream of the input, as ffmpeg describes it before decoding. Anchored at the line's start: a tag value printed
 # in the metadata above cannot pose as one (ffmpeg indents its continuation lines behind the tag's name).
 INPUT_AUDIO_STREAM = re.compile(r"^\s*Stream #0:\d+\S*: Audio: .*?, (?P<rate>\d+) Hz, (?P<layout>[^,]+)")
+# "tb:1/48000 samplefmt:fltp samplerate:48000 chlayout:mono" (verbose): what the decoded frames really are, as the
+# filters are set up from the first one. A decoder may disagree with the header (a FLAC frame can say 1 Hz behind a
+# 48 kHz header); after the first frame no change is taken (-reinit_filter 0).
+FILTER_INPUT = re.compile(r"^tb:\S+ samplefmt:\S+ samplerate:(?P<rate>\d+) chlayout:(?P<layout>.+)$")
 DIRECTORY_PART = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s\\/:'\"]+)+[\\/]")
 
 
@@ -100,6 +104,8 @@ def input_args(path: str, container: str | None) -> list[str]:
     """ffmpeg's input options for `path`, read as `container` and nothing else."""
     demuxer, options = demuxer_options(container)
     args = [word for name, value in options.items() for word in (f"-{name}", value)]
+    # Frames that change rate or channels part-way would have ffmpeg rebuild its filters for them: refused instead.
+    args += ["-reinit_filter", "0"]
     # "file:" so that no path is ever taken for another protocol's URL.
     return [*args, "-f", demuxer, "-i", f"file:{path}"]
 
@@ -117,6 +123,8 @@ def channel_count(layout: str) -> int | None:
         return sum(int(part) for part in base.split("."))
     if re.fullmatch(r"[A-Z]+(?:\+[A-Z]+)+", base):
         return base.count("+") + 1
+    if re.fullmatch(r"0x[0-9a-fA-F]+", base):
+        return int(base, 16).bit_count()  # a channel mask
     return None
 
 
@@ -136,7 +144,7 @@ def run_ffmpeg(cmd: list[str], bounds: Bounds, on_progress: Callable[[float], No
     """Run ffmpeg (`cmd`: the binary first) inside `bounds`; answer the output's duration in seconds.
 
     AudioTimeout when a time limit stopped it, AudioError with a human reason for everything else it refused."""
-    cmd = [cmd[0], "-progress", "pipe:1", "-nostats", "-loglevel", "level+info", *cmd[1:]]
+    cmd = [cmd[0], "-progress", "pipe:1", "-nostats", "-loglevel", "level+verbose", *cmd[1:]]
     proc = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,
@@ -197,6 +205,8 @@ def reason(lines: list[str]) -> str:
     text = " ".join(lines)
     if "matches no streams" in text or "does not contain any stream" in text:
         return "the file has no audio stream"
+    if "Changing audio frame properties on the fly is not supported" in text:  # -reinit_filter 0 refused it
+        return "the audio changes its sample rate or channels part-way through; a voice note does not"
     if "Invalid data found when processing input" in text or "could not find codec parameters" in text.lower():
         return "not decodable audio (ffmpeg: invalid data found when processing input)"
     detail = lines[-1] if lines else "ffmpeg failed without a message"
@@ -233,7 +243,7 @@ class _StderrWatch(threading.Thread):
         self.proc = proc
         self.refusal: str | None = None
         self._tail: deque[tuple[str, str]] = deque(maxlen=STDERR_TAIL_LINES)
-        self._stream_checked = False
+        self._header_checked = False
         self.start()
 
     def run(self) -> None:
@@ -242,20 +252,23 @@ class _StderrWatch(threading.Thread):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             match = LEVEL_PREFIX.match(line)
             level, text = (match.group("level"), line[match.end() :]) if match else ("info", line)
-            if not self._stream_checked:
+            if self.refusal is None:
                 self._check(text)
             if level in ("error", "fatal", "panic"):
                 self._tail.append((level, text))
 
     def _check(self, text: str) -> None:
+        """Stop ffmpeg at the first description of its input that no voice note has: the header's, before any frame
+        is decoded, then the frames' own, as the filters are set up for them."""
         if text.lstrip().startswith(("Output #", "Stream mapping")):
-            self._stream_checked = True  # no audio stream described: ffmpeg itself says so next
+            self._header_checked = True  # past the input's description (ffmpeg says so itself when it has no audio)
+        described = None if self._header_checked else INPUT_AUDIO_STREAM.match(text)
+        if described:
+            self._header_checked = True
+        described = described or FILTER_INPUT.match(text)
+        if described is None:
             return
-        stream = INPUT_AUDIO_STREAM.match(text)
-        if stream is None:
-            return
-        self._stream_checked = True
-        self.refusal = stream_problem(int(stream.group("rate")), channel_count(stream.group("layout")))
+        self.refusal = stream_problem(int(described.group("rate")), channel_count(described.group("layout")))
         if self.refusal:
             self.proc.kill()
 

@@ -295,11 +295,7 @@ def decode(path: str | os.PathLike, max_s: float | None = None):
     resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     parts, samples, limit = [], 0, int(max_s * SAMPLE_RATE) if max_s else None
     with av.open(f"file:{path}", mode="r", format=demuxer, options=options, metadata_errors="ignore") as container:
-        stream = container.streams.audio[0]
-        problem = stream_problem(stream.sample_rate or 0, stream.channels)
-        if problem:
-            raise AudioError(problem)
-        frames = container.decode(stream)
+        frames = container.decode(container.streams.audio[0])
         while limit is None or samples < limit:
             try:
                 frame = next(frames)
@@ -307,6 +303,10 @@ def decode(path: str | os.PathLike, max_s: float | None = None):
                 break
             except av.error.InvalidDataError:  # a damaged frame: skip it, as faster-whisper does
                 continue
+            # Each frame, not the header: a frame may declare another rate (a FLAC frame can say 1 Hz).
+            problem = stream_problem(frame.sample_rate, len(frame.layout.channels))
+            if problem:
+                raise AudioError(problem)
             decoded = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
             parts += decoded
             samples += sum(len(part) for part in decoded)
