@@ -5,6 +5,7 @@ wheel's 9.0 (CI runs the suite once with each)."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from tests.audio_samples import run_ffmpeg, stream_info
 from tests.conftest import audio_rows, conversation_with_agent, run_jobs
 from tests.processes import ROOT
 from tests.test_outbound import post_audio
-from webhook_app.audio.bounded import Bounds, _limits_for_child, channel_count, stream_problem
+from webhook_app.audio.bounded import Bounds, _limits_for_child, _StderrWatch, channel_count, stream_problem
 from webhook_app.audio.transcode import AudioError, AudioTimeout, transcode_to_mp3
 
 EMPTY_ID3_TAG = b"ID3\x04\x00\x00\x00\x00\x00\x00"
@@ -252,14 +253,14 @@ def test_an_agents_playlist_behind_an_id3_tag_is_a_400_and_never_sent(client, sa
 
 
 def test_transcription_of_media_kept_as_sent_reads_only_what_the_sniff_found(tmp_path, secret):
-    """With normalize_inbound off the customer's original is stored and transcribed as sent: PyAV's FFmpeg gets the
-    same bounds as ours."""
-    pytest.importorskip("av")
+    """With normalize_inbound off the customer's original is stored and transcribed as sent: it is decoded inside
+    the same bounds as every conversion."""
+    pytest.importorskip("numpy")  # the transcribe extra's
     from webhook_app.transcripts.engine import decode
 
     playlist = tmp_path / "original"
     playlist.write_bytes(pointing_at(secret)["hls behind ID3"])
-    with pytest.raises(Exception, match="[Ii]nvalid data|End of file"):  # PyAV's error for bytes that are no MP3
+    with pytest.raises(AudioError, match="not decodable"):  # read as MP3, which it is not
         decode(playlist)
     one_hertz = tmp_path / "one-hertz"
     one_hertz.write_bytes(wav_header(1, 1, 20_000) + bytes(20_000))
@@ -277,3 +278,82 @@ def test_an_agents_1_hz_wav_is_a_400_with_the_reason_at_once(client, sandbox, ag
     response = post_audio(client, agent_token, conversation, upload, content_type="audio/wav")
     assert response.status_code == 400 and "sample rate of 1 Hz" in response.get_json()["error"]["message"]
     assert time.monotonic() - started < 10
+
+
+FORGED_LOG = """[info] Input #0, wav, from 'file:note.wav':
+[info]   Metadata:
+[info]     id3v2_priv.XMP  :
+Stream #0:0: Audio: pcm_s16le, 48000 Hz, mono, s16, 768 kb/s
+Output #0, mp3, to 'out.mp3':
+[info]   Stream #0:0: Audio: pcm_u8 ([1][0][0][0] / 0x0001), 1 Hz, mono, u8, 0 kb/s
+"""
+
+
+def test_a_line_forged_by_a_tag_hides_no_real_one():
+    """ffmpeg prints metadata keys raw, newlines and all: a tag can print a sane stream line, or "Output #0",
+    before the real description. Every description is checked."""
+    forger = subprocess.Popen(["sh", "-c", 'printf "%s" "$LOG" >&2'], env={"LOG": FORGED_LOG}, stderr=subprocess.PIPE)
+    watch = _StderrWatch(forger)
+    forger.wait(10)
+    watch.join(10)
+    assert watch.refusal and "sample rate of 1 Hz" in watch.refusal
+
+
+class Bits:
+    """A big-endian bit writer, for codec frames built by hand."""
+
+    def __init__(self):
+        self.bits: list[int] = []
+
+    def put(self, value: int, width: int) -> Bits:
+        self.bits += [(value >> shift) & 1 for shift in range(width - 1, -1, -1)]
+        return self
+
+    def bytes(self) -> bytes:
+        bits = self.bits + [0] * (-len(self.bits) % 8)
+        return bytes(int("".join(map(str, bits[i : i + 8])), 2) for i in range(0, len(bits), 8))
+
+
+def alac_declaring_a_giant_frame(tmp_path, samples: int = 1 << 24) -> str:
+    """A 1 KB CAF file whose one ALAC frame holds `samples` of silence (Rice zero-runs): 35 minutes at 8 kHz."""
+    bits = Bits().put(0, 3).put(0, 4).put(0, 12).put(1, 1).put(0, 2).put(0, 1).put(samples, 32)  # mono, sized
+    bits.put(0, 8).put(0, 8).put(0, 4).put(1, 4).put(0, 3).put(0, 5)  # no decorrelation; order-0 predictor
+    done = 0
+    while done < samples:
+        bits.put(0, 1)  # a zero sample, then a run of zeros
+        if done + 1 < samples:
+            run = min(65535, samples - done - 2)
+            bits.put(0x1FF, 9).put(run, 16)
+            done += run
+        done += 1
+    frame = bits.put(7, 3).bytes()  # end of frame
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return kind + struct.pack(">q", len(data)) + data
+
+    description = struct.pack(">dIIIIII", 8000.0, int.from_bytes(b"alac", "big"), 1, 0, samples, 1, 0)
+    cookie = struct.pack(">IBBBBBBHIII", samples, 0, 16, 0, 0, 14, 1, 255, 0, 0, 8000)
+    size = len(frame).to_bytes(2, "big")  # the packet table's variable-length size (under 16,384 bytes)
+    packets = struct.pack(">qqii", 1, samples, 0, 0) + bytes([0x80 | size[0] << 1 | size[1] >> 7, size[1] & 0x7F])
+    path = tmp_path / "giant-frame.caf"
+    path.write_bytes(
+        b"caff\0\1\0\0"
+        + chunk(b"desc", description)
+        + chunk(b"kuki", cookie)
+        + chunk(b"pakt", packets)
+        + chunk(b"data", b"\0\0\0\0" + frame)
+    )
+    return str(path)
+
+
+def test_a_1_kb_file_declaring_a_35_minute_frame_stops_at_the_memory_cap(tmp_path):
+    """Such a file took PyAV, decoding in the transcription worker itself, to 1.1 GB: every decode is ffmpeg's now."""
+    pytest.importorskip("numpy")  # the transcribe extra's
+    from webhook_app.transcripts.engine import decode
+
+    giant = alac_declaring_a_giant_frame(tmp_path)
+    assert os.path.getsize(giant) < 2048
+    with pytest.raises(AudioError, match="more than the 200 MB"):
+        transcode_to_mp3(giant, str(tmp_path / "out.mp3"), max_duration_s=900, memory_mb=200)
+    with pytest.raises(AudioError, match="more than the 200 MB"):
+        decode(giant, 900, memory_mb=200)

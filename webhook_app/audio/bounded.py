@@ -6,7 +6,8 @@
   the customer's MP3. Named, a playlist is only bytes that fail to parse as Ogg or MP3. The one protocol it may
   open is `file`, and only the demuxer we named, so nothing inside a container can reach further.
 - Its input stream must be what a voice note can be: ffmpeg describes the stream (rate, channels) before it
-  decodes a frame, and is stopped there with the reason when the header is absurd. A 20 KB WAV that declares 1 Hz
+  decodes a frame, and the frames once the first is decoded; it is stopped there with the reason when either is
+  absurd. A 20 KB WAV that declares 1 Hz
   made ffmpeg resample 900 s to 16 kHz in frames of an hour each: 820 MB for one inbound job.
 - Its memory (RLIMIT_DATA: heap and private mappings, what a decoder allocates), CPU time (RLIMIT_CPU) and wall
   clock are capped, and it dies with the process that started it.
@@ -54,10 +55,11 @@ STDERR_LINE_MAX = 4096
 
 NAMED_LAYOUTS = {"mono": 1, "stereo": 2, "downmix": 2, "binaural": 2, "quad": 4, "hexagonal": 6, "octagonal": 8}
 LEVEL_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s)*\[(?P<level>[a-z]+)\] ?")
-# "  Stream #0:0[0x1](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp, 128 kb/s": the first audio
-# stream of the input, as ffmpeg describes it before decoding. Anchored at the line's start: a tag value printed
-# in the metadata above cannot pose as one (ffmpeg indents its continuation lines behind the tag's name).
-INPUT_AUDIO_STREAM = re.compile(r"^\s*Stream #0:\d+\S*: Audio: .*?, (?P<rate>\d+) Hz, (?P<layout>[^,]+)")
+# "  Stream #0:0[0x1](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, fltp, 128 kb/s": an audio stream
+# as ffmpeg describes it before decoding (the outputs' are ours, and sane).
+AUDIO_STREAM = re.compile(
+    r"^\s*Stream #\d+:\d+(?:\[[^\]]*\])?(?:\([^)]*\))?: Audio: .*?, (?P<rate>\d+) Hz, (?P<layout>[^,]+)"
+)
 # "tb:1/48000 samplefmt:fltp samplerate:48000 chlayout:mono" (verbose): what the decoded frames really are, as the
 # filters are set up from the first one. A decoder may disagree with the header (a FLAC frame can say 1 Hz behind a
 # 48 kHz header); after the first frame no change is taken (-reinit_filter 0).
@@ -91,19 +93,12 @@ def demuxer_for(container: str | None) -> str:
     return demuxer
 
 
-def demuxer_options(container: str | None) -> tuple[str, dict[str, str]]:
-    """The demuxer for `container` and the options that keep it to the one file (for ffmpeg and PyAV alike)."""
-    demuxer = demuxer_for(container)
-    options = {"protocol_whitelist": "file", "format_whitelist": demuxer}
-    if demuxer == "mov":
-        options["enable_drefs"] = "0"  # an MP4's data references may name other files: never follow them
-    return demuxer, options
-
-
 def input_args(path: str, container: str | None) -> list[str]:
     """ffmpeg's input options for `path`, read as `container` and nothing else."""
-    demuxer, options = demuxer_options(container)
-    args = [word for name, value in options.items() for word in (f"-{name}", value)]
+    demuxer = demuxer_for(container)
+    args = ["-protocol_whitelist", "file", "-format_whitelist", demuxer]
+    if demuxer == "mov":
+        args += ["-enable_drefs", "0"]  # an MP4's data references may name other files: never follow them
     # Frames that change rate or channels part-way would have ffmpeg rebuild its filters for them: refused instead.
     args += ["-reinit_filter", "0"]
     # "file:" so that no path is ever taken for another protocol's URL.
@@ -243,7 +238,6 @@ class _StderrWatch(threading.Thread):
         self.proc = proc
         self.refusal: str | None = None
         self._tail: deque[tuple[str, str]] = deque(maxlen=STDERR_TAIL_LINES)
-        self._header_checked = False
         self.start()
 
     def run(self) -> None:
@@ -258,14 +252,12 @@ class _StderrWatch(threading.Thread):
                 self._tail.append((level, text))
 
     def _check(self, text: str) -> None:
-        """Stop ffmpeg at the first description of its input that no voice note has: the header's, before any frame
-        is decoded, then the frames' own, as the filters are set up for them."""
-        if text.lstrip().startswith(("Output #", "Stream mapping")):
-            self._header_checked = True  # past the input's description (ffmpeg says so itself when it has no audio)
-        described = None if self._header_checked else INPUT_AUDIO_STREAM.match(text)
-        if described:
-            self._header_checked = True
-        described = described or FILTER_INPUT.match(text)
+        """Stop ffmpeg at the first description of a stream that no voice note has: the header's, before any frame is
+        decoded, then the frames' own, as the filters are set up for them. Every such line is checked, whatever came
+        before it: ffmpeg prints metadata keys raw, so a tag can print a line of its own choosing (a sane-looking
+        stream, "Output #0"), and a line that could end the checking would let it hide the real one. A forged
+        absurd line refuses only its own file."""
+        described = AUDIO_STREAM.match(text) or FILTER_INPUT.match(text)
         if described is None:
             return
         self.refusal = stream_problem(int(described.group("rate")), channel_count(described.group("layout")))

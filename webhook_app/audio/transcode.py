@@ -103,20 +103,28 @@ def build_command(
     return cmd
 
 
-def _pcm_output(pcm: str, max_s: float | None) -> list[str]:
-    args = ["-map", "0:a:0", "-ac", "1", "-ar", str(PCM_RATE), "-c:a", "pcm_s16le"]
+def _pcm_output(pcm: str, max_s: float | None, rate: int = PCM_RATE) -> list[str]:
+    args = ["-map", "0:a:0", "-ac", "1", "-ar", str(rate), "-c:a", "pcm_s16le"]
     if max_s:
         args += ["-t", f"{max_s:.3f}"]
     return args + ["-f", "s16le", pcm]
 
 
-def decode_to_pcm(src: str, pcm: str, *, max_s: float | None = None, timeout_s: float = 60) -> float:
-    """The first `max_s` seconds of the MP3 `src` (one of ours) as PCM_RATE mono s16le in the file `pcm`; answers
-    the seconds decoded."""
-    return run_ffmpeg(
-        [ffmpeg_binary(), "-nostdin", "-hide_banner", "-y", *input_args(src, "mp3"), *_pcm_output(pcm, max_s)],
-        Bounds(timeout_s),
-    )
+def decode_to_pcm(
+    src: str,
+    pcm: str,
+    *,
+    max_s: float | None = None,
+    rate: int = PCM_RATE,
+    timeout_s: float = 60,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+) -> float:
+    """The first `max_s` seconds of `src` (read as what its bytes are) as `rate` Hz mono s16le in the file `pcm`;
+    answers the seconds decoded. AudioError as transcode_to_mp3 raises it."""
+    if os.path.getsize(src) == 0:
+        raise AudioError("the file is empty (0 bytes)")
+    command = [ffmpeg_binary(), "-nostdin", "-hide_banner", "-y", *input_args(src, sniff_file(src))]
+    return run_ffmpeg([*command, *_pcm_output(pcm, max_s, rate)], Bounds(timeout_s, memory_mb))
 
 
 def transcode_to_mp3(

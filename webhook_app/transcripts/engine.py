@@ -1,4 +1,4 @@
-"""Speech to text on the worker's CPU with faster-whisper (Whisper on CTranslate2), from any file PyAV decodes.
+"""Speech to text on the worker's CPU with faster-whisper (Whisper on CTranslate2), from any voice note it reads.
 
     transcript = transcribe("note.mp3", language="auto")      # the bundled tiny.en model, 2 threads, int8
     transcript.status   # "done" or "no_speech"
@@ -45,10 +45,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..audio.bounded import AudioError, demuxer_options, stream_problem
-from ..audio.detect import sniff_file
+from ..audio.bounded import DEFAULT_MEMORY_MB, AudioError
+from ..audio.transcode import decode_to_pcm
 
 SAMPLE_RATE = 16000  # what Whisper's feature extractor takes
+DECODE_TIMEOUT_S = 120  # FFMPEG_TIMEOUT_S's default; the job passes the configured one
 CHUNK_S = 30.0  # longest piece transcribed at once (memory; see the module's docstring)
 CUT_SEARCH_S = 10.0  # a piece ends at the quietest moment of its last CUT_SEARCH_S seconds
 # What a CTranslate2 Whisper model directory needs so that loading it makes no network call (without tokenizer.json
@@ -233,18 +234,18 @@ def transcribe(
     beam_size: int = 5,
     chunk_s: float = CHUNK_S,
     max_s: float | None = None,
+    timeout_s: float = DECODE_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
 ) -> Transcript:
-    """Transcribe one audio file (any container and codec PyAV decodes: our MP3s, Ogg/Opus, WAV, …).
+    """Transcribe one audio file (any container the media boundary reads: our MP3s, originals kept as sent).
 
     Raises TranscriptionUnavailable (no extra, no model), LanguageNotSupported, or TranscriptionError (the file)."""
     loaded = load_model(model, threads=threads, compute_type=compute_type)
     code = _language_code(loaded, language)
     try:
-        audio = decode(path, max_s)
-    except Exception as error:  # AudioError (no container we read, no voice note's stream); PyAV's: invalid data
-        raise TranscriptionError(
-            f"could not decode {os.path.basename(str(path))}: {type(error).__name__}: {error}"
-        ) from error
+        audio = decode(path, max_s, timeout_s=timeout_s, memory_mb=memory_mb)
+    except AudioError as error:  # its reason names no folder of ours (audio/bounded.py)
+        raise TranscriptionError(f"could not decode {os.path.basename(str(path))}: {error}") from error
     duration = len(audio) / SAMPLE_RATE
     kept, speech, detected = [], 0.0, None
     for start, end in pieces(audio, chunk_s):
@@ -278,41 +279,30 @@ def transcribe(
     )
 
 
-def decode(path: str | os.PathLike, max_s: float | None = None):
-    """The file's first audio stream as 16 kHz mono 16-bit samples (a numpy int16 array), decoded by PyAV (the
-    FFmpeg inside its wheel, as faster-whisper does), frame by frame: 2 bytes a sample where faster-whisper's own
-    decode_audio holds a buffer of the whole file and then 4-byte floats of it (57.6 MB for 900 s). At most the
-    first `max_s` seconds.
+def decode(
+    path: str | os.PathLike,
+    max_s: float | None = None,
+    *,
+    timeout_s: float = DECODE_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+):
+    """The file's first audio stream, at most its first `max_s` seconds, as 16 kHz mono 16-bit samples (a numpy int16
+    array): 2 bytes a sample where faster-whisper's own decode_audio holds the whole file and then 4-byte floats of
+    it (57.6 MB for 900 s).
 
-    The file is stored media: our MP3, or a customer's original where the channel keeps audio as sent. PyAV's FFmpeg
-    is held to what audio/bounded.py holds ours to: the container we sniffed and no other, one file, a stream a voice
-    note can have (AudioError otherwise)."""
-    _faster_whisper()  # PyAV comes with it
-    import av
+    The file is stored media: our MP3, or a customer's original where the channel keeps audio as sent. So it is
+    decoded by the service's own ffmpeg inside the media boundary (audio/bounded.py: the container we sniffed and no
+    other, one file, a stream a voice note can have, memory, CPU and time capped), never by PyAV in this process: a
+    1 KB ALAC file declaring 16.7 million samples a frame took PyAV to 1.1 GB. AudioError when it cannot be read."""
     import numpy
 
-    demuxer, options = demuxer_options(sniff_file(str(path)))
-    resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    parts, samples, limit = [], 0, int(max_s * SAMPLE_RATE) if max_s else None
-    with av.open(f"file:{path}", mode="r", format=demuxer, options=options, metadata_errors="ignore") as container:
-        frames = container.decode(container.streams.audio[0])
-        while limit is None or samples < limit:
-            try:
-                frame = next(frames)
-            except StopIteration:
-                break
-            except av.error.InvalidDataError:  # a damaged frame: skip it, as faster-whisper does
-                continue
-            # Each frame, not the header: a frame may declare another rate (a FLAC frame can say 1 Hz).
-            problem = stream_problem(frame.sample_rate, len(frame.layout.channels))
-            if problem:
-                raise AudioError(problem)
-            decoded = [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
-            parts += decoded
-            samples += sum(len(part) for part in decoded)
-        parts += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    audio = numpy.concatenate(parts) if parts else numpy.zeros(0, dtype=numpy.int16)
-    return audio[:limit] if limit is not None else audio
+    pcm = f"{path}.{SAMPLE_RATE}.pcm"
+    try:
+        decode_to_pcm(str(path), pcm, max_s=max_s, rate=SAMPLE_RATE, timeout_s=timeout_s, memory_mb=memory_mb)
+        return numpy.fromfile(pcm, dtype=numpy.int16)
+    finally:
+        if os.path.exists(pcm):
+            os.unlink(pcm)
 
 
 def pieces(audio, chunk_s: float = CHUNK_S) -> list[tuple[int, int]]:

@@ -144,6 +144,8 @@ def _transcribe_and_record(transcript: Transcript) -> str:
                 beam_size=config["TRANSCRIBE_BEAM_SIZE"],
                 # Stored media is our MP3, already cut, or an original kept as sent, which is cut here the same way.
                 max_s=min(config["INBOUND_MAX_DURATION_S"], settings.max_duration_s),
+                timeout_s=config["FFMPEG_TIMEOUT_S"],
+                memory_mb=config["FFMPEG_MAX_MEMORY_MB"],
             )
         except TranscriptionUnavailable as exc:
             return _finish_failed(transcript, NOT_INSTALLED if not installed() else str(exc))
