@@ -230,8 +230,8 @@ def _limits_for_child(bounds: Bounds) -> Callable[[], None]:
 
 
 class _StderrWatch(threading.Thread):
-    """Reads ffmpeg's log as it runs: keeps the last lines, and stops ffmpeg the moment its description of the
-    input's audio stream is no voice note."""
+    """Reads ffmpeg's log as it runs: keeps the last error lines, and stops ffmpeg the moment a description of the
+    stream it reads (the header's or the decoded frames') is no voice note."""
 
     def __init__(self, proc: subprocess.Popen):
         super().__init__(daemon=True)
