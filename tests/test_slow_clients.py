@@ -13,12 +13,15 @@ import time
 
 import pytest
 import requests
+from gunicorn.http.unreader import IterUnreader
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from tests.conftest import POST_EVENT, load_fixture, migrate
 from tests.processes import ROOT, Processes, free_port, service_env
 from webhook_app.sandbox import Sandbox
 from webhook_app.slow_clients import (
     BODY_GRACE_S,
+    BODY_IDLE_S,
     BODY_MIN_RATE,
     HEAD_MAX_BYTES,
     HEAD_TIMEOUT_S,
@@ -61,8 +64,9 @@ def test_the_body_is_whole_at_its_length_and_what_follows_it_is_kept():
     arrival = Arrival(Inbox())
     arrival.add_head(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
     assert not arrival.expect_body(5, now=100.0)
-    assert arrival.deadline == due_by(100.0, 2) == 100.0 + BODY_GRACE_S + 2 / BODY_MIN_RATE
-    assert arrival.add_body(b"cdeGET /next")
+    assert due_by(100.0, 2) == 100.0 + BODY_GRACE_S + 2 / BODY_MIN_RATE
+    assert arrival.deadline == min(due_by(100.0, 2), 100.0 + BODY_IDLE_S)
+    assert arrival.add_body(b"cdeGET /next", now=101.0)
     assert arrival.inbox.take_all().endswith(b"\r\n\r\nabcdeGET /next")
 
 
@@ -72,8 +76,8 @@ def test_a_large_body_waits_in_a_file_and_comes_back_in_order():
     for piece in pieces:
         inbox.append(piece)
     assert inbox._in_memory <= MEMORY_BYTES and inbox._file is not None
-    assert len(inbox) == sum(map(len, pieces))
-    assert inbox.take_all() == b"".join(pieces) and len(inbox) == 0 and inbox._file is None
+    assert inbox.pending() == sum(map(len, pieces))
+    assert inbox.take_all() == b"".join(pieces) and inbox.pending() == 0 and inbox._file is None
 
 
 def test_a_refused_body_raises_instead_of_ending_short():
@@ -85,16 +89,70 @@ def test_a_refused_body_raises_instead_of_ending_short():
         next(inbox)
 
 
+def test_a_refusal_reaches_the_app_through_gunicorns_reader():
+    """gunicorn's reader asks `if not iterable` before each read: an empty inbox must still raise its refusal."""
+    inbox = Inbox()
+    inbox.refusal = RequestEntityTooLarge()
+    with pytest.raises(RequestEntityTooLarge):
+        IterUnreader(inbox).read(10)
+
+
+def test_a_body_that_stops_after_a_fast_start_is_late_after_the_longest_pause():
+    arrival = Arrival(Inbox())
+    arrival.expect_body(10_000_000, now=0.0)
+    arrival.add_body(b"x" * 5_000_000, now=1.0)  # ahead of the average rate by ten minutes
+    assert arrival.deadline == 1.0 + BODY_IDLE_S
+
+
+def send_head(port: int, path: str, length: int, method: str = "POST") -> bytes:
+    """A head announcing `length` body bytes, no body: what comes back before a byte of it is sent."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(f"{head}Content-Length: {length}\r\n\r\n".encode())
+        return sock.recv(4096)
+
+
+def test_only_a_view_that_takes_uploads_may_be_sent_more_than_a_webhook(tmp_path):
+    """Bodies wait in the worker before any signature or token check: a route that takes none gets 413 at once, an
+    upload route its own cap, and the bodies stored at once are bounded per process (503 past the budget)."""
+    database_url = "sqlite:///" + str(tmp_path / "one-machine.db")
+    migrate(database_url)
+    processes, base_url = serve(tmp_path, database_url, WEB_CONCURRENCY="1")  # the budget is per process
+    port = int(base_url.rsplit(":", 1)[1])
+    upload = "/api/v1/conversations/CH" + "0" * 32 + "/audio"
+    try:
+        # Answered at once (the app refuses before it reads: no signature, no token), never stored and waited for.
+        for method, path, length in [
+            ("POST", POST_EVENT, 50 << 20),
+            ("PUT", "/api/v1/admin/settings/sms", 2 << 20),
+            ("POST", upload, 200 << 20),  # over UPLOAD_MAX_BYTES
+        ]:
+            answer = send_head(port, path, length, method)
+            assert answer[:12] in (b"HTTP/1.1 401", b"HTTP/1.1 403", b"HTTP/1.1 413"), (path, answer[:100])
+        # Two uploads of 100 MiB on their way fill the process's spool budget: a third is 503 before it is stored.
+        waiting = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        for sock in waiting:
+            sock.sendall(f"POST {upload} HTTP/1.1\r\nHost: x\r\nContent-Length: {100 * 1024 * 1024}\r\n\r\n".encode())
+        time.sleep(0.5)
+        assert send_head(port, upload, 100 * 1024 * 1024).startswith(b"HTTP/1.1 503")
+        for sock in waiting:
+            sock.close()
+    finally:
+        processes.stop()
+
+
 def raise_file_limit(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
 
 
-def serve(tmp_path, database_url: str) -> tuple[Processes, str]:
+def serve(tmp_path, database_url: str, **config: str) -> tuple[Processes, str]:
     """gunicorn as the Procfile runs it (the project's gunicorn.conf.py picks the worker from DATABASE_URL)."""
     sandbox_db = str(tmp_path / "sandbox.db")
-    env = service_env(DATABASE_URL=database_url, SANDBOX_DB=sandbox_db, SECRET_KEY="test-secret", LOG_FORMAT="text")
+    env = service_env(
+        DATABASE_URL=database_url, SANDBOX_DB=sandbox_db, SECRET_KEY="test-secret", LOG_FORMAT="text", **config
+    )
     port = free_port()
     processes = Processes(env, tmp_path)
     argv = [sys.executable, "-m", "gunicorn", "webhook_app:create_app()", "-c", str(ROOT / "gunicorn.conf.py")]

@@ -25,6 +25,8 @@ HEAD_MAX_BYTES = 32 * 1024
 # slower than any mobile uplink an agent records on; a 100 MiB upload may take 3.6 hours at that rate).
 BODY_GRACE_S = 10.0
 BODY_MIN_RATE = 8 * 1024
+# And never this long without a byte, however fast the body started (gevent's SlowBodyGuard: the socket's timeout).
+BODY_IDLE_S = 10.0
 # Bytes a connection keeps in memory before its body goes to a temporary file: a webhook (1-3 KB) stays in memory,
 # and a thousand slow uploads cost a thousand small buffers, not their size.
 MEMORY_BYTES = 32 * 1024
@@ -49,6 +51,7 @@ class Inbox:
     gunicorn's parser reads it as an iterable: each next() is the next piece, b"" when nothing is left (never
     StopIteration, which would end the connection's parser for good). A refusal, once set, is raised when the
     reader wants more than the inbox holds: the app then answers it (e.g. 413) instead of seeing a short body.
+    No __len__: gunicorn's reader asks `if not self.iter`, and an empty inbox must not read as no inbox at all.
     """
 
     def __init__(self) -> None:
@@ -72,7 +75,8 @@ class Inbox:
         self._file.write(data)
         self._file_size += len(data)
 
-    def __len__(self) -> int:
+    def pending(self) -> int:
+        """Bytes not yet taken."""
         return self._in_memory + self._file_size - self._file_read
 
     def __iter__(self) -> Inbox:
@@ -114,6 +118,7 @@ class Arrival:
         self.rest = b""  # bytes after the head, until the body is expected
         self.body_left: int | None = None  # unknown until the head is parsed
         self.body_started = 0.0
+        self.last_byte_at = 0.0
         self.received = 0
 
     def add_head(self, data: bytes) -> bool:
@@ -137,10 +142,11 @@ class Arrival:
         self.body_started = now
         self.body_left = length
         rest, self.rest = self.rest, b""
-        return self.add_body(rest)
+        return self.add_body(rest, now)
 
-    def add_body(self, data: bytes) -> bool:
+    def add_body(self, data: bytes, now: float) -> bool:
         """Add body bytes (or what follows the body: a pipelined request, kept for later); True once complete."""
+        self.last_byte_at = now
         self.inbox.append(data)
         self.received += len(data)
         self.body_left -= len(data)
@@ -152,5 +158,5 @@ class Arrival:
 
     @property
     def deadline(self) -> float:
-        """When the body is late: its next byte was due."""
-        return due_by(self.body_started, self.received)
+        """When the body is late: its next byte was due, by the average rate or by the longest pause."""
+        return min(due_by(self.body_started, self.received), self.last_byte_at + BODY_IDLE_S)

@@ -22,14 +22,15 @@ import selectors
 import socket
 import time
 from functools import partial
+from urllib.parse import unquote
 
 from gunicorn import http, util
 from gunicorn.config import ConfigError
 from gunicorn.http.body import ChunkedReader
 from gunicorn.workers.gthread import TConn, ThreadWorker
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .slow_clients import HEAD_TIMEOUT_S, Arrival, HeadTooLarge, Inbox
+from .slow_clients import HEAD_TIMEOUT_S, MEMORY_BYTES, Arrival, HeadTooLarge, Inbox
 
 # Below malloc's mmap threshold: every recv() allocates this much before shrinking to what arrived.
 RECV_BYTES = 64 * 1024
@@ -41,6 +42,12 @@ SWEEP_INTERVAL_S = 0.5
 CLOSE_LINGER_S = 2.0
 CLOSE_DRAIN_BYTES = 64 * 1024
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# The largest body a route takes unless its view says it takes uploads (`takes_uploads`, agent/api.py): a webhook's
+# limit. Bodies wait here before any signature or token is checked, so every route may not make us store 100 MiB.
+SMALL_BODY_MAX_BYTES = 1024 * 1024
+# Body bytes on their way to disk (bodies over MEMORY_BYTES) that one process holds at once, as a multiple of the
+# upload cap: past it, a new large body is answered 503 before a byte of it is stored.
+SPOOL_BUDGET_UPLOADS = 2
 NO_CHUNKED = "send the body with a Content-Length (chunked request bodies are not accepted)"
 
 
@@ -57,6 +64,7 @@ class Connection(TConn):
         self.idle = False  # kept alive, waiting for the first byte of its next request
         self.deadline = 0.0
         self.drained = 0
+        self.spooled = 0  # bytes of the process's spool budget this connection's body holds
 
 
 class BufferedRequestWorker(ThreadWorker):
@@ -69,12 +77,24 @@ class BufferedRequestWorker(ThreadWorker):
     def init_process(self):
         self.waiting: set[Connection] = set()
         self.next_sweep = 0.0
+        self.spooled = 0
         super().init_process()
 
     def load_wsgi(self):
         super().load_wsgi()
-        # The app's largest body: the agent upload's cap (the webhooks' is 1 MiB).
-        self.max_body = getattr(self.wsgi, "config", {}).get("UPLOAD_MAX_BYTES")
+        # The app's largest body: the agent upload's cap, for the views that take uploads.
+        self.max_upload = self.wsgi.config["UPLOAD_MAX_BYTES"]
+        self.spool_budget = SPOOL_BUDGET_UPLOADS * self.max_upload
+        self.routes = self.wsgi.url_map.bind("localhost")
+
+    def body_limit(self, request) -> int:
+        """The largest body the request's route takes: the upload cap where its view takes uploads, else a webhook's."""
+        try:
+            endpoint, _ = self.routes.match(unquote(request.path), method=request.method)
+        except HTTPException:  # no such route (404/405 to come), or a redirect: the small limit
+            return SMALL_BODY_MAX_BYTES
+        view = self.wsgi.view_functions.get(endpoint)
+        return self.max_upload if getattr(view, "takes_uploads", False) else SMALL_BODY_MAX_BYTES
 
     def accept(self, listener):
         try:
@@ -124,7 +144,7 @@ class BufferedRequestWorker(ThreadWorker):
                 return self.refuse(conn, 431, "Request Header Fields Too Large", str(e))
             if not self.parse_head(conn):
                 return
-        elif not arrival.add_body(data):
+        elif not arrival.add_body(data, time.monotonic()):
             conn.deadline = arrival.deadline
             return
         self.dispatch(conn)
@@ -146,11 +166,14 @@ class BufferedRequestWorker(ThreadWorker):
         if isinstance(reader, ChunkedReader):
             self.refuse(conn, 411, "Length Required", NO_CHUNKED)
             return False
-        if self.max_body is not None and reader.length > self.max_body:
+        if reader.length > self.body_limit(request):
             # The app answers (a 413 in its own words, before reading); the connection closes after it.
             conn.inbox.refusal = RequestEntityTooLarge()
             request._expected_100_continue = False  # the client must not send it
             return True
+        if reader.length > MEMORY_BYTES and not self.reserve_spool(conn, reader.length):
+            self.refuse(conn, 503, "Service Unavailable", "too many large uploads arriving at once; retry shortly")
+            return False
         if not conn.arrival.expect_body(reader.length, time.monotonic()):
             conn.deadline = conn.arrival.deadline
             if request._expected_100_continue:
@@ -159,6 +182,17 @@ class BufferedRequestWorker(ThreadWorker):
                 self.send_nowait(conn, CONTINUE)
             return False
         return True
+
+    def reserve_spool(self, conn: Connection, length: int) -> bool:
+        if self.spooled + length > self.spool_budget:
+            return False
+        self.spooled += length
+        conn.spooled = length
+        return True
+
+    def release_spool(self, conn: Connection) -> None:
+        self.spooled -= conn.spooled
+        conn.spooled = 0
 
     def dispatch(self, conn: Connection) -> None:
         """The request is whole: a pool thread serves it (ThreadWorker.handle_request writes the answer)."""
@@ -189,6 +223,7 @@ class BufferedRequestWorker(ThreadWorker):
             keepalive = not fs.cancelled() and fs.result()
         except Exception:  # noqa: BLE001 - handle() logged it; the connection just closes
             keepalive = False
+        self.release_spool(conn)  # the request is answered: its body is no longer kept
         if not keepalive:
             return self.close_gracefully(conn)
         leftover = conn.parser.unreader.take_buffered() + conn.inbox.take_all()
@@ -213,6 +248,7 @@ class BufferedRequestWorker(ThreadWorker):
     def close_gracefully(self, conn: Connection) -> None:
         """Send FIN, then drain what the client still sends, from the main loop, for CLOSE_LINGER_S at most."""
         self.stop_waiting(conn)
+        self.release_spool(conn)
         conn.inbox.close()
         try:
             conn.sock.shutdown(socket.SHUT_WR)
@@ -230,6 +266,7 @@ class BufferedRequestWorker(ThreadWorker):
 
     def close(self, conn: Connection) -> None:
         self.stop_waiting(conn)
+        self.release_spool(conn)
         conn.inbox.close()
         self.nr_conns -= 1
         util.close(conn.sock)
