@@ -17,7 +17,9 @@ from tests.audio_samples import run_ffmpeg, stream_info
 from tests.conftest import audio_rows, conversation_with_agent, run_jobs
 from tests.processes import ROOT
 from tests.test_outbound import post_audio
+from webhook_app.audio import bounded
 from webhook_app.audio.bounded import Bounds, _limits_for_child, _StderrWatch, channel_count, stream_problem
+from webhook_app.audio.ffmpeg import ffmpeg_binary
 from webhook_app.audio.transcode import AudioError, AudioTimeout, transcode_to_mp3
 
 EMPTY_ID3_TAG = b"ID3\x04\x00\x00\x00\x00\x00\x00"
@@ -206,6 +208,16 @@ def test_every_ffmpeg_runs_with_memory_cpu_and_core_limits():
     assert rows["Max data size"][:2] == [str(300 * 1024 * 1024)] * 2
     assert rows["Max cpu time"][:2] == ["15", "16"]  # 1.5 x the wall-clock limit; SIGKILL a second later
     assert rows["Max core file size"][:2] == ["0", "0"]
+
+
+def test_an_ffmpeg_over_its_cpu_time_is_stopped_and_said_so(monkeypatch):
+    """ffmpeg catches SIGXCPU and exits 255: that is a time limit (413 for an agent), not an undecodable file."""
+    monkeypatch.setattr(bounded, "CPU_ALLOWANCE", 0.2)  # 10 s of wall clock, 2 s of CPU
+    endless = ["-f", "lavfi", "-i", "anoisesrc=d=3000:r=48000", "-af", "loudnorm", "-f", "null", "-"]
+    started = time.monotonic()
+    with pytest.raises(AudioTimeout, match="more than 2 s of CPU time"):
+        bounded.run_ffmpeg([ffmpeg_binary(), "-nostdin", *endless], Bounds(timeout_s=10))
+    assert time.monotonic() - started < 9
 
 
 @pytest.mark.parametrize(

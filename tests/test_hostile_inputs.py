@@ -15,6 +15,7 @@ import json
 import random
 import re
 import struct
+import time
 import zlib
 from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
@@ -25,6 +26,7 @@ from tests.audio_samples import KINDS, VOICE, LazySamples, content_type, run_ffm
 from tests.conftest import audio_rows, post_webhook, run_jobs
 from tests.test_inbound import listing
 from tests.test_outbound import post_audio, set_settings
+from webhook_app.wrappers import json_depth, url_problem
 
 IN_PROGRESS = {"queued", "downloading", "transcoding", "sending"}
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -531,6 +533,18 @@ def test_json_nested_past_the_limit_is_400_not_a_recursion_error(client, app, pa
     assert response.status_code == 400 and assert_error_shape(response)["code"] == "bad_settings"
     shallow = client.put(path, json={"whatsapp": {}} if path.endswith("settings") else {}, headers=headers)
     assert shallow.status_code == 200
+
+
+def test_a_body_of_unterminated_escaped_quotes_is_counted_in_one_pass():
+    """A 1 MB body of \\" once took the depth count quadratic time (32 kB: 2.7 s, the process stalled)."""
+    started = time.monotonic()
+    assert json_depth('"' + '\\"' * 500_000) == 0 and json_depth('[{"a": "]]"}, [[]]]') == 3
+    assert time.monotonic() - started < 1
+
+
+def test_a_raw_byte_over_0x7f_in_the_query_is_refused_like_its_percent_encoding(client):
+    environ = {"PATH_INFO": "/healthz", "QUERY_STRING": "q=\xff"}  # latin-1, as a server hands a raw byte on
+    assert url_problem(environ) is not None and url_problem({**environ, "QUERY_STRING": "q=%FF"}) is not None
 
 
 def test_an_idempotency_key_with_a_nul_is_400_not_a_database_error(client, agent_token, agent_conversation):

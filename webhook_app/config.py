@@ -219,7 +219,10 @@ class Config:
         self.SESSION_COOKIE_SAMESITE = "Lax"
         # No proxy is trusted unless one is said to be in front: else any client names its own address in
         # X-Forwarded-For, and with it escapes the limits on refused tokens. Heroku's router is one (set 1 there).
-        self.PROXY_FIX_HOPS = env_int("PROXY_FIX_HOPS", 0)
+        # No proxy is believed unless there is one: without it, any client names its own address in X-Forwarded-For.
+        # Heroku (which sets DYNO) always has exactly one, its router; there, believing none would make every client
+        # the router, and one client's refused tokens would lock every agent out.
+        self.PROXY_FIX_HOPS = env_int("PROXY_FIX_HOPS", 1 if env("DYNO") else 0)
         self.FLEX_ALLOWED_ORIGINS = [
             o.strip() for o in env("FLEX_ALLOWED_ORIGINS", "https://flex.twilio.com").split(",") if o.strip()
         ]

@@ -15,19 +15,20 @@ from .inbound.events import CONTROL_CHARACTERS
 # The service's own JSON bodies nest two levels ({"whatsapp": {"max_bytes": ...}}). Python's parser recurses once
 # per level and raises RecursionError (not ValueError: a 500) near 1,000 levels, which a 5 kB body reaches.
 MAX_JSON_DEPTH = 32
-_JSON_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+# A string (its closing quote optional: an unterminated one is consumed once, to the end, instead of being tried again
+# from each of its quotes, which took a 32 kB body of escaped quotes 2.7 s) or a bracket. One pass, linear.
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
 
 
 def json_depth(text: str) -> int:
     """How deep `text` nests arrays and objects, counted as the parser would meet them (brackets in strings
     do not count)."""
     depth = deepest = 0
-    for bracket in _JSON_BRACKETS.findall(_JSON_STRINGS.sub("", text)):
-        if bracket in "[{":
+    for token in _JSON_TOKENS.findall(text):
+        if token in ("[", "{"):
             depth += 1
             deepest = max(deepest, depth)
-        else:
+        elif token in ("]", "}"):
             depth -= 1
     return deepest
 
@@ -66,7 +67,8 @@ def url_problem(environ: dict) -> str | None:
         return None
     try:
         # PATH_INFO is already percent-decoded, as latin-1 (PEP 3333); the query is still percent-encoded.
-        text = path.encode("latin-1").decode("utf-8") + unquote_to_bytes(query).decode("utf-8")
+        # The query's raw bytes too: a byte over 0x7F sent unencoded arrives as a latin-1 character (PEP 3333).
+        text = path.encode("latin-1").decode("utf-8") + unquote_to_bytes(query.encode("latin-1")).decode("utf-8")
     except UnicodeError:
         return "the URL is not UTF-8"
     if CONTROL_CHARACTERS.search(text):

@@ -64,6 +64,8 @@ AUDIO_STREAM = re.compile(
 # filters are set up from the first one. A decoder may disagree with the header (a FLAC frame can say 1 Hz behind a
 # 48 kHz header); after the first frame no change is taken (-reinit_filter 0).
 FILTER_INPUT = re.compile(r"^tb:\S+ samplefmt:\S+ samplerate:(?P<rate>\d+) chlayout:(?P<layout>.+)$")
+# ffmpeg catches SIGXCPU (RLIMIT_CPU's soft limit) and exits 255 saying so, at info level.
+CPU_LIMIT_REACHED = f"received signal {int(signal.SIGXCPU)}"
 DIRECTORY_PART = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s\\/:'\"]+)+[\\/]")
 
 
@@ -182,7 +184,7 @@ def _raise_for_outcome(returncode: int, timed_out: bool, stderr: _StderrWatch, b
         raise AudioError(stderr.refusal)
     if timed_out:
         raise AudioTimeout(f"ffmpeg ran longer than {bounds.timeout_s:g} s and was stopped")
-    if returncode == -signal.SIGXCPU:
+    if returncode == -signal.SIGXCPU or (returncode != 0 and stderr.cpu_limit_reached):
         raise AudioTimeout(f"ffmpeg used more than {_cpu_seconds(bounds)} s of CPU time and was stopped")
     if returncode == 0:
         return
@@ -237,6 +239,7 @@ class _StderrWatch(threading.Thread):
         super().__init__(daemon=True)
         self.proc = proc
         self.refusal: str | None = None
+        self.cpu_limit_reached = False
         self._tail: deque[tuple[str, str]] = deque(maxlen=STDERR_TAIL_LINES)
         self.start()
 
@@ -248,6 +251,8 @@ class _StderrWatch(threading.Thread):
             level, text = (match.group("level"), line[match.end() :]) if match else ("info", line)
             if self.refusal is None:
                 self._check(text)
+            if text.startswith("Exiting normally, received signal") and CPU_LIMIT_REACHED in text:
+                self.cpu_limit_reached = True
             if level in ("error", "fatal", "panic"):
                 self._tail.append((level, text))
 
