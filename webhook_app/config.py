@@ -235,7 +235,8 @@ class Config:
         self.TWILIO_HTTP_RETRIES = env_int("TWILIO_HTTP_RETRIES", 4)
         self.UPLOAD_MAX_BYTES = env_int("UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1)
         self.FFMPEG_TIMEOUT_S = env_int("FFMPEG_TIMEOUT_S", 120, minimum=1)
-        # One ffmpeg's memory (audio/bounded.py: RLIMIT_DATA); a legitimate voice note peaks at 135-230 MB.
+        # One ffmpeg's memory (audio/bounded.py: RLIMIT_DATA); a legitimate voice note peaks at 40-150 MB resident,
+        # up to ~230 MB allocated (what the limit counts), loudnorm on 7.1 audio at 192 kHz being the most.
         self.FFMPEG_MAX_MEMORY_MB = env_int("FFMPEG_MAX_MEMORY_MB", 512, minimum=64)
         # Agent uploads converted at once by one web process (outbound/convert.py); more wait briefly, then 503.
         self.CONVERSIONS_PER_PROCESS = env_int("CONVERSIONS_PER_PROCESS", 2, minimum=1)

@@ -14,7 +14,6 @@ import logging
 from flask import Blueprint, jsonify
 
 from .audio.ffmpeg import ffmpeg_in_use
-from .config import ConfigError
 from .extensions import db
 from .jobs.queue import runner
 from .schema import database_revisions, schema_status
@@ -58,6 +57,6 @@ def _queue() -> dict:
 def _ffmpeg() -> dict:
     try:
         binary, version = ffmpeg_in_use()
-    except ConfigError as exc:
-        return {"ok": False, "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - a ConfigError says why; anything else (no ffmpeg anywhere) is unfit too
+        return {"ok": False, "error": str(exc)[:300]}
     return {"ok": True, "path": binary, "version": version}

@@ -45,7 +45,9 @@ DEMUXERS = {
 MIN_SAMPLE_RATE_HZ = 8_000
 MAX_SAMPLE_RATE_HZ = 192_000
 MAX_CHANNELS = 8
-DEFAULT_MEMORY_MB = 512  # FFMPEG_MAX_MEMORY_MB; a legitimate note peaks at 135-230 MB (docs/benchmarks.md)
+# FFMPEG_MAX_MEMORY_MB's default: a legitimate note peaks at 40-150 MB resident, up to ~230 MB allocated (what
+# RLIMIT_DATA counts; docs/benchmarks.md).
+DEFAULT_MEMORY_MB = 512
 # The CPU cap comes on top of the wall-clock one: a run may use more than one core (ffmpeg 7+ runs demuxing,
 # decoding, filtering and encoding in threads of their own), so CPU seconds may exceed wall seconds a little.
 CPU_ALLOWANCE = 1.5
@@ -75,6 +77,10 @@ class AudioError(Exception):
 
 class AudioTimeout(AudioError):
     pass
+
+
+class AudioRefused(AudioError):
+    """The boundary stopped it: a stream no voice note has, or over the memory cap. Never worth a second run."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,7 @@ def run_ffmpeg(cmd: list[str], bounds: Bounds, on_progress: Callable[[float], No
 
 def _raise_for_outcome(returncode: int, timed_out: bool, stderr: _StderrWatch, bounds: Bounds) -> None:
     if stderr.refusal:
-        raise AudioError(stderr.refusal)
+        raise AudioRefused(stderr.refusal)
     if timed_out:
         raise AudioTimeout(f"ffmpeg ran longer than {bounds.timeout_s:g} s and was stopped")
     if returncode == -signal.SIGXCPU or (returncode != 0 and stderr.cpu_limit_reached):
@@ -190,7 +196,7 @@ def _raise_for_outcome(returncode: int, timed_out: bool, stderr: _StderrWatch, b
         return
     errors = stderr.errors()
     if any("Cannot allocate memory" in line for line in errors):
-        raise AudioError(f"decoding needed more than the {bounds.memory_mb} MB an audio file may use")
+        raise AudioRefused(f"decoding needed more than the {bounds.memory_mb} MB an audio file may use")
     if returncode < 0:
         raise AudioError(f"ffmpeg was stopped by signal {-returncode}")
     raise AudioError(reason(errors))

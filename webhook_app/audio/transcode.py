@@ -18,7 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..metrics import TRANSCODE_SECONDS
-from .bounded import DEFAULT_MEMORY_MB, AudioError, AudioTimeout, Bounds, demuxer_for, input_args, run_ffmpeg
+from .bounded import (
+    DEFAULT_MEMORY_MB,
+    AudioError,
+    AudioRefused,
+    AudioTimeout,
+    Bounds,
+    demuxer_for,
+    input_args,
+    run_ffmpeg,
+)
 from .detect import sniff_file
 from .ffmpeg import ffmpeg_binary
 
@@ -201,7 +210,7 @@ def _transcode(
     )
     try:
         duration = run_ffmpeg(command(mono=mono, loudness=loudness, copy=copy), bounds, on_progress)
-    except AudioTimeout:
+    except (AudioTimeout, AudioRefused):
         raise
     except AudioError:
         if not copy:

@@ -108,8 +108,18 @@ def check_caps(result: TranscodeResult, settings: Settings) -> None:
             f"{settings.channel} allows at most {format_bytes(settings.max_bytes)} "
             "per file",
         )
-    if result.duration_s <= SILENCE_CHECK_MAX_S and is_digital_silence(result, SILENCE_CHECK_MAX_S):
+    if result.duration_s <= SILENCE_CHECK_MAX_S and _is_digital_silence(result):
         raise ApiError(400, "silent_audio", "the recording is silent: is the microphone muted?")
+
+
+def _is_digital_silence(result: TranscodeResult) -> bool:
+    """Whether the MP3 we made is all zeros; False when it cannot be told (its decode failed: our own MP3, so the
+    check gives way rather than refuse the agent's recording for it)."""
+    try:
+        return is_digital_silence(result, SILENCE_CHECK_MAX_S)
+    except AudioError as exc:
+        log.warning("silence check of %s skipped: %s", result.path, exc)
+        return False
 
 
 def _duration_text(seconds: int) -> str:
