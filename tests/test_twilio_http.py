@@ -79,6 +79,13 @@ def test_first_bytes_asks_for_a_range_and_reads_no_further_when_the_server_sends
     assert b"\r\nRange: bytes=0-63\r\n" in request and b"\r\nAccept-Encoding: identity\r\n" in request
 
 
+def test_first_bytes_of_an_empty_file_are_none_not_an_error():
+    """Object storage answers a range of an empty file 416: that file was read, and it is not audio."""
+    empty = b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */0\r\nContent-Length: 0\r\n\r\n"
+    base, received = serve([empty])
+    assert TwilioHttp(auth=None).first_bytes(f"{base}/Content", 64, timeout_s=2.0) == b""
+
+
 def test_first_bytes_is_asked_once_and_an_error_status_raises():
     busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     base, received = serve([busy, busy])

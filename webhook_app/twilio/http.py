@@ -32,6 +32,8 @@ REST_HOSTS = tuple(host + "/" for host in (CONVERSATIONS_HOST, MCS_HOST, IAM_HOS
 
 NO_AUTH = ("", "")  # pass as `auth` to send no Authorization header at all
 
+RANGE_NOT_SATISFIABLE = 416
+
 
 class TwilioHttpError(Exception):
     def __init__(self, message: str, status: int | None = None, transient: bool = False, code: int | None = None):
@@ -149,11 +151,15 @@ class TwilioHttp:
         headers = {"Range": f"bytes=0-{count - 1}", "Accept-Encoding": "identity"}
         if self.wsgi_app is not None:
             response = self._send_in_process("GET", url, None, None, None, headers, self.auth, None, None)
+            if response.status == RANGE_NOT_SATISFIABLE:
+                return b""
             return raise_for_status(response, "GET", url).content[:count]
         try:
             # Redirects are followed (to storage, as MCS's links are): requests drops the Authorization header
             # when the host changes, and the Range header goes along.
             with self._session.get(url, headers=headers, auth=self.auth, timeout=timeout_s, stream=True) as raw:
+                if raw.status_code == RANGE_NOT_SATISFIABLE:
+                    return b""  # an empty file has no byte 0 (object storage answers so): nothing to sniff
                 if raw.status_code >= 400:
                     raise TwilioHttpError(f"GET {url} -> {raw.status_code}", raw.status_code)
                 return raw.raw.read(count, decode_content=False) or b""
