@@ -46,7 +46,8 @@ AT_MOST_STEREO = "aformat=channel_layouts=mono|stereo"
 BITRATES_KBPS = (32, 48, 64, 96, 128)
 # The PCM that Python may inspect (audio/silence.py), written by the same ffmpeg process beside the MP3, so nothing
 # is decoded twice: mono, 16-bit, at a rate that keeps speech and costs 16 KB a second. Resampling is most of its
-# cost (a 60 s clip whole: +10-20% CPU on the transcode), so callers ask for the seconds they need.
+# cost (a 60 s clip whole: +10-20% CPU on the transcode), so callers ask for the seconds they need. Never below
+# bounded.MIN_SAMPLE_RATE_HZ: the boundary checks every stream ffmpeg describes, our own outputs included.
 PCM_RATE = 8000
 
 
