@@ -7,7 +7,7 @@ waits. With OS threads (gthread) each wait and each hand-off between the group c
 a switch through the kernel and a contest for the GIL; greenlets switch in user space, so one process serves all its
 connections and commits them in bigger batches. On the 2-core bench machine gthread x 8 acknowledged a third fewer
 webhooks per second, at 0.38x the bare route against 0.52-0.64x (docs/benchmarks.md, "Load"). psycopg 3 waits
-cooperatively (webhook_app/greenlets.py: the waiting greenlet resumes as soon as PostgreSQL answers); redis-py,
+cooperatively (webhook_app/runtime/greenlets.py: the waiting greenlet resumes as soon as PostgreSQL answers); redis-py,
 requests and boto3 ride on patched sockets; ffmpeg runs as a subprocess, which gevent waits for too.
 """
 
@@ -16,11 +16,11 @@ import shutil
 import tempfile
 
 from webhook_app.config import env_int
-from webhook_app.startup import checked_settings, exit_on_config_error
+from webhook_app.runtime.startup import checked_settings, exit_on_config_error
 
 # Every setting checked before the master binds or forks: a bad one ends it with one line naming the variable
-# (webhook_app/startup.py), not a traceback per worker boot. Imports no prometheus_client (PROMETHEUS_MULTIPROC_DIR
-# below must be set first).
+# (webhook_app/runtime/startup.py), not a traceback per worker boot. Imports no prometheus_client
+# (PROMETHEUS_MULTIPROC_DIR below must be set first).
 service_config = checked_settings()
 
 # Sandbox mode (no Twilio credentials) hands an agent token to whoever opens /agent: it listens on this machine
@@ -47,9 +47,9 @@ else:
     # the very greenlet holding the lock. Threads there, in gthread's worker made to hand a thread only whole
     # requests: the main loop reads each head and body without blocking, against total deadlines, so clients that
     # send slowly wait in the loop (a 408 at their deadline), never in a thread that Twilio's webhooks need
-    # (webhook_app/web_worker.py, webhook_app/slow_clients.py). SQLAlchemy's pool still bounds the database
+    # (webhook_app/web/gunicorn_worker.py, webhook_app/web/slow_clients.py). SQLAlchemy's pool still bounds the database
     # connections.
-    worker_class = "webhook_app.web_worker.BufferedRequestWorker"
+    worker_class = "webhook_app.web.gunicorn_worker.BufferedRequestWorker"
     with exit_on_config_error():
         threads = env_int("WEB_THREADS", 64, minimum=1)
 
@@ -59,8 +59,9 @@ with exit_on_config_error():
     worker_connections = env_int("WEB_CONNECTIONS", 1000, minimum=1)
 timeout = 30
 accesslog = "-"
-# One JSON line per request with the request id (LOG_FORMAT=text: gunicorn's own line); webhook_app/access_log.py.
-logger_class = "webhook_app.access_log.JsonAccessLogger"
+# One JSON line per request with the request id (LOG_FORMAT=text: gunicorn's own line);
+# webhook_app/observability/access_log.py.
+logger_class = "webhook_app.observability.access_log.JsonAccessLogger"
 
 
 def post_worker_init(worker):
@@ -76,9 +77,10 @@ def post_worker_init(worker):
     gc.freeze()
 
 
-# /metrics adds up what every worker counted (webhook_app/metrics.py): each writes its counts to files in this
-# folder, which must be in the environment before anything imports prometheus_client, the logger_class above
-# included. The master's own folder unless the operator shares one with RQ workers on the same machine.
+# /metrics adds up what every worker counted (webhook_app/observability/metrics.py): each writes its counts to
+# files in this folder, which must be in the environment before anything imports prometheus_client, the
+# logger_class above included. The master's own folder unless the operator shares one with RQ workers on the
+# same machine.
 OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if OWN_METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(tempfile.gettempdir(), f"webhook_app-metrics-{os.getpid()}")
@@ -86,16 +88,16 @@ if OWN_METRICS_DIR:
 
 def on_starting(server):
     # Once, in the master, before any worker is forked: the ffmpeg checked and logged, a SQLite file migrated (two
-    # workers would otherwise race to). A bad ffmpeg ends the start-up with one line (webhook_app/startup.py).
+    # workers would otherwise race to). A bad ffmpeg ends the start-up with one line (webhook_app/runtime/startup.py).
     from webhook_app.config import default_database_url
-    from webhook_app.startup import prepare_to_serve
+    from webhook_app.runtime.startup import prepare_to_serve
 
     with exit_on_config_error():
         prepare_to_serve(server.log, service_config.SQLALCHEMY_DATABASE_URI or default_database_url())
 
     # Counts are per run: a folder left by an earlier master with this pid (a restarted container's pid 1) starts
     # empty; a shared one loses only the files of processes that are gone.
-    from webhook_app.metrics import prepare_directory
+    from webhook_app.observability.metrics import prepare_directory
 
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     if OWN_METRICS_DIR:

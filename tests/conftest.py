@@ -30,7 +30,7 @@ from webhook_app.models import (
     StoredMedia,
     Transcript,
 )
-from webhook_app.schema import alembic_config  # test_migrations imports it from here
+from webhook_app.runtime.schema import alembic_config  # test_migrations imports it from here
 from webhook_app.settings.rules import HARD_MAX_BYTES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -10,8 +10,8 @@ from tests.audio_samples import make_audio
 from tests.conftest import conversation_with_agent
 from tests.test_inbound import MESSAGE_KEYS, assert_timestamps_are_iso_with_a_zone
 from tests.test_outbound import post_audio
-from webhook_app.auth import REFUSED_TOKENS
 from webhook_app.extensions import db
+from webhook_app.web.flex_auth import REFUSED_TOKENS
 
 ADMIN = "test-admin-token"
 

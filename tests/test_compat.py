@@ -1,4 +1,4 @@
-"""The private APIs the service leans on (webhook_app/compat.py) still behave as it assumes. When an upgrade of
+"""The private APIs the service leans on (webhook_app/runtime/compat.py) still behave as it assumes. When an upgrade of
 werkzeug, twilio or psycopg fails here, read compat.py's comment for that use before raising the pin."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from urllib.parse import unquote, urlparse
 
 from werkzeug.test import EnvironBuilder
 
-from webhook_app import compat
-from webhook_app.wrappers import Request, parse_form
+from webhook_app.runtime import compat
+from webhook_app.web.wrappers import Request, parse_form
 
 
 def form_request(body: bytes) -> Request:

@@ -147,8 +147,8 @@ def test_gunicorn_runs_gevent_on_postgresql_and_threads_on_sqlite(monkeypatch):
     assert callable(on_postgres["post_request"])  # the fairness yield after each request
     monkeypatch.delenv("DATABASE_URL")
     on_sqlite = runpy.run_path(GUNICORN_CONF)
-    # gthread's threads, handed only whole requests (webhook_app/web_worker.py)
-    assert on_sqlite["worker_class"] == "webhook_app.web_worker.BufferedRequestWorker"
+    # gthread's threads, handed only whole requests (webhook_app/web/gunicorn_worker.py)
+    assert on_sqlite["worker_class"] == "webhook_app.web.gunicorn_worker.BufferedRequestWorker"
     assert on_sqlite["threads"] == 64 and "post_request" not in on_sqlite
 
 

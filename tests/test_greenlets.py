@@ -1,4 +1,4 @@
-"""psycopg's wait on a gevent web process (webhook_app/greenlets.py), against the real PostgreSQL.
+"""psycopg's wait on a gevent web process (webhook_app/runtime/greenlets.py), against the real PostgreSQL.
 
 gevent patches a whole process, so each check runs in a child Python that patches itself first, as gunicorn's
 gevent worker does, and reports what it saw as JSON.
@@ -26,7 +26,7 @@ import json, sys, time
 import gevent, psycopg
 from psycopg import errors, generators, waiting
 from webhook_app.config import normalize_database_url
-from webhook_app.greenlets import install_gevent_wait, is_gevent_process, wait_gevent
+from webhook_app.runtime.greenlets import install_gevent_wait, is_gevent_process, wait_gevent
 URL = normalize_database_url(sys.argv[1]).replace("postgresql+psycopg://", "postgresql://")
 """
 
@@ -44,7 +44,7 @@ def run_patched(body: str) -> dict:
 
 
 def test_create_app_installs_it_only_in_a_gevent_process():
-    from webhook_app.greenlets import is_gevent_process, wait_gevent
+    from webhook_app.runtime.greenlets import is_gevent_process, wait_gevent
 
     assert not is_gevent_process() and psycopg.waiting.wait is not wait_gevent  # pytest: threads, no gevent
     seen = run_patched("""

@@ -26,7 +26,7 @@ from tests.audio_samples import KINDS, VOICE, LazySamples, content_type, run_ffm
 from tests.conftest import audio_rows, post_webhook, run_jobs
 from tests.test_inbound import listing
 from tests.test_outbound import post_audio, set_settings
-from webhook_app.wrappers import json_depth, url_problem
+from webhook_app.web.wrappers import json_depth, url_problem
 
 IN_PROGRESS = {"queued", "downloading", "transcoding", "sending"}
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

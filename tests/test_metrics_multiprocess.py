@@ -15,7 +15,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.processes import ROOT, SERVICE_VARIABLES, Processes, RedisServer, descendants, free_port, wait_until
-from webhook_app.metrics import prepare_directory, process_metrics, writer_id
+from webhook_app.observability.metrics import prepare_directory, process_metrics, writer_id
 
 
 def samples_of(collector) -> dict:
@@ -48,7 +48,7 @@ def test_the_counts_of_two_processes_are_summed(tmp_path):
     directory = tmp_path / "metrics"
     code = """
         import sys
-        from webhook_app.metrics import TRANSCODE_SECONDS
+        from webhook_app.observability.metrics import TRANSCODE_SECONDS
         from webhook_app.observability import count_request
 
         for _ in range({n}):
@@ -128,7 +128,7 @@ def test_rq_work_horses_of_one_worker_share_one_set_of_files(tmp_path):
             f"""
             from redis import Redis
             from rq import Queue, Worker
-            import webhook_app.metrics
+            import webhook_app.observability.metrics
 
             connection = Redis.from_url({redis_url!r})
             queue = Queue({queue!r}, connection=connection)
@@ -151,7 +151,7 @@ def test_rq_work_horses_of_one_worker_share_one_set_of_files(tmp_path):
 
 def transcoded(seconds: float) -> None:
     """An RQ job (run in a work horse) that counts like a transcode."""
-    from webhook_app.metrics import TRANSCODE_SECONDS
+    from webhook_app.observability.metrics import TRANSCODE_SECONDS
 
     TRANSCODE_SECONDS.labels("ok").observe(seconds)
 

@@ -28,7 +28,7 @@ from tests.conftest import audio_rows, post_webhook, run_jobs
 from tests.processes import REDIS_SERVER, SERVICE_VARIABLES, Processes, RedisServer, wait_until
 from webhook_app import create_app
 from webhook_app.extensions import db
-from webhook_app.outages import MAX_BACKOFF_S
+from webhook_app.runtime.outages import MAX_BACKOFF_S
 
 REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
 

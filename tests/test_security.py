@@ -33,16 +33,16 @@ from tests.processes import ROOT, SERVICE_VARIABLES, Processes, descendants, fre
 from tests.test_inbound import listing
 from tests.test_outbound import post_audio, set_settings
 from tests.test_pre_event import PRE_EVENT, on_message_add, whatsapp  # noqa: F401 - whatsapp is a fixture
-from webhook_app import outages
 from webhook_app.audio.bounded import reason
 from webhook_app.audio.transcode import transcode_to_mp3
-from webhook_app.auth import REFUSED_TOKENS
 from webhook_app.config import Config
 from webhook_app.media import storage
 from webhook_app.media.storage import DATABASE_READ_BYTES
+from webhook_app.runtime import outages
+from webhook_app.runtime.scratch import remove_dead_leftovers, scratch_dir
 from webhook_app.sandbox import Sandbox
-from webhook_app.scratch import remove_dead_leftovers, scratch_dir
-from webhook_app.security import BODY_IDLE_TIMEOUT_S
+from webhook_app.web.flex_auth import REFUSED_TOKENS
+from webhook_app.web.headers import BODY_IDLE_TIMEOUT_S
 
 HTML = b"<!doctype html><html><body><script>fetch('/api/v1/admin/settings/whatsapp', {method: 'PUT'})</script>"
 
@@ -529,7 +529,7 @@ KILLED_JOB = """
 import sys
 from webhook_app.audio.ffmpeg import ffmpeg_binary
 from webhook_app.audio.bounded import Bounds, run_ffmpeg
-from webhook_app.scratch import scratch_dir
+from webhook_app.runtime.scratch import scratch_dir
 
 with scratch_dir("inbound") as workdir:
     open(workdir + "/source", "wb").write(b"a customer's original")

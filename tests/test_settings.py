@@ -5,12 +5,12 @@ import json
 import pytest
 
 from webhook_app import create_app
-from webhook_app.errors import ApiError
 from webhook_app.extensions import db
 from webhook_app.models import SettingsChange
 from webhook_app.settings import cache as settings_module
 from webhook_app.settings.cache import settings_for
 from webhook_app.settings.rules import update_settings, validate_changes
+from webhook_app.web.errors import ApiError
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,7 @@ def test_form_parser_agrees_with_werkzeugs(body):
     import werkzeug.urls  # noqa: F401 - registers werkzeug's "werkzeug.url_quote" error handler
     from werkzeug.test import EnvironBuilder
 
-    from webhook_app.wrappers import Request, parse_form
+    from webhook_app.web.wrappers import Request, parse_form
 
     assert parse_form(body) == parse_qsl(body, keep_blank_values=True, errors="werkzeug.url_quote")
 
@@ -102,7 +102,7 @@ def test_form_parser_agrees_with_werkzeugs(body):
 def test_requested_url_is_the_request_target_as_sent_with_the_proxys_scheme_and_host(app):
     from werkzeug.test import EnvironBuilder
 
-    from webhook_app.wrappers import Request
+    from webhook_app.web.wrappers import Request
 
     environ = EnvironBuilder(
         path="/twilio/conversations/post-event", query_string="a=%7E&b=c%20d", base_url="http://internal:5000"

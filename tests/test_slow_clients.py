@@ -1,6 +1,6 @@
 """Slow clients (issue 23, section 3): 300 clients trickling their headers and 300 trickling their bodies must not keep
-Twilio's webhooks waiting, on either default (SQLite + web_worker.py's threads, PostgreSQL + gevent), and each is cut
-at its deadline. Below them, the buffering rules of slow_clients.py, without a socket."""
+Twilio's webhooks waiting, on either default (SQLite + gunicorn_worker.py's threads, PostgreSQL + gevent), and each is
+cut at its deadline. Below them, the buffering rules of slow_clients.py, without a socket."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from tests.conftest import POST_EVENT, load_fixture, migrate
 from tests.processes import ROOT, Processes, free_port, service_env
 from webhook_app.sandbox import Sandbox
-from webhook_app.slow_clients import (
+from webhook_app.web.slow_clients import (
     BODY_GRACE_S,
     BODY_IDLE_S,
     BODY_MIN_RATE,
@@ -275,7 +275,7 @@ def check_slow_clients_and_webhooks(tmp_path, database_url: str, head_deadline_s
 
 
 def test_slow_clients_leave_webhooks_answered_on_sqlite(tmp_path):
-    """SQLite, gthread's threads (web_worker.py): each slow client gets a 408 at its deadline, never a thread."""
+    """SQLite, gthread's threads (gunicorn_worker.py): each slow client gets a 408 at its deadline, never a thread."""
     database_url = "sqlite:///" + str(tmp_path / "one-machine.db")
     migrate(database_url)
     check_slow_clients_and_webhooks(tmp_path, database_url, HEAD_TIMEOUT_S, b"HTTP/1.1 408")
@@ -286,5 +286,5 @@ def test_slow_clients_leave_webhooks_answered_on_sqlite(tmp_path):
 )
 def test_slow_clients_leave_webhooks_answered_on_postgresql_with_gevent(tmp_path, database_url):
     """PostgreSQL, gevent: a slow head is dropped at gunicorn's keep-alive timeout (2 s, a gevent.Timeout around
-    the head's parse), a slow body gets security.SlowBodyGuard's 408."""
+    the head's parse), a slow body gets headers.SlowBodyGuard's 408."""
     check_slow_clients_and_webhooks(tmp_path, database_url, 2.0, b"")

@@ -1,4 +1,4 @@
-"""Start-up and /healthz (webhook_app/startup.py, schema.py, health.py): a process that cannot store or convert
+"""Start-up and /healthz (webhook_app/runtime/startup.py, schema.py, health.py): a process that cannot store or convert
 refuses to start or answers /healthz 503, and a bad setting ends every entry point with one line naming it."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from tests.audio_samples import make_audio
 from tests.processes import ROOT, SERVICE_VARIABLES, Processes, free_port
 from webhook_app import create_app
 from webhook_app.audio import ffmpeg
+from webhook_app.runtime.schema import alembic_config, migrations_directory
 from webhook_app.sandbox import Sandbox
-from webhook_app.schema import alembic_config, migrations_directory
 
 ENTRY_POINTS = {
     "gunicorn": [sys.executable, "-m", "gunicorn", "webhook_app:create_app()"],  # Procfile `web`

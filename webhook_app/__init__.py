@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Config, default_database_url
-from .startup import install_excepthook
+from .runtime.startup import install_excepthook
 
 # A bad setting ends `flask …` and `alembic …` with one line naming it, not a traceback (startup.py).
 install_excepthook()
@@ -36,7 +36,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 def _configure(app: Flask, test_config: dict | None) -> None:
     from .admin.auth import AdminSessionInterface  # the factory's imports (see above)
-    from .wrappers import Request
+    from .web.wrappers import Request
 
     app.request_class = Request
     app.session_interface = AdminSessionInterface()
@@ -55,15 +55,16 @@ def _configure(app: Flask, test_config: dict | None) -> None:
 
 
 def _init_extensions(app: Flask) -> None:
-    from . import auth, errors, observability, ratelimit  # the factory's imports (see above)
+    from . import observability
     from .agent import access
     from .extensions import db
-    from .greenlets import install_gevent_wait, is_gevent_process
     from .jobs import queue, sweeper
     from .media import storage
+    from .runtime.greenlets import install_gevent_wait, is_gevent_process
     from .sandbox import sandbox_for
     from .settings import cache as settings_cache
     from .twilio import client as twilio_client
+    from .web import errors, flex_auth, ratelimit
     from .webhooks import group_commit
 
     if is_gevent_process():
@@ -77,19 +78,20 @@ def _init_extensions(app: Flask) -> None:
     group_commit.init_app(app)
     storage.init_app(app)
     ratelimit.init_app(app)
-    auth.init_app(app)
+    flex_auth.init_app(app)
     access.init_app(app)
     settings_cache.init_app(app)
     sweeper.init_app(app)
 
 
 def _register_blueprints(app: Flask) -> None:
-    from . import cli, cors, health, security  # the factory's imports (see above)
+    from . import cli
     from .admin import api as admin_api
     from .admin import views as admin_views
     from .agent import api as agent_api
     from .agent import console as agent_console
     from .media import playback
+    from .web import cors, headers, health
     from .webhooks import conversations
 
     for blueprint in (
@@ -102,7 +104,7 @@ def _register_blueprints(app: Flask) -> None:
         agent_console.bp,
     ):
         app.register_blueprint(blueprint)
-    security.init_app(app)
+    headers.init_app(app)
     cors.init_app(app)
     cli.init_app(app)
 

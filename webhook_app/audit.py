@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Select, func, select
 
-from .errors import ApiError
 from .extensions import db
 from .media.playback import playback_url
 from .models import CHANNELS, AudioMessage, Status, Transcript, iso_time
 from .transcripts.search import add_transcripts, match_of, matching, transcribing_channels, transcript_dict
 from .twilio.sids import is_sid
+from .web.errors import ApiError
 
 DIRECTIONS = ("inbound", "outbound")
 STATUSES = tuple(s.value for s in Status)

@@ -18,7 +18,6 @@ from werkzeug.serving import is_running_from_reloader
 
 from .agent.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY, demo_voice_note
 from .audit import audit_csv, filtered_query, parse_time
-from .errors import ApiError
 from .extensions import db
 from .humanize import format_bytes
 from .inbound.backfill import backfill
@@ -27,11 +26,12 @@ from .jobs.sweeper import sweep
 from .jobs.worker import run_worker
 from .media.retention import retention_cli
 from .models import CHANNELS
+from .runtime.startup import prepare_to_serve
 from .settings.cache import Settings, all_settings, settings_for
 from .settings.rules import BOOLEAN_KEYS, TEXT_KEYS, update_settings
-from .startup import prepare_to_serve
 from .transcripts.defaults import turn_on_in_sandbox
 from .transcripts.job import queue_missing_transcripts
+from .web.errors import ApiError
 
 sandbox_cli = AppGroup("sandbox", help="Play Twilio's part locally (no Twilio account needed).")
 

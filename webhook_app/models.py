@@ -272,7 +272,7 @@ class AdminSession(db.Model):
 
 class RefusalHit(db.Model):
     """One refused attempt counted against a limit, for every process of the deployment (without Redis; see
-    webhook_app/ratelimit.py). Keyed by digests: neither a client's address nor a token is stored."""
+    webhook_app/web/ratelimit.py). Keyed by digests: neither a client's address nor a token is stored."""
 
     __tablename__ = "refusal_hits"
 

@@ -6,13 +6,13 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, stream_
 from sqlalchemy import select
 
 from ..audit import audit_csv, audit_dict, audit_page, filtered_query
-from ..errors import ApiError
 from ..extensions import db
 from ..models import CHANNELS, AudioMessage, ChannelSettings, SettingsChange
 from ..settings.cache import Settings
 from ..settings.rules import update_settings
 from ..transcripts.job import NOT_INSTALLED, installed
 from ..transcripts.search import add_transcripts
+from ..web.errors import ApiError
 from .auth import admin_required
 
 MAX_AUDIT_ID = 2**31 - 1

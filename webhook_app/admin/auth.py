@@ -19,10 +19,10 @@ from flask import current_app, g, request, session
 from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import delete, update
 
-from ..auth import authenticate, bearer_token, limit_token_guesses
-from ..errors import ApiError
 from ..extensions import db
 from ..models import AdminSession, utcnow
+from ..web.errors import ApiError
+from ..web.flex_auth import authenticate, bearer_token, limit_token_guesses
 
 ADMIN_ROLES = {"admin", "supervisor"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}

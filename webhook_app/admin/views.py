@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 
-from ..errors import ApiError
 from ..models import CHANNELS
 from ..settings.rules import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
 from ..transcripts.languages import LANGUAGE_CHOICES
 from ..twilio.client import twilio_api
+from ..web.errors import ApiError
 from .auth import (
     ADMIN_SESSION_MAX_S,
     admin_login_for,

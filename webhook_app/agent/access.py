@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app, g
 
-from ..auth import FlexUser, flex_token_required
-from ..cache import ExpiringCache
-from ..errors import ApiError
-from ..ratelimit import Limit, enforce, record
+from ..runtime.cache import ExpiringCache
 from ..settings.channels import conversation_participants
 from ..twilio.client import twilio_api
 from ..twilio.sids import is_sid
+from ..web.errors import ApiError
+from ..web.flex_auth import FlexUser, flex_token_required
+from ..web.ratelimit import Limit, enforce, record
 
 ROLES_REACHING_EVERY_CONVERSATION = frozenset({"admin", "supervisor"})
 # Each refusal cost a Participants call. Conversations an agent may be refused within the window, whatever they

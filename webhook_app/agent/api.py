@@ -7,18 +7,18 @@ import os
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
 
-from ..errors import ApiError
 from ..extensions import db
 from ..media.playback import playback_url
 from ..models import AudioMessage
 from ..outbound.attempts import Upload
 from ..outbound.send import send_agent_audio
-from ..scratch import scratch_dir
+from ..runtime.scratch import scratch_dir
 from ..settings.channels import conversation_settings
 from ..transcripts.search import add_transcripts
+from ..web.errors import ApiError
 from .access import conversation_access_required
 
-# Cross-origin (Flex's origins, preflights): webhook_app/cors.py.
+# Cross-origin (Flex's origins, preflights): webhook_app/web/cors.py.
 bp = Blueprint("agent_api", __name__, url_prefix="/api/v1")
 
 

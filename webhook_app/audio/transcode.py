@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..metrics import TRANSCODE_SECONDS
+from ..observability.metrics import TRANSCODE_SECONDS
 from .bounded import (
     DEFAULT_MEMORY_MB,
     AudioError,

@@ -22,14 +22,14 @@ from ..jobs.sweeper import WORKING
 from ..media.storage import media_store
 from ..models import AudioMessage, Status, utcnow
 from ..observability import bind_audit_id
-from ..outages import describe, is_database_unreachable
-from ..scratch import scratch_dir
-from ..security import media_type_of_file
+from ..runtime.outages import describe, is_database_unreachable
+from ..runtime.scratch import scratch_dir
 from ..settings.cache import settings_for
 from ..settings.channels import channel_from_participants, is_agent_author
 from ..transcripts.job import enqueue_transcript, queue_transcript
 from ..twilio.client import twilio_api
 from ..twilio.http import TooLarge, TwilioHttpError
+from ..web.headers import media_type_of_file
 
 log = logging.getLogger(__name__)
 

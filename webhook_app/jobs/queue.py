@@ -24,10 +24,10 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from sqlalchemy.engine import make_url
 
-from ..cache import ExpiringCache
 from ..extensions import db
 from ..observability import bind_audit_id
-from ..retry import RetryPolicy
+from ..runtime.cache import ExpiringCache
+from ..runtime.retry import RetryPolicy
 from .relay import NORMALIZE_INBOUND, relay_all_waiting
 
 log = logging.getLogger(__name__)

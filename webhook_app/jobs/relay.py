@@ -25,9 +25,9 @@ from flask import Flask, current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import make_url
 
-from .. import outages
 from ..extensions import db
 from ..models import AudioMessage, Status, utcnow
+from ..runtime import outages
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def relay_all_waiting() -> int:
 def start_relay_thread(app: Flask) -> threading.Thread:
     """A daemon thread that relays at once (rows a restart left waiting), then on every NOTIFY and every
     RELAY_POLL_S; errors are retried with backoff, never fatal, and an outage of Redis or PostgreSQL is logged
-    once (webhook_app.outages)."""
+    once (webhook_app.runtime.outages)."""
     poll_s = app.config["RELAY_POLL_S"]
     stop = threading.Event()
     url = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).set(drivername="postgresql")
@@ -180,14 +180,14 @@ def start_relay_thread(app: Flask) -> threading.Thread:
                             failures = 0
                         except Exception as exc:  # noqa: BLE001 - Redis or PostgreSQL down: rows stay waiting
                             failures += 1
-                            delay = outages.backoff_s(failures)
+                            delay = outages.LOOP_BACKOFF.delay(failures)
                             outages.log_failure(log, exc, "relay round failed; next one in %d s", delay)
                         for _ in listener.notifies(timeout=delay, stop_after=1):
                             pass
             except Exception as exc:  # noqa: BLE001 - the LISTEN connection dropped: reconnect with backoff
                 failures += 1
                 outages.log_failure(log, exc, "relay lost its PostgreSQL connection; reconnecting")
-                stop.wait(outages.backoff_s(failures))
+                stop.wait(outages.LOOP_BACKOFF.delay(failures))
 
     thread = threading.Thread(target=loop, name="relay", daemon=True)
     thread.stop = stop  # type: ignore[attr-defined]

@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask, current_app
 from sqlalchemy import update
 
-from .. import outages
 from ..extensions import db
 from ..models import AudioMessage, Status, Transcript, TranscriptStatus
-from ..scratch import remove_dead_leftovers
+from ..runtime import outages
+from ..runtime.scratch import remove_dead_leftovers
 from . import queue
 from .relay import DISPATCHED_COLUMNS, NORMALIZE_INBOUND, expand_sdk_messages, processed_by_jobs
 

@@ -40,8 +40,8 @@ from rq.scheduler import RQScheduler
 
 from ..audio.ffmpeg import die_with_parent
 from ..observability import set_process_role
-from ..outages import MAX_BACKOFF_S, REDIS, backoff_s, is_redis_unreachable, log_failure
-from ..scratch import remove_dead_leftovers
+from ..runtime.outages import LOOP_BACKOFF, MAX_BACKOFF_S, REDIS, is_redis_unreachable, log_failure
+from ..runtime.scratch import remove_dead_leftovers
 from . import queue
 from .relay import relay_all_waiting, start_relay_thread
 from .sweeper import start_maintenance_thread
@@ -128,7 +128,7 @@ def start_transcriber_thread(stopping: threading.Event) -> threading.Thread:
                     return
                 log.warning("transcription process %s exited with %s", child.pid, child.returncode)
             quick_exits = quick_exits + 1 if time.monotonic() - started < HEALTHY_RUN_S else 0
-            delay = backoff_s(quick_exits) if quick_exits else 0
+            delay = LOOP_BACKOFF.delay(quick_exits) if quick_exits else 0
             log.warning("starting a new transcription process in %g s", delay)
             stopping.wait(delay)
 
@@ -189,7 +189,7 @@ def supervise(
             log.info("the RQ worker lost Redis; a new one starts when Redis answers")
             continue
         quick_stops = quick_stops + 1 if time.monotonic() - started < HEALTHY_RUN_S else 0
-        delay = backoff_s(quick_stops) if quick_stops else 0
+        delay = LOOP_BACKOFF.delay(quick_stops) if quick_stops else 0
         log.warning("the RQ worker stopped (see above); starting a new one in %g s", delay)
         stopping.wait(delay)
 
@@ -205,7 +205,7 @@ def wait_for_redis(connection, stopping: threading.Event) -> bool:
                 raise
             failures += 1
             REDIS.unreachable("RQ worker", exc)
-            stopping.wait(backoff_s(failures))
+            stopping.wait(LOOP_BACKOFF.delay(failures))
         else:
             REDIS.reachable()
             return True
@@ -320,7 +320,7 @@ def start_scheduler_thread(runner: queue.RqRunner, stopping: threading.Event) ->
                 failures += 1
                 registered = False  # a Redis that failed over without persistence has forgotten it
                 log_failure(log, exc, "RQ scheduler round failed")
-                stopping.wait(backoff_s(failures))
+                stopping.wait(LOOP_BACKOFF.delay(failures))
                 continue
             failures = 0
             REDIS.reachable()

@@ -2,7 +2,7 @@
 
 Database store: the bytes are served here (Range/206, ETag, 304). S3 store: a 302 to a short-lived presigned GET
 URL, so S3 serves the bytes and the ranges itself; with `S3_PRESIGN=false` the object is streamed through this
-service instead, the Range header passed on to S3. Any origin may read the audio (webhook_app/cors.py).
+service instead, the Range header passed on to S3. Any origin may read the audio (webhook_app/web/cors.py).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.http import http_date, parse_date, parse_range_header
 from werkzeug.wsgi import wrap_file
 
-from ..errors import ApiError
 from ..extensions import db
 from ..models import AudioMessage, Status
-from ..security import allowed_media_type, media_headers, media_type
+from ..web.errors import ApiError
+from ..web.headers import allowed_media_type, media_headers, media_type
 from .storage import S3Store, media_store
 
 bp = Blueprint("playback", __name__)

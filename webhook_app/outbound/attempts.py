@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import ApiError
 from ..extensions import db
 from ..inbound.events import column_text
 from ..models import AudioMessage, Status, utcnow
+from ..web.errors import ApiError
 
 # The idempotency_key column's width.
 IDEMPOTENCY_KEY_MAX = 300

@@ -13,9 +13,9 @@ from flask import current_app
 
 from ..audio.silence import is_digital_silence
 from ..audio.transcode import AudioError, AudioTimeout, TranscodeResult, transcode_to_mp3
-from ..errors import ApiError
 from ..humanize import format_bytes
 from ..settings.cache import Settings
+from ..web.errors import ApiError
 
 log = logging.getLogger(__name__)
 

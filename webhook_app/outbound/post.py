@@ -6,12 +6,12 @@ import json
 import logging
 import time
 
-from ..errors import ApiError
 from ..extensions import db
 from ..models import AudioMessage
-from ..retry import RetryPolicy
+from ..runtime.retry import RetryPolicy
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
+from ..web.errors import ApiError
 
 log = logging.getLogger(__name__)
 

@@ -10,14 +10,14 @@ import logging
 import os
 
 from ..audio.detect import sniff_file
-from ..errors import ApiError
 from ..extensions import db
 from ..media.storage import media_store
 from ..models import AudioMessage, Status
 from ..observability import bind_audit_id
-from ..scratch import scratch_dir
+from ..runtime.scratch import scratch_dir
 from ..settings.channels import conversation_settings
 from ..transcripts.job import enqueue_transcript, queue_transcript
+from ..web.errors import ApiError
 from .attempts import Upload, replay, sent_body, start_attempt
 from .convert import check_caps, convert
 from .post import upload_and_post

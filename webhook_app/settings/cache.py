@@ -15,9 +15,9 @@ from datetime import datetime
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from ..errors import ApiError
 from ..extensions import db
 from ..models import CHANNELS, ChannelSettings, SettingsVersion, iso_time
+from ..web.errors import ApiError
 
 
 @dataclass(frozen=True)

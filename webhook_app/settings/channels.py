@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from ..errors import conversation_error
 from ..models import CHANNELS
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
+from ..web.errors import conversation_error
 from .cache import Settings, settings_for
 
 BINDING_TYPES = {"whatsapp": "whatsapp", "sms": "sms", "messenger": "messenger"}

@@ -13,10 +13,10 @@ import json
 from sqlalchemy import update
 
 from ..audio.transcode import BITRATES_KBPS
-from ..errors import ApiError
 from ..extensions import db
 from ..models import CHANNELS, ChannelSettings, SettingsChange, SettingsVersion, utcnow
 from ..transcripts.languages import LANGUAGE_CHOICES
+from ..web.errors import ApiError
 
 __all__ = [
     "BITRATES_KBPS",

@@ -18,12 +18,12 @@ from rq.timeouts import JobTimeoutException
 from sqlalchemy import select, update
 
 from ..extensions import db
-from ..greenlets import is_gevent_process
 from ..jobs import queue
 from ..media.storage import media_store
 from ..models import AudioMessage, Status, Transcript, TranscriptStatus, utcnow
 from ..observability import bind_audit_id
-from ..scratch import scratch_dir
+from ..runtime.greenlets import is_gevent_process
+from ..runtime.scratch import scratch_dir
 from ..settings.cache import all_settings, settings_for
 from .engine import INSTALL_HINT, TranscriptionError, TranscriptionUnavailable, load_count, transcribe
 

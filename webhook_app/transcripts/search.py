@@ -17,10 +17,10 @@ import re
 
 from sqlalchemy import Integer, Select, column, select, text
 
-from ..errors import ApiError
 from ..extensions import db
 from ..models import AudioMessage, Status, Transcript, TranscriptStatus
 from ..settings.cache import all_settings
+from ..web.errors import ApiError
 
 WORD = re.compile(r"\w+")
 MAX_QUERY_CHARS = 200

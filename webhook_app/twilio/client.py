@@ -15,9 +15,9 @@ from flask import Flask, current_app
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
-from ..cache import ExpiringCache
 from ..humanize import format_bytes
-from ..retry import TRANSIENT_STATUSES
+from ..runtime.cache import ExpiringCache
+from ..runtime.retry import TRANSIENT_STATUSES
 from .http import (
     CONVERSATIONS_HOST,
     IAM_HOST,

@@ -21,7 +21,7 @@ from twilio.http.response import Response as TwilioResponse
 from werkzeug.test import Client
 
 from ..humanize import format_bytes
-from ..retry import TRANSIENT_STATUSES, RetryPolicy
+from ..runtime.retry import TRANSIENT_STATUSES, RetryPolicy
 
 log = logging.getLogger(__name__)
 

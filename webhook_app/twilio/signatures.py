@@ -13,8 +13,8 @@ from flask import current_app
 from twilio.request_validator import HMAC_SHA1, RequestValidator, get_signature_algorithm
 from werkzeug.datastructures import MultiDict
 
-from ..compat import add_port, remove_port
-from ..wrappers import Request
+from ..runtime.compat import add_port, remove_port
+from ..web.wrappers import Request
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ import logging
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
-from ..errors import error_response
 from ..extensions import db
 from ..inbound.events import parse_media
 from ..inbound.record import audio_rows
@@ -22,6 +21,7 @@ from ..outbound.pre_event import audit_rejection, pre_event_verdict
 from ..twilio.client import twilio_api
 from ..twilio.sids import is_sid
 from ..twilio.signatures import is_valid_twilio_request
+from ..web.errors import error_response
 from .group_commit import StorageUnavailable
 
 log = logging.getLogger(__name__)
