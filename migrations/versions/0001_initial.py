@@ -70,8 +70,9 @@ def upgrade() -> None:
         sa.Column("updated_by", sa.String(length=256), nullable=True),
         sa.PrimaryKeyConstraint("channel", name=op.f("pk_channel_settings")),
     )
-    # Defaults from Twilio's per-file limits (FACTS.md): 16 MiB WhatsApp / web chat / Messenger, 2 MiB SMS/MMS;
-    # 15 minutes, 64 kbps MP3, inbound normalization on, loudness normalization off.
+    # Defaults from Twilio's per-file limits (https://www.twilio.com/docs/flex/developer/conversations/limits):
+    # 16 MiB WhatsApp / web chat / Messenger, 2 MiB SMS/MMS; 15 minutes, 64 kbps MP3, inbound normalization on,
+    # loudness normalization off.
     settings = sa.table(
         "channel_settings",
         sa.column("channel", sa.String),
