@@ -189,7 +189,7 @@ def load_fixture(name: str, **values) -> dict[str, str]:
 def web_chat_message_with_two_attachments(app, sandbox, tmp_path) -> tuple[str, dict, str]:
     """A web chat (SDK) message with a 1 s and a 2 s voice note, of which its webhook shows only the first:
     (conversation SID, the webhook's params, the second attachment's media SID)."""
-    from tests.audio_samples import make_audio
+    from tests.helpers.audio_samples import make_audio
 
     conversation = conversation_with_agent(sandbox, "Web visitor", "webchat")
     first = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)

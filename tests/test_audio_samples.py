@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import audio_samples
-from tests.audio_samples import LazySamples, ffmpeg_with, make_audio, wheel_ffmpeg
+from tests.helpers import audio_samples
+from tests.helpers.audio_samples import LazySamples, ffmpeg_with, make_audio, wheel_ffmpeg
 from webhook_app.audio import ffmpeg
 
 

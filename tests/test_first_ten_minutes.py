@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from tests.audio_samples import make_audio
 from tests.conftest import conversation_with_agent, deployed_service, run_jobs
+from tests.helpers.audio_samples import make_audio
 from webhook_app.humanize import format_bytes
 from webhook_app.sandbox import Sandbox
 
