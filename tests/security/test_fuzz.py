@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import audio_rows, post_webhook, run_jobs
 from tests.helpers.audio_samples import make_audio
-from webhook_app.inbound.events import parse_media
 from webhook_app.settings.rules import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
+from webhook_app.twilio.attachments import parse_media
 
 IN_PROGRESS = {"queued", "downloading", "transcoding", "sending"}
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from ..extensions import db
 from ..jobs import queue
 from ..settings.channels import channel_from_address
+from ..twilio.attachments import parse_media
 from ..twilio.client import twilio_api
-from .events import parse_media
 from .record import record_message_media
 
 log = logging.getLogger(__name__)

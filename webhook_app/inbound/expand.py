@@ -10,9 +10,9 @@ from flask import current_app
 
 from ..extensions import db
 from ..jobs import queue
+from ..twilio.attachments import parse_media
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
-from .events import parse_media
 from .record import record_message_media
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,10 @@ from ..extensions import db
 from ..jobs import queue
 from ..models import Status, utcnow
 from ..settings.channels import channel_from_webhook
+from ..twilio.attachments import MediaItem
 from ..twilio.sids import sid_or_none
+from ..untrusted_text import column_text
 from ..webhooks.group_commit import insert_ignoring_duplicates
-from .events import MediaItem, column_text
 
 
 def audio_rows(event: dict, media: list[MediaItem]) -> list[dict]:

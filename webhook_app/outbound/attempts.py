@@ -11,8 +11,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..inbound.events import column_text
 from ..models import AudioMessage, Status, utcnow
+from ..untrusted_text import column_text
 from ..web.errors import ApiError
 
 # The idempotency_key column's width.

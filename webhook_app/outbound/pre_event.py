@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from ..audio.detect import is_audio, sniff
 from ..extensions import db
 from ..humanize import format_bytes
-from ..inbound.events import MediaItem, column_text, parse_media
 from ..models import AudioMessage, Status
 from ..settings.cache import all_settings, settings_for
 from ..settings.channels import channel_from_participants, is_agent_author
+from ..twilio.attachments import MediaItem, parse_media
 from ..twilio.client import twilio_api
 from ..twilio.sids import is_sid, sid_or_none
+from ..untrusted_text import column_text
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import flask
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import cached_property
 
-from ..inbound.events import CONTROL_CHARACTERS
 from ..runtime.compat import URL_QUOTE_ERRORS, cache_body, has_cached_body
+from ..untrusted_text import CONTROL_CHARACTERS
 
 # The service's own JSON bodies nest two levels ({"whatsapp": {"max_bytes": ...}}). Python's parser recurses once
 # per level and raises RecursionError (not ValueError: a 500) near 1,000 levels, which a 5 kB body reaches.

@@ -13,11 +13,11 @@ import logging
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from ..extensions import db
-from ..inbound.events import parse_media
 from ..inbound.record import audio_rows
 from ..jobs import queue
 from ..jobs.relay import enqueue_expand_once
 from ..outbound.pre_event import audit_rejection, pre_event_verdict
+from ..twilio.attachments import parse_media
 from ..twilio.client import twilio_api
 from ..twilio.sids import is_sid
 from ..twilio.signatures import is_valid_twilio_request

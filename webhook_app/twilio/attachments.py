@@ -1,13 +1,14 @@
-"""A webhook's fields as the service reads them: pure functions, no database, no Twilio, no app context."""
+"""A message's media (its attachments) as Twilio describes them, in webhooks, Event Streams and REST answers: pure
+functions, no database, no Twilio call, no app context. Read by both flows: inbound (the rows to download) and
+outbound's pre-event hook (the files an agent is about to publish)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 
-from ..twilio.sids import is_sid
+from .sids import is_sid
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ class MediaItem:
     size: int | None
 
 
-def parse_media(raw) -> list[MediaItem]:
+def parse_media(raw: object) -> list[MediaItem]:
     """Media as Twilio spells it: `Sid`/`ContentType` in webhooks, `MediaSid` in Event Streams, `sid`/`content_type`
     in REST."""
     if isinstance(raw, str):
@@ -40,7 +41,7 @@ def parse_media(raw) -> list[MediaItem]:
         if not isinstance(entry, dict):
             continue
         sid = _first(entry, "Sid", "sid", "MediaSid", "media_sid")
-        if not is_sid(sid, "ME"):
+        if not isinstance(sid, str) or not is_sid(sid, "ME"):
             if sid is not None:
                 log.warning("webhook Media entry with a malformed media SID: %.100r", sid)
             continue
@@ -55,23 +56,11 @@ def parse_media(raw) -> list[MediaItem]:
     return items
 
 
-# C0 and C1 controls, DEL included. PostgreSQL's text types refuse NUL (the whole INSERT fails: the webhook, and
-# every one sharing its commit, would be a 503), and the others have no business in a name or a type either: they
-# end up in logs, CSV exports and the admin page.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def column_text(value: str | None, limit: int) -> str | None:
-    """Free text from a customer or an agent (webhook fields, upload names and types) as a column takes it: no
-    control characters and at most `limit` characters."""
-    return CONTROL_CHARACTERS.sub("", value or "")[:limit] or None
-
-
-def _text(value) -> str | None:
+def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _declared_size(value) -> int | None:
+def _declared_size(value: object) -> int | None:
     """A webhook's Size is informational (MCS metadata and the bytes that arrive decide), so garbage becomes None."""
     if isinstance(value, bool):
         return None
@@ -83,7 +72,7 @@ def _declared_size(value) -> int | None:
     return value if isinstance(value, int) and 0 <= value < 2**53 else None
 
 
-def _first(entry: dict, *keys):
+def _first(entry: dict[str, object], *keys: str) -> object:
     for key in keys:
         if entry.get(key) not in (None, ""):
             return entry[key]
