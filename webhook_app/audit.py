@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Select, func, select
 
+from .domain_errors import DomainError
 from .extensions import db
 from .media.playback import playback_url
 from .models import CHANNELS, AudioMessage, Status, Transcript, iso_time
 from .transcripts.search import add_transcripts, match_of, matching, transcribing_channels, transcript_dict
 from .twilio.sids import is_sid
-from .web.errors import ApiError
 
 DIRECTIONS = ("inbound", "outbound")
 STATUSES = tuple(s.value for s in Status)
@@ -60,8 +60,8 @@ def parse_time(value: str, name: str) -> datetime:
         # In UTC: SQLite compares the stored UTC text, so another offset would shift the window by that much.
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except (ValueError, OverflowError):  # OverflowError: "99999999d", or year 9999 moved past UTC
-        raise ApiError(
-            400, "bad_filter", f"{name}={value!r}: use ISO 8601 (2026-11-25T08:00:00Z) or 2h/30m/7d within years 1-9999"
+        raise DomainError(
+            "bad_filter", f"{name}={value!r}: use ISO 8601 (2026-11-25T08:00:00Z) or 2h/30m/7d within years 1-9999"
         ) from None
 
 
@@ -75,12 +75,12 @@ def filtered_query(args) -> Select:
         value = (args.get(name) or "").strip()
         if value:
             if value not in allowed:
-                raise ApiError(400, "bad_filter", f"{name} must be one of {', '.join(allowed)}")
+                raise DomainError("bad_filter", f"{name} must be one of {', '.join(allowed)}")
             query = query.where(column == value)
     conversation = (args.get("conversation_sid") or "").strip()
     if conversation:
         if not is_sid(conversation, "CH"):
-            raise ApiError(400, "bad_filter", "conversation_sid must be a conversation SID (CH followed by 32 hex)")
+            raise DomainError("bad_filter", "conversation_sid must be a conversation SID (CH followed by 32 hex)")
         query = query.where(AudioMessage.conversation_sid == conversation)
     if args.get("since"):
         query = query.where(AudioMessage.created_at >= parse_time(args["since"], "since"))
@@ -127,9 +127,9 @@ def audit_page(args) -> dict:
         page = max(1, int(args.get("page", 1)))
         per_page = min(500, max(1, int(args.get("per_page", 50))))
     except ValueError:
-        raise ApiError(400, "bad_filter", "page and per_page must be whole numbers") from None
+        raise DomainError("bad_filter", "page and per_page must be whole numbers") from None
     if page > MAX_PAGE:  # the OFFSET must fit a 64-bit integer in the database
-        raise ApiError(400, "bad_filter", f"page must be at most {MAX_PAGE}")
+        raise DomainError("bad_filter", f"page must be at most {MAX_PAGE}")
     query = filtered_query(args)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     rows = list(

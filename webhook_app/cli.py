@@ -18,6 +18,7 @@ from werkzeug.serving import is_running_from_reloader
 
 from .agent.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY, demo_voice_note
 from .audit import audit_csv, filtered_query, parse_time
+from .domain_errors import DomainError
 from .extensions import db
 from .humanize import format_bytes
 from .inbound.backfill import backfill
@@ -31,7 +32,6 @@ from .settings.cache import Settings, all_settings, settings_for
 from .settings.rules import BOOLEAN_KEYS, TEXT_KEYS, update_settings
 from .transcripts.defaults import turn_on_in_sandbox
 from .transcripts.job import queue_missing_transcripts
-from .web.errors import ApiError
 
 sandbox_cli = AppGroup("sandbox", help="Play Twilio's part locally (no Twilio account needed).")
 
@@ -228,7 +228,7 @@ def backfill_command(since):
     """Record audio messages the webhook missed, reading recent messages of active conversations over REST."""
     try:
         cutoff = parse_time(since, "since")
-    except ApiError as exc:
+    except DomainError as exc:
         raise click.BadParameter(exc.message, param_hint="--since") from None
     counts = backfill(cutoff)
     click.echo(
@@ -273,7 +273,7 @@ def settings_set(channel, key, value, actor):
             raise click.BadParameter(f"{key} takes a whole number", param_hint="VALUE") from None
     try:
         row = update_settings(channel, {key: parsed}, actor)
-    except ApiError as exc:
+    except DomainError as exc:
         raise click.ClickException(exc.message) from None
     db.session.commit()
     click.echo(json.dumps(Settings.from_row(row).to_dict(), indent=2))
@@ -306,7 +306,7 @@ def audit_export(since, until, direction, channel, status, conversation_sid, out
     }
     try:
         filtered_query(args)
-    except ApiError as exc:
+    except DomainError as exc:
         raise click.ClickException(exc.message) from None
     for chunk in audit_csv(args):
         output.write(chunk)

@@ -5,12 +5,13 @@ import json
 import pytest
 
 from webhook_app import create_app
+from webhook_app.domain_errors import DomainError
 from webhook_app.extensions import db
 from webhook_app.models import SettingsChange
 from webhook_app.settings import cache as settings_module
 from webhook_app.settings.cache import settings_for
 from webhook_app.settings.rules import update_settings, validate_changes
-from webhook_app.web.errors import ApiError
+from webhook_app.web.errors import status_of
 
 
 @pytest.mark.parametrize(
@@ -27,15 +28,15 @@ from webhook_app.web.errors import ApiError
     ],
 )
 def test_invalid_settings_are_refused_with_a_reason(app, channel, changes, message):
-    with app.app_context(), pytest.raises(ApiError) as caught:
+    with app.app_context(), pytest.raises(DomainError) as caught:
         validate_changes(channel, changes)
-    assert caught.value.status == 400 and message in caught.value.message
+    assert status_of(caught.value) == 400 and message in caught.value.message
 
 
 def test_unknown_channel_is_404(app):
-    with app.app_context(), pytest.raises(ApiError) as caught:
+    with app.app_context(), pytest.raises(DomainError) as caught:
         validate_changes("fax", {"sending_enabled": False})
-    assert caught.value.status == 404
+    assert status_of(caught.value) == 404
 
 
 def test_changes_are_audited_with_old_and_new_values(app):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app, g
 
+from ..domain_errors import DomainError
 from ..runtime.cache import ExpiringCache
 from ..settings.channels import conversation_participants
 from ..twilio.client import twilio_api
@@ -41,7 +42,6 @@ REFUSAL_CACHE_S = 30
 
 @dataclass(frozen=True)
 class CachedRefusal:
-    status: int
     code: str
     message: str
     asked_again: bool
@@ -58,8 +58,9 @@ def reaches_every_conversation(user: FlexUser) -> bool:
 
 
 def authorize_conversation(user: FlexUser, conversation_sid: str) -> None:
-    """Return when `user` may reach the conversation; else ApiError 403 `not_a_participant` (404 when Twilio has
-    no such conversation, 502 when it could not say, 429 after too many refusals)."""
+    """Return when `user` may reach the conversation; else DomainError `not_a_participant` (or
+    `conversation_not_found` when Twilio has no such conversation, `twilio_error` when it could not say), or
+    ApiError 429 after too many refusals."""
     if reaches_every_conversation(user):
         return
     cached = twilio_api().cached_participants(conversation_sid)
@@ -69,7 +70,7 @@ def authorize_conversation(user: FlexUser, conversation_sid: str) -> None:
     key = (user.identity, conversation_sid)
     known: CachedRefusal | None = refusals.get(key)
     if known is not None and known.asked_again:
-        raise ApiError(known.status, known.code, known.message)
+        raise DomainError(known.code, known.message)
     enforce(REFUSED_CONVERSATIONS, user.identity)
     # Not cached, cached before the agent accepted the task (Flex adds them then), or refused once already (the
     # agent may have accepted since): ask Twilio, and keep its answer, rather than refuse a new participant.
@@ -77,18 +78,17 @@ def authorize_conversation(user: FlexUser, conversation_sid: str) -> None:
         if _is_participant(user, conversation_participants(conversation_sid, refresh=True)):
             refusals.discard(key)
             return
-        refusal = ApiError(
-            403,
+        refusal = DomainError(
             "not_a_participant",
             f"{user.identity} is not a participant of conversation {conversation_sid}: agents reach the "
             "conversations they are a participant of; supervisors and admins reach all",
         )
-    except ApiError as exc:
-        if exc.status != 404:  # Twilio could not say: nothing was refused
+    except DomainError as exc:
+        if exc.code != "conversation_not_found":  # Twilio could not say: nothing was refused
             raise
         refusal = exc  # random SIDs cost a Participants call each as well
     record(REFUSED_CONVERSATIONS, user.identity, conversation_sid)
-    refusals.put(key, CachedRefusal(refusal.status, refusal.code, refusal.message, asked_again=known is not None))
+    refusals.put(key, CachedRefusal(refusal.code, refusal.message, asked_again=known is not None))
     raise refusal
 
 

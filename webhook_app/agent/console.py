@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, url_for
 
+from ..domain_errors import conversation_error
 from ..settings.channels import channel_from_participants, conversation_participants
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
 from ..twilio.sids import is_sid
-from ..web.errors import ApiError, conversation_error
+from ..web.errors import ApiError
 from ..web.flex_auth import flex_token_required
 from .access import conversation_access_required, reaches_every_conversation
 from .demo import AGENT_IDENTITY, AGENT_NAME, demo_voice_note, ensure_demo_conversations

@@ -9,9 +9,9 @@ import threading
 from pathlib import Path
 
 from ..audio.ffmpeg import ffmpeg_binary
+from ..domain_errors import conversation_error
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
-from ..web.errors import conversation_error
 
 # The sandbox console's agent. Flex escapes a user's name into their chat identity, which both their token's
 # `identity` and their participant in a task's conversation carry: the console's token must too, to reach them.

@@ -10,27 +10,13 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..domain_errors import DomainError
 from ..extensions import db
 from ..models import AudioMessage, Status, utcnow
 from ..untrusted_text import column_text
-from ..web.errors import ApiError
 
 # The idempotency_key column's width.
 IDEMPOTENCY_KEY_MAX = 300
-
-ERROR_STATUS = {
-    "empty_audio": 400,
-    "not_audio": 400,
-    "silent_audio": 400,
-    "sending_disabled": 403,
-    "conversation_not_found": 404,
-    "too_large": 413,
-    "too_long": 413,
-    "twilio_error": 502,
-    "internal_error": 500,
-    "conversion_timeout": 413,
-    "busy": 503,
-}
 
 
 @dataclass
@@ -45,13 +31,12 @@ def replay(row: AudioMessage) -> tuple[dict, int]:
     if row.status == Status.READY.value:
         return sent_body(row), 201
     if row.status == Status.FAILED.value:
-        code = row.error_code or "internal_error"
-        raise ApiError(ERROR_STATUS.get(code, 500), code, row.error or "failed")
-    raise ApiError(
-        409,
+        # The failure as it was raised the first time: its code gives the same status again (web/errors.py).
+        raise DomainError(row.error_code or "internal_error", row.error or "failed")
+    raise DomainError(
         "idempotency_key_in_flight",
         "a recording with this Idempotency-Key is still being sent; retry shortly",
-        headers={"Retry-After": "2"},
+        retry_after_s=2,
     )
 
 

@@ -13,9 +13,9 @@ from flask import current_app
 
 from ..audio.silence import is_digital_silence
 from ..audio.transcode import AudioError, AudioTimeout, TranscodeResult, transcode_to_mp3
+from ..domain_errors import DomainError
 from ..humanize import format_bytes
 from ..settings.cache import Settings
-from ..web.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ RETRY_AFTER_S = 2
 
 @contextlib.contextmanager
 def conversion_slot() -> Iterator[None]:
-    """One of this process's CONVERSIONS_PER_PROCESS conversions, or ApiError 503 `busy` (with Retry-After).
+    """One of this process's CONVERSIONS_PER_PROCESS conversions, or DomainError `busy` (with a retry after).
 
     Conversion runs inside the agent's request: without a bound, a burst of uploads (or one token holder) would run
     as many ffmpegs as the web process has threads, each allowed FFMPEG_MAX_MEMORY_MB."""
@@ -43,12 +43,11 @@ def conversion_slot() -> Iterator[None]:
     )
     if not slots.acquire(timeout=SLOT_WAIT_S):
         log.warning("all %d conversion slots of this process are busy", config["CONVERSIONS_PER_PROCESS"])
-        raise ApiError(
-            503,
+        raise DomainError(
             "busy",
             f"this server is converting {config['CONVERSIONS_PER_PROCESS']} recordings already; "
             f"send again in {RETRY_AFTER_S} s",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+            retry_after_s=RETRY_AFTER_S,
         )
     try:
         yield
@@ -57,7 +56,7 @@ def conversion_slot() -> Iterator[None]:
 
 
 def convert(upload_path: str, mp3_path: str, settings: Settings, audit_id: int) -> TranscodeResult:
-    """The recording as MP3 at `mp3_path`; ApiError when it cannot be converted."""
+    """The recording as MP3 at `mp3_path`; DomainError when it cannot be converted."""
     config = current_app.config
     timeout_s = config["FFMPEG_TIMEOUT_S"]
     try:
@@ -80,8 +79,7 @@ def convert(upload_path: str, mp3_path: str, settings: Settings, audit_id: int) 
         # Not undecodable (400): valid audio too long to convert within FFMPEG_TIMEOUT_S, which a duration cap
         # of hours allows. Too large to take, then; and an error line, since the operator may need to act.
         log.error("outbound audit %s: conversion timed out: %s", audit_id, exc)
-        raise ApiError(
-            413,
+        raise DomainError(
             "conversion_timeout",
             f"converting the recording took longer than {timeout_s:g} s; "
             "send a shorter one or ask an admin to lower the duration "
@@ -89,27 +87,25 @@ def convert(upload_path: str, mp3_path: str, settings: Settings, audit_id: int) 
         ) from exc
     except AudioError as exc:
         code = "empty_audio" if "zero-length" in str(exc) or "empty" in str(exc) else "not_audio"
-        raise ApiError(400, code, str(exc)) from exc
+        raise DomainError(code, str(exc)) from exc
 
 
 def check_caps(result: TranscodeResult, settings: Settings) -> None:
-    """ApiError when the MP3 is longer or larger than the channel takes, or silent."""
+    """DomainError when the MP3 is longer or larger than the channel takes, or silent."""
     if result.duration_s > settings.max_duration_s + DURATION_TOLERANCE_S:
-        raise ApiError(
-            413,
+        raise DomainError(
             "too_long",
             f"the recording is longer than the {settings.channel} limit of {_duration_text(settings.max_duration_s)}",
         )
     if result.size_bytes > settings.max_bytes:
-        raise ApiError(
-            413,
+        raise DomainError(
             "too_large",
             f"the recording is {format_bytes(result.size_bytes)} as MP3; "
             f"{settings.channel} allows at most {format_bytes(settings.max_bytes)} "
             "per file",
         )
     if result.duration_s <= SILENCE_CHECK_MAX_S and _is_digital_silence(result):
-        raise ApiError(400, "silent_audio", "the recording is silent: is the microphone muted?")
+        raise DomainError("silent_audio", "the recording is silent: is the microphone muted?")
 
 
 def _is_digital_silence(result: TranscodeResult) -> bool:

@@ -6,12 +6,12 @@ import json
 import logging
 import time
 
+from ..domain_errors import DomainError
 from ..extensions import db
 from ..models import AudioMessage
 from ..runtime.retry import RetryPolicy
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
-from ..web.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def upload_and_post(row: AudioMessage, mp3_path: str) -> None:
         with open(mp3_path, "rb") as handle:
             media = api.upload_media(row.chat_service_sid, handle, "audio/mpeg", f"voice-message-{row.id}.mp3")
     except TwilioHttpError as exc:
-        raise ApiError(502, "twilio_error", f"uploading the MP3 to Twilio failed: {exc}") from exc
+        raise DomainError("twilio_error", f"uploading the MP3 to Twilio failed: {exc}") from exc
     row.media_sid = media["sid"]
     db.session.commit()
     row.message_sid = _create_message_within_window(row)
@@ -61,7 +61,7 @@ def _create_message_within_window(row: AudioMessage) -> str:
             retry += 1
             delay = CREATE_RETRY.delay(retry)
             if not exc.transient or time.monotonic() + delay > deadline:
-                raise ApiError(502, "twilio_error", f"posting the message to the conversation failed: {exc}") from exc
+                raise DomainError("twilio_error", f"posting the message to the conversation failed: {exc}") from exc
             log.warning("outbound audit %s: message create failed (%s); retrying in %.1f s", row.id, exc, delay)
             time.sleep(delay)
 

@@ -1,7 +1,7 @@
 """The agent API's send: an agent's recording becomes an MP3 in the conversation, or a refusal with its reason.
 
 In: the upload and the conversation. Out: the audit row `ready` with the message and media SIDs (201), or `failed`
-with the reason the agent is told (ApiError).
+with the reason the agent is told (DomainError).
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import logging
 import os
 
 from ..audio.detect import sniff_file
+from ..domain_errors import DomainError
 from ..extensions import db
 from ..media.storage import media_store
 from ..models import AudioMessage, Status
 from ..observability import bind_audit_id
 from ..runtime.scratch import scratch_dir
 from ..settings.channels import conversation_settings
-from ..transcripts.job import enqueue_transcript, queue_transcript
-from ..web.errors import ApiError
+from ..transcripts.job import commit_ready
 from .attempts import Upload, replay, sent_body, start_attempt
 from .convert import check_caps, convert
 from .post import upload_and_post
@@ -34,7 +34,7 @@ def send_agent_audio(
         return replay(row)
     try:
         _send(row, upload)
-    except ApiError as exc:
+    except DomainError as exc:
         # No rollback: what was measured before the refusal (duration, MP3 size) belongs in the audit row.
         row.mark(Status.FAILED, error=exc.message, error_code=exc.code)
         db.session.commit()
@@ -52,7 +52,7 @@ def send_agent_audio(
             return sent_body(row), 201
         row.mark(Status.FAILED, error=f"internal error: {type(exc).__name__}: {exc}", error_code="internal_error")
         db.session.commit()
-        raise ApiError(500, "internal_error", "the recording could not be sent; see the audit log") from exc
+        raise DomainError("internal_error", "the recording could not be sent; see the audit log") from exc
     return sent_body(row), 201
 
 
@@ -61,11 +61,11 @@ def _send(row: AudioMessage, upload: Upload) -> None:
     row.channel = settings.channel
     db.session.commit()
     if not settings.sending_enabled:
-        raise ApiError(403, "sending_disabled", f"audio sending is disabled for the {settings.channel} channel")
+        raise DomainError("sending_disabled", f"audio sending is disabled for the {settings.channel} channel")
     if row.size_bytes == 0:
-        raise ApiError(400, "empty_audio", "the recording is empty (0 bytes)")
+        raise DomainError("empty_audio", "the recording is empty (0 bytes)")
     if sniff_file(upload.path) is None:
-        raise ApiError(400, "not_audio", "the upload is not audio we can decode (expected WebM, Ogg, MP4, WAV or MP3)")
+        raise DomainError("not_audio", "the upload is not audio we can decode (expected WebM, Ogg, MP4, WAV or MP3)")
 
     row.mark(Status.TRANSCODING)
     db.session.commit()
@@ -86,10 +86,7 @@ def _send(row: AudioMessage, upload: Upload) -> None:
         upload_and_post(row, result.path)
     row.error = None
     row.mark(Status.READY)
-    transcribe = queue_transcript(row, settings.transcribe)  # in the transaction that makes the row ready
-    db.session.commit()
-    if transcribe:
-        enqueue_transcript(row.id)
+    commit_ready(row, settings.transcribe)
     log.info(
         "outbound audit %s sent by %s on %s: %.1f s, %d bytes, message %s",
         row.id,

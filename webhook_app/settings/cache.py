@@ -15,9 +15,9 @@ from datetime import datetime
 from flask import Flask, current_app
 from sqlalchemy import select
 
+from ..domain_errors import DomainError
 from ..extensions import db
 from ..models import CHANNELS, ChannelSettings, SettingsVersion, iso_time
-from ..web.errors import ApiError
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class SettingsCache:
         self._refresh_if_due()
         settings = self._settings.get(channel) or self._settings.get("other")
         if settings is None:
-            raise ApiError(500, "settings_missing", "channel settings are missing: run the migrations")
+            raise DomainError("settings_missing", "channel settings are missing: run the migrations")
         return settings
 
     def all(self) -> list[Settings]:

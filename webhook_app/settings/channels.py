@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from ..domain_errors import conversation_error
 from ..models import CHANNELS
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
-from ..web.errors import conversation_error
 from .cache import Settings, settings_for
 
 BINDING_TYPES = {"whatsapp": "whatsapp", "sms": "sms", "messenger": "messenger"}
@@ -107,7 +107,8 @@ def is_agent_author(
 
 def conversation_participants(conversation_sid: str, *, refresh: bool = False) -> list[dict]:
     """The conversation's participants, cached for a minute per process (`refresh`: ask Twilio now and re-cache);
-    ApiError 404 when Twilio has no such conversation, 502 when it could not answer."""
+    DomainError `conversation_not_found` when Twilio has no such conversation, `twilio_error` when it could not
+    answer."""
     try:
         return twilio_api().participants(conversation_sid, refresh=refresh)
     except TwilioHttpError as exc:

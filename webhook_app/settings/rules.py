@@ -13,10 +13,10 @@ import json
 from sqlalchemy import update
 
 from ..audio.transcode import BITRATES_KBPS
+from ..domain_errors import DomainError
 from ..extensions import db
 from ..models import CHANNELS, ChannelSettings, SettingsChange, SettingsVersion, utcnow
 from ..transcripts.languages import LANGUAGE_CHOICES
-from ..web.errors import ApiError
 
 __all__ = [
     "BITRATES_KBPS",
@@ -43,41 +43,39 @@ WRITABLE_KEYS = BOOLEAN_KEYS + ("max_bytes", "max_duration_s", "bitrate_kbps") +
 
 def validate_changes(channel: str, changes) -> dict:
     if channel not in CHANNELS:
-        raise ApiError(404, "unknown_channel", f"no channel {channel!r}; channels are {', '.join(CHANNELS)}")
+        raise DomainError("unknown_channel", f"no channel {channel!r}; channels are {', '.join(CHANNELS)}")
     if not isinstance(changes, dict):
-        raise ApiError(400, "bad_settings", f"send a JSON object with any of: {', '.join(WRITABLE_KEYS)}")
+        raise DomainError("bad_settings", f"send a JSON object with any of: {', '.join(WRITABLE_KEYS)}")
     unknown = sorted(set(changes) - set(WRITABLE_KEYS))
     if unknown:
-        raise ApiError(
-            400, "bad_settings", f"not writable: {', '.join(unknown)}; writable keys are {', '.join(WRITABLE_KEYS)}"
+        raise DomainError(
+            "bad_settings", f"not writable: {', '.join(unknown)}; writable keys are {', '.join(WRITABLE_KEYS)}"
         )
     clean = {}
     for key, value in changes.items():
         if key in BOOLEAN_KEYS:
             if not isinstance(value, bool):
-                raise ApiError(400, "bad_settings", f"{key} must be true or false")
+                raise DomainError("bad_settings", f"{key} must be true or false")
         elif key == "transcribe_language":
             value = value.strip().lower() if isinstance(value, str) else value
             if value not in LANGUAGE_CHOICES:
-                raise ApiError(
-                    400,
+                raise DomainError(
                     "bad_settings",
                     'transcribe_language must be "auto" or a Whisper language code (en, es, fr, de, pt, …)',
                 )
         else:
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ApiError(400, "bad_settings", f"{key} must be a whole number")
+                raise DomainError("bad_settings", f"{key} must be a whole number")
             if key == "bitrate_kbps" and value not in BITRATES_KBPS:
-                raise ApiError(400, "bad_settings", f"bitrate_kbps must be one of {', '.join(map(str, BITRATES_KBPS))}")
+                raise DomainError("bad_settings", f"bitrate_kbps must be one of {', '.join(map(str, BITRATES_KBPS))}")
             if key == "max_bytes" and not 1 <= value <= HARD_MAX_BYTES[channel]:
-                raise ApiError(
-                    400,
+                raise DomainError(
                     "bad_settings",
                     f"max_bytes for {channel} must be between 1 and "
                     f"{HARD_MAX_BYTES[channel]:,} (Twilio's limit for the channel)",
                 )
             if key == "max_duration_s" and not 1 <= value <= HARD_MAX_DURATION_S:
-                raise ApiError(400, "bad_settings", f"max_duration_s must be between 1 and {HARD_MAX_DURATION_S}")
+                raise DomainError("bad_settings", f"max_duration_s must be between 1 and {HARD_MAX_DURATION_S}")
         clean[key] = value
     return clean
 
@@ -87,7 +85,7 @@ def update_settings(channel: str, changes: dict, actor: str) -> ChannelSettings:
     clean = validate_changes(channel, changes)
     row = db.session.get(ChannelSettings, channel)
     if row is None:
-        raise ApiError(500, "settings_missing", f"no settings row for {channel}: run the migrations")
+        raise DomainError("settings_missing", f"no settings row for {channel}: run the migrations")
     changed = False
     for key, value in clean.items():
         old = getattr(row, key)

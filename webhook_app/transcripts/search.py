@@ -17,10 +17,10 @@ import re
 
 from sqlalchemy import Integer, Select, column, select, text
 
+from ..domain_errors import DomainError
 from ..extensions import db
 from ..models import AudioMessage, Status, Transcript, TranscriptStatus
 from ..settings.cache import all_settings
-from ..web.errors import ApiError
 
 WORD = re.compile(r"\w+")
 MAX_QUERY_CHARS = 200
@@ -39,9 +39,9 @@ def query_words(q: str) -> list[str]:
 def clean_query(q: str) -> str:
     q = q.replace("\x00", " ").strip()  # PostgreSQL refuses NUL in text
     if len(q) > MAX_QUERY_CHARS:
-        raise ApiError(400, "bad_filter", f"q must be at most {MAX_QUERY_CHARS} characters")
+        raise DomainError("bad_filter", f"q must be at most {MAX_QUERY_CHARS} characters")
     if not query_words(q):
-        raise ApiError(400, "bad_filter", "q must contain at least one word (letters or digits)")
+        raise DomainError("bad_filter", "q must contain at least one word (letters or digits)")
     return q
 
 
