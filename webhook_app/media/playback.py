@@ -8,17 +8,19 @@ service instead, the Range header passed on to S3. Any origin may read the audio
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import IO, Any, cast
 
 from flask import Blueprint, Response, current_app, redirect, request, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from werkzeug.http import http_date, parse_date, parse_range_header
+from werkzeug.wrappers import Response as BaseResponse
 from werkzeug.wsgi import wrap_file
 
 from ..extensions import db
 from ..models import AudioMessage, Status
 from ..web.errors import ApiError
 from ..web.headers import allowed_media_type, media_headers, media_type
-from .storage import S3Store, media_store
+from .storage import S3Store, SeekableStore, StreamedObject, media_store
 
 bp = Blueprint("playback", __name__)
 
@@ -40,7 +42,7 @@ def playback_url(row: AudioMessage) -> str | None:
 
 
 @bp.get("/media/<token>")
-def media(token: str):
+def media(token: str) -> BaseResponse:
     link_ttl_s = current_app.config["PLAYBACK_URL_TTL_S"]
     try:
         claims, signed_at = _serializer().loads(token, max_age=link_ttl_s, return_timestamp=True)
@@ -49,8 +51,9 @@ def media(token: str):
     except BadSignature:
         raise ApiError(403, "bad_link", "this playback link is not valid") from None
     row = db.session.get(AudioMessage, claims.get("a"))
-    if row is None or row.media_key != claims.get("k"):
+    if row is None or row.media_key is None or row.media_key != claims.get("k"):
         raise ApiError(410, "gone", "this audio is no longer available")
+    media_key = row.media_key
     if row.media_deleted_at is not None:
         raise ApiError(410, "media_expired", "this audio was deleted under the retention policy")
 
@@ -58,15 +61,17 @@ def media(token: str):
     # A presigned URL never outlives the playback link that led to it.
     link_left_s = link_ttl_s - (datetime.now(UTC) - signed_at).total_seconds()
     ttl_s = max(1, int(min(current_app.config.get("S3_PRESIGN_TTL_S") or DEFAULT_PRESIGN_TTL_S, link_left_s)))
-    url = store.presigned_url(row.media_key, ttl_s)
+    url = store.presigned_url(media_key, ttl_s)
     if url:
         response = redirect(url, 302)
         response.headers["Cache-Control"] = f"private, max-age={ttl_s // 2}"
         return response
     if isinstance(store, S3Store):
-        return _stream_from_s3(store, row)
+        return _stream_from_s3(store, media_key, row.id)
+    if not isinstance(store, SeekableStore):
+        raise TypeError(f"{type(store).__name__} can neither presign, stream nor be read in place")
 
-    info = store.stat(row.media_key)
+    info = store.stat(media_key)
     if info is None:
         raise ApiError(410, "gone", "this audio is no longer available")
     audit_id, finished_at = row.id, row.finished_at
@@ -77,7 +82,8 @@ def media(token: str):
     served_type = media_type(reader.read(64))  # the bytes decide, never the label a customer sent
     reader.seek(0)
     _ignore_ranges_werkzeug_would_refuse(request.environ, info.size_bytes)
-    response = Response(wrap_file(request.environ, reader), direct_passthrough=True)
+    # wrap_file asks for IO[bytes] but calls only read, seek, tell and close, which every RawIOBase has.
+    response = Response(wrap_file(request.environ, cast(IO[bytes], reader)), direct_passthrough=True)
     response.content_length = info.size_bytes
     response.set_etag(info.sha256)
     response.last_modified = finished_at
@@ -87,7 +93,7 @@ def media(token: str):
     return media_headers(response, served_type, f"audio-{audit_id}")
 
 
-def _ignore_ranges_werkzeug_would_refuse(environ: dict, length: int) -> None:
+def _ignore_ranges_werkzeug_would_refuse(environ: dict[str, Any], length: int) -> None:
     """werkzeug answers 416 to every Range it does not serve; RFC 9110 has a server ignore a range unit it does
     not know (and may ignore several ranges or a malformed header: the whole file, 200), and serve a suffix range
     longer than the file as the whole file. Only a start past the end stays 416, as S3 answers too."""
@@ -101,19 +107,19 @@ def _ignore_ranges_werkzeug_would_refuse(environ: dict, length: int) -> None:
         environ["HTTP_RANGE"] = "bytes=0-"
 
 
-def _stream_from_s3(store: S3Store, row: AudioMessage) -> Response:
+def _stream_from_s3(store: S3Store, media_key: str, audit_id: int) -> BaseResponse:
     """The fallback without presigning: one S3 GET per request, the client's single byte range passed through."""
     parsed = request.range  # None when absent or unparsable: then the whole object, as RFC 9110 allows
     range_header = request.headers.get("Range") if parsed is not None and len(parsed.ranges) == 1 else None
     if_none_match = request.headers.get("If-None-Match")
-    obj = store.open(row.media_key, range_header, if_none_match)
+    obj = store.open(media_key, range_header, if_none_match)
     # If-Range decides before the range does: a client with a stale copy gets the whole current object, not a
     # piece of it and not a 416, and still its 304 when If-None-Match says it has the current one.
     if obj is not None and obj.status == 206 and not _if_range_holds(obj):
         obj.close()
-        obj = store.open(row.media_key, None, if_none_match)
+        obj = store.open(media_key, None, if_none_match)
     elif obj is not None and obj.status == 416 and request.headers.get("If-Range"):
-        whole = store.open(row.media_key, None, if_none_match)  # S3's 416 carries no validator to compare
+        whole = store.open(media_key, None, if_none_match)  # S3's 416 carries no validator to compare
         if whole is not None and (whole.status != 200 or not _if_range_holds(whole)):
             obj.close()
             obj = whole
@@ -142,10 +148,10 @@ def _stream_from_s3(store: S3Store, row: AudioMessage) -> Response:
         headers["Content-Range"] = obj.content_range
     response = Response(obj.chunks(), status=obj.status, headers=headers, direct_passthrough=True)
     response.call_on_close(obj.close)  # HEAD, or a client that hangs up: give the S3 connection back
-    return media_headers(response, allowed_media_type(obj.content_type), f"audio-{row.id}")
+    return media_headers(response, allowed_media_type(obj.content_type), f"audio-{audit_id}")
 
 
-def _if_range_holds(obj) -> bool:
+def _if_range_holds(obj: StreamedObject) -> bool:
     condition = request.headers.get("If-Range")
     if not condition:
         return True

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, CursorResult, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
@@ -48,7 +49,7 @@ def retention_cutoff(now: datetime | None = None, days: int | None = None) -> da
     return now - timedelta(days=days)
 
 
-def _expired(cutoff: datetime):
+def _expired(cutoff: datetime) -> tuple[ColumnElement[bool], ...]:
     return (
         AudioMessage.status.in_(FINISHED),
         AudioMessage.media_key.is_not(None),
@@ -99,7 +100,8 @@ def _delete_expired(now: datetime | None, days: int | None, batch_size: int, lim
         for row in rows:
             last_id = row.id
             try:
-                store.delete(row.media_key)  # an object already gone counts as deleted
+                # _expired() selects only rows with a media_key. An object already gone counts as deleted.
+                store.delete(cast(str, row.media_key))
             except SQLAlchemyError:
                 raise  # the database store: the session is broken, the caller rolls back
             except Exception:  # noqa: BLE001 - S3 down or refusing: leave the row for the next run
@@ -135,11 +137,16 @@ def delete_transcripts(audit_ids: list[int]) -> int:
     if not audit_ids:
         return 0
     now = utcnow()
-    return db.session.execute(
-        update(Transcript)
-        .where(Transcript.audio_message_id.in_(audit_ids), Transcript.deleted_at.is_(None))
-        .values(text=None, segments=None, deleted_at=now, updated_at=now)
-    ).rowcount
+    # An UPDATE answers a CursorResult (which has rowcount); Session.execute is typed with the base Result.
+    result = cast(
+        CursorResult[Any],
+        db.session.execute(
+            update(Transcript)
+            .where(Transcript.audio_message_id.in_(audit_ids), Transcript.deleted_at.is_(None))
+            .values(text=None, segments=None, deleted_at=now, updated_at=now)
+        ),
+    )
+    return result.rowcount
 
 
 def _delete_expired_transcripts(now: datetime | None) -> int:
@@ -170,7 +177,7 @@ retention_cli = AppGroup("retention", help="Delete stored audio older than RETEN
 @click.option("--days", type=click.IntRange(min=1), help="Override RETENTION_DAYS for this run.")
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True)
-def retention_run(days, dry_run, batch_size):
+def retention_run(days: int | None, dry_run: bool, batch_size: int) -> None:
     """Delete the media of every audio message older than the retention period, in batches."""
     cutoff = retention_cutoff(days=days)
     if cutoff is None:

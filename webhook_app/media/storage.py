@@ -10,18 +10,26 @@ from __future__ import annotations
 import io
 import logging
 import os
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, runtime_checkable
 
 from flask import Flask, current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import Engine, delete, func, select
 
 from ..config import ConfigError
 from ..extensions import db
 from ..models import StoredMedia
+
+if TYPE_CHECKING:  # types only: boto3's client classes are generated at run time
+    from botocore.exceptions import ClientError
+    from botocore.response import StreamingBody
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,18 @@ class MediaStore(Protocol):
 
     def presigned_url(self, key: str, ttl_s: int) -> str | None:
         """A URL anyone can GET for `ttl_s` seconds, or None when this store cannot hand one out."""
+
+
+@runtime_checkable
+class SeekableStore(MediaStore, Protocol):
+    """A store that cannot presign and whose bytes this service serves itself, seeking through them as through a
+    file on disk (Range/206 from Werkzeug)."""
+
+    def stat(self, key: str) -> StoredInfo | None:
+        """What is stored under `key`, without its bytes; None when it does not exist."""
+
+    def open(self, info: StoredInfo) -> io.RawIOBase:
+        """A seekable reader over the stored bytes that `stat` described."""
 
 
 class DatabaseStore:
@@ -94,7 +114,7 @@ class DatabaseStore:
         return DatabaseReader(db.engine, info)
 
 
-def read_stored_slice(engine, key: str, offset: int, length: int) -> bytes:
+def read_stored_slice(engine: Engine, key: str, offset: int, length: int) -> bytes:
     """`length` bytes from `offset` of a stored file, reading no more of it than that.
 
     Each read takes a pooled connection only for its query, so a slow client holds memory for one read and no
@@ -107,7 +127,9 @@ def read_stored_slice(engine, key: str, offset: int, length: int) -> bytes:
             rowid = connection.exec_driver_sql("SELECT rowid FROM stored_media WHERE key = ?", (key,)).scalar()
             if rowid is None:
                 return b""
-            with connection.connection.driver_connection.blobopen("stored_media", "data", rowid, readonly=True) as blob:
+            # The sqlite dialect's driver connection is the standard library's; SQLAlchemy types it as Any.
+            driver = cast(sqlite3.Connection, connection.connection.driver_connection)
+            with driver.blobopen("stored_media", "data", rowid, readonly=True) as blob:
                 blob.seek(offset)
                 return blob.read(length)
         data = connection.scalar(
@@ -128,7 +150,7 @@ class DatabaseReader(io.RawIOBase):
     """A seekable file over one stored blob that reads it DATABASE_READ_BYTES at a time: Werkzeug's range
     handling seeks and reads it as it would a file on disk."""
 
-    def __init__(self, engine, info: StoredInfo):
+    def __init__(self, engine: Engine, info: StoredInfo) -> None:
         super().__init__()
         self.engine, self.info = engine, info
         self._position = 0
@@ -148,7 +170,7 @@ class DatabaseReader(io.RawIOBase):
         self._position = max(0, base + offset)
         return self._position
 
-    def readinto(self, target) -> int:
+    def readinto(self, target: Buffer) -> int:
         if self._position >= self.info.size_bytes:
             return 0
         offset = self._position - self._buffer_start
@@ -157,8 +179,9 @@ class DatabaseReader(io.RawIOBase):
             self._buffer_start, offset = self._position, 0
             if not self._buffer:
                 return 0
-        count = min(len(target), len(self._buffer) - offset)
-        target[:count] = self._buffer[offset : offset + count]
+        view = memoryview(target).cast("B")
+        count = min(len(view), len(self._buffer) - offset)
+        view[:count] = self._buffer[offset : offset + count]
         self._position += count
         return count
 
@@ -174,7 +197,7 @@ class StreamedObject:
     etag: str | None = None
     sha256: str | None = None
     last_modified: datetime | None = None
-    body: object | None = None  # botocore StreamingBody
+    body: StreamingBody | None = None
 
     def chunks(self) -> Iterator[bytes]:
         if self.body is None:
@@ -213,11 +236,11 @@ class S3Store:
         self.public_endpoint_url = public_endpoint_url
         self.region = region
         self.presign = presign
-        self._clients: dict[tuple[int, str | None], object] = {}
+        self._clients: dict[tuple[int, str | None], S3Client] = {}
         self._lock = threading.Lock()
 
     # -- clients ----------------------------------------------------------------------------------------
-    def _client(self, endpoint_url: str | None = None):
+    def _client(self, endpoint_url: str | None = None) -> S3Client:
         """One boto3 client per process and endpoint: clients are thread-safe, but not safe across RQ's fork."""
         endpoint_url = endpoint_url or self.endpoint_url
         cache_key = (os.getpid(), endpoint_url)
@@ -230,7 +253,7 @@ class S3Store:
                     from botocore.config import Config as BotoConfig  # as boto3
 
                     # MinIO and most S3 look-alikes want path-style addressing; AWS picks for itself.
-                    style = "path" if endpoint_url else "auto"
+                    style: Literal["path", "auto"] = "path" if endpoint_url else "auto"
                     config = BotoConfig(
                         signature_version="s3v4",
                         s3={"addressing_style": style},
@@ -300,7 +323,7 @@ class S3Store:
         """
         from botocore.exceptions import ClientError  # as boto3 above
 
-        params = {"Bucket": self.bucket, "Key": self.object_name(key)}
+        params: GetObjectRequestTypeDef = {"Bucket": self.bucket, "Key": self.object_name(key)}
         if range_header:
             params["Range"] = range_header
         try:
@@ -331,7 +354,7 @@ class S3Store:
         return obj
 
 
-def _error_code(exc) -> str:
+def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
@@ -340,7 +363,7 @@ def _etag_matches(header: str, etag: str) -> bool:
     return "*" in wanted or etag in wanted
 
 
-def build_store(config) -> MediaStore:
+def build_store(config: Mapping[str, Any]) -> MediaStore:
     kind = str(config.get("MEDIA_STORE") or "database").strip().lower()
     if kind not in STORES:
         raise ConfigError(f"MEDIA_STORE={kind!r} is not one of {', '.join(STORES)}")
@@ -364,4 +387,5 @@ def init_app(app: Flask) -> None:
 
 
 def media_store() -> MediaStore:
-    return current_app.extensions["media_store"]
+    store: MediaStore = current_app.extensions["media_store"]  # set by init_app above
+    return store

@@ -21,16 +21,27 @@ import errno
 import selectors
 import socket
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 from gunicorn import http, util
-from gunicorn.config import ConfigError
-from gunicorn.http.body import ChunkedReader
+from gunicorn.errors import ConfigError
+from gunicorn.http.body import Body, ChunkedReader, LengthReader
+from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import TConn, ThreadWorker
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .slow_clients import HEAD_TIMEOUT_S, MEMORY_BYTES, Arrival, HeadTooLarge, Inbox
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+    from gunicorn.http import Request, RequestParser
+    from gunicorn.uwsgi.parser import UWSGIParser
 
 # Below malloc's mmap threshold: every recv() allocates this much before shrinking to what arrived.
 RECV_BYTES = 64 * 1024
@@ -54,13 +65,15 @@ NO_CHUNKED = "send the body with a Content-Length (chunked request bodies are no
 class Connection(TConn):
     """A client connection: its parser reads the connection's Inbox, never the socket."""
 
-    def __init__(self, cfg, sock, client, server):
+    parser: RequestParser | UWSGIParser  # never HTTP/2 (check_config)
+
+    def __init__(self, cfg: Config, sock: socket.socket, client: Any, server: Any) -> None:
         super().__init__(cfg, sock, client, server)
         self.inbox = Inbox()
         self.parser = http.get_parser(cfg, self.inbox, client)
         self.initialized = True  # no TLS, no HTTP/2 sniffing (check_config)
         self.arrival: Arrival | None = None  # None: closing
-        self.request = None
+        self.request: Request | None = None
         self.idle = False  # kept alive, waiting for the first byte of its next request
         self.deadline = 0.0
         self.drained = 0
@@ -69,34 +82,36 @@ class Connection(TConn):
 
 class BufferedRequestWorker(ThreadWorker):
     @classmethod
-    def check_config(cls, cfg, log):
+    def check_config(cls, cfg: Config, log: Logger) -> None:
         super().check_config(cfg, log)
         if cfg.is_ssl or "h2" in cfg.http_protocols:
             raise ConfigError("webhook_app's web worker serves plain HTTP/1.1: terminate TLS and HTTP/2 in front")
 
-    def init_process(self):
+    def init_process(self) -> None:
         self.waiting: set[Connection] = set()
         self.next_sweep = 0.0
         self.spooled = 0
         super().init_process()
 
-    def load_wsgi(self):
+    def load_wsgi(self) -> None:
         super().load_wsgi()
+        # gunicorn.conf.py has this worker serve webhook_app's Flask app itself, which gunicorn types as any WSGI app.
+        self.flask_app = cast("Flask", self.wsgi)
         # The app's largest body: the agent upload's cap, for the views that take uploads.
-        self.max_upload = self.wsgi.config["UPLOAD_MAX_BYTES"]
+        self.max_upload: int = self.flask_app.config["UPLOAD_MAX_BYTES"]
         self.spool_budget = SPOOL_BUDGET_UPLOADS * self.max_upload
-        self.routes = self.wsgi.url_map.bind("localhost")
+        self.routes = self.flask_app.url_map.bind("localhost")
 
-    def body_limit(self, request) -> int:
+    def body_limit(self, request: Request) -> int:
         """The largest body the request's route takes: the upload cap where its view takes uploads, else a webhook's."""
         try:
-            endpoint, _ = self.routes.match(unquote(request.path), method=request.method)
+            endpoint, _ = self.routes.match(unquote(request.path or ""), method=request.method)
         except HTTPException:  # no such route (404/405 to come), or a redirect: the small limit
             return SMALL_BODY_MAX_BYTES
-        view = self.wsgi.view_functions.get(endpoint)
+        view = self.flask_app.view_functions.get(endpoint)
         return self.max_upload if getattr(view, "takes_uploads", False) else SMALL_BODY_MAX_BYTES
 
-    def accept(self, listener):
+    def accept(self, listener: socket.socket) -> None:
         try:
             sock, client = listener.accept()
         except OSError as e:
@@ -116,7 +131,7 @@ class BufferedRequestWorker(ThreadWorker):
         if leftover:  # a pipelined request may be whole already
             self.advance(conn, b"")
 
-    def on_readable(self, conn: Connection, _sock) -> None:
+    def on_readable(self, conn: Connection, _sock: socket.socket) -> None:
         try:
             data = conn.sock.recv(RECV_BYTES)
         except (BlockingIOError, InterruptedError):
@@ -134,6 +149,8 @@ class BufferedRequestWorker(ThreadWorker):
 
     def advance(self, conn: Connection, data: bytes) -> None:
         arrival = conn.arrival
+        if arrival is None:  # closing: on_readable drains instead
+            return
         if conn.idle:
             conn.idle, conn.deadline = False, time.monotonic() + HEAD_TIMEOUT_S
         if arrival.body_left is None:
@@ -142,18 +159,18 @@ class BufferedRequestWorker(ThreadWorker):
                     return
             except HeadTooLarge as e:
                 return self.refuse(conn, 431, "Request Header Fields Too Large", str(e))
-            if not self.parse_head(conn):
+            if not self.parse_head(conn, arrival):
                 return
         elif not arrival.add_body(data, time.monotonic()):
             conn.deadline = arrival.deadline
             return
         self.dispatch(conn)
 
-    def parse_head(self, conn: Connection) -> bool:
+    def parse_head(self, conn: Connection, arrival: Arrival) -> bool:
         """Parse the complete head with gunicorn's parser; True when the request is whole (no body, or all here)."""
         try:
             conn.request = request = next(conn.parser)
-        except (StopIteration, http.errors.NoMoreData):
+        except (StopIteration, NoMoreData):
             self.close(conn)
             return False
         # gunicorn's own refusals (400, 414, 431, 501...) in its words, written without blocking; anything else from
@@ -162,23 +179,26 @@ class BufferedRequestWorker(ThreadWorker):
             self.handle_error(None, conn.sock, conn.client, e)
             self.close_gracefully(conn)
             return False
-        reader = request.body.reader
+        # gunicorn's parser gives every request a body: chunked, or of a length (Request.set_body_reader turns the
+        # read-to-EOF reader of a request without Content-Length into a LengthReader of 0).
+        reader = cast(LengthReader | ChunkedReader, cast(Body, request.body).reader)
         if isinstance(reader, ChunkedReader):
             self.refuse(conn, 411, "Length Required", NO_CHUNKED)
             return False
         if reader.length > self.body_limit(request):
             # The app answers (a 413 in its own words, before reading); the connection closes after it.
             conn.inbox.refusal = RequestEntityTooLarge()
-            request._expected_100_continue = False  # the client must not send it
+            # The flag is gunicorn 27's; types-gunicorn (26.2, the newest stubs) does not know it.
+            request._expected_100_continue = False  # type: ignore[attr-defined]  # the client must not send it
             return True
         if reader.length > MEMORY_BYTES and not self.reserve_spool(conn, reader.length):
             self.refuse(conn, 503, "Service Unavailable", "too many large uploads arriving at once; retry shortly")
             return False
-        if not conn.arrival.expect_body(reader.length, time.monotonic()):
-            conn.deadline = conn.arrival.deadline
-            if request._expected_100_continue:
+        if not arrival.expect_body(reader.length, time.monotonic()):
+            conn.deadline = arrival.deadline
+            if request._expected_100_continue:  # type: ignore[attr-defined]  # as above
                 # gunicorn would send this from the thread (http/wsgi.py); the client waits for it first.
-                request._expected_100_continue = False
+                request._expected_100_continue = False  # type: ignore[attr-defined]  # as above
                 self.send_nowait(conn, CONTINUE)
             return False
         return True
@@ -200,10 +220,12 @@ class BufferedRequestWorker(ThreadWorker):
         conn.sock.setblocking(True)
         self.enqueue_req(conn)
 
-    def handle(self, conn: Connection):
+    def handle(self, conn: TConn) -> bool:
         """In a pool thread: serve the parsed request; whether the connection stays open."""
+        # accept() makes every connection of this worker, and dispatch() hands one over only once it is parsed.
+        conn = cast(Connection, conn)
         try:
-            return self._keepalive_after(conn, self.handle_request(conn.request, conn))
+            return self._keepalive_after(conn, self.handle_request(cast("Request", conn.request), conn))
         except StopIteration as e:
             self.log.debug("Closing connection. %s", e)
         except OSError as e:
@@ -213,12 +235,14 @@ class BufferedRequestWorker(ThreadWorker):
             self.handle_error(conn.request, conn.sock, conn.client, e)
         return False
 
-    def _keepalive_after(self, conn, keepalive):
+    def _keepalive_after(self, conn: Connection, keepalive: bool) -> bool:
         # A refused body was never read: where the next request would start is unknown.
-        return conn.inbox.refusal is None and super()._keepalive_after(conn, keepalive)
+        # gunicorn 27's gthread has this hook; types-gunicorn (26.2, the newest stubs) does not know it.
+        return conn.inbox.refusal is None and super()._keepalive_after(conn, keepalive)  # type: ignore[misc]
 
-    def finish_request(self, conn: Connection, fs) -> None:
+    def finish_request(self, conn: TConn, fs: Future[bool]) -> None:
         """Back in the main loop after a thread served the connection."""
+        conn = cast(Connection, conn)  # as in handle()
         try:
             keepalive = not fs.cancelled() and fs.result()
         except Exception:  # noqa: BLE001 - handle() logged it; the connection just closes
@@ -237,7 +261,7 @@ class BufferedRequestWorker(ThreadWorker):
         self.send_nowait(conn, util.write_error, status, reason, message)
         self.close_gracefully(conn)
 
-    def send_nowait(self, conn: Connection, data, *args) -> None:
+    def send_nowait(self, conn: Connection, data: bytes | Callable[..., None], *args: object) -> None:
         """Write a short answer only if the socket takes it now (a client that reads nothing cannot stall us)."""
         conn.sock.setblocking(False)
         try:
@@ -271,7 +295,7 @@ class BufferedRequestWorker(ThreadWorker):
         self.nr_conns -= 1
         util.close(conn.sock)
 
-    def murder_pending(self):
+    def murder_pending(self) -> None:
         """Every loop turn (gthread's hook): end the connections past their deadline, at most every SWEEP_INTERVAL_S."""
         now = time.monotonic()
         if now < self.next_sweep:
@@ -283,7 +307,7 @@ class BufferedRequestWorker(ThreadWorker):
             else:
                 self.refuse(conn, 408, "Request Timeout", "the request did not arrive in time")
 
-    def _cap_keepalive(self, deadline):
+    def _cap_keepalive(self, deadline: float) -> None:
         # Stopping: kept-alive connections with nothing under way close by `deadline` (gthread's rule).
         for conn in self.waiting:
             if conn.idle:

@@ -9,14 +9,21 @@ nothing; the pages get a policy that runs only our own scripts and that no other
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import RequestTimeout
+from werkzeug.wrappers import Response as BaseResponse
 
 from ..audio.detect import sniff, sniff_file
 from ..runtime.greenlets import is_gevent_process
 from .slow_clients import due_by
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from gevent import Timeout
 
 # Containers a browser's <audio> may play, by what their bytes are (audio/detect.py's sniff) -> the type we serve.
 PLAYABLE_TYPES = {
@@ -56,7 +63,7 @@ def allowed_media_type(content_type: str | None) -> str:
     return label if label in PLAYABLE_TYPES.values() else DOWNLOAD_TYPE
 
 
-def media_headers(response: Response, content_type: str, name: str) -> Response:
+def media_headers(response: BaseResponse, content_type: str, name: str) -> BaseResponse:
     """Every /media answer: the type we decided, no sniffing, a policy that runs nothing, and anything that is
     not audio as a download."""
     response.headers["Content-Type"] = content_type
@@ -92,19 +99,27 @@ def _page_headers(response: Response) -> Response:
     return response
 
 
+class BodyStream(Protocol):
+    """A server's request body (`wsgi.input`) as gunicorn's and Werkzeug's are: a size of None reads to the end."""
+
+    def read(self, size: int | None = ..., /) -> bytes: ...
+
+    def readline(self, size: int | None = ..., /) -> bytes: ...
+
+
 class _TimedInput:
     """The request body stream, against the body's deadlines (slow_clients.py): each read must finish by the time
     the client's last byte of it is due, and, on a worker without greenlets, a single wait on the socket ends after
     BODY_IDLE_TIMEOUT_S. Either way the app sees a 408."""
 
-    def __init__(self, stream, length: int | None, gevent_timeout):
+    def __init__(self, stream: BodyStream, length: int | None, gevent_timeout: type[Timeout] | None) -> None:
         self._stream = stream
         self._length = length
         self._timeout = gevent_timeout
         self._started = time.monotonic()
         self._received = 0
 
-    def _guarded(self, method, size=-1):
+    def _guarded(self, method: Callable[[int | None], bytes], size: int | None = -1) -> bytes:
         # This read needs `size` bytes, never more than the announced body has left (all of them when no size).
         left = None if self._length is None else max(self._length - self._received, 0)
         if size is None or size < 0:
@@ -126,16 +141,16 @@ class _TimedInput:
         self._received += len(data)
         return data
 
-    def read(self, size=-1):
+    def read(self, size: int | None = -1) -> bytes:
         return self._guarded(self._stream.read, size)
 
-    def readline(self, size=-1):
+    def readline(self, size: int | None = -1) -> bytes:
         return self._guarded(self._stream.readline, size)
 
-    def readlines(self, hint=-1):
+    def readlines(self, hint: int = -1) -> list[bytes]:
         return list(iter(self.readline, b""))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self.readline, b"")
 
 
@@ -146,15 +161,15 @@ class SlowBodyGuard:
     one-machine default (web/gunicorn_worker.py) the body is whole before the app runs, so nothing here ever waits.
     """
 
-    def __init__(self, wsgi_app):
+    def __init__(self, wsgi_app: WSGIApplication) -> None:
         self.wsgi_app = wsgi_app
-        self.gevent_timeout = None
+        self.gevent_timeout: type[Timeout] | None = None
         if is_gevent_process():  # gunicorn's gevent worker patches before it loads the app
             from gevent import Timeout
 
             self.gevent_timeout = Timeout
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         client = environ.get("gunicorn.socket")
         if client is not None:
             client.settimeout(BODY_IDLE_TIMEOUT_S)
@@ -166,4 +181,5 @@ class SlowBodyGuard:
 
 def init_app(app: Flask) -> None:
     app.after_request(_page_headers)
-    app.wsgi_app = SlowBodyGuard(app.wsgi_app)
+    # Flask's documented way to wrap its WSGI app in middleware, though Flask types wsgi_app as a method.
+    app.wsgi_app = SlowBodyGuard(app.wsgi_app)  # type: ignore[method-assign]
