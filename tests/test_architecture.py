@@ -16,7 +16,7 @@ PACKAGE = "webhook_app"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
-# What jobs/ must never import: it runs and enqueues jobs by dotted path instead.
+# What jobs/ must never import: the flows register with it what it runs for them (jobs/registry.py) instead.
 FLOWS = ("inbound", "outbound", "media", "settings", "webhooks", "agent", "admin", "transcripts")
 
 
@@ -97,16 +97,25 @@ def test_jobs_import_no_flow():
 
 
 def test_the_jobs_named_by_path_exist():
-    """The relay and the sweeper name jobs by dotted path: each must be a job (or, for retention, a function)."""
+    """jobs/ names by dotted path only the jobs that deploys before dotted paths enqueued by name (LEGACY_JOBS):
+    each must still be a job at that path."""
     from webhook_app.jobs import LEGACY_JOBS
-    from webhook_app.jobs.queue import resolve
-    from webhook_app.jobs.relay import EXPAND_MESSAGE, NORMALIZE_INBOUND
-    from webhook_app.jobs.sweeper import RETENTION
 
-    for path in (EXPAND_MESSAGE, NORMALIZE_INBOUND, *LEGACY_JOBS.values()):
+    for path in LEGACY_JOBS.values():
         module, _, name = path.rpartition(".")
         assert getattr(__import__(module, fromlist=[name]), name).job_path == path
-    assert callable(resolve(RETENTION))
+
+
+def test_every_flow_registers_its_work_with_jobs(app):
+    """What the relay and the sweeper run comes from the flows, registered by create_app (jobs/registry.py)."""
+    from webhook_app.jobs.queue import TRANSCRIPTS
+    from webhook_app.jobs.registry import registry
+
+    jobs = registry(app)
+    assert list(jobs.recoveries) == ["inbound", "agent uploads", "transcripts"]
+    assert list(jobs.outboxes) == ["audio_messages_queued"]
+    assert list(jobs.upkeep) == ["retention"]
+    assert list(jobs.separate_lanes) == [TRANSCRIPTS]
 
 
 @pytest.mark.parametrize("name,path", MODULES.items(), ids=lambda value: str(value))

@@ -28,6 +28,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     _configure(app, test_config)
     _init_extensions(app)
+    _register_jobs(app)
     _register_blueprints(app)
     with app.app_context():
         _engines.update(db.engines.values())
@@ -84,6 +85,22 @@ def _init_extensions(app: Flask) -> None:
     sweeper.init_app(app)
 
 
+def _register_jobs(app: Flask) -> None:
+    """What each flow hands to jobs/ (jobs/registry.py): its outbox, how its stuck work is taken back, its upkeep.
+    Here, so that every process building the app (web, worker and its work horses, the CLI) knows them all."""
+    from .inbound import dispatch as inbound_dispatch
+    from .jobs import registry
+    from .media import retention
+    from .outbound import recovery as outbound_recovery
+    from .transcripts import job as transcripts_job
+
+    registry.init_app(app)
+    inbound_dispatch.init_app(app)
+    outbound_recovery.init_app(app)
+    transcripts_job.init_app(app)
+    registry.registry(app).add_upkeep("retention", retention.delete_expired_media)
+
+
 def _register_blueprints(app: Flask) -> None:
     from . import cli
     from .admin import api as admin_api
@@ -91,6 +108,7 @@ def _register_blueprints(app: Flask) -> None:
     from .agent import api as agent_api
     from .agent import console as agent_console
     from .media import playback
+    from .sandbox import pages as sandbox_pages
     from .web import cors, headers, health
     from .webhooks import conversations
 
@@ -102,6 +120,7 @@ def _register_blueprints(app: Flask) -> None:
         admin_api.bp,
         admin_views.bp,
         agent_console.bp,
+        sandbox_pages.bp,
     ):
         app.register_blueprint(blueprint)
     headers.init_app(app)

@@ -184,8 +184,8 @@ class WorkerKilled(BaseException):
 def test_a_relay_killed_between_its_two_enqueues_loses_no_attachment(client, app, sandbox, tmp_path, monkeypatch):
     """The relay enqueues a web chat message's expansion and its rows' jobs in two Redis calls. Killed after the
     first, whichever it is, the message must still end up with every attachment."""
+    from webhook_app.inbound.dispatch import relay_waiting_rows
     from webhook_app.jobs.queue import RqRunner
-    from webhook_app.jobs.relay import relay_waiting_rows
 
     if not app.extensions["jobs"].relays_new_rows:
         pytest.skip("the relay runs with RQ on PostgreSQL (CI's second suite)")
@@ -223,8 +223,8 @@ def test_a_relay_killed_between_its_two_enqueues_loses_no_attachment(client, app
 def test_an_expansion_the_sweeper_cannot_enqueue_leaves_the_row_for_the_next_sweep(
     client, app, sandbox, tmp_path, monkeypatch
 ):
+    from webhook_app.inbound.expand import expand_message
     from webhook_app.jobs.queue import RqRunner
-    from webhook_app.jobs.relay import EXPAND_MESSAGE
 
     if not app.extensions["jobs"].relays_new_rows:
         pytest.skip("the relay runs with RQ on PostgreSQL (CI's second suite)")
@@ -233,7 +233,7 @@ def test_an_expansion_the_sweeper_cannot_enqueue_leaves_the_row_for_the_next_swe
     enqueue = RqRunner.enqueue
 
     def expansion_refused(self, name, *args):
-        if name == EXPAND_MESSAGE:
+        if name == expand_message.job_path:
             raise ConnectionError("Redis went away")
         return enqueue(self, name, *args)
 
@@ -413,7 +413,7 @@ def test_a_web_chat_message_showing_no_audio_is_refused_while_its_expansion_cann
 ):
     """The webhook shows one attachment of an SDK message. If that one is an image, no row is stored, and only
     the expansion would find the voice note beside it: if it cannot be queued, a 200 would lose it."""
-    from webhook_app.jobs import relay as jobs
+    from webhook_app.jobs import queue as jobs
 
     conversation = sandbox.create_conversation("Web visitor", "webchat")["sid"]
     params = sandbox.customer_sends_media(conversation, b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png", "a.png")

@@ -109,11 +109,9 @@ def transcripts(app) -> list[Transcript]:
 
 def lose_transcription_jobs(monkeypatch) -> None:
     """Transcription jobs are accepted, then lost (a flushed queue, a process gone)."""
-    from webhook_app.inbound import normalize
-    from webhook_app.outbound import send
+    from webhook_app.transcripts import job
 
-    for module in (normalize, send):
-        monkeypatch.setattr(module, "enqueue_transcript", lambda audit_id: None)
+    monkeypatch.setattr(job, "enqueue_transcript", lambda audit_id: None)
 
 
 def send_note(deliver, app, path, channel="whatsapp") -> str:

@@ -132,8 +132,8 @@ def test_a_failed_batch_fails_every_waiting_caller_and_the_next_batch_works(app,
 
 @pytest.mark.skipif(not RELAY, reason="the relay runs with RQ on PostgreSQL (CI's second suite)")
 def test_webhook_never_touches_redis_and_the_relay_enqueues_the_row(client, sandbox, app, monkeypatch):
+    from webhook_app.inbound.dispatch import relay_waiting_rows
     from webhook_app.jobs.queue import RqRunner
-    from webhook_app.jobs.relay import relay_waiting_rows
 
     def no_redis(*args, **kwargs):
         raise AssertionError("the webhook must not talk to Redis")
@@ -159,8 +159,8 @@ def test_relay_gives_rows_back_when_redis_is_unreachable(app, sandbox, deliver, 
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from tests.helpers.audio_samples import make_audio
+    from webhook_app.inbound.dispatch import relay_waiting_rows
     from webhook_app.jobs.queue import RqRunner
-    from webhook_app.jobs.relay import relay_waiting_rows
 
     source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0)
     _, response = deliver(source, "audio/ogg")
@@ -182,7 +182,7 @@ def test_inserting_queued_rows_notifies_the_relays_and_redeliveries_do_not(app):
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from webhook_app.jobs.relay import CHANNEL
+    from webhook_app.inbound.dispatch import QUEUED_CHANNEL as CHANNEL
 
     url = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).set(drivername="postgresql")
     with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as listener:

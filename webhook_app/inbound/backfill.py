@@ -8,10 +8,10 @@ import logging
 from datetime import UTC, datetime
 
 from ..extensions import db
-from ..jobs import queue
 from ..settings.channels import channel_from_address
 from ..twilio.attachments import parse_media
 from ..twilio.client import twilio_api
+from .normalize import enqueue_new_rows
 from .record import record_message_media
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def backfill(since: datetime) -> dict:
             new_ids = record_message_media(event, parse_media(message["media"]))
             db.session.commit()
             counts["new_rows"] += len(new_ids)
-            queue.enqueue_new_rows(new_ids)
+            enqueue_new_rows(new_ids)
     log.info("backfill since %s: %s", since.isoformat(), counts)
     return counts
 

@@ -18,7 +18,7 @@ from sqlalchemy import update
 from ..audio.transcode import AudioError, transcode_to_mp3
 from ..extensions import db
 from ..jobs import queue
-from ..jobs.sweeper import WORKING
+from ..jobs.claim import claim
 from ..media.storage import media_store
 from ..models import AudioMessage, Status, utcnow
 from ..observability import bind_audit_id
@@ -26,12 +26,29 @@ from ..runtime.outages import describe, is_database_unreachable
 from ..runtime.scratch import scratch_dir
 from ..settings.cache import settings_for
 from ..settings.channels import channel_from_participants, is_agent_author
-from ..transcripts.job import enqueue_transcript, queue_transcript
+from ..transcripts.job import commit_ready
 from ..twilio.client import twilio_api
 from ..twilio.http import TooLarge, TwilioHttpError
 from ..web.headers import media_type_of_file
 
 log = logging.getLogger(__name__)
+
+# A row its job is working on: a worker killed here leaves it so until the sweeper takes it back (dispatch.py).
+WORKING = (Status.DOWNLOADING.value, Status.TRANSCODING.value)
+
+
+def enqueue_new_rows(audit_ids: list[int]) -> None:
+    """After the commit: hand just-stored rows to their job, unless the relay does (it was woken by the commit).
+
+    A queue that cannot be reached leaves the rows `queued` for the sweeper; the caller's answer does not change.
+    """
+    if queue.relays_new_rows():
+        return
+    for audit_id in audit_ids:
+        try:
+            queue.enqueue(process_inbound, audit_id)
+        except Exception:  # noqa: BLE001 - Redis down: the row stays `queued`; the sweeper enqueues it later
+            log.exception("could not enqueue audit %s; left queued for the sweeper", audit_id)
 
 
 @queue.job
@@ -75,14 +92,7 @@ def _claim(audit_id: int, interrupted: dict | None) -> int | None:
     now = utcnow()
     if interrupted and interrupted["attempt"] is not None:
         _take_over_from_interrupted_attempt(audit_id, interrupted, now)
-    attempt = db.session.execute(
-        update(AudioMessage)
-        .where(AudioMessage.id == audit_id, AudioMessage.status == Status.QUEUED.value)
-        .values(status=Status.DOWNLOADING.value, attempts=AudioMessage.attempts + 1, started_at=now, updated_at=now)
-        .returning(AudioMessage.attempts)
-    ).scalar()
-    db.session.commit()
-    return attempt
+    return claim(AudioMessage, AudioMessage.id == audit_id, Status.QUEUED.value, Status.DOWNLOADING.value, now)
 
 
 def _take_over_from_interrupted_attempt(audit_id: int, interrupted: dict, now: datetime) -> None:
@@ -183,7 +193,7 @@ def _process(row: AudioMessage) -> None:
     row.truncated = result.truncated
     row.error = None
     row.mark(Status.READY)
-    _commit_ready(row, settings.transcribe)
+    commit_ready(row, settings.transcribe)
     log.info(
         "inbound audit %s ready: %s %.2f s, %d -> %d bytes in %d ms",
         row.id,
@@ -202,16 +212,7 @@ def _keep_as_sent(row: AudioMessage, source_path: str, transcribes: bool) -> Non
     media_store().put(key, source_path, media_type_of_file(source_path), row.sha256)
     row.media_key = key
     row.mark(Status.READY)
-    _commit_ready(row, transcribes)
-
-
-def _commit_ready(row: AudioMessage, transcribes: bool) -> None:
-    """The row `ready`, with its transcript `queued` in the same transaction when the channel transcribes; the
-    transcription job follows on its own lane, so playback never waits for it."""
-    queued = queue_transcript(row, transcribes)
-    db.session.commit()
-    if queued:
-        enqueue_transcript(row.id)
+    commit_ready(row, transcribes)
 
 
 def _retry_later(row: AudioMessage, exc: Exception) -> None:

@@ -1,9 +1,10 @@
 """Jobs: the work that runs after a request has answered.
 
-In: job functions marked @queue.job and enqueued by dotted path with ids (queue.py); new `queued` rows, which the
-relay hands to RQ with PostgreSQL (relay.py); rows orphaned by crashes or outages, which the sweeper hands out
-again (sweeper.py). Out: the jobs run in RQ workers or the web process's thread pool, each in an app context of its
-own. A leaf: nothing here imports a flow (inbound/, outbound/, media/, settings/).
+In: job functions marked @queue.job and enqueued by dotted path with ids (queue.py); what the flows register
+(registry.py): their outboxes, whose new `queued` rows the relay hands to RQ with PostgreSQL (relay.py), and their
+recovery steps for rows orphaned by crashes or outages, which the sweeper runs (sweeper.py). Out: the jobs run in
+RQ workers or the web process's thread pool, each in an app context of its own. A leaf: nothing here imports a
+flow (inbound/, outbound/, media/, settings/, transcripts/).
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@
 A job is a function marked `@job`, enqueued by its dotted path as RQ names jobs
 (`enqueue(process_inbound, audit_id)` or `enqueue("webhook_app.inbound.normalize.process_inbound", audit_id)`),
 with ids, never rows, as arguments. The job builds (or reuses) an app context itself, so the same function runs in
-a web process's thread pool, an RQ worker, or a test. Nothing in jobs/ imports a flow: the jobs it hands out itself
-are named by path (relay.NORMALIZE_INBOUND, relay.EXPAND_MESSAGE).
+a web process's thread pool, an RQ worker, or a test. Nothing in jobs/ imports a flow: the flows enqueue their own
+jobs, and register with jobs/registry.py what the relay and the sweeper hand out for them.
+
+Both runners answer to one protocol, JobRunner: what the flows, the relay, the sweeper, /healthz and /metrics may
+ask of whichever runs here.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any, Protocol
 
 from flask import Flask, current_app, has_app_context
 from redis import Redis
@@ -28,7 +32,7 @@ from ..extensions import db
 from ..observability import bind_audit_id
 from ..runtime.cache import ExpiringCache
 from ..runtime.retry import RetryPolicy
-from .relay import NORMALIZE_INBOUND, relay_all_waiting
+from .relay import relay_all_waiting
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,8 @@ ONCE_KEYS_MAX = 100_000
 ONCE_KEY_PREFIX = "webhook_app:once:"
 RQ_OPTIONS = dict(job_timeout=JOB_TIMEOUT_S, result_ttl=3600, failure_ttl=7 * 24 * 3600)
 
-Job = Callable | str  # a function marked @job, or its dotted path
+Job = Callable[..., Any] | str  # a function marked @job, or its dotted path
+Call = tuple[str, tuple[Any, ...]]  # a job's dotted path and its arguments
 # Transcription runs on a lane of its own (an RQ queue `<RQ_QUEUE>-transcripts`, or one in-process thread), so a
 # minute of speech to text never stands between a voice note and its playback.
 TRANSCRIPTS = "transcripts"
@@ -73,6 +78,38 @@ def resolve(target: Job) -> Callable:
     return getattr(target, "__wrapped__", target)
 
 
+class JobRunner(Protocol):
+    """What a runner of jobs does, in-process (SQLite's default) or on RQ (REDIS_URL)."""
+
+    # Whether new `queued` rows wait for a worker's relay (RQ on PostgreSQL) instead of being enqueued by the
+    # process that stored them.
+    relays_new_rows: bool
+
+    def enqueue(self, path: str, *args: Any, lane: str | None = None) -> None: ...
+
+    def enqueue_in(self, delay_s: float, path: str, *args: Any, lane: str | None = None) -> None: ...
+
+    def enqueue_many(self, calls: list[Call]) -> None: ...
+
+    def claim_once(self, key: str, ttl_s: int) -> bool:
+        """Whether this key was free (and is now taken for `ttl_s` seconds): one job per redelivered event."""
+        ...
+
+    def release_once(self, key: str) -> None: ...
+
+    def wait(self, timeout: float = 60) -> None:
+        """Tests: until every job enqueued so far, and those they enqueued, has run."""
+        ...
+
+    def depth(self) -> int: ...
+
+    def transcripts_depth(self) -> int: ...
+
+    def describe(self) -> dict[str, Any]:
+        """/healthz's `queue`: raises when the queue cannot be reached."""
+        ...
+
+
 class InProcessRunner:
     # The web process is the worker: it hands new rows to its own thread pool right after the commit.
     relays_new_rows = False
@@ -95,6 +132,10 @@ class InProcessRunner:
             if lane == TRANSCRIPTS:
                 self._transcripts_pending.add(future)
         future.add_done_callback(self._done)
+
+    def enqueue_many(self, calls: list[Call]) -> None:
+        for path, args in calls:
+            self.enqueue(path, *args)
 
     def claim_once(self, key: str, ttl_s: int) -> bool:
         return self._once.add(key, True, ttl_s)
@@ -242,8 +283,17 @@ def init_app(app: Flask) -> None:
     app.extensions["jobs"] = runner
 
 
-def runner():
-    return current_app.extensions["jobs"]
+def runner() -> JobRunner:
+    found: JobRunner = current_app.extensions["jobs"]
+    return found
+
+
+def rq_runner() -> RqRunner:
+    """The runner of a process that works RQ's queues (`flask worker`: REDIS_URL is set, cli.py checks)."""
+    found = runner()
+    if not isinstance(found, RqRunner):
+        raise RuntimeError("REDIS_URL is not set: jobs run inside the web process, not on RQ")
+    return found
 
 
 def enqueue(target: Job, *args, lane: str | None = None) -> None:
@@ -256,18 +306,17 @@ def relays_new_rows() -> bool:
     return runner().relays_new_rows
 
 
-def enqueue_new_rows(audit_ids: list[int]) -> None:
-    """After the commit: hand just-stored rows to the jobs, unless the relay does (it was woken by the commit).
-
-    A queue that cannot be reached leaves the rows `queued` for the sweeper; the caller's answer does not change.
-    """
-    if relays_new_rows():
-        return
-    for audit_id in audit_ids:
-        try:
-            enqueue(NORMALIZE_INBOUND, audit_id)
-        except Exception:  # noqa: BLE001 - Redis down: the row stays `queued`; the sweeper enqueues it later
-            log.exception("could not enqueue audit %s; left queued for the sweeper", audit_id)
+def enqueue_once(key: str, ttl_s: int, target: Job, *args: Any) -> bool:
+    """Enqueue unless a job with this key was enqueued in the last `ttl_s` seconds (redelivered webhooks)."""
+    jobs = runner()
+    if not jobs.claim_once(key, ttl_s):
+        return False
+    try:
+        jobs.enqueue(job_path(target), *args)
+    except Exception:
+        jobs.release_once(key)  # the next delivery (or the sweeper) must be able to try again
+        raise
+    return True
 
 
 def enqueue_in(delay_s: float, target: Job, *args, lane: str | None = None) -> None:

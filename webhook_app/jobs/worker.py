@@ -25,7 +25,6 @@ a runaway note stops within seconds of its timeout (measured: 1.2 s late), and t
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import signal
@@ -43,6 +42,7 @@ from ..observability import set_process_role
 from ..runtime.outages import LOOP_BACKOFF, MAX_BACKOFF_S, REDIS, is_redis_unreachable, log_failure
 from ..runtime.scratch import remove_dead_leftovers
 from . import queue
+from .registry import registry
 from .relay import relay_all_waiting, start_relay_thread
 from .sweeper import start_maintenance_thread
 
@@ -57,18 +57,11 @@ TRANSCRIBER_STOP_S = 20
 TRANSCRIBER_ARGV = [sys.executable, "-m", "flask", "--app", "webhook_app", "worker", "--transcripts-only"]
 
 
-def transcribes_here() -> bool:
-    """Whether this worker hands transcription to a process of its own: where the extra is installed. Without it
-    the worker takes the transcripts queue itself (its jobs end `failed`, "not installed", at once)."""
-    # As transcripts.job.installed() answers (jobs/ imports no flow).
-    return importlib.util.find_spec("faster_whisper") is not None
-
-
 def run_worker(app: Flask, burst: bool = False, transcripts_only: bool = False) -> None:
     """Work the audio queue until SIGTERM (or, with `burst`, until it is empty); with the transcription extra
     installed, beside a transcription process of its own (module docstring). `transcripts_only`: be that process
     (a non-forking worker on the transcripts queue, no relay, sweeper or scheduler)."""
-    runner = queue.runner()
+    runner = queue.rq_runner()
     if transcripts_only:
         set_process_role("transcriber")  # its lines go to its worker's output: tagged `process=transcriber`
         stopping = threading.Event()
@@ -93,7 +86,10 @@ def run_worker(app: Flask, burst: bool = False, transcripts_only: bool = False) 
         )
     stopping = threading.Event()
     scheduler = start_scheduler_thread(runner, stopping)  # for both queues (a transcript's retries too)
-    transcriber = start_transcriber_thread(stopping) if transcribes_here() else None
+    # Where the extra is installed (transcripts/job.py registers when); without it the worker takes the transcripts
+    # queue itself (its jobs end `failed`, "not installed", at once).
+    transcribes_apart = registry(app).runs_apart(queue.TRANSCRIPTS)
+    transcriber = start_transcriber_thread(stopping) if transcribes_apart else None
     try:
         supervise(runner, stopping, [runner.queue] if transcriber else runner.queues)
     finally:

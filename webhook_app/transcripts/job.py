@@ -1,9 +1,10 @@
 """The transcription job: a `ready` audio message's MP3 to text, on the transcripts lane (jobs/queue.py).
 
-In: an audit id whose transcript row is `queued` (queue_transcript, written in the transaction that made the audio
+In: an audit id whose transcript row is `queued` (commit_ready, written in the transaction that made the audio
 `ready`). Out: the transcript `done` or `no_speech`, or `failed` with its reason; never a crashed worker. The row is
 claimed with one conditional UPDATE (`queued` -> `running`), so a job enqueued twice (a redelivery, the sweeper)
-transcribes once. A worker killed mid-job leaves the row `running`: the sweeper puts it back (jobs/sweeper.py).
+transcribes once. A worker killed mid-job leaves the row `running`: the sweeper puts it back (take_back_transcripts,
+the step this module registers with jobs/registry.py).
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from flask import current_app
+from flask import Flask, current_app
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import select, update
 
 from ..extensions import db
 from ..jobs import queue
+from ..jobs.claim import claim
+from ..jobs.registry import Recovered, registry
 from ..media.storage import media_store
 from ..models import AudioMessage, Status, Transcript, TranscriptStatus, utcnow
 from ..observability import bind_audit_id
+from ..runtime import outages
 from ..runtime.greenlets import is_gevent_process
 from ..runtime.scratch import scratch_dir
 from ..settings.cache import all_settings, settings_for
@@ -37,9 +41,27 @@ def installed() -> bool:
     return importlib.util.find_spec("faster_whisper") is not None
 
 
-def queue_transcript(row: AudioMessage, transcribes: bool) -> bool:
+def init_app(app: Flask) -> None:
+    """What transcription hands to jobs/ (jobs/registry.py): its lane, worked by a process of its own where the
+    model can load (jobs/worker.py), and its recovery step for the sweeper."""
+    jobs = registry(app)
+    jobs.run_lane_apart(queue.TRANSCRIPTS, installed)
+    jobs.add_recovery("transcripts", take_back_transcripts)
+
+
+def commit_ready(row: AudioMessage, transcribes: bool) -> None:
+    """Commit `row`, just marked `ready` (by the inbound job or the agent API's send), with its transcript row
+    `queued` in the same transaction when its channel transcribes; then hand the transcript to its lane. Playback
+    never waits: the row is committed `ready` before the transcription is even enqueued."""
+    queued = _queue_transcript(row, transcribes)
+    db.session.commit()
+    if queued:
+        enqueue_transcript(row.id)
+
+
+def _queue_transcript(row: AudioMessage, transcribes: bool) -> bool:
     """Before the commit that makes `row` ready: its transcript row, `queued`, when its channel transcribes. Answers
-    whether one was added (then call enqueue_transcript after the commit)."""
+    whether one was added."""
     if not transcribes or db.session.get(Transcript, row.id) is not None:
         return False
     now = utcnow()
@@ -96,14 +118,13 @@ def transcribe_audio(audit_id: int) -> str:
     """Transcribe one audio message's MP3; always ends `done`, `no_speech` or `failed` (or back to `queued` for a
     retry)."""
     bind_audit_id(audit_id)
-    now = utcnow()
-    attempt = db.session.execute(
-        update(Transcript)
-        .where(Transcript.audio_message_id == audit_id, Transcript.status == TranscriptStatus.QUEUED.value)
-        .values(status=TranscriptStatus.RUNNING.value, attempts=Transcript.attempts + 1, started_at=now, updated_at=now)
-        .returning(Transcript.attempts)
-    ).scalar()
-    db.session.commit()
+    attempt = claim(
+        Transcript,
+        Transcript.audio_message_id == audit_id,
+        TranscriptStatus.QUEUED.value,
+        TranscriptStatus.RUNNING.value,
+        utcnow(),
+    )
     if attempt is None:
         log.info("transcript of audit %s is not queued: skipping (a duplicate job)", audit_id)
         return "skipped"
@@ -224,3 +245,57 @@ def _retry_or_fail(audit_id: int, attempt: int, exc: Exception) -> str:
         except Exception:  # noqa: BLE001 - the sweeper re-enqueues rows left queued
             log.exception("could not schedule the retry of the transcript of audit %s; the sweeper will", audit_id)
     return outcome["status"]
+
+
+def take_back_transcripts(now: datetime, stuck_before: datetime) -> Recovered:
+    """The sweeper's step, transcripts as audio rows: `running` past SWEEP_STUCK_AFTER_S (the worker died mid-job)
+    back to `queued`, or `failed` after JOB_MAX_ATTEMPTS; `queued` past SWEEP_REQUEUE_AFTER_S (the job was lost)
+    enqueued again."""
+    config = current_app.config
+    max_attempts = config["JOB_MAX_ATTEMPTS"]
+    running = (Transcript.status == TranscriptStatus.RUNNING.value, Transcript.updated_at < stuck_before)
+    gave_up = db.session.scalars(
+        update(Transcript)
+        .where(*running, Transcript.attempts >= max_attempts)
+        .values(
+            status=TranscriptStatus.FAILED.value,
+            finished_at=now,
+            updated_at=now,
+            error=f"the worker stopped mid-transcription {max_attempts} times; giving up",
+        )
+        .returning(Transcript.audio_message_id)
+    ).all()
+    revived = db.session.scalars(
+        update(Transcript)
+        .where(*running)
+        .values(
+            status=TranscriptStatus.QUEUED.value,
+            updated_at=now,
+            error="the worker stopped mid-transcription (crash or restart); retrying",
+        )
+        .returning(Transcript.audio_message_id)
+    ).all()
+    requeued = db.session.scalars(
+        update(Transcript)
+        .where(
+            Transcript.status == TranscriptStatus.QUEUED.value,
+            Transcript.updated_at < now - timedelta(seconds=config["SWEEP_REQUEUE_AFTER_S"]),
+            Transcript.audio_message_id.not_in(revived or [0]),
+        )
+        .values(updated_at=now)
+        .returning(Transcript.audio_message_id)
+    ).all()
+    counts = {"revived": len(revived), "requeued": len(requeued), "gave_up": len(gave_up)}
+    return Recovered(
+        counts={f"transcripts_{name}": count for name, count in counts.items()},
+        hand_out=lambda: _hand_out([*revived, *requeued]),
+    )
+
+
+def _hand_out(audit_ids: list[int]) -> None:
+    for audit_id in audit_ids:
+        try:
+            queue.enqueue(transcribe_audio, audit_id, lane=queue.TRANSCRIPTS)
+        except Exception as exc:  # noqa: BLE001 - still queued; the next sweep tries again
+            outages.log_failure(log, exc, "sweeper could not enqueue the transcript of audit %s", audit_id)
+            break

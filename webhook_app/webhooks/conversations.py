@@ -13,9 +13,10 @@ import logging
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 from ..extensions import db
+from ..inbound.expand import enqueue_expand_once
+from ..inbound.normalize import enqueue_new_rows
 from ..inbound.record import audio_rows
 from ..jobs import queue
-from ..jobs.relay import enqueue_expand_once
 from ..outbound.pre_event import audit_rejection, pre_event_verdict
 from ..twilio.attachments import parse_media
 from ..twilio.client import twilio_api
@@ -53,7 +54,7 @@ def handle_message_added(event: dict):
     except StorageUnavailable:
         log.exception("could not store webhook for message %s", event["MessageSid"])
         return error_response(503, "storage_unavailable", "the event could not be stored; retry later")
-    queue.enqueue_new_rows(new_ids)
+    enqueue_new_rows(new_ids)
     # The relay expands the SDK messages whose rows it hands out; one without an audio row is ours to expand.
     if (event.get("Source") or "").upper() == "SDK" and not (rows and queue.relays_new_rows()):
         try:
