@@ -66,7 +66,7 @@ def _init_extensions(app: Flask) -> None:
     from .settings import cache as settings_cache
     from .twilio import client as twilio_client
     from .web import errors, flex_auth, ratelimit
-    from .webhooks import group_commit
+    from .webhooks import conversations
 
     if is_gevent_process():
         # A greenlet waiting on PostgreSQL resumes as soon as it answers, not behind the hub's queue.
@@ -76,7 +76,7 @@ def _init_extensions(app: Flask) -> None:
     errors.init_app(app)
     twilio_client.init_app(app, sandbox_for(app))
     queue.init_app(app)
-    group_commit.init_app(app)
+    conversations.init_app(app)  # the webhooks' group commit
     storage.init_app(app)
     ratelimit.init_app(app)
     flex_auth.init_app(app)

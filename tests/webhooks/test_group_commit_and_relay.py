@@ -14,6 +14,7 @@ from tests.conftest import audio_rows, load_fixture, post_webhook, run_jobs
 from tests.webhooks.test_post_event import sids
 from webhook_app.extensions import db
 from webhook_app.models import AudioMessage
+from webhook_app.webhooks.conversations import audio_row_writer
 from webhook_app.webhooks.group_commit import GroupCommitWriter, StorageUnavailable
 
 RELAY = bool(os.environ.get("TEST_DATABASE_URL") and os.environ.get("TEST_REDIS_URL"))
@@ -44,7 +45,7 @@ def sid(prefix: str) -> str:
 def test_callers_queued_behind_a_commit_share_the_next_one_and_each_gets_its_own_ids(app, monkeypatch):
     """The leader's INSERT is held until every other caller has queued behind it; the next leader must then
     commit all their rows in one INSERT. Were each caller to commit alone, there would be nine INSERTs."""
-    writer = GroupCommitWriter()
+    writer = audio_row_writer()
     keys = [(sid("IM"), sid("ME")) for _ in range(7)]
     inserted: list[int] = []  # rows per _insert call, i.e. per batch
     leader_inserting, release = threading.Event(), threading.Event()
@@ -104,7 +105,7 @@ def test_callers_queued_behind_a_commit_share_the_next_one_and_each_gets_its_own
 
 
 def test_one_message_with_several_audio_media_keeps_their_order(app):
-    writer = GroupCommitWriter()
+    writer = audio_row_writer()
     message = sid("IM")
     media = [sid("ME") for _ in range(3)]
     with app.app_context():
@@ -113,7 +114,7 @@ def test_one_message_with_several_audio_media_keeps_their_order(app):
 
 
 def test_a_failed_batch_fails_every_waiting_caller_and_the_next_batch_works(app, monkeypatch):
-    writer = GroupCommitWriter()
+    writer = audio_row_writer()
     calls = {"n": 0}
     real_insert = GroupCommitWriter._insert
 
@@ -188,7 +189,7 @@ def test_inserting_queued_rows_notifies_the_relays_and_redeliveries_do_not(app):
     with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as listener:
         listener.execute(f"LISTEN {CHANNEL}")
         new = dict(row(sid("IM"), sid("ME")), dispatched_at=None)
-        writer = GroupCommitWriter()
+        writer = audio_row_writer()
         with app.app_context():
             writer.insert([new])
         assert [n.channel for n in listener.notifies(timeout=5, stop_after=1)] == [CHANNEL]
@@ -200,7 +201,7 @@ def test_inserting_queued_rows_notifies_the_relays_and_redeliveries_do_not(app):
 
 
 def test_a_row_with_a_column_the_batch_statement_does_not_carry_is_refused(app):
-    writer = GroupCommitWriter()
+    writer = audio_row_writer()
     with app.app_context():
         with pytest.raises(StorageUnavailable, match="error_code"):
             writer.insert([dict(row(sid("IM"), sid("ME")), error_code="x")])
@@ -210,7 +211,7 @@ def test_a_row_with_a_column_the_batch_statement_does_not_carry_is_refused(app):
 def test_a_row_the_database_refuses_fails_only_its_own_caller(app):
     from webhook_app.webhooks.group_commit import _Pending
 
-    writer = GroupCommitWriter()
+    writer = audio_row_writer()
     good, bad, other = (
         _Pending([row(sid("IM"), sid("ME"))]),
         _Pending([dict(row(sid("IM"), sid("ME")), error_code="x")]),
@@ -234,7 +235,8 @@ def test_writers_storing_the_same_redeliveries_in_opposite_orders_do_not_deadloc
     import psycopg
     from sqlalchemy.engine import make_url
 
-    from webhook_app.webhooks.group_commit import JSON_INSERT, json_rows
+    from webhook_app.inbound.record import JSON_INSERT
+    from webhook_app.webhooks.group_commit import json_rows
 
     first, second = sorted([(sid("IM"), sid("ME")), (sid("IM"), sid("ME"))])
     dsn = (
@@ -247,7 +249,7 @@ def test_writers_storing_the_same_redeliveries_in_opposite_orders_do_not_deadloc
     def store() -> None:
         with app.app_context():
             try:
-                outcome["ids"] = GroupCommitWriter().insert([row(*second), row(*first)])
+                outcome["ids"] = audio_row_writer().insert([row(*second), row(*first)])
             except Exception as exc:  # noqa: BLE001 - the assertion below shows it
                 outcome["error"] = exc
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 
 from ..extensions import db
+from ..inbound import record
 from ..inbound.expand import enqueue_expand_once
 from ..inbound.normalize import enqueue_new_rows
 from ..inbound.record import audio_rows
@@ -23,7 +24,7 @@ from ..twilio.client import twilio_api
 from ..twilio.sids import is_sid
 from ..twilio.signatures import is_valid_twilio_request
 from ..web.errors import error_response
-from .group_commit import StorageUnavailable
+from .group_commit import BatchInsert, GroupCommitWriter, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,17 @@ bp = Blueprint("conversations_webhooks", __name__, url_prefix="/twilio/conversat
 # A webhook is a form of a few kilobytes (a 1,600-character body, attributes, a media list). The signature can
 # only be checked once the body is read, so an unauthenticated sender must not get to make it any size.
 WEBHOOK_MAX_BYTES = 1024 * 1024
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["group_commit"] = audio_row_writer()
+
+
+def audio_row_writer() -> GroupCommitWriter:
+    """The web process's group commit of inbound's `queued` rows (inbound/record.py: their columns, key and SQL)."""
+    return GroupCommitWriter(
+        BatchInsert(record.COLUMNS, record.KEY, record.JSON_INSERT, record.insert_ignoring_duplicates)
+    )
 
 
 @bp.before_request

@@ -1,5 +1,6 @@
-"""Group commit for webhook rows: the requests of one web process that store rows at the same moment share one
-INSERT and one COMMIT.
+"""Group commit: the requests of one web process that store rows at the same moment share one INSERT and one
+COMMIT. The writer is generic: what it inserts (columns, unique key, statements) is a BatchInsert its owner
+describes; webhooks/conversations.py gives it inbound's audio rows (inbound/record.py).
 
 Twilio may hear 200 only once the event is durable (503 otherwise, so a configured retry redelivers it), so
 every webhook waits for a commit. A commit costs a round trip and a WAL flush whatever it carries, and the
@@ -11,18 +12,18 @@ commit works). Alone, a webhook commits at once: there is no timer and no added 
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
 import psycopg
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Executable, PoolProxiedConnection
 from sqlalchemy.exc import DataError, DBAPIError
 
 from ..extensions import db
-from ..models import AudioMessage
 
 # Rows per INSERT statement at most; a longer queue is committed in several batches.
 MAX_BATCH_ROWS = 500
@@ -32,9 +33,26 @@ class StorageUnavailable(Exception):
     """The rows could not be committed (the database is down, restarting or refusing): answer 503."""
 
 
+Row = dict[str, Any]  # a row's column values
+Inserted = tuple[Any, ...]  # what an INSERT returns of a new row: its id, then its key's values
+
+
+@dataclass(frozen=True)
+class BatchInsert:
+    """What a writer inserts, ignoring rows whose unique `key` is already stored: rows of these `columns` only;
+    on PostgreSQL `json_statement`, which takes the whole batch as one JSON array (one statement text whatever the
+    batch size: psycopg prepares it once per connection); elsewhere `statement(dialect)`, executed with the list of
+    rows. Both return (id, *key) of each new row."""
+
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    json_statement: str
+    statement: Callable[[str], Executable]
+
+
 @dataclass(eq=False)
 class _Pending:
-    rows: list[dict]
+    rows: list[Row]
     done: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     new_ids: list[int] = field(default_factory=list)
@@ -42,17 +60,19 @@ class _Pending:
 
 
 class GroupCommitWriter:
-    def __init__(self) -> None:
+    def __init__(self, batch: BatchInsert) -> None:
+        self.batch = batch
         self._lock = threading.Lock()
         self._waiting: list[_Pending] = []
         self._leader_active = False
-        # Only the leader of the moment uses it. Kept open: a pool checkout with pool_pre_ping is a round trip
+        # Only the leader of the moment uses one. Kept open: a pool checkout with pool_pre_ping is a round trip
         # and, on a loaded web process, as much CPU as the INSERT.
-        self._connection = None
+        self._raw_connection: PoolProxiedConnection | None = None  # PostgreSQL's, in autocommit
+        self._connection: Connection | None = None  # other databases'
 
-    def insert(self, rows: list[dict]) -> list[int]:
-        """Insert audit rows, ignoring (message_sid, media_sid) duplicates; answer the ids of the new ones, in
-        the order of `rows`, once they are committed. Raises StorageUnavailable when they were not."""
+    def insert(self, rows: list[Row]) -> list[int]:
+        """Insert rows, ignoring those whose key is already stored; answer the ids of the new ones, in the order of
+        `rows`, once they are committed. Raises StorageUnavailable when they were not."""
         pending = _Pending(rows)
         with self._lock:
             self._waiting.append(pending)
@@ -69,7 +89,8 @@ class GroupCommitWriter:
 
     def _lead(self) -> None:
         with self._lock:
-            batch, size = [], 0
+            batch: list[_Pending] = []
+            size = 0
             while self._waiting and (not batch or size + len(self._waiting[0].rows) <= MAX_BATCH_ROWS):
                 batch.append(self._waiting.pop(0))
                 size += len(batch[-1].rows)
@@ -104,47 +125,49 @@ class GroupCommitWriter:
                     pending.error = exc
 
     def _commit(self, batch: list[_Pending]) -> None:
-        owner: dict[tuple, _Pending] = {}
+        owner: dict[tuple[Any, ...], _Pending] = {}
         rows = []
         for pending in batch:
             for row in pending.rows:
-                key = (row["message_sid"], row["media_sid"])
+                key = self._key(row)
                 # A redelivery racing its original in one batch: the first stores it, as a unique index would.
                 if key not in owner:
                     owner[key] = pending
                     rows.append(row)
         if not rows:
             return
-        ids = {(message_sid, media_sid): id_ for id_, message_sid, media_sid in self._insert(rows)}
+        ids = {tuple(inserted[1:]): inserted[0] for inserted in self._insert(rows)}
         for pending in batch:
             pending.new_ids = [
-                ids[key]
-                for key in ((r["message_sid"], r["media_sid"]) for r in pending.rows)
-                if key in ids and owner[key] is pending
+                ids[key] for key in map(self._key, pending.rows) if key in ids and owner[key] is pending
             ]
 
-    def _insert(self, rows: list[dict]) -> list[tuple[int, str, str]]:
-        """(id, message_sid, media_sid) of the rows that were new."""
-        unknown = set().union(*rows).difference(WEBHOOK_COLUMNS)
+    def _key(self, row: Row) -> tuple[Any, ...]:
+        return tuple(row[column] for column in self.batch.key)
+
+    def _insert(self, rows: list[Row]) -> list[Inserted]:
+        """(id, *key) of the rows that were new."""
+        unknown = set().union(*rows).difference(self.batch.columns)
         if unknown:
-            raise ValueError(f"not webhook columns: {sorted(unknown)}")
+            raise ValueError(f"not columns of the batch: {sorted(unknown)}")
         if db.engine.dialect.name == "postgresql":
             return self._insert_postgresql(rows)
         return self._insert_sqlalchemy(rows)
 
-    def _insert_postgresql(self, rows: list[dict]) -> list[tuple[int, str, str]]:
+    def _insert_postgresql(self, rows: list[Row]) -> list[Inserted]:
         for attempt in (1, 2):
-            if self._connection is None:
-                self._connection = db.engine.raw_connection()
+            fresh = self._raw_connection is None
+            connection = self._raw_connection = self._raw_connection or db.engine.raw_connection()
+            driver = cast("psycopg.Connection[Inserted]", connection.driver_connection)  # PostgreSQL's driver: psycopg
+            if fresh:
                 # One statement is its own transaction: BEGIN and COMMIT would be two more round trips.
-                self._connection.driver_connection.autocommit = True
-            connection = self._connection
+                driver.autocommit = True
             try:
-                return connection.driver_connection.execute(JSON_INSERT, (json_rows(rows),)).fetchall()
+                return driver.execute(self.batch.json_statement, (json_rows(rows),)).fetchall()
             except psycopg.Error:
-                if not connection.driver_connection.broken:
+                if not driver.broken:
                     raise  # PostgreSQL refused the statement; the connection is fine (autocommit: nothing to undo)
-                self._connection = None
+                self._raw_connection = None
                 connection.invalidate()
                 # A connection PostgreSQL dropped while it sat idle (a restart, a failover): once more on a new
                 # one, as pool_pre_ping would have. Safe to repeat: duplicates are ignored, and if the lost
@@ -153,82 +176,22 @@ class GroupCommitWriter:
                     raise
         raise AssertionError("unreachable")
 
-    def _insert_sqlalchemy(self, rows: list[dict]) -> list[tuple[int, str, str]]:
+    def _insert_sqlalchemy(self, rows: list[Row]) -> list[Inserted]:
         connection = self._connection = self._connection or db.engine.connect()
         try:
             with connection.begin():
-                return [
-                    tuple(row) for row in connection.execute(insert_ignoring_duplicates(connection.dialect.name), rows)
-                ]
+                return [tuple(row) for row in connection.execute(self.batch.statement(connection.dialect.name), rows)]
         except DBAPIError:
             self._connection = None
             connection.close()
             raise
 
 
-# The columns a webhook's rows carry (inbound.audio_rows); the others keep their defaults (NULL).
-WEBHOOK_COLUMNS = (
-    "direction",
-    "channel",
-    "status",
-    "account_sid",
-    "chat_service_sid",
-    "conversation_sid",
-    "message_sid",
-    "media_sid",
-    "author",
-    "source",
-    "content_type",
-    "filename",
-    "size_bytes",
-    "truncated",
-    "attempts",
-    "created_at",
-    "updated_at",
-    "dispatched_at",
-)
-
-# The batch travels as one JSON array of row objects, turned back into rows of the table's own type by
-# PostgreSQL. Its text never changes, whatever the batch size, so psycopg prepares it once per connection (a
-# multi-VALUES INSERT is new text, parsed and planned again, for every batch size), and json.dumps in C costs a
-# fraction of adapting a parameter per value.
-# Rows go in message order: every web process has its own writer, and Twilio's redeliveries can reach two of them
-# in opposite orders. In arrival order, each batch would hold one message's uncommitted index entry while waiting
-# for the other's: a deadlock, which PostgreSQL breaks after deadlock_timeout (1 s) by failing one whole batch, a
-# 503 for every webhook in it. In one order, the later batch waits for the earlier and skips its rows. A message's
-# media keep the order they came in (their ids are the order agents see them), the same in every delivery.
-JSON_INSERT = (
-    f"INSERT INTO audio_messages ({', '.join(WEBHOOK_COLUMNS)})"
-    f" SELECT {', '.join(WEBHOOK_COLUMNS)}"
-    " FROM json_populate_recordset(NULL::audio_messages, %s::json) WITH ORDINALITY AS batch"
-    " ORDER BY batch.message_sid, batch.ordinality"
-    " ON CONFLICT (message_sid, media_sid) DO NOTHING RETURNING id, message_sid, media_sid"
-)
-
-
-def json_rows(rows: list[dict]) -> str:
+def json_rows(rows: list[Row]) -> str:
     return json.dumps(rows, default=_isoformat)
 
 
-def _isoformat(value):
+def _isoformat(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not a column value")
-
-
-@functools.cache
-def insert_ignoring_duplicates(dialect: str):
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING, built once per dialect: building it per webhook cost more
-    CPU than executing it. On the Table, not the mapped class: Core skips the ORM's bulk-insert bookkeeping.
-    Executed with a list of rows, SQLAlchemy sends them as one multi-row INSERT ("insertmanyvalues")."""
-    table = AudioMessage.__table__
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    return (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["message_sid", "media_sid"])
-        .returning(table.c.id, table.c.message_sid, table.c.media_sid)
-    )
-
-
-def init_app(app) -> None:
-    app.extensions["group_commit"] = GroupCommitWriter()
