@@ -9,6 +9,8 @@ flow (inbound/, outbound/, media/, settings/, transcripts/).
 
 from __future__ import annotations
 
+from typing import Any
+
 from .queue import run_job as _run
 
 # Job names of the deploys before jobs were enqueued by dotted path. Their jobs, enqueued as
@@ -20,5 +22,5 @@ LEGACY_JOBS = {
 }
 
 
-def run_job(name: str, *args):
+def run_job(name: str, *args: Any) -> Any:
     return _run(LEGACY_JOBS[name], *args)

@@ -17,11 +17,11 @@ import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from flask import Flask, current_app, has_app_context
 from redis import Redis
@@ -49,33 +49,44 @@ Call = tuple[str, tuple[Any, ...]]  # a job's dotted path and its arguments
 TRANSCRIPTS = "transcripts"
 
 
-def job(fn: Callable) -> Callable:
+class JobFunction(Protocol):
+    """A function marked @job: callable as itself, named by its dotted path, the function itself behind it."""
+
+    job_path: str
+    __wrapped__: Callable[..., Any]
+
+    def __call__(self, *args: Any) -> Any: ...
+
+
+def job(fn: Callable[..., Any]) -> JobFunction:
     """Mark `fn` as a background job. Called (by a runner, or directly) it runs inside an app context of its own
     when there is none, without a previous job's audit id in its log lines, and gives its session back after."""
 
     @functools.wraps(fn)
-    def run(*args):
+    def run(*args: Any) -> Any:
         return run_job(fn, *args)  # looked up per call: tests wrap run_job
 
-    run.job_path = f"{fn.__module__}.{fn.__qualname__}"  # type: ignore[attr-defined]
-    return run
+    marked = cast(JobFunction, run)  # functools.wraps set __wrapped__; the path is set here
+    marked.job_path = f"{fn.__module__}.{fn.__qualname__}"
+    return marked
 
 
 def job_path(target: Job) -> str:
     if isinstance(target, str):
         return target
     path = getattr(target, "job_path", None)
-    if path is None:
+    if not isinstance(path, str):
         raise TypeError(f"{target!r} is not a job: mark it with @webhook_app.jobs.queue.job")
     return path
 
 
-def resolve(target: Job) -> Callable:
+def resolve(target: Job) -> Callable[..., Any]:
     """The function itself behind a job or its dotted path (importing its module, as an RQ worker does)."""
     if isinstance(target, str):
         module, _, name = target.rpartition(".")
-        target = getattr(importlib.import_module(module), name)
-    return getattr(target, "__wrapped__", target)
+        target = cast(Callable[..., Any], getattr(importlib.import_module(module), name))
+    found: Callable[..., Any] = getattr(target, "__wrapped__", target)
+    return found
 
 
 class JobRunner(Protocol):
@@ -119,12 +130,12 @@ class InProcessRunner:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job")
         # One thread: a model's CPU threads (TRANSCRIBE_THREADS) are the parallelism, and playback's jobs keep theirs.
         self.transcripts_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcribe")
-        self._pending: set[Future] = set()
-        self._transcripts_pending: set[Future] = set()  # those of _pending on the transcripts lane
+        self._pending: set[Future[None]] = set()
+        self._transcripts_pending: set[Future[None]] = set()  # those of _pending on the transcripts lane
         self._lock = threading.Lock()
         self._once = ExpiringCache(max_entries=ONCE_KEYS_MAX)
 
-    def enqueue(self, path: str, *args, lane: str | None = None) -> None:
+    def enqueue(self, path: str, *args: Any, lane: str | None = None) -> None:
         executor = self.transcripts_executor if lane == TRANSCRIPTS else self.executor
         future = executor.submit(self._run, path, args)
         with self._lock:
@@ -143,9 +154,9 @@ class InProcessRunner:
     def release_once(self, key: str) -> None:
         self._once.discard(key)
 
-    def enqueue_in(self, delay_s: float, path: str, *args, lane: str | None = None) -> None:
+    def enqueue_in(self, delay_s: float, path: str, *args: Any, lane: str | None = None) -> None:
         # A placeholder future keeps wait() honest about jobs that are scheduled but not yet submitted.
-        placeholder: Future = Future()
+        placeholder: Future[None] = Future()
         with self._lock:
             self._pending.add(placeholder)
 
@@ -160,14 +171,14 @@ class InProcessRunner:
         timer.daemon = True
         timer.start()
 
-    def _run(self, path: str, args: tuple) -> None:
+    def _run(self, path: str, args: tuple[Any, ...]) -> None:
         with self.app.app_context():
             try:
                 run_job(path, *args)
             except Exception:  # noqa: BLE001 - a thread pool swallows errors silently; say what failed
                 log.exception("job %s%r failed", path, args)
 
-    def _done(self, future: Future) -> None:
+    def _done(self, future: Future[None]) -> None:
         with self._lock:
             self._pending.discard(future)
             self._transcripts_pending.discard(future)
@@ -192,22 +203,22 @@ class InProcessRunner:
         with self._lock:
             return len(self._transcripts_pending)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"backend": "in-process", "pending": self.depth()}
 
 
 class RqRunner:
-    def __init__(self, redis_url: str, queue_name: str, relays_new_rows: bool = False, tls_verify: bool = True):
-        tls = {} if tls_verify or not redis_url.startswith("rediss://") else {"ssl_cert_reqs": None}
+    def __init__(self, redis_url: str, queue_name: str, relays_new_rows: bool = False, tls_verify: bool = True) -> None:
+        tls: dict[str, Any] = {} if tls_verify or not redis_url.startswith("rediss://") else {"ssl_cert_reqs": None}
         self._redis_url = redis_url
-        self._redis_options = dict(socket_connect_timeout=2, socket_timeout=5, **tls)
+        self._redis_options: dict[str, Any] = dict(socket_connect_timeout=2, socket_timeout=5, **tls)
         self.redis = self.new_connection()
         self.queue = Queue(queue_name, connection=self.redis)
         self.transcripts_queue = Queue(f"{queue_name}-{TRANSCRIPTS}", connection=self.redis)
         # On PostgreSQL the workers' relays enqueue new rows (jobs/relay.py), not the web processes.
         self.relays_new_rows = relays_new_rows
 
-    def new_connection(self):
+    def new_connection(self) -> Redis:
         """A Redis client like `self.redis` with a connection pool of its own."""
         return Redis.from_url(self._redis_url, **self._redis_options)
 
@@ -219,10 +230,10 @@ class RqRunner:
     def _queue(self, lane: str | None) -> Queue:
         return self.transcripts_queue if lane == TRANSCRIPTS else self.queue
 
-    def enqueue(self, path: str, *args, lane: str | None = None) -> None:
+    def enqueue(self, path: str, *args: Any, lane: str | None = None) -> None:
         self._queue(lane).enqueue(path, *args, **RQ_OPTIONS)
 
-    def enqueue_many(self, calls: list[tuple[str, tuple]]) -> None:
+    def enqueue_many(self, calls: list[Call]) -> None:
         """Several jobs in one Redis round trip (the relay hands out hundreds at a time under load)."""
         prepared = [
             Queue.prepare_data(
@@ -243,7 +254,7 @@ class RqRunner:
     def release_once(self, key: str) -> None:
         self.redis.delete(ONCE_KEY_PREFIX + key)
 
-    def enqueue_in(self, delay_s: float, path: str, *args, lane: str | None = None) -> None:
+    def enqueue_in(self, delay_s: float, path: str, *args: Any, lane: str | None = None) -> None:
         if delay_s <= 0:
             return self.enqueue(path, *args, **_lane(lane))
         # Needs a worker's scheduler (`flask worker` runs one, jobs/worker.py); the sweeper is the safety net.
@@ -264,12 +275,13 @@ class RqRunner:
     def transcripts_depth(self) -> int:
         return self.transcripts_queue.count
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         self.redis.ping()
         return {"backend": "rq", "queue": self.queue.name, "depth": self.queue.count}
 
 
 def init_app(app: Flask) -> None:
+    runner: JobRunner
     if app.config.get("REDIS_URL"):
         on_postgres = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name() == "postgresql"
         runner = RqRunner(
@@ -296,7 +308,7 @@ def rq_runner() -> RqRunner:
     return found
 
 
-def enqueue(target: Job, *args, lane: str | None = None) -> None:
+def enqueue(target: Job, *args: Any, lane: str | None = None) -> None:
     runner().enqueue(job_path(target), *args, **_lane(lane))
 
 
@@ -319,11 +331,11 @@ def enqueue_once(key: str, ttl_s: int, target: Job, *args: Any) -> bool:
     return True
 
 
-def enqueue_in(delay_s: float, target: Job, *args, lane: str | None = None) -> None:
+def enqueue_in(delay_s: float, target: Job, *args: Any, lane: str | None = None) -> None:
     runner().enqueue_in(delay_s, job_path(target), *args, **_lane(lane))
 
 
-def _lane(lane: str | None) -> dict:
+def _lane(lane: str | None) -> dict[str, str]:
     # Playback's lane is the default, and named by no argument at all (tests stand in runners' enqueue(path, *args)).
     return {"lane": lane} if lane else {}
 
@@ -341,7 +353,7 @@ _worker_app: Flask | None = None
 
 
 @contextmanager
-def job_app_context():
+def job_app_context() -> Iterator[None]:
     """In a web process the job already runs inside an app context; an RQ worker builds its own app once."""
     global _worker_app
     if has_app_context():
@@ -355,7 +367,7 @@ def job_app_context():
         yield
 
 
-def run_job(target: Job, *args):
+def run_job(target: Job, *args: Any) -> Any:
     """Run a job (a function marked @job, or its dotted path) with its arguments, as a runner does."""
     fn = resolve(target)
     bind_audit_id(None)  # pool threads are reused: no tag from the previous job

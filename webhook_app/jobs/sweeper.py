@@ -88,9 +88,9 @@ def init_app(app: Flask) -> None:
     if app.config.get("REDIS_URL") or app.config["MAINTENANCE_INTERVAL_S"] <= 0:
         return
     started = threading.Lock()
-    state = {"thread": None}
+    state: dict[str, threading.Thread | None] = {"thread": None}
 
     @app.before_request
-    def _start_maintenance_once():
+    def _start_maintenance_once() -> None:
         if state["thread"] is None and started.acquire(blocking=False):
             state["thread"] = start_maintenance_thread(app)

@@ -32,9 +32,13 @@ import subprocess
 import sys
 import threading
 import time
+from types import FrameType
+from typing import Any
 
 from flask import Flask
-from rq import SimpleWorker, Worker
+from redis import Redis
+from redis.client import Pipeline
+from rq import Queue, SimpleWorker, Worker
 from rq.scheduler import RQScheduler
 
 from ..audio.ffmpeg import die_with_parent
@@ -133,7 +137,7 @@ def start_transcriber_thread(stopping: threading.Event) -> threading.Thread:
     return thread
 
 
-def _stop_child(child: subprocess.Popen) -> None:
+def _stop_child(child: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         child.send_signal(signal.SIGTERM)  # RQ's warm shutdown: the note in hand is finished first
     try:
@@ -149,7 +153,10 @@ def _stop_child(child: subprocess.Popen) -> None:
 
 
 def supervise(
-    runner: queue.RqRunner, stopping: threading.Event, queues: list | None = None, worker_class: type | None = None
+    runner: queue.RqRunner,
+    stopping: threading.Event,
+    queues: list[Queue] | None = None,
+    worker_class: type[OutageTolerance] | None = None,
 ) -> None:
     """Run RQ workers (`worker_class`, by default the forking OutageTolerantWorker) on `queues` (by default all
     the runner's), one after the other, each once Redis answers, until the process is asked to stop. The process
@@ -190,7 +197,7 @@ def supervise(
         stopping.wait(delay)
 
 
-def wait_for_redis(connection, stopping: threading.Event) -> bool:
+def wait_for_redis(connection: Redis, stopping: threading.Event) -> bool:
     """Block until Redis answers (True) or the process is asked to stop (False)."""
     failures = 0
     while not stopping.is_set():
@@ -208,29 +215,29 @@ def wait_for_redis(connection, stopping: threading.Event) -> bool:
     return False
 
 
-class OutageTolerance:
-    """Mixed into RQ's workers: telling the process about a stop request and about Redis being back."""
+class OutageTolerance(Worker):
+    """RQ's workers, telling the process about a stop request and about Redis being back."""
 
     # RQ backs off to a minute between reconnection tries while it waits for a job: pick up within seconds.
     max_connection_wait_time = float(MAX_BACKOFF_S)
 
-    def __init__(self, *args, stopping: threading.Event, **kwargs):
+    def __init__(self, *args: Any, stopping: threading.Event, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stopping = stopping
 
-    def request_stop(self, signum, frame):
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
         # First, so the process stops even if RQ's warm shutdown fails to reach Redis.
         self.stopping.set()
-        super().request_stop(signum, frame)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # rq leaves it unannotated
 
-    def heartbeat(self, timeout=None, pipeline=None):
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         super().heartbeat(timeout, pipeline)
         if pipeline is None:
             # RQ starts each try of its wait for a job with a heartbeat: the first to get through ends an outage.
             REDIS.reachable()
 
 
-class OutageTolerantWorker(OutageTolerance, Worker):
+class OutageTolerantWorker(OutageTolerance):
     """RQ's forking worker (a work horse per job): the audio queue."""
 
 
@@ -257,14 +264,14 @@ class RedisOutageFilter(logging.Filter):
 
 
 def _stop_on_signals(stopping: threading.Event) -> None:
-    def request_stop(signum, frame):
+    def request_stop(signum: int, frame: FrameType | None) -> None:
         stopping.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
 
 
-def _clean_up_after(worker: OutageTolerantWorker) -> None:
+def _clean_up_after(worker: OutageTolerance) -> None:
     """What a worker that lost Redis leaves behind, since its teardown failed with Redis: its pubsub thread,
     which would retry for ever, and the work horse of the job it was running."""
     if worker.pubsub_thread is not None:
@@ -308,10 +315,11 @@ def start_scheduler_thread(runner: queue.RqRunner, stopping: threading.Event) ->
                 if not registered:
                     scheduler.register_birth()
                     registered = True
+                # rq's RQScheduler is not annotated (rq 2's scheduler.py): its calls are untyped to mypy.
                 if scheduler.should_reacquire_locks:
-                    scheduler.acquire_locks()
-                scheduler.heartbeat()
-                scheduler.enqueue_scheduled_jobs()
+                    scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+                scheduler.heartbeat()  # type: ignore[no-untyped-call]
+                scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
             except Exception as exc:  # noqa: BLE001 - the scheduler must outlive whatever went wrong
                 failures += 1
                 registered = False  # a Redis that failed over without persistence has forgotten it
@@ -322,7 +330,7 @@ def start_scheduler_thread(runner: queue.RqRunner, stopping: threading.Event) ->
             REDIS.reachable()
             stopping.wait(scheduler.interval)
         with contextlib.suppress(Exception):
-            scheduler.stop()  # releases its locks: another worker's scheduler takes over now, not when they expire
+            scheduler.stop()  # type: ignore[no-untyped-call]  # releases its locks: another worker's scheduler takes over now, not when they expire
 
     thread = threading.Thread(target=loop, name="scheduler", daemon=True)
     thread.start()
