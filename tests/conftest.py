@@ -1,25 +1,27 @@
-"""Fixtures (flaskr style: app, client, runner) plus the sandbox and a webhook helper (Zulip style)."""
+"""Fixtures for every test folder (flaskr style: app, client, runner) plus the sandbox, a webhook checker (Zulip
+style) and a customer delivering a file. Helpers that are not fixtures are in tests/helpers/.
+
+Under pytest-xdist each worker process has a PostgreSQL database of its own (TEST_DATABASE_URL's name plus the
+worker's id, created on its server) and its own RQ queue name, which also prefixes every Redis key the app writes
+for the tests (the refusal limits), so workers share TEST_REDIS_URL's database without meeting."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from string import Template
-from urllib.parse import parse_qsl
 
 import pytest
-from alembic import command
-from sqlalchemy import create_engine, delete, func, select, text, update
-from werkzeug.serving import make_server
+from sqlalchemy import create_engine, delete, select, text, update
+from sqlalchemy.engine import make_url
 
+# tests/browser/ still imports these from here (deployed_service, hold_outbound_conversions, serving,
+# AGENT_ATTRIBUTES, conversation_with_agent, post_webhook); the rest of the suite imports tests.helpers.
+from tests.helpers.conversations import AGENT_ATTRIBUTES, conversation_with_agent  # noqa: F401
+from tests.helpers.service import count_rows, deployed_service, hold_outbound_conversions, migrate, serving  # noqa: F401
+from tests.helpers.webhooks import load_fixture, post_webhook
 from webhook_app import create_app
-
-# The agent of `agent_token` is the console's: the escaped chat identity Flex gives both a token and a participant.
-from webhook_app.agent.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY
 from webhook_app.extensions import db
 from webhook_app.models import (
     AudioMessage,
@@ -30,11 +32,8 @@ from webhook_app.models import (
     StoredMedia,
     Transcript,
 )
-from webhook_app.runtime.schema import alembic_config  # test_migrations imports it from here
+from webhook_app.sandbox.demo import AGENT_IDENTITY
 from webhook_app.settings.rules import HARD_MAX_BYTES
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-POST_EVENT = "/twilio/conversations/post-event"
 
 DEFAULT_SETTINGS = {
     "sending_enabled": True,
@@ -47,10 +46,6 @@ DEFAULT_SETTINGS = {
 }
 
 
-def migrate(url: str) -> None:
-    command.upgrade(alembic_config(url), "head")
-
-
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
     """TEST_DATABASE_URL (real PostgreSQL in CI) or a SQLite file; migrated once, from empty, to head."""
@@ -58,7 +53,7 @@ def database_url(tmp_path_factory) -> str:
     if url:
         from webhook_app.config import normalize_database_url
 
-        url = normalize_database_url(url)
+        url = database_of_this_worker(normalize_database_url(url))
         engine = create_engine(url)
         with engine.begin() as connection:
             connection.execute(text("DROP SCHEMA public CASCADE"))
@@ -68,6 +63,22 @@ def database_url(tmp_path_factory) -> str:
         url = "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.db")
     migrate(url)
     return url
+
+
+def database_of_this_worker(url: str) -> str:
+    """`url` itself in a serial run; under pytest-xdist, a database of the worker's own beside it on the same server
+    (test_gw0, test_gw1, ...), created when missing: each worker resets its database for every test."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    shared = make_url(url)
+    own = shared.set(database=f"{shared.database}_{worker}")
+    admin = create_engine(shared, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        if not connection.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own.database}):
+            connection.execute(text(f'CREATE DATABASE "{own.database}"'))
+    admin.dispose()
+    return own.render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -154,77 +165,6 @@ def sandbox(app):
     return app.extensions["twilio"].sandbox
 
 
-def record_calls(monkeypatch, target, name: str) -> list:
-    """The first argument of every call of `target.name` from now on (each call still goes through): what a test
-    counts of the service's calls to Twilio."""
-    calls = []
-    original = getattr(target, name)
-    monkeypatch.setattr(target, name, lambda first, *rest: calls.append(first) or original(first, *rest))
-    return calls
-
-
-def run_jobs(app) -> None:
-    with app.app_context():
-        app.extensions["jobs"].wait(timeout=120)
-
-
-def audio_rows(app) -> list[AudioMessage]:
-    with app.app_context():
-        rows = list(db.session.scalars(select(AudioMessage).order_by(AudioMessage.id)))
-        db.session.expunge_all()
-        return rows
-
-
-def count_rows(app) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(AudioMessage))
-
-
-def load_fixture(name: str, **values) -> dict[str, str]:
-    """A webhook body as Twilio posts it (form-encoded), with $placeholders filled in."""
-    raw = (FIXTURES / "webhooks" / f"{name}.txt").read_text().strip()
-    return dict(parse_qsl(Template(raw).substitute(values), keep_blank_values=True))
-
-
-def web_chat_message_with_two_attachments(app, sandbox, tmp_path) -> tuple[str, dict, str]:
-    """A web chat (SDK) message with a 1 s and a 2 s voice note, of which its webhook shows only the first:
-    (conversation SID, the webhook's params, the second attachment's media SID)."""
-    from tests.helpers.audio_samples import make_audio
-
-    conversation = conversation_with_agent(sandbox, "Web visitor", "webchat")
-    first = make_audio(tmp_path / "a.webm", "webm", seconds=1.0)
-    second = make_audio(tmp_path / "b.ogg", "whatsapp_ogg", seconds=2.0)
-    params = sandbox.customer_sends_media(conversation, Path(first).read_bytes(), "audio/webm", "a.webm")
-    extra = app.extensions["twilio"].upload_media(
-        sandbox.chat_service_sid, Path(second).read_bytes(), "audio/ogg", "b.ogg"
-    )
-    sandbox.attach_media(conversation, params["MessageSid"], extra["sid"])
-    return conversation, params, extra["sid"]
-
-
-def hold_outbound_conversions(monkeypatch, release: threading.Event) -> threading.Event:
-    """Agent uploads wait for `release` before they convert (a request caught mid-flight); the event answered is
-    set when one has started waiting."""
-    from webhook_app.outbound import convert as outbound
-
-    entered = threading.Event()
-    real_transcode = outbound.transcode_to_mp3
-
-    def held_transcode(*args, **kwargs):
-        entered.set()
-        release.wait(30)
-        return real_transcode(*args, **kwargs)
-
-    monkeypatch.setattr(outbound, "transcode_to_mp3", held_transcode)
-    return entered
-
-
-def post_webhook(client, sandbox, params: dict, path: str = POST_EVENT, signature: str | None = None):
-    url = "http://localhost" + path
-    headers = {"X-Twilio-Signature": signature if signature is not None else sandbox.sign(url, params)}
-    return client.post(path, data=params, headers=headers)
-
-
 @pytest.fixture
 def check_webhook(client, sandbox, app):
     """Post a fixture, signed as Twilio signs it; check the status and the audit rows it created."""
@@ -241,19 +181,17 @@ def check_webhook(client, sandbox, app):
 
 
 @pytest.fixture
+def whatsapp(sandbox) -> tuple[str, str]:
+    """A customer's WhatsApp conversation with an agent in it (agent@example.com): (its SID, the agent's
+    participant SID), for webhooks about the agent's messages."""
+    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
+    agent = sandbox.add_participant(conversation, identity="agent@example.com", attributes='{"member_type":"agent"}')
+    return conversation, agent["sid"]
+
+
+@pytest.fixture
 def agent_token(sandbox) -> str:
     return sandbox.issue_token(AGENT_IDENTITY, roles=["agent"])
-
-
-def agent_accepts(sandbox, conversation_sid: str) -> str:
-    """The agent of `agent_token` joins the conversation, as Flex adds them when they accept its task."""
-    sandbox.add_participant(conversation_sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
-    return conversation_sid
-
-
-def conversation_with_agent(sandbox, friendly_name: str, channel: str, customer_address: str | None = None) -> str:
-    """A customer's conversation on `channel` whose task the agent of `agent_token` has accepted."""
-    return agent_accepts(sandbox, sandbox.create_conversation(friendly_name, channel, customer_address)["sid"])
 
 
 @pytest.fixture
@@ -270,42 +208,6 @@ def deliver(client, sandbox):
         return params, response
 
     return send
-
-
-@contextlib.contextmanager
-def serving(wsgi_app) -> Iterator[str]:
-    """Any WSGI app over real HTTP on a free port, threaded, so a page, its XHRs and <audio> ranges overlap."""
-    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-
-
-@contextlib.contextmanager
-def deployed_service(remote, database_url: str, **config) -> Iterator:
-    """The service with Twilio credentials (no in-process sandbox), talking real HTTP to the sandbox `remote` on a
-    port of its own, reached through TWILIO_API_BASE_URL exactly as real Twilio would be."""
-    with serving(remote.wsgi_app()) as twilio_url:
-        service = create_app(
-            {
-                "TESTING": True,
-                "SQLALCHEMY_DATABASE_URI": database_url,
-                "SECRET_KEY": "test-secret",
-                "TWILIO_SANDBOX": False,
-                "TWILIO_ACCOUNT_SID": remote.account_sid,
-                "TWILIO_AUTH_TOKEN": remote.auth_token,
-                "TWILIO_API_BASE_URL": twilio_url,
-                "MAINTENANCE_INTERVAL_S": 0,
-                **config,
-            }
-        )
-        assert service.extensions["twilio"].sandbox is None
-        yield service
-        with service.app_context():
-            service.extensions["jobs"].wait(timeout=60)
-            db.session.remove()
 
 
 @pytest.fixture

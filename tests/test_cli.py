@@ -12,8 +12,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from tests.conftest import count_rows, deployed_service
 from tests.helpers.audio_samples import decoded_duration, make_audio
+from tests.helpers.service import count_rows, deployed_service
 from webhook_app.extensions import db
 from webhook_app.models import SettingsChange
 from webhook_app.sandbox import Sandbox

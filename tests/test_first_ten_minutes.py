@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from tests.conftest import conversation_with_agent, deployed_service, run_jobs
 from tests.helpers.audio_samples import make_audio
+from tests.helpers.conversations import conversation_with_agent
+from tests.helpers.service import deployed_service, run_jobs
 from webhook_app.humanize import format_bytes
 from webhook_app.sandbox import Sandbox
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import audio_rows
 from tests.helpers.audio_samples import KINDS, content_type, make_audio
 from tests.helpers.processes import SERVICE_VARIABLES, Processes, free_port, wait_until
+from tests.helpers.service import audio_rows
 from webhook_app.sandbox import Sandbox
 
 REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")

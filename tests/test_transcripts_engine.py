@@ -1,6 +1,6 @@
-"""Moved to tests/transcripts/test_engine.py. This name stays only until tests/browser/test_transcript_view.py
-imports require_transcribe_extra from its new place."""
+"""Not a test module: the name tests/browser/test_transcript_view.py still imports require_transcribe_extra from,
+until it imports it from tests.helpers.speech_samples."""
 
-from tests.transcripts.test_engine import require_transcribe_extra
+from tests.helpers.speech_samples import require_transcribe_extra
 
 __all__ = ["require_transcribe_extra"]

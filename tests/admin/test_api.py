@@ -6,10 +6,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from tests.conftest import conversation_with_agent
+from tests.helpers.agent_api import MESSAGE_KEYS, assert_timestamps_are_iso_with_a_zone, post_audio
 from tests.helpers.audio_samples import make_audio
-from tests.inbound.test_end_to_end import MESSAGE_KEYS, assert_timestamps_are_iso_with_a_zone
-from tests.outbound.test_upload_api import post_audio
+from tests.helpers.conversations import conversation_with_agent
 from webhook_app.extensions import db
 from webhook_app.web.flex_auth import REFUSED_TOKENS
 

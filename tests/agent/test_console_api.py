@@ -2,10 +2,11 @@
 
 import pytest
 
-from tests.conftest import AGENT_IDENTITY, agent_accepts, conversation_with_agent, record_calls
-from tests.security.test_security import another_agents_conversation
+from tests.helpers.conversations import agent_accepts, another_agents_conversation, conversation_with_agent
+from tests.helpers.service import record_calls
 from webhook_app.agent.access import REFUSED_CONVERSATIONS
 from webhook_app.agent.console import LIST_LIMIT
+from webhook_app.sandbox.demo import AGENT_IDENTITY
 
 
 @pytest.mark.parametrize("role", ["supervisor", "agent"])  # the account's list; the agent's own conversations

@@ -13,10 +13,11 @@ import time
 
 import pytest
 
-from tests.conftest import audio_rows, conversation_with_agent, run_jobs
+from tests.helpers.agent_api import post_audio
 from tests.helpers.audio_samples import run_ffmpeg, stream_info
+from tests.helpers.conversations import conversation_with_agent
 from tests.helpers.processes import ROOT
-from tests.outbound.test_upload_api import post_audio
+from tests.helpers.service import audio_rows, run_jobs
 from webhook_app.audio import bounded
 from webhook_app.audio.bounded import Bounds, _limits_for_child, _StderrWatch, channel_count, stream_problem
 from webhook_app.audio.ffmpeg import ffmpeg_binary

@@ -1,35 +1,21 @@
 """Real ffmpeg on real audio: every format customers and browsers send becomes a playable MP3."""
 
 import os
-import re
-import subprocess
 
 import pytest
 
-from tests.helpers.audio_samples import KINDS, decoded_duration, make_audio, run_ffmpeg, stream_info
+from tests.helpers.audio_samples import (
+    KINDS,
+    TARGET_LUFS,
+    decoded_duration,
+    integrated_loudness,
+    make_audio,
+    mp3_bitrate_kbps,
+    run_ffmpeg,
+    stream_info,
+)
 from webhook_app.audio.detect import is_audio, sniff_file
-from webhook_app.audio.ffmpeg import ffmpeg_binary
 from webhook_app.audio.transcode import AudioError, AudioTimeout, transcode_to_mp3
-
-# The EBU R128 target for speech in a browser (LOUDNORM in webhook_app/audio/transcode.py); real runs land within
-# half a LU of it.
-TARGET_LUFS = -16.0
-
-
-def integrated_loudness(path) -> float:
-    """EBU R128 integrated loudness (LUFS), measured by ffmpeg's ebur128 filter over the whole file."""
-    done = subprocess.run(
-        [ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", str(path), "-af", "ebur128", "-f", "null", "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(re.findall(r"I:\s+(-?[\d.]+) LUFS", done.stderr)[-1])  # the last one is the summary
-
-
-def mp3_bitrate_kbps(path) -> int:
-    """The bitrate the MP3's frames declare, as ffmpeg reports it."""
-    return int(re.search(r"Audio: mp3.*?(\d+) kb/s", stream_info(path)).group(1))
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))

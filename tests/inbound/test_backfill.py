@@ -2,9 +2,10 @@
 
 from pathlib import Path
 
-from tests.conftest import audio_rows, conversation_with_agent, run_jobs
+from tests.helpers.agent_api import post_audio
 from tests.helpers.audio_samples import make_audio
-from tests.outbound.test_upload_api import post_audio
+from tests.helpers.conversations import conversation_with_agent
+from tests.helpers.service import audio_rows, run_jobs
 
 
 def test_backfill_records_missed_voice_notes_once(runner, app, client, sandbox, agent_token, tmp_path):

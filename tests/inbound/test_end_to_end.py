@@ -1,48 +1,14 @@
 """End to end: signed webhook -> job -> MCS download -> MP3 -> agent list -> /media with ranges."""
 
 import re
-from datetime import datetime
 
 import pytest
 
-from tests.conftest import (
-    audio_rows,
-    conversation_with_agent,
-    post_webhook,
-    run_jobs,
-    web_chat_message_with_two_attachments,
-)
+from tests.helpers.agent_api import MESSAGE_KEYS, assert_timestamps_are_iso_with_a_zone, listing
 from tests.helpers.audio_samples import KINDS, content_type, decoded_duration, make_audio
-
-# An audio message as README's HTTP API gives it, plus playback_url only when ready and error only when failed.
-MESSAGE_KEYS = {
-    "audit_id",
-    "direction",
-    "channel",
-    "conversation_sid",
-    "message_sid",
-    "media_sid",
-    "status",
-    "content_type",
-    "size_bytes",
-    "mp3_size_bytes",
-    "duration_s",
-    "created_at",
-    "updated_at",
-}
-
-
-def assert_timestamps_are_iso_with_a_zone(message):
-    for key in ("created_at", "updated_at"):
-        assert datetime.fromisoformat(message[key]).tzinfo is not None, (key, message[key])
-
-
-def listing(client, token, conversation_sid):
-    response = client.get(
-        f"/api/v1/conversations/{conversation_sid}/audio", headers={"Authorization": f"Bearer {token}"}
-    )
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.get_json()["audio_messages"]
+from tests.helpers.conversations import conversation_with_agent, web_chat_message_with_two_attachments
+from tests.helpers.service import audio_rows, run_jobs
+from tests.helpers.webhooks import post_webhook
 
 
 @pytest.mark.parametrize(

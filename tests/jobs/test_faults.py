@@ -1,7 +1,6 @@
 """Nothing lost under faults: killed workers, Redis down, PostgreSQL connections dropped or gone."""
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -11,9 +10,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import audio_rows, load_fixture, post_webhook, run_jobs, web_chat_message_with_two_attachments
 from tests.helpers.audio_samples import make_audio
-from tests.helpers.processes import ROOT, kill_tree, wait_until
+from tests.helpers.conversations import web_chat_message_with_two_attachments
+from tests.helpers.processes import ROOT, kill_hard, wait_until
+from tests.helpers.service import a_second_from_now, audio_rows, run_jobs
+from tests.helpers.webhooks import load_fixture, post_webhook, sids
+from tests.helpers.workers import start_worker, worker_env
 from webhook_app.extensions import db
 from webhook_app.jobs.sweeper import sweep
 
@@ -26,45 +28,11 @@ def row_status(app):
     return rows[0].status if rows else None
 
 
-def worker_env(app, **extra):
-    env = dict(
-        os.environ,
-        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-        REDIS_URL=app.config["REDIS_URL"],
-        RQ_QUEUE=app.config["RQ_QUEUE"],
-        SANDBOX_DB=app.config["SANDBOX_DB"],
-        SECRET_KEY="test-secret",
-        LOG_LEVEL="INFO",
-        JOB_RETRY_BASE_S="0",
-    )
-    env.pop("TWILIO_ACCOUNT_SID", None)
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def start_worker(app, log_path: Path, **extra) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "webhook_app", "worker"],
-        cwd=ROOT,
-        env=worker_env(app, **extra),
-        stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def kill_hard(process: subprocess.Popen) -> None:
-    """SIGKILL the worker and its work horse: no cleanup handler runs, as when a dyno is lost."""
-    kill_tree(process.pid, signal.SIGKILL)
-    process.wait(10)
-
-
 @pytest.mark.skipif(not REAL_REDIS, reason="needs RQ workers on a real Redis (CI's second suite runs it)")
 def test_worker_killed_mid_job_then_the_job_runs_again(deliver, app, sandbox, tmp_path):
     source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=2.0)
     sandbox.stall_next(r"/Content", 60)  # the first download hangs: the worker is mid-job when killed
-    log = tmp_path / "workers.log"
-    first = start_worker(app, log, MAINTENANCE_INTERVAL_S=0)
+    first = start_worker(app, tmp_path, JOB_RETRY_BASE_S=0, MAINTENANCE_INTERVAL_S=0)
     try:
         _, response = deliver(source, "audio/ogg; codecs=opus")
         assert response.status_code == 200
@@ -74,17 +42,17 @@ def test_worker_killed_mid_job_then_the_job_runs_again(deliver, app, sandbox, tm
             what="the worker to hang in its download",
         )
     finally:
-        kill_hard(first)
+        first.kill_hard()
     time.sleep(1.5)
     assert row_status(app) == "downloading"  # nobody is left to finish it
 
-    second = start_worker(app, log, SWEEP_STUCK_AFTER_S=1, MAINTENANCE_INTERVAL_S=1)
+    second = start_worker(app, tmp_path, JOB_RETRY_BASE_S=0, SWEEP_STUCK_AFTER_S=1, MAINTENANCE_INTERVAL_S=1)
     try:
         wait_until(lambda: row_status(app) in ("ready", "failed"), timeout=60, what="the revived job")
     finally:
-        kill_hard(second)
+        second.kill_hard()
     (row,) = audio_rows(app)
-    assert row.status == "ready", (row.error, log.read_text()[-3000:])
+    assert row.status == "ready", (row.error, second.logs())
     assert row.attempts == 2
 
 
@@ -211,9 +179,8 @@ def test_a_relay_killed_between_its_two_enqueues_loses_no_attachment(client, app
 
     run_jobs(app)  # the worker restarts and runs what reached Redis
     app.config["SWEEP_REQUEUE_AFTER_S"] = 0
-    time.sleep(0.01)
     with app.app_context():
-        sweep()
+        sweep(now=a_second_from_now())
     run_jobs(app)
     rows = audio_rows(app)
     assert len(rows) == 2 and extra_media in {row.media_sid for row in rows}
@@ -245,9 +212,8 @@ def test_an_expansion_the_sweeper_cannot_enqueue_leaves_the_row_for_the_next_swe
     (waiting,) = audio_rows(app)
     assert waiting.status == "queued"
 
-    time.sleep(0.01)
     with app.app_context():
-        assert sweep()["requeued"] == 1
+        assert sweep(now=a_second_from_now())["requeued"] == 1
     run_jobs(app)
     rows = audio_rows(app)
     assert sorted(row.media_sid for row in rows) == sorted([waiting.media_sid, extra_media])
@@ -274,9 +240,8 @@ def test_a_web_chat_message_whose_in_process_jobs_died_with_the_process_still_ge
         db.session.execute(AudioMessage.__table__.update().values(status="downloading"))
         db.session.commit()
     app.config["SWEEP_STUCK_AFTER_S"] = 0
-    time.sleep(0.01)
     with app.app_context():
-        assert sweep()["revived"] == 1
+        assert sweep(now=a_second_from_now())["revived"] == 1
     run_jobs(app)
     run_jobs(app)
     rows = audio_rows(app)
@@ -325,8 +290,7 @@ def test_sweeper_gives_up_after_max_attempts_and_fails_abandoned_uploads(app):
             ]
         )
         db.session.commit()
-        time.sleep(0.01)
-        counts = sweep()
+        counts = sweep(now=a_second_from_now())
     assert counts["gave_up"] == 1 and counts["abandoned"] == 2
     inbound, outbound, posted = audio_rows(app)
     assert inbound.status == "failed" and "giving up" in inbound.error
@@ -353,17 +317,7 @@ def test_dropped_postgres_connections_are_replaced_by_the_pool(client, app, sand
             )
         admin.dispose()
         assert pid
-    params = load_fixture(
-        "onMessageAdded__whatsapp_voice_note",
-        account_sid=sandbox.account_sid,
-        chat_service_sid=sandbox.chat_service_sid,
-        conversation_sid="CH" + "a" * 32,
-        message_sid="IM" + "b" * 32,
-        participant_sid="MB" + "c" * 32,
-        media_sid="ME" + "d" * 32,
-        filename="voice.ogg",
-        size="10",
-    )
+    params = load_fixture("onMessageAdded__whatsapp_voice_note", **sids(sandbox, size="10"))
     assert post_webhook(client, sandbox, params).status_code == 200  # pool_pre_ping replaced the dead connection
     assert client.get("/healthz").status_code == 200
 
@@ -381,17 +335,7 @@ def test_database_down_means_503_and_nothing_half_stored(sandbox, tmp_path):
     )
     client = down.test_client()
     sandbox_down = down.extensions["twilio"].sandbox
-    params = load_fixture(
-        "onMessageAdded__whatsapp_voice_note",
-        account_sid=sandbox_down.account_sid,
-        chat_service_sid=sandbox_down.chat_service_sid,
-        conversation_sid="CH" + "a" * 32,
-        message_sid="IM" + "b" * 32,
-        participant_sid="MB" + "c" * 32,
-        media_sid="ME" + "d" * 32,
-        filename="voice.ogg",
-        size="10",
-    )
+    params = load_fixture("onMessageAdded__whatsapp_voice_note", **sids(sandbox_down, size="10"))
     response = post_webhook(client, sandbox_down, params)
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "storage_unavailable"

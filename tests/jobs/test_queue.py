@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import audio_rows
 from tests.helpers.audio_samples import make_audio
+from tests.helpers.service import audio_rows
 from webhook_app import jobs
 from webhook_app.jobs.queue import RqRunner, job_path, resolve
 

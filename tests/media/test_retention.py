@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from tests.conftest import audio_rows, run_jobs
 from tests.helpers.audio_samples import make_audio
+from tests.helpers.service import audio_rows, run_jobs
 from webhook_app.extensions import db
 from webhook_app.media.retention import count_expired_media, delete_expired_media
 from webhook_app.models import AudioMessage, StoredMedia, utcnow

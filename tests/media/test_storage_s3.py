@@ -13,8 +13,8 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from tests.conftest import audio_rows, run_jobs
 from tests.helpers.audio_samples import make_audio
+from tests.helpers.service import audio_rows, run_jobs
 from webhook_app.extensions import db
 from webhook_app.media.retention import delete_expired_media
 from webhook_app.media.storage import DatabaseStore, MediaStore, S3Store, build_store

@@ -5,8 +5,8 @@ import logging
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import run_jobs
 from tests.helpers.audio_samples import make_audio
+from tests.helpers.service import run_jobs
 from webhook_app.observability import ContextFilter, JsonFormatter, audit_id_var, request_id_var
 
 

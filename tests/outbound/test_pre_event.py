@@ -1,63 +1,16 @@
 """Pre-event onMessageAdd: agent audio the channel forbids is rejected (403), everything else allowed fast."""
 
-import json
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import audio_rows, post_webhook
 from tests.helpers.audio_samples import KINDS, make_audio
+from tests.helpers.other_files import pdf, png
 from tests.helpers.processes import wait_until
-from tests.outbound.test_upload_api import set_settings
-from tests.security.test_hostile_inputs import pdf, png
+from tests.helpers.service import audio_rows, set_settings
+from tests.helpers.webhooks import PRE_EVENT, on_message_add, post_webhook
 from webhook_app.outbound import pre_event
-
-PRE_EVENT = "/twilio/conversations/pre-event"
-
-
-@pytest.fixture
-def whatsapp(sandbox):
-    conversation = sandbox.create_conversation("Customer", "whatsapp")["sid"]
-    agent = sandbox.add_participant(conversation, identity="agent@example.com", attributes='{"member_type":"agent"}')
-    return conversation, agent["sid"]
-
-
-def on_message_add(
-    sandbox,
-    conversation,
-    *,
-    source="SDK",
-    author="agent@example.com",
-    participant_sid=None,
-    content_type="audio/mpeg",
-    size=1000,
-    media=True,
-    files=(),
-):
-    """onMessageAdd as Twilio posts it. `files`: the attachments as the webhook lists them (`uploaded`), else one
-    media item that MCS does not hold."""
-    params = {
-        "AccountSid": sandbox.account_sid,
-        "EventType": "onMessageAdd",
-        "ConversationSid": conversation,
-        "ChatServiceSid": sandbox.chat_service_sid,
-        "Source": source,
-        "Author": author,
-        "Attributes": "{}",
-        "RetryCount": "0",
-    }
-    if source == "SDK":
-        params["ClientIdentity"] = author
-    if participant_sid:
-        params["ParticipantSid"] = participant_sid
-    if files:
-        params["Media"] = json.dumps(list(files))
-    elif media:
-        params["Media"] = json.dumps(
-            [{"Sid": "ME" + "1" * 32, "ContentType": content_type, "Filename": "a.mp3", "Size": size}]
-        )
-    return params
 
 
 def uploaded(app, sandbox, data: bytes, label: str, filename: str) -> dict:

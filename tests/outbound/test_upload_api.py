@@ -1,14 +1,13 @@
 """The upload API: every answer in the contract, with real browser-format recordings made by ffmpeg."""
 
-import io
 import threading
 
 import pytest
 
-from tests.conftest import audio_rows, conversation_with_agent, hold_outbound_conversions
+from tests.helpers.agent_api import post_audio
 from tests.helpers.audio_samples import KINDS, decoded_duration, make_audio, run_ffmpeg
-from webhook_app.extensions import db
-from webhook_app.settings.rules import update_settings
+from tests.helpers.conversations import conversation_with_agent
+from tests.helpers.service import audio_rows, hold_outbound_conversions, set_settings
 
 BROWSER_FORMATS = {  # what each browser's MediaRecorder produces, plus WAV and MP3 uploads
     "webm": "audio/webm;codecs=opus",  # Chromium
@@ -22,23 +21,6 @@ BROWSER_FORMATS = {  # what each browser's MediaRecorder produces, plus WAV and 
 @pytest.fixture
 def conversation(sandbox):
     return conversation_with_agent(sandbox, "Customer", "whatsapp")
-
-
-def post_audio(client, token, conversation, path, content_type="audio/webm", key=None, filename=None):
-    headers = {"Authorization": f"Bearer {token}"}
-    if key:
-        headers["Idempotency-Key"] = key
-    with open(path, "rb") as handle:
-        data = {"audio": (io.BytesIO(handle.read()), filename or str(path).rsplit("/", 1)[-1], content_type)}
-    return client.post(
-        f"/api/v1/conversations/{conversation}/audio", data=data, headers=headers, content_type="multipart/form-data"
-    )
-
-
-def set_settings(app, channel, **values):
-    with app.app_context():
-        update_settings(channel, values, actor="test")
-        db.session.commit()
 
 
 @pytest.mark.parametrize("kind", sorted(BROWSER_FORMATS))

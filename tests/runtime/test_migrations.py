@@ -33,8 +33,9 @@ def test_downgrading_past_0005_forgets_sizes_an_integer_cannot_hold(tmp_path):
     from alembic import command
     from sqlalchemy import text
 
-    from tests.conftest import alembic_config, migrate
+    from tests.helpers.service import migrate
     from webhook_app.config import normalize_database_url
+    from webhook_app.runtime.schema import alembic_config
 
     server_url = os.environ.get("TEST_DATABASE_URL")
     name = f"test_downgrade_{uuid.uuid4().hex[:8]}"

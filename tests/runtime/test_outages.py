@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 import uuid
@@ -23,16 +22,17 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from tests.conftest import audio_rows, post_webhook, run_jobs
 from tests.helpers.audio_samples import make_audio
-from tests.helpers.processes import REDIS_SERVER, SERVICE_VARIABLES, Processes, RedisServer, wait_until
+from tests.helpers.processes import REDIS_SERVER, Processes, RedisServer, wait_until
+from tests.helpers.service import audio_rows, run_jobs
+from tests.helpers.webhooks import post_webhook
+from tests.helpers.workers import WORKER, worker_env
 from webhook_app import create_app
 from webhook_app.extensions import db
 from webhook_app.runtime.outages import MAX_BACKOFF_S
 
 REAL_POSTGRES = os.environ.get("TEST_DATABASE_URL")
 
-WORKER = [sys.executable, "-m", "flask", "--app", "webhook_app", "worker"]
 # Long enough that its transcode (a few seconds) is still running when Redis goes away.
 LONG_NOTE_S = 300
 # Short notes delivered while Redis is gone, and as many after it is back.
@@ -77,20 +77,13 @@ def web(app, redis_server):
 def workers(web, tmp_path):
     """Worker processes started as the Procfile's `worker`, with short maintenance and retry intervals, stopped with
     everything they forked."""
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
-    env.update(
-        DATABASE_URL=web.config["SQLALCHEMY_DATABASE_URI"],
-        REDIS_URL=web.config["REDIS_URL"],
-        RQ_QUEUE=web.config["RQ_QUEUE"],
-        SANDBOX_DB=web.config["SANDBOX_DB"],
-        SECRET_KEY="test-secret",
-        LOG_LEVEL="INFO",
-        LOG_FORMAT="text",
-        MAINTENANCE_INTERVAL_S="1",
-        RELAY_POLL_S="1",
-        JOB_RETRY_BASE_S="1",
+    env = worker_env(
+        web,
+        MAINTENANCE_INTERVAL_S=1,
+        RELAY_POLL_S=1,
+        JOB_RETRY_BASE_S=1,
         # The net for jobs an emptied Redis forgot: the sweeper enqueues rows still queued after this long.
-        SWEEP_REQUEUE_AFTER_S="3",
+        SWEEP_REQUEUE_AFTER_S=3,
     )
     processes = Processes(env, tmp_path)
     yield processes

@@ -22,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import audio_rows, post_webhook, run_jobs
 from tests.helpers.audio_samples import make_audio
+from tests.helpers.service import audio_rows, run_jobs
+from tests.helpers.webhooks import post_webhook
 from webhook_app.settings.rules import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
 from webhook_app.twilio.attachments import parse_media
 

@@ -16,16 +16,16 @@ import random
 import re
 import struct
 import time
-import zlib
 from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
 
 import pytest
 
-from tests.conftest import audio_rows, post_webhook, run_jobs
+from tests.helpers.agent_api import listing, post_audio
 from tests.helpers.audio_samples import KINDS, VOICE, LazySamples, content_type, run_ffmpeg
-from tests.inbound.test_end_to_end import listing
-from tests.outbound.test_upload_api import post_audio, set_settings
+from tests.helpers.other_files import pdf, png
+from tests.helpers.service import audio_rows, run_jobs, set_settings
+from tests.helpers.webhooks import post_webhook
 from webhook_app.web.wrappers import json_depth, url_problem
 
 IN_PROGRESS = {"queued", "downloading", "transcoding", "sending"}
@@ -134,23 +134,6 @@ def truncated(kind: str, data: bytes, cut: str) -> bytes:
     if cut == "half":
         return data[: len(data) // 2]
     raise KeyError(cut)
-
-
-def png() -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0)
-    pixels = zlib.compress(b"".join(b"\x00" + b"\xff\x00\x00" * 16 for _ in range(16)))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-
-
-def pdf() -> bytes:
-    return (
-        b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
-        b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\n"
-        b"trailer << /Root 1 0 R >>\n%%EOF\n"
-    )
 
 
 def html() -> bytes:
@@ -959,8 +942,7 @@ def test_body_shorter_than_its_content_length_is_a_4xx(client, app, agent_token,
 def test_nul_characters_in_webhook_text_are_dropped_not_a_503(client, sandbox, app):
     # PostgreSQL's text types refuse NUL: left in, the INSERT fails and the webhook (with every webhook sharing
     # its commit) would be answered 503 again on each of Twilio's retries: a message lost.
-    from tests.conftest import load_fixture
-    from tests.webhooks.test_post_event import sids
+    from tests.helpers.webhooks import load_fixture, sids
 
     params = load_fixture("onMessageAdded__whatsapp_voice_note", **sids(sandbox))
     media = json.loads(params["Media"])

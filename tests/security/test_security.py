@@ -16,23 +16,12 @@ import requests
 from redis import exceptions as redis_errors
 from sqlalchemy.exc import OperationalError
 
-from tests.conftest import (
-    AGENT_IDENTITY,
-    POST_EVENT,
-    audio_rows,
-    conversation_with_agent,
-    deployed_service,
-    load_fixture,
-    migrate,
-    post_webhook,
-    record_calls,
-    run_jobs,
-)
+from tests.helpers.agent_api import listing, post_audio
 from tests.helpers.audio_samples import make_audio, run_ffmpeg
+from tests.helpers.conversations import another_agents_conversation, conversation_with_agent
 from tests.helpers.processes import ROOT, SERVICE_VARIABLES, Processes, descendants, free_port, wait_until
-from tests.inbound.test_end_to_end import listing
-from tests.outbound.test_pre_event import PRE_EVENT, on_message_add, whatsapp  # noqa: F401 - whatsapp is a fixture
-from tests.outbound.test_upload_api import post_audio, set_settings
+from tests.helpers.service import audio_rows, deployed_service, migrate, record_calls, run_jobs, set_settings
+from tests.helpers.webhooks import POST_EVENT, PRE_EVENT, load_fixture, on_message_add, post_webhook
 from webhook_app.audio.bounded import reason
 from webhook_app.audio.transcode import transcode_to_mp3
 from webhook_app.config import Config
@@ -41,6 +30,7 @@ from webhook_app.media.storage import DATABASE_READ_BYTES
 from webhook_app.runtime import outages
 from webhook_app.runtime.scratch import remove_dead_leftovers, scratch_dir
 from webhook_app.sandbox import Sandbox
+from webhook_app.sandbox.demo import AGENT_IDENTITY
 from webhook_app.web.flex_auth import REFUSED_TOKENS
 from webhook_app.web.headers import BODY_IDLE_TIMEOUT_S
 
@@ -566,13 +556,6 @@ def _zombie(pid: int) -> bool:
 
 
 # -- conversation access: agents reach the conversations they are in ------------------------------------------------
-
-
-def another_agents_conversation(sandbox) -> str:
-    """A customer's conversation whose task another agent accepted: the agent of `agent_token` is not in it."""
-    conversation = sandbox.create_conversation("Bob's customer", "whatsapp")["sid"]
-    sandbox.add_participant(conversation, identity="bob_40example_2Ecom", attributes='{"member_type": "agent"}')
-    return conversation
 
 
 def assert_not_a_participant(response, conversation: str) -> None:

@@ -7,11 +7,10 @@ loudness_normalize brings quiet inbound voice notes to the EBU R128 target.
 import io
 import os
 
-from tests.audio.test_transcode import TARGET_LUFS, integrated_loudness, mp3_bitrate_kbps
-from tests.conftest import audio_rows, conversation_with_agent, run_jobs
-from tests.helpers.audio_samples import decoded_duration, make_audio
-from tests.inbound.test_end_to_end import listing
-from tests.outbound.test_upload_api import set_settings
+from tests.helpers.agent_api import listing
+from tests.helpers.audio_samples import TARGET_LUFS, decoded_duration, integrated_loudness, make_audio, mp3_bitrate_kbps
+from tests.helpers.conversations import conversation_with_agent
+from tests.helpers.service import audio_rows, run_jobs, set_settings
 from webhook_app.audio.detect import sniff
 
 OGG = "audio/ogg; codecs=opus"

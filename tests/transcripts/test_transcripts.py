@@ -13,26 +13,25 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
 
-os.environ["HF_HUB_OFFLINE"] = "1"  # before faster-whisper is imported: the bundled model, never the hub
-
-from tests.conftest import conversation_with_agent, post_webhook, run_jobs  # noqa: E402
-from tests.helpers.processes import ROOT, kill_tree, wait_until  # noqa: E402
-from tests.helpers.speech_samples import normalize, not_speech, require_espeak, speak  # noqa: E402
-from tests.outbound.test_upload_api import post_audio, set_settings  # noqa: E402
-from tests.transcripts.test_engine import require_transcribe_extra  # noqa: E402
-from webhook_app.extensions import db  # noqa: E402
-from webhook_app.jobs.sweeper import sweep  # noqa: E402
-from webhook_app.media.retention import delete_expired_media  # noqa: E402
-from webhook_app.models import AudioMessage, SettingsChange, Transcript  # noqa: E402
-from webhook_app.transcripts import job as transcripts_job  # noqa: E402
-from webhook_app.transcripts.defaults import turn_on_in_sandbox  # noqa: E402
-from webhook_app.transcripts.languages import WHISPER_LANGUAGES  # noqa: E402
+from tests.helpers.agent_api import post_audio
+from tests.helpers.conversations import conversation_with_agent
+from tests.helpers.processes import ROOT, kill_tree, wait_until
+from tests.helpers.service import a_second_from_now, run_jobs, set_settings
+from tests.helpers.speech_samples import normalize, not_speech, require_espeak, require_transcribe_extra, speak
+from tests.helpers.webhooks import post_webhook
+from tests.helpers.workers import start_worker
+from webhook_app.extensions import db
+from webhook_app.jobs.sweeper import sweep
+from webhook_app.media.retention import delete_expired_media
+from webhook_app.models import AudioMessage, SettingsChange, Transcript
+from webhook_app.transcripts import job as transcripts_job
+from webhook_app.transcripts.defaults import turn_on_in_sandbox
+from webhook_app.transcripts.languages import WHISPER_LANGUAGES
 
 SENTENCE = "Hi, this is Maria. My account number is 4 7 2 9 1 5. Could you call me back this afternoon?"
 ADMIN = "test-admin-token"
@@ -313,9 +312,8 @@ def test_a_killed_transcription_job_is_retried(app, deliver, clips, monkeypatch,
     assert transcripts(app)[0].status == "running"  # nobody is left to finish it
     monkeypatch.undo()
     app.config["SWEEP_STUCK_AFTER_S"] = 0
-    time.sleep(0.01)
     with app.app_context():
-        assert sweep()["transcripts_revived"] == 1
+        assert sweep(now=a_second_from_now())["transcripts_revived"] == 1
     run_jobs(app)
     (transcript,) = transcripts(app)
     assert transcript.status == "done" and transcript.attempts == 2
@@ -328,9 +326,8 @@ def test_the_sweeper_enqueues_a_lost_job_and_gives_up_after_the_attempts(app, de
         lose_transcription_jobs(patch)
         send_note(deliver, app, clips["silence"])
     app.config["SWEEP_REQUEUE_AFTER_S"] = 0
-    time.sleep(0.01)
     with app.app_context():
-        assert sweep()["transcripts_requeued"] == 1
+        assert sweep(now=a_second_from_now())["transcripts_requeued"] == 1
     run_jobs(app)
     assert transcripts(app)[0].status == "no_speech"
 
@@ -338,9 +335,8 @@ def test_the_sweeper_enqueues_a_lost_job_and_gives_up_after_the_attempts(app, de
         db.session.execute(update(Transcript).values(status="running", attempts=app.config["JOB_MAX_ATTEMPTS"]))
         db.session.commit()
     app.config["SWEEP_STUCK_AFTER_S"] = 0
-    time.sleep(0.01)
     with app.app_context():
-        assert sweep()["transcripts_gave_up"] == 1
+        assert sweep(now=a_second_from_now())["transcripts_gave_up"] == 1
     (transcript,) = transcripts(app)
     assert transcript.status == "failed" and "giving up" in transcript.error
 
@@ -431,23 +427,19 @@ def test_a_match_says_where_the_words_are_in_javascript_offsets():
 @pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs the RQ worker on a real Redis")
 def test_the_procfile_worker_takes_transcripts_after_the_audio(app, deliver, clips, tmp_path):
     """`flask worker` takes RQ_QUEUE and, in its transcription process (a non-forking worker that loads the model
-    once), <RQ_QUEUE>-transcripts (tests/test_transcription_worker.py: the model loaded once, a killed process)."""
-    from tests.jobs.test_faults import start_worker
-
+    once), <RQ_QUEUE>-transcripts (tests/transcripts/test_worker.py: the model loaded once, a killed process)."""
     set_settings(app, "whatsapp", transcribe=True)
     runner = app.extensions["jobs"]
     assert [queue.name for queue in runner.queues] == [app.config["RQ_QUEUE"], app.config["RQ_QUEUE"] + "-transcripts"]
     _, response = deliver(clips["silence"], "audio/ogg")
     assert response.status_code == 200
-    log = tmp_path / "worker.log"
-    worker = start_worker(app, log, MAINTENANCE_INTERVAL_S=0)
+    worker = start_worker(app, tmp_path, JOB_RETRY_BASE_S=0, MAINTENANCE_INTERVAL_S=0)
     try:
         wait_until(
             lambda: [t.status for t in transcripts(app)] == ["no_speech"], timeout=120, what="the worker to transcribe"
         )
     finally:
-        kill_tree(worker.pid, 9)
-        worker.wait(10)
+        worker.kill_hard()
     assert not any(queue.count for queue in runner.queues)
 
 

@@ -10,30 +10,26 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sys
 import time
 import uuid
 
 import pytest
 from sqlalchemy import select
 
-os.environ["HF_HUB_OFFLINE"] = "1"  # the bundled model, never the hub
-
-from tests.conftest import audio_rows, post_webhook  # noqa: E402
-from tests.helpers.audio_samples import make_audio  # noqa: E402
-from tests.helpers.processes import SERVICE_VARIABLES, Processes, wait_until  # noqa: E402
-from tests.helpers.speech_samples import concatenate, normalize, require_espeak, speak  # noqa: E402
-from tests.outbound.test_upload_api import set_settings  # noqa: E402
-from tests.transcripts.test_engine import require_transcribe_extra  # noqa: E402
-from webhook_app import create_app  # noqa: E402
-from webhook_app.extensions import db  # noqa: E402
-from webhook_app.models import Transcript  # noqa: E402
+from tests.helpers.audio_samples import make_audio
+from tests.helpers.processes import Processes, wait_until
+from tests.helpers.service import audio_rows, set_settings
+from tests.helpers.speech_samples import concatenate, normalize, require_espeak, require_transcribe_extra, speak
+from tests.helpers.webhooks import post_webhook
+from tests.helpers.workers import start_worker
+from webhook_app import create_app
+from webhook_app.extensions import db
+from webhook_app.models import Transcript
 
 REAL_REDIS = os.environ.get("TEST_REDIS_URL")
 pytestmark = pytest.mark.skipif(not REAL_REDIS, reason="needs TEST_REDIS_URL (Redis) for the Procfile's worker")
 
 SENTENCE = "Hi, this is Maria. My account number is 4 7 2 9 1 5. Could you call me back this afternoon?"
-WORKER = [sys.executable, "-m", "flask", "--app", "webhook_app", "worker"]
 LOADS = re.compile(r"transcript of audit (\d+) \w+: .*\(process (\d+), model loads (\d+)\)")
 SETTLE_S = 180
 
@@ -72,25 +68,17 @@ def web(app):
         db.engine.dispose()
 
 
-def start_worker(web, tmp_path, **env_overrides) -> Processes:
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
-    env.update(
-        DATABASE_URL=web.config["SQLALCHEMY_DATABASE_URI"],
-        REDIS_URL=REAL_REDIS,
-        RQ_QUEUE=web.config["RQ_QUEUE"],
-        SANDBOX_DB=web.config["SANDBOX_DB"],
-        SECRET_KEY="test-secret",
-        LOG_LEVEL="INFO",
-        LOG_FORMAT="text",
-        MAINTENANCE_INTERVAL_S="1",
-        RELAY_POLL_S="1",
-        JOB_RETRY_BASE_S="1",
-        HF_HUB_OFFLINE="1",
+def start_transcribing_worker(web, tmp_path, **env_overrides) -> Processes:
+    """The Procfile's worker with short maintenance and retry intervals, on the bundled model."""
+    return start_worker(
+        web,
+        tmp_path,
+        MAINTENANCE_INTERVAL_S=1,
+        RELAY_POLL_S=1,
+        JOB_RETRY_BASE_S=1,
+        HF_HUB_OFFLINE=1,
         **env_overrides,
     )
-    processes = Processes(env, tmp_path)
-    processes.start("worker", WORKER)
-    return processes
 
 
 def rq_workers(web, processes: Processes):
@@ -147,7 +135,7 @@ def wait_for_transcript(web, processes, message_sid: str, statuses=("done",), ti
 
 def test_the_procfile_worker_loads_the_model_once_for_many_notes(web, clips, tmp_path):
     set_settings(web, "whatsapp", transcribe=True)
-    processes = start_worker(web, tmp_path)
+    processes = start_transcribing_worker(web, tmp_path)
     try:
         audio, transcripts = rq_workers(web, processes)
         worker_pid = processes.started[0][1].pid
@@ -170,7 +158,7 @@ def test_the_procfile_worker_loads_the_model_once_for_many_notes(web, clips, tmp
 def test_playback_is_not_delayed_by_a_long_transcription(web, clips, tmp_path):
     set_settings(web, "whatsapp", transcribe=True)
     set_settings(web, "sms", transcribe=False)
-    processes = start_worker(web, tmp_path)
+    processes = start_transcribing_worker(web, tmp_path)
     try:
         rq_workers(web, processes)
         long = send(web, clips["long"])
@@ -193,7 +181,7 @@ def test_playback_is_not_delayed_by_a_long_transcription(web, clips, tmp_path):
 def test_a_killed_transcription_process_is_replaced_and_the_note_transcribed(web, clips, tmp_path):
     set_settings(web, "whatsapp", transcribe=True)
     # The sweeper takes back a transcript left `running` this long (the note takes longer to kill than that).
-    processes = start_worker(web, tmp_path, SWEEP_STUCK_AFTER_S="15")
+    processes = start_transcribing_worker(web, tmp_path, SWEEP_STUCK_AFTER_S="15")
     try:
         _, (transcriber,) = rq_workers(web, processes)
         sid = send(web, clips["long"])

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
-from tests.conftest import audio_rows, deployed_service, run_jobs
 from tests.helpers.audio_samples import make_audio
+from tests.helpers.service import audio_rows, deployed_service, run_jobs
 from webhook_app.sandbox import Sandbox
 from webhook_app.twilio.signatures import form_signature, is_valid_form_signature
 
@@ -120,8 +120,7 @@ def test_requested_url_is_the_request_target_as_sent_with_the_proxys_scheme_and_
 
 
 def test_webhook_behind_a_proxy_is_checked_against_the_public_url(app, sandbox, another_app):
-    from tests.conftest import load_fixture
-    from tests.webhooks.test_post_event import sids
+    from tests.helpers.webhooks import load_fixture, sids
 
     assert app.config["PROXY_FIX_HOPS"] == 0  # the default: no proxy trusted unless configured
     app = another_app(PROXY_FIX_HOPS=1)  # one router in front (Heroku's)

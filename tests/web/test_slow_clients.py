@@ -16,8 +16,9 @@ import requests
 from gunicorn.http.unreader import IterUnreader
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from tests.conftest import POST_EVENT, load_fixture, migrate
 from tests.helpers.processes import ROOT, Processes, free_port, service_env
+from tests.helpers.service import migrate
+from tests.helpers.webhooks import POST_EVENT, load_fixture
 from webhook_app.sandbox import Sandbox
 from webhook_app.web.slow_clients import (
     BODY_GRACE_S,

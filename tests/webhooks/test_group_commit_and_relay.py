@@ -10,8 +10,8 @@ import uuid
 import pytest
 from sqlalchemy import select, text
 
-from tests.conftest import audio_rows, load_fixture, post_webhook, run_jobs
-from tests.webhooks.test_post_event import sids
+from tests.helpers.service import audio_rows, run_jobs
+from tests.helpers.webhooks import load_fixture, post_webhook, sids
 from webhook_app.extensions import db
 from webhook_app.models import AudioMessage
 from webhook_app.webhooks.conversations import audio_row_writer

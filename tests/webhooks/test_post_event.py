@@ -2,26 +2,10 @@
 
 from sqlalchemy.exc import OperationalError
 
-from tests.conftest import POST_EVENT, audio_rows, count_rows, load_fixture, post_webhook, run_jobs
 from tests.helpers.audio_samples import make_audio
+from tests.helpers.service import audio_rows, count_rows, run_jobs
+from tests.helpers.webhooks import POST_EVENT, load_fixture, post_webhook, sids
 from webhook_app.extensions import db
-
-
-def sids(sandbox, **extra):
-    values = dict(
-        account_sid=sandbox.account_sid,
-        chat_service_sid=sandbox.chat_service_sid,
-        conversation_sid="CH" + "a" * 32,
-        message_sid="IM" + "b" * 32,
-        participant_sid="MB" + "c" * 32,
-        media_sid="ME" + "d" * 32,
-        filename="voice.ogg",
-        size="1234",
-        author="guest-1",
-        content_type="audio/webm",
-    )
-    values.update(extra)
-    return values
 
 
 def test_whatsapp_voice_note_creates_one_queued_row(check_webhook, sandbox, app):
