@@ -11,18 +11,27 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Any, Generic
+
+from typing_extensions import TypeVar  # a TypeVar with a default (typing's from Python 3.13)
+
+# What a cache maps: declared where it is built (`ExpiringCache[str, FlexUser | Refusal]`), else any values.
+K = TypeVar("K", bound=Hashable, default=Hashable)
+V = TypeVar("V", default=Any)
 
 
-class ExpiringCache:
-    def __init__(self, ttl_s: float = 60.0, max_entries: int = 2048, clock: Callable[[], float] = time.monotonic):
+class ExpiringCache(Generic[K, V]):
+    def __init__(
+        self, ttl_s: float = 60.0, max_entries: int = 2048, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         # time.time when entries expire at instants given from outside (a token's expiration), else monotonic.
         self.clock = clock
-        self._entries: OrderedDict[Hashable, tuple[float, object]] = OrderedDict()
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable):
+    def get(self, key: K) -> V | None:
         """The cached value, or None when there is none or it has expired (nothing is fetched)."""
         with self._lock:
             hit = self._entries.get(key)
@@ -34,7 +43,7 @@ class ExpiringCache:
             self._entries.move_to_end(key)
             return hit[1]
 
-    def put(self, key: Hashable, value, expires_at: float | None = None) -> None:
+    def put(self, key: K, value: V, expires_at: float | None = None) -> None:
         """Cache `value` for ttl_s, or until `expires_at` on the cache's clock."""
         expires_at = self.clock() + self.ttl_s if expires_at is None else expires_at
         with self._lock:
@@ -43,7 +52,7 @@ class ExpiringCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
-    def add(self, key: Hashable, value, ttl_s: float) -> bool:
+    def add(self, key: K, value: V, ttl_s: float) -> bool:
         """Cache `value` for `ttl_s` unless the key holds one that has not expired; answer whether it was added.
         Atomic: of two callers adding one key, exactly one succeeds."""
         with self._lock:
@@ -56,7 +65,7 @@ class ExpiringCache:
                 self._entries.popitem(last=False)
             return True
 
-    def discard(self, key: Hashable) -> None:
+    def discard(self, key: K) -> None:
         with self._lock:
             self._entries.pop(key, None)
 
@@ -64,12 +73,12 @@ class ExpiringCache:
         with self._lock:
             self._entries.clear()
 
-    def get_or_fetch(self, key: Hashable, fetch: Callable):
+    def get_or_fetch(self, key: K, fetch: Callable[[K], V]) -> V:
         """The cached value, else `fetch(key)`'s answer, cached."""
         hit = self.get(key)
         return hit if hit is not None else self.refresh(key, fetch)
 
-    def refresh(self, key: Hashable, fetch: Callable):
+    def refresh(self, key: K, fetch: Callable[[K], V]) -> V:
         """Fetch now, whatever is cached, and cache the answer."""
         expires_at = self.clock() + self.ttl_s  # from before the call: a slow answer is not kept longer
         value = fetch(key)

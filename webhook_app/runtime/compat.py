@@ -11,8 +11,12 @@ import codecs
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" codec error handler used below
 from psycopg import errors as psycopg_errors
 from psycopg import waiting as psycopg_waiting
-from psycopg._enums import Ready, Wait  # noqa: F401 - psycopg's wait protocol speaks these; not exported elsewhere
-from twilio.request_validator import add_port, remove_port  # noqa: F401 - see url_spellings in twilio/signatures.py
+from psycopg._enums import Ready as Ready  # psycopg's wait protocol speaks these; not exported elsewhere
+from psycopg._enums import Wait as Wait  # (both re-exported, `as`, for greenlets.py)
+from psycopg.abc import WaitFunc
+from twilio.request_validator import add_port as add_port  # re-exported: see url_spellings in twilio/signatures.py
+from twilio.request_validator import remove_port as remove_port
+from werkzeug.wrappers import Request
 
 # -- werkzeug --------------------------------------------------------------------------------------------------
 # Request.get_data(cache=True) keeps the body in this attribute. wrappers.Request reads a form's body straight
@@ -26,11 +30,11 @@ URL_QUOTE_ERRORS = "werkzeug.url_quote"
 codecs.lookup_error(URL_QUOTE_ERRORS)  # fails at import if werkzeug stopped registering it
 
 
-def has_cached_body(request) -> bool:
+def has_cached_body(request: Request) -> bool:
     return BODY_CACHE_ATTRIBUTE in request.__dict__
 
 
-def cache_body(request, body: bytes) -> None:
+def cache_body(request: Request, body: bytes) -> None:
     setattr(request, BODY_CACHE_ATTRIBUTE, body)
 
 
@@ -48,5 +52,5 @@ WaitTimeout = psycopg_errors._WaitTimeout
 check_fd_closed = psycopg_waiting._check_fd_closed
 
 
-def install_psycopg_wait(wait) -> None:
+def install_psycopg_wait(wait: WaitFunc) -> None:
     psycopg_waiting.wait = wait

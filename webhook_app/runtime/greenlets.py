@@ -16,15 +16,21 @@ from __future__ import annotations
 
 import sys
 from time import monotonic
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from psycopg import errors
+from psycopg.abc import PQGen
 
 from .compat import Ready, Wait, WaitTimeout, check_fd_closed, install_psycopg_wait
+
+if TYPE_CHECKING:
+    from gevent.hub import Hub, Waiter
 
 # libev's and libuv's READ and WRITE, as gevent exposes them, have selectors' values, which psycopg's Wait and
 # Ready use too.
 _READ, _WRITE = 1, 2
 _TIMED_OUT = object()
+RV = TypeVar("RV")
 
 
 def is_gevent_process() -> bool:
@@ -37,7 +43,7 @@ def install_gevent_wait() -> None:
     install_psycopg_wait(wait_gevent)
 
 
-def wait_gevent(gen, fileno: int, interval: float = 0.0, timeout: float | None = None):
+def wait_gevent(gen: PQGen[RV], fileno: int, interval: float = 0.0, timeout: float | None = None) -> RV:
     """psycopg's wait-function protocol (waiting.wait_poll's): drive `gen`, waiting for the socket state it asks
     for; `timeout` raises psycopg's _WaitTimeout. `interval` is for noticing Ctrl-C in a blocked thread, which a
     greenlet is not, so it is not used."""
@@ -53,16 +59,18 @@ def wait_gevent(gen, fileno: int, interval: float = 0.0, timeout: float | None =
             if deadline is not None and monotonic() >= deadline:
                 raise WaitTimeout("wait timeout expired")
     except StopIteration as done:
-        return done.value
+        result: RV = done.value
+        return result
 
 
-def _ready(hub, fileno: int, wanted: Wait, seconds: float | None) -> Ready:
+def _ready(hub: Hub, fileno: int, wanted: Wait | int, seconds: float | None) -> Ready:
     from gevent.hub import Waiter  # as above
 
     loop = hub.loop
     watcher = loop.io(fileno, int(wanted))
-    watcher.priority = loop.MAXPRI
-    waiter = Waiter(hub)
+    # libev's priorities, which gevent's loop has and types-gevent's description of loops leaves out.
+    watcher.priority = loop.MAXPRI  # type: ignore[attr-defined]
+    waiter: Waiter[Any] = Waiter(hub)
     watcher.start(waiter.switch, pass_events=True)
     timer = None
     if seconds is not None:

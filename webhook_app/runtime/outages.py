@@ -106,7 +106,7 @@ def dependency_of(exc: BaseException) -> Dependency | None:
     return None
 
 
-def log_failure(logger: logging.Logger, exc: BaseException, what: str, *args) -> None:
+def log_failure(logger: logging.Logger, exc: BaseException, what: str, *args: object) -> None:
     """A background loop's failure: an unreachable Redis or database once per outage, anything else every time
     with its traceback."""
     dependency = dependency_of(exc)

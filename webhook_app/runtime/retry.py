@@ -28,7 +28,7 @@ class RetryPolicy:
         """Seconds to wait before retry number `retry` (1 for the first)."""
         if retry_after is not None:
             return retry_after if self.max_retry_after_s is None else min(retry_after, self.max_retry_after_s)
-        delay = self.base_s * 2 ** (max(1, retry) - 1)
+        delay: float = self.base_s * 2 ** (max(1, retry) - 1)
         if self.max_delay_s is not None:
             delay = min(delay, self.max_delay_s)
         return delay * (0.5 + random.random()) if self.jitter else delay

@@ -11,6 +11,18 @@ import functools
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import Connection
+
+
+class ProgressLog(Protocol):
+    """Where start-up says what it did: a logging.Logger, or gunicorn's logger in its master."""
+
+    def info(self, msg: str, *args: Any) -> None: ...
+
 
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 # Alembic announces each of its plugins at INFO as it loads them: six lines in the middle of the service's log at its
@@ -28,7 +40,7 @@ def migrations_directory() -> Path:
     raise RuntimeError(f"no migrations/ beside an alembic.ini in {Path.cwd()} or {PACKAGE_PARENT}")
 
 
-def alembic_config(url: str):
+def alembic_config(url: str) -> AlembicConfig:
     """Alembic's configuration for `url`, the project's alembic.ini without its logging (the caller's stays)."""
     from alembic.config import Config as AlembicConfig
 
@@ -50,7 +62,7 @@ def code_revisions() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(script.get_heads()), frozenset(r.revision for r in script.walk_revisions())
 
 
-def database_revisions(connection) -> frozenset[str]:
+def database_revisions(connection: Connection) -> frozenset[str]:
     """The revisions the database is at, none when it has no alembic_version table (never migrated). Two short
     queries; raises when the database does not answer. (Alembic's MigrationContext would log two lines a call.)"""
     from sqlalchemy import inspect, text
@@ -60,12 +72,16 @@ def database_revisions(connection) -> frozenset[str]:
     return frozenset(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
 
 
-def schema_status(revisions: frozenset[str]) -> dict:
+def schema_status(revisions: frozenset[str]) -> dict[str, Any]:
     """/healthz's `schema` check. Behind the code (a revision it knows, or none) is not ok: the code's queries
     would fail. Ahead (a revision it does not know) is ok: a later release migrated it, and migrations add before
     they remove, so the code still running keeps working until it is replaced."""
     heads, known = code_revisions()
-    status = {"ok": True, "revision": ", ".join(sorted(revisions)) or None, "head": ", ".join(sorted(heads))}
+    status: dict[str, Any] = {
+        "ok": True,
+        "revision": ", ".join(sorted(revisions)) or None,
+        "head": ", ".join(sorted(heads)),
+    }
     if revisions == heads:
         return status
     if revisions - known:
@@ -88,13 +104,15 @@ def sqlite_file(url: str) -> str | None:
     return parsed.database
 
 
-def upgrade_sqlite(url: str, log) -> None:
+def upgrade_sqlite(url: str, log: ProgressLog) -> None:
     """Migrate a SQLite file to head, one process at a time: gunicorn's master, `flask serve` and `flask worker`
     may start together on one machine, and two upgrades at once would both create the same tables."""
     from alembic import command
     from sqlalchemy import create_engine, pool
 
     path = sqlite_file(url)
+    if path is None:
+        raise ValueError(f"not a SQLite file: {url}")
     heads, _ = code_revisions()
     with open(f"{path}.migrate-lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes

@@ -21,7 +21,7 @@ PREFIX = "webhook-app-"
 LEFTOVER = re.compile(rf"{re.escape(PREFIX)}[a-z]+-(\d+)-")
 
 
-def scratch_dir(kind: str) -> tempfile.TemporaryDirectory:
+def scratch_dir(kind: str) -> tempfile.TemporaryDirectory[str]:
     """A temporary folder for one job or upload (`kind`: inbound, outbound, upload), named for this process."""
     return tempfile.TemporaryDirectory(prefix=f"{PREFIX}{kind}-{os.getpid()}-")
 

@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 from ..config import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from .schema import ProgressLog
 
 
 def one_line(error: ConfigError) -> str:
@@ -19,7 +26,7 @@ def one_line(error: ConfigError) -> str:
 
 
 @contextlib.contextmanager
-def exit_on_config_error():
+def exit_on_config_error() -> Iterator[None]:
     """A ConfigError inside ends the process with its one line on stderr and status 1. For gunicorn, which prints
     a traceback for an exception in its configuration file."""
     try:
@@ -28,7 +35,7 @@ def exit_on_config_error():
         sys.exit(one_line(error))
 
 
-def checked_settings():
+def checked_settings() -> Config:
     """Every setting read and checked (config.Config), or the process ends with one line."""
     from ..config import Config
 
@@ -43,18 +50,25 @@ def install_excepthook() -> None:
     previous = sys.excepthook
     if getattr(previous, "prints_config_errors", False):
         return
+    sys.excepthook = ConfigErrorHook(previous)
 
-    def hook(kind, value, traceback):
+
+class ConfigErrorHook:
+    """sys.excepthook: a ConfigError as its one line, anything else to the hook it replaced."""
+
+    prints_config_errors = True  # installed already: install_excepthook does not wrap it again
+
+    def __init__(self, previous: Callable[[type[BaseException], BaseException, TracebackType | None], object]) -> None:
+        self.previous = previous
+
+    def __call__(self, kind: type[BaseException], value: BaseException, traceback: TracebackType | None) -> None:
         if isinstance(value, ConfigError):
             print(one_line(value), file=sys.stderr, flush=True)
         else:
-            previous(kind, value, traceback)
-
-    hook.prints_config_errors = True
-    sys.excepthook = hook
+            self.previous(kind, value, traceback)
 
 
-def prepare_to_serve(log, database_url: str) -> None:
+def prepare_to_serve(log: ProgressLog, database_url: str) -> None:
     """Before serving (gunicorn's master, `flask serve`) or working (`flask worker`): the ffmpeg this process will
     run is checked and logged (a ConfigError if it cannot run), and a SQLite file is migrated to head.
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypedDict, TypeVar, cast
 
 from flask import Flask, current_app
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -30,7 +31,11 @@ from .http import (
     raise_for_status,
 )
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # One REST call per conversation per minute is plenty for who is in it (Flex adds an agent when they accept a
 # task: authorization asks again before it refuses).
@@ -40,8 +45,79 @@ SERVICE_SID_TTL_S = 3600
 PAGE_SIZE = 100
 
 
+# What TwilioApi answers: twilio-python's resources as plain dicts, each field as twilio-python types it (a field
+# Twilio left out is None).
+class Message(TypedDict):
+    sid: str | None
+    author: str | None
+    participant_sid: str | None
+    media: list[dict[str, Any]]
+    attributes: str | None  # JSON text
+    date_created: datetime | None
+
+
+class ListedMessage(TypedDict):
+    sid: str | None
+    account_sid: str | None
+    author: str | None
+    media: list[dict[str, Any]]
+    attributes: str | None
+    date_created: datetime | None
+
+
+class CreatedMessage(TypedDict):
+    sid: str | None
+    media: list[dict[str, Any]]
+    index: int | None
+
+
+class Participant(TypedDict):
+    sid: str | None
+    identity: str | None
+    messaging_binding: dict[str, object] | None
+    attributes: str | None
+
+
+class Conversation(TypedDict):
+    sid: str | None
+    chat_service_sid: str | None
+    friendly_name: str | None
+    attributes: str | None
+
+
+class ListedConversation(TypedDict, total=False):
+    sid: str | None
+    friendly_name: str | None
+    state: str | None
+    date_created: datetime | None
+    chat_service_sid: str | None  # the account's conversations only, not an identity's
+
+
+class FlexTokenVerdict(TypedDict, total=False):
+    """IAM's answer on a Flex token (twilio-flex-token-validator's reading of it)."""
+
+    valid: bool
+    message: str
+    identity: str
+    realm_user_id: str
+    roles: list[str]
+    worker_sid: str
+    expiration: str
+
+
+class SandboxAccount(Protocol):
+    """The local sandbox (webhook_app.sandbox.Sandbox) as the Twilio client sees it: an account and its hosts."""
+
+    account_sid: str
+    auth_token: str
+
+    def wsgi_app(self) -> WSGIApplication: ...
+
+
 class TwilioApi:
-    def __init__(self, http: TwilioHttp, account_sid: str, auth_token: str, sandbox=None):
+    def __init__(
+        self, http: TwilioHttp, account_sid: str, auth_token: str, sandbox: SandboxAccount | None = None
+    ) -> None:
         self.http = http
         self.account_sid = account_sid
         # The auth token signs webhooks and validates Flex tokens; REST may use an API key instead.
@@ -49,11 +125,11 @@ class TwilioApi:
         self.sandbox = sandbox
         username, password = http.auth or (account_sid, auth_token)
         self.client = Client(username, password, account_sid, http_client=TwilioPythonBridge(http))
-        self._participants = ExpiringCache(ttl_s=PARTICIPANTS_TTL_S)
-        self._service_sids = ExpiringCache(ttl_s=SERVICE_SID_TTL_S)
+        self._participants: ExpiringCache[str, list[Participant]] = ExpiringCache(ttl_s=PARTICIPANTS_TTL_S)
+        self._service_sids: ExpiringCache[str, str | None] = ExpiringCache(ttl_s=SERVICE_SID_TTL_S)
 
     # -- Conversations ---------------------------------------------------------------------------
-    def fetch_message(self, conversation_sid: str, message_sid: str) -> dict:
+    def fetch_message(self, conversation_sid: str, message_sid: str) -> Message:
         message = self._call(
             lambda: self.client.conversations.v1.conversations(conversation_sid).messages(message_sid).fetch()
         )
@@ -66,7 +142,7 @@ class TwilioApi:
             "date_created": message.date_created,
         }
 
-    def list_participants(self, conversation_sid: str) -> list[dict]:
+    def list_participants(self, conversation_sid: str) -> list[Participant]:
         participants = self._call(
             lambda: self.client.conversations.v1.conversations(conversation_sid).participants.list(page_size=100)
         )
@@ -75,7 +151,7 @@ class TwilioApi:
             for p in participants
         ]
 
-    def participants(self, conversation_sid: str, *, refresh: bool = False) -> list[dict]:
+    def participants(self, conversation_sid: str, *, refresh: bool = False) -> list[Participant]:
         """list_participants, cached per conversation (`refresh`: ask Twilio now and cache its answer)."""
         cache = self._participants
         # Through the attribute, looked up per call, so that a test can count the calls behind the cache.
@@ -83,16 +159,16 @@ class TwilioApi:
             conversation_sid, lambda sid: self.list_participants(sid)
         )
 
-    def cached_participants(self, conversation_sid: str) -> list[dict] | None:
+    def cached_participants(self, conversation_sid: str) -> list[Participant] | None:
         """The cached participants, or None when none are cached (nothing is fetched)."""
         return self._participants.get(conversation_sid)
 
-    def conversation_service_sid(self, conversation_sid: str) -> str:
+    def conversation_service_sid(self, conversation_sid: str) -> str | None:
         return self._service_sids.get_or_fetch(
             conversation_sid, lambda sid: self.fetch_conversation(sid)["chat_service_sid"]
         )
 
-    def conversations(self, limit: int | None = None) -> Iterator[dict]:
+    def conversations(self, limit: int | None = None) -> Iterator[ListedConversation]:
         """The account's conversations, oldest first (Twilio's order), page by page."""
         for c in self._stream(
             lambda: self.client.conversations.v1.conversations.stream(limit=limit, page_size=PAGE_SIZE)
@@ -100,12 +176,15 @@ class TwilioApi:
             yield {
                 "sid": c.sid,
                 "friendly_name": c.friendly_name,
-                "state": c.state,
+                # twilio-python annotates states with its class of constants; the value is Twilio's JSON string.
+                "state": cast(str | None, c.state),
                 "date_created": c.date_created,
                 "chat_service_sid": c.chat_service_sid,
             }
 
-    def participant_conversations(self, identity: str, limit: int | None = None, page_size: int = 50) -> Iterator[dict]:
+    def participant_conversations(
+        self, identity: str, limit: int | None = None, page_size: int = 50
+    ) -> Iterator[ListedConversation]:
         """The conversations `identity` is a participant of (50: that resource's maximum page)."""
         for c in self._stream(
             lambda: self.client.conversations.v1.participant_conversations.stream(
@@ -115,11 +194,13 @@ class TwilioApi:
             yield {
                 "sid": c.conversation_sid,
                 "friendly_name": c.conversation_friendly_name,
-                "state": c.conversation_state,
+                "state": cast(str | None, c.conversation_state),  # as above
                 "date_created": c.conversation_date_created,
             }
 
-    def messages(self, conversation_sid: str, *, newest_first: bool = True, limit: int | None = None) -> Iterator[dict]:
+    def messages(
+        self, conversation_sid: str, *, newest_first: bool = True, limit: int | None = None
+    ) -> Iterator[ListedMessage]:
         order = "desc" if newest_first else "asc"
         for m in self._stream(
             lambda: self.client.conversations.v1.conversations(conversation_sid).messages.stream(
@@ -142,8 +223,8 @@ class TwilioApi:
         author: str,
         media_sid: str,
         body: str | None = None,
-        attributes: dict | None = None,
-    ) -> dict:
+        attributes: dict[str, Any] | None = None,
+    ) -> CreatedMessage:
         kwargs = {"author": author, "media_sid": media_sid}
         if body:
             kwargs["body"] = body
@@ -154,7 +235,7 @@ class TwilioApi:
         )
         return {"sid": message.sid, "media": message.media or [], "index": message.index}
 
-    def fetch_conversation(self, conversation_sid: str) -> dict:
+    def fetch_conversation(self, conversation_sid: str) -> Conversation:
         conversation = self._call(lambda: self.client.conversations.v1.conversations(conversation_sid).fetch())
         return {
             "sid": conversation.sid,
@@ -163,7 +244,7 @@ class TwilioApi:
             "attributes": conversation.attributes,
         }
 
-    def _stream(self, start) -> Iterator:
+    def _stream(self, start: Callable[[], Iterable[T]]) -> Iterator[T]:
         """A twilio-python stream whose every page request raises TwilioHttpError, as _call does."""
         iterator = self._call(lambda: iter(start()))
         while True:
@@ -173,7 +254,7 @@ class TwilioApi:
                 return
             yield item
 
-    def _call(self, fn):
+    def _call(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
         except TwilioRestException as exc:
@@ -193,11 +274,12 @@ class TwilioApi:
     def media_url(self, chat_service_sid: str, media_sid: str) -> str:
         return f"{MCS_HOST}/v1/Services/{chat_service_sid}/Media/{media_sid}"
 
-    def fetch_media(self, chat_service_sid: str, media_sid: str) -> dict:
+    def fetch_media(self, chat_service_sid: str, media_sid: str) -> dict[str, Any]:
         url = self.media_url(chat_service_sid, media_sid)
-        return raise_for_status(self.http.request("GET", url), "GET", url).json()
+        media: dict[str, Any] = raise_for_status(self.http.request("GET", url), "GET", url).json()
+        return media
 
-    def download_media(self, chat_service_sid: str, media_sid: str, dest: IO[bytes], max_bytes: int) -> dict:
+    def download_media(self, chat_service_sid: str, media_sid: str, dest: IO[bytes], max_bytes: int) -> dict[str, Any]:
         """Metadata first (size check before any byte moves), then the bytes, streamed into `dest`."""
         meta = self.fetch_media(chat_service_sid, media_sid)
         size = meta.get("size")
@@ -221,7 +303,9 @@ class TwilioApi:
         basic auth, not the metadata and then its temporary link, which would be two round trips."""
         return self.http.first_bytes(self.media_url(chat_service_sid, media_sid) + "/Content", count, timeout_s)
 
-    def upload_media(self, chat_service_sid: str, data: IO[bytes] | bytes, content_type: str, filename: str) -> dict:
+    def upload_media(
+        self, chat_service_sid: str, data: IO[bytes] | bytes, content_type: str, filename: str
+    ) -> dict[str, Any]:
         url = f"{MCS_HOST}/v1/Services/{chat_service_sid}/Media"
         body = data if isinstance(data, bytes) else data.read()
         response = self.http.request(
@@ -232,10 +316,11 @@ class TwilioApi:
             headers={"Content-Type": content_type, "Content-Disposition": f'attachment; filename="{filename}"'},
             params={"filename": filename},
         )
-        return raise_for_status(response, "POST", url).json()
+        media: dict[str, Any] = raise_for_status(response, "POST", url).json()
+        return media
 
     # -- Flex tokens (twilio-flex-token-validator) -------------------------------------------------
-    def validate_flex_token(self, token: str) -> dict:
+    def validate_flex_token(self, token: str) -> FlexTokenVerdict:
         url = f"{IAM_HOST}/v1/Accounts/{self.account_sid}/Tokens/validate"
         # IAM wants the account's own credentials, not an API key.
         response = self.http.request(
@@ -250,14 +335,15 @@ class TwilioApi:
             except ValueError:
                 answer = None
             if isinstance(answer, dict) and isinstance(answer.get("valid"), bool):
-                return answer
+                return cast(FlexTokenVerdict, answer)  # IAM's JSON object, as twilio-flex-token-validator reads it
             if response.status == 400:
                 message = answer.get("message") if isinstance(answer, dict) else None
                 return {"valid": False, "message": message or "Twilio could not read the Flex token"}
-        return raise_for_status(response, "POST", url).json()
+        verdict: FlexTokenVerdict = raise_for_status(response, "POST", url).json()
+        return verdict
 
 
-def init_app(app: Flask, sandbox=None) -> None:
+def init_app(app: Flask, sandbox: SandboxAccount | None = None) -> None:
     """`sandbox`: the local sandbox account (webhook_app.sandbox) standing in for Twilio, or None for Twilio."""
     config = app.config
     if sandbox is not None:
@@ -284,7 +370,8 @@ def init_app(app: Flask, sandbox=None) -> None:
 
 
 def twilio_api() -> TwilioApi:
-    return current_app.extensions["twilio"]
+    api: TwilioApi = current_app.extensions["twilio"]  # set by init_app above
+    return api
 
 
 __all__ = ["TwilioApi", "init_app", "twilio_api", "CONVERSATIONS_HOST"]

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -22,6 +22,9 @@ from werkzeug.test import Client
 
 from ..humanize import format_bytes
 from ..runtime.retry import TRANSIENT_STATUSES, RetryPolicy
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +37,19 @@ NO_AUTH = ("", "")  # pass as `auth` to send no Authorization header at all
 
 RANGE_NOT_SATISFIABLE = 416
 
+# Query parameters or a form body, as requests and werkzeug's test client take them.
+Params = dict[str, Any]
+
 
 class TwilioHttpError(Exception):
-    def __init__(self, message: str, status: int | None = None, transient: bool = False, code: int | None = None):
+    def __init__(
+        self, message: str, status: int | None = None, transient: bool = False, code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.transient = transient
         self.code = code
+        self.retry_after: float | None = None  # seconds, when Twilio's answer said how long to wait
 
 
 class TooLarge(TwilioHttpError):
@@ -54,7 +63,7 @@ class HttpResponse:
     content: bytes
     url: str = ""
 
-    def json(self):
+    def json(self) -> Any:
         return json.loads(self.content or b"null")
 
     @property
@@ -63,12 +72,27 @@ class HttpResponse:
 
 
 @dataclass
+class Outgoing:
+    """One request as sent: over HTTP, or to the sandbox in-process."""
+
+    method: str
+    url: str
+    params: Params | None
+    data: Params | bytes | None
+    json_body: dict[str, Any] | None
+    headers: dict[str, str] | None
+    auth: tuple[str, str] | None
+    stream_to: IO[bytes] | None  # the body is written here (a 2xx's), not kept in the response
+    max_bytes: int | None  # past this, TooLarge
+
+
+@dataclass
 class TwilioHttp:
     """`wsgi_app` set: requests are answered in-process by the sandbox (no socket, no thread)."""
 
     auth: tuple[str, str] | None
     base_url: str | None = None
-    wsgi_app: Callable | None = None
+    wsgi_app: WSGIApplication | None = None
     timeout_s: float = 15.0
     retries: int = 4
     backoff_s: float = 0.5
@@ -90,10 +114,10 @@ class TwilioHttp:
         method: str,
         url: str,
         *,
-        params: dict | None = None,
-        data: dict | bytes | None = None,
-        json_body: dict | None = None,
-        headers: dict | None = None,
+        params: Params | None = None,
+        data: Params | bytes | None = None,
+        json_body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
         retry: bool | None = None,
         stream_to: IO[bytes] | None = None,
@@ -118,7 +142,9 @@ class TwilioHttp:
             try:
                 send_auth = None if auth == NO_AUTH else (auth or self.auth)
                 response = self._send(
-                    method, self.resolve(url), params, data, json_body, headers, send_auth, stream_to, max_bytes
+                    Outgoing(
+                        method, self.resolve(url), params, data, json_body, headers, send_auth, stream_to, max_bytes
+                    )
                 )
             except TooLarge:
                 raise
@@ -135,7 +161,7 @@ class TwilioHttp:
                 continue
             if response.status in TRANSIENT_STATUSES:
                 last_error = _error_from(response, method, url, transient=True)
-                last_error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
+                last_error.retry_after = _retry_after(response)
                 log.warning("twilio answered %d (attempt %d/%d): %s", response.status, attempt + 1, attempts, url)
                 continue
             return response
@@ -150,7 +176,9 @@ class TwilioHttp:
         # identity: the file's own bytes, not a compressed form of them (sniffing reads the container's magic).
         headers = {"Range": f"bytes=0-{count - 1}", "Accept-Encoding": "identity"}
         if self.wsgi_app is not None:
-            response = self._send_in_process("GET", url, None, None, None, headers, self.auth, None, None)
+            response = self._send_in_process(
+                self.wsgi_app, Outgoing("GET", url, None, None, None, headers, self.auth, None, None)
+            )
             if response.status == RANGE_NOT_SATISFIABLE:
                 return b""
             return raise_for_status(response, "GET", url).content[:count]
@@ -167,19 +195,20 @@ class TwilioHttp:
             raise TwilioHttpError(f"GET {url}: {type(exc).__name__}: {exc}", transient=True) from exc
 
     def _delay(self, attempt: int, error: TwilioHttpError | None) -> float:
-        return RetryPolicy(base_s=self.backoff_s).delay(attempt, getattr(error, "retry_after", None))
+        return RetryPolicy(base_s=self.backoff_s).delay(attempt, error.retry_after if error else None)
 
-    def _send(self, method, url, params, data, json_body, headers, auth, stream_to, max_bytes) -> HttpResponse:
+    def _send(self, out: Outgoing) -> HttpResponse:
         if self.wsgi_app is not None:
-            return self._send_in_process(method, url, params, data, json_body, headers, auth, stream_to, max_bytes)
+            return self._send_in_process(self.wsgi_app, out)
+        method, url, headers, stream_to, max_bytes = out.method, out.url, out.headers, out.stream_to, out.max_bytes
         with self._session.request(
             method,
             url,
-            params=params,
-            data=data,
-            json=json_body,
+            params=out.params,
+            data=out.data,
+            json=out.json_body,
             headers=headers,
-            auth=auth,
+            auth=out.auth,
             timeout=self.timeout_s,
             stream=stream_to is not None,
             allow_redirects=True,
@@ -198,13 +227,16 @@ class TwilioHttp:
                 stream_to.write(chunk)
             return HttpResponse(raw.status_code, headers_out, b"", url)
 
-    def _send_in_process(self, method, url, params, data, json_body, headers, auth, stream_to, max_bytes):
+    @staticmethod
+    def _send_in_process(wsgi_app: WSGIApplication, out: Outgoing) -> HttpResponse:
+        method, url, params, data, json_body = out.method, out.url, out.params, out.data, out.json_body
+        auth, stream_to, max_bytes = out.auth, out.stream_to, out.max_bytes
         parts = urlsplit(url)
-        client = Client(self.wsgi_app)
-        headers = dict(headers or {})
+        client = Client(wsgi_app)
+        headers = dict(out.headers or {})
         if auth:
             headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        kwargs: dict = {"headers": headers, "query_string": params or parts.query or None}
+        kwargs: dict[str, Any] = {"headers": headers, "query_string": params or parts.query or None}
         if json_body is not None:
             kwargs["json"] = json_body
         elif data is not None:
@@ -249,13 +281,21 @@ def raise_for_status(response: HttpResponse, method: str = "", url: str = "") ->
 class TwilioPythonBridge(HttpClient):
     """Lets twilio-python's generated Conversations client ride on `TwilioHttp`."""
 
-    def __init__(self, http: TwilioHttp):
+    def __init__(self, http: TwilioHttp) -> None:
         super().__init__(logger=log, is_async=False, timeout=http.timeout_s)
         self.http = http
 
     def request(
-        self, method, url, params=None, data=None, headers=None, auth=None, timeout=None, allow_redirects=False
-    ):
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> TwilioResponse:
         retry = method.upper() == "GET"
         response = self.http.request(method, url, params=params, data=data, headers=headers, auth=auth, retry=retry)
         self.last_response = TwilioResponse(response.status, response.text, response.headers)

@@ -7,13 +7,14 @@ Webhook fields are checked against this before they reach a 34-character column:
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 _SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
 
 
-def is_sid(value, prefix: str) -> bool:
+def is_sid(value: object, prefix: str) -> TypeGuard[str]:
     return isinstance(value, str) and value.startswith(prefix) and _SID.fullmatch(value) is not None
 
 
-def sid_or_none(value, prefix: str) -> str | None:
+def sid_or_none(value: object, prefix: str) -> str | None:
     return value if is_sid(value, prefix) else None

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import hmac
 import logging
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlparse
 
 from flask import current_app
@@ -19,6 +20,8 @@ from ..web.wrappers import Request
 log = logging.getLogger(__name__)
 
 _DIGESTS = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}
+# A form as the signature reads it: (name, value) pairs in any order, a dict, or a werkzeug MultiDict.
+FormFields = Iterable[tuple[str, str]] | Mapping[str, str] | MultiDict[str, str]
 
 
 def signed_url(request: Request) -> str:
@@ -27,7 +30,7 @@ def signed_url(request: Request) -> str:
     Behind Heroku's router the request would say http:// while Twilio signed https://. ProxyFix repairs
     that from X-Forwarded-*; PUBLIC_BASE_URL, when set, wins because it is what the webhook was configured with.
     """
-    base = current_app.config.get("PUBLIC_BASE_URL")
+    base: str | None = current_app.config.get("PUBLIC_BASE_URL")
     if not base:
         return request.requested_url
     query = request.query_string.decode("latin-1")
@@ -66,7 +69,9 @@ def is_valid_twilio_request(request: Request, auth_token: str) -> bool:
     return valid
 
 
-def is_valid_form_signature(auth_token: str, url: str, form, signature: str, algorithm: str = HMAC_SHA1) -> bool:
+def is_valid_form_signature(
+    auth_token: str, url: str, form: FormFields, signature: str, algorithm: str = HMAC_SHA1
+) -> bool:
     """What twilio's RequestValidator.validate accepts for a form POST, at half its cost on every webhook.
 
     Twilio signs the URL sometimes with the default port and sometimes without (its own validator accepts
@@ -88,15 +93,18 @@ def url_spellings(url: str) -> tuple[str, str]:
     return (add_port(parsed), remove_port(parsed)) if parsed.port else (remove_port(parsed), add_port(parsed))
 
 
-def form_signature(auth_token: str, url: str, form, algorithm: str = HMAC_SHA1) -> str:
+def form_signature(auth_token: str, url: str, form: FormFields, algorithm: str = HMAC_SHA1) -> str:
     """Twilio's signature: the URL, then each parameter name followed by its value, names sorted and a name's
     distinct values sorted, HMAC'd with the auth token, base64. `form` is (name, value) pairs, a dict or a
     werkzeug MultiDict."""
-    if hasattr(form, "getlist"):
-        form = form.items(multi=True)
-    elif hasattr(form, "items"):
-        form = form.items()
+    pairs: Iterable[tuple[str, str]]
+    if isinstance(form, MultiDict):
+        pairs = form.items(multi=True)
+    elif isinstance(form, Mapping):
+        pairs = form.items()
+    else:
+        pairs = form
     # Sorting the distinct (name, value) pairs orders by name, then by value: exactly Twilio's order.
-    payload = url + "".join(name + value for name, value in sorted(set(form)))
+    payload = url + "".join(name + value for name, value in sorted(set(pairs)))
     digest = hmac.new(auth_token.encode(), payload.encode(), _DIGESTS[algorithm.upper()]).digest()
     return base64.b64encode(digest).decode()

@@ -19,7 +19,7 @@ AGENT_API_HEADERS = {
 }
 
 
-def answer_preflight():
+def answer_preflight() -> Response | None:
     if request.method == "OPTIONS" and request.blueprint == AGENT_API:
         return current_app.make_default_options_response()
     return None

@@ -8,10 +8,12 @@ import ipaddress
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
 
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 
 from ..runtime.cache import ExpiringCache
 from ..twilio.client import twilio_api
@@ -20,6 +22,8 @@ from .errors import ApiError
 from .ratelimit import Limit, enforce, record
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DEFAULT_CACHE_S = 300  # when IAM gives no expiration
 # A token IAM refused stays refused (tokens do not become valid later): asking again would only spend an IAM call.
@@ -49,7 +53,7 @@ class Refusal:
     expires_at: float
 
 
-def _expiry(value) -> float:
+def _expiry(value: object) -> float:
     if not value:
         return time.time() + DEFAULT_CACHE_S
     try:
@@ -80,7 +84,7 @@ def limit_token_guesses() -> None:
 
 
 def authenticate(token: str) -> FlexUser:
-    cache: ExpiringCache = current_app.extensions["flex_token_cache"]
+    cache: ExpiringCache[str, FlexUser | Refusal] = current_app.extensions["flex_token_cache"]
     key = hashlib.sha256(token.encode()).hexdigest()
     known = cache.get(key)
     if isinstance(known, Refusal):
@@ -121,9 +125,9 @@ def bearer_token() -> str | None:
     return value.strip()
 
 
-def flex_token_required(view):
+def flex_token_required(view: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(view)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         token = bearer_token()
         if token is None:
             raise ApiError(401, "missing_token", "send the Flex token as 'Authorization: Bearer <token>'")
@@ -133,10 +137,13 @@ def flex_token_required(view):
     return wrapper
 
 
-def init_app(app) -> None:
+def init_app(app: Flask) -> None:
     # A page of players costs one IAM call, not one each, and a refused token is refused again without asking.
     # Wall-clock expiry: a token's expiration is an instant, not a duration.
-    app.extensions["flex_token_cache"] = ExpiringCache(ttl_s=REFUSED_CACHE_S, max_entries=10_000, clock=time.time)
+    cache: ExpiringCache[str, FlexUser | Refusal] = ExpiringCache(
+        ttl_s=REFUSED_CACHE_S, max_entries=10_000, clock=time.time
+    )
+    app.extensions["flex_token_cache"] = cache
     if os.environ.get("DYNO") and not app.config["PROXY_FIX_HOPS"]:
         # Heroku sets DYNO; its router is in front of every dyno, so without a trusted hop every client has the
         # router's address: one client's refused tokens would make every agent wait.

@@ -10,8 +10,9 @@ that can store and convert, or does not start routing to this one. An unreachabl
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 
 from ..audio.ffmpeg import ffmpeg_in_use
 from ..extensions import db
@@ -24,7 +25,7 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> tuple[Response, int]:
     checks = {**_database_and_schema(), "queue": _queue(), "ffmpeg": _ffmpeg()}
     unfit = not (checks["ffmpeg"]["ok"] and checks.get("schema", {"ok": True})["ok"])
     degraded = not all(check["ok"] for check in checks.values())
@@ -34,7 +35,7 @@ def healthz():
     return jsonify({"status": status, **checks}), 503 if unfit else 200
 
 
-def _database_and_schema() -> dict:
+def _database_and_schema() -> dict[str, Any]:
     try:
         revisions = database_revisions(db.session.connection())
     except Exception as exc:  # noqa: BLE001 - report, don't raise
@@ -47,14 +48,14 @@ def _database_and_schema() -> dict:
         return {"database": database, "schema": {"ok": False, "error": str(exc)[:200]}}
 
 
-def _queue() -> dict:
+def _queue() -> dict[str, Any]:
     try:
         return {"ok": True, **runner().describe()}
     except Exception as exc:  # noqa: BLE001
         return {"ok": False, "error": str(exc)[:200]}
 
 
-def _ffmpeg() -> dict:
+def _ffmpeg() -> dict[str, Any]:
     try:
         binary, version = ffmpeg_in_use()
     except Exception as exc:  # noqa: BLE001 - a ConfigError says why; anything else (no ffmpeg anywhere) is unfit too

@@ -16,9 +16,12 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from flask import Flask, current_app
+from redis import Redis
 from redis import exceptions as redis_errors
 from sqlalchemy import delete, select
 from sqlalchemy import exc as sqlalchemy_errors
@@ -30,6 +33,7 @@ from ..runtime import outages
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Rows older than the longest window are only history: the database store deletes them as it writes.
 MAX_WINDOW_S = 3600
@@ -46,7 +50,7 @@ class Limit:
     code: str  # the 429's error code
     what: str  # the 429's message: "{limit} … in {minutes} minutes …"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         assert 0 < self.window_s <= MAX_WINDOW_S
 
     def bucket(self, key: str) -> str:
@@ -86,8 +90,18 @@ def wait_for(times: list[float], limit: int, window_s: float, now: float) -> flo
     return times[len(times) - limit] + window_s - now
 
 
+class RefusalHits(Protocol):
+    """Where refusals are counted: Redis (RedisHits) or the database (DatabaseHits)."""
+
+    def times(self, bucket: str, since: float) -> list[float]:
+        """When the bucket's refusals since `since` happened, ascending (older ones may be dropped)."""
+
+    def add(self, bucket: str, member: str, at: float, window_s: int) -> None:
+        """Count `member` in the bucket at `at` (once: a member counted again moves to `at`)."""
+
+
 class Limiter:
-    def __init__(self, hits, dependency: outages.Dependency):
+    def __init__(self, hits: RefusalHits, dependency: outages.Dependency) -> None:
         self.hits = hits
         self.dependency = dependency
         self._skip_until = 0.0
@@ -100,7 +114,7 @@ class Limiter:
     def record(self, limit: Limit, key: str, refused: str) -> None:
         self._guarded(lambda: self.hits.add(limit.bucket(key), digest(refused), time.time(), limit.window_s))
 
-    def _guarded(self, call):
+    def _guarded(self, call: Callable[[], T]) -> T | None:
         """`call()`, or None (the limit not applied) when the store failed now or a moment ago."""
         if time.monotonic() < self._skip_until:
             return None
@@ -117,7 +131,7 @@ class Limiter:
 class RedisHits:
     """A sorted set per bucket: refused things scored by when."""
 
-    def __init__(self, redis, prefix: str):
+    def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis, self.prefix = redis, prefix
 
     def times(self, bucket: str, since: float) -> list[float]:
@@ -142,7 +156,11 @@ class DatabaseHits:
             return list(connection.scalars(query))
 
     def add(self, bucket: str, member: str, at: float, window_s: int) -> None:
-        insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[db.engine.dialect.name]
+        inserts: dict[str, Callable[[type[RefusalHit]], postgresql.Insert | sqlite.Insert]] = {
+            "postgresql": postgresql.insert,
+            "sqlite": sqlite.insert,
+        }
+        insert = inserts[db.engine.dialect.name]
         upsert = insert(RefusalHit).values(bucket=bucket, member=member, at=at)
         with db.engine.begin() as connection:
             connection.execute(delete(RefusalHit).where(RefusalHit.at < at - MAX_WINDOW_S))

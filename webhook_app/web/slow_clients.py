@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import deque
+from typing import IO, cast
 
 # The head (request line and headers) must be complete this long after the connection opened, or after the first
 # byte of a kept-alive connection's next request. Twilio's and browsers' heads arrive in one packet.
@@ -57,7 +58,7 @@ class Inbox:
     def __init__(self) -> None:
         self._pieces: deque[bytes] = deque()
         self._in_memory = 0
-        self._file = None
+        self._file: IO[bytes] | None = None
         self._file_read = 0
         self._file_size = 0
         self.refusal: Exception | None = None
@@ -149,7 +150,8 @@ class Arrival:
         self.last_byte_at = now
         self.inbox.append(data)
         self.received += len(data)
-        self.body_left -= len(data)
+        # Body bytes come only after expect_body(), which set the length the head announced.
+        self.body_left = cast(int, self.body_left) - len(data)
         return self.body_left <= 0
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any, Protocol
 from urllib.parse import unquote, unquote_to_bytes
 
 import flask
@@ -33,15 +34,21 @@ def json_depth(text: str) -> int:
     return deepest
 
 
+class JsonParser(Protocol):
+    """What parses a request's JSON: Flask's json module, or the app's JSON provider."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any: ...
+
+
 class BoundedJson:
     """A request's JSON parser (the app's, which Flask hands every request as `json_module`), refusing bodies
     nested deeper than MAX_JSON_DEPTH. Every failure is a ValueError, which `get_json` turns into None (silent)
     or a 400, on every route that reads JSON."""
 
-    def __init__(self, parser):
+    def __init__(self, parser: JsonParser) -> None:
         self.parser = parser
 
-    def loads(self, data: str | bytes, **kwargs):
+    def loads(self, data: str | bytes, **kwargs: Any) -> Any:
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
         if json_depth(text) > MAX_JSON_DEPTH:
             raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
@@ -50,11 +57,11 @@ class BoundedJson:
         except RecursionError:  # not reachable past the count above, unless the parser and the count disagree
             raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.parser, name)
 
 
-def url_problem(environ: dict) -> str | None:
+def url_problem(environ: dict[str, Any]) -> str | None:
     """Why a request's path or query cannot be taken, or None.
 
     Views compare path segments and query values with database columns, and PostgreSQL refuses NUL in any text
@@ -83,12 +90,13 @@ def _plain(text: str) -> bool:
 class Request(flask.Request):
     _json_module = BoundedJson(flask.json)
 
+    # Typed as Flask declares the attribute (werkzeug's default is the json module itself).
     @property
-    def json_module(self) -> BoundedJson:
+    def json_module(self) -> Any:
         return self._json_module
 
     @json_module.setter
-    def json_module(self, parser) -> None:
+    def json_module(self, parser: JsonParser) -> None:
         # Flask's request context sets the app's JSON provider on every request: bound it.
         self._json_module = BoundedJson(parser)
 
