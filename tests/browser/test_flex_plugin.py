@@ -24,7 +24,7 @@ from playwright.sync_api import expect
 from tests.audio_samples import decoded_duration
 from tests.browser.test_agent_console import LIVE_TRACKS, TRACK_STREAMS, set_channel
 from tests.conftest import serving
-from webhook_app.agent.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY
+from webhook_app.sandbox.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = ROOT / "flex-plugin"

@@ -29,8 +29,8 @@ from webhook_app.extensions import db
 from webhook_app.jobs.sweeper import sweep
 from webhook_app.media.retention import delete_expired_media
 from webhook_app.models import AudioMessage, SettingsChange, Transcript
+from webhook_app.sandbox.transcripts import turn_on_in_sandbox
 from webhook_app.transcripts import job as transcripts_job
-from webhook_app.transcripts.defaults import turn_on_in_sandbox
 from webhook_app.transcripts.languages import WHISPER_LANGUAGES
 
 SENTENCE = "Hi, this is Maria. My account number is 4 7 2 9 1 5. Could you call me back this afternoon?"

@@ -6,12 +6,12 @@ from __future__ import annotations
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from ..models import CHANNELS
+from ..sandbox.pages import admin_sign_in_token
 from ..settings.rules import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
 from ..transcripts.languages import LANGUAGE_CHOICES
 from ..twilio.client import twilio_api
 from ..web.errors import ApiError
 from .auth import (
-    ADMIN_SESSION_MAX_S,
     admin_login_for,
     check_csrf,
     close_admin_sessions,
@@ -21,8 +21,6 @@ from .auth import (
 )
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-
-SANDBOX_ADMIN_IDENTITY = "admin@example.com"
 
 
 @bp.get("")
@@ -49,11 +47,10 @@ def login():
 
 @bp.post("/sandbox-login")
 def sandbox_login():
-    """The sandbox's way in: a sandbox-issued Flex token with the admin role, as /agent embeds an agent's."""
-    sandbox = twilio_api().sandbox
-    if sandbox is None:
+    """The sandbox's way in (the token: sandbox/pages.py); 404 against real Twilio."""
+    if twilio_api().sandbox is None:
         abort(404)
-    return sign_in(lambda: sandbox.issue_token(SANDBOX_ADMIN_IDENTITY, roles=["admin"], ttl_s=ADMIN_SESSION_MAX_S))
+    return sign_in(admin_sign_in_token)  # issued once the form's CSRF token checks out
 
 
 def sign_in(form_token):

@@ -12,7 +12,9 @@ many conversations lately is told to wait (429), counted for the whole deploymen
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from flask import Flask, current_app, g
 
@@ -24,6 +26,8 @@ from ..twilio.sids import is_sid
 from ..web.errors import ApiError
 from ..web.flex_auth import FlexUser, flex_token_required
 from ..web.ratelimit import Limit, enforce, record
+
+R = TypeVar("R")
 
 ROLES_REACHING_EVERY_CONVERSATION = frozenset({"admin", "supervisor"})
 # Each refusal cost a Participants call. Conversations an agent may be refused within the window, whatever they
@@ -92,16 +96,16 @@ def authorize_conversation(user: FlexUser, conversation_sid: str) -> None:
     raise refusal
 
 
-def _is_participant(user: FlexUser, participants: list[dict]) -> bool:
+def _is_participant(user: FlexUser, participants: Sequence[Mapping[str, object]]) -> bool:
     return any(participant.get("identity") == user.identity for participant in participants)
 
 
-def conversation_access_required(view):
+def conversation_access_required(view: Callable[..., R]) -> Callable[..., R]:
     """A Flex token whose user reaches the view's `conversation_sid` (checked in that order: 401, 400, 403/404)."""
 
     @functools.wraps(view)
     @flex_token_required
-    def wrapper(conversation_sid: str, **kwargs):
+    def wrapper(conversation_sid: str, **kwargs: Any) -> R:  # Flask passes the URL's values by name
         check_conversation_sid(conversation_sid)
         authorize_conversation(g.flex_user, conversation_sid)
         return view(conversation_sid, **kwargs)

@@ -12,6 +12,7 @@ from ..audio.ffmpeg import ffmpeg_binary
 from ..domain_errors import conversation_error
 from ..twilio.client import twilio_api
 from ..twilio.http import TwilioHttpError
+from .account import Sandbox
 
 # The sandbox console's agent. Flex escapes a user's name into their chat identity, which both their token's
 # `identity` and their participant in a task's conversation carry: the console's token must too, to reach them.
@@ -67,7 +68,13 @@ def demo_voice_note(path: str, seconds: float | None = None) -> None:
     )
 
 
-def ensure_demo_conversations() -> None:
+def current_sandbox() -> Sandbox | None:
+    """The sandbox account standing in for Twilio in this app, or None against real Twilio."""
+    sandbox = twilio_api().sandbox
+    return sandbox if isinstance(sandbox, Sandbox) else None
+
+
+def ensure_demo_conversations(sandbox: Sandbox) -> None:
     """WhatsApp, SMS and web chat conversations with the console's agent in them, created once per sandbox."""
     api = twilio_api()
     with _demo_lock:
@@ -77,7 +84,7 @@ def ensure_demo_conversations() -> None:
         except TwilioHttpError as exc:
             raise conversation_error(exc) from exc
         for channel, name in DEMO_CONVERSATIONS:
-            sid = existing.get(name) or api.sandbox.create_conversation(name, channel)["sid"]
+            sid = existing.get(name) or sandbox.create_conversation(name, channel)["sid"]
             # A sandbox from before the agent carried Flex's escaped identity has demo conversations without them.
             if sid not in joined:
-                api.sandbox.add_participant(sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
+                sandbox.add_participant(sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
