@@ -11,10 +11,13 @@ module.exports = (config) => ({
     __FPB_REACT_VERSION: "test",
     __FPB_REACT_DOM_VERSION: "test",
   },
-  // Paste's icons ship as ES modules (esm/, which the bundle uses) and CommonJS (cjs/, which Jest can load).
   moduleNameMapper: {
     ...config.moduleNameMapper,
+    // Paste's icons ship as ES modules (esm/, which the bundle uses) and CommonJS (cjs/, which Jest can load).
     "^@twilio-paste/icons/esm/(.*)$": "@twilio-paste/icons/cjs/$1",
+    // The agent console's modules the plugin is built from (see webpack.config.js); Babel transforms them as it
+    // does src/ (transformIgnorePatterns leaves out only node_modules).
+    "^@shared/(.*)$": "<rootDir>/../webhook_app/static/shared/$1",
   },
   // The test that imports the real @twilio/flex-ui takes a few seconds on its own.
   testTimeout: 30000,

@@ -3,11 +3,9 @@
  * quickly while a row is being converted or transcribed (or a bubble waits for a message the service has not listed yet) and
  * slowly otherwise, and only while some bubble is on screen.
  */
-import { AudioMessage, AudioService, isAbort } from "./api";
-
-export const IN_PROGRESS = new Set(["queued", "downloading", "transcoding", "sending"]);
-/** Transcript states that keep the store polling quickly, as a row in progress does. */
-export const TRANSCRIPT_BUSY = new Set(["queued", "running"]);
+import type { AudioMessage, AudioService } from "@shared/api.js";
+import { isAbortError } from "@shared/errors.js";
+import { inProgress } from "@shared/voice-notes.js";
 
 export interface ConversationAudio {
   loaded: boolean;
@@ -92,7 +90,7 @@ export class AudioStore {
       for (const sid of byMessage.keys()) entry.waiting.delete(sid);
       entry.state = { loaded: true, error: null, byMessage };
     } catch (error) {
-      if (isAbort(error) || controller.signal.aborted) return;
+      if (isAbortError(error) || controller.signal.aborted) return;
       entry.state = { ...entry.state, loaded: true, error: (error as Error).message };
     } finally {
       if (entry.inFlight === controller) entry.inFlight = null;
@@ -108,9 +106,7 @@ export class AudioStore {
     }
     if (entry.waiting.size) return true;
     for (const rows of entry.state.byMessage.values()) {
-      if (rows.some((row) => IN_PROGRESS.has(row.status) || TRANSCRIPT_BUSY.has(row.transcript?.status ?? ""))) {
-        return true;
-      }
+      if (rows.some(inProgress)) return true;
     }
     return false;
   }

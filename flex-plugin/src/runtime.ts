@@ -1,5 +1,5 @@
 /** What the plugin's components share: the manager (for the token and the theme), the service and the store. */
-import { AudioService } from "./api";
+import { AudioService } from "@shared/api.js";
 import { AudioStore, AudioStoreOptions } from "./audioStore";
 import { FlexManagerLike, readFlexToken, readServiceUrl } from "./config";
 

@@ -12,9 +12,10 @@
  * `getToken` is an async function returning the agent's current Flex token; it is called before every request
  * because Flex refreshes tokens while the agent works.
  *
- * This file is the entry: the parts are its sibling modules in record-panel/ (the panel, the take, WebKit's MP4
- * repair and Firefox's WebM cut, the preview, the upload, the audio list) and shared/ (DOM, format and error
- * helpers, which the admin page uses too). Imported from another origin, every one of them is fetched in CORS
+ * This file is the entry: the parts are its sibling modules in record-panel/ (the panel, the preview, the audio
+ * list: what the page shows) and shared/ (all that is not drawn: the take and its recorder, WebKit's MP4 repair and
+ * Firefox's WebM cut, the API client, transcript, format and error helpers; the Flex plugin's bundle is built from
+ * these same modules, and the admin page uses some). Imported from another origin, every one of them is fetched in CORS
  * mode: the service serves its static modules with `Access-Control-Allow-Origin: *`.
  */
 import { AudioList } from "./record-panel/audio-list.js";
@@ -22,8 +23,7 @@ import { RecordPanel } from "./record-panel/panel.js";
 
 export { ServiceError } from "./shared/errors.js";
 export { formatDuration } from "./shared/format.js";
-export { mp4RecordedSeconds, repairedMp4 } from "./record-panel/mp4.js";
-export { pickRecordingType } from "./record-panel/take.js";
+export { pickRecordingType, repairedRecording } from "./shared/recorder.js";
 
 /**
  * Mount the record panel into `element`.

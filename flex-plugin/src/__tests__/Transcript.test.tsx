@@ -2,7 +2,7 @@ import * as React from "react";
 import { act, fireEvent, render, screen, within } from "@testing-library/react";
 
 import { AudioBubble, BubbleMessage } from "../components/AudioBubble";
-import { currentSegment, languageName } from "../components/Transcript";
+import { currentSegment, languageName } from "@shared/transcript.js";
 import { createRuntime } from "../runtime";
 import { CONVERSATION, fakeFetch, fakeManager, SERVICE } from "../testing/fakes";
 

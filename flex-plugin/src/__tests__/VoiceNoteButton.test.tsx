@@ -193,7 +193,7 @@ test("the size cap shortens the limit at the channel's bitrate", async () => {
   mount();
   await openRecorder();
   // 600 KiB * 8 * 0.95 / 64 kb/s = 72 s
-  expect(screen.getByText("SMS/MMS: Up to 1:12 · 0.6 MB per file")).toBeTruthy();
+  expect(screen.getByText("SMS/MMS: Up to 1:12 · 600 KB per file")).toBeTruthy();
 });
 
 test("the button is disabled, with the reason, where the channel's sending is off", async () => {

@@ -1,11 +1,15 @@
-import { recordedSeconds } from "../mp4";
-import { filenameFor, MP4_CATCH_UP_MS, openMicrophoneTake, Take } from "../recorder";
+// The agent console's recorder (webhook_app/static/shared/recorder.js): the console and the plugin both record with it.
+import { mp4RecordedSeconds as recordedSeconds } from "@shared/mp4.js";
+import { filenameFor, MP4_CATCH_UP_MS, pickRecordingType, Take } from "@shared/recorder.js";
+import { readWebm, webmRecordedSeconds } from "@shared/webm.js";
+
 import { bytesOf, FRAME, fragment, initSegment, TIMESCALE, topLevel } from "../testing/mp4";
 import { recording as webmRecording } from "../testing/webm";
-import { readWebm, webmRecordedSeconds } from "../webm";
+
+const openMicrophoneTake = (options?: { catchUpMs?: number }) => Take.open(pickRecordingType(), options);
 
 /**
- * MediaRecorder as WebKitGTK behaves (see mp4.ts): it writes a fragment per second and hands it over late; the
+ * MediaRecorder as WebKitGTK behaves (see mp4.js): it writes a fragment per second and hands it over late; the
  * test decides which chunks arrive when. Firefox's and Chromium's recorders hand everything over at stop().
  */
 class FakeRecorder extends EventTarget {

@@ -1,4 +1,5 @@
-import { cutWebm, readWebm, webmRecordedSeconds } from "../webm";
+// The agent console's module (webhook_app/static/shared/webm.js): the console and the plugin both cut with it.
+import { cutWebm, readWebm, webmRecordedSeconds } from "@shared/webm.js";
 import { recording } from "../testing/webm";
 
 const buffer = (bytes: Uint8Array) => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;

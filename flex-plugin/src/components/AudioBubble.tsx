@@ -10,21 +10,14 @@ import { Button } from "@twilio-paste/core/button";
 import { Spinner } from "@twilio-paste/core/spinner";
 import { Text } from "@twilio-paste/core/text";
 
-import { AudioMessage } from "../api";
-import { ConversationAudio, IN_PROGRESS } from "../audioStore";
-import { formatDuration } from "../format";
+import type { AudioMessage } from "@shared/api.js";
+import { formatDuration } from "@shared/format.js";
+import { IN_PROGRESS, setPlaybackRate, SPEEDS, STATUS_TEXT } from "@shared/voice-notes.js";
+
+import { ConversationAudio } from "../audioStore";
 import { Runtime } from "../runtime";
 import { PluginTheme } from "./PluginTheme";
 import { Transcript } from "./Transcript";
-
-export const SPEEDS = [1, 1.5, 2];
-export const STATUS_TEXT: Record<string, string> = {
-  queued: "Waiting to be processed…",
-  downloading: "Downloading from Twilio…",
-  transcoding: "Converting to MP3…",
-  sending: "Sending…",
-  failed: "Could not be processed",
-};
 
 /** The slice of Flex's MessageState the bubble reads (`message.source` is the Conversations SDK's Message). */
 export interface BubbleMessage {
@@ -154,11 +147,7 @@ function Player({ row, who, onExpired }: { row: AudioMessage; who: string; onExp
   }, [row.playback_url]);
   const choose = (value: number) => {
     setRate(value);
-    if (audio.current) {
-      // defaultPlaybackRate survives a new source; playbackRate changes what is playing now.
-      audio.current.defaultPlaybackRate = value;
-      audio.current.playbackRate = value;
-    }
+    if (audio.current) setPlaybackRate(audio.current, value);
   };
   const duration = formatDuration(row.duration_s);
   return (

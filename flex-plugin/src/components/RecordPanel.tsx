@@ -1,7 +1,8 @@
 /**
  * The voice-note recorder: record, timer, level meter, cap warning and auto-stop, preview, send (with an
  * Idempotency-Key per recording, so a retry is never posted twice), discard, cancel. The behaviour of the
- * service's own record panel (webhook_app/static/record-panel.js), in React and Twilio Paste.
+ * service's own record panel (webhook_app/static/record-panel/panel.js), in React and Twilio Paste; the take, the
+ * repair of its recording, the caps and the upload are that panel's own modules (@shared/…).
  */
 import * as React from "react";
 import { Box } from "@twilio-paste/core/box";
@@ -11,27 +12,18 @@ import { Text } from "@twilio-paste/core/text";
 import { HelpText } from "@twilio-paste/core/help-text";
 import { MicrophoneOnIcon } from "@twilio-paste/icons/esm/MicrophoneOnIcon";
 
-import { AudioService, AudioSettings, isAbort, UploadResult } from "../api";
-import { CHANNEL_NAMES, formatDuration, formatMegabytes, newIdempotencyKey } from "../format";
-import { filenameFor, microphoneErrorMessage, openMicrophoneTake, OpenTake, Take, unsupportedReason } from "../recorder";
-
-export const WARN_BEFORE_END_S = 10;
-const TICK_MS = 200;
-// Stop this much before the cap: the timer only looks every tick, and MediaRecorder hands over its last chunk a
-// little after the stop (the service allows half a second over the cap for that, no more).
-const STOP_MARGIN_S = TICK_MS / 1000 + 0.1;
-// The service caps the MP3 it makes, not the upload; stop early enough that the MP3 fits (frame overhead).
-const MP3_SIZE_MARGIN = 0.95;
+import type { AudioService, AudioSettings, UploadResult } from "@shared/api.js";
+import { errorParts, isAbortError } from "@shared/errors.js";
+import { formatDuration } from "@shared/format.js";
+import { microphoneErrorMessage, newRecording, pickRecordingType, Take, unsupportedReason } from "@shared/recorder.js";
+import type { Recording, TakeControls } from "@shared/recorder.js";
+import { capsText, maxSeconds, STOP_BEFORE_LIMIT_S, TICK_MS, WARN_BEFORE_END_S } from "@shared/voice-notes.js";
 
 export type Phase = "unsupported" | "idle" | "starting" | "recording" | "preview" | "sending";
+/** Opens a take: the microphone's, or the tests' fake. */
+export type OpenTake = () => Promise<TakeControls>;
 
-interface Recording {
-  blob: Blob;
-  url: string;
-  duration: number;
-  filename: string;
-  idempotencyKey: string;
-}
+const openMicrophoneTake: OpenTake = () => Take.open(pickRecordingType());
 
 export interface RecordPanelProps {
   service: AudioService;
@@ -54,33 +46,19 @@ interface State {
   elapsed: number;
   level: number;
   ending: boolean;
-  /** Stopped, waiting for the take's last data (in WebKit up to 2.5 s: see recorder.ts). */
+  /** Stopped, waiting for the take's last data (in WebKit up to 2.5 s: see @shared/recorder.js). */
   finishing: boolean;
   progress: number;
   recording: Recording | null;
 }
 
-/** The longest recording that fits both caps; the MP3's size follows from the channel's bitrate. */
-export function maxSeconds(settings: AudioSettings): number {
-  const { max_duration_s: maxDuration, max_bytes: maxBytes, bitrate_kbps: kbps } = settings;
-  const bySize = maxBytes && kbps ? Math.floor((maxBytes * 8 * MP3_SIZE_MARGIN) / (kbps * 1000)) : Infinity;
-  return Math.min(maxDuration || Infinity, bySize);
-}
-
-export function capsText(settings: AudioSettings): string {
-  const channel = CHANNEL_NAMES[settings.channel] || settings.channel || "This channel";
-  const parts = [`Up to ${formatDuration(maxSeconds(settings))}`];
-  if (settings.max_bytes) parts.push(`${formatMegabytes(settings.max_bytes)} per file`);
-  return `${channel}: ${parts.join(" · ")}`;
-}
-
 export class RecordPanel extends React.Component<RecordPanelProps, State> {
   // The phase the handlers act on: React's state lags a render behind, and a double click must not send twice.
   private phase: Phase;
-  private take: Take | null = null;
+  private take: TakeControls | null = null;
   // The take between Stop and its recording (WebKit records on until the take's end has arrived): a Cancel or
   // an unmount then still gives the microphone back at once.
-  private finishingTake: Take | null = null;
+  private finishingTake: TakeControls | null = null;
   private timer: ReturnType<typeof setInterval> | null = null;
   private upload: AbortController | null = null;
   private unmounted = false;
@@ -141,7 +119,7 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
   record = async (): Promise<void> => {
     if (this.phase !== "idle") return;
     this.go("starting", { alert: "", status: "" });
-    let take: Take;
+    let take: TakeControls;
     try {
       take = await (this.props.openTake || openMicrophoneTake)();
     } catch (error) {
@@ -174,7 +152,7 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
       ending,
       alert: ending ? `Recording stops in ${Math.max(0, Math.ceil(left))} s (the ${formatDuration(limit)} limit).` : "",
     });
-    if (left <= STOP_MARGIN_S) this.stop(`Stopped at the ${formatDuration(limit)} limit.`);
+    if (left <= STOP_BEFORE_LIMIT_S) this.stop(`Stopped at the ${formatDuration(limit)} limit.`);
   };
 
   private stopTimer(): void {
@@ -188,7 +166,7 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
     this.stopTimer();
     this.take = null;
     this.finishingTake = take;
-    // Usually at once; in WebKit up to 2.5 s while the take's last MP4 fragment arrives (see recorder.ts).
+    // Usually at once; in WebKit up to 2.5 s while the take's last MP4 fragment arrives (see @shared/recorder.js).
     this.setState({ finishing: true, elapsed: take.elapsed(), status: "Finishing the recording…" });
     let blob: Blob;
     try {
@@ -196,10 +174,8 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
     } catch (error) {
       if (this.finishingTake === take) this.finishingTake = null;
       if (this.unmounted || this.current() !== "recording" || this.take) return;
-      this.go("idle", {
-        finishing: false,
-        alert: `Recording failed${(error as Error)?.message ? `: ${(error as Error).message}` : "."}`,
-      });
+      const { message } = errorParts(error);
+      this.go("idle", { finishing: false, alert: `Recording failed${message ? `: ${message}` : "."}` });
       return;
     }
     if (this.finishingTake === take) this.finishingTake = null;
@@ -210,13 +186,7 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
       return;
     }
     const duration = take.elapsed();
-    const recording: Recording = {
-      blob,
-      duration,
-      url: URL.createObjectURL(blob),
-      filename: filenameFor(blob),
-      idempotencyKey: newIdempotencyKey(),
-    };
+    const recording = newRecording(blob, duration);
     this.go("preview", {
       recording,
       elapsed: duration,
@@ -227,12 +197,12 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
     });
   };
 
-  private onRecorderError(take: Take, error: unknown): void {
+  private onRecorderError(take: TakeControls, error: unknown): void {
     if (this.unmounted || this.take !== take) return;
     this.stopTimer();
     take.release();
     this.take = null;
-    const message = (error as Error)?.message;
+    const { message } = errorParts(error);
     this.go("idle", { alert: `Recording stopped unexpectedly${message ? `: ${message}` : "."}` });
   }
 
@@ -279,7 +249,7 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
         this.props.onSendingDisabled?.(message || "Audio sending is disabled for this channel");
         return;
       }
-      if (isAbort(error)) {
+      if (isAbortError(error)) {
         this.go("preview", { status: "Sending cancelled. The recording is kept; send it again or discard it." });
       } else {
         this.go("preview", { status: "", alert: message || "The voice note could not be sent." });

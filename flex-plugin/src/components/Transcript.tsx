@@ -3,39 +3,17 @@
  * queued or running; when done, its segments as one paragraph of plain, selectable text, each segment a span that
  * seeks the player to its start and plays (click, or Enter / Space when focused), the segment being heard
  * highlighted; "No speech in this note." or "No transcript: <reason>" otherwise. Spans, not buttons: some
- * browsers do not let a selection start or end inside a button, and the text must copy.
+ * browsers do not let a selection start or end inside a button, and the text must copy. What it says and which
+ * segment is heard come from the console's own module (@shared/transcript.js); this file only draws it.
  */
 import * as React from "react";
 import { Box } from "@twilio-paste/core/box";
 import { Text } from "@twilio-paste/core/text";
 
-import { Transcript as TranscriptData, TranscriptSegment } from "../api";
-import { TRANSCRIPT_BUSY } from "../audioStore";
-import { formatDuration } from "../format";
-
-export const TRANSCRIPT_TEXT = {
-  busy: "Transcribing…",
-  noSpeech: "No speech in this note.",
-  deleted: "Transcript deleted.",
-  failed: (reason: string | undefined) => `No transcript: ${reason || "unknown error"}`,
-};
-
-/** The language's name for a transcript not in English ("Spanish"); null for English or none. */
-export function languageName(code: string | null | undefined): string | null {
-  if (!code || code === "en") return null;
-  try {
-    return new Intl.DisplayNames(["en"], { type: "language" }).of(code) || code;
-  } catch {
-    return code;
-  }
-}
-
-/** The segment being heard at `time` (a gap between two segments belongs to the one before); -1 before playing. */
-export function currentSegment(segments: TranscriptSegment[], time: number, paused: boolean): number {
-  if (paused && !time) return -1;
-  return segments.findIndex((segment, index) => time >= segment.start
-    && (time < segment.end || (index + 1 < segments.length && time < segments[index + 1].start)));
-}
+import type { Transcript as TranscriptData, TranscriptSegment } from "@shared/api.js";
+import {
+  currentSegment, isPlayKey, languageName, playFrom, segmentTitle, selectingIn, spokenSegments, transcriptNotice,
+} from "@shared/transcript.js";
 
 export interface TranscriptProps {
   transcript: TranscriptData;
@@ -44,10 +22,7 @@ export interface TranscriptProps {
 }
 
 export function Transcript({ transcript, audio }: TranscriptProps): JSX.Element {
-  const segments = React.useMemo(
-    () => (transcript.segments || []).filter((segment) => segment.text.trim()),
-    [transcript.segments],
-  );
+  const segments = React.useMemo(() => spokenSegments(transcript), [transcript]);
   const current = useCurrentSegment(audio, segments);
   const paragraph = React.useRef<HTMLParagraphElement>(null);
   const box = (children: React.ReactNode) => (
@@ -58,26 +33,17 @@ export function Transcript({ transcript, audio }: TranscriptProps): JSX.Element 
       {text}
     </Text>,
   );
-  if (transcript.deleted_at) return state(TRANSCRIPT_TEXT.deleted);
-  if (TRANSCRIPT_BUSY.has(transcript.status)) return state(TRANSCRIPT_TEXT.busy);
-  if (transcript.status === "no_speech") return state(TRANSCRIPT_TEXT.noSpeech);
-  if (transcript.status === "failed") return state(TRANSCRIPT_TEXT.failed(transcript.error), true);
+  const notice = transcriptNotice(transcript);
+  if (notice) return state(notice.text, notice.failed);
 
   const seek = (segment: TranscriptSegment) => {
-    const element = audio.current;
-    if (!element) return;
-    element.currentTime = segment.start;
-    // A refusal to play (autoplay rules) still leaves the player at the new position.
-    element.play()?.catch(() => undefined);
+    if (audio.current) playFrom(audio.current, segment);
   };
   const onClick = (segment: TranscriptSegment) => {
-    // Text being selected with the mouse is not a click on the segment.
-    const selection = window.getSelection();
-    if (selection && !selection.isCollapsed && paragraph.current?.contains(selection.anchorNode)) return;
-    seek(segment);
+    if (!selectingIn(paragraph.current)) seek(segment);
   };
   const onKeyDown = (event: React.KeyboardEvent, segment: TranscriptSegment) => {
-    if (event.key !== "Enter" && event.key !== " ") return;
+    if (!isPlayKey(event.key)) return;
     event.preventDefault(); // Space would scroll the page
     seek(segment);
   };
@@ -97,7 +63,7 @@ export function Transcript({ transcript, audio }: TranscriptProps): JSX.Element 
             <Box as="span" role="button" tabIndex={0} cursor="pointer" borderRadius="borderRadius10"
               backgroundColor={index === current ? "colorBackgroundPrimaryWeaker" : undefined}
               aria-current={index === current ? "true" : undefined}
-              title={`Play from ${formatDuration(Math.floor(segment.start))}`}
+              title={segmentTitle(segment)}
               data-start={segment.start} data-testid="transcript-segment"
               _hover={{ textDecoration: "underline" }}
               _focusVisible={{ boxShadow: "shadowFocus", outline: "none" }}

@@ -12,10 +12,10 @@ import { Text } from "@twilio-paste/core/text";
 import { MicrophoneOnIcon } from "@twilio-paste/icons/esm/MicrophoneOnIcon";
 import { MicrophoneOffIcon } from "@twilio-paste/icons/esm/MicrophoneOffIcon";
 
-import { AudioSettings, UploadResult } from "../api";
-import { OpenTake } from "../recorder";
+import type { AudioSettings, UploadResult } from "@shared/api.js";
+
 import { Runtime, taskConversationSid, TaskLike } from "../runtime";
-import { RecordPanel } from "./RecordPanel";
+import { OpenTake, RecordPanel } from "./RecordPanel";
 import { PluginTheme } from "./PluginTheme";
 
 export const SENDING_OFF = "Audio sending is disabled for this channel";

@@ -3,7 +3,7 @@
  * a task, the service's HTTP answers (fetch and XMLHttpRequest) and a microphone take.
  */
 import { FlexManagerLike } from "../config";
-import { Take } from "../recorder";
+import type { TakeControls } from "@shared/recorder.js";
 
 export const CONVERSATION = "CH0123456789abcdef0123456789abcdef";
 export const OTHER_CONVERSATION = "CHfedcba9876543210fedcba9876543210";
@@ -116,7 +116,7 @@ export class FakeXhr {
 }
 
 /** A microphone take whose clock the test moves. */
-export class FakeTake implements Take {
+export class FakeTake implements TakeControls {
   seconds = 0;
   released = false;
   stopped = false;

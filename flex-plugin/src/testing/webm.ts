@@ -42,12 +42,5 @@ export function recording(seconds: number, sizes: "known" | "unknown" = "unknown
 }
 
 export function concat(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return Uint8Array.from(parts.flatMap((part) => Array.from(part))); // (test files are small)
 }
-

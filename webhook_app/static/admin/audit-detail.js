@@ -50,9 +50,9 @@ const blank = (value) => value === null || value === undefined || value === "";
  * @param {Shown} value
  */
 const item = (label, value) => [el("dt", { text: label }), el("dd", {}, blank(value) ? "—" : value)];
-/** @param {number | null | undefined} value */
+/** The size, and its exact count where the size is rounded (from 1 KB). @param {number | null | undefined} value */
 const bytes = (value) => (value === null || value === undefined ? null
-  : `${formatBytes(value)} (${value.toLocaleString("en-US")} bytes)`);
+  : value < 1024 ? formatBytes(value) : `${formatBytes(value)} (${value.toLocaleString("en-US")} bytes)`);
 /** @param {number | null | undefined} value */
 const ms = (value) => (value === null || value === undefined ? null : `${value} ms`);
 /** @param {string | null | undefined} value */

@@ -4,30 +4,19 @@
  * 1× / 1.5× / 2× buttons and the transcript under the player (transcript.js), or what is happening to them. Polls
  * quickly while rows, or their transcripts, are in progress.
  */
+import { AudioService } from "../shared/api.js";
 import { el } from "../shared/dom.js";
 import { errorParts, isAbortError } from "../shared/errors.js";
 import { formatDuration } from "../shared/format.js";
-import { endpoint, getJson } from "./api.js";
-import { TRANSCRIPT_BUSY, transcriptKey, transcriptView } from "./transcript.js";
-import { CHANNEL_NAMES, ensureStylesheet } from "./ui.js";
+import { channelName, IN_PROGRESS, inProgress, setPlaybackRate, SPEEDS, STATUS_TEXT } from "../shared/voice-notes.js";
+import { transcriptKey, transcriptView } from "./transcript.js";
+import { ensureStylesheet } from "./ui.js";
 
 /**
  * What mountAudioList takes: the service, and how often to look again (ms) while a row is in progress or not.
- * @typedef {import("./api.js").ServiceOptions & {busyPollMs?: number, idlePollMs?: number}} ListOptions
+ * @typedef {import("./panel.js").ServiceOptions & {busyPollMs?: number, idlePollMs?: number}} ListOptions
  */
-/**
- * One audio message (GET .../audio).
- * @typedef {object} AudioMessage
- * @property {number} audit_id
- * @property {"inbound" | "outbound"} direction
- * @property {string} status queued, downloading, transcoding, sending, ready or failed
- * @property {string} [channel]
- * @property {string} [created_at]
- * @property {number} [duration_s]
- * @property {string} [playback_url]
- * @property {string} [error]
- * @property {import("./transcript.js").Transcript} [transcript] only where the channel transcribes
- */
+/** @typedef {import("../shared/api.js").AudioMessage} AudioMessage */
 /**
  * A row on the page; its player kept across polls (a fresh playback link replaces an expired one in place), its
  * transcript view replaced only when what it shows changed (`transcriptKey`).
@@ -41,17 +30,6 @@ import { CHANNEL_NAMES, ensureStylesheet } from "./ui.js";
  * @property {AbortController | null} transcriptListeners removes the view's listeners on the player
  */
 
-/** @type {Record<string, string>} */
-const STATUS_TEXT = {
-  queued: "Waiting to be processed…",
-  downloading: "Downloading from Twilio…",
-  transcoding: "Converting to MP3…",
-  sending: "Sending…",
-  failed: "Could not be processed",
-};
-const IN_PROGRESS = new Set(["queued", "downloading", "transcoding", "sending"]);
-const SPEEDS = [1, 1.5, 2];
-
 export class AudioList {
   /**
    * @param {HTMLElement} element
@@ -59,7 +37,8 @@ export class AudioList {
    */
   constructor(element, { apiBaseUrl, getToken, conversationSid, busyPollMs = 1500, idlePollMs = 15000 }) {
     ensureStylesheet();
-    this.options = { apiBaseUrl, getToken, conversationSid };
+    this.service = new AudioService(apiBaseUrl || "", getToken);
+    this.conversationSid = conversationSid;
     this.busyPollMs = busyPollMs;
     this.idlePollMs = idlePollMs;
     /** @type {Map<number, Row>} by audit_id */
@@ -87,9 +66,9 @@ export class AudioList {
     this.inFlight = controller;
     let busy = false;
     try {
-      const body = await getJson(this.options, endpoint(this.options, "audio"), controller.signal);
+      const messages = await this.service.list(this.conversationSid, controller.signal);
       if (this.destroyed || controller.signal.aborted) return;
-      busy = this.render(body.audio_messages || []);
+      busy = this.render(messages);
       this.loaded = true;
       this.status.classList.remove("al-status--error");
       this.status.textContent = "";
@@ -136,8 +115,7 @@ export class AudioList {
         this.rows.delete(id);
       }
     }
-    return messages.some((message) => IN_PROGRESS.has(message.status)
-      || (message.transcript !== undefined && TRANSCRIPT_BUSY.has(message.transcript.status)));
+    return messages.some(inProgress);
   }
 
   /** @param {AudioMessage} message */
@@ -190,10 +168,9 @@ export class AudioList {
   meta(message) {
     const who = message.direction === "inbound" ? "Customer" : "Agent";
     const when = message.created_at ? new Date(message.created_at) : null;
-    const channel = message.channel || "";
     return el("div", { class: "al-meta" },
       el("span", { class: "al-who", text: who }),
-      el("span", { class: "al-channel", text: CHANNEL_NAMES[channel] || channel }),
+      el("span", { class: "al-channel", text: channelName(message.channel) }),
       when ? el("time", { datetime: message.created_at, text: when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) }) : null);
   }
 
@@ -263,8 +240,6 @@ function dropTranscript(row) {
  * @param {number} rate
  */
 function setSpeed(audio, buttons, rate) {
-  // defaultPlaybackRate survives a source refresh; playbackRate changes what is playing now.
-  audio.defaultPlaybackRate = rate;
-  audio.playbackRate = rate;
+  setPlaybackRate(audio, rate);
   buttons.forEach((button, index) => button.setAttribute("aria-pressed", String(SPEEDS[index] === rate)));
 }

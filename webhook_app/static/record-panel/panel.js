@@ -4,39 +4,33 @@
  * send with upload progress, discard, cancel. The states and what each shows live here; the take, the
  * recording, preview and sending rows, and the upload in their own modules.
  */
+import { AudioService } from "../shared/api.js";
 import { el, uniqueId } from "../shared/dom.js";
 import { errorParts, isAbortError, ServiceError } from "../shared/errors.js";
-import { formatDuration, formatMegabytes } from "../shared/format.js";
-import { endpoint, getJson, newIdempotencyKey, uploadRecording } from "./api.js";
+import { formatDuration } from "../shared/format.js";
+import { microphoneErrorMessage, newRecording, pickRecordingType, Take, unsupportedReason } from "../shared/recorder.js";
+import { capsText, maxSeconds, STOP_BEFORE_LIMIT_S, TICK_MS, WARN_BEFORE_END_S } from "../shared/voice-notes.js";
 import { previewView } from "./preview.js";
 import { recordingView } from "./recording.js";
 import { sendingView } from "./sending.js";
-import { microphoneErrorMessage, pickRecordingType, Take, unsupportedReason } from "./take.js";
-import { CHANNEL_NAMES, ensureStylesheet, micIcon, panelButton } from "./ui.js";
+import { ensureStylesheet, micIcon, panelButton } from "./ui.js";
 
-/** @typedef {import("./api.js").Recording} Recording */
+/** @typedef {import("../shared/recorder.js").Recording} Recording */
+/** @typedef {import("../shared/api.js").AudioSettings} AudioSettings */
 /**
- * What mountRecordPanel takes.
- * @typedef {import("./api.js").ServiceOptions & {onSent?: (result: object) => void,
- *   layout?: "inline" | "popover", expanded?: boolean}} PanelOptions
+ * What mountRecordPanel and mountAudioList take to reach the service for one conversation.
+ * @typedef {object} ServiceOptions
+ * @property {string} [apiBaseUrl] the service's origin and path prefix ("" for the page's own)
+ * @property {() => Promise<string>} getToken the agent's current Flex token
+ * @property {string} conversationSid
  */
 /**
- * The channel's audio settings (GET .../audio-settings).
- * @typedef {{sending_enabled: boolean, channel?: string, max_duration_s?: number, max_bytes?: number,
- *   bitrate_kbps?: number}} AudioSettings
+ * What mountRecordPanel takes.
+ * @typedef {ServiceOptions & {onSent?: (result: object) => void,
+ *   layout?: "inline" | "popover", expanded?: boolean}} PanelOptions
  */
 /** @typedef {"loading" | "unsupported" | "disabled" | "unavailable" | "idle" | "starting" | "recording"
  *   | "preview" | "sending"} PanelState */
-
-/** @type {Record<string, string>} */
-const EXTENSIONS = { "audio/webm": "webm", "audio/ogg": "ogg", "audio/mp4": "m4a" };
-const WARN_BEFORE_END_S = 10;
-const TICK_MS = 200;
-// Stop this much before the cap: the timer only looks every TICK_MS, and MediaRecorder hands over its last
-// chunk a little after the stop (the service allows half a second over the cap for that, no more).
-const STOP_BEFORE_LIMIT_S = TICK_MS / 1000 + 0.1;
-// The server caps the MP3 it makes, not the upload; stop early enough that the MP3 fits (frame/header overhead).
-const MP3_SIZE_MARGIN = 0.95;
 
 export class RecordPanel {
   /**
@@ -49,6 +43,7 @@ export class RecordPanel {
     }
     ensureStylesheet();
     this.options = options;
+    this.service = new AudioService(options.apiBaseUrl || "", options.getToken);
     this.element = element;
     /** @type {PanelState} */
     this.state = "loading";
@@ -112,7 +107,7 @@ export class RecordPanel {
     /** @type {AudioSettings} */
     let settings;
     try {
-      settings = await getJson(this.options, endpoint(this.options, "audio-settings"));
+      settings = await this.service.settings(this.options.conversationSid);
       if (this.destroyed) return;
       this.settings = settings;
     } catch (error) {
@@ -124,23 +119,13 @@ export class RecordPanel {
       this.show("disabled");
       return;
     }
-    this.caps.textContent = this.capsText(settings);
+    this.caps.textContent = capsText(settings);
     this.show("idle");
   }
 
-  /** The longest recording that fits both caps; the MP3 size follows from the channel's bitrate. */
+  /** The longest recording that fits the channel's caps. */
   maxSeconds() {
-    const { max_duration_s: maxDuration, max_bytes: maxBytes, bitrate_kbps: kbps } = this.settings || {};
-    const bySize = maxBytes && kbps ? Math.floor((maxBytes * 8 * MP3_SIZE_MARGIN) / (kbps * 1000)) : Infinity;
-    return Math.min(maxDuration || Infinity, bySize);
-  }
-
-  /** @param {AudioSettings} settings */
-  capsText(settings) {
-    const channel = (settings.channel && CHANNEL_NAMES[settings.channel]) || settings.channel || "This channel";
-    const parts = [`Up to ${formatDuration(this.maxSeconds())}`];
-    if (settings.max_bytes) parts.push(`${formatMegabytes(settings.max_bytes)} per file`);
-    return `${channel}: ${parts.join(" · ")}`;
+    return maxSeconds(this.settings);
   }
 
   // -- rendering ------------------------------------------------------------------------------------------
@@ -296,15 +281,7 @@ export class RecordPanel {
    * @param {string} [reason]
    */
   preview(blob, duration, reason) {
-    const baseType = blob.type.split(";")[0].trim();
-    this.recording = {
-      blob,
-      duration,
-      url: URL.createObjectURL(blob),
-      filename: `voice-note.${EXTENSIONS[baseType] || "webm"}`,
-      // One key per recording: a retried send of the same clip is answered, never posted twice.
-      idempotencyKey: newIdempotencyKey(),
-    };
+    this.recording = newRecording(blob, duration);
     this.show("preview");
     this.fail(reason || "");
     this.say(`Recorded ${formatDuration(duration)}. Listen, then send or discard it.`);
@@ -354,7 +331,7 @@ export class RecordPanel {
     let result;
     try {
       const how = { onProgress: this.sending.showProgress, signal: upload.signal };
-      result = await uploadRecording(this.options, recording, how);
+      result = await this.service.upload(this.options.conversationSid, recording, how);
     } catch (error) {
       if (!this.destroyed) this.sendFailed(error);
       return;

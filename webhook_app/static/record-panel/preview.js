@@ -4,7 +4,7 @@ import { el } from "../shared/dom.js";
 import { formatDuration } from "../shared/format.js";
 import { panelButton } from "./ui.js";
 
-/** @typedef {import("./api.js").Recording} Recording */
+/** @typedef {import("../shared/recorder.js").Recording} Recording */
 
 // A decoded length may fall short of the measured one by the recorder's start-up and its last frame, not more.
 const DECODED_SHORTER_THAN_TAKE_S = 0.5;
@@ -14,7 +14,7 @@ const DECODED_SHORTER_THAN_TAKE_S = 0.5;
  * - Chrome writes WebM without a duration (the element says Infinity): seeking past the end makes the player read
  *   the file to its end and learn it.
  * - Firefox says Infinity too and ignores that seek: it learns the length only by playing to the end.
- * - WebKit reads the length the MP4's header says: the take's, which the repair writes (see mp4.js). (WebKit's own
+ * - WebKit reads the length the MP4's header says: the take's, which the repair writes (see shared/mp4.js). (WebKit's own
  *   header says 0; it then said "1 s", the fragments it had read, and played only those.)
  * @param {HTMLAudioElement} audio
  * @param {(seconds: number) => void} onLength

@@ -3,29 +3,15 @@
  * A voice note's transcript under its player: "Transcribing…" while it is queued or running; when done, its
  * segments as one paragraph of plain, selectable text, each segment a span that seeks the player to its start and
  * plays (click, or Enter / Space when focused), the segment being heard highlighted; "No speech in this note." or
- * "No transcript: <reason>" otherwise.
+ * "No transcript: <reason>" otherwise. What it says and which segment is heard: shared/transcript.js, as in the
+ * Flex plugin.
  */
 import { el } from "../shared/dom.js";
-import { formatDuration } from "../shared/format.js";
+import {
+  currentSegment, isPlayKey, languageName, playFrom, segmentTitle, selectingIn, spokenSegments, transcriptNotice,
+} from "../shared/transcript.js";
 
-/**
- * One stretch of speech, in seconds from the start of the MP3.
- * @typedef {{start: number, end: number, text: string}} Segment
- */
-/**
- * An audio message's `transcript` (the service's contract).
- * @typedef {object} Transcript
- * @property {string} status queued, running, done, no_speech or failed
- * @property {string} [text]
- * @property {string | null} [language]
- * @property {Segment[]} [segments]
- * @property {string | null} [model]
- * @property {string} [error] the reason, when failed
- * @property {string} [deleted_at] retention deleted the text
- */
-
-/** Transcript states the list keeps polling for. */
-export const TRANSCRIPT_BUSY = new Set(["queued", "running"]);
+/** @typedef {import("../shared/api.js").Transcript} Transcript */
 
 /**
  * What the view shows, as a string: the list rebuilds the view only when this changes between polls.
@@ -38,19 +24,6 @@ export function transcriptKey(transcript) {
 }
 
 /**
- * The language's name, for a transcript not in English ("Spanish"); null for English or an unknown code.
- * @param {string | null | undefined} code
- */
-function languageName(code) {
-  if (!code || code === "en") return null;
-  try {
-    return new Intl.DisplayNames(["en"], { type: "language" }).of(code) || code;
-  } catch {
-    return code;
-  }
-}
-
-/**
  * The transcript's element, wired to `audio`. `signal` removes its listeners on the player when the view is
  * replaced.
  * @param {Transcript} transcript
@@ -60,24 +33,13 @@ function languageName(code) {
  */
 export function transcriptView(transcript, audio, signal) {
   const box = el("div", { class: "al-transcript", "data-transcript-status": transcript.status });
-  if (transcript.deleted_at) {
-    box.append(el("p", { class: "al-transcript-state", text: "Transcript deleted." }));
+  const notice = transcriptNotice(transcript);
+  if (notice) {
+    box.append(el("p", { class: `al-transcript-state${notice.failed ? " al-transcript-state--failed" : ""}`,
+      text: notice.text }));
     return box;
   }
-  if (TRANSCRIPT_BUSY.has(transcript.status)) {
-    box.append(el("p", { class: "al-transcript-state", text: "Transcribing…" }));
-    return box;
-  }
-  if (transcript.status === "no_speech") {
-    box.append(el("p", { class: "al-transcript-state", text: "No speech in this note." }));
-    return box;
-  }
-  if (transcript.status === "failed") {
-    box.append(el("p", { class: "al-transcript-state al-transcript-state--failed",
-      text: `No transcript: ${transcript.error || "unknown error"}` }));
-    return box;
-  }
-  const segments = (transcript.segments || []).filter((segment) => segment.text.trim());
+  const segments = spokenSegments(transcript);
   const language = languageName(transcript.language);
   if (language) box.append(el("span", { class: "al-transcript-language", text: language }));
   if (!segments.length) {
@@ -88,22 +50,15 @@ export function transcriptView(transcript, audio, signal) {
   const spans = segments.map((segment) => {
     const span = el("span", {
       class: "al-segment", role: "button", tabindex: "0", "data-start": String(segment.start),
-      title: `Play from ${formatDuration(Math.floor(segment.start))}`, text: segment.text.trim(),
+      title: segmentTitle(segment), text: segment.text.trim(),
     });
-    const seek = () => {
-      audio.currentTime = segment.start;
-      audio.play().catch(() => { /* the browser refused to play: the player still shows the new position */ });
-    };
     span.addEventListener("click", () => {
-      // Text being selected with the mouse is not a click on the segment.
-      const selection = window.getSelection();
-      if (selection && !selection.isCollapsed && paragraph.contains(selection.anchorNode)) return;
-      seek();
+      if (!selectingIn(paragraph)) playFrom(audio, segment);
     });
     span.addEventListener("keydown", (event) => {
-      if (event.key !== "Enter" && event.key !== " ") return;
+      if (!isPlayKey(event.key)) return;
       event.preventDefault(); // Space would scroll the page
-      seek();
+      playFrom(audio, segment);
     });
     return span;
   });
@@ -114,10 +69,7 @@ export function transcriptView(transcript, audio, signal) {
   /** @type {HTMLElement | null} */
   let current = null;
   const highlight = () => {
-    const time = audio.currentTime;
-    const index = audio.paused && !time ? -1
-      : segments.findIndex((segment, i) => time >= segment.start
-        && (time < segment.end || (i + 1 < segments.length && time < segments[i + 1].start)));
+    const index = currentSegment(segments, audio.currentTime, audio.paused);
     const next = index >= 0 ? spans[index] : null;
     if (next === current) return;
     current?.classList.remove("al-segment--current");

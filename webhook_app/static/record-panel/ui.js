@@ -1,11 +1,6 @@
 // @ts-check
-/** What the record panel and the audio list both show: their stylesheet, channel names, icons and buttons. */
+/** What the record panel and the audio list both show: their stylesheet, icons and buttons. */
 import { el } from "../shared/dom.js";
-
-/** @type {Record<string, string>} */
-export const CHANNEL_NAMES = {
-  whatsapp: "WhatsApp", sms: "SMS/MMS", webchat: "Web chat", messenger: "Messenger", other: "Other",
-};
 
 /** Load record-panel.css beside the module, once per page. */
 export function ensureStylesheet() {

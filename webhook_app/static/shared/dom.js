@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * DOM helpers shared by the record panel (and so the Flex plugin that imports it) and the admin page.
+ * DOM helpers shared by the agent console's record panel and the admin page (the Flex plugin draws with React).
  * Plain ES module, no build step.
  */
 

@@ -14,6 +14,7 @@ export class ServiceError extends Error {
    */
   constructor(message, status = 0, code = "error") {
     super(message);
+    this.name = "ServiceError";
     this.status = status;
     this.code = code;
   }

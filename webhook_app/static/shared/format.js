@@ -1,32 +1,26 @@
 // @ts-check
 /**
- * Format helpers shared by the record panel, the agent console and the admin page: one rule for each kind of
- * number the service shows (durations, sizes, times).
+ * Format helpers shared by the record panel, the agent console, the admin page and the Flex plugin: one rule for
+ * each kind of number the service shows (durations, sizes, times). Sizes follow the service's own messages
+ * (webhook_app/humanize.py); tests/fixtures/format_cases.json holds the cases both are tested against.
  */
 
-const MB = 1024 * 1024;
+const KB = 1024;
+const MB = 1024 * KB;
 
 /**
  * A length as m:ss (h:mm:ss from an hour), to the nearest second: the one rule of every duration shown, in the
  * record panel, the agent console and the admin page, so a 3.9 s clip reads 0:04 in all of them.
- * @param {number} seconds
+ * "–:––" when not known.
+ * @param {number | null | undefined} seconds
  */
 export function formatDuration(seconds) {
-  if (!Number.isFinite(seconds) || seconds < 0) return "–:––";
+  if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds < 0) return "–:––";
   const whole = Math.round(seconds);
   const hours = Math.floor(whole / 3600);
   const minutes = Math.floor((whole % 3600) / 60);
   const rest = String(whole % 60).padStart(2, "0");
   return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}` : `${minutes}:${rest}`;
-}
-
-/**
- * A cap for people: "16 MB", "2.5 MB" (whole MB from 10, else one decimal).
- * @param {number} bytes
- */
-export function formatMegabytes(bytes) {
-  const mb = bytes / MB;
-  return `${mb >= 10 ? Math.round(mb) : Math.round(mb * 10) / 10} MB`;
 }
 
 /**
@@ -39,14 +33,33 @@ export function formatMb(bytes) {
 }
 
 /**
- * A file's size: "512 B", "3.4 KB", "1.25 MB"; "—" when missing.
- * @param {number | null | undefined} bytes
+ * A size (a file, a cap) as the service's messages say it: "900 bytes", "9.8 KB", "16 MB", "40.4 MB": KB and MB
+ * of 1,024 and 1,048,576 bytes (the admin page's units), to a tenth rounded half up, without a ".0" (a size that
+ * rounds to 1024 KB is 1 MB); "—" when missing. The rule of humanize.format_bytes, so a cap reads the same on the
+ * page and in a refusal.
+ * @param {number | null | undefined} bytes a whole number
  */
 export function formatBytes(bytes) {
   if (bytes === null || bytes === undefined) return "—";
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < MB) return `${(bytes / 1024).toFixed(1)} KB`;
-  return `${(bytes / MB).toFixed(2)} MB`;
+  if (bytes < KB) return `${bytes} bytes`;
+  let tenths = tenthsOf(bytes, KB);
+  let unit = "KB";
+  if (tenths >= 1024 * 10) {
+    tenths = tenthsOf(bytes, MB);
+    unit = "MB";
+  }
+  const whole = Math.floor(tenths / 10);
+  return tenths % 10 ? `${whole}.${tenths % 10} ${unit}` : `${whole} ${unit}`;
+}
+
+/**
+ * Tenths of `unit` in `bytes`, rounded half up. Whole bytes only: then every step is exact in floating point (a
+ * power of two divides exactly), as in Python's integers; `toFixed` would round 1.25 up where Python rounds to even.
+ * @param {number} bytes
+ * @param {number} unit
+ */
+function tenthsOf(bytes, unit) {
+  return Math.floor((bytes * 10 + unit / 2) / unit);
 }
 
 /** @param {number} n */

@@ -1,25 +1,51 @@
 // @ts-check
 /**
  * Recording: which format this browser records, why it cannot, and one take (the microphone stream, its
- * MediaRecorder and a level meter).
+ * MediaRecorder and a level meter), handed over cut back to the take and repaired (mp4.js, webm.js). Recordings
+ * are Blobs here and only here: the container modules work on bytes.
  *
- * The Flex plugin's recorder (flex-plugin/src/recorder.ts) waits for a take's end the same way: it is built
- * separately and cannot import this module, so the two are kept alike on purpose; a fix in one belongs in the other.
+ * The agent console's record panel and the Flex plugin's both record with this module.
  */
-import { errorParts } from "../shared/errors.js";
+import { newIdempotencyKey } from "./api.js";
+import { errorParts } from "./errors.js";
 import { mp4RecordedSeconds, repairedMp4 } from "./mp4.js";
-import { cutWebmBlob, webmBlobSeconds } from "./webm.js";
+import { cutWebm, webmRecordedSeconds } from "./webm.js";
 
 // What the service accepts, best first: Chrome/Edge/Firefox record WebM or Ogg Opus, Safari records MP4/AAC.
 const RECORDING_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4"];
-// WebKit hands a fragment over up to two seconds after its audio (see mp4.js); a frame (23 ms) short is whole.
-const MP4_CATCH_UP_MS = 2500;
+/** @type {Record<string, string>} */
+const EXTENSIONS = { "audio/webm": "webm", "audio/ogg": "ogg", "audio/mp4": "m4a" };
+// WebKit hands a fragment over up to two seconds after its audio (see mp4.js): after Stop an MP4 take records on
+// at most this long for its end to arrive. A frame (23 ms of AAC) short of the take counts as whole.
+export const MP4_CATCH_UP_MS = 2500;
 const MP4_END_TOLERANCE_S = 0.03;
 // Firefox drops at stop() the audio still queued for its encoder (0.1-0.3 s under load, see webm.js): after Stop a
 // WebM take records on at most this long, asking for its data every WEBM_POLL_MS, until blocks covering it arrived.
-const WEBM_CATCH_UP_MS = 1000;
+export const WEBM_CATCH_UP_MS = 1000;
 const WEBM_POLL_MS = 100;
 const WEBM_END_TOLERANCE_S = 0.02;
+
+/**
+ * What a record panel needs of a take (the plugin's tests give the panel fakes of this shape).
+ * @typedef {object} TakeControls
+ * @property {Promise<void>} finished settles when the recorder stops; rejects when it fails mid-recording
+ * @property {() => number} elapsed seconds recorded so far (frozen once stopped)
+ * @property {() => number} level input level 0..1
+ * @property {() => Promise<Blob>} stop stop, wait for the take's end (in WebKit up to MP4_CATCH_UP_MS), release the
+ *   microphone; the recording, cut back to the take
+ * @property {() => void} release give the microphone back at once, dropping what was recorded
+ */
+/**
+ * A recording ready to send.
+ * @typedef {object} Recording
+ * @property {Blob} blob
+ * @property {string} url its object URL, for the preview
+ * @property {number} duration seconds: measured while recording (the console's preview then puts what the
+ *   browser decoded)
+ * @property {string} filename
+ * @property {string} idempotencyKey one per recording: a retried send is answered, never posted twice
+ */
+/** @typedef {{context: AudioContext, analyser: AnalyserNode, samples: Float32Array<ArrayBuffer>}} Levels */
 
 /**
  * The first type in RECORDING_TYPES this browser can record, or null.
@@ -66,16 +92,68 @@ export function microphoneErrorMessage(error) {
   }
 }
 
-/** @typedef {{context: AudioContext, analyser: AnalyserNode, samples: Float32Array<ArrayBuffer>}} Levels */
+/**
+ * The name the recording is uploaded under: its type's extension.
+ * @param {Blob} blob
+ */
+export function filenameFor(blob) {
+  const baseType = (blob.type || "").split(";")[0].trim();
+  return `voice-note.${EXTENSIONS[baseType] || "webm"}`;
+}
+
+/**
+ * A take's recording, ready to preview and send, with its own Idempotency-Key.
+ * @param {Blob} blob
+ * @param {number} duration seconds
+ * @returns {Recording}
+ */
+export function newRecording(blob, duration) {
+  return {
+    blob, duration, url: URL.createObjectURL(blob), filename: filenameFor(blob), idempotencyKey: newIdempotencyKey(),
+  };
+}
+
+/**
+ * The bytes of `blob`. (jsdom's Blob, the plugin's unit tests, has no arrayBuffer(); FileReader is everywhere.)
+ * @param {Blob} blob
+ * @returns {Promise<ArrayBuffer>}
+ */
+export function readBytes(blob) {
+  if (typeof blob.arrayBuffer === "function") return blob.arrayBuffer();
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(/** @type {ArrayBuffer} */ (reader.result));
+    reader.onerror = () => reject(reader.error);
+    reader.readAsArrayBuffer(blob);
+  });
+}
+
+/**
+ * The recording cut back to `seconds` and repaired, by its container: WebKit's MP4 (mp4.js) and a WebM take
+ * recorded on after Stop (webm.js); anything else, or nothing to change, is `blob` itself.
+ * @param {Blob} blob
+ * @param {number} [seconds]
+ * @returns {Promise<Blob>}
+ */
+export async function repairedRecording(blob, seconds = Infinity) {
+  const repair = blob.type.startsWith("audio/mp4") ? repairedMp4
+    : blob.type.startsWith("audio/webm") ? cutWebm : null;
+  const repaired = repair && repair(await readBytes(blob), seconds);
+  return repaired ? new Blob([repaired], { type: blob.type }) : blob;
+}
 
 /** One take: the microphone stream, its MediaRecorder and a level analyser. Always ends with tracks stopped. */
 export class Take {
   /**
    * @param {MediaStream} stream
    * @param {string | null} mimeType
+   * @param {{catchUpMs?: number}} [options] `catchUpMs`: the longest wait for the take's end after Stop (for MP4;
+   *   a WebM take waits at most WEBM_CATCH_UP_MS of it)
    */
-  constructor(stream, mimeType) {
+  constructor(stream, mimeType, { catchUpMs = MP4_CATCH_UP_MS } = {}) {
     this.stream = stream;
+    this.requestedType = mimeType;
+    this.catchUpMs = catchUpMs;
     /** @type {Blob[]} */
     this.chunks = [];
     /** @type {number | null} */
@@ -91,6 +169,7 @@ export class Take {
       this.recorder.addEventListener("stop", () => resolve());
       this.recorder.addEventListener("error", (event) => reject(recorderError(event)));
     });
+    this.finished.catch(() => {}); // observed by the panel; no unhandled rejection here
     this.started = new Promise((resolve) => {
       this.recorder.addEventListener("start", () => {
         this.startedAt = performance.now();
@@ -106,13 +185,14 @@ export class Take {
   /**
    * Ask for the microphone and start recording in `mimeType`.
    * @param {string | null} mimeType
+   * @param {{catchUpMs?: number}} [options]
    */
-  static async open(mimeType) {
+  static async open(mimeType, options) {
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
     try {
-      return new Take(stream, mimeType);
+      return new Take(stream, mimeType, options);
     } catch (error) {
       stream.getTracks().forEach((track) => track.stop());
       throw error;
@@ -159,7 +239,7 @@ export class Take {
     const type = this.type();
     const mp4 = type.startsWith("audio/mp4");
     const webm = type.startsWith("audio/webm");
-    if (this.recorder.state !== "inactive") {
+    if (this.isRecording()) {
       this.stoppedAt = performance.now();
       // WebKit's MP4 lags a fragment behind, Firefox's encoder a little: record on until the take's length arrived.
       if (mp4) await this.fragmentsCovering(this.elapsed());
@@ -174,10 +254,7 @@ export class Take {
     } finally {
       this.release();
     }
-    const blob = new Blob(this.chunks, { type: this.type() });
-    if (mp4) return repairedMp4(blob, this.elapsed());
-    if (webm) return cutWebmBlob(blob, this.elapsed());
-    return blob;
+    return repairedRecording(new Blob(this.chunks, { type: this.type() }), this.elapsed());
   }
 
   /**
@@ -190,16 +267,24 @@ export class Take {
 
   type() {
     // Firefox's mimeType stays empty until the start event, and its chunks say "audio/ogg; codecs=opus".
-    return this.recorder.mimeType || this.chunks[0]?.type || "audio/webm";
+    return this.recorder.mimeType || this.chunks[0]?.type || this.requestedType || "audio/webm";
   }
 
   /**
-   * Wait (at most MP4_CATCH_UP_MS) until the MP4 chunks hold `seconds` of audio, or the recorder stopped (a Cancel).
+   * Seconds of audio the chunks so far hold, read by `recordedSeconds` (mp4.js's or webm.js's).
+   * @param {(bytes: ArrayBuffer) => number} recordedSeconds
+   */
+  async secondsSoFar(recordedSeconds) {
+    return recordedSeconds(await readBytes(new Blob(this.chunks)));
+  }
+
+  /**
+   * Wait (at most catchUpMs) until the MP4 chunks hold `seconds` of audio, or the recorder stopped (a Cancel).
    * @param {number} seconds
    */
   async fragmentsCovering(seconds) {
-    const deadline = performance.now() + MP4_CATCH_UP_MS;
-    const covered = async () => await mp4RecordedSeconds(new Blob(this.chunks)) >= seconds - MP4_END_TOLERANCE_S;
+    const deadline = performance.now() + this.catchUpMs;
+    const covered = async () => await this.secondsSoFar(mp4RecordedSeconds) >= seconds - MP4_END_TOLERANCE_S;
     if (await covered()) return;
     this.recorder.requestData();
     while (this.isRecording() && performance.now() < deadline) {
@@ -209,13 +294,13 @@ export class Take {
   }
 
   /**
-   * Ask for the WebM data every WEBM_POLL_MS (at most WEBM_CATCH_UP_MS) until it holds `seconds` of audio, or the
-   * recorder stopped (a Cancel).
+   * Ask for the WebM data every WEBM_POLL_MS (at most WEBM_CATCH_UP_MS, or catchUpMs when shorter) until it holds
+   * `seconds` of audio, or the recorder stopped (a Cancel).
    * @param {number} seconds
    */
   async blocksCovering(seconds) {
-    const deadline = performance.now() + WEBM_CATCH_UP_MS;
-    const covered = async () => await webmBlobSeconds(new Blob(this.chunks)) >= seconds - WEBM_END_TOLERANCE_S;
+    const deadline = performance.now() + Math.min(this.catchUpMs, WEBM_CATCH_UP_MS);
+    const covered = async () => await this.secondsSoFar(webmRecordedSeconds) >= seconds - WEBM_END_TOLERANCE_S;
     while (this.isRecording() && performance.now() < deadline) {
       this.recorder.requestData();
       await this.dataOrStop(Math.min(WEBM_POLL_MS, deadline - performance.now()));
@@ -245,7 +330,7 @@ export class Take {
 
   /** Give the microphone back: the browser's recording indicator goes away only when every track stops. */
   release() {
-    if (this.recorder.state !== "inactive") {
+    if (this.isRecording()) {
       try {
         this.recorder.stop();
       } catch {

@@ -6,13 +6,13 @@
  * WebKitGTK writes a fragment per second and hands each over a second late; at stop() it delivers the fragment in
  * progress only some of the time, and then with its `moof` header written twice (decoders fail on the whole
  * fragment). So a take could end up to 1.9 s short. The take therefore keeps recording after Stop until fragments
- * covering its length have arrived (see take.js), then is cut back to that length here (whole AAC frames dropped
- * from the last fragment's index and `mdat`; no transcoding). WebKit also writes 0 as the file's duration (`mvhd`,
- * `tkhd`, `mdhd`, `mehd`) and then plays a fresh recording only as far as it had read at load (a 3 s take's
- * preview stopped after 1 s): the repaired file says the take's length there.
+ * covering its length have arrived (see recorder.js), then is cut back to that length here (whole AAC frames
+ * dropped from the last fragment's index and `mdat`; no transcoding). WebKit also writes 0 as the file's duration
+ * (`mvhd`, `tkhd`, `mdhd`, `mehd`) and then plays a fresh recording only as far as it had read at load (a 3 s
+ * take's preview stopped after 1 s): the repaired file says the take's length there.
  *
- * The Flex plugin has the same repair in TypeScript (flex-plugin/src/mp4.ts): it is built separately and cannot
- * import this module, so the two are kept alike on purpose; a fix in one belongs in the other.
+ * Bytes in, bytes out, like webm.js: recorder.js is where recordings are Blobs. The agent console and the Flex
+ * plugin both run this module (the plugin's bundle imports it from here).
  */
 
 /**
@@ -182,7 +182,7 @@ function durationFields(view, moov, trak, mdhd, timescale) {
  * @param {DataView} view
  * @returns {ParsedMp4 | null}
  */
-function readFragments(view) {
+export function readFragments(view) {
   const tail = { cut: false };
   const boxes = readBoxes(view, 0, view.byteLength, tail);
   if (!boxes) return null;
@@ -251,11 +251,11 @@ function fragmentEnd(fragment) {
 }
 
 /**
- * Seconds of audio the fragments in `blob` hold (0 when it cannot tell).
- * @param {Blob} blob
+ * Seconds of audio the fragments in the MP4 `bytes` hold (0 when it cannot tell).
+ * @param {ArrayBuffer} bytes
  */
-export async function mp4RecordedSeconds(blob) {
-  const parsed = readFragments(new DataView(await blob.arrayBuffer()));
+export function mp4RecordedSeconds(bytes) {
+  const parsed = readFragments(new DataView(bytes));
   if (!parsed?.timescale) return 0;
   let end = 0;
   for (const fragment of parsed.fragments) {
@@ -300,22 +300,50 @@ function cutFragment(view, fragment, keep) {
 }
 
 /**
- * The MP4 `blob` repaired and cut to `seconds`: fragment headers no media data follows (WebKit's duplicated
+ * The MP4 `bytes` repaired and cut to `seconds`: fragment headers no media data follows (WebKit's duplicated
  * `moof`) and a last box cut short dropped; when `seconds` is given, the samples that start at or after it (a
- * fragment starting after it goes whole); and the header's durations set to what is left. Anything that does not
- * parse is returned as it was.
- * @param {Blob} blob
+ * fragment starting after it goes whole); and the header's durations set to what is left. Null when nothing
+ * changes, or the bytes do not parse as MP4.
+ * @param {ArrayBuffer} bytes
  * @param {number} [seconds]
- * @returns {Promise<Blob>}
+ * @returns {Uint8Array<ArrayBuffer> | null}
  */
-export async function repairedMp4(blob, seconds = Infinity) {
-  const bytes = await blob.arrayBuffer();
+export function repairedMp4(bytes, seconds = Infinity) {
   const view = new DataView(bytes);
   const parsed = readFragments(view);
-  if (!parsed) return blob;
-  const limit = seconds * parsed.timescale;
-  // What each fragment keeps (its samples that start before the limit: all of them, some, or none), and where the
-  // recording then ends. A fragment without a sample table is kept whole, and then the end is not known.
+  if (!parsed) return null;
+  const { cuts, end } = cutsTo(view, parsed, seconds * parsed.timescale);
+  const moov = end ? moovWithDuration(view, parsed, end) : null;
+  if (parsed.boxes.length === parsed.boxCount && !cuts.size && !moov) return null;
+  /** @type {Uint8Array<ArrayBuffer>[]} */
+  const parts = [];
+  let skipMdat = false; // the mdat of a fragment that was cut (its bytes are in the cut) or dropped
+  for (const box of parsed.boxes) {
+    const cut = cuts.get(box);
+    if (box.type === "mdat" && skipMdat) {
+      skipMdat = false;
+    } else if (cut) {
+      parts.push(...cut);
+      skipMdat = true;
+    } else if (box.type === "moov" && moov) {
+      parts.push(moov);
+    } else {
+      parts.push(new Uint8Array(bytes, box.start, box.end - box.start));
+    }
+  }
+  return concat(parts);
+}
+
+/**
+ * What each fragment keeps of its samples (those that start before `limit`, in the timescale: all of them, some,
+ * or none), by its moof (a fragment keeping all is not listed), and where the recording then ends (null when a
+ * fragment without a sample table, kept whole, leaves it unknown).
+ * @param {DataView} view
+ * @param {ParsedMp4} parsed
+ * @param {number} limit
+ * @returns {{cuts: Map<Box, Uint8Array<ArrayBuffer>[]>, end: number | null}}
+ */
+function cutsTo(view, parsed, limit) {
   /** @type {Map<Box, Uint8Array<ArrayBuffer>[]>} */
   const cuts = new Map();
   /** @type {number | null} */
@@ -332,23 +360,19 @@ export async function repairedMp4(blob, seconds = Infinity) {
     if (cut) cuts.set(fragment.moof, cut);
     if (end !== null && (keep || !cut)) end = Math.max(end, cut ? time : fragmentEnd(fragment));
   }
-  const moov = end ? moovWithDuration(view, parsed, end) : null;
-  if (parsed.boxes.length === parsed.boxCount && !cuts.size && !moov) return blob;
-  /** @type {BlobPart[]} */
-  const parts = [];
-  let skipMdat = false; // the mdat of a fragment that was cut (its bytes are in the cut) or dropped
-  for (const box of parsed.boxes) {
-    const cut = cuts.get(box);
-    if (box.type === "mdat" && skipMdat) {
-      skipMdat = false;
-    } else if (cut) {
-      parts.push(...cut);
-      skipMdat = true;
-    } else if (box.type === "moov" && moov) {
-      parts.push(moov);
-    } else {
-      parts.push(blob.slice(box.start, box.end));
-    }
+  return { cuts, end };
+}
+
+/**
+ * The parts as one array.
+ * @param {Uint8Array[]} parts
+ */
+function concat(parts) {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
   }
-  return new Blob(parts, { type: blob.type });
+  return out;
 }

@@ -1,12 +1,16 @@
+// @ts-check
 /**
  * WebM (Matroska) as MediaRecorders write it, read and cut at the container level: EBML elements and block
  * timestamps only, the Opus frames themselves are never touched.
  *
  * Firefox drops at stop() the audio still queued for its encoder: under load a take lost 0.1-0.3 s at its end. So
- * the recorder (recorder.ts) records on after Stop until blocks covering the take have arrived (`webmRecordedSeconds`)
- * and `cutWebm` cuts the file back to the take: the blocks that start after its end go, as whole blocks. Firefox and
+ * the take (recorder.js) records on after Stop until blocks covering it have arrived (`webmRecordedSeconds`) and
+ * `cutWebm` cuts the file back to the take: the blocks that start after its end go, as whole blocks. Firefox and
  * Chromium write the Segment and its Clusters with "unknown" sizes (a live stream), so the cut is the file up to
  * that block; a Cluster or Segment of known size has its size rewritten (in the same width).
+ *
+ * Bytes in, bytes out, like mp4.js: recorder.js is where recordings are Blobs. The agent console and the Flex
+ * plugin both run this module (the plugin's bundle imports it from here).
  */
 
 const EBML = 0x1a45dfa3;
@@ -21,33 +25,26 @@ const BLOCK = 0xa1;
 // Top-level children of a Segment: where a Cluster of unknown size ends.
 const SEGMENT_CHILDREN = new Set([0x114d9b74, INFO, 0x1654ae6b, CLUSTER, 0x1c53bb6b, 0x1941a469, 0x1043a770, 0x1254c367]);
 
-interface Element {
-  id: number;
-  start: number;
-  /** Where the size is written, its width, and where the payload starts. */
-  sizeAt: number;
-  sizeWidth: number;
-  body: number;
-  /** The payload's end; the data's end for an element of unknown size. */
-  end: number;
-  unknown: boolean;
-}
+/**
+ * One EBML element: its ID, where it starts, where its size is written (and the size's width), where its payload
+ * starts and ends (the data's end for an element of unknown size).
+ * @typedef {{id: number, start: number, sizeAt: number, sizeWidth: number, body: number, end: number,
+ *   unknown: boolean}} Element
+ */
+/**
+ * A block: its start in seconds from the recording's first block, where it starts, its Cluster, and whether it is
+ * that Cluster's first.
+ * @typedef {{time: number, start: number, cluster: Element, firstInCluster: boolean}} WebmBlock
+ */
 
-export interface WebmBlock {
-  /** The block's start in seconds, from the recording's first block. */
-  time: number;
-  start: number;
-  /** The Cluster it is in. */
-  cluster: Element;
-  firstInCluster: boolean;
-}
-
-interface ParsedWebm {
-  segment: Element;
-  blocks: WebmBlock[];
-}
-
-function vint(view: DataView, at: number, keepMarker: boolean): { value: number; width: number } | null {
+/**
+ * An EBML variable-length integer at `at` (an ID keeps its length marker, a size does not), or null.
+ * @param {DataView} view
+ * @param {number} at
+ * @param {boolean} keepMarker
+ * @returns {{value: number, width: number} | null}
+ */
+function vint(view, at, keepMarker) {
   if (at >= view.byteLength) return null;
   const first = view.getUint8(at);
   let width = 1;
@@ -58,7 +55,14 @@ function vint(view: DataView, at: number, keepMarker: boolean): { value: number;
   return { value, width };
 }
 
-function readElement(view: DataView, at: number, parentEnd: number): Element | null {
+/**
+ * The element at `at`, within a parent ending at `parentEnd`, or null.
+ * @param {DataView} view
+ * @param {number} at
+ * @param {number} parentEnd
+ * @returns {Element | null}
+ */
+function readElement(view, at, parentEnd) {
   const id = vint(view, at, true);
   if (!id) return null;
   const size = vint(view, at + id.width, false);
@@ -73,21 +77,32 @@ function readElement(view: DataView, at: number, parentEnd: number): Element | n
   return { id: id.value, start: at, sizeAt: at + id.width, sizeWidth: size.width, body, end, unknown };
 }
 
-function readUint(view: DataView, element: Element): number {
+/**
+ * An unsigned integer element's value.
+ * @param {DataView} view
+ * @param {Element} element
+ */
+function readUint(view, element) {
   let value = 0;
   for (let at = element.body; at < element.end && at < element.body + 8; at += 1) value = value * 256 + view.getUint8(at);
   return value;
 }
 
-/** The Segment and every block's start time, or null when the bytes are not WebM. */
-export function readWebm(view: DataView): ParsedWebm | null {
+/**
+ * The Segment and every block's start time, or null when the bytes are not WebM.
+ * @param {DataView} view
+ * @returns {{segment: Element, blocks: WebmBlock[]} | null}
+ */
+export function readWebm(view) {
   const header = readElement(view, 0, view.byteLength);
   if (!header || header.id !== EBML || header.unknown) return null;
   const segment = readElement(view, header.end, view.byteLength);
   if (!segment || segment.id !== SEGMENT) return null;
   let scale = 1e6; // ns per timecode unit: Matroska's default
-  const blocks: WebmBlock[] = [];
-  let origin: number | null = null;
+  /** @type {WebmBlock[]} */
+  const blocks = [];
+  /** @type {number | null} */
+  let origin = null;
   for (let at = segment.body; at < segment.end;) {
     const element = readElement(view, at, segment.end);
     if (!element) break;
@@ -107,7 +122,7 @@ export function readWebm(view: DataView): ParsedWebm | null {
         if (!child) break;
         if (element.unknown && SEGMENT_CHILDREN.has(child.id)) break; // the next Cluster: this one has ended
         if (child.id === TIMECODE) clusterTime = readUint(view, child);
-        let block: Element | null = child.id === SIMPLE_BLOCK ? child : null;
+        let block = child.id === SIMPLE_BLOCK ? child : null;
         if (child.id === BLOCK_GROUP) {
           const grouped = readElement(view, child.body, child.end);
           if (grouped?.id === BLOCK) block = grouped;
@@ -131,19 +146,31 @@ export function readWebm(view: DataView): ParsedWebm | null {
   return { segment, blocks };
 }
 
-/** The blocks' typical length (the gap between two), for when the last one ends. */
-function blockSeconds(blocks: WebmBlock[]): number {
+/**
+ * The blocks' typical length (the gap between two), for when the last one ends.
+ * @param {WebmBlock[]} blocks
+ */
+function blockSeconds(blocks) {
   return blocks.length > 1 ? Math.max(0, blocks[1].time - blocks[0].time) : 0;
 }
 
-/** Seconds of audio the WebM `bytes` hold, from its first block to the end of its last (0 when it cannot tell). */
-export function webmRecordedSeconds(bytes: ArrayBuffer): number {
+/**
+ * Seconds of audio the WebM `bytes` hold, from its first block to the end of its last (0 when it cannot tell).
+ * @param {ArrayBuffer} bytes
+ */
+export function webmRecordedSeconds(bytes) {
   const parsed = readWebm(new DataView(bytes));
   if (!parsed?.blocks.length) return 0;
   return parsed.blocks[parsed.blocks.length - 1].time + blockSeconds(parsed.blocks);
 }
 
-function writeSize(view: DataView, element: Element, size: number): boolean {
+/**
+ * Write `size` as the element's size, in the width it has; false when it does not fit.
+ * @param {DataView} view
+ * @param {Element} element
+ * @param {number} size
+ */
+function writeSize(view, element, size) {
   if (size >= 2 ** (7 * element.sizeWidth) - 1) return false;
   let value = size;
   for (let i = element.sizeWidth - 1; i >= 0; i -= 1) {
@@ -157,8 +184,11 @@ function writeSize(view: DataView, element: Element, size: number): boolean {
 /**
  * The WebM `bytes` cut to `seconds` (from its first block): the blocks that start at or after it go, and a Cluster
  * left with none goes whole. Null when there is nothing to cut, or the bytes are not WebM as recorders write it.
+ * @param {ArrayBuffer} bytes
+ * @param {number} seconds
+ * @returns {Uint8Array<ArrayBuffer> | null}
  */
-export function cutWebm(bytes: ArrayBuffer, seconds: number): Uint8Array<ArrayBuffer> | null {
+export function cutWebm(bytes, seconds) {
   const view = new DataView(bytes);
   const parsed = readWebm(view);
   if (!parsed) return null;
