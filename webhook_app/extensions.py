@@ -1,5 +1,7 @@
 """Extensions, created unbound and bound in create_app() (flaskr style)."""
 
+from typing import TYPE_CHECKING
+
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
@@ -19,3 +21,11 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+# The models' base class. Flask-SQLAlchemy builds db.Model when `db` is made, as a subclass of Base (adding a default
+# table name and bind keys, which every model here sets itself): a type checker sees it as Base, whose mapped
+# columns SQLAlchemy 2 types.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from datetime import UTC, datetime
+from typing import Any, NotRequired, TypedDict
 
 from sqlalchemy import (
     JSON,
@@ -23,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .extensions import db
+from .extensions import Model
 
 
 def utcnow() -> datetime:
@@ -47,7 +48,7 @@ UNDISPATCHED = "status = 'queued' AND dispatched_at IS NULL"
 CHANNELS = ("whatsapp", "sms", "webchat", "messenger", "other")
 
 
-class AudioMessage(db.Model):
+class AudioMessage(Model):
     """The audit row of one audio attachment, inbound or outbound."""
 
     __tablename__ = "audio_messages"
@@ -115,8 +116,8 @@ class AudioMessage(db.Model):
         if error_code is not None:
             self.error_code = error_code
 
-    def to_dict(self, playback_url: str | None = None) -> dict:
-        out = {
+    def to_dict(self, playback_url: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "audit_id": self.id,
             "direction": self.direction,
             "channel": self.channel,
@@ -138,6 +139,26 @@ class AudioMessage(db.Model):
         return out
 
 
+class TranscriptSegment(TypedDict):
+    """One stretch of speech: seconds from the start of the file, and what was said."""
+
+    start: float
+    end: float
+    text: str
+
+
+class TranscriptView(TypedDict):
+    """A transcript as the API shows it (Transcript.to_dict)."""
+
+    status: str
+    text: str
+    language: str | None
+    segments: list[TranscriptSegment]
+    model: str | None
+    error: NotRequired[str]  # failed
+    deleted_at: NotRequired[str | None]  # retention deleted the text
+
+
 class TranscriptStatus(str, enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -146,7 +167,7 @@ class TranscriptStatus(str, enum.Enum):
     FAILED = "failed"
 
 
-class Transcript(db.Model):
+class Transcript(Model):
     """What was said in one audio message (webhook_app/transcripts/). Searched by full text: PostgreSQL's GIN index
     on to_tsvector('simple', text), SQLite's FTS5 table `transcripts_fts` kept by triggers (migration 0010)."""
 
@@ -158,7 +179,7 @@ class Transcript(db.Model):
     status: Mapped[str] = mapped_column(String(16), index=True)
     text: Mapped[str | None] = mapped_column(Text)
     language: Mapped[str | None] = mapped_column(String(8))
-    segments: Mapped[list | None] = mapped_column(JSON)
+    segments: Mapped[list[TranscriptSegment] | None] = mapped_column(JSON)
     model: Mapped[str | None] = mapped_column(String(128))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -169,9 +190,9 @@ class Transcript(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> TranscriptView:
         """The contract's `transcript`: {status, text, language, segments, model}, `error` when failed."""
-        out = {
+        out: TranscriptView = {
             "status": self.status,
             "text": self.text or "",
             "language": self.language,
@@ -192,12 +213,12 @@ class Transcript(db.Model):
 FTS_OBJECTS = ("transcripts_fts", "ix_transcripts_fts")
 
 
-def described_by_models(obj, name, type_, reflected, compare_to) -> bool:
+def described_by_models(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     """Alembic's include_object: everything but the full-text objects."""
     return not (name or "").startswith(FTS_OBJECTS)
 
 
-class StoredMedia(db.Model):
+class StoredMedia(Model):
     """The embedded media store: MP3 bytes kept in the database (an S3 store can replace it)."""
 
     __tablename__ = "stored_media"
@@ -210,7 +231,7 @@ class StoredMedia(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class ChannelSettings(db.Model):
+class ChannelSettings(Model):
     """A channel's audio settings (settings/cache.py reads them, settings/rules.py changes them). Rows are created
     by a migration with Twilio's limits as defaults."""
 
@@ -230,7 +251,7 @@ class ChannelSettings(db.Model):
     updated_by: Mapped[str | None] = mapped_column(String(256))
 
 
-class SettingsChange(db.Model):
+class SettingsChange(Model):
     """Every settings change is itself audited: who, when, which key, old and new value."""
 
     __tablename__ = "settings_changes"
@@ -243,7 +264,7 @@ class SettingsChange(db.Model):
     changed_by: Mapped[str] = mapped_column(String(256))
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "channel": self.channel,
@@ -255,7 +276,7 @@ class SettingsChange(db.Model):
         }
 
 
-class AdminSession(db.Model):
+class AdminSession(Model):
     """A signed-in /admin page, known to the server so that signing out ends it everywhere the cookie was copied.
 
     Keyed by the hash of the secret the cookie carries: the table alone opens no session.
@@ -270,7 +291,7 @@ class AdminSession(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class RefusalHit(db.Model):
+class RefusalHit(Model):
     """One refused attempt counted against a limit, for every process of the deployment (without Redis; see
     webhook_app/web/ratelimit.py). Keyed by digests: neither a client's address nor a token is stored."""
 
@@ -281,7 +302,7 @@ class RefusalHit(db.Model):
     at: Mapped[float] = mapped_column(Float, index=True)
 
 
-class SettingsVersion(db.Model):
+class SettingsVersion(Model):
     """One row, bumped on every settings change: processes compare it to reload their cached settings."""
 
     __tablename__ = "settings_version"

