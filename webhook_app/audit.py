@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, func, select
 
@@ -65,7 +66,7 @@ def parse_time(value: str, name: str) -> datetime:
         ) from None
 
 
-def filtered_query(args) -> Select:
+def filtered_query(args: Mapping[str, str]) -> Select[AudioMessage]:
     query = select(AudioMessage)
     for name, allowed, column in (
         ("direction", DIRECTIONS, AudioMessage.direction),
@@ -91,7 +92,7 @@ def filtered_query(args) -> Select:
     return query
 
 
-def spreadsheet_safe(value) -> object:
+def spreadsheet_safe(value: object) -> object:
     """The CSV cell for `value`: empty for None, and text that a spreadsheet would evaluate prefixed with a
     quote (OWASP's advice for CSV injection), so it shows as typed."""
     if value is None:
@@ -101,7 +102,7 @@ def spreadsheet_safe(value) -> object:
     return value
 
 
-def audit_dict(row: AudioMessage, with_playback: bool = True) -> dict:
+def audit_dict(row: AudioMessage, with_playback: bool = True) -> dict[str, Any]:
     """The contract's audio-message shape, plus the details an admin needs to explain a row."""
     out = row.to_dict(playback_url(row) if with_playback else None)
     out.update(
@@ -122,7 +123,7 @@ def audit_dict(row: AudioMessage, with_playback: bool = True) -> dict:
     return out
 
 
-def audit_page(args) -> dict:
+def audit_page(args: Mapping[str, str]) -> dict[str, Any]:
     try:
         page = max(1, int(args.get("page", 1)))
         per_page = min(500, max(1, int(args.get("per_page", 50))))
@@ -149,7 +150,7 @@ def audit_page(args) -> dict:
     return {"audio_messages": found, "page": page, "per_page": per_page, "total": total}
 
 
-def audit_csv(args) -> Iterator[str]:
+def audit_csv(args: Mapping[str, str]) -> Iterator[str]:
     """Streamed, so an export of a busy month does not sit in memory."""
     query = (
         filtered_query(args)
@@ -163,8 +164,8 @@ def audit_csv(args) -> Iterator[str]:
     writer.writerow(CSV_COLUMNS)
     for row, transcript in db.session.execute(query.execution_options(yield_per=500)):
         data = audit_dict(row, with_playback=False)  # links expire; a CSV outlives them
-        shown = transcript_dict(row, transcript, transcribing) or {}
-        data["transcript_status"], data["transcript_text"] = shown.get("status"), shown.get("text")
+        shown = transcript_dict(row, transcript, transcribing)
+        data["transcript_status"], data["transcript_text"] = (shown["status"], shown["text"]) if shown else (None, None)
         writer.writerow([spreadsheet_safe(data.get(column)) for column in CSV_COLUMNS])
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()

@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..domain_errors import DomainError
 from ..extensions import db
+from ..jobs.claim import updated_rows
 from ..models import AudioMessage, Status, utcnow
 from ..untrusted_text import column_text
 
@@ -26,7 +28,7 @@ class Upload:
     content_type: str | None
 
 
-def replay(row: AudioMessage) -> tuple[dict, int]:
+def replay(row: AudioMessage) -> tuple[dict[str, Any], int]:
     """The answer a finished attempt gave, for a request that repeats its Idempotency-Key."""
     if row.status == Status.READY.value:
         return sent_body(row), 201
@@ -40,7 +42,7 @@ def replay(row: AudioMessage) -> tuple[dict, int]:
     )
 
 
-def sent_body(row: AudioMessage) -> dict:
+def sent_body(row: AudioMessage) -> dict[str, Any]:
     return {
         "audit_id": row.id,
         "message_sid": row.message_sid,
@@ -81,15 +83,21 @@ def start_attempt(
             return row, True
         except IntegrityError:
             db.session.rollback()
-        existing = db.session.scalar(select(AudioMessage).where(AudioMessage.idempotency_key == key))
-        if existing is None:
-            raise RuntimeError(f"idempotency key {key!r} conflicted, but no row holds it")
+        existing = _holder_of(key)
         if not _release_failed_key(existing):
             return existing, False
         # The earlier attempt failed before anything was posted: this one is a new attempt (the panel's "send
         # again" keeps its key); the failed row keeps its reason under a key of its own.
         row = _copy_of(row)  # the rolled-back insert's object left the session with the rollback
     return existing, False
+
+
+def _holder_of(key: str | None) -> AudioMessage:
+    """The attempt whose Idempotency-Key `key` made this one's insert conflict."""
+    existing = db.session.scalar(select(AudioMessage).where(AudioMessage.idempotency_key == key))
+    if existing is None:
+        raise RuntimeError(f"idempotency key {key!r} conflicted, but no row holds it")
+    return existing
 
 
 def scoped_idempotency_key(identity: str, idempotency_key: str | None) -> str | None:
@@ -108,16 +116,18 @@ def _release_failed_key(existing: AudioMessage) -> bool:
     another retry took the key)."""
     if existing.status != Status.FAILED.value or existing.message_sid is not None:
         return False
-    released = db.session.execute(
-        update(AudioMessage)
-        .where(
-            AudioMessage.id == existing.id,
-            AudioMessage.status == Status.FAILED.value,
-            AudioMessage.message_sid.is_(None),
-            AudioMessage.idempotency_key == existing.idempotency_key,
+    released = updated_rows(
+        db.session.execute(
+            update(AudioMessage)
+            .where(
+                AudioMessage.id == existing.id,
+                AudioMessage.status == Status.FAILED.value,
+                AudioMessage.message_sid.is_(None),
+                AudioMessage.idempotency_key == existing.idempotency_key,
+            )
+            .values(idempotency_key=f"retried:{existing.id}")
         )
-        .values(idempotency_key=f"retried:{existing.id}")
-    ).rowcount
+    )
     db.session.commit()
     return released == 1
 

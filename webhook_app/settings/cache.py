@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import select
@@ -36,7 +37,7 @@ class Settings:
     updated_at: datetime | None
     updated_by: str | None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["updated_at"] = iso_time(self.updated_at)
         return out
@@ -59,7 +60,7 @@ class Settings:
 
 
 class SettingsCache:
-    def __init__(self, check_interval_s: float):
+    def __init__(self, check_interval_s: float) -> None:
         self.check_interval_s = check_interval_s
         self._lock = threading.Lock()
         self._version: int | None = None
@@ -98,11 +99,16 @@ class SettingsCache:
 
 
 def settings_for(channel: str) -> Settings:
-    return current_app.extensions["settings_cache"].get(channel)
+    return _cache().get(channel)
 
 
 def all_settings() -> list[Settings]:
-    return current_app.extensions["settings_cache"].all()
+    return _cache().all()
+
+
+def _cache() -> SettingsCache:
+    cache: SettingsCache = current_app.extensions["settings_cache"]
+    return cache
 
 
 def init_app(app: Flask) -> None:

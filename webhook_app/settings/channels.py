@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..domain_errors import conversation_error
 from ..models import CHANNELS
-from ..twilio.client import twilio_api
+from ..twilio.client import Participant, twilio_api
 from ..twilio.http import TwilioHttpError
 from .cache import Settings, settings_for
 
@@ -41,7 +43,9 @@ def channel_from_webhook(source: str | None, author: str | None) -> str:
     return "other"
 
 
-def channel_from_participants(participants: list[dict], source: str | None = None, author: str | None = None) -> str:
+def channel_from_participants(
+    participants: Sequence[Mapping[str, Any]], source: str | None = None, author: str | None = None
+) -> str:
     """The customer's messaging binding decides; a conversation of chat participants only is web chat."""
     for participant in participants:
         binding = participant.get("messaging_binding") or {}
@@ -64,7 +68,7 @@ def channel_from_participants(participants: list[dict], source: str | None = Non
     return "webchat" if participants else "other"
 
 
-def _attributes(participant: dict) -> dict:
+def _attributes(participant: Mapping[str, Any]) -> dict[str, Any]:
     attributes = participant.get("attributes") or "{}"
     try:
         parsed = json.loads(attributes) if isinstance(attributes, str) else attributes
@@ -73,12 +77,12 @@ def _attributes(participant: dict) -> dict:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _has_binding(participant: dict) -> bool:
+def _has_binding(participant: Mapping[str, Any]) -> bool:
     return bool(participant.get("messaging_binding"))
 
 
 def is_agent_author(
-    participants: list[dict], *, author: str | None, participant_sid: str | None, source: str | None
+    participants: Sequence[Mapping[str, Any]], *, author: str | None, participant_sid: str | None, source: str | None
 ) -> bool:
     """Did an agent (not the customer) write this message?
 
@@ -105,7 +109,7 @@ def is_agent_author(
     return any(_has_binding(p) for p in participants)
 
 
-def conversation_participants(conversation_sid: str, *, refresh: bool = False) -> list[dict]:
+def conversation_participants(conversation_sid: str, *, refresh: bool = False) -> list[Participant]:
     """The conversation's participants, cached for a minute per process (`refresh`: ask Twilio now and re-cache);
     DomainError `conversation_not_found` when Twilio has no such conversation, `twilio_error` when it could not
     answer."""

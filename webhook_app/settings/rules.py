@@ -41,7 +41,7 @@ TEXT_KEYS = ("transcribe_language",)
 WRITABLE_KEYS = BOOLEAN_KEYS + ("max_bytes", "max_duration_s", "bitrate_kbps") + TEXT_KEYS
 
 
-def validate_changes(channel: str, changes) -> dict:
+def validate_changes(channel: str, changes: object) -> dict[str, object]:
     if channel not in CHANNELS:
         raise DomainError("unknown_channel", f"no channel {channel!r}; channels are {', '.join(CHANNELS)}")
     if not isinstance(changes, dict):
@@ -51,7 +51,7 @@ def validate_changes(channel: str, changes) -> dict:
         raise DomainError(
             "bad_settings", f"not writable: {', '.join(unknown)}; writable keys are {', '.join(WRITABLE_KEYS)}"
         )
-    clean = {}
+    clean: dict[str, object] = {}
     for key, value in changes.items():
         if key in BOOLEAN_KEYS:
             if not isinstance(value, bool):
@@ -80,7 +80,7 @@ def validate_changes(channel: str, changes) -> dict:
     return clean
 
 
-def update_settings(channel: str, changes: dict, actor: str) -> ChannelSettings:
+def update_settings(channel: str, changes: object, actor: str) -> ChannelSettings:
     """Apply validated changes, record each changed key, bump the version. The caller commits."""
     clean = validate_changes(channel, changes)
     row = db.session.get(ChannelSettings, channel)

@@ -14,12 +14,13 @@ indexes strings, never HTML (the page marks them up).
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from sqlalchemy import Integer, Select, column, select, text
+from sqlalchemy import Integer, Select, TextualSelect, column, select, text
 
 from ..domain_errors import DomainError
 from ..extensions import db
-from ..models import AudioMessage, Status, Transcript, TranscriptStatus
+from ..models import AudioMessage, Status, Transcript, TranscriptStatus, TranscriptView
 from ..settings.cache import all_settings
 
 WORD = re.compile(r"\w+")
@@ -45,9 +46,10 @@ def clean_query(q: str) -> str:
     return q
 
 
-def matching(query: Select, q: str) -> Select:
+def matching(query: Select[AudioMessage], q: str) -> Select[AudioMessage]:
     """`query` (over AudioMessage) limited to audio whose transcript matches `q`."""
     q = clean_query(q)
+    ids: Select[int] | TextualSelect
     if db.engine.dialect.name == "postgresql":
         ids = select(Transcript.audio_message_id).where(PG_MATCH.bindparams(q=q))
     else:
@@ -56,7 +58,7 @@ def matching(query: Select, q: str) -> Select:
     return query.where(AudioMessage.id.in_(ids))
 
 
-def match_of(transcript_text: str | None, q: str) -> dict | None:
+def match_of(transcript_text: str | None, q: str) -> dict[str, Any] | None:
     """{"snippet": text around the first matching word, "highlights": [[start, end], …] in the snippet}."""
     if not transcript_text:
         return None
@@ -97,7 +99,7 @@ def transcripts_of(rows: list[AudioMessage]) -> dict[int, Transcript]:
     }
 
 
-def transcript_dict(row: AudioMessage, transcript: Transcript | None, transcribing: set[str]) -> dict | None:
+def transcript_dict(row: AudioMessage, transcript: Transcript | None, transcribing: set[str]) -> TranscriptView | None:
     """The `transcript` of an audio message: its row's, else `queued` for audio still on its way on a channel that
     transcribes; None (left out) otherwise."""
     if transcript is not None:
@@ -111,7 +113,7 @@ def transcribing_channels() -> set[str]:
     return {settings.channel for settings in all_settings() if settings.transcribe}
 
 
-def add_transcripts(rows: list[AudioMessage], dicts: list[dict]) -> list[dict]:
+def add_transcripts(rows: list[AudioMessage], dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each audio message's dict with its `transcript`, when there is one to show (one query for all)."""
     found = transcripts_of(rows)
     transcribing = transcribing_channels()
