@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 SOURCE_BY_CHANNEL = {"whatsapp": "WHATSAPP", "sms": "SMS", "messenger": "MESSENGER"}
 
 
-def backfill(since: datetime) -> dict:
+def backfill(since: datetime) -> dict[str, int]:
     api = twilio_api()
     counts = {"conversations": 0, "messages": 0, "new_rows": 0}
     for conversation in api.conversations():
@@ -42,7 +42,7 @@ def backfill(since: datetime) -> dict:
                 "ConversationSid": conversation["sid"],
                 "MessageSid": message["sid"],
                 "Author": message["author"],
-                "Source": SOURCE_BY_CHANNEL.get(channel, "SDK"),
+                "Source": SOURCE_BY_CHANNEL.get(channel or "", "SDK"),
             }
             new_ids = record_message_media(event, parse_media(message["media"]))
             db.session.commit()

@@ -39,7 +39,7 @@ DISPATCHED_COLUMNS = (
     AudioMessage.message_sid,
     AudioMessage.author,
 )
-DispatchedRow = Row[tuple[int, str | None, str | None, str | None, str, str, str | None]]
+DispatchedRow = Row[int, str | None, str | None, str | None, str, str | None, str | None]
 
 
 def init_app(app: Flask) -> None:

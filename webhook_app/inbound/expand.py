@@ -34,7 +34,7 @@ class MessageRow(Protocol):
     account_sid: str | None
     chat_service_sid: str | None
     conversation_sid: str
-    message_sid: str
+    message_sid: str | None
     author: str | None
 
 

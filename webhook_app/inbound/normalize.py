@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 from datetime import datetime
+from typing import TypedDict
 
 from flask import current_app
 from rq.timeouts import JobTimeoutException
@@ -33,6 +34,15 @@ from ..web.headers import media_type_of_file
 
 log = logging.getLogger(__name__)
 
+
+class Interrupted(TypedDict):
+    """What the retry of an attempt that lost the database carries (_retry_when_the_database_returns)."""
+
+    attempt: int | None  # its number; None if it never took the row
+    error: str  # what it met
+    waits: int  # retries so far
+
+
 # A row its job is working on: a worker killed here leaves it so until the sweeper takes it back (dispatch.py).
 WORKING = (Status.DOWNLOADING.value, Status.TRANSCODING.value)
 
@@ -52,7 +62,7 @@ def enqueue_new_rows(audit_ids: list[int]) -> None:
 
 
 @queue.job
-def process_inbound(audit_id: int, interrupted: dict | None = None) -> str:
+def process_inbound(audit_id: int, interrupted: Interrupted | None = None) -> str:
     """Download, normalize and store one inbound audio; always ends `ready` or `failed` with a reason.
 
     `interrupted` comes with the retry of an attempt that lost the database (_retry_when_the_database_returns):
@@ -86,7 +96,7 @@ def process_inbound(audit_id: int, interrupted: dict | None = None) -> str:
         return "retrying"
 
 
-def _claim(audit_id: int, interrupted: dict | None) -> int | None:
+def _claim(audit_id: int, interrupted: Interrupted | None) -> int | None:
     """Take the row for a new attempt (`queued` -> `downloading`); answer the attempt's number, None when the row is
     not there to take."""
     now = utcnow()
@@ -95,7 +105,7 @@ def _claim(audit_id: int, interrupted: dict | None) -> int | None:
     return claim(AudioMessage, AudioMessage.id == audit_id, Status.QUEUED.value, Status.DOWNLOADING.value, now)
 
 
-def _take_over_from_interrupted_attempt(audit_id: int, interrupted: dict, now: datetime) -> None:
+def _take_over_from_interrupted_attempt(audit_id: int, interrupted: Interrupted, now: datetime) -> None:
     """Put back the row of an attempt that lost the database mid-job, as it would have done itself: it still says
     `downloading` or `transcoding`. Only the job that attempt scheduled knows it is over; matching its number
     leaves alone a row that anyone else has taken since (the sweeper, another job: either changes the count or
@@ -129,7 +139,7 @@ def _process_and_record_outcome(row: AudioMessage, attempt: int) -> str:
     except Exception as exc:  # noqa: BLE001 - a job must end in a state an operator can see
         log.exception("inbound audit %s failed unexpectedly", audit_id)
         db.session.rollback()
-        row = db.session.get(AudioMessage, audit_id)  # the database gone: process_inbound schedules the retry
+        row = db.session.get_one(AudioMessage, audit_id)  # the database gone: process_inbound schedules the retry
         if row.status not in WORKING or row.attempts != attempt:
             # A connection lost on its way back from a COMMIT: the row may have been finished after all.
             log.warning("inbound audit %s is %s after attempt %s failed; leaving it", audit_id, row.status, attempt)
@@ -155,23 +165,22 @@ def _process(row: AudioMessage) -> None:
     row.channel = channel_from_participants(participants, row.source, row.author)
     if is_agent_author(participants, author=row.author, participant_sid=None, source=row.source):
         row.direction = "outbound"  # an agent attached audio natively in Flex: audit it, normalize it too
-    if not row.chat_service_sid:
-        row.chat_service_sid = api.conversation_service_sid(row.conversation_sid)
+    chat_service_sid = row.chat_service_sid = row.chat_service_sid or api.conversation_service_sid(row.conversation_sid)
     settings = settings_for(row.channel)
     db.session.commit()
 
     with scratch_dir("inbound") as workdir:
         source_path = os.path.join(workdir, "source")
         with open(source_path, "wb") as handle:
-            meta = api.download_media(row.chat_service_sid, row.media_sid, handle, config["MEDIA_DOWNLOAD_MAX_BYTES"])
+            meta = api.download_media(chat_service_sid, row.media_sid, handle, config["MEDIA_DOWNLOAD_MAX_BYTES"])
         row.size_bytes = os.path.getsize(source_path)
         row.content_type = row.content_type or meta.get("content_type")
-        row.sha256 = _sha256(source_path)
+        row.sha256 = sha256 = _sha256(source_path)
         row.mark(Status.TRANSCODING)
         db.session.commit()
 
         if not settings.normalize_inbound:
-            _keep_as_sent(row, source_path, settings.transcribe)
+            _keep_as_sent(row, source_path, sha256, settings.transcribe)
             return
         result = transcode_to_mp3(
             source_path,
@@ -205,11 +214,11 @@ def _process(row: AudioMessage) -> None:
     )
 
 
-def _keep_as_sent(row: AudioMessage, source_path: str, transcribes: bool) -> None:
+def _keep_as_sent(row: AudioMessage, source_path: str, sha256: str, transcribes: bool) -> None:
     """The admin chose to keep customer audio as sent: store and serve the original bytes."""
     key = f"audio/{row.id}/original"
     # Stored (and later served) as what the bytes are: the customer's label could say text/html.
-    media_store().put(key, source_path, media_type_of_file(source_path), row.sha256)
+    media_store().put(key, source_path, media_type_of_file(source_path), sha256)
     row.media_key = key
     row.mark(Status.READY)
     commit_ready(row, transcribes)
@@ -231,7 +240,7 @@ def _retry_later(row: AudioMessage, exc: Exception) -> None:
 
 
 def _retry_when_the_database_returns(
-    audit_id: int, attempt: int | None, exc: Exception, interrupted: dict | None
+    audit_id: int, attempt: int | None, exc: Exception, interrupted: Interrupted | None
 ) -> None:
     """The database went away (a restart, a failover) and the row cannot say so now: schedule the retry where it
     survives the outage (RQ's scheduler on Redis, the in-process runner's timer), with the attempt's number so that
@@ -250,7 +259,7 @@ def _retry_when_the_database_returns(
         return
     delay = queue.retry_delay(exc, waits)
     log.warning("inbound audit %s: the database is unreachable (%s); retrying in %g s", audit_id, describe(exc), delay)
-    retry = {"attempt": attempt, "error": describe(exc), "waits": waits}
+    retry: Interrupted = {"attempt": attempt, "error": describe(exc), "waits": waits}
     try:
         queue.enqueue_in(delay, process_inbound, audit_id, retry)
     except Exception:  # noqa: BLE001 - Redis gone too: the sweeper is the net

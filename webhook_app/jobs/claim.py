@@ -8,8 +8,9 @@ attempt count and timestamps; whoever moves that row from its waiting status to 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, CursorResult, Result, update
 
 from ..extensions import db
 from ..models import AudioMessage, Transcript
@@ -29,3 +30,8 @@ def claim(
     ).scalar()
     db.session.commit()
     return attempt
+
+
+def updated_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE executed through the session changed (its cursor's rowcount)."""
+    return cast(CursorResult[Any], result).rowcount

@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from flask import Flask, current_app
 from rq.timeouts import JobTimeoutException
@@ -20,7 +22,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..jobs import queue
-from ..jobs.claim import claim
+from ..jobs.claim import claim, updated_rows
 from ..jobs.registry import Recovered, registry
 from ..media.storage import media_store
 from ..models import AudioMessage, Status, Transcript, TranscriptStatus, utcnow
@@ -34,6 +36,7 @@ from .engine import INSTALL_HINT, TranscriptionError, TranscriptionUnavailable, 
 log = logging.getLogger(__name__)
 
 NOT_INSTALLED = f"transcription is not installed ({INSTALL_HINT})"
+T = TypeVar("T")
 
 
 def installed() -> bool:
@@ -128,7 +131,7 @@ def transcribe_audio(audit_id: int) -> str:
     if attempt is None:
         log.info("transcript of audit %s is not queued: skipping (a duplicate job)", audit_id)
         return "skipped"
-    transcript = db.session.get(Transcript, audit_id)
+    transcript = db.session.get_one(Transcript, audit_id)  # claimed just now: it is there
     try:
         return _transcribe_and_record(transcript)
     except Exception as exc:  # noqa: BLE001 - a job must end in a state an operator can see, never crash the worker
@@ -193,7 +196,7 @@ def _transcribe_and_record(transcript: Transcript) -> str:
     return result.status
 
 
-def off_the_event_loop(fn, *args, **kwargs):
+def off_the_event_loop(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """fn(*args, **kwargs), in a real thread when this is a gevent process (in-process jobs beside gunicorn's gevent
     workers on PostgreSQL): there a pool "thread" is a greenlet, and seconds of CTranslate2 in C would stop every
     request of the process. gevent's pool of OS threads runs it while the greenlet waits cooperatively."""
@@ -201,7 +204,8 @@ def off_the_event_loop(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     import gevent  # only in gevent processes
 
-    return gevent.get_hub().threadpool.apply(fn, args, kwargs)
+    result: T = gevent.get_hub().threadpool.apply(fn, args, kwargs)
+    return result
 
 
 def _finish_failed(transcript: Transcript, reason: str) -> str:
@@ -220,31 +224,30 @@ def _retry_or_fail(audit_id: int, attempt: int, exc: Exception) -> str:
     detail = f"{type(exc).__name__}: {exc}"
     # A job that ran out of time (RQ's job timeout) would only run out again.
     give_up = attempt >= current_app.config["JOB_MAX_ATTEMPTS"] or isinstance(exc, JobTimeoutException)
-    outcome = (
-        dict(
-            status=TranscriptStatus.FAILED.value,
-            finished_at=now,
-            error=f"internal error after {attempt} attempt(s): {detail}"[:2000],
-        )
+    status = TranscriptStatus.FAILED.value if give_up else TranscriptStatus.QUEUED.value
+    outcome: dict[str, object] = (
+        dict(finished_at=now, error=f"internal error after {attempt} attempt(s): {detail}"[:2000])
         if give_up
-        else dict(status=TranscriptStatus.QUEUED.value, error=f"attempt {attempt} failed, retrying: {detail}"[:2000])
+        else dict(error=f"attempt {attempt} failed, retrying: {detail}"[:2000])
     )
-    taken = db.session.execute(
-        update(Transcript)
-        .where(
-            Transcript.audio_message_id == audit_id,
-            Transcript.status == TranscriptStatus.RUNNING.value,
-            Transcript.attempts == attempt,
+    taken = updated_rows(
+        db.session.execute(
+            update(Transcript)
+            .where(
+                Transcript.audio_message_id == audit_id,
+                Transcript.status == TranscriptStatus.RUNNING.value,
+                Transcript.attempts == attempt,
+            )
+            .values(status=status, updated_at=now, **outcome)
         )
-        .values(updated_at=now, **outcome)
-    ).rowcount
+    )
     db.session.commit()
     if taken and not give_up:
         try:
             queue.enqueue_in(queue.retry_delay(exc, attempt), transcribe_audio, audit_id, lane=queue.TRANSCRIPTS)
         except Exception:  # noqa: BLE001 - the sweeper re-enqueues rows left queued
             log.exception("could not schedule the retry of the transcript of audit %s; the sweeper will", audit_id)
-    return outcome["status"]
+    return status
 
 
 def take_back_transcripts(now: datetime, stuck_before: datetime) -> Recovered:

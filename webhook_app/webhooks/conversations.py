@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import cast
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 
@@ -24,6 +25,7 @@ from ..twilio.client import twilio_api
 from ..twilio.sids import is_sid
 from ..twilio.signatures import is_valid_twilio_request
 from ..web.errors import error_response
+from ..web.wrappers import Request
 from .group_commit import BatchInsert, GroupCommitWriter, StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -47,14 +49,14 @@ def audio_row_writer() -> GroupCommitWriter:
 
 
 @bp.before_request
-def require_twilio_signature():
+def require_twilio_signature() -> None:
     request.max_content_length = WEBHOOK_MAX_BYTES
     request.max_form_memory_size = WEBHOOK_MAX_BYTES  # Flask's own default for forms is 500 kB
-    if not is_valid_twilio_request(request, twilio_api().auth_token):
+    if not is_valid_twilio_request(this_request(), twilio_api().auth_token):
         abort(error_response(403, "invalid_signature", "X-Twilio-Signature is missing or does not match"))
 
 
-def handle_message_added(event: dict):
+def handle_message_added(event: dict[str, str]) -> Response:
     media = parse_media(event.get("Media"))
     if not media:
         return jsonify({})
@@ -98,7 +100,7 @@ POST_EVENT_HANDLERS = {
 }
 
 
-def handle_message_add(event: dict):
+def handle_message_add(event: dict[str, str]) -> Response:
     try:
         rejection = pre_event_verdict(event)
     except Exception:  # noqa: BLE001 - when in doubt, publish: a 5xx would reject the customer's message too
@@ -123,13 +125,18 @@ PRE_EVENT_HANDLERS = {
 }
 
 
-def webhook_event() -> dict:
+def this_request() -> Request:
+    """The request as the app's own request class (webhook_app/web/wrappers.py, create_app's request_class)."""
+    return cast(Request, request)
+
+
+def webhook_event() -> dict[str, str]:
     # The first of a repeated field wins, as in request.form.to_dict().
-    return dict(reversed(request.form_fields))
+    return dict(reversed(this_request().form_fields))
 
 
 @bp.post("/pre-event")
-def pre_event():
+def pre_event() -> Response:
     event = webhook_event()
     handler = PRE_EVENT_HANDLERS.get(event.get("EventType", ""))
     if handler is None:
@@ -138,7 +145,7 @@ def pre_event():
 
 
 @bp.post("/post-event")
-def post_event():
+def post_event() -> Response:
     event = webhook_event()
     handler = POST_EVENT_HANDLERS.get(event.get("EventType", ""))
     if handler is None:

@@ -138,9 +138,7 @@ class GroupCommitWriter:
             return
         ids = {tuple(inserted[1:]): inserted[0] for inserted in self._insert(rows)}
         for pending in batch:
-            pending.new_ids = [
-                ids[key] for key in map(self._key, pending.rows) if key in ids and owner[key] is pending
-            ]
+            pending.new_ids = [ids[key] for key in map(self._key, pending.rows) if key in ids and owner[key] is pending]
 
     def _key(self, row: Row) -> tuple[Any, ...]:
         return tuple(row[column] for column in self.batch.key)
