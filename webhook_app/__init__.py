@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import weakref
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Config, default_database_url
@@ -22,7 +25,7 @@ install_excepthook()
 # are imported.
 
 
-def create_app(test_config: dict | None = None) -> Flask:
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .extensions import db  # the factory's import (see above)
 
     app = Flask(__name__, instance_relative_config=True)
@@ -35,7 +38,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     return app
 
 
-def _configure(app: Flask, test_config: dict | None) -> None:
+def _configure(app: Flask, test_config: dict[str, Any] | None) -> None:
     from .admin.auth import AdminSessionInterface  # the factory's imports (see above)
     from .web.wrappers import Request
 
@@ -52,7 +55,10 @@ def _configure(app: Flask, test_config: dict | None) -> None:
     if app.config["PROXY_FIX_HOPS"] > 0:
         hops = app.config["PROXY_FIX_HOPS"]
         # Heroku's router terminates TLS: without this, request.url says http:// and signatures never match.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+        # Flask's documented way to wrap its WSGI app in middleware, though Flask types wsgi_app as a method.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
 
 
 def _init_extensions(app: Flask) -> None:
@@ -129,7 +135,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 @event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, connection_record):
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, connection_record: ConnectionPoolEntry) -> None:
     # Web threads and job threads share one SQLite file: WAL and a busy timeout avoid "database is locked".
     if type(dbapi_connection).__module__.startswith("sqlite3"):
         cursor = dbapi_connection.cursor()

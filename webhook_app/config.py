@@ -6,6 +6,7 @@ import math
 import os
 import re
 import secrets
+from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask
@@ -44,6 +45,9 @@ def env_bool(name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false)")
 
 
+Number = TypeVar("Number", int, float)
+
+
 def env_int(name: str, default: int, minimum: int = 0) -> int:
     """An integer of at least `minimum`: a negative retry count or hop count must stop the start-up, not
     quietly turn the feature off."""
@@ -54,7 +58,7 @@ def env_float(name: str, default: float, minimum: float = 0.0) -> float:
     return _env_number(name, default, float, minimum)
 
 
-def _env_number(name: str, default, kind, minimum):
+def _env_number(name: str, default: Number, kind: type[Number], minimum: Number) -> Number:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default

@@ -241,7 +241,7 @@ class _StderrWatch(threading.Thread):
     """Reads ffmpeg's log as it runs: keeps the last error lines, and stops ffmpeg the moment a description of the
     stream it reads (the header's or the decoded frames') is no voice note."""
 
-    def __init__(self, proc: subprocess.Popen):
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         super().__init__(daemon=True)
         self.proc = proc
         self.refusal: str | None = None

@@ -35,7 +35,8 @@ def ffmpeg_binary() -> str:
         return on_path
     import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    bundled: str = imageio_ffmpeg.get_ffmpeg_exe()  # untyped (no stubs): the path of the wheel's binary
+    return bundled
 
 
 def ffmpeg_in_use() -> tuple[str, str]:

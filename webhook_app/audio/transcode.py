@@ -229,7 +229,7 @@ def _transcode(
     out_size = os.path.getsize(dst) if os.path.exists(dst) else 0
     if duration <= 0 or out_size == 0:
         raise AudioError("no audio could be decoded (zero-length result)")
-    truncated = bool(max_duration_s) and duration >= max_duration_s - 0.05
+    truncated = bool(max_duration_s and duration >= max_duration_s - 0.05)
     return TranscodeResult(
         dst, duration, out_size, _sha256_of(dst), source_format, copy, truncated, time.monotonic() - started, pcm
     )

@@ -15,10 +15,13 @@ import sys
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
+from typing import Protocol
 
 from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import Counter, Histogram
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from ..extensions import db
@@ -120,7 +123,7 @@ def init_app(app: Flask) -> None:
     configure_logging(app.config.get("LOG_LEVEL", "INFO"), app.config.get("LOG_FORMAT", "json"))
 
     @app.before_request
-    def assign_request_id():
+    def assign_request_id() -> None:
         # Heroku's router sends X-Request-Id; keep it so router and app logs line up.
         incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
         g.request_id = request_id = incoming if REQUEST_ID.fullmatch(incoming) else os.urandom(16).hex()
@@ -128,7 +131,7 @@ def init_app(app: Flask) -> None:
         g.request_started = time.perf_counter()
 
     @app.after_request
-    def echo_request_id(response):
+    def echo_request_id(response: Response) -> Response:
         if "request_id" in g:
             response.headers["X-Request-Id"] = g.request_id
             count_request(
@@ -137,7 +140,7 @@ def init_app(app: Flask) -> None:
         return response
 
     @app.teardown_request
-    def reset_context(exc):
+    def reset_context(exc: BaseException | None) -> None:
         tokens = g.pop("context_tokens", None)
         if tokens is not None:
             request_id_var.reset(tokens[0])
@@ -153,7 +156,7 @@ def init_app(app: Flask) -> None:
 
 # The labelled children, looked up once: the webhook's hot path pays a dict lookup, not prometheus_client's
 # label validation, per request.
-_request_counters: dict[tuple, tuple] = {}
+_request_counters: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
 
 def count_request(method: str, endpoint: str | None, status: int, seconds: float) -> None:
@@ -178,7 +181,7 @@ def bind_audit_id(audit_id: int | None) -> None:
 
 
 @bp.get("/metrics")
-def metrics():
+def metrics() -> Response:
     token = current_app.config.get("METRICS_TOKEN")
     if token:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -192,7 +195,7 @@ def metrics():
 class Scrape:
     """One exposition out of several collectors (generate_latest asks only for collect())."""
 
-    def __init__(self, *collectors) -> None:
+    def __init__(self, *collectors: Collector) -> None:
         self.collectors = collectors
 
     def collect(self) -> Iterator[Metric]:
@@ -200,11 +203,19 @@ class Scrape:
             yield from collector.collect()
 
 
+class QueueDepths(Protocol):
+    """What /metrics reads of the job queue (jobs.queue's runners)."""
+
+    def depth(self) -> int: ...
+
+    def transcripts_depth(self) -> int: ...
+
+
 class StateCollector:
     """What the database and the queue hold, read at scrape time: the same figures whichever process answers, and
     they cover the processes that cannot be scraped (workers on other dynos)."""
 
-    def __init__(self, jobs) -> None:
+    def __init__(self, jobs: QueueDepths) -> None:
         self.jobs = jobs
 
     def collect(self) -> Iterator[Metric]:
@@ -237,7 +248,7 @@ class StateCollector:
             "audio_processing_seconds",
             "Time from start to ready/failed of finished audio messages.",
             count_value=processed,
-            sum_value=processed_ms / 1000,
+            sum_value=(processed_ms or 0) / 1000,  # coalesce()d: never None, though typed so
         )
         try:
             depth = self.jobs.depth()

@@ -14,8 +14,17 @@ import json
 import logging
 import os
 import time
+from collections.abc import MutableMapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 from gunicorn import glogging
+
+if TYPE_CHECKING:
+    from gunicorn.config import Config
+    from gunicorn.glogging import _AtomsDict  # the stubs' name for gunicorn's atoms, which gunicorn does not name
+    from gunicorn.http import Request
+    from gunicorn.http.wsgi import Response
 
 from . import UtcTimestamps
 
@@ -31,12 +40,12 @@ def redact(path: str) -> str:
 
 
 class JsonAccessLogger(glogging.Logger):
-    def setup(self, cfg) -> None:
+    def setup(self, cfg: Config) -> None:
         super().setup(cfg)
         self.json_lines = os.environ.get("LOG_FORMAT", "json").strip().lower() == "json"
         self.timestamp = UtcTimestamps()
 
-    def access(self, resp, req, environ, request_time) -> None:
+    def access(self, resp: Response, req: Request, environ: MutableMapping[str, Any], request_time: timedelta) -> None:
         if not self.json_lines:
             return super().access(resp, req, environ, request_time)
         if not self.access_log_enabled:
@@ -60,20 +69,25 @@ class JsonAccessLogger(glogging.Logger):
             finally:
                 handler.release()
 
-    def atoms(self, resp, req, environ, request_time) -> dict:
+    def atoms(
+        self, resp: Response, req: Request, environ: MutableMapping[str, Any], request_time: timedelta
+    ) -> _AtomsDict:
         """gunicorn's own line (LOG_FORMAT=text), with the same paths redacted."""
         atoms = super().atoms(resp, req, environ, request_time)
         path = req.path or ""
         redacted = redact(path)
         if redacted != path:
             atoms["U"] = redacted
-            atoms["r"] = f"{req.method} {redacted} HTTP/{req.version[0]}.{req.version[1]}"
+            version = cast("tuple[int, int]", req.version)  # set once the request line is parsed, as it is here
+            atoms["r"] = f"{req.method} {redacted} HTTP/{version[0]}.{version[1]}"
         return atoms
 
-    def access_line(self, resp, req, environ, request_time) -> str:
+    def access_line(
+        self, resp: Response, req: Request, environ: MutableMapping[str, Any], request_time: timedelta
+    ) -> str:
         path = redact(req.path or "")
         status = resp.status_code
-        entry = {
+        entry: dict[str, Any] = {
             "ts": self.timestamp(time.time()),
             "level": "info",
             "logger": "access",

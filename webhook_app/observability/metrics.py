@@ -16,6 +16,7 @@ import re
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from ..runtime.scratch import process_running
 
@@ -71,7 +72,7 @@ TRANSCODE_SECONDS = Histogram(
 )
 
 
-def process_metrics(path: str | None = MULTIPROC_DIR):
+def process_metrics(path: str | None = MULTIPROC_DIR) -> Collector:
     """What the processes counted: the sum over `path`'s files in multi-process mode, else this process's own."""
     if path:
         return MultiProcessCollector(None, path=path)
