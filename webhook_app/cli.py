@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from typing import TextIO
 
 import click
 from flask import Flask, current_app
@@ -33,7 +34,7 @@ from .transcripts.job import queue_missing_transcripts
 @click.option("--host", default="127.0.0.1", show_default=True, help="The interface to bind to.")
 @click.option("--port", default=5000, show_default=True, help="The port to bind to.")
 @click.pass_context
-def serve_command(ctx, host, port):
+def serve_command(ctx: click.Context, host: str, port: int) -> None:
     """`flask run` that first says where the agent console and the admin page are (what `make run` runs)."""
     app = ctx.ensure_object(ScriptInfo).load_app()
     prepare_to_serve(app.logger, app.config["SQLALCHEMY_DATABASE_URI"])  # ffmpeg checked, SQLite migrated
@@ -59,20 +60,23 @@ def serving_banner(base_url: str, sandbox: bool) -> str:
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
 # The transcription process a worker starts for itself (jobs/worker.py), not a command for operators.
 @click.option("--transcripts-only", is_flag=True, hidden=True)
-def worker(burst, transcripts_only):
+def worker(burst: bool, transcripts_only: bool) -> None:
     """Run an RQ worker for the audio queue (needs REDIS_URL); it waits out Redis and database outages. With the
     transcription extra installed it runs transcription in a long-lived process of its own."""
     if not isinstance(queue.runner(), queue.RqRunner):
         raise click.ClickException("REDIS_URL is not set: jobs run inside the web process, no worker needed.")
     if not transcripts_only:  # its parent worker has checked
         prepare_to_serve(current_app.logger, current_app.config["SQLALCHEMY_DATABASE_URI"])
-    run_worker(current_app._get_current_object(), burst=burst, transcripts_only=transcripts_only)
+    # The app itself, not the proxy: the worker hands it to threads. Flask declares current_app as a Flask, so
+    # the proxy's own method is unknown to mypy.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    run_worker(app, burst=burst, transcripts_only=transcripts_only)
     sys.exit(0)
 
 
 @click.command("sweep")
 @with_appcontext
-def sweep_command():
+def sweep_command() -> None:
     """Re-enqueue audio left queued or stuck by a crash or an outage; fail what cannot be finished."""
     click.echo(sweep())
 
@@ -80,7 +84,7 @@ def sweep_command():
 @click.command("backfill")
 @with_appcontext
 @click.option("--since", default="2h", show_default=True, help="How far back: 30m, 2h, 7d, or an ISO 8601 time.")
-def backfill_command(since):
+def backfill_command(since: str) -> None:
     """Record audio messages the webhook missed, reading recent messages of active conversations over REST."""
     try:
         cutoff = parse_time(since, "since")
@@ -102,7 +106,7 @@ settings_cli = AppGroup("settings", help="Show or change per-channel audio setti
 @settings_cli.command("show")
 # settings_for() falls back to `other` for a channel it does not know; a name typed here must not.
 @click.argument("channel", required=False, type=click.Choice(CHANNELS))
-def settings_show(channel):
+def settings_show(channel: str | None) -> None:
     """Print the settings of every channel (or one) as JSON."""
     shown = [settings_for(channel)] if channel else all_settings()
     click.echo(json.dumps([settings.to_dict() for settings in shown], indent=2))
@@ -113,13 +117,13 @@ def settings_show(channel):
 @click.argument("key")
 @click.argument("value")
 @click.option("--by", "actor", default=lambda: f"cli:{os.environ.get('USER', 'unknown')}", show_default="cli:$USER")
-def settings_set(channel, key, value, actor):
+def settings_set(channel: str, key: str, value: str, actor: str) -> None:
     """Set one KEY of CHANNEL (true/false for switches, whole numbers for caps and bitrate)."""
     if key in BOOLEAN_KEYS:
         lowered = value.lower()
         if lowered not in ("true", "false"):
             raise click.BadParameter(f"{key} takes true or false", param_hint="VALUE")
-        parsed = lowered == "true"
+        parsed: bool | int | str = lowered == "true"
     elif key in TEXT_KEYS:
         parsed = value
     else:
@@ -146,7 +150,15 @@ audit_cli = AppGroup("audit", help="Export the audio audit trail.")
 @click.option("--status")
 @click.option("--conversation", "conversation_sid")
 @click.option("--output", "-o", type=click.File("w"), default="-", help="CSV file (default: standard output).")
-def audit_export(since, until, direction, channel, status, conversation_sid, output):
+def audit_export(
+    since: str | None,
+    until: str | None,
+    direction: str | None,
+    channel: str | None,
+    status: str | None,
+    conversation_sid: str | None,
+    output: TextIO,
+) -> None:
     """Write audit rows as CSV, newest first."""
     args = {
         k: v

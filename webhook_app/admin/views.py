@@ -3,7 +3,10 @@ the audit trail (the page's script talks to the admin JSON API with the session 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from ..models import CHANNELS
 from ..sandbox.pages import admin_sign_in_token
@@ -24,7 +27,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 @bp.get("")
-def index():
+def index() -> str:
     admin = session_admin()
     if not admin:
         return login_page()
@@ -41,19 +44,19 @@ def index():
 
 
 @bp.post("/login")
-def login():
+def login() -> ResponseReturnValue:
     return sign_in(lambda: (request.form.get("token") or "").strip())
 
 
 @bp.post("/sandbox-login")
-def sandbox_login():
+def sandbox_login() -> ResponseReturnValue:
     """The sandbox's way in (the token: sandbox/pages.py); 404 against real Twilio."""
     if twilio_api().sandbox is None:
         abort(404)
     return sign_in(admin_sign_in_token)  # issued once the form's CSRF token checks out
 
 
-def sign_in(form_token):
+def sign_in(form_token: Callable[[], str]) -> ResponseReturnValue:
     """Open a page session with the token `form_token()` gives, once the form's CSRF token checks out."""
     try:
         check_csrf(request.form.get("csrf_token"))
@@ -74,7 +77,7 @@ def login_page(error: str | None = None) -> str:
 
 
 @bp.post("/logout")
-def logout():
+def logout() -> ResponseReturnValue:
     try:
         check_csrf(request.form.get("csrf_token"))
     except ApiError as exc:
