@@ -46,6 +46,16 @@ DEFAULT_SETTINGS = {
 }
 
 
+BROWSER_TESTS = Path(__file__).resolve().parent / "browser"
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Every browser test is slow (each drives a real browser): marked here rather than in each of its files."""
+    for item in items:
+        if BROWSER_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
     """TEST_DATABASE_URL (real PostgreSQL in CI) or a SQLite file; migrated once, from empty, to head."""

@@ -1,4 +1,5 @@
-"""The shape of webhook_app: no import cycles, jobs/ a leaf, no module or function too long to read.
+"""The shape of webhook_app: no import cycles, jobs/ a leaf, no module or function too long to read. And of the
+suite: no test module imports another, or a conftest.py.
 
 Every import counts, those inside functions too: a cycle hidden in a function is still a cycle. Imports of the
 package itself (`from webhook_app import create_app`, the app factory, which imports every module on purpose) are
@@ -28,20 +29,29 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(path): path for path in sorted(ROOT.rglob("*.py"))}
 
 
-def imported_modules(name: str, path: Path) -> set[str]:
-    """The package's modules that `name` imports, anywhere in its body."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+def imports_in(source: str, package: str) -> list[tuple[str, list[str]]]:
+    """Every import in `source`, anywhere in its body, as (module, names imported from it): `import a.b` is
+    ("a.b", []); relative imports are made absolute against `package`, the package the module is in."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            found.extend((alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            # `from . import x` imports the module x when there is one, else a name of the package.
-            found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names)
+            found.append((base, [alias.name for alias in node.names]))
+    return found
+
+
+def imported_modules(name: str, path: Path) -> set[str]:
+    """The package's modules that `name` imports, anywhere in its body."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for base, names in imports_in(path.read_text(), package):
+        # `from . import x` imports the module x when there is one, else a name of the package.
+        found.update(f"{base}.{alias}" if f"{base}.{alias}" in MODULES else base for alias in names or [""])
     own = set()
     for target in found:
         # `import a.b.c` also runs a and a.b: the nearest module of ours stands for the import.
@@ -129,3 +139,73 @@ def test_module_and_functions_are_short(name, path):
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert not long_functions, f"{name}: functions over {MAX_FUNCTION_LINES} lines: {', '.join(long_functions)}"
+
+
+# -- the test suite: tests share helpers through tests/helpers/ and fixtures through conftest.py files ---------------
+
+TESTS = Path(__file__).resolve().parent
+# What tests/browser/ still imports from test modules and conftest.py; its owner moves these into tests/helpers/ and
+# tests/browser/conftest.py. Nothing may be added here.
+BROWSER_IMPORTS_TO_MOVE = {
+    "tests.browser.test_admin": {"tests.conftest"},
+    "tests.browser.test_agent_console": {"tests.conftest"},
+    "tests.browser.test_engines": {"tests.browser.test_agent_console"},
+    "tests.browser.test_flex_plugin": {"tests.browser.test_agent_console", "tests.conftest"},
+    "tests.browser.test_flex_plugin_engines": {
+        "tests.browser.test_agent_console",
+        "tests.browser.test_engines",
+        "tests.browser.test_flex_plugin",
+    },
+    "tests.browser.test_record_panel_module": {"tests.conftest"},
+    "tests.browser.test_transcript_view": {
+        "tests.browser.test_agent_console",
+        "tests.browser.test_flex_plugin",
+        "tests.conftest",
+        "tests.test_transcripts_engine",
+    },
+}
+
+
+def is_test_module(name: str) -> bool:
+    leaf = name.rpartition(".")[2]
+    return leaf.startswith("test_") or leaf == "conftest"
+
+
+def imported_test_modules(source: str, name: str) -> set[str]:
+    """The test modules and conftest.py files that the module `name` (not a package), whose text is `source`,
+    imports anywhere in its body."""
+    found = set()
+    for base, names in imports_in(source, name.rpartition(".")[0]):
+        found.add(base)
+        found.update(f"{base}.{alias}" for alias in names)  # `from tests import test_x` too
+    return {target for target in found if target.startswith("tests.") and is_test_module(target)}
+
+
+def test_no_test_module_imports_another_or_a_conftest():
+    """A test module imported by another has its tests collected twice and its fixtures shadowed by the importer's
+    names; a conftest.py imported by name is a second copy of its module. Shared code goes in tests/helpers/,
+    shared fixtures in the conftest.py of the folder above the tests that use them."""
+    offending = {}
+    for path in sorted(TESTS.rglob("*.py")):
+        name = ".".join(path.relative_to(TESTS.parent).with_suffix("").parts)
+        imported = imported_test_modules(path.read_text(), name) - BROWSER_IMPORTS_TO_MOVE.get(name, set())
+        if imported:
+            offending[name] = sorted(imported)
+    assert not offending, offending
+
+
+def test_the_import_check_sees_every_spelling():
+    """Absolute, `from tests import test_x`, relative and conftest imports are all caught; helpers are not."""
+    source = (
+        "from tests.outbound.test_upload_api import conversation\n"
+        "from tests import test_cli\n"
+        "from . import test_backfill\n"
+        "def later():\n    from tests.conftest import DEFAULT_SETTINGS\n"
+        "from tests.helpers.service import run_jobs\n"
+    )
+    assert imported_test_modules(source, "tests.inbound.test_probe") == {
+        "tests.outbound.test_upload_api",
+        "tests.test_cli",
+        "tests.inbound.test_backfill",
+        "tests.conftest",
+    }

@@ -2,10 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.processes import GUNICORN_CONF
 from webhook_app.audio import ffmpeg
 from webhook_app.config import Config, ConfigError, env_bool, normalize_database_url
-
-GUNICORN_CONF = str(Path(__file__).resolve().parent.parent / "gunicorn.conf.py")
 
 
 def test_heroku_postgres_url_is_rewritten_for_psycopg3():

@@ -105,6 +105,7 @@ def service(app, tmp_path):
         redis.close()
 
 
+@pytest.mark.slow
 def test_200_voice_notes_with_redeliveries_across_web_and_rq_workers(app, service, tmp_path):
     processes: Processes = service["processes"]
     sandbox = Sandbox(app.config["SANDBOX_DB"])

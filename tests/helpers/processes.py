@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+GUNICORN_CONF = str(ROOT / "gunicorn.conf.py")  # the web process's settings, as the Procfile runs it
 # Whatever the developer's shell has set must not leak into the processes under test.
 SERVICE_VARIABLES = (
     "DATABASE_URL",

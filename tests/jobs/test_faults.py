@@ -28,6 +28,7 @@ def row_status(app):
     return rows[0].status if rows else None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_REDIS, reason="needs RQ workers on a real Redis (CI's second suite runs it)")
 def test_worker_killed_mid_job_then_the_job_runs_again(deliver, app, sandbox, tmp_path):
     source = make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=2.0)

@@ -48,6 +48,7 @@ def access_lines(lines: list[str]) -> list[dict]:
     return entries
 
 
+@pytest.mark.slow
 def test_json_access_lines_carry_status_time_and_the_request_id(gunicorn):
     base_url, log_lines = gunicorn("json")
     forged = requests.post(
@@ -79,6 +80,7 @@ def test_json_access_lines_carry_status_time_and_the_request_id(gunicorn):
     assert len(health["request_id"]) == 32  # none came in: the app's own
 
 
+@pytest.mark.slow
 def test_text_log_format_keeps_gunicorns_apache_line(gunicorn):
     base_url, log_lines = gunicorn("text")
     assert requests.get(base_url + "/healthz", timeout=5).status_code == 200

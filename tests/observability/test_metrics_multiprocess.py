@@ -66,6 +66,7 @@ def test_the_counts_of_two_processes_are_summed(tmp_path):
     assert samples[("audio_transcode_seconds_sum", (("outcome", "ok"),))] == 7
 
 
+@pytest.mark.slow
 def test_gunicorn_workers_are_summed_and_dead_workers_still_count(app, tmp_path):
     """Two workers; both are then killed and replaced. A total above what the new workers served can only come
     from adding up every process's files, including those of workers that are gone (child_exit)."""
@@ -111,6 +112,7 @@ def test_gunicorn_workers_are_summed_and_dead_workers_still_count(app, tmp_path)
     assert not directory.exists(), "the master's metrics folder outlived it"
 
 
+@pytest.mark.slow
 def test_rq_work_horses_of_one_worker_share_one_set_of_files(tmp_path):
     """RQ forks a work horse per job; with a file set per horse pid, /metrics would read thousands of files."""
     if "TEST_REDIS_URL" in os.environ:

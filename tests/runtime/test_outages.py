@@ -120,6 +120,7 @@ def describe(rows) -> str:
     return "; ".join(f"{row.id} {row.status} attempts={row.attempts} error={row.error!r}" for row in rows)
 
 
+@pytest.mark.slow
 def test_the_worker_rides_out_redis_going_away_and_coming_back_empty(app, web, redis_server, workers, tmp_path):
     long_sample = Path(make_audio(tmp_path / "long.ogg", "whatsapp_ogg", seconds=LONG_NOTE_S))
     short_sample = Path(make_audio(tmp_path / "short.ogg", "whatsapp_ogg", seconds=1.0))
@@ -210,6 +211,7 @@ def database_closed(url: str):
         admin.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_POSTGRES, reason="needs TEST_DATABASE_URL (PostgreSQL) to take it away from a worker")
 def test_a_job_that_loses_postgresql_mid_download_is_retried_within_seconds(app, web, workers, tmp_path):
     sample = Path(make_audio(tmp_path / "note.ogg", "whatsapp_ogg", seconds=2.0))

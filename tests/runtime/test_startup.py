@@ -90,6 +90,7 @@ def test_an_ffmpeg_that_is_not_there_stops_the_start_up_in_one_line(tmp_path, en
     )
 
 
+@pytest.mark.slow
 def test_web_alone_on_a_fresh_sqlite_file_migrates_it_and_takes_a_signed_webhook(tmp_path):
     """README: one machine needs nothing but `web`. gunicorn's master migrates the file before forking its two
     workers, logs the ffmpeg it checked, and /healthz says which ffmpeg and which schema."""

@@ -96,6 +96,7 @@ def test_silence_noise_and_music_give_no_speech_not_invented_words(extra, tmp_pa
     assert transcript.model == "tiny.en"
 
 
+@pytest.mark.slow
 def test_a_long_note_is_transcribed_in_pieces_cut_in_its_pauses(extra, tmp_path):
     require_espeak()
     parts = [
@@ -167,6 +168,7 @@ def test_the_model_is_loaded_once_per_process(extra, sentence_files, monkeypatch
         engine._models.pop(key, None)
 
 
+@pytest.mark.slow
 def test_a_process_forked_after_loading_refuses_to_use_or_load_a_model(extra, sentence_files):
     # CTranslate2 does not survive fork: the child would hang (the parent's model) or crash (a model of its own).
     engine.load_model()
@@ -201,6 +203,7 @@ def test_a_model_name_offline_says_to_give_a_directory(extra, sentence_files):
         engine.transcribe(sentence_files["mp3"], model="base")
 
 
+@pytest.mark.slow
 def test_an_english_only_model_refuses_another_language(extra, sentence_files):
     with pytest.raises(engine.LanguageNotSupported, match="English only, not 'es'.*multilingual model"):
         engine.transcribe(sentence_files["mp3"], language="es")

@@ -277,6 +277,7 @@ def test_redeliveries_and_duplicate_jobs_transcribe_once(client, app, sandbox, d
     assert transcript.status == "no_speech" and transcript.attempts == 1
 
 
+@pytest.mark.slow
 def test_a_killed_transcription_job_is_retried(app, deliver, clips, monkeypatch, tmp_path):
     """SIGKILL the process mid-transcription (its row stays `running`); the sweeper puts it back and it runs again."""
     set_settings(app, "whatsapp", transcribe=True)
@@ -360,6 +361,7 @@ def test_a_language_the_model_lacks_fails_with_the_reason(client, app, deliver, 
     assert transcript["status"] == "failed" and "English only" in transcript["error"]
 
 
+@pytest.mark.slow
 def test_retention_deletes_the_text_with_the_audio_unless_kept_longer(client, app, deliver, admin, clips):
     set_settings(app, "whatsapp", transcribe=True)
     send_note(deliver, app, clips["sentence"])
@@ -424,6 +426,7 @@ def test_a_match_says_where_the_words_are_in_javascript_offsets():
     assert match_of("nothing to see", "needle") is None and match_of(None, "x") is None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="needs the RQ worker on a real Redis")
 def test_the_procfile_worker_takes_transcripts_after_the_audio(app, deliver, clips, tmp_path):
     """`flask worker` takes RQ_QUEUE and, in its transcription process (a non-forking worker that loads the model

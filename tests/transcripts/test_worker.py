@@ -133,6 +133,7 @@ def wait_for_transcript(web, processes, message_sid: str, statuses=("done",), ti
     )
 
 
+@pytest.mark.slow
 def test_the_procfile_worker_loads_the_model_once_for_many_notes(web, clips, tmp_path):
     set_settings(web, "whatsapp", transcribe=True)
     processes = start_transcribing_worker(web, tmp_path)
@@ -155,6 +156,7 @@ def test_the_procfile_worker_loads_the_model_once_for_many_notes(web, clips, tmp
         processes.stop()
 
 
+@pytest.mark.slow
 def test_playback_is_not_delayed_by_a_long_transcription(web, clips, tmp_path):
     set_settings(web, "whatsapp", transcribe=True)
     set_settings(web, "sms", transcribe=False)
@@ -178,6 +180,7 @@ def test_playback_is_not_delayed_by_a_long_transcription(web, clips, tmp_path):
         processes.stop()
 
 
+@pytest.mark.slow
 def test_a_killed_transcription_process_is_replaced_and_the_note_transcribed(web, clips, tmp_path):
     set_settings(web, "whatsapp", transcribe=True)
     # The sweeper takes back a transcript left `running` this long (the note takes longer to kill than that).

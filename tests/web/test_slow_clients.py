@@ -16,7 +16,7 @@ import requests
 from gunicorn.http.unreader import IterUnreader
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from tests.helpers.processes import ROOT, Processes, free_port, service_env
+from tests.helpers.processes import GUNICORN_CONF, Processes, free_port, service_env
 from tests.helpers.service import migrate
 from tests.helpers.webhooks import POST_EVENT, load_fixture
 from webhook_app.sandbox import Sandbox
@@ -113,6 +113,7 @@ def send_head(port: int, path: str, length: int, method: str = "POST") -> bytes:
         return sock.recv(4096)
 
 
+@pytest.mark.slow
 def test_only_a_view_that_takes_uploads_may_be_sent_more_than_a_webhook(tmp_path):
     """Bodies wait in the worker before any signature or token check: a route that takes none gets 413 at once, an
     upload route its own cap, and the bodies stored at once are bounded per process (503 past the budget)."""
@@ -156,7 +157,7 @@ def serve(tmp_path, database_url: str, **config: str) -> tuple[Processes, str]:
     )
     port = free_port()
     processes = Processes(env, tmp_path)
-    argv = [sys.executable, "-m", "gunicorn", "webhook_app:create_app()", "-c", str(ROOT / "gunicorn.conf.py")]
+    argv = [sys.executable, "-m", "gunicorn", "webhook_app:create_app()", "-c", GUNICORN_CONF]
     processes.start("web", [*argv, "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null"])
     base_url = f"http://127.0.0.1:{port}"
     processes.wait_for_http(base_url + "/healthz", "gunicorn to answer /healthz")
@@ -275,6 +276,7 @@ def check_slow_clients_and_webhooks(tmp_path, database_url: str, head_deadline_s
         assert all(client.answer.startswith(answer) for client in group), {client.answer[:40] for client in group}
 
 
+@pytest.mark.slow
 def test_slow_clients_leave_webhooks_answered_on_sqlite(tmp_path):
     """SQLite, gthread's threads (gunicorn_worker.py): each slow client gets a 408 at its deadline, never a thread."""
     database_url = "sqlite:///" + str(tmp_path / "one-machine.db")
@@ -282,6 +284,7 @@ def test_slow_clients_leave_webhooks_answered_on_sqlite(tmp_path):
     check_slow_clients_and_webhooks(tmp_path, database_url, HEAD_TIMEOUT_S, b"HTTP/1.1 408")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"), reason="needs TEST_DATABASE_URL (PostgreSQL)"
 )
