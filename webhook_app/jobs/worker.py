@@ -40,6 +40,7 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker, Worker
 from rq.scheduler import RQScheduler
+from rq.worker.base import BaseWorker
 
 from ..audio.ffmpeg import die_with_parent
 from ..observability import set_process_role
@@ -215,8 +216,9 @@ def wait_for_redis(connection: Redis, stopping: threading.Event) -> bool:
     return False
 
 
-class OutageTolerance(Worker):
-    """RQ's workers, telling the process about a stop request and about Redis being back."""
+class OutageTolerance(BaseWorker):
+    """Mixed into RQ's workers (before Worker or SimpleWorker, which both derive from BaseWorker, so that theirs is
+    the job execution): telling the process about a stop request and about Redis being back."""
 
     # RQ backs off to a minute between reconnection tries while it waits for a job: pick up within seconds.
     max_connection_wait_time = float(MAX_BACKOFF_S)
@@ -237,7 +239,7 @@ class OutageTolerance(Worker):
             REDIS.reachable()
 
 
-class OutageTolerantWorker(OutageTolerance):
+class OutageTolerantWorker(OutageTolerance, Worker):
     """RQ's forking worker (a work horse per job): the audio queue."""
 
 
