@@ -13,16 +13,21 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import ParamSpec, TypeVar
 
-from flask import current_app, g, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, current_app, g, request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy import delete, update
 
 from ..extensions import db
 from ..models import AdminSession, utcnow
 from ..web.errors import ApiError
 from ..web.flex_auth import authenticate, bearer_token, limit_token_guesses
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ADMIN_ROLES = {"admin", "supervisor"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -37,7 +42,7 @@ class AdminSessionInterface(SecureCookieSessionInterface):
     and building the cookie's signing serializer for each of them cost a third of a webhook's request setup.
     """
 
-    def open_session(self, app, request):
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if "HTTP_COOKIE" not in request.environ:
             return self.session_class()
         return super().open_session(app, request)
@@ -93,7 +98,7 @@ def open_admin_session(identity: str, until: float) -> None:
 def session_admin() -> str | None:
     """The page session's admin, or None: never signed in, the credential's time is up, the session was signed
     out (here or on another device), or ADMIN_TOKEN changed since (such a session is cleared)."""
-    identity = session.get("admin")
+    identity: str | None = session.get("admin")
     if not identity:
         return None
     fresh = session.get("admin_until", 0) > time.time()
@@ -136,7 +141,8 @@ def _admin_token_fingerprint() -> str | None:
 def csrf_token() -> str:
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
+    token: str = session["csrf"]
+    return token
 
 
 def check_csrf(sent: str | None) -> None:
@@ -146,9 +152,9 @@ def check_csrf(sent: str | None) -> None:
         raise ApiError(403, "csrf_failed", "the form is stale or forged: reload the page and try again")
 
 
-def admin_required(view):
+def admin_required(view: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(view)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         token = bearer_token()
         if token is not None:
             g.admin = admin_identity_for(token)

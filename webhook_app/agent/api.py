@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from flask import Blueprint, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from ..extensions import db
@@ -24,7 +25,7 @@ bp = Blueprint("agent_api", __name__, url_prefix="/api/v1")
 
 @bp.get("/conversations/<conversation_sid>/audio")
 @conversation_access_required
-def list_audio(conversation_sid: str):
+def list_audio(conversation_sid: str) -> ResponseReturnValue:
     rows = list(
         db.session.scalars(
             select(AudioMessage)
@@ -37,7 +38,7 @@ def list_audio(conversation_sid: str):
 
 @bp.post("/conversations/<conversation_sid>/audio")
 @conversation_access_required
-def send_audio(conversation_sid: str):
+def send_audio(conversation_sid: str) -> ResponseReturnValue:
     # Werkzeug answers 413 from Content-Length before reading, and stops a longer stream at this ceiling.
     request.max_content_length = current_app.config["UPLOAD_MAX_BYTES"]
     audio = request.files.get("audio")
@@ -59,13 +60,14 @@ def send_audio(conversation_sid: str):
 
 
 # The SQLite default's web worker buffers a body before the view runs; it takes more than a webhook's 1 MiB only
-# for views that say so (web_worker.body_limit).
-send_audio.takes_uploads = True
+# for views that say so (web/gunicorn_worker.py reads this attribute; a function's attributes are its __dict__,
+# which mypy lets us write where `send_audio.takes_uploads = True` is unknown to it).
+send_audio.__dict__["takes_uploads"] = True
 
 
 @bp.get("/conversations/<conversation_sid>/audio-settings")
 @conversation_access_required
-def audio_settings(conversation_sid: str):
+def audio_settings(conversation_sid: str) -> ResponseReturnValue:
     """What the record panel needs: may this agent send audio here, and within which caps."""
     settings = conversation_settings(conversation_sid)
     return jsonify(
