@@ -11,12 +11,23 @@ cooperatively (webhook_app/runtime/greenlets.py: the waiting greenlet resumes as
 requests and boto3 ride on patched sockets; ffmpeg runs as a subprocess, which gevent waits for too.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import tempfile
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any, cast
 
 from webhook_app.config import env_int
 from webhook_app.runtime.startup import checked_settings, exit_on_config_error
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.glogging import Logger
+    from gunicorn.http import Request
+    from gunicorn.http.wsgi import Response
+    from gunicorn.workers.base import Worker
 
 # Every setting checked before the master binds or forks: a bad one ends it with one line naming the variable
 # (webhook_app/runtime/startup.py), not a traceback per worker boot. Imports no prometheus_client
@@ -33,7 +44,7 @@ with exit_on_config_error():
 if os.environ.get("DATABASE_URL", "").startswith("postgres"):
     worker_class = "gevent"
 
-    def post_request(worker, req, environ, resp):
+    def post_request(worker: Worker, req: Request, environ: MutableMapping[str, Any], resp: Response) -> None:
         # A greenlet only yields when it would block. On a saturated process, a keep-alive connection whose next
         # request is already in the socket buffer is served again and again while others wait (seconds at the
         # bench's p99 for a route that never waits). Yielding after each request lets the others take their turn.
@@ -64,7 +75,7 @@ accesslog = "-"
 logger_class = "webhook_app.observability.access_log.JsonAccessLogger"
 
 
-def post_worker_init(worker):
+def post_worker_init(worker: Worker) -> None:
     # The app is loaded: its modules, routes, SQLAlchemy metadata and the rest live as long as the process.
     # Python's full (oldest-generation) collection walks every tracked object, and with all of these that took
     # 60-150 ms on the bench machine, every 10-20 s per process, during which all the process's connections
@@ -86,14 +97,15 @@ if OWN_METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(tempfile.gettempdir(), f"webhook_app-metrics-{os.getpid()}")
 
 
-def on_starting(server):
+def on_starting(server: Arbiter) -> None:
     # Once, in the master, before any worker is forked: the ffmpeg checked and logged, a SQLite file migrated (two
     # workers would otherwise race to). A bad ffmpeg ends the start-up with one line (webhook_app/runtime/startup.py).
     from webhook_app.config import default_database_url
     from webhook_app.runtime.startup import prepare_to_serve
 
     with exit_on_config_error():
-        prepare_to_serve(server.log, service_config.SQLALCHEMY_DATABASE_URI or default_database_url())
+        # The arbiter made its logger when it read this configuration, before any hook runs.
+        prepare_to_serve(cast("Logger", server.log), service_config.SQLALCHEMY_DATABASE_URI or default_database_url())
 
     # Counts are per run: a folder left by an earlier master with this pid (a restarted container's pid 1) starts
     # empty; a shared one loses only the files of processes that are gone.
@@ -105,13 +117,13 @@ def on_starting(server):
     prepare_directory(directory)
 
 
-def child_exit(server, worker):
+def child_exit(server: Arbiter, worker: Worker) -> None:
     # A dead worker's counters still count (a total must not drop); its live gauges must not.
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
 
 
-def on_exit(server):
+def on_exit(server: Arbiter) -> None:
     if OWN_METRICS_DIR:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
