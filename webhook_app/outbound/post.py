@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
 from ..domain_errors import DomainError
 from ..extensions import db
@@ -28,18 +29,24 @@ def upload_and_post(row: AudioMessage, mp3_path: str) -> None:
     try:
         if not row.chat_service_sid:
             row.chat_service_sid = api.conversation_service_sid(row.conversation_sid)
+        service_sid = row.chat_service_sid
+        if service_sid is None:
+            raise DomainError(
+                "twilio_error", "uploading the MP3 to Twilio failed: the conversation has no chat service"
+            )
         with open(mp3_path, "rb") as handle:
-            media = api.upload_media(row.chat_service_sid, handle, "audio/mpeg", f"voice-message-{row.id}.mp3")
+            media = api.upload_media(service_sid, handle, "audio/mpeg", f"voice-message-{row.id}.mp3")
     except TwilioHttpError as exc:
         raise DomainError("twilio_error", f"uploading the MP3 to Twilio failed: {exc}") from exc
-    row.media_sid = media["sid"]
+    media_sid: str = media["sid"]
+    row.media_sid = media_sid
     db.session.commit()
-    row.message_sid = _create_message_within_window(row)
+    row.message_sid = _create_message_within_window(row, media_sid)
     # On its own: whatever fails from here on, the audit row must know the message is in the conversation.
     db.session.commit()
 
 
-def _create_message_within_window(row: AudioMessage) -> str:
+def _create_message_within_window(row: AudioMessage, media_sid: str) -> str | None:
     """Attach the uploaded media before MCS garbage-collects it, without ever posting the message twice."""
     api = twilio_api()
     attributes = {"audio_audit_id": row.id}
@@ -48,7 +55,7 @@ def _create_message_within_window(row: AudioMessage) -> str:
     while True:
         try:
             message = api.create_message(
-                row.conversation_sid, author=row.author or "agent", media_sid=row.media_sid, attributes=attributes
+                row.conversation_sid, author=row.author or "agent", media_sid=media_sid, attributes=attributes
             )
             return message["sid"]
         except TwilioHttpError as exc:
@@ -66,7 +73,7 @@ def _create_message_within_window(row: AudioMessage) -> str:
             time.sleep(delay)
 
 
-def _find_posted_message(row: AudioMessage, attributes: dict) -> str | None:
+def _find_posted_message(row: AudioMessage, attributes: dict[str, Any]) -> str | None:
     try:
         messages = list(twilio_api().messages(row.conversation_sid, newest_first=True, limit=20))
     except Exception:  # noqa: BLE001 - if we cannot look, retrying is still the best we can do

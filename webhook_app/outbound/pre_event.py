@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -42,7 +43,7 @@ class Rejection:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def pre_event_verdict(event: dict) -> Rejection | None:
+def pre_event_verdict(event: Mapping[str, str]) -> Rejection | None:
     """onMessageAdd: why agent audio the channel's settings forbid must not be published, or None to allow.
 
     This covers audio attached natively in Flex, which never passes through our upload API. A file counts as audio
@@ -72,7 +73,7 @@ def pre_event_verdict(event: dict) -> Rejection | None:
         reason, code = f"audio sending is disabled for the {settings.channel} channel", "sending_disabled"
     else:
         reason = (
-            f"the audio file is {format_bytes(audio[0].size)}; {settings.channel} allows at most "
+            f"the audio file is {format_bytes(audio[0].size or 0)}; {settings.channel} allows at most "
             f"{format_bytes(settings.max_bytes)} per file"
         )
         code = "too_large"
@@ -94,7 +95,7 @@ def _may_be_forbidden(media: list[MediaItem]) -> bool:
     return any(m.size is not None and m.size > smallest_cap for m in media)
 
 
-def audio_among(event: dict, items: list[MediaItem]) -> tuple[list[MediaItem], dict[str, str], set[str]]:
+def audio_among(event: Mapping[str, str], items: list[MediaItem]) -> tuple[list[MediaItem], dict[str, str], set[str]]:
     """The files among `items` that count as audio, with a note per file decided by its bytes, and the SIDs of
     those whose bytes could not be read in time.
 
@@ -124,7 +125,7 @@ def audio_among(event: dict, items: list[MediaItem]) -> tuple[list[MediaItem], d
     return audio, notes, unread
 
 
-def read_heads(event: dict, items: list[MediaItem]) -> dict[str, bytes]:
+def read_heads(event: Mapping[str, str], items: list[MediaItem]) -> dict[str, bytes]:
     """The first HEAD_BYTES of each media, by SID, read in parallel within HEAD_BUDGET_S all told; a media that
     could not be read in time (an error, a timeout, a stall) is left out."""
     api = twilio_api()
@@ -136,6 +137,8 @@ def read_heads(event: dict, items: list[MediaItem]) -> dict[str, bytes]:
         # Twilio's webhooks carry ChatServiceSid; without it, the conversation's service (cached) is asked first,
         # inside the same deadline.
         service = service_sid or api.conversation_service_sid(conversation_sid)
+        if service is None:
+            raise LookupError(f"conversation {conversation_sid} has no chat service")
         return api.media_head(service, media_sid, HEAD_BYTES, timeout_s=max(0.1, deadline - time.monotonic()))
 
     sids = list(dict.fromkeys(item.sid for item in items))
@@ -147,7 +150,7 @@ def read_heads(event: dict, items: list[MediaItem]) -> dict[str, bytes]:
         done, _ = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    heads = {}
+    heads: dict[str, bytes] = {}
     for future, sid in futures.items():
         if future not in done:
             log.warning("pre-event: media %s was not read within %g s", sid, HEAD_BUDGET_S)
@@ -158,7 +161,7 @@ def read_heads(event: dict, items: list[MediaItem]) -> dict[str, bytes]:
     return heads
 
 
-def audit_rejection(event: dict, rejection: Rejection) -> None:
+def audit_rejection(event: Mapping[str, str], rejection: Rejection) -> None:
     """One failed outbound row per rejected file (the caller commits). `content_type` stays what Twilio labelled
     the file with; the error says what its bytes are when they decided."""
     for item in rejection.audio:
