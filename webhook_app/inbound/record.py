@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Executable
+from sqlalchemy import Executable, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..audio.detect import is_audio
@@ -118,7 +118,7 @@ def insert_ignoring_duplicates(dialect: str) -> Executable:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING, built once per dialect: building it per webhook cost more
     CPU than executing it. On the Table, not the mapped class: Core skips the ORM's bulk-insert bookkeeping.
     Executed with a list of rows, SQLAlchemy sends them as one multi-row INSERT ("insertmanyvalues")."""
-    table = AudioMessage.__table__
+    table = cast(Table, AudioMessage.__table__)  # declarative's __table__ is a Table; its annotation says FromClause
     returned = (table.c.id, table.c.message_sid, table.c.media_sid)
     if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=KEY).returning(*returned)
