@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import Counter, Histogram
@@ -102,14 +102,19 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{' '.join(tags)}]" if tags else line
 
 
+class ServiceLogHandler(logging.StreamHandler[TextIO]):
+    """The root logger's handler that configure_logging installs, found again by its mark (not added twice)."""
+
+    _webhook_app = True
+
+
 def configure_logging(level_name: str, log_format: str) -> None:
     """Logs go to stdout (12-factor); one handler on the root logger, configured once per process."""
     level = getattr(logging, str(level_name).upper(), logging.INFO)
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, "_webhook_app", False)), None)
     if handler is None:
-        handler = logging.StreamHandler(sys.stdout)
-        handler._webhook_app = True  # type: ignore[attr-defined]
+        handler = ServiceLogHandler(sys.stdout)
         handler.addFilter(ContextFilter())
         root.addHandler(handler)
     handler.setFormatter(
