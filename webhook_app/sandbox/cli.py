@@ -15,7 +15,7 @@ from flask.cli import AppGroup
 
 from ..humanize import format_bytes
 from .account import Sandbox
-from .demo import AGENT_ATTRIBUTES, AGENT_IDENTITY, current_sandbox, demo_voice_note
+from .demo import AGENT_ATTRIBUTES, AGENT_IDENTITY, demo_voice_note, service_sandbox
 
 sandbox_cli = AppGroup("sandbox", help="Play Twilio's part locally (no Twilio account needed).")
 
@@ -34,7 +34,7 @@ CONTENT_TYPES = {
 
 
 def _sandbox() -> Sandbox:
-    sandbox = current_sandbox()
+    sandbox = service_sandbox()
     if sandbox is None:
         raise click.ClickException("TWILIO_ACCOUNT_SID is set: the sandbox is off. Unset it to use the sandbox.")
     return sandbox

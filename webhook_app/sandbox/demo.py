@@ -68,8 +68,9 @@ def demo_voice_note(path: str, seconds: float | None = None) -> None:
     )
 
 
-def current_sandbox() -> Sandbox | None:
-    """The sandbox account standing in for Twilio in this app, or None against real Twilio."""
+def service_sandbox() -> Sandbox | None:
+    """The sandbox account standing in for Twilio in the service app, or None against real Twilio (the sandbox's own
+    app finds its account with wire.current_sandbox)."""
     sandbox = twilio_api().sandbox
     return sandbox if isinstance(sandbox, Sandbox) else None
 

@@ -15,7 +15,7 @@ from ..admin.auth import ADMIN_SESSION_MAX_S
 from ..agent.access import conversation_access_required
 from ..web.errors import ApiError
 from ..webhooks.conversations import handle_message_added
-from .demo import AGENT_IDENTITY, AGENT_NAME, current_sandbox, demo_voice_note, ensure_demo_conversations
+from .demo import AGENT_IDENTITY, AGENT_NAME, demo_voice_note, ensure_demo_conversations, service_sandbox
 
 bp = Blueprint("sandbox_pages", __name__)
 
@@ -26,7 +26,7 @@ SANDBOX_ADMIN_IDENTITY = "admin@example.com"
 def console_page_config(page: str) -> dict[str, Any]:
     """What the sandbox adds to an agent console page (agent/console.py): in the sandbox its demo agent signed in
     (the token embedded in the page) and, for the conversations list, the demo conversations set up."""
-    sandbox = current_sandbox()
+    sandbox = service_sandbox()
     if sandbox is None:
         return {"sandbox": False}
     if page == "conversations":
@@ -38,7 +38,7 @@ def console_page_config(page: str) -> dict[str, Any]:
 def admin_sign_in_token() -> str:
     """A sandbox-issued Flex token with the admin role, for /admin's "Sign in to the sandbox" (as /agent embeds an
     agent's)."""
-    sandbox = current_sandbox()
+    sandbox = service_sandbox()
     if sandbox is None:
         raise RuntimeError("against real Twilio there is no sandbox sign-in")
     return sandbox.issue_token(SANDBOX_ADMIN_IDENTITY, roles=["admin"], ttl_s=ADMIN_SESSION_MAX_S)
@@ -48,7 +48,7 @@ def admin_sign_in_token() -> str:
 @conversation_access_required
 def simulate_voice_note(conversation_sid: str) -> tuple[Response, int]:
     """Play the customer: a generated voice note goes into the sandbox and its webhook to this service."""
-    sandbox = current_sandbox()
+    sandbox = service_sandbox()
     if sandbox is None:
         raise ApiError(404, "sandbox_only", "simulating a customer needs the local Twilio sandbox")
     with tempfile.TemporaryDirectory() as workdir:
