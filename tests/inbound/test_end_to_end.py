@@ -9,6 +9,8 @@ from tests.helpers.audio_samples import KINDS, content_type, decoded_duration, m
 from tests.helpers.conversations import conversation_with_agent, web_chat_message_with_two_attachments
 from tests.helpers.service import audio_rows, run_jobs
 from tests.helpers.webhooks import post_webhook
+from webhook_app.extensions import db
+from webhook_app.models import AudioMessage
 
 
 @pytest.mark.parametrize(
@@ -344,3 +346,14 @@ def test_redelivered_sdk_webhook_reads_the_message_once(client, app, sandbox, tm
     assert len(message_reads) == 1, message_reads
     (row,) = audio_rows(app)
     assert row.status == "ready" and row.attempts == 1
+
+
+def test_a_row_naming_no_media_fails_at_once_with_the_reason(deliver, app, tmp_path):
+    """Twilio's schema lets a media SID be null: such a row cannot be downloaded on any attempt, not retried."""
+    deliver(make_audio(tmp_path / "voice.ogg", "whatsapp_ogg", seconds=1.0), "audio/ogg; codecs=opus")
+    with app.app_context():
+        db.session.execute(db.update(AudioMessage).values(media_sid=None))
+        db.session.commit()
+    run_jobs(app)
+    (row,) = audio_rows(app)
+    assert row.status == "failed" and row.attempts == 1 and row.error.startswith("no media to download")

@@ -26,10 +26,11 @@ def backfill(since: datetime) -> dict[str, int]:
         # Not filtered on date_updated: Twilio documents it as the resource's last update, not its last message's,
         # so the conversations that missed a webhook could be exactly the ones it skips. One page of messages per
         # open conversation settles it, newest first.
-        if conversation["state"] == "closed":
+        sid = conversation["sid"]
+        if conversation["state"] == "closed" or not sid:  # a sid Twilio's schema lets be null: nothing to list
             continue
         counts["conversations"] += 1
-        for message in api.messages(conversation["sid"], newest_first=True):
+        for message in api.messages(sid, newest_first=True):
             if _aware(message["date_created"]) < since:
                 break  # newest first: everything after this is older
             if not message["media"]:
@@ -39,7 +40,7 @@ def backfill(since: datetime) -> dict[str, int]:
             event = {
                 "AccountSid": message["account_sid"],
                 "ChatServiceSid": conversation["chat_service_sid"],
-                "ConversationSid": conversation["sid"],
+                "ConversationSid": sid,
                 "MessageSid": message["sid"],
                 "Author": message["author"],
                 "Source": SOURCE_BY_CHANNEL.get(channel or "", "SDK"),

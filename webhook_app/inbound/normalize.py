@@ -47,6 +47,10 @@ class Interrupted(TypedDict):
 WORKING = (Status.DOWNLOADING.value, Status.TRANSCODING.value)
 
 
+class Undownloadable(Exception):
+    """A row that names no media Twilio could serve: failed at once, since no retry can change it."""
+
+
 def enqueue_new_rows(audit_ids: list[int]) -> None:
     """After the commit: hand just-stored rows to their job, unless the relay does (it was woken by the commit).
 
@@ -129,7 +133,7 @@ def _process_and_record_outcome(row: AudioMessage, attempt: int) -> str:
     audit_id = row.id
     try:
         _process(row)
-    except (AudioError, TooLarge) as exc:
+    except (AudioError, TooLarge, Undownloadable) as exc:
         _fail(row, str(exc))
     except TwilioHttpError as exc:
         if exc.transient and row.attempts < current_app.config["JOB_MAX_ATTEMPTS"]:
@@ -168,6 +172,9 @@ def _process(row: AudioMessage) -> None:
     chat_service_sid = row.chat_service_sid = row.chat_service_sid or api.conversation_service_sid(row.conversation_sid)
     settings = settings_for(row.channel)
     db.session.commit()
+    if not chat_service_sid or not row.media_sid:
+        # Twilio's schema lets both be null; MCS cannot be asked for a file without them, now or on a retry.
+        raise Undownloadable(f"no media to download (chat service {chat_service_sid}, media {row.media_sid})")
 
     with scratch_dir("inbound") as workdir:
         source_path = os.path.join(workdir, "source")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from ..audio.detect import sniff_file
 from ..domain_errors import DomainError
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def send_agent_audio(
     conversation_sid: str, identity: str, upload: Upload, idempotency_key: str | None = None
-) -> tuple[dict, int]:
+) -> tuple[dict[str, Any], int]:
     row, created = start_attempt(conversation_sid, identity, upload, idempotency_key)
     bind_audit_id(row.id)
     if not created:
