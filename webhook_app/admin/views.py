@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from ..models import CHANNELS
-from ..sandbox.pages import admin_sign_in_token
 from ..settings.rules import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
 from ..transcripts.languages import LANGUAGE_CHOICES
 from ..twilio.client import twilio_api
@@ -48,16 +47,9 @@ def login() -> ResponseReturnValue:
     return sign_in(lambda: (request.form.get("token") or "").strip())
 
 
-@bp.post("/sandbox-login")
-def sandbox_login() -> ResponseReturnValue:
-    """The sandbox's way in (the token: sandbox/pages.py); 404 against real Twilio."""
-    if twilio_api().sandbox is None:
-        abort(404)
-    return sign_in(admin_sign_in_token)  # issued once the form's CSRF token checks out
-
-
 def sign_in(form_token: Callable[[], str]) -> ResponseReturnValue:
-    """Open a page session with the token `form_token()` gives, once the form's CSRF token checks out."""
+    """Open a page session with the token `form_token()` gives, once the form's CSRF token checks out (the form's
+    own, or the sandbox's sign-in: sandbox/pages.py)."""
     try:
         check_csrf(request.form.get("csrf_token"))
         token = form_token()

@@ -9,9 +9,11 @@ import os
 import tempfile
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, abort, jsonify
+from flask.typing import ResponseReturnValue
 
 from ..admin.auth import ADMIN_SESSION_MAX_S
+from ..admin.views import sign_in
 from ..agent.access import conversation_access_required
 from ..web.errors import ApiError
 from ..webhooks.conversations import handle_message_added
@@ -35,13 +37,14 @@ def console_page_config(page: str) -> dict[str, Any]:
     return {"sandbox": True, "identity": AGENT_NAME, "token": token}
 
 
-def admin_sign_in_token() -> str:
-    """A sandbox-issued Flex token with the admin role, for /admin's "Sign in to the sandbox" (as /agent embeds an
-    agent's)."""
+@bp.post("/admin/sandbox-login")
+def admin_sign_in() -> ResponseReturnValue:
+    """/admin's "Sign in to the sandbox": a sandbox-issued Flex token with the admin role (as /agent embeds an
+    agent's), issued once the form's CSRF token checks out; 404 against real Twilio."""
     sandbox = service_sandbox()
     if sandbox is None:
-        raise RuntimeError("against real Twilio there is no sandbox sign-in")
-    return sandbox.issue_token(SANDBOX_ADMIN_IDENTITY, roles=["admin"], ttl_s=ADMIN_SESSION_MAX_S)
+        abort(404)
+    return sign_in(lambda: sandbox.issue_token(SANDBOX_ADMIN_IDENTITY, roles=["admin"], ttl_s=ADMIN_SESSION_MAX_S))
 
 
 @bp.post("/agent/api/conversations/<conversation_sid>/simulate-voice-note")
