@@ -132,6 +132,42 @@ test("cancel while uploading keeps the recording; discard drops it", async () =>
   expect(FakeXhr.sent).toHaveLength(1);
 });
 
+/** The preview's <audio>, its duration set by the test and its position recorded (jsdom plays nothing). */
+function previewPlayer() {
+  const audio = screen.getByLabelText("Preview of your recording") as HTMLAudioElement;
+  const state = { duration: Infinity, currentTime: 0 };
+  Object.defineProperty(audio, "duration", { get: () => state.duration });
+  Object.defineProperty(audio, "currentTime", {
+    get: () => state.currentTime,
+    set: (value: number) => { state.currentTime = value; },
+  });
+  return { audio, state };
+}
+
+test("the preview makes a length-less WebM learn its length, and a discarded preview stops probing", async () => {
+  settingsAre(WHATSAPP_SETTINGS);
+  const { mic } = mount();
+  await recordSeconds(mic, 3);
+  const first = previewPlayer();
+  fireEvent(first.audio, new Event("loadedmetadata")); // Chrome's WebM: Infinity, so seek past the end
+  expect(first.state.currentTime).toBe(Number.MAX_SAFE_INTEGER);
+  first.state.duration = 3.02;
+  fireEvent(first.audio, new Event("durationchange")); // learnt: back to the start
+  expect(first.state.currentTime).toBe(0);
+  fireEvent.click(screen.getByRole("button", { name: "Discard the recording" }));
+
+  await recordSeconds(mic, 2);
+  const second = previewPlayer();
+  expect(second.audio).not.toBe(first.audio);
+  fireEvent(second.audio, new Event("loadedmetadata"));
+  expect(second.state.currentTime).toBe(Number.MAX_SAFE_INTEGER);
+  // Discarded mid-probe: the effect's cleanup took the listeners off, so the element is left alone.
+  fireEvent.click(screen.getByRole("button", { name: "Discard the recording" }));
+  second.state.duration = 2.01;
+  fireEvent(second.audio, new Event("durationchange"));
+  expect(second.state.currentTime).toBe(Number.MAX_SAFE_INTEGER);
+});
+
 test("Stop says \"Finishing the recording…\" while the take's end arrives, then shows the preview", async () => {
   settingsAre(WHATSAPP_SETTINGS);
   const { mic } = mount();

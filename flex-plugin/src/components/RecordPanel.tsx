@@ -13,6 +13,7 @@ import { HelpText } from "@twilio-paste/core/help-text";
 import { MicrophoneOnIcon } from "@twilio-paste/icons/esm/MicrophoneOnIcon";
 
 import type { AudioService, AudioSettings, UploadResult } from "@shared/api.js";
+import { learnDecodedLength } from "@shared/decoded-length.js";
 import { errorParts, isAbortError } from "@shared/errors.js";
 import { formatDuration } from "@shared/format.js";
 import { microphoneErrorMessage, newRecording, pickRecordingType, Take, unsupportedReason } from "@shared/recorder.js";
@@ -382,38 +383,18 @@ export class RecordPanel extends React.Component<RecordPanelProps, State> {
 }
 
 /**
- * Chrome's MediaRecorder writes WebM without a duration (the element says Infinity): seeking past the end makes the
- * player read the file to its end and learn it. Firefox says Infinity too but ignores that seek and learns the length
- * only by playing to the end, so the probe is called off once playing starts (its late durationchange must not
- * rewind the player). WebKit's MP4 has a length up front. The panel shows the length measured while recording.
+ * The browser's own player for the take. Chrome's and Firefox's fresh WebM says no length (Infinity) until the
+ * player has read it to the end; `learnDecodedLength` (@shared/decoded-length.js, the console's too) makes it learn
+ * it without rewinding a playing preview. The panel shows the length measured while recording.
  */
 function PreviewAudio({ src }: { src: string }): JSX.Element {
   const ref = React.useRef<HTMLAudioElement>(null);
   React.useEffect(() => {
     const audio = ref.current;
     if (!audio) return undefined;
-    let probing = false;
-    const reset = () => {
-      if (!probing || !Number.isFinite(audio.duration)) return;
-      probing = false;
-      audio.currentTime = 0;
-    };
-    const probe = () => {
-      if (audio.duration !== Infinity) return;
-      probing = true;
-      audio.currentTime = Number.MAX_SAFE_INTEGER;
-    };
-    const playing = () => {
-      probing = false;
-    };
-    audio.addEventListener("durationchange", reset);
-    audio.addEventListener("loadedmetadata", probe, { once: true });
-    audio.addEventListener("play", playing);
-    return () => {
-      audio.removeEventListener("durationchange", reset);
-      audio.removeEventListener("loadedmetadata", probe);
-      audio.removeEventListener("play", playing);
-    };
+    const stop = new AbortController();
+    learnDecodedLength(audio, { signal: stop.signal });
+    return () => stop.abort();
   }, [src]);
   return <audio ref={ref} controls preload="metadata" src={src} aria-label="Preview of your recording" />;
 }

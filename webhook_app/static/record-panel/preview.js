@@ -1,5 +1,6 @@
 // @ts-check
 /** The take's preview: its own small player, showing the length the browser decodes once it knows it. */
+import { learnDecodedLength } from "../shared/decoded-length.js";
 import { el } from "../shared/dom.js";
 import { formatDuration } from "../shared/format.js";
 import { panelButton } from "./ui.js";
@@ -8,35 +9,6 @@ import { panelButton } from "./ui.js";
 
 // A decoded length may fall short of the measured one by the recorder's start-up and its last frame, not more.
 const DECODED_SHORTER_THAN_TAKE_S = 0.5;
-
-/**
- * Tell `onLength` each length the browser decodes from a recording, as it learns it. The engines differ:
- * - Chrome writes WebM without a duration (the element says Infinity): seeking past the end makes the player read
- *   the file to its end and learn it.
- * - Firefox says Infinity too and ignores that seek: it learns the length only by playing to the end.
- * - WebKit reads the length the MP4's header says: the take's, which the repair writes (see shared/mp4.js). (WebKit's own
- *   header says 0; it then said "1 s", the fragments it had read, and played only those.)
- * @param {HTMLAudioElement} audio
- * @param {(seconds: number) => void} onLength
- */
-function learnDecodedLength(audio, onLength) {
-  let probing = false;
-  audio.addEventListener("durationchange", () => {
-    if (!Number.isFinite(audio.duration)) return;
-    if (probing) {
-      probing = false;
-      if (audio.currentTime) audio.currentTime = 0; // back from the probe below
-    }
-    onLength(audio.duration);
-  });
-  audio.addEventListener("loadedmetadata", () => {
-    if (audio.duration !== Infinity) return;
-    probing = true;
-    audio.currentTime = Number.MAX_SAFE_INTEGER;
-  }, { once: true });
-  // A probe the engine ignored (Firefox) must not rewind the player when it learns the length at the end.
-  audio.addEventListener("play", () => { probing = false; });
-}
 
 /**
  * The take's own small player: play/pause, a seek bar and "position / length". Not the browser's controls:
@@ -66,12 +38,14 @@ export function previewView(recording, { onSend, onDiscard }) {
     if (icon) icon.className = `rp-icon rp-icon--${audio.paused ? "play" : "pause"}`;
   };
   const measured = recording.duration;
-  learnDecodedLength(audio, (seconds) => {
-    // Shorter than the take is a partial view (WebKit's first fragment), not the file's length.
-    if (seconds < measured - DECODED_SHORTER_THAN_TAKE_S) return;
-    recording.duration = seconds;
-    seek.max = String(seconds);
-    showTime();
+  learnDecodedLength(audio, {
+    onLength: (seconds) => {
+      // Shorter than the take is a partial view (WebKit's first fragment), not the file's length.
+      if (seconds < measured - DECODED_SHORTER_THAN_TAKE_S) return;
+      recording.duration = seconds;
+      seek.max = String(seconds);
+      showTime();
+    },
   });
   seek.addEventListener("input", () => { audio.currentTime = Number(seek.value); });
   audio.addEventListener("timeupdate", showTime);
