@@ -126,6 +126,7 @@ def another_app(app, app_config):
         with other.app_context():
             other.extensions["jobs"].wait(timeout=60)
             db.session.remove()
+            db.engine.dispose()  # see `app`
 
 
 @pytest.fixture
@@ -143,6 +144,9 @@ def app(app_config, queue_name):
     with app.app_context():
         app.extensions["jobs"].wait(timeout=60)
         db.session.remove()
+        # Each test's app has a pool of its own: closed now rather than whenever it is collected, so parallel runs
+        # (and other suites on the same server) stay within PostgreSQL's max_connections.
+        db.engine.dispose()
 
 
 def _reset_database() -> None:

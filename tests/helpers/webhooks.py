@@ -1,12 +1,12 @@
-"""Webhooks as Twilio posts them: the recorded bodies in tests/fixtures/webhooks/ with their placeholders filled,
-signed by the sandbox with its auth token."""
+"""Webhooks as Twilio posts them: the bodies in tests/fixtures/webhooks/<event>__<variant>.json, one form field per
+line with $placeholders in its values (a field Twilio sends as JSON text, such as Media, written as JSON), signed by
+the sandbox with its auth token."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from string import Template
-from urllib.parse import parse_qsl
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 POST_EVENT = "/twilio/conversations/post-event"
@@ -14,9 +14,23 @@ PRE_EVENT = "/twilio/conversations/pre-event"
 
 
 def load_fixture(name: str, **values) -> dict[str, str]:
-    """A webhook body as Twilio posts it (form-encoded), with $placeholders filled in."""
-    raw = (FIXTURES / "webhooks" / f"{name}.txt").read_text().strip()
-    return dict(parse_qsl(Template(raw).substitute(values), keep_blank_values=True))
+    """A webhook body as Twilio posts it (its form fields), with $placeholders filled in."""
+    fields = json.loads((FIXTURES / "webhooks" / f"{name}.json").read_text())
+    return {
+        key: fill(value, values) if isinstance(value, str) else json.dumps(fill(value, values))
+        for key, value in fields.items()
+    }
+
+
+def fill(value, values: dict):
+    """`value` with the $placeholders in its strings filled in, at any depth."""
+    if isinstance(value, str):
+        return Template(value).substitute(values)
+    if isinstance(value, list):
+        return [fill(item, values) for item in value]
+    if isinstance(value, dict):
+        return {key: fill(item, values) for key, item in value.items()}
+    return value
 
 
 def sids(sandbox, **extra):
@@ -55,26 +69,25 @@ def on_message_add(
     media=True,
     files=(),
 ):
-    """onMessageAdd as Twilio posts it. `files`: the attachments as the webhook lists them (`uploaded`), else one
-    media item that MCS does not hold."""
-    params = {
-        "AccountSid": sandbox.account_sid,
-        "EventType": "onMessageAdd",
-        "ConversationSid": conversation,
-        "ChatServiceSid": sandbox.chat_service_sid,
-        "Source": source,
-        "Author": author,
-        "Attributes": "{}",
-        "RetryCount": "0",
-    }
-    if source == "SDK":
-        params["ClientIdentity"] = author
+    """onMessageAdd as Twilio posts it (the fixture onMessageAdd__agent_audio: an agent's MP3 from the Flex UI), as
+    `source` and `author` sent it. `files`: the attachments as the webhook lists them (`uploaded`), else one media
+    item that MCS does not hold, of `content_type` and `size`; `media=False`: none."""
+    params = load_fixture(
+        "onMessageAdd__agent_audio",
+        account_sid=sandbox.account_sid,
+        chat_service_sid=sandbox.chat_service_sid,
+        conversation_sid=conversation,
+    )
+    params.update(Source=source, Author=author, ClientIdentity=author)
+    if source != "SDK":
+        del params["ClientIdentity"]  # only SDK (Flex UI, web chat) messages carry the sender's identity
     if participant_sid:
         params["ParticipantSid"] = participant_sid
+    (item,) = json.loads(params["Media"])
     if files:
         params["Media"] = json.dumps(list(files))
     elif media:
-        params["Media"] = json.dumps(
-            [{"Sid": "ME" + "1" * 32, "ContentType": content_type, "Filename": "a.mp3", "Size": size}]
-        )
+        params["Media"] = json.dumps([{**item, "ContentType": content_type, "Size": size}])
+    else:
+        del params["Media"]
     return params
