@@ -8,9 +8,11 @@ import json
 import re
 import secrets
 import time
+from collections.abc import Iterable
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
+from .resources import TokenValidation
 from .store import Store
 from .wire import (
     ERR_INVALID_PARAMETER,
@@ -33,7 +35,7 @@ def flex_realm_user_id(identity: str) -> str:
 
 
 def issue_token(
-    store: Store, identity: str, roles=("agent",), ttl_s: int = 3600, realm_user_id: str | None = None
+    store: Store, identity: str, roles: Iterable[str] = ("agent",), ttl_s: int = 3600, realm_user_id: str | None = None
 ) -> str:
     token = ".".join(base64.urlsafe_b64encode(secrets.token_bytes(n)).decode().rstrip("=") for n in (48, 0, 12, 96, 16))
     with store.tx() as conn:
@@ -60,11 +62,11 @@ def issue_token(
     return token
 
 
-def validate_token(store: Store, token: str) -> dict:
+def validate_token(store: Store, token: str) -> TokenValidation:
     with store.connect() as conn:
         row = conn.execute("SELECT * FROM tokens WHERE token = ?", (token,)).fetchone()
     # Keys are always present; failures null them out (the shape public validator clients parse).
-    result = {
+    result: TokenValidation = {
         "valid": False,
         "code": ERR_TOKEN_INVALID,
         "message": "Invalid Access Token",
@@ -79,7 +81,7 @@ def validate_token(store: Store, token: str) -> dict:
     if row is None:
         return result
     if row["expires_at"] <= time.time():
-        result.update(code=ERR_TOKEN_EXPIRED, message="Access Token expired or expiration date invalid")
+        result["code"], result["message"] = ERR_TOKEN_EXPIRED, "Access Token expired or expiration date invalid"
         return result
     # Success carries code 0, not null (twilio-flex-token-validator's README).
     return {
@@ -97,7 +99,7 @@ def validate_token(store: Store, token: str) -> dict:
 
 
 @bp.post("/v1/Accounts/<account_sid>/Tokens/validate")
-def validate(account_sid):
+def validate(account_sid: str) -> Response:
     store = current_sandbox().store
     if account_sid != store.account_sid:
         raise not_found(request.path)

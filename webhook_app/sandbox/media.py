@@ -11,8 +11,10 @@ import time
 
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.http import parse_options_header, parse_range_header
+from werkzeug.wrappers import Response as BaseResponse  # what make_conditional is annotated to answer
 
 from .records import garbage_collected, insert_media
+from .resources import MediaLinks, MediaResource
 from .store import Store
 from .wire import (
     ERR_INVALID_MEDIA_CONTENT_TYPE,
@@ -31,17 +33,15 @@ TEMP_URL_TTL_S = 300  # MCS `content_direct_temporary` links live 300 s
 bp = Blueprint("mcs", __name__)
 
 
-def render_media(store: Store, row: sqlite3.Row, host_url: str | None = None) -> dict:
+def render_media(store: Store, row: sqlite3.Row, host_url: str | None = None) -> MediaResource:
     path = f"/v1/Services/{row['service_sid']}/Media/{row['sid']}"
-    links = {"content": f"{path}/Content"}
+    links: MediaLinks = {"content": f"{path}/Content", "content_direct_temporary": None}
     if host_url:
         # Real MCS hands out a pre-signed CDN link; ours points back at this host's /Content with a signed
         # expiring query, so whoever reached us through their own base URL can fetch it without auth.
         expires = int(time.time()) + TEMP_URL_TTL_S
         sig = temp_signature(store, row["sid"], expires)
         links["content_direct_temporary"] = f"{host_url.rstrip('/')}{path}/Content?Expires={expires}&Signature={sig}"
-    else:
-        links["content_direct_temporary"] = None
     # MCS, unlike Conversations, answers relative `url`/`links.content` (seen in real responses).
     return {
         "sid": row["sid"],
@@ -78,7 +78,7 @@ def temp_link_valid() -> bool:
 
 
 @bp.post("/v1/Services/<chat_service_sid>/Media")
-def media_upload(chat_service_sid):
+def media_upload(chat_service_sid: str) -> tuple[Response, int]:
     check_service(chat_service_sid)
     if request.content_length is not None and request.content_length > MAX_MEDIA_BYTES:
         raise TwilioError(413, ERR_MEDIA_TOO_LARGE, "Media exceeds the maximum allowed size")
@@ -96,13 +96,13 @@ def media_upload(chat_service_sid):
 
 
 @bp.get("/v1/Services/<chat_service_sid>/Media/<media_sid>")
-def media_fetch(chat_service_sid, media_sid):
+def media_fetch(chat_service_sid: str, media_sid: str) -> Response:
     row = _media_or_404(chat_service_sid, media_sid)
     return jsonify(render_media(current_sandbox().store, row, request.host_url))
 
 
 @bp.get("/v1/Services/<chat_service_sid>/Media/<media_sid>/Content")
-def media_content(chat_service_sid, media_sid):
+def media_content(chat_service_sid: str, media_sid: str) -> BaseResponse:
     row = _media_or_404(chat_service_sid, media_sid)
     data = bytes(row["data"])
     response = Response(data, status=200, headers={"Content-Type": row["content_type"]})
@@ -118,7 +118,7 @@ def media_content(chat_service_sid, media_sid):
 def _media_or_404(chat_service_sid: str, media_sid: str) -> sqlite3.Row:
     check_service(chat_service_sid)
     with current_sandbox().store.connect() as conn:
-        row = conn.execute(
+        row: sqlite3.Row | None = conn.execute(
             "SELECT * FROM media WHERE sid = ? AND service_sid = ?", (media_sid, chat_service_sid)
         ).fetchone()
     if row is None or garbage_collected(row):

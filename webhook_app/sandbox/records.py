@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from .resources import DeliverySummary, MediaItem, MessagingBinding
 from .store import Store
 from .wire import (
     ERR_BINDING_EXISTS,
@@ -33,11 +34,11 @@ def binding_type(address: str) -> str:
     return prefix if prefix in ("whatsapp", "messenger", "rcs") else "sms"
 
 
-def garbage_collected(media_row) -> bool:
+def garbage_collected(media_row: sqlite3.Row) -> bool:
     return media_row["message_sid"] is None and age_s(media_row["date_created"]) > MEDIA_GC_AFTER_S
 
 
-def media_item(media_row) -> dict:
+def media_item(media_row: sqlite3.Row) -> MediaItem:
     """A message's media entry as REST renders it (webhooks rename the keys; see webhooks.webhook_params)."""
     return {
         "sid": media_row["sid"],
@@ -50,14 +51,15 @@ def media_item(media_row) -> dict:
 
 def get_conversation(conn: sqlite3.Connection, sid_or_unique_name: str) -> sqlite3.Row | None:
     # Twilio lets a conversation's unique_name stand in for its sid in the URL.
-    return conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM conversations WHERE sid = ? OR unique_name = ?", (sid_or_unique_name, sid_or_unique_name)
     ).fetchone()
+    return row
 
 
 def customer(conn: sqlite3.Connection, conversation_sid: str) -> sqlite3.Row:
     # Conversations made over REST have no marked customer: the first messaging-binding participant is.
-    row = conn.execute(
+    row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM participants WHERE conversation_sid = ?"
         " ORDER BY is_customer DESC, messaging_binding IS NULL, seq LIMIT 1",
         (conversation_sid,),
@@ -67,9 +69,9 @@ def customer(conn: sqlite3.Connection, conversation_sid: str) -> sqlite3.Row:
     return row
 
 
-def delivery(conn: sqlite3.Connection, conversation_sid: str) -> dict | None:
+def delivery(conn: sqlite3.Connection, conversation_sid: str) -> DeliverySummary | None:
     # Twilio summarizes delivery to non-chat participants only; chat-only conversations get null.
-    total = conn.execute(
+    total: int = conn.execute(
         "SELECT COUNT(*) FROM participants WHERE conversation_sid = ? AND messaging_binding IS NOT NULL",
         (conversation_sid,),
     ).fetchone()[0]
@@ -80,14 +82,14 @@ def delivery(conn: sqlite3.Connection, conversation_sid: str) -> dict | None:
 
 def insert_conversation(
     store: Store,
-    conn,
+    conn: sqlite3.Connection,
     *,
-    friendly_name=None,
-    unique_name=None,
-    attributes=None,
-    state=None,
-    messaging_service_sid=None,
-    date_created=None,
+    friendly_name: str | None = None,
+    unique_name: str | None = None,
+    attributes: str | None = None,
+    state: str | None = None,
+    messaging_service_sid: str | None = None,
+    date_created: str | None = None,
 ) -> sqlite3.Row:
     if state is not None:
         check_state(state)
@@ -111,11 +113,19 @@ def insert_conversation(
             date_created or now,
         ),
     )
-    return conn.execute("SELECT * FROM conversations WHERE sid = ?", (sid,)).fetchone()
+    row: sqlite3.Row = conn.execute("SELECT * FROM conversations WHERE sid = ?", (sid,)).fetchone()
+    return row
 
 
 def insert_participant(
-    store: Store, conn, conversation_sid: str, *, identity=None, binding=None, attributes=None, is_customer=False
+    store: Store,
+    conn: sqlite3.Connection,
+    conversation_sid: str,
+    *,
+    identity: str | None = None,
+    binding: MessagingBinding | None = None,
+    attributes: str | None = None,
+    is_customer: bool = False,
 ) -> sqlite3.Row:
     if not identity and not binding:
         raise TwilioError(400, ERR_INVALID_PARAMETER, "Either Identity or MessagingBinding.Address must be provided")
@@ -157,10 +167,11 @@ def insert_participant(
             now,
         ),
     )
-    return conn.execute("SELECT * FROM participants WHERE sid = ?", (sid,)).fetchone()
+    row: sqlite3.Row = conn.execute("SELECT * FROM participants WHERE sid = ?", (sid,)).fetchone()
+    return row
 
 
-def _attachable_media(store: Store, conn, media_sid: str | None) -> list[dict] | None:
+def _attachable_media(store: Store, conn: sqlite3.Connection, media_sid: str | None) -> list[MediaItem] | None:
     if not media_sid:
         return None
     media_row = conn.execute(
@@ -171,35 +182,36 @@ def _attachable_media(store: Store, conn, media_sid: str | None) -> list[dict] |
     return [media_item(media_row)]
 
 
-def _author_participant_sid(conn, conversation_sid: str, author: str) -> str | None:
+def _author_participant_sid(conn: sqlite3.Connection, conversation_sid: str, author: str) -> str | None:
     for row in conn.execute(
         "SELECT sid, identity, messaging_binding FROM participants WHERE conversation_sid = ? ORDER BY seq",
         (conversation_sid,),
     ):
         address = json.loads(row["messaging_binding"]).get("address") if row["messaging_binding"] else None
         if author in (row["identity"], address):
-            return row["sid"]
+            sid: str = row["sid"]
+            return sid
     return None
 
 
 def insert_message(
     store: Store,
-    conn,
+    conn: sqlite3.Connection,
     conversation_sid: str,
     *,
-    author=None,
-    body=None,
-    attributes=None,
-    media_sid=None,
-    source="API",
-    date_created=None,
+    author: str | None = None,
+    body: str | None = None,
+    attributes: str | None = None,
+    media_sid: str | None = None,
+    source: str = "API",
+    date_created: str | None = None,
 ) -> sqlite3.Row:
     author = author or "system"  # Twilio's default author
     media = _attachable_media(store, conn, media_sid)
     if body is None and media is None:
         raise TwilioError(400, ERR_INVALID_PARAMETER, "A message needs a Body or a MediaSid")
     participant_sid = _author_participant_sid(conn, conversation_sid, author)
-    index = conn.execute("SELECT next_index FROM conversations WHERE sid = ?", (conversation_sid,)).fetchone()[0]
+    index: int = conn.execute("SELECT next_index FROM conversations WHERE sid = ?", (conversation_sid,)).fetchone()[0]
     now = iso()
     sid = new_sid("IM")
     conn.execute("UPDATE conversations SET next_index = next_index + 1 WHERE sid = ?", (conversation_sid,))
@@ -226,11 +238,12 @@ def insert_message(
             "UPDATE media SET message_sid = ?, channel_sid = ?, date_updated = ? WHERE sid = ?",
             (sid, conversation_sid, now, media_sid),
         )
-    return conn.execute("SELECT * FROM messages WHERE sid = ?", (sid,)).fetchone()
+    row: sqlite3.Row = conn.execute("SELECT * FROM messages WHERE sid = ?", (sid,)).fetchone()
+    return row
 
 
 def insert_media(
-    store: Store, conn, data: bytes, content_type: str, filename: str | None, author: str = "system"
+    store: Store, conn: sqlite3.Connection, data: bytes, content_type: str, filename: str | None, author: str = "system"
 ) -> sqlite3.Row:
     now = iso()
     sid = new_sid("ME")
@@ -239,4 +252,5 @@ def insert_media(
         " date_updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (sid, store.chat_service_sid, content_type, filename, len(data), author, sqlite3.Binary(data), now, now),
     )
-    return conn.execute("SELECT * FROM media WHERE sid = ?", (sid,)).fetchone()
+    row: sqlite3.Row = conn.execute("SELECT * FROM media WHERE sid = ?", (sid,)).fetchone()
+    return row

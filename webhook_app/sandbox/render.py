@@ -6,6 +6,13 @@ import hashlib
 import json
 import sqlite3
 
+from .resources import (
+    ConversationResource,
+    DeliverySummary,
+    MessageResource,
+    ParticipantConversationResource,
+    ParticipantResource,
+)
 from .store import Store
 from .wire import CONVERSATIONS_BASE
 
@@ -15,7 +22,7 @@ def conversation_path(store: Store, sid: str, scoped: bool) -> str:
     return f"{prefix}/Conversations/{sid}"
 
 
-def render_conversation(store: Store, row: sqlite3.Row, scoped: bool = False) -> dict:
+def render_conversation(store: Store, row: sqlite3.Row, scoped: bool = False) -> ConversationResource:
     url = CONVERSATIONS_BASE + conversation_path(store, row["sid"], scoped)
     return {
         "sid": row["sid"],
@@ -40,8 +47,8 @@ def render_conversation(store: Store, row: sqlite3.Row, scoped: bool = False) ->
     }
 
 
-def render_participant(store: Store, row: sqlite3.Row, scoped: bool = False) -> dict:
-    resource = {
+def render_participant(store: Store, row: sqlite3.Row, scoped: bool = False) -> ParticipantResource:
+    resource: ParticipantResource = {
         "account_sid": store.account_sid,
         "conversation_sid": row["conversation_sid"],
         "sid": row["sid"],
@@ -64,7 +71,9 @@ def render_participant(store: Store, row: sqlite3.Row, scoped: bool = False) -> 
     return resource
 
 
-def render_participant_conversation(store: Store, row: sqlite3.Row, scoped: bool = False) -> dict:
+def render_participant_conversation(
+    store: Store, row: sqlite3.Row, scoped: bool = False
+) -> ParticipantConversationResource:
     """One of a participant's conversations (`row`: a conversation with its participant_* columns)."""
     conversation_url = CONVERSATIONS_BASE + conversation_path(store, row["sid"], scoped)
     identity = row["participant_identity"]
@@ -96,9 +105,11 @@ def render_participant_conversation(store: Store, row: sqlite3.Row, scoped: bool
     }
 
 
-def render_message(store: Store, row: sqlite3.Row, delivery: dict | None, scoped: bool = False) -> dict:
+def render_message(
+    store: Store, row: sqlite3.Row, delivery: DeliverySummary | None, scoped: bool = False
+) -> MessageResource:
     url = CONVERSATIONS_BASE + conversation_path(store, row["conversation_sid"], scoped) + f"/Messages/{row['sid']}"
-    resource = {
+    resource: MessageResource = {
         "sid": row["sid"],
         "account_sid": store.account_sid,
         "conversation_sid": row["conversation_sid"],

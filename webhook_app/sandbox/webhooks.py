@@ -9,10 +9,13 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import requests
 from twilio.request_validator import RequestValidator
 
+from .resources import MediaItem, PreEventDraft, WebhookDelivery
 from .store import Store
 from .wire import iso, webhook_date
 
@@ -24,8 +27,11 @@ WEBHOOK_RETRY_STATUSES = {429, 503, 504}
 WEBHOOK_RETRY_DELAY_S = 0.2  # Twilio does not document its retry schedule; the sandbox keeps tests quick
 
 
-def webhook_params(store: Store, conn, message: sqlite3.Row | dict) -> dict[str, str]:
-    """onMessageAdded exactly as Twilio posts it: every value a string, absent values left out."""
+def webhook_params(store: Store, conn: sqlite3.Connection, message: sqlite3.Row | Mapping[str, Any]) -> dict[str, str]:
+    """onMessageAdded exactly as Twilio posts it: every value a string, absent values left out.
+
+    `message`: a messages row, or a draft with the same fields (pre_event_params).
+    """
     source = message["source"]
     params = {
         "AccountSid": store.account_sid,
@@ -60,7 +66,7 @@ def webhook_params(store: Store, conn, message: sqlite3.Row | dict) -> dict[str,
     return params
 
 
-def _webhook_media(items: list[dict], source: str) -> str:
+def _webhook_media(items: list[MediaItem], source: str) -> str:
     # Webhooks spell media keys in PascalCase, unlike REST's snake_case.
     if source == "SDK":
         # Twilio quirk (support article 50592895951387): an SDK message with several attachments
@@ -80,7 +86,7 @@ def _webhook_media(items: list[dict], source: str) -> str:
     )
 
 
-def pre_event_params(store: Store, draft: dict) -> dict[str, str]:
+def pre_event_params(store: Store, draft: PreEventDraft) -> dict[str, str]:
     """onMessageAdd for a message not published yet: the post-event fields minus MessageSid and Index."""
     with store.connect() as conn:
         params = webhook_params(store, conn, {**draft, "sid": None, "idx": None})
@@ -89,8 +95,9 @@ def pre_event_params(store: Store, draft: dict) -> dict[str, str]:
     return params
 
 
-def pre_event_changes(answer: str) -> dict:
-    """What a pre-event hook's 200 may change: `body`, `author` and `attributes` of a JSON object."""
+def pre_event_changes(answer: str) -> dict[str, Any]:
+    """What a pre-event hook's 200 may change: `body`, `author` and `attributes` of a JSON object (`body` and
+    `author` as the hook sent them: any JSON value)."""
     try:
         changes = json.loads(answer) if answer.strip() else {}
     except ValueError:
@@ -109,9 +116,10 @@ class WebhookSender:
         self.store = store
         self._threads: list[threading.Thread] = []
 
-    def sign(self, url: str, params: dict) -> str:
+    def sign(self, url: str, params: Mapping[str, str]) -> str:
         """X-Twilio-Signature for a form-encoded POST of `params` to `url`, as Twilio computes it."""
-        return RequestValidator(self.store.auth_token).compute_signature(url, params)
+        signature: str = RequestValidator(self.store.auth_token).compute_signature(url, params)
+        return signature
 
     def deliver(self, params: dict[str, str], url: str | None = None) -> int | None:
         """POST `params` signed and form-encoded to `url` (default: the post-event hook). Returns the last status.
@@ -177,7 +185,7 @@ class WebhookSender:
         for thread in list(self._threads):
             thread.join(timeout)
 
-    def deliveries(self) -> list[dict]:
+    def deliveries(self) -> list[WebhookDelivery]:
         with self.store.connect() as conn:
             rows = conn.execute("SELECT * FROM webhook_deliveries ORDER BY id").fetchall()
         return [

@@ -7,8 +7,14 @@ import re
 import secrets
 import time
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 from flask import Response, current_app, jsonify, request
+
+from .resources import TwilioErrorBody
+
+if TYPE_CHECKING:
+    from .account import Sandbox  # account.py imports this module
 
 CONVERSATIONS_BASE = "https://conversations.twilio.com"
 EXTENSION = "twilio_sandbox"  # the sandbox app's extensions key: its Sandbox account
@@ -31,12 +37,12 @@ ERR_TOKEN_EXPIRED = 20104  # "Access Token expired or expiration date invalid"
 class TwilioError(Exception):
     """Answered as Twilio's error JSON: {"code", "message", "more_info", "status"}."""
 
-    def __init__(self, status: int, code: int, message: str, headers: dict | None = None):
+    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
     def response(self) -> Response:
-        body = {
+        body: TwilioErrorBody = {
             "code": self.code,
             "message": self.message,
             "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
@@ -52,7 +58,7 @@ def not_found(path: str) -> TwilioError:
     return TwilioError(404, ERR_NOT_FOUND, f"The requested resource {path} was not found")
 
 
-def http_error(status: int, message: str | None = None, headers: dict | None = None) -> TwilioError:
+def http_error(status: int, message: str | None = None, headers: dict[str, str] | None = None) -> TwilioError:
     # Twilio's HTTP-level errors use 20000 + status (20429 Too Many Requests, 20503, ...).
     return TwilioError(status, 20000 + status, message or reason(status), headers)
 
@@ -87,9 +93,10 @@ def age_s(rest_date: str) -> float:
     return time.time() - calendar.timegm(time.strptime(rest_date, "%Y-%m-%dT%H:%M:%SZ"))
 
 
-def current_sandbox():
+def current_sandbox() -> Sandbox:
     """The Sandbox (account.py) the request is served from."""
-    return current_app.extensions[EXTENSION]
+    sandbox: Sandbox = current_app.extensions[EXTENSION]  # set by app.create_sandbox_app
+    return sandbox
 
 
 def check_service(chat_service_sid: str | None) -> None:
