@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from flask import Flask
 
@@ -12,6 +15,17 @@ from . import controls, iam, records
 from .app import create_sandbox_app
 from .media import render_media
 from .render import render_conversation, render_message, render_participant
+from .resources import (
+    AgentSend,
+    ConversationResource,
+    MediaResource,
+    MessageResource,
+    MessagingBinding,
+    ParticipantResource,
+    PreEventDraft,
+    TokenValidation,
+    WebhookDelivery,
+)
 from .store import Store
 from .webhooks import WEBHOOK_TIMEOUT_S, WebhookSender, pre_event_changes, pre_event_params, webhook_params
 from .wire import iso
@@ -21,7 +35,7 @@ CHANNELS = ("whatsapp", "sms", "webchat", "messenger")
 SOURCE_BY_BINDING = {"whatsapp": "WHATSAPP", "sms": "SMS", "messenger": "MESSENGER"}
 
 
-def _customer_on(channel: str, customer_address: str | None) -> tuple[str | None, dict | None]:
+def _customer_on(channel: str, customer_address: str | None) -> tuple[str | None, MessagingBinding | None]:
     """(identity, messaging binding) of a customer contacting the account on `channel`."""
     digits = "".join(secrets.choice("0123456789") for _ in range(7))
     if channel == "whatsapp":
@@ -55,7 +69,9 @@ class Sandbox:
         return create_sandbox_app(self)
 
     # -- customers and agents ----------------------------------------------------------------------------
-    def create_conversation(self, friendly_name: str, channel: str, customer_address: str | None = None) -> dict:
+    def create_conversation(
+        self, friendly_name: str, channel: str, customer_address: str | None = None
+    ) -> ConversationResource:
         """A conversation plus its customer participant, as an inbound contact on `channel` would create it."""
         if channel not in CHANNELS:
             raise ValueError(f"channel must be one of {CHANNELS}, not {channel!r}")
@@ -72,11 +88,11 @@ class Sandbox:
         conversation_sid: str,
         *,
         identity: str | None = None,
-        messaging_binding: dict | None = None,
+        messaging_binding: Mapping[str, str] | None = None,
         attributes: str = "{}",
-    ) -> dict:
+    ) -> ParticipantResource:
         """`messaging_binding`: {"address", "proxy_address"} (type is inferred from the address if absent)."""
-        binding = None
+        binding: MessagingBinding | None = None
         if messaging_binding:
             binding = {
                 "type": messaging_binding.get("type") or records.binding_type(messaging_binding["address"]),
@@ -132,7 +148,7 @@ class Sandbox:
         filename: str,
         body: str | None = None,
         deliver: bool = True,
-    ) -> dict:
+    ) -> AgentSend:
         """An agent sends a file from the Conversations SDK (Flex's own attach button), as Twilio handles it.
 
         The media goes to MCS first. With a pre-event hook configured, Twilio then posts `onMessageAdd` (the
@@ -142,10 +158,11 @@ class Sandbox:
         "pre_status", "message_sid", "params"} (`params`: the onMessageAdded that followed, or None).
         """
         conversation, participant, media = self._agent_uploads(conversation_sid, identity, data, content_type, filename)
-        message = {"author": identity, "body": body, "attributes": "{}"}
+        # The pre-event hook may replace these with any JSON values (pre_event_changes).
+        message: dict[str, Any] = {"author": identity, "body": body, "attributes": "{}"}
         pre_url, pre_status = self.store.meta("pre_webhook_url"), None
         if pre_url:
-            draft = {
+            draft: PreEventDraft = {
                 "source": "SDK",
                 "conversation_sid": conversation["sid"],
                 "date_created": iso(),
@@ -175,13 +192,15 @@ class Sandbox:
             self.deliver_webhook(params)
         return {"published": True, "pre_status": pre_status, "message_sid": row["sid"], "params": params}
 
-    def _agent_uploads(self, conversation_sid: str, identity: str, data: bytes, content_type: str, filename: str):
+    def _agent_uploads(
+        self, conversation_sid: str, identity: str, data: bytes, content_type: str, filename: str
+    ) -> tuple[sqlite3.Row, sqlite3.Row, sqlite3.Row]:
         """The SDK's first step: the file goes to MCS, from a participant of the conversation."""
         with self.store.tx() as conn:
             conversation = records.get_conversation(conn, conversation_sid)
             if conversation is None:
                 raise KeyError(conversation_sid)
-            participant = conn.execute(
+            participant: sqlite3.Row | None = conn.execute(
                 "SELECT sid FROM participants WHERE conversation_sid = ? AND identity = ?",
                 (conversation["sid"], identity),
             ).fetchone()
@@ -220,7 +239,7 @@ class Sandbox:
             raise KeyError(media_sid)
         return bytes(row["data"])
 
-    def media_info(self, media_sid: str) -> dict:
+    def media_info(self, media_sid: str) -> MediaResource:
         """The MCS JSON for `media_sid` (without a temporary link: that needs a request's host)."""
         with self.store.connect() as conn:
             row = conn.execute("SELECT * FROM media WHERE sid = ?", (media_sid,)).fetchone()
@@ -228,7 +247,7 @@ class Sandbox:
             raise KeyError(media_sid)
         return render_media(self.store, row)
 
-    def list_messages(self, conversation_sid: str) -> list[dict]:
+    def list_messages(self, conversation_sid: str) -> list[MessageResource]:
         with self.store.connect() as conn:
             rows = conn.execute(
                 "SELECT * FROM messages WHERE conversation_sid = ? ORDER BY idx", (conversation_sid,)
@@ -236,7 +255,7 @@ class Sandbox:
             delivery = records.delivery(conn, conversation_sid)
         return [render_message(self.store, row, delivery) for row in rows]
 
-    def list_participants(self, conversation_sid: str) -> list[dict]:
+    def list_participants(self, conversation_sid: str) -> list[ParticipantResource]:
         with self.store.connect() as conn:
             rows = conn.execute(
                 "SELECT * FROM participants WHERE conversation_sid = ? ORDER BY seq", (conversation_sid,)
@@ -244,11 +263,13 @@ class Sandbox:
         return [render_participant(self.store, row) for row in rows]
 
     # -- Flex tokens and API keys ------------------------------------------------------------------------
-    def issue_token(self, identity: str, roles=("agent",), ttl_s: int = 3600, realm_user_id: str | None = None) -> str:
+    def issue_token(
+        self, identity: str, roles: Iterable[str] = ("agent",), ttl_s: int = 3600, realm_user_id: str | None = None
+    ) -> str:
         """An opaque Flex-like token (JWE-shaped: five base64url parts), valid for `ttl_s` (negative = expired)."""
         return iam.issue_token(self.store, identity, roles, ttl_s, realm_user_id)
 
-    def validate_token(self, token: str) -> dict:
+    def validate_token(self, token: str) -> TokenValidation:
         """The IAM Tokens/validate answer for `token` (always HTTP 200; `valid` says the verdict)."""
         return iam.validate_token(self.store, token)
 
@@ -281,7 +302,7 @@ class Sandbox:
         return {"post_url": self.store.meta("post_webhook_url"), "pre_url": self.store.meta("pre_webhook_url")}
 
     # -- webhooks ----------------------------------------------------------------------------------------
-    def sign(self, url: str, params: dict) -> str:
+    def sign(self, url: str, params: Mapping[str, str]) -> str:
         """X-Twilio-Signature for a form-encoded POST of `params` to `url`, as Twilio computes it."""
         return self.webhooks.sign(url, params)
 
@@ -293,5 +314,5 @@ class Sandbox:
         """Wait for webhook deliveries started by this process."""
         self.webhooks.flush(timeout)
 
-    def webhook_deliveries(self) -> list[dict]:
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
         return self.webhooks.deliveries()

@@ -4,12 +4,16 @@ base URL), behind Twilio's basic auth, injected faults first."""
 from __future__ import annotations
 
 import hmac
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.datastructures import Authorization
 from werkzeug.exceptions import HTTPException
 
 from . import conversations, iam, media
 from .controls import take_fault
+from .store import Store
 from .wire import (
     ERR_AUTHENTICATE,
     ERR_METHOD_NOT_ALLOWED,
@@ -20,6 +24,9 @@ from .wire import (
     not_found,
 )
 
+if TYPE_CHECKING:
+    from .account import Sandbox  # account.py imports this module
+
 # The real temporary link is pre-signed object storage, which refuses a request that also carries basic auth.
 _ONE_AUTH_MECHANISM = (
     "<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed;"
@@ -28,11 +35,15 @@ _ONE_AUTH_MECHANISM = (
 )
 
 
-def create_sandbox_app(sandbox) -> Flask:
-    """The app serving `sandbox` (a webhook_app.sandbox.Sandbox), which its views find in app.extensions."""
+class TwilioJSONProvider(DefaultJSONProvider):
+    sort_keys = False  # keep Twilio's field order on the wire
+
+
+def create_sandbox_app(sandbox: Sandbox) -> Flask:
+    """The app serving `sandbox`, which its views find in app.extensions."""
     app = Flask(__name__)
     app.url_map.strict_slashes = False
-    app.json.sort_keys = False  # keep Twilio's field order on the wire
+    app.json = TwilioJSONProvider(app)
     app.extensions[EXTENSION] = sandbox
     app.register_error_handler(TwilioError, _twilio_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -42,11 +53,11 @@ def create_sandbox_app(sandbox) -> Flask:
     return app
 
 
-def _twilio_error(exc: TwilioError):
+def _twilio_error(exc: TwilioError) -> Response:
     return exc.response()
 
 
-def _http_error(exc: HTTPException):
+def _http_error(exc: HTTPException) -> Response:
     if exc.code == 404:
         return not_found(request.path).response()
     if exc.code == 405:
@@ -54,7 +65,7 @@ def _http_error(exc: HTTPException):
     return http_error(exc.code or 500, exc.description or exc.name).response()
 
 
-def _faults_then_auth():
+def _faults_then_auth() -> Response | None:
     store = current_sandbox().store
     fault = take_fault(store, request.path)
     if fault is not None:
@@ -69,7 +80,7 @@ def _faults_then_auth():
     return None
 
 
-def _authorized(store, auth, api_key_allowed: bool) -> bool:
+def _authorized(store: Store, auth: Authorization | None, api_key_allowed: bool) -> bool:
     """HTTP basic auth with the account's SID and auth token, or (REST, not IAM: Twilio documents IAM's token
     validation with the account's credentials only) an API key's SID and secret."""
     if auth is None or auth.type != "basic":

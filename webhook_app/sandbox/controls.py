@@ -32,7 +32,8 @@ def stall_next(store: Store, path_regex: str, seconds: float, count: int = 1) ->
 
 def pending_faults(store: Store) -> int:
     with store.connect() as conn:
-        return conn.execute("SELECT COALESCE(SUM(remaining), 0) FROM faults").fetchone()[0]
+        pending: int = conn.execute("SELECT COALESCE(SUM(remaining), 0) FROM faults").fetchone()[0]
+    return pending
 
 
 def take_fault(store: Store, path: str) -> TwilioError | None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 from urllib.parse import urlencode
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
+from flask.typing import RouteCallable
 
 from .records import (
     binding_type,
@@ -26,6 +29,8 @@ from .render import (
     render_participant,
     render_participant_conversation,
 )
+from .resources import MessagingBinding, PageMeta
+from .store import Store
 from .webhooks import webhook_params
 from .wire import CONVERSATIONS_BASE, ERR_INVALID_PARAMETER, TwilioError, check_service, current_sandbox, not_found
 
@@ -34,20 +39,28 @@ MAX_PAGE_SIZE = 100
 MAX_PARTICIPANT_CONVERSATIONS_PAGE_SIZE = 50  # that list's own bound in the spec
 
 bp = Blueprint("conversations", __name__)
+R = TypeVar("R")  # a rendered resource
 
 
-def _store():
+def _store() -> Store:
     return current_sandbox().store
 
 
-def _conversation_or_404(conn, sid: str) -> sqlite3.Row:
+def _conversation_or_404(conn: sqlite3.Connection, sid: str) -> sqlite3.Row:
     row = get_conversation(conn, sid)
     if row is None:
         raise not_found(request.path)
     return row
 
 
-def _page(key: str, rows: list, render, path: str, extra_query: str = "", max_page_size: int = MAX_PAGE_SIZE) -> dict:
+def _page(
+    key: str,
+    rows: Sequence[sqlite3.Row],
+    render: Callable[[sqlite3.Row], R],
+    path: str,
+    extra_query: str = "",
+    max_page_size: int = MAX_PAGE_SIZE,
+) -> dict[str, list[R] | PageMeta]:
     """Twilio's list envelope. PageToken ("PT" + offset here) wins over Page, as in the real API."""
     try:
         page_size = int(request.args.get("PageSize", DEFAULT_PAGE_SIZE))
@@ -66,21 +79,19 @@ def _page(key: str, rows: list, render, path: str, extra_query: str = "", max_pa
         return f"{base}&Page={number}" + (f"&PageToken=PT{start}" if start is not None else "")
 
     has_next = offset + page_size < len(rows)
-    return {
-        key: [render(row) for row in rows[offset : offset + page_size]],
-        "meta": {
-            "page": page,
-            "page_size": page_size,
-            "first_page_url": page_url(0, None),
-            "previous_page_url": page_url(page - 1, max(offset - page_size, 0)) if page > 0 else None,
-            "url": page_url(page, None if page == 0 and not token else offset),
-            "next_page_url": page_url(page + 1, offset + page_size) if has_next else None,
-            "key": key,
-        },
+    meta: PageMeta = {
+        "page": page,
+        "page_size": page_size,
+        "first_page_url": page_url(0, None),
+        "previous_page_url": page_url(page - 1, max(offset - page_size, 0)) if page > 0 else None,
+        "url": page_url(page, None if page == 0 and not token else offset),
+        "next_page_url": page_url(page + 1, offset + page_size) if has_next else None,
+        "key": key,
     }
+    return {key: [render(row) for row in rows[offset : offset + page_size]], "meta": meta}
 
 
-def create_conversation(chat_service_sid=None):
+def create_conversation(chat_service_sid: str | None = None) -> tuple[Response, int]:
     check_service(chat_service_sid)
     store, f = _store(), request.form
     with store.tx() as conn:
@@ -97,7 +108,7 @@ def create_conversation(chat_service_sid=None):
     return jsonify(render_conversation(store, row, chat_service_sid is not None)), 201
 
 
-def list_conversations(chat_service_sid=None):
+def list_conversations(chat_service_sid: str | None = None) -> Response:
     check_service(chat_service_sid)
     store, scoped = _store(), chat_service_sid is not None
     with store.connect() as conn:
@@ -119,7 +130,7 @@ def list_conversations(chat_service_sid=None):
     )
 
 
-def fetch_conversation(sid, chat_service_sid=None):
+def fetch_conversation(sid: str, chat_service_sid: str | None = None) -> Response:
     check_service(chat_service_sid)
     store = _store()
     with store.connect() as conn:
@@ -127,11 +138,11 @@ def fetch_conversation(sid, chat_service_sid=None):
     return jsonify(render_conversation(store, row, chat_service_sid is not None))
 
 
-def create_participant(conversation_sid, chat_service_sid=None):
+def create_participant(conversation_sid: str, chat_service_sid: str | None = None) -> tuple[Response, int]:
     check_service(chat_service_sid)
     store, f = _store(), request.form
     address = f.get("MessagingBinding.Address")
-    binding = None
+    binding: MessagingBinding | None = None
     if address:
         binding = {
             "type": binding_type(address),
@@ -146,7 +157,7 @@ def create_participant(conversation_sid, chat_service_sid=None):
     return jsonify(render_participant(store, row, chat_service_sid is not None)), 201
 
 
-def list_participants(conversation_sid, chat_service_sid=None):
+def list_participants(conversation_sid: str, chat_service_sid: str | None = None) -> Response:
     check_service(chat_service_sid)
     store, scoped = _store(), chat_service_sid is not None
     with store.connect() as conn:
@@ -158,7 +169,7 @@ def list_participants(conversation_sid, chat_service_sid=None):
     return jsonify(_page("participants", rows, lambda r: render_participant(store, r, scoped), path))
 
 
-def fetch_participant(conversation_sid, sid, chat_service_sid=None):
+def fetch_participant(conversation_sid: str, sid: str, chat_service_sid: str | None = None) -> Response:
     check_service(chat_service_sid)
     store = _store()
     with store.connect() as conn:
@@ -173,7 +184,7 @@ def fetch_participant(conversation_sid, sid, chat_service_sid=None):
     return jsonify(render_participant(store, row, chat_service_sid is not None))
 
 
-def create_message(conversation_sid, chat_service_sid=None):
+def create_message(conversation_sid: str, chat_service_sid: str | None = None) -> tuple[Response, int]:
     check_service(chat_service_sid)
     store, f = _store(), request.form
     with store.tx() as conn:
@@ -196,7 +207,7 @@ def create_message(conversation_sid, chat_service_sid=None):
     return jsonify(resource), 201
 
 
-def list_messages(conversation_sid, chat_service_sid=None):
+def list_messages(conversation_sid: str, chat_service_sid: str | None = None) -> Response:
     check_service(chat_service_sid)
     store, scoped = _store(), chat_service_sid is not None
     order = request.args.get("Order", "asc").lower()
@@ -213,7 +224,7 @@ def list_messages(conversation_sid, chat_service_sid=None):
     return jsonify(_page("messages", rows, lambda r: render_message(store, r, summary, scoped), path, extra))
 
 
-def fetch_message(conversation_sid, sid, chat_service_sid=None):
+def fetch_message(conversation_sid: str, sid: str, chat_service_sid: str | None = None) -> Response:
     check_service(chat_service_sid)
     store = _store()
     with store.connect() as conn:
@@ -227,7 +238,7 @@ def fetch_message(conversation_sid, sid, chat_service_sid=None):
     return jsonify(render_message(store, row, summary, chat_service_sid is not None))
 
 
-def list_participant_conversations(chat_service_sid=None):
+def list_participant_conversations(chat_service_sid: str | None = None) -> Response:
     check_service(chat_service_sid)
     store, scoped = _store(), chat_service_sid is not None
     identity, address = request.args.get("Identity"), request.args.get("Address")
@@ -262,7 +273,7 @@ def list_participant_conversations(chat_service_sid=None):
     )
 
 
-_ROUTES = [
+_ROUTES: list[tuple[str, str, RouteCallable]] = [
     ("/ParticipantConversations", "GET", list_participant_conversations),
     ("/Conversations", "GET", list_conversations),
     ("/Conversations", "POST", create_conversation),
