@@ -32,11 +32,12 @@ worker: migrate
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# ruff's lint and format checks (configured in pyproject.toml); `$(BIN)/ruff format .` rewrites what the check
-# would refuse.
+# ruff's lint and format checks and mypy, strict on webhook_app/ (all configured in pyproject.toml);
+# `$(BIN)/ruff format .` rewrites what the format check would refuse.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Refresh requirements.txt and requirements-transcribe.txt (the deploy locks) after changing pyproject.toml's
 # dependencies.
