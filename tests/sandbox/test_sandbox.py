@@ -806,6 +806,12 @@ def test_post_event_is_retried_only_as_configured(sandbox, webhook_receiver):
     sandbox.customer_sends_media(sid, OGG, "audio/ogg", "v.ogg", deliver=True)
     assert len(received) == 1  # a 500 is not one Twilio retries
 
+    received.clear()
+    sandbox.set_webhook(hook, post_retry_count=-1)
+    answers[:] = [(503, b"")]
+    sandbox.customer_sends_media(sid, OGG, "audio/ogg", "v.ogg", deliver=True)
+    assert len(received) == 1  # a negative count is no retries, and the one delivery still happens
+
 
 def test_agent_sdk_send_asks_the_pre_event_hook_first(client, auth, sandbox, webhook_receiver):
     base, received, answers = webhook_receiver
@@ -890,6 +896,7 @@ def test_token_validation(client, auth, sandbox):
 
     assert client.post(url, json={"token": token}).status_code == 401
     assert client.post(url, auth=auth, json={}).status_code == 400
+    assert client.post(url, auth=auth, json={"token": ["not", "a", "string"]}).status_code == 400
     other_account = f"/v1/Accounts/AC{'0' * 32}/Tokens/validate"
     assert client.post(other_account, auth=auth, json={"token": token}).status_code == 404
 

@@ -106,6 +106,6 @@ def validate(account_sid: str) -> Response:
     body = request.get_json(silent=True) or {}
     token = body.get("token") if isinstance(body, dict) else None
     token = token or request.form.get("token") or request.form.get("Token")
-    if not token:
+    if not token or not isinstance(token, str):  # a JSON list or number is no token: 400 as for a missing one
         raise TwilioError(400, ERR_INVALID_PARAMETER, "Missing required parameter token")
     return jsonify(validate_token(store, token))

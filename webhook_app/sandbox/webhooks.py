@@ -134,7 +134,8 @@ class WebhookSender:
             retries = int(self.store.meta("post_webhook_retry_count") or 0)
         if not url:
             return None
-        for attempt in range(retries + 1):
+        status: int | None = None
+        for attempt in range(max(0, retries) + 1):  # a negative count is no retries, not no delivery
             if attempt:
                 time.sleep(WEBHOOK_RETRY_DELAY_S)
                 params = {**params, "RetryCount": str(attempt)}
