@@ -16,7 +16,7 @@ from flask import current_app
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import update
 
-from ..audio.transcode import AudioError, transcode_to_mp3
+from ..audio.transcode import AudioError, TranscodeResult, transcode_to_mp3
 from ..extensions import db
 from ..jobs import queue
 from ..jobs.claim import claim
@@ -25,10 +25,10 @@ from ..models import AudioMessage, Status, utcnow
 from ..observability import bind_audit_id
 from ..runtime.outages import describe, is_database_unreachable
 from ..runtime.scratch import scratch_dir
-from ..settings.cache import settings_for
+from ..settings.cache import Settings, settings_for
 from ..settings.channels import channel_from_participants, is_agent_author
 from ..transcripts.job import commit_ready
-from ..twilio.client import twilio_api
+from ..twilio.client import TwilioApi, twilio_api
 from ..twilio.http import TooLarge, TwilioHttpError
 from ..web.headers import media_type_of_file
 
@@ -163,8 +163,20 @@ def _is_job_timeout(exc: BaseException) -> bool:
 
 
 def _process(row: AudioMessage) -> None:
-    config = current_app.config
     api = twilio_api()
+    chat_service_sid, media_sid, settings = _channel_and_media(row, api)
+    with scratch_dir("inbound") as workdir:
+        source_path, sha256 = _download(row, api, chat_service_sid, media_sid, workdir)
+        if not settings.normalize_inbound:
+            _keep_as_sent(row, source_path, sha256, settings.transcribe)
+            return
+        key, result = _normalize_and_store(row, source_path, workdir, settings)
+    _record_ready(row, key, result, settings.transcribe)
+
+
+def _channel_and_media(row: AudioMessage, api: TwilioApi) -> tuple[str, str, Settings]:
+    """Who sent `row` and on which channel (committed); answers where its file is (chat service, media) and the
+    channel's settings."""
     participants = api.participants(row.conversation_sid)
     row.channel = channel_from_participants(participants, row.source, row.author)
     if is_agent_author(participants, author=row.author, participant_sid=None, source=row.source):
@@ -175,32 +187,47 @@ def _process(row: AudioMessage) -> None:
     if not chat_service_sid or not row.media_sid:
         # Twilio's schema lets both be null; MCS cannot be asked for a file without them, now or on a retry.
         raise Undownloadable(f"no media to download (chat service {chat_service_sid}, media {row.media_sid})")
+    return chat_service_sid, row.media_sid, settings
 
-    with scratch_dir("inbound") as workdir:
-        source_path = os.path.join(workdir, "source")
-        with open(source_path, "wb") as handle:
-            meta = api.download_media(chat_service_sid, row.media_sid, handle, config["MEDIA_DOWNLOAD_MAX_BYTES"])
-        row.size_bytes = os.path.getsize(source_path)
-        row.content_type = row.content_type or meta.get("content_type")
-        row.sha256 = sha256 = _sha256(source_path)
-        row.mark(Status.TRANSCODING)
-        db.session.commit()
 
-        if not settings.normalize_inbound:
-            _keep_as_sent(row, source_path, sha256, settings.transcribe)
-            return
-        result = transcode_to_mp3(
-            source_path,
-            os.path.join(workdir, "out.mp3"),
-            bitrate_kbps=settings.bitrate_kbps,
-            loudness=settings.loudness_normalize,
-            # The channel's own duration cap binds customers too: a tiny file of silence must not become hours.
-            max_duration_s=min(config["INBOUND_MAX_DURATION_S"], settings.max_duration_s),
-            timeout_s=config["FFMPEG_TIMEOUT_S"],
-            memory_mb=config["FFMPEG_MAX_MEMORY_MB"],
-        )
-        key = f"audio/{row.id}/{result.sha256[:16]}.mp3"
-        media_store().put(key, result.path, "audio/mpeg", result.sha256)
+def _download(
+    row: AudioMessage, api: TwilioApi, chat_service_sid: str, media_sid: str, workdir: str
+) -> tuple[str, str]:
+    """The customer's file from MCS into `workdir`, the row `transcoding` (committed); answers its path and
+    SHA-256."""
+    source_path = os.path.join(workdir, "source")
+    with open(source_path, "wb") as handle:
+        meta = api.download_media(chat_service_sid, media_sid, handle, current_app.config["MEDIA_DOWNLOAD_MAX_BYTES"])
+    row.size_bytes = os.path.getsize(source_path)
+    row.content_type = row.content_type or meta.get("content_type")
+    row.sha256 = sha256 = _sha256(source_path)
+    row.mark(Status.TRANSCODING)
+    db.session.commit()
+    return source_path, sha256
+
+
+def _normalize_and_store(
+    row: AudioMessage, source_path: str, workdir: str, settings: Settings
+) -> tuple[str, TranscodeResult]:
+    """The file as the channel's MP3, in the media store; answers its key and the transcode's result."""
+    config = current_app.config
+    result = transcode_to_mp3(
+        source_path,
+        os.path.join(workdir, "out.mp3"),
+        bitrate_kbps=settings.bitrate_kbps,
+        loudness=settings.loudness_normalize,
+        # The channel's own duration cap binds customers too: a tiny file of silence must not become hours.
+        max_duration_s=min(config["INBOUND_MAX_DURATION_S"], settings.max_duration_s),
+        timeout_s=config["FFMPEG_TIMEOUT_S"],
+        memory_mb=config["FFMPEG_MAX_MEMORY_MB"],
+    )
+    key = f"audio/{row.id}/{result.sha256[:16]}.mp3"
+    media_store().put(key, result.path, "audio/mpeg", result.sha256)
+    return key, result
+
+
+def _record_ready(row: AudioMessage, key: str, result: TranscodeResult, transcribes: bool) -> None:
+    """The MP3 and what its transcode measured on the row, committed `ready` (its transcript queued with it)."""
     row.media_key = key
     row.transcode_ms = int(result.elapsed_s * 1000)
     row.mp3_size_bytes = result.size_bytes
@@ -209,7 +236,7 @@ def _process(row: AudioMessage) -> None:
     row.truncated = result.truncated
     row.error = None
     row.mark(Status.READY)
-    commit_ready(row, settings.transcribe)
+    commit_ready(row, transcribes)
     log.info(
         "inbound audit %s ready: %s %.2f s, %d -> %d bytes in %d ms",
         row.id,

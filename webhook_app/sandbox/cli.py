@@ -60,12 +60,7 @@ def send_audio(
     server = server.rstrip("/")
     # Before anything goes into the sandbox: a customer message no service ever hears of would only be litter.
     _call_service("GET", server + "/healthz")
-    with tempfile.TemporaryDirectory() as workdir:
-        if file is None:
-            file = os.path.join(workdir, "voice-note.ogg")
-            demo_voice_note(file)
-        with open(file, "rb") as handle:
-            data = handle.read()
+    file, data = _voice_note(file)
     extension = os.path.splitext(file)[1].lower()
     content_type = content_type or CONTENT_TYPES.get(extension) or mimetypes.guess_type(file)[0] or "audio/ogg"
     if conversation_sid is None:
@@ -73,6 +68,27 @@ def send_audio(
         # The agent console's agent takes it, as a Flex agent accepting its task would, so /agent lists it.
         sandbox.add_participant(conversation_sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
     params = sandbox.customer_sends_media(conversation_sid, data, content_type, os.path.basename(file))
+    _deliver_webhook(sandbox, server, conversation_sid, params, os.path.basename(file), content_type)
+    if not wait:
+        return
+    _wait_until_ready(sandbox, server, conversation_sid, params["MessageSid"])
+
+
+def _voice_note(file: str | None) -> tuple[str, bytes]:
+    """FILE's name and bytes; without FILE, a generated voice note's (its name only says what it is: the file
+    itself is gone)."""
+    with tempfile.TemporaryDirectory() as workdir:
+        if file is None:
+            file = os.path.join(workdir, "voice-note.ogg")
+            demo_voice_note(file)
+        with open(file, "rb") as handle:
+            return file, handle.read()
+
+
+def _deliver_webhook(
+    sandbox: Sandbox, server: str, conversation_sid: str, params: dict[str, str], filename: str, content_type: str
+) -> None:
+    """The signed onMessageAdded to the service, which must answer 200 with the audit rows it made."""
     url = server + "/twilio/conversations/post-event"
     response = _call_service("POST", url, data=params, headers={"X-Twilio-Signature": sandbox.sign(url, params)})
     click.echo(f"conversation {conversation_sid}, message {params['MessageSid']}: webhook -> {response.status_code}")
@@ -82,11 +98,13 @@ def send_audio(
     # other than audio and will never convert it (the same file as a customer's would be ignored).
     if not response.json().get("audit_ids"):
         raise click.ClickException(
-            f"the service ignored {os.path.basename(file)} as not audio ({content_type}); "
+            f"the service ignored {filename} as not audio ({content_type}); "
             "send a voice note such as .ogg, .amr, .m4a, .mp3 or .wav"
         )
-    if not wait:
-        return
+
+
+def _wait_until_ready(sandbox: Sandbox, server: str, conversation_sid: str, message_sid: str) -> None:
+    """Poll the agent API for the message's audio (60 s at most) and print its playback URL, or why it failed."""
     # A supervisor reaches every conversation, --conversation's too, whoever is in it.
     token = sandbox.issue_token("sandbox-supervisor", roles=["supervisor"])
     listing = server + f"/api/v1/conversations/{conversation_sid}/audio"
@@ -96,7 +114,7 @@ def send_audio(
         if answer.status_code != 200:
             raise click.ClickException(_error_text(answer))
         messages = answer.json()["audio_messages"]
-        row = next((m for m in messages if m["message_sid"] == params["MessageSid"]), None)
+        row = next((m for m in messages if m["message_sid"] == message_sid), None)
         if row and row["status"] in ("ready", "failed"):
             if row["status"] == "failed":
                 raise click.ClickException(f"audit {row['audit_id']} failed: {row.get('error')}")

@@ -299,24 +299,7 @@ def transcribe(
     kept: list[TranscriptSegment] = []
     speech, detected = 0.0, None
     for start, end in pieces(audio, chunk_s):
-        segments, info = loaded.whisper.transcribe(
-            audio[start:end].astype("float32") / 32768.0,
-            language=code or detected,
-            beam_size=beam_size,
-            vad_filter=True,
-            # Each note stands alone; text carried over from a previous window makes Whisper repeat itself.
-            condition_on_previous_text=False,
-        )
-        offset = start / SAMPLE_RATE
-        found: list[TranscriptSegment] = [
-            {
-                "start": round(offset + segment.start, 2),
-                "end": round(offset + segment.end, 2),
-                "text": segment.text.strip(),
-            }
-            for segment in segments
-        ]  # a generator: decoding happens here
-        found = [segment for segment in found if segment["text"]]
+        found, info = _transcribe_piece(loaded, audio[start:end], start / SAMPLE_RATE, code or detected, beam_size)
         speech += float(info.duration_after_vad)
         if found and detected is None:
             detected = info.language  # the language of the first piece with speech holds for the rest of the note
@@ -327,6 +310,30 @@ def transcribe(
     return Transcript(
         "done", " ".join(segment["text"] for segment in kept), code or detected, kept, loaded.label, duration, speech
     )
+
+
+def _transcribe_piece(
+    loaded: LoadedModel, piece: Samples, offset_s: float, language: str | None, beam_size: int
+) -> tuple[list[TranscriptSegment], WhisperInfo]:
+    """Whisper on one piece of the note: its segments with speech, timed in the whole file, and what Whisper
+    found (the language, how much was speech)."""
+    segments, info = loaded.whisper.transcribe(
+        piece.astype("float32") / 32768.0,
+        language=language,
+        beam_size=beam_size,
+        vad_filter=True,
+        # Each note stands alone; text carried over from a previous window makes Whisper repeat itself.
+        condition_on_previous_text=False,
+    )
+    found: list[TranscriptSegment] = [
+        {
+            "start": round(offset_s + segment.start, 2),
+            "end": round(offset_s + segment.end, 2),
+            "text": segment.text.strip(),
+        }
+        for segment in segments
+    ]  # a generator: decoding happens here
+    return [segment for segment in found if segment["text"]], info
 
 
 def decode(

@@ -30,8 +30,9 @@ from ..observability import bind_audit_id
 from ..runtime import outages
 from ..runtime.greenlets import is_gevent_process
 from ..runtime.scratch import scratch_dir
-from ..settings.cache import all_settings, settings_for
+from ..settings.cache import Settings, all_settings, settings_for
 from .engine import INSTALL_HINT, TranscriptionError, TranscriptionUnavailable, load_count, transcribe
+from .engine import Transcript as TranscriptResult  # what the model heard; models.Transcript is its row
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,6 @@ def _transcribe_and_record(transcript: Transcript) -> str:
         return _finish_failed(transcript, "the audio is not available (not ready, or deleted)")
     if not installed():
         return _finish_failed(transcript, NOT_INSTALLED)
-    config = current_app.config
     settings = settings_for(row.channel)
     stored = media_store().get(row.media_key)
     if stored is None:
@@ -158,23 +158,33 @@ def _transcribe_and_record(transcript: Transcript) -> str:
             handle.write(stored.data)
         del stored
         try:
-            result = off_the_event_loop(
-                transcribe,
-                path,
-                language=settings.transcribe_language,
-                model=config["TRANSCRIBE_MODEL"],
-                threads=config["TRANSCRIBE_THREADS"],
-                compute_type=config["TRANSCRIBE_COMPUTE_TYPE"],
-                beam_size=config["TRANSCRIBE_BEAM_SIZE"],
-                # Stored media is our MP3, already cut, or an original kept as sent, which is cut here the same way.
-                max_s=min(config["INBOUND_MAX_DURATION_S"], settings.max_duration_s),
-                timeout_s=config["FFMPEG_TIMEOUT_S"],
-                memory_mb=config["FFMPEG_MAX_MEMORY_MB"],
-            )
+            result = _run_model(path, settings)
         except TranscriptionUnavailable as exc:
             return _finish_failed(transcript, NOT_INSTALLED if not installed() else str(exc))
         except TranscriptionError as exc:  # undecodable, a language the model lacks
             return _finish_failed(transcript, str(exc))
+    return _finish_transcribed(transcript, row.id, result)
+
+
+def _run_model(path: str, settings: Settings) -> TranscriptResult:
+    """The model on the file at `path`, as the app is configured and the channel's settings ask."""
+    config = current_app.config
+    return off_the_event_loop(
+        transcribe,
+        path,
+        language=settings.transcribe_language,
+        model=config["TRANSCRIBE_MODEL"],
+        threads=config["TRANSCRIBE_THREADS"],
+        compute_type=config["TRANSCRIBE_COMPUTE_TYPE"],
+        beam_size=config["TRANSCRIBE_BEAM_SIZE"],
+        # Stored media is our MP3, already cut, or an original kept as sent, which is cut here the same way.
+        max_s=min(config["INBOUND_MAX_DURATION_S"], settings.max_duration_s),
+        timeout_s=config["FFMPEG_TIMEOUT_S"],
+        memory_mb=config["FFMPEG_MAX_MEMORY_MB"],
+    )
+
+
+def _finish_transcribed(transcript: Transcript, audit_id: int, result: TranscriptResult) -> str:
     transcript.status = result.status
     transcript.text = result.text
     transcript.language = result.language
@@ -185,7 +195,7 @@ def _transcribe_and_record(transcript: Transcript) -> str:
     db.session.commit()
     log.info(
         "transcript of audit %s %s: %.1f s of audio, %.1f s of speech, %d characters (process %d, model loads %d)",
-        row.id,
+        audit_id,
         result.status,
         result.duration_s,
         result.speech_s,

@@ -139,34 +139,43 @@ class TwilioHttp:
             if stream_to is not None:
                 stream_to.seek(0)
                 stream_to.truncate()
-            try:
-                send_auth = None if auth == NO_AUTH else (auth or self.auth)
-                response = self._send(
-                    Outgoing(
-                        method, self.resolve(url), params, data, json_body, headers, send_auth, stream_to, max_bytes
-                    )
-                )
-            except TooLarge:
-                raise
-            except (
-                requests.Timeout,
-                requests.ConnectionError,
-                requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError,
-            ) as exc:
-                # ChunkedEncodingError is also what a connection reset in the middle of a body becomes (urllib3's
-                # ProtocolError, "Connection broken"): transient, though requests does not call it a ConnectionError.
-                last_error = TwilioHttpError(f"{method} {url}: {type(exc).__name__}: {exc}", transient=True)
-                log.warning("twilio request failed (attempt %d/%d): %s", attempt + 1, attempts, last_error)
+            send_auth = None if auth == NO_AUTH else (auth or self.auth)
+            outgoing = Outgoing(
+                method, self.resolve(url), params, data, json_body, headers, send_auth, stream_to, max_bytes
+            )
+            outcome = self._attempt(outgoing, url, attempt + 1, attempts)
+            if isinstance(outcome, TwilioHttpError):
+                last_error = outcome
                 continue
-            if response.status in TRANSIENT_STATUSES:
-                last_error = _error_from(response, method, url, transient=True)
-                last_error.retry_after = _retry_after(response)
-                log.warning("twilio answered %d (attempt %d/%d): %s", response.status, attempt + 1, attempts, url)
-                continue
-            return response
+            return outcome
         assert last_error is not None
         raise last_error
+
+    def _attempt(self, out: Outgoing, url: str, number: int, attempts: int) -> HttpResponse | TwilioHttpError:
+        """One try of `request`: Twilio's response, or the transient failure (logged) that another try may cure.
+        Anything else raises."""
+        method = out.method
+        try:
+            response = self._send(out)
+        except TooLarge:
+            raise
+        except (
+            requests.Timeout,
+            requests.ConnectionError,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            # ChunkedEncodingError is also what a connection reset in the middle of a body becomes (urllib3's
+            # ProtocolError, "Connection broken"): transient, though requests does not call it a ConnectionError.
+            error = TwilioHttpError(f"{method} {url}: {type(exc).__name__}: {exc}", transient=True)
+            log.warning("twilio request failed (attempt %d/%d): %s", number, attempts, error)
+            return error
+        if response.status in TRANSIENT_STATUSES:
+            error = _error_from(response, method, url, transient=True)
+            error.retry_after = _retry_after(response)
+            log.warning("twilio answered %d (attempt %d/%d): %s", response.status, number, attempts, url)
+            return error
+        return response
 
     def first_bytes(self, url: str, count: int, timeout_s: float) -> bytes:
         """The first `count` bytes of a GET of `url`: one request, no retries (the caller has a deadline), each
