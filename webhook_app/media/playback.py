@@ -44,19 +44,7 @@ def playback_url(row: AudioMessage) -> str | None:
 @bp.get("/media/<token>")
 def media(token: str) -> BaseResponse:
     link_ttl_s = current_app.config["PLAYBACK_URL_TTL_S"]
-    try:
-        claims, signed_at = _serializer().loads(token, max_age=link_ttl_s, return_timestamp=True)
-    except SignatureExpired:
-        raise ApiError(410, "link_expired", "this playback link has expired; reload the conversation") from None
-    except BadSignature:
-        raise ApiError(403, "bad_link", "this playback link is not valid") from None
-    row = db.session.get(AudioMessage, claims.get("a"))
-    if row is None or row.media_key is None or row.media_key != claims.get("k"):
-        raise ApiError(410, "gone", "this audio is no longer available")
-    media_key = row.media_key
-    if row.media_deleted_at is not None:
-        raise ApiError(410, "media_expired", "this audio was deleted under the retention policy")
-
+    row, media_key, signed_at = _linked_audio(token, link_ttl_s)
     store = media_store()
     # A presigned URL never outlives the playback link that led to it.
     link_left_s = link_ttl_s - (datetime.now(UTC) - signed_at).total_seconds()
@@ -70,7 +58,29 @@ def media(token: str) -> BaseResponse:
         return _stream_from_s3(store, media_key, row.id)
     if not isinstance(store, SeekableStore):
         raise TypeError(f"{type(store).__name__} can neither presign, stream nor be read in place")
+    return _serve_in_place(store, media_key, row)
 
+
+def _linked_audio(token: str, link_ttl_s: int) -> tuple[AudioMessage, str, datetime]:
+    """The audio message a playback link names, its media key and when the link was signed; ApiError (403, 410)
+    for a link that is not valid, has expired, or names audio no longer there."""
+    try:
+        claims, signed_at = _serializer().loads(token, max_age=link_ttl_s, return_timestamp=True)
+    except SignatureExpired:
+        raise ApiError(410, "link_expired", "this playback link has expired; reload the conversation") from None
+    except BadSignature:
+        raise ApiError(403, "bad_link", "this playback link is not valid") from None
+    row = db.session.get(AudioMessage, claims.get("a"))
+    if row is None or row.media_key is None or row.media_key != claims.get("k"):
+        raise ApiError(410, "gone", "this audio is no longer available")
+    media_key = row.media_key
+    if row.media_deleted_at is not None:
+        raise ApiError(410, "media_expired", "this audio was deleted under the retention policy")
+    return row, media_key, signed_at
+
+
+def _serve_in_place(store: SeekableStore, media_key: str, row: AudioMessage) -> BaseResponse:
+    """The bytes from a store read in place (the database, a folder), with ranges and conditional requests."""
     info = store.stat(media_key)
     if info is None:
         raise ApiError(410, "gone", "this audio is no longer available")
@@ -83,7 +93,7 @@ def media(token: str) -> BaseResponse:
     reader.seek(0)
     _ignore_ranges_werkzeug_would_refuse(request.environ, info.size_bytes)
     # wrap_file asks for IO[bytes] but calls only read, seek, tell and close, which every RawIOBase has.
-    response = Response(wrap_file(request.environ, cast(IO[bytes], reader)), direct_passthrough=True)
+    response: BaseResponse = Response(wrap_file(request.environ, cast(IO[bytes], reader)), direct_passthrough=True)
     response.content_length = info.size_bytes
     response.set_etag(info.sha256)
     response.last_modified = finished_at

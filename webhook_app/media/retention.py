@@ -12,6 +12,7 @@ TRANSCRIPT_RETENTION_DAYS keeps the text longer; then it goes once the note is t
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -23,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..extensions import db
 from ..models import AudioMessage, Status, Transcript, utcnow
-from .storage import media_store
+from .storage import MediaStore, media_store
 
 log = logging.getLogger(__name__)
 
@@ -88,31 +89,18 @@ def _delete_expired(now: datetime | None, days: int | None, batch_size: int, lim
     last_id = 0
     while (limit is None or deleted < limit) and failures_in_a_row < MAX_FAILURES_IN_A_ROW:
         size = batch_size if limit is None else min(batch_size, limit - deleted)
-        rows = db.session.scalars(
-            select(AudioMessage)
-            .where(AudioMessage.id > last_id, *_expired(cutoff))
-            .order_by(AudioMessage.id)
-            .limit(size)
-            .with_for_update(skip_locked=True)  # PostgreSQL: two sweepers split the work; SQLite ignores it
-        ).all()
+        rows = _expired_batch(cutoff, last_id, size)
         if not rows:
             break
         for row in rows:
             last_id = row.id
-            try:
-                # _expired() selects only rows with a media_key. An object already gone counts as deleted.
-                store.delete(cast(str, row.media_key))
-            except SQLAlchemyError:
-                raise  # the database store: the session is broken, the caller rolls back
-            except Exception:  # noqa: BLE001 - S3 down or refusing: leave the row for the next run
+            if not _delete_media(store, row):
                 failed += 1
                 failures_in_a_row += 1
-                log.exception("retention: could not delete %s (audit %s); will retry", row.media_key, row.id)
                 if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
                     log.warning("retention: %d deletes failed in a row; stopping until the next run", failed)
                     break
                 continue
-            row.media_deleted_at = utcnow()
             deleted += 1
             failures_in_a_row = 0
         if not current_app.config.get("TRANSCRIPT_RETENTION_DAYS"):
@@ -129,6 +117,31 @@ def _delete_expired(now: datetime | None, days: int | None, batch_size: int, lim
             failed,
         )
     return deleted, failed
+
+
+def _expired_batch(cutoff: datetime, after_id: int, size: int) -> Sequence[AudioMessage]:
+    """The next `size` rows whose media has expired, by id after `after_id`, locked for this sweeper."""
+    return db.session.scalars(
+        select(AudioMessage)
+        .where(AudioMessage.id > after_id, *_expired(cutoff))
+        .order_by(AudioMessage.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)  # PostgreSQL: two sweepers split the work; SQLite ignores it
+    ).all()
+
+
+def _delete_media(store: MediaStore, row: AudioMessage) -> bool:
+    """Delete `row`'s stored media and mark it deleted; False (logged) when the store refused, to retry next run."""
+    try:
+        # _expired() selects only rows with a media_key. An object already gone counts as deleted.
+        store.delete(cast(str, row.media_key))
+    except SQLAlchemyError:
+        raise  # the database store: the session is broken, the caller rolls back
+    except Exception:  # noqa: BLE001 - S3 down or refusing: leave the row for the next run
+        log.exception("retention: could not delete %s (audit %s); will retry", row.media_key, row.id)
+        return False
+    row.media_deleted_at = utcnow()
+    return True
 
 
 def delete_transcripts(audit_ids: list[int]) -> int:

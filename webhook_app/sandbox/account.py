@@ -158,24 +158,12 @@ class Sandbox:
         "pre_status", "message_sid", "params"} (`params`: the onMessageAdded that followed, or None).
         """
         conversation, participant, media = self._agent_uploads(conversation_sid, identity, data, content_type, filename)
+        pre_status, changes = self._pre_event_hook(conversation, participant, media, identity, body)
+        if pre_status is not None and pre_status >= 400:
+            return {"published": False, "pre_status": pre_status, "message_sid": None, "params": None}
         # The pre-event hook may replace these with any JSON values (pre_event_changes).
         message: dict[str, Any] = {"author": identity, "body": body, "attributes": "{}"}
-        pre_url, pre_status = self.store.meta("pre_webhook_url"), None
-        if pre_url:
-            draft: PreEventDraft = {
-                "source": "SDK",
-                "conversation_sid": conversation["sid"],
-                "date_created": iso(),
-                "author": identity,
-                "attributes": "{}",
-                "body": body,
-                "participant_sid": participant["sid"],
-                "media": json.dumps([records.media_item(media)]),
-            }
-            pre_status, answer, _ = self.webhooks.post_signed(pre_url, pre_event_params(self.store, draft))
-            if pre_status is not None and pre_status >= 400:
-                return {"published": False, "pre_status": pre_status, "message_sid": None, "params": None}
-            message.update(pre_event_changes(answer) if pre_status == 200 else {})
+        message.update(changes)
         with self.store.tx() as conn:
             row = records.insert_message(
                 self.store,
@@ -191,6 +179,27 @@ class Sandbox:
         if deliver:
             self.deliver_webhook(params)
         return {"published": True, "pre_status": pre_status, "message_sid": row["sid"], "params": params}
+
+    def _pre_event_hook(
+        self, conversation: sqlite3.Row, participant: sqlite3.Row, media: sqlite3.Row, identity: str, body: str | None
+    ) -> tuple[int | None, dict[str, Any]]:
+        """onMessageAdd to the pre-event hook, when one is configured: its status (None: no hook, or no answer in
+        time) and the changes its 200 asks for."""
+        pre_url = self.store.meta("pre_webhook_url")
+        if not pre_url:
+            return None, {}
+        draft: PreEventDraft = {
+            "source": "SDK",
+            "conversation_sid": conversation["sid"],
+            "date_created": iso(),
+            "author": identity,
+            "attributes": "{}",
+            "body": body,
+            "participant_sid": participant["sid"],
+            "media": json.dumps([records.media_item(media)]),
+        }
+        pre_status, answer, _ = self.webhooks.post_signed(pre_url, pre_event_params(self.store, draft))
+        return pre_status, (pre_event_changes(answer) if pre_status == 200 else {})
 
     def _agent_uploads(
         self, conversation_sid: str, identity: str, data: bytes, content_type: str, filename: str

@@ -127,27 +127,7 @@ def insert_participant(
     attributes: str | None = None,
     is_customer: bool = False,
 ) -> sqlite3.Row:
-    if not identity and not binding:
-        raise TwilioError(400, ERR_INVALID_PARAMETER, "Either Identity or MessagingBinding.Address must be provided")
-    if (
-        identity
-        and conn.execute(
-            "SELECT 1 FROM participants WHERE conversation_sid = ? AND identity = ?", (conversation_sid, identity)
-        ).fetchone()
-    ):
-        raise TwilioError(409, ERR_PARTICIPANT_EXISTS, "Participant already exists")
-    if binding:
-        for (existing,) in conn.execute(
-            "SELECT messaging_binding FROM participants WHERE conversation_sid = ? AND messaging_binding IS NOT NULL",
-            (conversation_sid,),
-        ):
-            if json.loads(existing).get("address") == binding.get("address"):
-                raise TwilioError(
-                    409,
-                    ERR_BINDING_EXISTS,
-                    "A binding for this participant and proxy address already exists"
-                    f" in Conversation {conversation_sid}",
-                )
+    _check_new_participant(conn, conversation_sid, identity, binding)
     now = iso()
     sid = new_sid("MB")
     # Chat (SDK) participants get the service's default conversation role; SMS-like ones show none.
@@ -169,6 +149,34 @@ def insert_participant(
     )
     row: sqlite3.Row = conn.execute("SELECT * FROM participants WHERE sid = ?", (sid,)).fetchone()
     return row
+
+
+def _check_new_participant(
+    conn: sqlite3.Connection, conversation_sid: str, identity: str | None, binding: MessagingBinding | None
+) -> None:
+    """Twilio's 400 for a participant that is nobody, and its 409s for one the conversation already has (the same
+    identity, or a binding to the same address)."""
+    if not identity and not binding:
+        raise TwilioError(400, ERR_INVALID_PARAMETER, "Either Identity or MessagingBinding.Address must be provided")
+    if (
+        identity
+        and conn.execute(
+            "SELECT 1 FROM participants WHERE conversation_sid = ? AND identity = ?", (conversation_sid, identity)
+        ).fetchone()
+    ):
+        raise TwilioError(409, ERR_PARTICIPANT_EXISTS, "Participant already exists")
+    if binding:
+        for (existing,) in conn.execute(
+            "SELECT messaging_binding FROM participants WHERE conversation_sid = ? AND messaging_binding IS NOT NULL",
+            (conversation_sid,),
+        ):
+            if json.loads(existing).get("address") == binding.get("address"):
+                raise TwilioError(
+                    409,
+                    ERR_BINDING_EXISTS,
+                    "A binding for this participant and proxy address already exists"
+                    f" in Conversation {conversation_sid}",
+                )
 
 
 def _attachable_media(store: Store, conn: sqlite3.Connection, media_sid: str | None) -> list[MediaItem] | None:
