@@ -209,23 +209,10 @@ def _transcode(
         pcm_max_s=pcm_max_s,
         container=source_format,
     )
-    try:
-        duration = run_ffmpeg(command(mono=mono, loudness=loudness, copy=copy), bounds, on_progress)
-    except (AudioTimeout, AudioRefused):
-        raise
-    except AudioError:
-        if not copy:
-            raise
-        # MPEG audio the MP3 muxer refuses to copy (MPEG-2.5 layer III oddities, a broken first frame): decode.
-        duration = 0.0
-    if copy and duration <= 0:
-        # A file that only looks like MP3 (a stray sync word): decode it properly instead, within what is left of
-        # the one time limit.
-        copy = False
-        remaining = bounds.timeout_s - (time.monotonic() - started)
-        if remaining <= 0:
-            raise AudioTimeout(f"ffmpeg ran longer than {bounds.timeout_s:g} s and was stopped")
-        duration = run_ffmpeg(command(), dataclasses.replace(bounds, timeout_s=remaining), on_progress)
+    if copy:
+        duration, copy = _copy_else_decode(command, bounds, on_progress, started)
+    else:
+        duration = run_ffmpeg(command(mono=mono, loudness=loudness, copy=False), bounds, on_progress)
     out_size = os.path.getsize(dst) if os.path.exists(dst) else 0
     if duration <= 0 or out_size == 0:
         raise AudioError("no audio could be decoded (zero-length result)")
@@ -233,6 +220,31 @@ def _transcode(
     return TranscodeResult(
         dst, duration, out_size, _sha256_of(dst), source_format, copy, truncated, time.monotonic() - started, pcm
     )
+
+
+def _copy_else_decode(
+    command: Callable[..., list[str]],
+    bounds: Bounds,
+    on_progress: Callable[[float], None] | None,
+    started: float,
+) -> tuple[float, bool]:
+    """MP3 kept as it is (a stream copy), or decoded after all when the copy fails or yields nothing. Answers the
+    duration and whether it was copied."""
+    try:
+        duration = run_ffmpeg(command(mono=False, loudness=False, copy=True), bounds, on_progress)
+    except (AudioTimeout, AudioRefused):
+        raise
+    except AudioError:
+        # MPEG audio the MP3 muxer refuses to copy (MPEG-2.5 layer III oddities, a broken first frame): decode.
+        duration = 0.0
+    if duration > 0:
+        return duration, True
+    # A file that only looks like MP3 (a stray sync word): decode it properly instead, within what is left of the
+    # one time limit.
+    remaining = bounds.timeout_s - (time.monotonic() - started)
+    if remaining <= 0:
+        raise AudioTimeout(f"ffmpeg ran longer than {bounds.timeout_s:g} s and was stopped")
+    return run_ffmpeg(command(), dataclasses.replace(bounds, timeout_s=remaining), on_progress), False
 
 
 def _checked_source(src: str, bitrate_kbps: int) -> str | None:
