@@ -16,7 +16,7 @@ import pytest
 PACKAGE = "webhook_app"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 MAX_MODULE_LINES = 400
-MAX_FUNCTION_LINES = 60
+MAX_FUNCTION_LINES = 55
 # What jobs/ must never import: the flows register with it what it runs for them (jobs/registry.py) instead.
 FLOWS = ("inbound", "outbound", "media", "settings", "webhooks", "agent", "admin", "transcripts")
 
