@@ -4,7 +4,6 @@ base URL), behind Twilio's basic auth, injected faults first."""
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING
 
 from flask import Flask, Response, request
 from flask.json.provider import DefaultJSONProvider
@@ -13,19 +12,15 @@ from werkzeug.exceptions import HTTPException
 
 from . import conversations, iam, media
 from .controls import take_fault
+from .served import EXTENSION, ServedAccount, current_sandbox
 from .store import Store
 from .wire import (
     ERR_AUTHENTICATE,
     ERR_METHOD_NOT_ALLOWED,
-    EXTENSION,
     TwilioError,
-    current_sandbox,
     http_error,
     not_found,
 )
-
-if TYPE_CHECKING:
-    from .account import Sandbox  # account.py imports this module
 
 # The real temporary link is pre-signed object storage, which refuses a request that also carries basic auth.
 _ONE_AUTH_MECHANISM = (
@@ -39,7 +34,7 @@ class TwilioJSONProvider(DefaultJSONProvider):
     sort_keys = False  # keep Twilio's field order on the wire
 
 
-def create_sandbox_app(sandbox: Sandbox) -> Flask:
+def create_sandbox_app(sandbox: ServedAccount) -> Flask:
     """The app serving `sandbox`, which its views find in app.extensions."""
     app = Flask(__name__)
     app.url_map.strict_slashes = False

@@ -30,9 +30,10 @@ from .render import (
     render_participant_conversation,
 )
 from .resources import MessagingBinding, PageMeta
+from .served import check_service, current_sandbox
 from .store import Store
 from .webhooks import webhook_params
-from .wire import CONVERSATIONS_BASE, ERR_INVALID_PARAMETER, TwilioError, check_service, current_sandbox, not_found
+from .wire import CONVERSATIONS_BASE, ERR_INVALID_PARAMETER, TwilioError, not_found
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100

@@ -70,7 +70,7 @@ def demo_voice_note(path: str, seconds: float | None = None) -> None:
 
 def service_sandbox() -> Sandbox | None:
     """The sandbox account standing in for Twilio in the service app, or None against real Twilio (the sandbox's own
-    app finds its account with wire.current_sandbox)."""
+    app finds its account with served.current_sandbox)."""
     sandbox = twilio_api().sandbox
     return sandbox if isinstance(sandbox, Sandbox) else None
 

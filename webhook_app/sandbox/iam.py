@@ -13,13 +13,13 @@ from collections.abc import Iterable
 from flask import Blueprint, Response, jsonify, request
 
 from .resources import TokenValidation
+from .served import current_sandbox
 from .store import Store
 from .wire import (
     ERR_INVALID_PARAMETER,
     ERR_TOKEN_EXPIRED,
     ERR_TOKEN_INVALID,
     TwilioError,
-    current_sandbox,
     iso_ms,
     new_sid,
     not_found,

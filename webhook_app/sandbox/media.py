@@ -15,14 +15,13 @@ from werkzeug.wrappers import Response as BaseResponse  # what make_conditional 
 
 from .records import garbage_collected, insert_media
 from .resources import MediaLinks, MediaResource
+from .served import check_service, current_sandbox
 from .store import Store
 from .wire import (
     ERR_INVALID_MEDIA_CONTENT_TYPE,
     ERR_INVALID_PARAMETER,
     ERR_MEDIA_TOO_LARGE,
     TwilioError,
-    check_service,
-    current_sandbox,
     not_found,
 )
 

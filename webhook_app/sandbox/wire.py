@@ -7,17 +7,12 @@ import re
 import secrets
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, jsonify
 
 from .resources import TwilioErrorBody
 
-if TYPE_CHECKING:
-    from .account import Sandbox  # account.py imports this module
-
 CONVERSATIONS_BASE = "https://conversations.twilio.com"
-EXTENSION = "twilio_sandbox"  # the sandbox app's extensions key: its Sandbox account
 
 # Twilio error codes used by the sandbox. Where no Twilio document pins the code down, the comment says so.
 ERR_INVALID_PARAMETER = 20001  # generic 400; Conversations' own code for each case is unconfirmed
@@ -91,15 +86,3 @@ def webhook_date(rest_date: str) -> str:
 
 def age_s(rest_date: str) -> float:
     return time.time() - calendar.timegm(time.strptime(rest_date, "%Y-%m-%dT%H:%M:%SZ"))
-
-
-def current_sandbox() -> Sandbox:
-    """The Sandbox (account.py) the request is served from."""
-    sandbox: Sandbox = current_app.extensions[EXTENSION]  # set by app.create_sandbox_app
-    return sandbox
-
-
-def check_service(chat_service_sid: str | None) -> None:
-    """A service-scoped path names this account's one Conversations service, or nothing is there."""
-    if chat_service_sid is not None and chat_service_sid != current_sandbox().chat_service_sid:
-        raise not_found(request.path)
