@@ -1,7 +1,7 @@
 """Every use of a library's private API, in one place, each with why.
 
-pyproject.toml bounds these packages from above (werkzeug, twilio, psycopg), and tests/test_compat.py exercises
-each use, so an upgrade that breaks one fails there, by name, instead of somewhere downstream.
+pyproject.toml bounds these packages from above (werkzeug, twilio, psycopg), and tests/runtime/test_compat.py
+exercises each use, so an upgrade that breaks one fails there, by name, instead of somewhere downstream.
 """
 
 from __future__ import annotations

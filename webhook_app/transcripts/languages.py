@@ -1,5 +1,5 @@
 """The languages Whisper knows (the codes of faster_whisper.tokenizer, copied so that settings validate without the
-`transcribe` extra installed; tests/test_transcripts.py holds the copy to faster-whisper's own list)."""
+`transcribe` extra installed; tests/transcripts/test_transcripts.py holds the copy to faster-whisper's own list)."""
 
 WHISPER_LANGUAGES = (
     "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr ht hu hy id "

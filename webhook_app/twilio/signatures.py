@@ -76,7 +76,7 @@ def is_valid_form_signature(
 
     Twilio signs the URL sometimes with the default port and sometimes without (its own validator accepts
     both), so both are tried, the URL's own spelling first: usually one HMAC instead of always two, and a
-    constant-time compare in C instead of a Python loop. tests/test_signatures.py holds it to Twilio's validator.
+    constant-time compare in C instead of a Python loop. tests/twilio/test_signatures.py holds it to Twilio's validator.
     """
     given = signature.encode("utf-8", "surrogateescape")
     for candidate in url_spellings(url):

@@ -7,7 +7,7 @@ due BODY_GRACE_S + n / BODY_MIN_RATE seconds after the head. A 100 MB agent uplo
 hundred kbit/s) is on time; a trickle is late within seconds of its grace. Both web workers apply these rules:
 gunicorn_worker.py before a request reaches a thread, headers.SlowBodyGuard while the app reads a body.
 
-Nothing here touches a socket, so the buffering rules are tested without one (tests/test_slow_clients.py).
+Nothing here touches a socket, so the buffering rules are tested without one (tests/web/test_slow_clients.py).
 """
 
 from __future__ import annotations
