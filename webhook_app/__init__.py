@@ -16,7 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .config import Config, default_database_url
 from .runtime.startup import install_excepthook
 
-# A bad setting ends `flask …` and `alembic …` with one line naming it, not a traceback (startup.py).
+# A bad setting ends `flask …` and `alembic …` with one line naming it, not a traceback (runtime/startup.py).
 install_excepthook()
 
 # The factory's helpers below import the app's modules when an app is built, not at the top of this module:

@@ -28,8 +28,8 @@ REDIS_URL_FORM = "redis://[:password@]host[:port][/db], rediss://… or unix:///
 
 class ConfigError(ValueError, RuntimeError):
     """A setting the service cannot run with, in one line naming the variable and the form it wants. Every entry
-    point (gunicorn, flask, alembic) prints that line alone and exits non-zero (startup.py). Both a ValueError and a
-    RuntimeError: the checks raised one or the other before, and callers catch those."""
+    point (gunicorn, flask, alembic) prints that line alone and exits non-zero (runtime/startup.py). Both a
+    ValueError and a RuntimeError: the checks raised one or the other before, and callers catch those."""
 
 
 def env_bool(name: str, default: bool) -> bool:

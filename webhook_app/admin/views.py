@@ -9,9 +9,9 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from ..models import CHANNELS
+from ..sandbox.demo import service_sandbox
 from ..settings.rules import BITRATES_KBPS, HARD_MAX_BYTES, HARD_MAX_DURATION_S
 from ..transcripts.languages import LANGUAGE_CHOICES
-from ..twilio.client import twilio_api
 from ..web.errors import ApiError
 from .auth import (
     admin_login_for,
@@ -64,7 +64,7 @@ def sign_in(form_token: Callable[[], str]) -> ResponseReturnValue:
 
 def login_page(error: str | None = None) -> str:
     return render_template(
-        "admin/login.html", csrf_token=csrf_token(), error=error, sandbox=twilio_api().sandbox is not None
+        "admin/login.html", csrf_token=csrf_token(), error=error, sandbox=service_sandbox() is not None
     )
 
 

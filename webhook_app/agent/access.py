@@ -6,7 +6,7 @@ chat participant of a conversation when they accept its task, under their escape
 
 Each refusal costs a Participants call (a random SID's 404 too), so no token holder may spend the account's API
 allowance on them: a refusal confirmed by a second ask stands for a while without a third, and an agent refused too
-many conversations lately is told to wait (429), counted for the whole deployment (ratelimit.py).
+many conversations lately is told to wait (429), counted for the whole deployment (web/ratelimit.py).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def ffmpeg_binary() -> str:
 
 def ffmpeg_in_use() -> tuple[str, str]:
     """The ffmpeg this process runs and its version, or a ConfigError saying why it cannot run: start-up refuses
-    to serve without it (startup.py), /healthz reports it. Cheap after the first call: a look at the file."""
+    to serve without it (runtime/startup.py), /healthz reports it. Cheap after the first call: a look at the file."""
     binary = ffmpeg_binary()
     if not os.access(binary, os.X_OK):  # removed or replaced since it was chosen
         raise ConfigError(f"ffmpeg {binary} is no longer an executable")
