@@ -16,7 +16,7 @@ import requests  # noqa: E402
 from _webhooks import HOST, PATH  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from tests.processes import Processes, wait_until  # noqa: E402 - the multi-process tests' helpers
+from tests.helpers.processes import Processes, wait_until  # noqa: E402 - the multi-process tests' helpers
 from webhook_app.config import normalize_database_url  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test_load"

@@ -32,7 +32,7 @@ import _servers as servers  # noqa: E402
 from _loadgen import Source, measure_round, run_load  # noqa: E402
 from _webhooks import load_templates, load_webhooks, raw_request  # noqa: E402
 
-from tests.processes import Processes, free_port  # noqa: E402
+from tests.helpers.processes import Processes, free_port  # noqa: E402
 from webhook_app.sandbox import Sandbox  # noqa: E402
 
 ROUNDS = int(os.environ.get("AB_ROUNDS", "6"))

@@ -56,7 +56,7 @@ from _servers import (  # noqa: E402
 from _webhooks import HOST, PATH, load_templates, load_webhooks, make_voice_note, raw_request  # noqa: E402
 from sqlalchemy import bindparam, text  # noqa: E402
 
-from tests.processes import Processes, free_port, wait_until  # noqa: E402
+from tests.helpers.processes import Processes, free_port, wait_until  # noqa: E402
 from webhook_app.sandbox import Sandbox  # noqa: E402
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))

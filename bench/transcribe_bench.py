@@ -12,8 +12,8 @@ All audio is made here, at run time: contact-center sentences spoken by espeak-n
     Targets (tiny.en, int8, 2 threads): real-time factor < 0.25; RSS with the model loaded and peak during the 60 s
     note < 400 MB. The long note's peak is reported, not a target.
 (b) Accuracy: word error rate over BENCH_TRANSCRIBE_SENTENCES (25 sentences) x 2 voices x 2 speeds, scored after
-    tests/speech_samples.py's normalize() (case, punctuation, numbers as digits, spelled codes). Target < 15 % with
-    tiny.en. Silence, pink noise and a music-like tone (10 s each) must give no_speech.
+    tests/helpers/speech_samples.py's normalize() (case, punctuation, numbers as digits, spelled codes). Target
+    < 15 % with tiny.en. Silence, pink noise and a music-like tone (10 s each) must give no_speech.
 (c) Time to `ready` with transcription on vs off, same run: the 60 s note (as a WhatsApp Ogg/Opus note) through
     the service in this process (sandbox, SQLite, in-process jobs: transcription on its own thread), from the signed
     webhook to its row `ready`, BENCH_TRANSCRIBE_READY_ROUNDS (5) times each, alternating off and on, after one
@@ -178,8 +178,8 @@ def run_child(spec: dict) -> dict:
 
 
 def make_audio(folder: str) -> dict:
-    from tests import speech_samples
-    from tests.audio_samples import run_ffmpeg
+    from tests.helpers import speech_samples
+    from tests.helpers.audio_samples import run_ffmpeg
     from webhook_app.audio.transcode import transcode_to_mp3
 
     def as_stored_mp3(ogg: str) -> str:
@@ -248,7 +248,7 @@ def time_to_ready_on_vs_off(note_ogg: str, rounds: int) -> dict | None:
     Answers {"off_p50_s", "on_p50_s", "ratio", "transcript_p50_s", ...}."""
     from sqlalchemy import select
 
-    from tests.conftest import migrate
+    from tests.helpers.service import migrate
     from webhook_app import create_app
     from webhook_app.extensions import db
     from webhook_app.models import AudioMessage, Transcript
@@ -337,7 +337,7 @@ def models_to_measure() -> list[tuple[str, str | None]]:
 
 
 def wer_of(clips: list[dict]) -> float:
-    from tests.speech_samples import word_error_rate
+    from tests.helpers.speech_samples import word_error_rate
 
     return word_error_rate([(clip["text"], clip["hypothesis"]) for clip in clips])
 

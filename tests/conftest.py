@@ -16,10 +16,8 @@ import pytest
 from sqlalchemy import create_engine, delete, select, text, update
 from sqlalchemy.engine import make_url
 
-# tests/browser/ still imports these from here (deployed_service, hold_outbound_conversions, serving,
-# AGENT_ATTRIBUTES, conversation_with_agent, post_webhook); the rest of the suite imports tests.helpers.
-from tests.helpers.conversations import AGENT_ATTRIBUTES, conversation_with_agent  # noqa: F401
-from tests.helpers.service import count_rows, deployed_service, hold_outbound_conversions, migrate, serving  # noqa: F401
+from tests.helpers.conversations import conversation_with_agent
+from tests.helpers.service import count_rows, migrate, serving
 from tests.helpers.webhooks import load_fixture, post_webhook
 from webhook_app import create_app
 from webhook_app.extensions import db

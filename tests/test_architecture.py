@@ -144,26 +144,6 @@ def test_module_and_functions_are_short(name, path):
 # -- the test suite: tests share helpers through tests/helpers/ and fixtures through conftest.py files ---------------
 
 TESTS = Path(__file__).resolve().parent
-# What tests/browser/ still imports from test modules and conftest.py; its owner moves these into tests/helpers/ and
-# tests/browser/conftest.py. Nothing may be added here.
-BROWSER_IMPORTS_TO_MOVE = {
-    "tests.browser.test_admin": {"tests.conftest"},
-    "tests.browser.test_agent_console": {"tests.conftest"},
-    "tests.browser.test_engines": {"tests.browser.test_agent_console"},
-    "tests.browser.test_flex_plugin": {"tests.browser.test_agent_console", "tests.conftest"},
-    "tests.browser.test_flex_plugin_engines": {
-        "tests.browser.test_agent_console",
-        "tests.browser.test_engines",
-        "tests.browser.test_flex_plugin",
-    },
-    "tests.browser.test_record_panel_module": {"tests.conftest"},
-    "tests.browser.test_transcript_view": {
-        "tests.browser.test_agent_console",
-        "tests.browser.test_flex_plugin",
-        "tests.conftest",
-        "tests.test_transcripts_engine",
-    },
-}
 
 
 def is_test_module(name: str) -> bool:
@@ -188,7 +168,7 @@ def test_no_test_module_imports_another_or_a_conftest():
     offending = {}
     for path in sorted(TESTS.rglob("*.py")):
         name = ".".join(path.relative_to(TESTS.parent).with_suffix("").parts)
-        imported = imported_test_modules(path.read_text(), name) - BROWSER_IMPORTS_TO_MOVE.get(name, set())
+        imported = imported_test_modules(path.read_text(), name)
         if imported:
             offending[name] = sorted(imported)
     assert not offending, offending

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 FIREFOX = os.environ.get("FIREFOX_EXECUTABLE", "/usr/bin/firefox-esr")
 WEBKIT_DRIVER = os.environ.get("WEBKIT_WEBDRIVER", "/usr/bin/WebKitWebDriver")
@@ -356,69 +357,49 @@ class WebKitPage(EnginePage):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Fixtures (imported by the engine test modules). As with Chromium (see conftest.py): CI installs the engines, so
-# there a missing one fails the tests; on a developer machine without them they skip with the command to install.
+# What the fixtures in conftest.py run. As with Chromium: CI installs the engines, so there a missing one fails the
+# tests; on a developer machine without them they skip with the command to install.
+
+
+def unavailable(message: str) -> NoReturn:
+    """What a missing browser, engine or Flex plugin build does to the test that needs it: under CI, which installs
+    and builds them, a failure (a broken pipeline, never a silent skip); elsewhere a skip saying how to get it."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def require(*paths: str) -> None:
-    import pytest
-
     missing = missing_executables(*paths)
     if missing:
-        message = f"{', '.join(missing)} missing: {INSTALL_HINT}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{', '.join(missing)} missing: {INSTALL_HINT}")
 
 
-def _firefox_session():
+def firefox_session():
     require(FIREFOX)
     browser = FirefoxBidi()
     yield browser
     browser.close()
 
 
-def _webkit_session():
+def firefox_blocking_the_microphone():
+    """A Firefox that blocks every microphone request."""
+    require(FIREFOX)
+    return FirefoxBidi({"media.navigator.permission.disabled": False, "permissions.default.microphone": 2})
+
+
+def webkit_session():
     require(WEBKIT_DRIVER, MINIBROWSER, XVFB)
     browser = WebKitBrowser()
     yield browser
     browser.close()
 
 
-def _page_of(browser):
+def page_of(browser):
     page = browser.new_page()
     yield page
     errors = page.errors()
     page.close()
     assert not errors, f"uncaught errors in the page: {errors}"
-
-
-def _fixtures():
-    import pytest
-
-    firefox_browser = pytest.fixture(scope="session")(_firefox_session)
-    webkit_browser = pytest.fixture(scope="session")(_webkit_session)
-
-    @pytest.fixture(params=["firefox", "webkit"])
-    def engine_page(request):
-        """The smoke set's page: the same test in Firefox and in WebKit."""
-        yield from _page_of(request.getfixturevalue(f"{request.param}_browser"))
-
-    @pytest.fixture
-    def firefox_page(firefox_browser):
-        yield from _page_of(firefox_browser)
-
-    @pytest.fixture
-    def firefox_without_microphone_permission():
-        """A second Firefox whose answer to every microphone request is "block", as after an agent chose it."""
-        require(FIREFOX)
-        browser = FirefoxBidi({"media.navigator.permission.disabled": False, "permissions.default.microphone": 2})
-        try:
-            yield from _page_of(browser)
-        finally:
-            browser.close()
-
-    return firefox_browser, webkit_browser, engine_page, firefox_page, firefox_without_microphone_permission
-
-
-firefox_browser, webkit_browser, engine_page, firefox_page, firefox_without_microphone_permission = _fixtures()

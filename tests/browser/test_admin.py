@@ -16,8 +16,9 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.audio_samples import make_audio
-from tests.conftest import AGENT_ATTRIBUTES, AGENT_IDENTITY, conversation_with_agent
+from tests.helpers.audio_samples import make_audio
+from tests.helpers.conversations import conversation_with_agent
+from webhook_app.sandbox.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY
 
 ADMIN = "test-admin-token"
 PRE_EVENT = "/twilio/conversations/pre-event"

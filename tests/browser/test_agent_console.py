@@ -10,38 +10,13 @@ import threading
 import pytest
 from playwright.sync_api import expect
 
-from tests.audio_samples import decoded_duration
-from tests.conftest import deployed_service, hold_outbound_conversions, serving
-from webhook_app.extensions import db
+from tests.browser.console import LIVE_TRACKS, TRACK_STREAMS, expand_panel, open_conversation, set_channel
+from tests.helpers.audio_samples import decoded_duration
+from tests.helpers.service import deployed_service, hold_outbound_conversions, serving
 from webhook_app.sandbox import Sandbox
-from webhook_app.settings.rules import update_settings
 
 AUDIO_POST = re.compile(r"/api/v1/conversations/CH[0-9a-f]{32}/audio$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-# Keeps every microphone stream the page opens, so a test can check that all its tracks were stopped.
-TRACK_STREAMS = """
-window.__streams = [];
-const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-navigator.mediaDevices.getUserMedia = async (constraints) => {
-  const stream = await original(constraints);
-  window.__streams.push(stream);
-  return stream;
-};
-"""
-LIVE_TRACKS = "() => window.__streams.flatMap(s => s.getTracks()).filter(t => t.readyState !== 'ended').length"
-
-
-def open_conversation(page, live_server: str, channel_label: str) -> str:
-    page.goto(f"{live_server}/agent")
-    page.get_by_role("link", name=re.compile(channel_label)).click()
-    expect(page.locator("#conversation-title")).to_contain_text(channel_label)
-    return page.url.rstrip("/").rsplit("/", 1)[1]
-
-
-def expand_panel(page) -> None:
-    page.get_by_role("button", name="Voice note: show the recorder").click()
-    expect(page.locator(".rp-body")).to_be_visible()
 
 
 def record(page, seconds: int, within=None) -> None:
@@ -58,15 +33,6 @@ def record(page, seconds: int, within=None) -> None:
     page.wait_for_timeout(500)  # the timer rounds to the nearest second: it reads 0:03 from 2.5 s on
     panel.get_by_role("button", name="Stop recording").click()
     expect(panel.locator(".rp-preview")).to_be_visible()
-
-
-def set_channel(app, channel: str, **values) -> None:
-    """As an admin would: through the settings service, which bumps the version every process watches."""
-    with app.app_context():
-        update_settings(channel, values, actor="browser-test")
-        db.session.commit()
-    # Other processes notice within SETTINGS_CHECK_INTERVAL_S; this one need not wait for that.
-    app.extensions["settings_cache"].invalidate()
 
 
 def test_agent_records_previews_and_sends_a_voice_note(page, live_server, sandbox, tmp_path, artifacts):

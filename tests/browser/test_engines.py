@@ -10,52 +10,15 @@ import re
 
 import pytest
 
-from tests.audio_samples import decoded_duration
-from tests.browser.engines import (  # noqa: F401 - fixtures
-    engine_page,
-    firefox_browser,
-    firefox_page,
-    firefox_without_microphone_permission,
-    webkit_browser,
+from tests.browser.console import LIVE_TRACKS, sent_mp3_duration, set_channel
+from tests.browser.console import expand_panel as chromium_expand_panel
+from tests.browser.console import open_conversation as chromium_open_conversation
+from tests.browser.engine_recording import (
+    EXPECTED_CONTAINER,
+    RECORD_FOR,
+    RECORDED_FILE,
+    TRACK_STREAMS,
 )
-from tests.browser.test_agent_console import LIVE_TRACKS, set_channel
-from tests.browser.test_agent_console import TRACK_STREAMS as CHROMIUM_TRACK_STREAMS
-from tests.browser.test_agent_console import expand_panel as chromium_expand_panel
-from tests.browser.test_agent_console import open_conversation as chromium_open_conversation
-
-# Installed after the page loaded (WebKitWebDriver has no init scripts): the panel asks for the microphone only on
-# Record. Keeps every microphone stream (as in Chromium's tests), when the recorder started, and the recording.
-TRACK_STREAMS = (
-    "() => {"
-    + CHROMIUM_TRACK_STREAMS
-    + """
-  // When the recorder really started: a take's length counts from its start event, not from the click.
-  const start = MediaRecorder.prototype.start;
-  MediaRecorder.prototype.start = function (...args) {
-    window.__recorderStartedAt = null;
-    this.addEventListener("start", () => { window.__recorderStartedAt = performance.now(); }, { once: true });
-    return start.apply(this, args);
-  };
-  // The recording the preview plays. (Firefox refuses a fetch of the blob: URL from a driver's script.)
-  const createObjectURL = URL.createObjectURL;
-  URL.createObjectURL = (blob) => { window.__recorded = blob; return createObjectURL(blob); };
-}"""
-)
-
-# Record exactly `seconds` from the recorder's start, timed inside the page: a driver round trip per poll (tens of
-# milliseconds, more in WebKit) would make the take's length a matter of luck.
-RECORD_FOR = """async (seconds) => {
-  document.querySelector('[aria-label="Start recording a voice note"]').click();
-  while (window.__recorderStartedAt == null) await new Promise((resolve) => setTimeout(resolve, 5));
-  const stopAt = window.__recorderStartedAt + seconds * 1000;
-  while (performance.now() < stopAt) await new Promise((resolve) => setTimeout(resolve, 2));
-  document.querySelector('[aria-label="Stop recording"]').click();
-  return (performance.now() - window.__recorderStartedAt) / 1000;
-}"""
-
-# What the preview plays: its container (as the blob says) and size.
-RECORDED_FILE = "() => ({ type: window.__recorded.type, size: window.__recorded.size })"
-EXPECTED_CONTAINER = {"firefox": r"^audio/(webm|ogg)", "webkit": r"^audio/mp4"}
 
 
 def open_conversation(page, live_server: str, channel_label: str) -> str:
@@ -88,19 +51,6 @@ def record(page, seconds: float) -> float:
     took = page.call(RECORD_FOR, seconds, timeout_s=seconds + 60)
     page.wait_for("() => document.querySelector('.rp-preview')", timeout_s=30, message="the preview")
     return took
-
-
-def sent_mp3_duration(sandbox, conversation_sid: str, tmp_path) -> float:
-    media = [
-        item
-        for message in sandbox.list_messages(conversation_sid)
-        for item in (message["media"] or [])
-        if item["content_type"] == "audio/mpeg"
-    ]
-    assert len(media) == 1, sandbox.list_messages(conversation_sid)
-    mp3 = tmp_path / "sent.mp3"
-    mp3.write_bytes(sandbox.media_bytes(media[0]["sid"]))
-    return decoded_duration(mp3)
 
 
 # -- the smoke set: Firefox and WebKit ------------------------------------------------------------------------------

@@ -11,158 +11,17 @@ skipped on a developer machine and fail under CI, as a missing Chromium does.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.audio_samples import decoded_duration
-from tests.browser.test_agent_console import LIVE_TRACKS, TRACK_STREAMS, set_channel
-from tests.conftest import serving
-from webhook_app.sandbox.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY
+from tests.browser.console import LIVE_TRACKS, TRACK_STREAMS, sent_mp3_duration, set_channel
+from tests.browser.flex_desktop import ROOT, customer_voice_note
 
-ROOT = Path(__file__).resolve().parents[2]
-PLUGIN_DIR = ROOT / "flex-plugin"
-BUNDLE = PLUGIN_DIR / "build" / "plugin-audio-messages.js"
-REACT = PLUGIN_DIR / "node_modules" / "react" / "umd" / "react.production.min.js"
-REACT_DOM = PLUGIN_DIR / "node_modules" / "react-dom" / "umd" / "react-dom.production.min.js"
-STAND_IN = Path(__file__).with_name("flex_stand_in.js")
 AUDIO_POST = re.compile(r"/api/v1/conversations/CH[0-9a-f]{32}/audio$")
 SCREENSHOT = ROOT / "docs" / "flex-plugin.png"
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Flex (stand-in)</title>
-<style>
-  body { margin: 0; font: 14px system-ui, sans-serif; background: #f4f4f6; }
-  .desktop { display: grid; grid-template-columns: 150px 620px; gap: 16px; padding: 16px; width: max-content; }
-  nav button { display: block; width: 100%; margin-bottom: 6px; text-align: left; }
-  nav button[aria-pressed=true] { font-weight: 600; }
-  .conversation { background: #fff; border-radius: 8px; padding: 12px; }
-  .messages { list-style: none; margin: 0 0 150px; padding: 0; }
-  .Twilio-MessageBubble { background: #eef1f7; border-radius: 8px; padding: 8px; margin-bottom: 8px; max-width: 460px; }
-  .Twilio-MessageBubble.from-me { margin-left: auto; background: #e1ecfe; }
-  .Twilio-MessageBubble-Header { font-weight: 600; font-size: 12px; margin-bottom: 4px; }
-  .Twilio-MessageInputActions { justify-content: flex-end; border-top: 1px solid #ddd; padding-top: 8px; }
-</style></head>
-<body><div id="flex"></div>
-<script>window.__flexTest = __CONFIG__;</script>
-<script src="/stand-in/react.js"></script>
-<script src="/stand-in/react-dom.js"></script>
-<script src="/stand-in/flex.js"></script>
-<script src="/stand-in/plugin-audio-messages.js"></script>
-</body></html>
-"""
-
-
-@pytest.fixture(scope="session")
-def plugin_bundle() -> Path:
-    missing = [path for path in (BUNDLE, REACT, REACT_DOM) if not path.is_file()]
-    if missing:
-        message = (
-            f"{', '.join(str(p.relative_to(ROOT)) for p in missing)} missing: build the Flex plugin first "
-            "(flex-plugin/ci.sh, or cd flex-plugin && npm ci && npm run build)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)  # CI builds it: a missing bundle there is a broken pipeline, never a skip
-        pytest.skip(message)
-    return BUNDLE
-
-
-@pytest.fixture
-def conversations(sandbox):
-    """Two chat tasks' conversations, each with its customer and the agent, as Flex's would have."""
-    made = {}
-    for channel, label in (("whatsapp", "WhatsApp customer"), ("sms", "SMS customer")):
-        sid = sandbox.create_conversation(label, channel)["sid"]
-        sandbox.add_participant(sid, identity=AGENT_IDENTITY, attributes=AGENT_ATTRIBUTES)
-        made[channel] = sid
-    return made
-
-
-def stand_in_app(config: dict, bundle: Path, sandbox):
-    """The stand-in agent desktop as a WSGI app: the page, its scripts, and the messages Flex would get from the
-    Conversations SDK (here, from the sandbox)."""
-    files = {
-        "/stand-in/react.js": REACT,
-        "/stand-in/react-dom.js": REACT_DOM,
-        "/stand-in/flex.js": STAND_IN,
-        "/stand-in/plugin-audio-messages.js": bundle,
-    }
-
-    def app(environ, start_response):
-        path = environ["PATH_INFO"]
-        if path == "/agent-desktop/":
-            status, kind, body = "200 OK", "text/html", PAGE.replace("__CONFIG__", json.dumps(config)).encode()
-        elif path in files:
-            status, kind, body = "200 OK", "text/javascript", files[path].read_bytes()
-        elif path.startswith("/stand-in/messages/"):
-            messages = sandbox.list_messages(path.rsplit("/", 1)[1])
-            status, kind, body = "200 OK", "application/json", json.dumps(messages).encode()
-        else:
-            status, kind, body = "404 Not Found", "text/plain", b"not in the stand-in"
-        start_response(
-            status, [("Content-Type", kind), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")]
-        )
-        return [body]
-
-    return app
-
-
-@pytest.fixture
-def flex_page(page, app, live_server, sandbox, conversations, plugin_bundle):
-    """Open the stand-in agent desktop with the plugin; call it with config overrides (serviceUrl=None, ...).
-
-    The page has an origin of its own (another port), which the service must allow as it allows Flex's
-    (FLEX_ALLOWED_ORIGINS): the plugin's requests are cross-origin, with CORS preflights, as in Flex. (Serving it as
-    https://flex.twilio.com itself does not work here: Chromium's Local Network Access blocks a public origin from
-    calling the service on 127.0.0.1. A deployed service is public, so Flex does not meet that.)
-    """
-    with contextlib.ExitStack() as opened:
-
-        def open_desktop(**overrides):
-            origin = opened.enter_context(
-                stand_in_desktop(app, live_server, sandbox, conversations, plugin_bundle, **overrides)
-            )
-            page.goto(f"{origin}/agent-desktop/")
-            expect(page.locator(".Twilio-MessageInputActions")).to_be_visible()
-            assert page.evaluate("window.__pluginName") == "AudioMessagesPlugin"
-            page.flex_origin = origin
-            return page
-
-        yield open_desktop
-
-
-@contextlib.contextmanager
-def stand_in_desktop(app, live_server: str, sandbox, conversations: dict, bundle: Path, **overrides) -> Iterator[str]:
-    """The stand-in desktop (the agent, its token, a task per conversation; `overrides` change the config) served
-    from an origin of its own, which the service allows as it allows Flex's. Yields the origin."""
-    config = {
-        "serviceUrl": live_server,
-        "identity": AGENT_IDENTITY,
-        "token": sandbox.issue_token(AGENT_IDENTITY, roles=["agent"]),
-        "tasks": [
-            {"sid": f"WT{channel}", "label": f"{channel} chat", "attributes": {"conversationSid": sid}}
-            for channel, sid in conversations.items()
-        ],
-        **overrides,
-    }
-    with serving(stand_in_app(config, bundle, sandbox)) as origin:
-        app.config["FLEX_ALLOWED_ORIGINS"] = [*app.config["FLEX_ALLOWED_ORIGINS"], origin]
-        yield origin
-
-
-def customer_voice_note(app, conversation_sid: str) -> None:
-    """The sandbox customer sends a 5-second Ogg/Opus voice note and its signed webhook reaches the service."""
-    token = app.extensions["twilio"].sandbox.issue_token(AGENT_IDENTITY, roles=["agent"])
-    response = app.test_client().post(
-        f"/agent/api/conversations/{conversation_sid}/simulate-voice-note", headers={"Authorization": f"Bearer {token}"}
-    )
-    assert response.status_code == 201, response.get_data(as_text=True)
 
 
 def record(page, seconds: int) -> None:
@@ -217,16 +76,7 @@ def test_agent_hears_the_customer_and_records_and_sends_a_reply(flex_page, app, 
     assert headers["authorization"].startswith("Bearer ")
     expect(page.get_by_role("status")).to_contain_text("Voice note sent", timeout=30_000)
 
-    mp3s = [
-        item
-        for message in sandbox.list_messages(conversation)
-        for item in (message["media"] or [])
-        if item["content_type"] == "audio/mpeg"
-    ]
-    assert len(mp3s) == 1, sandbox.list_messages(conversation)
-    path = tmp_path / "sent.mp3"
-    path.write_bytes(sandbox.media_bytes(mp3s[0]["sid"]))
-    assert decoded_duration(path) == pytest.approx(2.0, abs=0.5)
+    assert sent_mp3_duration(sandbox, conversation, tmp_path) == pytest.approx(2.0, abs=0.5)
     # The agent's own note plays in the message list too.
     expect(
         page.locator(".Twilio-MessageBubble.from-me").get_by_label(re.compile(r"^Agent voice note, 0:0[23]$"))

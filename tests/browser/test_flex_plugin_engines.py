@@ -16,21 +16,14 @@ import re
 
 import pytest
 
-from tests.browser.engines import (  # noqa: F401 - fixtures
-    engine_page,
-    firefox_browser,
-    firefox_page,
-    firefox_without_microphone_permission,
-    webkit_browser,
+from tests.browser.console import LIVE_TRACKS, sent_mp3_duration, set_channel
+from tests.browser.engine_recording import (
+    EXPECTED_CONTAINER,
+    RECORD_FOR,
+    RECORDED_FILE,
+    TRACK_STREAMS,
 )
-from tests.browser.test_agent_console import LIVE_TRACKS, set_channel
-from tests.browser.test_engines import EXPECTED_CONTAINER, RECORD_FOR, RECORDED_FILE, TRACK_STREAMS, sent_mp3_duration
-from tests.browser.test_flex_plugin import (  # noqa: F401 - fixtures
-    conversations,
-    customer_voice_note,
-    plugin_bundle,
-    stand_in_desktop,
-)
+from tests.browser.flex_desktop import customer_voice_note, stand_in_desktop
 
 PANEL = "[data-testid='voice-note-panel']"
 STATUS = "[data-testid='voice-note-status']"

@@ -7,7 +7,8 @@ import json
 
 from playwright.sync_api import expect
 
-from tests.conftest import AGENT_ATTRIBUTES, AGENT_IDENTITY, serving
+from tests.helpers.service import serving
+from webhook_app.sandbox.demo import AGENT_ATTRIBUTES, AGENT_IDENTITY
 
 PAGE = """<!doctype html><html><body><div id="panel"></div><div id="list"></div><script type="module">
 const config = __CONFIG__;

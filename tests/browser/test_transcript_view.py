@@ -17,11 +17,15 @@ from playwright.sync_api import expect
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before faster-whisper is imported: the bundled model, never the hub
 
-from tests.browser.test_agent_console import open_conversation, set_channel  # noqa: E402
-from tests.browser.test_flex_plugin import conversations, flex_page, plugin_bundle  # noqa: E402,F401 - fixtures
-from tests.conftest import post_webhook  # noqa: E402
-from tests.speech_samples import concatenate, normalize, require_espeak, speak  # noqa: E402
-from tests.test_transcripts_engine import require_transcribe_extra  # noqa: E402
+from tests.browser.console import open_conversation, set_channel  # noqa: E402
+from tests.helpers.speech_samples import (  # noqa: E402
+    concatenate,
+    normalize,
+    require_espeak,
+    require_transcribe_extra,
+    speak,
+)
+from tests.helpers.webhooks import post_webhook  # noqa: E402
 
 # Two sentences a second and a half apart: Whisper gives them as two segments at least.
 FIRST = "Hi, this is Maria, calling about my internet bill."

@@ -62,8 +62,8 @@ def _encode(source_args: list[str], path, kind: str) -> str:
 
 
 def speak(path, text: str, *, voice: str = "en-us", wpm: int = 160, kind: str = "mp3", pad_s: float = 0.0) -> str:
-    """`text` spoken by espeak-ng (`voice`, `wpm` words a minute), encoded as `kind` (tests/audio_samples.py's
-    KINDS: mp3, whatsapp_ogg, …) at `path` (its extension set by the kind). `pad_s` of silence before and after,
+    """`text` spoken by espeak-ng (`voice`, `wpm` words a minute), encoded as `kind` (audio_samples.py's KINDS:
+    mp3, whatsapp_ogg, …) at `path` (its extension set by the kind). `pad_s` of silence before and after,
     as a phone leaves around a note. Returns the file's path."""
     binary = espeak_binary()
     if binary is None:
