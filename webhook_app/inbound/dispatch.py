@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Row, or_, select, update
 
 from ..extensions import db
 from ..jobs import queue
+from ..jobs.claim import give_up
 from ..jobs.registry import Outbox, Recovered, registry
 from ..jobs.relay import BATCH_ROWS
 from ..models import AudioMessage, Status, utcnow
@@ -101,17 +102,15 @@ def take_back_orphans(now: datetime, stuck_before: datetime) -> Recovered:
     max_attempts = config["JOB_MAX_ATTEMPTS"]
     from_webhook = processed_by_jobs()
     stuck = (from_webhook, AudioMessage.status.in_(WORKING), AudioMessage.updated_at < stuck_before)
-    gave_up = db.session.scalars(
-        update(AudioMessage)
-        .where(*stuck, AudioMessage.attempts >= max_attempts)
-        .values(
-            status=Status.FAILED.value,
-            finished_at=now,
-            updated_at=now,
-            error=f"the worker stopped mid-job {max_attempts} times; giving up",
-        )
-        .returning(AudioMessage.id)
-    ).all()
+    gave_up = give_up(
+        AudioMessage,
+        AudioMessage.id,
+        stuck,
+        max_attempts,
+        Status.FAILED.value,
+        now,
+        f"the worker stopped mid-job {max_attempts} times; giving up",
+    )
     revived: Sequence[DispatchedRow] = db.session.execute(
         update(AudioMessage)
         .where(*stuck)

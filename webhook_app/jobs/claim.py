@@ -7,10 +7,12 @@ attempt count and timestamps; whoever moves that row from its waiting status to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Result, update
+from sqlalchemy.orm import InstrumentedAttribute
 
 from ..extensions import db
 from ..models import AudioMessage, Transcript
@@ -30,6 +32,25 @@ def claim(
     ).scalar()
     db.session.commit()
     return attempt
+
+
+def give_up(
+    model: type[AudioMessage] | type[Transcript],
+    key: InstrumentedAttribute[int],
+    stuck: tuple[ColumnElement[bool], ...],
+    max_attempts: int,
+    failed: str,
+    now: datetime,
+    error: str,
+) -> Sequence[int]:
+    """The sweeper's last word on `stuck` rows whose jobs have had `max_attempts` tries: `failed` with `error`,
+    without committing (the sweep's transaction does). Answers their `key`s."""
+    return db.session.scalars(
+        update(model)
+        .where(*stuck, model.attempts >= max_attempts)
+        .values(status=failed, finished_at=now, updated_at=now, error=error)
+        .returning(key)
+    ).all()
 
 
 def updated_rows(result: Result[Any]) -> int:

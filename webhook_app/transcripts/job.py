@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..jobs import queue
-from ..jobs.claim import claim, updated_rows
+from ..jobs.claim import claim, give_up, updated_rows
 from ..jobs.registry import Recovered, registry
 from ..media.storage import media_store
 from ..models import AudioMessage, Status, Transcript, TranscriptStatus, utcnow
@@ -267,17 +267,15 @@ def take_back_transcripts(now: datetime, stuck_before: datetime) -> Recovered:
     config = current_app.config
     max_attempts = config["JOB_MAX_ATTEMPTS"]
     running = (Transcript.status == TranscriptStatus.RUNNING.value, Transcript.updated_at < stuck_before)
-    gave_up = db.session.scalars(
-        update(Transcript)
-        .where(*running, Transcript.attempts >= max_attempts)
-        .values(
-            status=TranscriptStatus.FAILED.value,
-            finished_at=now,
-            updated_at=now,
-            error=f"the worker stopped mid-transcription {max_attempts} times; giving up",
-        )
-        .returning(Transcript.audio_message_id)
-    ).all()
+    gave_up = give_up(
+        Transcript,
+        Transcript.audio_message_id,
+        running,
+        max_attempts,
+        TranscriptStatus.FAILED.value,
+        now,
+        f"the worker stopped mid-transcription {max_attempts} times; giving up",
+    )
     revived = db.session.scalars(
         update(Transcript)
         .where(*running)
