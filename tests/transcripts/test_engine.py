@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -254,3 +255,37 @@ def test_the_scoring_normalizer_reads_numbers_and_spellings_alike(reference, hyp
 def test_word_error_rate_counts_substitutions_deletions_and_insertions():
     assert speech_samples.word_error_rate([("call me back please", "call he back")]) == 2 / 4
     assert speech_samples.word_error_rate([("call me", "call me back now")]) == 2 / 2
+
+
+FORK_BESIDE_BLAS = """
+import os, subprocess, sys, threading
+import webhook_app.transcripts.engine  # sets up numpy before its first import
+import numpy
+from webhook_app.audio.ffmpeg import die_with_parent
+
+print(len(os.listdir("/proc/self/task")))  # a multithreaded OpenBLAS has started its threads on import
+
+stop = threading.Event()
+
+def features():  # what the engine's numpy does while a job beside it starts ffmpeg
+    a = numpy.random.rand(300, 300)
+    while not stop.is_set():
+        a @ a
+
+threading.Thread(target=features, daemon=True).start()
+for _ in range(300):
+    subprocess.Popen(["true"], preexec_fn=die_with_parent).wait()
+stop.set()
+print("done")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
+def test_starting_ffmpeg_beside_numpy_does_not_hang_the_process(extra):
+    # A fork (Popen with a preexec_fn, as ffmpeg is started) while another thread was in a multithreaded OpenBLAS
+    # call hung the whole in-process job runner's process, the web server with it (often within a hundred forks:
+    # the loop alone catches it only sometimes, the thread count always).
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", FORK_BESIDE_BLAS], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["1", "done"]  # one thread: OpenBLAS has none of its own to join at a fork
