@@ -52,13 +52,7 @@ from ..audio.bounded import DEFAULT_MEMORY_MB, AudioError
 from ..audio.transcode import decode_to_pcm
 from ..models import TranscriptSegment
 
-# numpy's OpenBLAS single threaded, set before this module first imports numpy (nothing else in the service does).
-# Where a process transcribes beside other jobs (the in-process runner: `flask serve`, SQLite's default web
-# workers), ffmpeg is started by fork (its preexec_fn sets limits), and OpenBLAS's fork handler joins its own
-# threads: while another thread is in a BLAS call it waits forever, holding the GIL, and the whole process stops
-# answering (found fuzzing /agent/api/.../simulate-voice-note; tests/transcripts/test_engine.py). numpy only computes
-# features here; CTranslate2, which does the model's work, has threads of its own.
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"  # before numpy loads: a threaded one hangs ffmpeg's fork (test_engine.py)
 
 if TYPE_CHECKING:
     import numpy
