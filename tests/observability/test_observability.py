@@ -100,8 +100,17 @@ def test_metrics_say_when_the_queue_does_not_answer(client, app):
 
 def test_metrics_token_when_configured(client, app):
     app.config["METRICS_TOKEN"] = "scrape-me"
+    refused = client.get("/metrics", headers={"Authorization": "Bearer wrong"})
+    assert refused.status_code == 401  # in the one error shape, as every error (it was text/plain)
+    assert refused.get_json()["error"]["code"] == "unauthorized"
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).status_code == 200
+
+
+def test_a_method_metrics_does_not_take_is_405_in_the_one_error_shape(client):
+    response = client.post("/metrics")  # was werkzeug's HTML page
+    assert response.status_code == 405 and response.headers["Allow"]
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
 
 
 def test_log_timestamps_are_utc_whatever_the_local_zone(monkeypatch):

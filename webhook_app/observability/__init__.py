@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 
 from ..extensions import db
 from ..models import AudioMessage
+from ..web.errors import ApiError
 from .metrics import HTTP_REQUESTS, HTTP_SECONDS, process_metrics
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -191,7 +192,7 @@ def metrics() -> Response:
     if token:
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(sent.encode(), token.encode()):
-            return Response("unauthorized\n", status=401, mimetype="text/plain")
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer <METRICS_TOKEN>")
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     scrape = Scrape(process_metrics(), StateCollector(current_app.extensions["jobs"]))
     return Response(encode(scrape), headers={"Content-Type": content_type})

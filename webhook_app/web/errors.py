@@ -77,7 +77,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(exc: HTTPException) -> Response | HTTPException:
-        if request.path.startswith(("/api/", "/agent/api/", "/twilio/", "/media/", "/healthz")):
+        if request.path.startswith(("/api/", "/agent/api/", "/twilio/", "/media/", "/healthz", "/metrics")):
             code = (exc.name or "error").lower().replace(" ", "_")
             # What the exception says beyond its body (a 416's Content-Range, a 405's Allow) stays.
             headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
