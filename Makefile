@@ -1,11 +1,11 @@
-# `make run`, `make test` and `make test-all` work on a fresh machine with only Python 3.11+ and make.
+# `make run`, `make test` and `make test-fast` work on a fresh machine with only Python 3.11+ and make.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export FLASK_APP := webhook_app
 
-.PHONY: run test test-all lint worker bench migrate install lock clean
+.PHONY: run test test-fast lint worker bench migrate install lock clean
 
 # The test venv takes the deploy lock's pins as constraints, so tests run against what a deploy installs.
 # requirements-transcribe.txt (the lock with the transcribe extra) joins them without its hashes: pip would check
@@ -29,14 +29,14 @@ run: migrate
 worker: migrate
 	$(BIN)/flask --app webhook_app worker
 
-# The everyday run: everything but the tests marked slow (real browsers, gunicorn, worker and redis-server
-# processes), spread over the machine's cores. `make test-all` (what CI runs) adds the slow ones, one at a time:
-# they measure timing, and every gunicorn on a machine shares one control socket.
-test: lint
-	$(BIN)/python -m pytest -n auto -m "not slow" $(PYTEST_ARGS)
-
-test-all: test
+# The whole suite (what CI runs): the tests not marked slow spread over the machine's cores, then the slow ones
+# (real browsers, gunicorn, worker and redis-server processes) one at a time: they measure timing, and every
+# gunicorn on a machine shares one control socket. `make test-fast` is the first half alone, for the edit-test loop.
+test: test-fast
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-fast: lint
+	$(BIN)/python -m pytest -n auto -m "not slow" $(PYTEST_ARGS)
 
 # ruff's lint and format checks and mypy, strict on webhook_app/ (all configured in pyproject.toml);
 # `$(BIN)/ruff format .` rewrites what the format check would refuse.
